@@ -1,0 +1,1 @@
+"""Glue between DuckDB and Python: Arrow UDF registration and batch helpers."""

@@ -1,0 +1,143 @@
+"""The mldb sqlglot dialect (DuckDB plus mldb's statements and functions) and the splitter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import Token, TokenType
+
+from mldb import errors
+from mldb.frontend.grammar import load_grammars
+
+_GRAMMARS = load_grammars()
+
+
+def _merged(attribute: str) -> dict:
+    merged: dict = {}
+    for module in _GRAMMARS:
+        merged.update(getattr(module, attribute, {}))
+    return merged
+
+
+def _merged_statements() -> dict[str, tuple]:
+    merged: dict[str, tuple] = {}
+    for module in _GRAMMARS:
+        for word, rules in getattr(module, "STATEMENTS", {}).items():
+            merged[word] = merged.get(word, ()) + tuple(rules)
+    return merged
+
+
+TRIGGERS: frozenset[str] = frozenset(
+    word.upper() for module in _GRAMMARS for word in getattr(module, "TRIGGERS", ())
+)
+STATEMENT_RULES = _merged_statements()
+
+
+class MLDB(DuckDB):
+    class Parser(DuckDB.Parser):
+        FUNCTIONS = {**DuckDB.Parser.FUNCTIONS, **_merged("FUNCTIONS")}
+        FUNCTION_PARSERS = {**DuckDB.Parser.FUNCTION_PARSERS, **_merged("FUNCTION_PARSERS")}
+
+        def _parse_statement(self) -> exp.Expression | None:
+            rules = STATEMENT_RULES.get(self._curr.text.upper(), ()) if self._curr else ()
+            for rule in rules:
+                start = self._index
+                node = rule(self)
+                if node is not None:
+                    return node
+                self._retreat(start)
+            return super()._parse_statement()
+
+
+_DIALECT = MLDB()
+
+
+@dataclass
+class Statement:
+    """One statement of a SQL string: its original text and its tokens."""
+
+    text: str
+    tokens: list[Token]
+    offset: int = 0  # where ``text`` starts in the string it was split from (token positions count from there)
+
+    def tail(self, skip: int) -> "Statement":
+        """The statement without its first ``skip`` tokens (e.g. after ``EXPLAIN``)."""
+        start = self.tokens[skip].start
+        return Statement(self.text[start - self.offset :], self.tokens[skip:], start)
+
+    @property
+    def words(self) -> set[str]:
+        return {token.text.upper() for token in self.tokens}
+
+    @property
+    def first_word(self) -> str:
+        return self.tokens[0].text.upper() if self.tokens else ""
+
+    @property
+    def has_mldb(self) -> bool:
+        return not TRIGGERS.isdisjoint(self.words)
+
+    @property
+    def placeholders(self) -> int:
+        return sum(t.token_type in (TokenType.PLACEHOLDER, TokenType.PARAMETER) for t in self.tokens)
+
+
+def split_statements(sql: str) -> list[Statement] | None:
+    """Split on top-level semicolons using sqlglot's tokenizer (strings and comments stay whole).
+
+    Returns ``None`` when the tokenizer cannot read the text; the caller then hands the
+    whole string to DuckDB unchanged.
+    """
+    try:
+        tokens = _DIALECT.tokenize(sql)
+    except TokenError:
+        return None
+    statements, current, start = [], [], 0
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            _append(statements, sql, start, token.end, current)
+            current, start = [], token.end + 1
+        else:
+            current.append(token)
+    _append(statements, sql, start, len(sql), current)
+    return statements
+
+
+def _append(statements: list[Statement], sql: str, start: int, end: int, tokens: list[Token]) -> None:
+    """Add ``sql[start:end]`` (without its semicolon and surrounding blanks) if it holds tokens."""
+    if not tokens:
+        return
+    text = sql[start:end]
+    offset = start + len(text) - len(text.lstrip())
+    statements.append(Statement(text.strip(), tokens, offset))
+
+
+def parse(statement: Statement) -> exp.Expression | None:
+    """Parse one statement with the mldb dialect; ``None`` when sqlglot cannot.
+
+    An mldb statement that fails to parse is a syntax error (raised with its position);
+    anything else that sqlglot cannot read is left for DuckDB to judge.
+    """
+    try:
+        trees = _DIALECT.parser().parse(statement.tokens, statement.text)
+    except ParseError as error:
+        if statement.first_word in STATEMENT_RULES and _is_mldb_statement(statement):
+            raise _syntax_error(error) from None
+        return None
+    return trees[0] if trees else None
+
+
+def _is_mldb_statement(statement: Statement) -> bool:
+    words = [t.text.upper() for t in statement.tokens[:6]]
+    return bool(TRIGGERS.intersection(words))
+
+
+def _syntax_error(error: ParseError) -> errors.ProgrammingError:
+    detail = error.errors[0] if error.errors else {}
+    message = detail.get("description") or str(error)
+    column = detail.get("col")
+    where = f" at line {detail.get('line')}, column {column}" if column else ""
+    return errors.ProgrammingError(f"syntax error{where}: {message}", sqlstate="42601", position=column)

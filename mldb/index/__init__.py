@@ -1,0 +1,1 @@
+"""EMBED and FAISS vector indexes."""

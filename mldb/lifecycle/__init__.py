@@ -1,0 +1,1 @@
+"""Lifecycle: prediction log, feature statistics, drift, lineage, snapshots."""

@@ -1,0 +1,1 @@
+"""Models: training, the registry, PREDICT / PREDICT_PROBA / EVALUATE."""

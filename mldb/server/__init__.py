@@ -1,0 +1,1 @@
+"""``mldb serve``: the PostgreSQL wire protocol."""

@@ -1,0 +1,202 @@
+"""Session: the one entry point every frontend uses, ``execute(sql, params) -> Result``.
+
+A ``Database`` owns the DuckDB database (one root connection, mldb's catalog and
+functions registered once). Each DB-API cursor, wire client or shell gets its own
+``Session`` on a DuckDB cursor of that root, so each has its own transaction state
+and pending result, as in DuckDB itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import duckdb
+
+from mldb import catalog, errors
+from mldb.frontend import MLDB, Statement, parse, split_statements
+from mldb.frontend.expressions import MldbStatement
+from mldb.plan.hooks import hooks_for
+from mldb.plan.rules import RewriteContext, rewrite
+from mldb.plan.steps import run_step
+from mldb.result import Result
+
+
+class Database:
+    """One open DuckDB database with mldb's catalog and functions attached."""
+
+    def __init__(self, path: str = ":memory:", *, read_only: bool = False, config: dict | None = None):
+        self.path = path
+        self.read_only = read_only
+        self.lock = threading.RLock()  # serialises mldb steps that rewrite catalog state
+        try:
+            self.root = duckdb.connect(path, read_only=read_only, config=config or {})
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+        if not read_only:
+            catalog.ensure(self.root)
+        from mldb.engine.udf import register_builtin_functions
+
+        register_builtin_functions(self.root)
+
+    def session(self) -> "Session":
+        return Session(self, self.root.cursor())
+
+    def close(self) -> None:
+        self.root.close()
+
+
+class Session:
+    def __init__(self, database: Database, con: duckdb.DuckDBPyConnection):
+        self.database = database
+        self.con = con
+        self.closed = False
+
+    # -- the entry point -------------------------------------------------------------
+    def execute(self, sql: str, params=None) -> Result:
+        """Run one or more statements; the result is the last statement's."""
+        self._check_open()
+        if not isinstance(sql, str):
+            raise errors.ProgrammingError(f"SQL must be a string, got {type(sql).__name__}")
+        statements = split_statements(sql)
+        if statements is None:  # sqlglot cannot tokenize it: DuckDB judges the text as written
+            return self._run_duckdb(sql, params, _first_word(sql))
+        if not statements:
+            raise errors.ProgrammingError("empty query: there is no statement to execute")
+        result = None
+        for statement, statement_params in _distribute(statements, params):
+            result = self._execute_one(statement, statement_params)
+        return result
+
+    def _execute_one(self, statement: Statement, params) -> Result:
+        if not statement.has_mldb:
+            return self._run_plain(statement, params)
+        prefix, inner = _split_explain(statement)
+        tree = parse(inner)
+        if tree is None:
+            return self._run_plain(statement, params)
+        if isinstance(tree, MldbStatement):
+            if prefix:
+                raise errors.NotSupportedError(f"EXPLAIN of {inner.first_word} is not supported")
+            return run_step(self, tree, params)
+        context = RewriteContext(self, params)
+        tree = rewrite(tree, context)
+        if not context.notes:
+            return self._run_plain(statement, params)
+        return self._run_duckdb(prefix + tree.sql(dialect=MLDB), params, statement.first_word)
+
+    def _run_plain(self, statement: Statement, params) -> Result:
+        hooks = [hook for hook in hooks_for(statement.first_word) if hook(self, statement, "check")]
+        if not hooks:
+            return self._run_duckdb(statement.text, params, statement.first_word)
+        with self.transaction():
+            for hook in hooks:
+                hook(self, statement, "before")
+            result = self._run_duckdb(statement.text, params, statement.first_word)
+            result = _materialize(result)
+            for hook in hooks:
+                hook(self, statement, "after")
+        return result
+
+    def _run_duckdb(self, sql: str, params, status: str) -> Result:
+        try:
+            if params is None:
+                self.con.execute(sql)
+            else:
+                self.con.execute(sql, params)
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+        return Result.from_duckdb(self.con, status)
+
+    # -- helpers for steps -------------------------------------------------------------
+    def sql(self, sql: str, params=None):
+        """Run internal SQL on this session's connection, translating errors."""
+        try:
+            return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN ... COMMIT around the block (ROLLBACK on error), or join the user's open one."""
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+        except duckdb.TransactionException:
+            yield  # already inside the user's transaction: it decides
+            return
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
+            raise
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+
+    @property
+    def in_transaction(self) -> bool:
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+        except duckdb.TransactionException:
+            return True
+        self.con.execute("ROLLBACK")
+        return False
+
+    def interrupt(self) -> None:
+        self.con.interrupt()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(duckdb.Error):
+                self.con.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise errors.InterfaceError("the connection or cursor is closed")
+
+
+def _first_word(sql: str) -> str:
+    words = sql.split(None, 1)
+    return words[0].upper().rstrip(";") if words else ""
+
+
+def _split_explain(statement: Statement) -> tuple[str, Statement]:
+    """``EXPLAIN [ANALYZE] <stmt>`` -> ("EXPLAIN [ANALYZE] ", <stmt>) so rules see the inner query."""
+    words = [token.text.upper() for token in statement.tokens[:2]]
+    skip = 0
+    if words and words[0] == "EXPLAIN":
+        skip = 2 if words[1:] == ["ANALYZE"] else 1
+    if not skip or skip >= len(statement.tokens):
+        return "", statement
+    return " ".join(words[:skip]) + " ", statement.tail(skip)
+
+
+def _distribute(statements: list[Statement], params):
+    """Give each statement its share of the parameters (``?`` are consumed in order)."""
+    if params is None or len(statements) == 1:
+        for statement in statements:
+            yield statement, params
+        return
+    if isinstance(params, dict):
+        for statement in statements:
+            yield statement, (params if statement.placeholders else None)
+        return
+    params = list(params)
+    for statement in statements:
+        count = statement.placeholders
+        yield statement, (params[:count] if count else None)
+        params = params[count:]
+
+
+def _materialize(result: Result) -> Result:
+    """Keep a result readable after more statements run on the same connection."""
+    if not result.has_rows:
+        return Result.done(result.status, result.rowcount)
+    table = result.arrow()
+    holder = duckdb.connect()
+    holder.register("materialized", table)
+    holder.execute("SELECT * FROM materialized")
+    return Result.from_duckdb(holder, result.status)
