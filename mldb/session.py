@@ -83,7 +83,10 @@ class Session:
         tree = rewrite(tree, context)
         if not context.notes:
             return self._run_plain(statement, params)
-        return self._run_duckdb(prefix + tree.sql(dialect=MLDB), params, statement.first_word)
+        result = self._run_duckdb(prefix + tree.sql(dialect=MLDB), params, statement.first_word)
+        for callback in context.after:
+            callback()
+        return result
 
     def _run_plain(self, statement: Statement, params) -> Result:
         hooks = [hook for hook in hooks_for(statement.first_word) if hook(self, statement, "check")]

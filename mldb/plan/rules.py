@@ -37,9 +37,15 @@ class RewriteContext:
     session: "Session"
     params: object = None
     notes: list[str] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)  # run once the statement has executed
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def on_success(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` after the rewritten statement executed without error
+        (e.g. write one ``mldb.prediction_log`` row, record a lineage edge)."""
+        self.after.append(callback)
 
 
 @cache
