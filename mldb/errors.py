@@ -66,7 +66,7 @@ _DUCKDB_ERRORS: dict[str, tuple[type[Error], str]] = {
     "SyntaxException": (ProgrammingError, "42601"),
     "CatalogException": (ProgrammingError, "42P01"),
     "BinderException": (ProgrammingError, "42703"),
-    "InvalidInputException": (ProgrammingError, "22023"),
+    "InvalidInputException": (ProgrammingError, "42000"),
     "InvalidTypeException": (ProgrammingError, "42804"),
     "ConversionException": (DataError, "22P02"),
     "OutOfRangeException": (DataError, "22003"),
@@ -110,6 +110,8 @@ def translate(error: duckdb.Error) -> Error:
             cls, sqlstate = _DUCKDB_ERRORS[base.__name__]
             break
     sqlstate = _refine_sqlstate(type(error).__name__, message, sqlstate)
+    if sqlstate.startswith("22"):
+        cls = DataError  # DuckDB raises some data errors (division by zero) as invalid input
     return cls(message, sqlstate=sqlstate)
 
 

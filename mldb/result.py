@@ -8,6 +8,7 @@ return no rows have ``cursor = None`` and a ``rowcount``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import duckdb
@@ -58,6 +59,7 @@ class Result:
     def arrow_reader(self, batch_size: int = 100_000):
         return _guard(lambda: self._rows().to_arrow_reader(batch_size))
 
+
     def pl(self):
         import polars
 
@@ -76,6 +78,9 @@ def _is_count(description) -> bool:
 
 def _guard(fetch):
     try:
-        return fetch()
+        with warnings.catch_warnings():
+            # DuckDB warns that Arrow from a DB-API result copies; the rows are already computed.
+            warnings.simplefilter("ignore", UserWarning)
+            return fetch()
     except duckdb.Error as error:
         raise errors.translate(error) from None

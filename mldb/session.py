@@ -168,13 +168,15 @@ def _first_word(sql: str) -> str:
 
 def _split_explain(statement: Statement) -> tuple[str, Statement]:
     """``EXPLAIN [ANALYZE] <stmt>`` -> ("EXPLAIN [ANALYZE] ", <stmt>) so rules see the inner query."""
-    words = [token.text.upper() for token in statement.tokens[:2]]
-    skip = 0
-    if words and words[0] == "EXPLAIN":
-        skip = 2 if words[1:] == ["ANALYZE"] else 1
-    if not skip or skip >= len(statement.tokens):
+    if statement.first_word != "EXPLAIN":
         return "", statement
-    return " ".join(words[:skip]) + " ", statement.tail(skip)
+    inner = statement.rest()
+    if inner is None:
+        return "", statement
+    prefix = "EXPLAIN "
+    if inner.first_word == "ANALYZE" and (analyzed := inner.rest()) is not None:
+        prefix, inner = "EXPLAIN ANALYZE ", analyzed
+    return prefix, inner
 
 
 def _distribute(statements: list[Statement], params):

@@ -63,10 +63,16 @@ class Statement:
     tokens: list[Token]
     offset: int = 0  # where ``text`` starts in the string it was split from (token positions count from there)
 
-    def tail(self, skip: int) -> "Statement":
-        """The statement without its first ``skip`` tokens (e.g. after ``EXPLAIN``)."""
-        start = self.tokens[skip].start
-        return Statement(self.text[start - self.offset :], self.tokens[skip:], start)
+    def rest(self) -> "Statement | None":
+        """The statement after its first word, re-tokenized (sqlglot reads e.g. EXPLAIN's
+        remainder as one raw token). ``None`` when nothing follows."""
+        first_word = self.tokens[0]
+        start = first_word.start + len(first_word.text)  # (a command token's .end is not reliable)
+        parts = split_statements(self.text[start - self.offset :])
+        if not parts:
+            return None
+        first = parts[0]
+        return Statement(first.text, first.tokens, start + first.offset)
 
     @property
     def words(self) -> set[str]:
