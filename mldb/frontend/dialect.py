@@ -71,8 +71,11 @@ class Statement:
         parts = split_statements(self.text[start - self.offset :])
         if not parts:
             return None
-        first = parts[0]
-        return Statement(first.text, first.tokens, start + first.offset)
+        inner = parts[0]
+        for token in inner.tokens:  # positions count from the whole string again
+            token.start += start
+            token.end += start
+        return Statement(inner.text, inner.tokens, start + inner.offset)
 
     @property
     def words(self) -> set[str]:
