@@ -26,7 +26,6 @@ class Connection:
     def __init__(self, database: Database):
         self._database = database
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-        self._main = self._new_session()
         self.closed = False
 
     # -- PEP 249 ----------------------------------------------------------------------
