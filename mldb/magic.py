@@ -1,0 +1,335 @@
+"""``%mldb`` / ``%%mldb``: SQL cells in Jupyter, a thin frontend over the DB-API.
+
+    %load_ext mldb
+    %%mldb shop.db                  run the cell on shop.db (it stays the current database)
+    %%mldb con                      ... or on an mldb connection named in the notebook
+    %%mldb top <<                   store the result in ``top`` (polars; --pandas or --arrow)
+    %mldb SELECT * FROM t WHERE id = {ident}      {name} binds a notebook variable as a parameter
+    %mldb --plot training churn     a model's training curves (see mldb.plot)
+    %config MldbMagic.max_rows = 50 rows shown per result (the note gives the total)
+
+Without a database the cells share one in-memory database per kernel. An error shows
+as one short message (class, SQLSTATE, text and DuckDB's pointer into the SQL); the
+exception is still raised, so the cell fails and "run all" stops.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import weakref
+from dataclasses import dataclass
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from traitlets import Integer
+
+from mldb import errors
+
+OUTPUTS = ("polars", "pandas", "arrow")
+_VERBS = {"INSERT": "inserted", "UPDATE": "updated", "DELETE": "deleted", "COPY": "copied", "MERGE": "merged"}
+_QUERY_WORDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "SUMMARIZE",
+                          "PRAGMA", "EXPLAIN", "CALL", "PIVOT", "UNPIVOT"})
+USAGE = ("%mldb [--connect DB] [--pandas|--arrow] [--max-rows N] [NAME <<] SQL\n"
+         "%%mldb [--pandas|--arrow] [--max-rows N] [DB or connection] [NAME <<]\n"
+         "%mldb --plot training|drift|volume MODEL [QUERY]")
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(MldbMagic)
+
+
+@dataclass
+class Call:
+    """What one ``%mldb`` line (plus the cell body) asks for."""
+
+    sql: str = ""
+    target: str | None = None  # a database path or the name of a connection in the notebook
+    variable: str | None = None  # ``NAME <<``: store the result there
+    output: str = "polars"
+    max_rows: int | None = None
+    plot: tuple[str, str] | None = None  # (kind, model)
+
+
+@magics_class
+class MldbMagic(Magics):
+    max_rows = Integer(20, help="Rows shown per result; a note gives the total.").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self._opened: dict[str, object] = {}  # database path -> connection the magic opened
+        self._cursors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._current = None
+
+    @no_var_expand  # IPython would paste {name} into the text; we bind it as a parameter instead
+    @line_cell_magic
+    def mldb(self, line: str, cell: str | None = None):
+        """Run SQL on an mldb database; see the module docstring for the forms."""
+        try:
+            return self._run(parse_call(line, cell))
+        except errors.Error as error:
+            error._render_traceback_ = functools.partial(render_error, error)  # shown instead of a traceback
+            raise error from None
+
+    def _run(self, call: Call):
+        connection = self._connection(call.target)
+        if call.plot:
+            return self._plot(connection, call)
+        if not call.sql.strip():
+            if call.target and not call.variable:
+                return Status(f"OK, using {call.target}")
+            raise errors.ProgrammingError(f"no SQL to run; usage:\n{USAGE}")
+        sql, params = bind_variables(call.sql, self.shell.user_ns)
+        cursor = self._cursor(connection)
+        cursor.execute(sql, params)
+        if call.variable:
+            self.shell.user_ns[call.variable] = _fetch(cursor, call.output)
+            return None
+        if _is_status_only(cursor):
+            return Status(status_line(cursor))
+        return ResultTable(cursor.arrow(), call.max_rows or self.max_rows)
+
+    # -- connections -------------------------------------------------------------------
+    def _connection(self, target: str | None):
+        """The connection ``target`` names (it becomes the current one), else the current one."""
+        if target is not None:
+            self._current = self._resolve(target)
+        if self._current is None or self._current.closed:
+            self._current = self._open(":memory:")
+        return self._current
+
+    def _resolve(self, target: str):
+        from mldb.dbapi import Connection
+
+        value = self.shell.user_ns.get(target) if target.isidentifier() else None
+        if isinstance(value, Connection):
+            return value
+        if value is not None:
+            raise errors.ProgrammingError(f"{target} is a {type(value).__name__}, not an mldb connection")
+        if target == ":memory:" or "." in target or os.sep in target:
+            return self._open(target)
+        raise errors.ProgrammingError(f"unknown database {target!r}: name an mldb connection of the notebook "
+                                      "or a database file such as shop.db")
+
+    def _open(self, path: str):
+        import mldb
+
+        key = path if path == ":memory:" else os.path.abspath(os.path.expanduser(path))
+        connection = self._opened.get(key)
+        if connection is None or connection.closed:
+            connection = self._opened[key] = mldb.connect(key)
+        return connection
+
+    def _cursor(self, connection):
+        """One cursor per connection, kept across cells (so BEGIN in one cell holds in the next)."""
+        cursor = self._cursors.get(connection)
+        if cursor is None or cursor.closed:
+            cursor = self._cursors[connection] = connection.cursor()
+        return cursor
+
+    # -- plots -------------------------------------------------------------------------
+    def _plot(self, connection, call: Call):
+        from IPython.display import display
+
+        from mldb import plot
+
+        kind, model = call.plot
+        ax = plot.draw(connection, kind, model, call.sql)
+        display(ax.figure)
+        _close_figure(ax.figure)
+
+
+# -- parsing the magic line ----------------------------------------------------------------
+def parse_call(line: str, cell: str | None) -> Call:
+    """``[--options] [target] [NAME <<]`` on the line; the SQL is the cell (or the rest of the line)."""
+    call, rest = Call(), line.strip()
+    while rest.startswith("--") and rest[2:3].isalpha():
+        option, rest = _next_word(rest)
+        rest = _apply_option(call, option, rest)
+    if cell is None:  # line magic: [NAME <<] SQL
+        call.variable, call.sql = _split_store(rest)
+        return call
+    head = rest
+    if head.endswith("<<"):
+        words = head[:-2].split()
+        if not words:
+            raise errors.ProgrammingError("'<<' needs a variable name before it, as in: %%mldb result <<")
+        call.variable, head = _check_name(words[-1]), " ".join(words[:-1])
+    words = head.split()
+    if call.plot:
+        call.sql = " ".join([head, cell])
+        return call
+    if len(words) > 1:
+        raise errors.ProgrammingError(f"unexpected {' '.join(words[1:])!r} after the database; usage:\n{USAGE}")
+    if words:
+        if call.target is not None:
+            raise errors.ProgrammingError("name the database once: either --connect or the first word")
+        call.target = words[0]
+    call.sql = cell
+    return call
+
+
+def _apply_option(call: Call, option: str, rest: str) -> str:
+    if option[2:] in OUTPUTS:
+        call.output = option[2:]
+    elif option == "--connect":
+        call.target, rest = _required_word(option, rest)
+    elif option == "--max-rows":
+        value, rest = _required_word(option, rest)
+        if not value.isdigit() or int(value) < 1:
+            raise errors.ProgrammingError(f"--max-rows needs a positive whole number, got {value!r}")
+        call.max_rows = int(value)
+    elif option == "--plot":
+        kind, rest = _required_word(option, rest)
+        model, rest = _required_word(option, rest)
+        call.plot = (kind, model)
+        call.sql = rest
+    else:
+        raise errors.ProgrammingError(f"unknown option {option}; usage:\n{USAGE}")
+    return rest
+
+
+def _next_word(text: str) -> tuple[str, str]:
+    parts = text.split(None, 1)
+    return parts[0], (parts[1] if len(parts) > 1 else "")
+
+
+def _required_word(option: str, text: str) -> tuple[str, str]:
+    if not text.strip():
+        raise errors.ProgrammingError(f"{option} needs a value; usage:\n{USAGE}")
+    return _next_word(text)
+
+
+def _split_store(text: str) -> tuple[str | None, str]:
+    """``NAME << SQL`` -> (NAME, SQL); SQL alone (even one using the ``<<`` operator) -> (None, SQL)."""
+    before, found, after = text.partition("<<")
+    words = before.split()
+    if not found or len(words) != 1 or any(c in words[0] for c in "()'\"[]{},;"):
+        return None, text
+    return _check_name(words[0]), after
+
+
+def _check_name(name: str) -> str:
+    import keyword
+
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise errors.ProgrammingError(f"{name!r} is not a valid Python variable name to store the result in")
+    return name
+
+
+# -- {name} parameters ---------------------------------------------------------------------
+def bind_variables(sql: str, namespace: dict) -> tuple[str, list | None]:
+    """Replace each ``{name}`` by a ``?`` placeholder bound to the notebook's value of ``name``.
+
+    Found with the SQL tokenizer, so braces inside strings and comments stay as written;
+    the value travels as a parameter, never as SQL text.
+    """
+    from sqlglot.errors import TokenError
+    from sqlglot.tokens import TokenType
+
+    from mldb.frontend.dialect import MLDB
+
+    try:
+        tokens = MLDB().tokenize(sql)
+    except TokenError:
+        return sql, None  # DuckDB will judge the text as written
+    pieces, params, start = [], [], 0
+    for left, name, right in zip(tokens, tokens[1:], tokens[2:]):
+        if (left.token_type, right.token_type) != (TokenType.L_BRACE, TokenType.R_BRACE):
+            continue
+        if sql[name.start:name.end + 1] != name.text or not name.text.isidentifier():
+            continue  # a string or quoted identifier: not a variable
+        if name.text not in namespace:
+            raise errors.ProgrammingError(f"{{{name.text}}}: there is no variable {name.text!r} in the notebook")
+        pieces += [sql[start:left.start], "?"]
+        params.append(namespace[name.text])
+        start = right.end + 1
+    if not params:
+        return sql, None
+    return "".join(pieces) + sql[start:], params
+
+
+# -- showing results -----------------------------------------------------------------------
+class ResultTable:
+    """The first ``max_rows`` rows as polars' HTML table, with a note of the total."""
+
+    def __init__(self, table, max_rows: int):
+        import polars
+
+        self.total = table.num_rows
+        self.max_rows = max_rows
+        self.frame = polars.from_arrow(table.slice(0, max_rows))
+
+    @property
+    def note(self) -> str:
+        shown = min(self.total, self.max_rows)
+        rows = f"{self.total:,} row{'s' if self.total != 1 else ''}"
+        return rows if shown == self.total else f"{rows}, {shown:,} shown"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        import polars
+
+        with polars.Config(tbl_rows=self.max_rows, tbl_hide_dataframe_shape=True):
+            table = self.frame._repr_html_()
+        return f"{table}<p><small>{html.escape(self.note)}</small></p>"
+
+    def __repr__(self) -> str:
+        import polars
+
+        with polars.Config(tbl_rows=self.max_rows, tbl_hide_dataframe_shape=True):
+            return f"{self.frame}\n{self.note}"
+
+
+@dataclass
+class Status:
+    """A statement without rows: one line such as ``OK, 3 rows inserted``."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def status_line(cursor) -> str:
+    count = cursor.rowcount
+    if cursor.status in _VERBS and count >= 0:
+        return f"OK, {count:,} row{'s' if count != 1 else ''} {_VERBS[cursor.status]}"
+    if cursor.description and cursor.description[0][0] == "Count":
+        rows = cursor.fetchall()  # CREATE TABLE ... AS reports how many rows it wrote
+        if rows and rows[0][0] is not None:
+            return f"OK, {cursor.status}, {rows[0][0]:,} row{'s' if rows[0][0] != 1 else ''}"
+    return f"OK, {cursor.status}" if cursor.status else "OK"
+
+
+def _is_status_only(cursor) -> bool:
+    """DuckDB answers INSERT/CREATE/BEGIN/SET with one ``Count`` or ``Success`` column."""
+    description = cursor.description
+    if description is None:
+        return True
+    return (cursor.status not in _QUERY_WORDS and len(description) == 1
+            and description[0][0] in ("Count", "Success"))
+
+
+def _fetch(cursor, output: str):
+    if cursor.description is None:
+        return None
+    return {"polars": cursor.pl, "pandas": cursor.df, "arrow": cursor.arrow}[output]()
+
+
+def render_error(error: errors.Error) -> list[str]:
+    """``Class (SQLSTATE x): first line``, plus DuckDB's ``LINE n:`` pointer when it gave one."""
+    lines = str(error).strip().splitlines() or [""]
+    shown = [f"{type(error).__name__} (SQLSTATE {error.sqlstate}): {lines[0]}"]
+    pointer = next((i for i, text in enumerate(lines) if text.startswith("LINE ")), None)
+    if pointer is not None:
+        shown += lines[pointer:pointer + 2]
+    elif len(lines) > 1 and lines[0].endswith(":"):
+        shown += lines[1:]  # a message that announces more (e.g. the usage text)
+    return shown
+
+
+def _close_figure(figure) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)

@@ -1,0 +1,153 @@
+"""%mldb / %%mldb in a real IPython shell: tables, status lines, <<, {name} parameters, errors."""
+
+from __future__ import annotations
+
+import polars
+import pyarrow
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import mldb
+from mldb.magic import MldbMagic, ResultTable, Status
+
+
+@pytest.fixture
+def ip():
+    """The IPython shell with a fresh %mldb (its own per-kernel in-memory database)."""
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mldb")
+    shell.register_magics(MldbMagic(shell=shell))
+    yield shell
+    for name in ("x", "lo", "name", "con", "values"):
+        shell.user_ns.pop(name, None)
+
+
+def run(ip, source: str):
+    return ip.run_cell(source, store_history=False)
+
+
+def ok(ip, source: str):
+    result = run(ip, source)
+    assert result.success, result.error_in_exec or result.error_before_exec
+    return result.result
+
+
+def failed(ip, source: str, capsys) -> tuple[Exception, str]:
+    result = run(ip, source)
+    assert not result.success
+    return result.error_in_exec, capsys.readouterr().out
+
+
+def test_load_ext_registers_line_and_cell_magic():
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mldb")
+    assert shell.find_line_magic("mldb") is not None
+    assert shell.find_cell_magic("mldb") is not None
+
+
+def test_result_is_a_capped_table_with_the_total(ip):
+    ok(ip, "%mldb CREATE TABLE t AS SELECT range AS a, 'x' || range AS b FROM range(100)")
+    table = ok(ip, "%mldb SELECT * FROM t ORDER BY a")
+    assert isinstance(table, ResultTable)
+    page = table._repr_html_()
+    assert "100 rows, 20 shown" in page
+    assert page.count("<tr>") == 22  # names, types, 20 rows
+    assert "&quot;x19&quot;" in page and "&quot;x20&quot;" not in page
+    assert ok(ip, "%mldb --max-rows 3 SELECT * FROM t").frame.height == 3
+    ok(ip, "%config MldbMagic.max_rows = 5")
+    assert "100 rows, 5 shown" in ok(ip, "%mldb SELECT * FROM t")._repr_html_()
+    small = ok(ip, "%mldb SELECT * FROM t WHERE a < 2")
+    assert small.note == "2 rows" and small.frame["b"].to_list() == ["x0", "x1"]
+
+
+def test_statements_without_rows_show_a_status_line(ip):
+    assert ok(ip, "%mldb CREATE TABLE t(a INTEGER)") == Status("OK, CREATE")
+    assert ok(ip, "%mldb INSERT INTO t VALUES (1), (2), (3)") == Status("OK, 3 rows inserted")
+    assert ok(ip, "%mldb UPDATE t SET a = a + 1 WHERE a > 1") == Status("OK, 2 rows updated")
+    assert ok(ip, "%mldb DELETE FROM t WHERE a = 1") == Status("OK, 1 row deleted")
+    assert repr(ok(ip, "%mldb CREATE TABLE u AS SELECT * FROM t")) == "OK, CREATE, 2 rows"
+
+
+def test_cell_runs_its_statements_in_order_and_shows_the_last(ip):
+    table = ok(ip, "%%mldb\nCREATE TABLE t(a INTEGER);\nINSERT INTO t VALUES (7);\nSELECT a * 2 AS b FROM t")
+    assert table.frame.to_dicts() == [{"b": 14}]
+
+
+def test_store_result_in_a_variable(ip):
+    ok(ip, "%mldb CREATE TABLE t AS SELECT range AS a FROM range(5)")
+    assert ok(ip, "%%mldb x <<\nSELECT a FROM t ORDER BY a") is None
+    assert isinstance(ip.user_ns["x"], polars.DataFrame) and ip.user_ns["x"]["a"].to_list() == [0, 1, 2, 3, 4]
+    ok(ip, "%%mldb --pandas x <<\nSELECT a FROM t WHERE a > 2 ORDER BY a")
+    assert type(ip.user_ns["x"]).__module__.startswith("pandas") and list(ip.user_ns["x"]["a"]) == [3, 4]
+    ok(ip, "%mldb --arrow x << SELECT sum(a) AS s FROM t")
+    assert isinstance(ip.user_ns["x"], pyarrow.Table) and ip.user_ns["x"].to_pylist() == [{"s": 10}]
+    ok(ip, "%mldb SELECT 1 << 2 AS shifted")  # the << operator is SQL, not a store
+    assert ok(ip, "%mldb SELECT 1 << 2 AS shifted").frame["shifted"].to_list() == [4]
+
+
+def test_braces_bind_notebook_values_as_parameters(ip):
+    ok(ip, "%mldb CREATE TABLE t AS SELECT range AS a, 'x' || range AS b FROM range(10)")
+    ok(ip, "lo = 7")
+    assert ok(ip, "%mldb SELECT a FROM t WHERE a >= {lo} ORDER BY a").frame["a"].to_list() == [7, 8, 9]
+    ok(ip, "name = \"x1' OR '1'='1\"")  # an injection attempt stays a value
+    assert ok(ip, "%mldb SELECT count(*) AS n FROM t WHERE b = {name}").frame["n"].to_list() == [0]
+    ok(ip, "values = [1, 2]")
+    assert ok(ip, "%mldb SELECT {values} AS v, { lo } + 1 AS w").frame.to_dicts() == [{"v": [1, 2], "w": 8}]
+    kept = ok(ip, "%mldb SELECT '{lo}' AS s, {'k': 1} AS st -- {nope}")
+    assert kept.frame.to_dicts() == [{"s": "{lo}", "st": {"k": 1}}]
+
+
+def test_database_path_and_connection_objects(ip, tmp_path):
+    path = tmp_path / "shop.db"
+    assert ok(ip, f"%%mldb {path}\nCREATE TABLE t AS SELECT 42 AS a") == Status("OK, CREATE, 1 row")
+    assert ok(ip, "%mldb SELECT a FROM t").frame["a"].to_list() == [42]  # the file stays current
+    assert path.exists()
+    ip.user_ns["con"] = mldb.connect()
+    ok(ip, "%%mldb con\nCREATE TABLE only_here AS SELECT 1 AS b")
+    assert ip.user_ns["con"].execute("SELECT b FROM only_here").fetchall() == [(1,)]
+    ok(ip, f"%mldb --connect {path} SELECT count(*) FROM t")
+    assert ok(ip, "%mldb SELECT a FROM t").frame["a"].to_list() == [42]
+
+
+def test_transaction_spans_cells(ip):
+    ok(ip, "%mldb CREATE TABLE t(a INTEGER)")
+    ok(ip, "%mldb BEGIN")
+    ok(ip, "%mldb INSERT INTO t VALUES (1)")
+    ok(ip, "%mldb ROLLBACK")
+    assert ok(ip, "%mldb SELECT count(*) AS n FROM t").frame["n"].to_list() == [0]
+
+
+def test_sql_error_is_one_short_message_and_the_cell_fails(ip, capsys):
+    error, shown = failed(ip, "%mldb SELEC 1", capsys)
+    assert isinstance(error, mldb.ProgrammingError) and error.sqlstate == "42601"
+    assert shown.splitlines() == [
+        'ProgrammingError (SQLSTATE 42601): Parser Error: syntax error at or near "SELEC"',
+        "LINE 1: SELEC 1", "        ^^^^^"]
+    error, shown = failed(ip, "%%mldb\nSELECT * FROM nowhere", capsys)
+    assert isinstance(error, mldb.ProgrammingError) and "nowhere" in shown and "Traceback" not in shown
+    assert ok(ip, "%mldb SELECT 1 AS alive").frame["alive"].to_list() == [1]
+
+
+def test_bad_input_changes_nothing(ip, capsys):
+    ok(ip, "%mldb CREATE TABLE t(a INTEGER)")
+    error, shown = failed(ip, "%mldb INSERT INTO t VALUES ({nope})", capsys)
+    assert isinstance(error, mldb.ProgrammingError) and "'nope'" in shown
+    error, shown = failed(ip, "%%mldb 1x <<\nINSERT INTO t VALUES (1)", capsys)
+    assert "'1x' is not a valid Python variable name" in shown and "1x" not in ip.user_ns
+    error, shown = failed(ip, "%%mldb for <<\nINSERT INTO t VALUES (1)", capsys)
+    assert isinstance(error, mldb.ProgrammingError)
+    error, shown = failed(ip, "%mldb --frobnicate SELECT 1", capsys)
+    assert "unknown option --frobnicate" in shown
+    assert ok(ip, "%mldb SELECT count(*) AS n FROM t").frame["n"].to_list() == [0]
+
+
+def test_unopenable_database_keeps_the_current_one(ip, capsys, tmp_path):
+    ok(ip, "%mldb CREATE TABLE t AS SELECT 1 AS a")
+    not_a_folder = tmp_path / "notes.txt"  # no one, not even root, can create a file below a file
+    not_a_folder.write_text("x")
+    error, shown = failed(ip, f"%%mldb {not_a_folder}/shop.db\nCREATE TABLE u(a INTEGER)", capsys)
+    assert isinstance(error, mldb.OperationalError) and "Traceback" not in shown
+    assert len(shown.splitlines()) <= 3 and not_a_folder.read_text() == "x"
+    error, shown = failed(ip, "%%mldb nothing_by_that_name\nSELECT 1", capsys)
+    assert "unknown database 'nothing_by_that_name'" in shown
+    assert ok(ip, "%mldb SELECT a FROM t").frame["a"].to_list() == [1]
