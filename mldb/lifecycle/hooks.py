@@ -1,0 +1,197 @@
+"""The lifecycle's entry points, called by the models feature (through ``rules._load``).
+
+- ``after_train``: inside the CREATE MODEL / TRAIN transaction, save the training
+  data's statistics, its lineage and its fingerprint (and a copy with ``snapshot``).
+- ``record_prediction``: from the PREDICT UDFs, once per Arrow batch. It only adds
+  to counters in memory (a few microseconds per batch).
+- ``flush_predictions``: after a statement that called a model, write one
+  ``mldb.prediction_log`` row per (model, version), and the sampled rows.
+- ``source_changed`` / ``snapshot_query``: for SHOW VERSIONS and TRAIN ... FROM SNAPSHOT.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mldb import errors
+from mldb.lifecycle import lineage, snapshots, stats
+from mldb.lifecycle.drift import PREDICTION
+
+
+# -- training -------------------------------------------------------------------------------
+def after_train(session, model: str, version: int, train_table: pa.Table, features: list[dict],
+                source_tables: list[str], options: dict) -> None:
+    con = session.con
+    if version == 1:  # a new model (or OR REPLACE): forget what an earlier one with this name left
+        forget_model(session, model)
+    rows = stats.profile(model, version, train_table, features)
+    outputs = _training_predictions(session, model, version, train_table)
+    if outputs is not None:
+        extra = stats.column_stats(outputs) | {"feature": PREDICTION, "role": "prediction",
+                                               "model": model, "version": version}
+        rows = pa.concat_tables([rows, pa.Table.from_pylist([extra], schema=stats.SCHEMA)])
+    con.execute("DELETE FROM mldb.feature_stats WHERE model = ? AND version = ?", [model, version])
+    with snapshots.registered(con, rows) as name:
+        con.execute(f"INSERT INTO mldb.feature_stats SELECT * FROM {name}")
+    query = _training_query(con, model, version)
+    lineage.record_training(con, model, version, list(source_tables) + (lineage.tables_read(query) if query else []))
+    log_sample = _sample_option(options)
+    snapshots.save(con, model, version, train_table, store=_true(options.get("snapshot")), log_sample=log_sample)
+    _sample_rates[model] = log_sample or 0.0
+
+
+def _training_predictions(session, model: str, version: int, table: pa.Table) -> pa.Array | None:
+    """The new version's outputs on its own training rows (the baseline of DRIFT's prediction row)."""
+    from mldb.plan.rules import _load
+
+    load_model = _load("mldb.models.registry:load_model")
+    if load_model is None or table.num_rows == 0:
+        return None
+    outputs = load_model(session, f"{model}@{version}").predict(table)
+    return outputs.combine_chunks() if isinstance(outputs, pa.ChunkedArray) else outputs
+
+
+def _sample_option(options: dict) -> float | None:
+    rate = options.get("log_sample")
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise errors.ProgrammingError(f"log_sample must be a fraction between 0 and 1, got {rate!r}")
+    return float(rate)
+
+
+def _true(value) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "on", "yes", "1")) or value == 1
+
+
+def source_changed(session, model: str, version: int) -> bool | None:
+    """Whether the training query now returns other rows (``None`` when the version has no record)."""
+    query = _training_query(session.con, model, version)
+    return snapshots.changed(session.con, model, version, query)
+
+
+def _training_query(con, model: str, version: int) -> str | None:
+    try:
+        rows = con.execute("SELECT training_query FROM mldb.model_versions WHERE model = ? AND version = ?",
+                           [model, version]).fetchall()
+    except duckdb.CatalogException:  # the models catalog is not there
+        return None
+    return rows[0][0] if rows else None
+
+
+def snapshot_query(session, model: str, version: int) -> str:
+    return snapshots.snapshot_query(session.con, model, version)
+
+
+def forget_model(session, model: str) -> None:
+    """Remove a dropped model's statistics, snapshots and training edges (its log stays)."""
+    con = session.con
+    for (table,) in con.execute("SELECT table_name FROM mldb.snapshots WHERE model = ? AND stored",
+                                [model]).fetchall():
+        con.execute(f'DROP TABLE IF EXISTS mldb."{table}"')
+    for table in ("feature_stats", "snapshots"):
+        con.execute(f"DELETE FROM mldb.{table} WHERE model = ?", [model])
+    con.execute("DELETE FROM mldb.lineage WHERE target = ? AND kind = 'training'", [model])
+
+
+# -- predictions --------------------------------------------------------------------------
+@dataclass
+class _Calls:
+    started_at: datetime
+    rows: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    counts: dict = field(default_factory=dict)  # class -> count (labels)
+    moments: np.ndarray = field(default_factory=lambda: np.zeros(3))  # n, sum, sum of squares (values)
+    samples: list = field(default_factory=list)  # (inputs or None, outputs) Arrow pieces
+
+
+_lock = threading.Lock()
+_pending: dict[tuple[str, int], _Calls] = {}
+_sample_rates: dict[str, float] = {}
+_random = np.random.default_rng()
+
+
+def record_prediction(model: str, version: int, rows: int, seconds: float, outputs: pa.Array,
+                      inputs: pa.Table | None = None) -> None:
+    """Add one Arrow batch of predictions to the counters of the running statement."""
+    summary = _summarize(outputs)
+    sample = _sample(model, outputs, inputs)
+    with _lock:
+        calls = _pending.get((model, version))
+        if calls is None:
+            calls = _pending[(model, version)] = _Calls(_now())
+        calls.rows += rows
+        calls.calls += 1
+        calls.seconds += seconds
+        if isinstance(summary, dict):
+            for label, count in summary.items():
+                calls.counts[label] = calls.counts.get(label, 0) + count
+        elif summary is not None:
+            calls.moments += summary
+        if sample is not None:
+            calls.samples.append(sample)
+
+
+def _summarize(outputs: pa.Array):
+    kind = outputs.type
+    if pa.types.is_floating(kind):
+        values = outputs.to_numpy(zero_copy_only=False)
+        values = values[np.isfinite(values)]
+        return np.array([len(values), values.sum(), values @ values])
+    if pa.types.is_nested(kind):  # PREDICT_PROBA's maps: counted, not summarised
+        return None
+    counted = pc.value_counts(outputs)
+    return dict(zip(map(str, counted.field("values").to_pylist()), counted.field("counts").to_pylist()))
+
+
+def _sample(model: str, outputs: pa.Array, inputs: pa.Table | None):
+    rate = _sample_rates.get(model, 0.0)
+    if not rate:
+        return None
+    mask = pa.array(_random.random(len(outputs)) < rate)
+    return (inputs.filter(mask) if inputs is not None else None, outputs.filter(mask))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def take_pending() -> dict[tuple[str, int], _Calls]:
+    global _pending
+    with _lock:
+        pending, _pending = _pending, {}
+    return pending
+
+
+def flush_predictions(session, statement_text: str | None) -> None:
+    """Write one mldb.prediction_log row per (model, version) the statement called.
+
+    Runs on a separate cursor of the root connection: the session's own connection
+    still holds the statement's result. Skipped on a read-only database.
+    """
+    pending = take_pending()
+    if not pending or session.database.read_only:
+        return
+    from mldb.lifecycle import log
+
+    cursor = session.database.root.cursor()
+    try:
+        log.write(cursor, pending, statement_text)
+    finally:
+        cursor.close()
+
+
+def load_sample_rates(con, models: list[str]) -> None:
+    """Refresh the ``log_sample`` rate of the models a statement is about to call."""
+    for model in models:
+        rows = con.execute("SELECT log_sample FROM mldb.snapshots WHERE model = ? ORDER BY version DESC LIMIT 1",
+                           [model]).fetchall()
+        _sample_rates[model] = (rows[0][0] or 0.0) if rows else 0.0

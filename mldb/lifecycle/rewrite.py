@@ -1,0 +1,211 @@
+"""The lifecycle's rewrite rule; it runs after the models and vectors rules.
+
+- ``DRIFT(model, (query) [, psi_threshold => x, ...])`` in FROM is computed when the
+  statement is planned and replaced by its rows::
+
+      SELECT * FROM DRIFT(churn, new_customers)
+      -> SELECT * FROM (VALUES ('age', 'psi', 0.31, TRUE, 0.2), ...) AS drift(feature, statistic, value, drifted, threshold)
+
+- ``LINEAGE(name)`` in FROM becomes a recursive query over ``mldb.lineage``: every
+  edge upstream (what ``name`` was made from) and downstream (what was made from it).
+- A ``CREATE TABLE/VIEW ... AS`` or ``INSERT ... SELECT`` that calls ``mldb_predict*`` or
+  ``mldb_embed*`` (what PREDICT and EMBED became) records a lineage edge model -> table
+  once the statement succeeded.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+
+from mldb import errors
+from mldb.frontend.lifecycle import Drift, Lineage
+from mldb.lifecycle import drift, hooks, lineage
+
+_PREDICT_PREFIX = "mldb_predict"
+_EMBED_PREFIX = "mldb_embed"
+_DEFAULT_EMBEDDING = "all-MiniLM-L6-v2"
+
+
+def rewrite_lifecycle(tree: exp.Expression, context) -> exp.Expression:
+    for node in list(tree.find_all(Drift)):
+        _replace_drift(tree, node, context)
+    for node in list(tree.find_all(Lineage)):
+        _replace_lineage(node, context)
+    calls = model_calls(tree)
+    if calls:
+        _prepare_logging(context, calls)
+        target = written_relation(tree)
+        if target is not None:
+            _record_outputs(context, calls, target)
+    return tree
+
+
+# -- DRIFT ------------------------------------------------------------------------------------
+def _replace_drift(tree: exp.Expression, node: Drift, context) -> None:
+    table = _table_function(node, "DRIFT")
+    if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
+        raise errors.NotSupportedError("DRIFT(...) cannot be stored in a view: it is computed when a statement runs")
+    args = [a for a in node.expressions if not isinstance(a, (exp.Kwarg, exp.PropertyEQ, exp.EQ))]
+    if len(args) != 2:
+        raise errors.ProgrammingError("DRIFT takes a model and a query: DRIFT(model, (SELECT ...))")
+    result = drift.evaluate(context.session, _name(args[0], "model"), _query(args[1]), _options(node))
+    context.note(f"DRIFT({_name(args[0], 'model')}): {result.num_rows} rows computed")
+    table.replace(_values(result, table.alias or "drift"))
+
+
+def _table_function(node: exp.Expression, name: str) -> exp.Table:
+    if not isinstance(node.parent, exp.Table):
+        raise errors.ProgrammingError(f"{name}(...) is a table function: use it in FROM, as SELECT * FROM {name}(...)")
+    return node.parent
+
+
+def _name(arg: exp.Expression, what: str) -> str:
+    if isinstance(arg, exp.Literal) and arg.is_string:
+        return arg.this
+    if isinstance(arg, (exp.Column, exp.Table)):
+        return ".".join(part.name for part in arg.parts).lower()
+    raise errors.ProgrammingError(f"expected a {what} name, found {arg.sql()}")
+
+
+def _query(arg: exp.Expression) -> str:
+    from mldb.frontend import MLDB
+
+    if isinstance(arg, exp.Subquery):
+        return arg.this.sql(dialect=MLDB)
+    return f"SELECT * FROM {exp.to_table(_name(arg, 'table')).sql(dialect=MLDB)}"
+
+
+def _options(node: exp.Expression) -> dict:
+    options = {}
+    for arg in node.expressions:
+        if isinstance(arg, (exp.Kwarg, exp.PropertyEQ, exp.EQ)):
+            value = arg.expression
+            if not isinstance(value, exp.Literal) or value.is_string:
+                raise errors.ProgrammingError(f"DRIFT option {arg.this.name} must be a number, found {value.sql()}")
+            options[arg.this.name.lower()] = float(value.this)
+    return options
+
+
+_NO_ROWS = ("NULL::VARCHAR AS feature, NULL::VARCHAR AS statistic, NULL::DOUBLE AS value, "
+            "NULL::BOOLEAN AS drifted, NULL::DOUBLE AS threshold")
+
+
+def _values(result, alias: str) -> exp.Expression:
+    columns = result.column_names
+    if result.num_rows == 0:  # only vector features: no statistic applies
+        return sqlglot.parse_one(f"SELECT * FROM (SELECT {_NO_ROWS} WHERE FALSE) AS {alias}").args["from_"].this
+    rows = [tuple(_literal(value) for value in row.values()) for row in result.to_pylist()]
+    return exp.values(rows, alias=alias, columns=columns)
+
+
+def _literal(value) -> exp.Expression:
+    if isinstance(value, float):  # typed, or DuckDB would read 0.25 as a DECIMAL
+        return exp.cast(exp.Literal.number(repr(value)), exp.DataType.Type.DOUBLE)
+    return exp.convert(value)
+
+
+# -- LINEAGE ----------------------------------------------------------------------------------
+_LINEAGE_SQL = """(WITH RECURSIVE
+  up(source, source_version, target, target_version, kind, via, depth) AS (
+    SELECT source, source_version, target, target_version, kind, via, 1 FROM mldb.lineage WHERE target = {name}
+    UNION
+    SELECT l.source, l.source_version, l.target, l.target_version, l.kind, l.via, up.depth + 1
+    FROM mldb.lineage l JOIN up ON l.target = up.source
+     AND (up.source_version IS NULL OR l.target_version IS NULL OR l.target_version = up.source_version)
+    WHERE up.depth < 32),
+  down(source, source_version, target, target_version, kind, via, depth) AS (
+    SELECT source, source_version, target, target_version, kind, via, 1 FROM mldb.lineage WHERE source = {name}
+    UNION
+    SELECT l.source, l.source_version, l.target, l.target_version, l.kind, l.via, down.depth + 1
+    FROM mldb.lineage l JOIN down ON l.source = down.target
+     AND (down.target_version IS NULL OR l.source_version IS NULL OR l.source_version = down.target_version)
+    WHERE down.depth < 32)
+  SELECT 'upstream' AS direction, source, source_version, target, target_version, kind, via, min(depth) AS depth
+  FROM up GROUP BY ALL
+  UNION ALL
+  SELECT 'downstream', source, source_version, target, target_version, kind, via, min(depth)
+  FROM down GROUP BY ALL) AS {alias}"""
+
+
+def _replace_lineage(node: Lineage, context) -> None:
+    from mldb.frontend import MLDB
+
+    table = _table_function(node, "LINEAGE")
+    if len(node.expressions) != 1:
+        raise errors.ProgrammingError("LINEAGE takes one table, view or model name: LINEAGE(customers)")
+    name = _name(node.expressions[0], "table, view or model")
+    lineage.check_relation(context.session.con, name)
+    sql = _LINEAGE_SQL.format(name=exp.Literal.string(name).sql(), alias=(table.alias or "lineage"))
+    table.replace(sqlglot.parse_one(sql, read=MLDB))
+    context.note(f"LINEAGE({name}): a recursive query over mldb.lineage")
+
+
+# -- PREDICT / EMBED calls ----------------------------------------------------------------------
+def model_calls(tree: exp.Expression) -> list[tuple[str, str]]:
+    """``(kind, model reference)`` for each distinct mldb_predict* / mldb_embed* call."""
+    calls = []
+    for node in tree.find_all(exp.Anonymous):
+        name = node.name.lower()
+        args = node.expressions
+        if name.startswith(_PREDICT_PREFIX) and args and _is_string(args[0]):
+            call = ("prediction", args[0].this)
+        elif name.startswith(_EMBED_PREFIX):
+            call = ("embedding", args[1].this if len(args) > 1 and _is_string(args[1]) else _DEFAULT_EMBEDDING)
+        else:
+            continue
+        if call not in calls:
+            calls.append(call)
+    return calls
+
+
+def _is_string(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Literal) and node.is_string
+
+
+def _prepare_logging(context, calls: list[tuple[str, str]]) -> None:
+    """Log what stored views predicted since the last statement, and load sampling rates."""
+    models = [ref.partition("@")[0].lower() for kind, ref in calls if kind == "prediction"]
+    if not models:
+        return
+    hooks.flush_predictions(context.session, None)
+    if not context.session.database.read_only:
+        hooks.load_sample_rates(context.session.con, models)
+
+
+def written_relation(tree: exp.Expression) -> str | None:
+    """The table or view a CREATE ... AS / INSERT ... SELECT writes, else None."""
+    if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
+        target = tree.this
+    elif isinstance(tree, exp.Insert):
+        target = tree.this
+    else:
+        return None
+    target = target.this if isinstance(target, exp.Schema) else target
+    return lineage.qualified(target) if isinstance(target, exp.Table) else None
+
+
+def _record_outputs(context, calls: list[tuple[str, str]], target: str) -> None:
+    session = context.session
+    edges = [(kind, *_model_version(session, kind, ref)) for kind, ref in calls]
+
+    def record() -> None:
+        if session.database.read_only:
+            return
+        cursor = session.database.root.cursor()
+        try:
+            for kind, model, version in edges:
+                lineage.record_output(cursor, model, version, target, kind)
+        finally:
+            cursor.close()
+
+    context.on_success(record)
+
+
+def _model_version(session, kind: str, ref: str) -> tuple[str, int | None]:
+    if kind != "prediction":
+        return ref, None
+    from mldb.plan.rules import _load
+
+    resolve = _load("mldb.models.registry:resolve")
+    return resolve(session, ref) if resolve is not None else (ref.partition("@")[0].lower(), None)
