@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import polars
 import pyarrow
 import pytest
@@ -18,7 +21,7 @@ def ip():
     shell.run_line_magic("load_ext", "mldb")
     shell.register_magics(MldbMagic(shell=shell))
     yield shell
-    for name in ("x", "lo", "name", "con", "values"):
+    for name in ("x", "lo", "name", "con", "values", "returning", "min_age"):
         shell.user_ns.pop(name, None)
 
 
@@ -151,3 +154,14 @@ def test_unopenable_database_keeps_the_current_one(ip, capsys, tmp_path):
     error, shown = failed(ip, "%%mldb nothing_by_that_name\nSELECT 1", capsys)
     assert "unknown database 'nothing_by_that_name'" in shown
     assert ok(ip, "%mldb SELECT a FROM t").frame["a"].to_list() == [1]
+
+
+def test_readme_notebook_snippets_run(ip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section: jupyter -->")[1].split("<!-- /section: jupyter -->")[0]
+    cells = re.findall(r"```ipython\n(.*?)```", section, flags=re.S)
+    assert len(cells) >= 3
+    results = [ok(ip, cell) for cell in cells]
+    assert (tmp_path / "shop.db").exists()
+    assert ip.user_ns["returning"].height == 143 and results[-1].frame["n"].to_list() == [288]
