@@ -11,6 +11,16 @@ import duckdb
 DDL: list[str] = [
     "CREATE SCHEMA IF NOT EXISTS mldb",
     # -- models (issue: models) ---------------------------------------------------------
+    "CREATE TABLE IF NOT EXISTS mldb.models (name VARCHAR PRIMARY KEY, target VARCHAR, task VARCHAR, "
+    "algorithm VARCHAR, deployed_version INTEGER, latest_version INTEGER, training_query VARCHAR, "
+    "options JSON, created_at TIMESTAMP, updated_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS mldb.model_versions (model VARCHAR, version INTEGER, algorithm VARCHAR, "
+    "task VARCHAR, target VARCHAR, target_type VARCHAR, classes JSON, hyperparameters JSON, features JSON, "
+    "target_encoder JSON, metrics JSON, training_query VARCHAR, source_tables VARCHAR[], rows BIGINT, "
+    "train_rows BIGINT, valid_rows BIGINT, fingerprint VARCHAR, device VARCHAR, train_seconds DOUBLE, "
+    "created_at TIMESTAMP, weights BLOB, PRIMARY KEY (model, version))",
+    "CREATE TABLE IF NOT EXISTS mldb.training_log (model VARCHAR, version INTEGER, epoch INTEGER, "
+    "train_loss DOUBLE, valid_loss DOUBLE, valid_metric DOUBLE, metric_name VARCHAR, created_at TIMESTAMP)",
     # -- vectors (issue: embed / faiss) ---------------------------------------------------
     # -- lifecycle (issue: lifecycle) -----------------------------------------------------
     """CREATE TABLE IF NOT EXISTS mldb.prediction_log (

@@ -1,0 +1,207 @@
+"""Grammar of models: CREATE MODEL / TRAIN / SHOW / DESCRIBE / DEPLOY / DROP and PREDICT et al.
+
+Statements become ``MldbStatement`` nodes run by ``mldb.models.steps``; the functions
+``PREDICT``, ``PREDICT_PROBA`` and ``EVALUATE`` become ``MldbFunction`` nodes that the
+rules in ``mldb.models.rewrite`` replace with calls of the registered Arrow UDFs.
+
+    CREATE [OR REPLACE] MODEL [IF NOT EXISTS] churn PREDICT churned FROM customers
+        [USING mlp] [WITH (epochs = 30, hidden = [64, 32])]
+    TRAIN churn [PREDICT t] [FROM src] [USING alg] [WITH (...)]
+    TRAIN churn FROM SNAPSHOT [VERSION n] [WITH (...)]
+    SHOW MODELS | DESCRIBE MODEL m | SHOW VERSIONS OF MODEL m
+    DEPLOY MODEL m VERSION n | DROP MODEL [IF EXISTS] m
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+from sqlglot.tokens import TokenType
+
+from mldb.frontend.expressions import MldbFunction, MldbStatement
+
+_STEPS = "mldb.models.steps:"
+
+
+# -- statement nodes -------------------------------------------------------------------
+class CreateModel(MldbStatement):
+    """``this``: model name; ``target``, ``source`` (Table or Subquery), ``algorithm``, ``options``."""
+
+    step = _STEPS + "create_model"
+    arg_types = {"this": True, "target": True, "source": True, "algorithm": False, "options": False,
+                 "replace": False, "exists": False}
+
+
+class TrainModel(MldbStatement):
+    step = _STEPS + "train_model"
+    arg_types = {"this": True, "target": False, "source": False, "algorithm": False, "options": False,
+                 "snapshot": False, "snapshot_version": False}
+
+
+class ShowModels(MldbStatement):
+    step = _STEPS + "show_models"
+    arg_types = {}
+
+
+class DescribeModel(MldbStatement):
+    step = _STEPS + "describe_model"
+
+
+class ShowVersions(MldbStatement):
+    step = _STEPS + "show_versions"
+
+
+class DeployModel(MldbStatement):
+    step = _STEPS + "deploy_model"
+    arg_types = {"this": True, "version": True}
+
+
+class DropModel(MldbStatement):
+    step = _STEPS + "drop_model"
+    arg_types = {"this": True, "exists": False}
+
+
+# -- function nodes --------------------------------------------------------------------
+class Predict(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+    """``PREDICT(model [, feature, ...])`` or, in FROM, ``PREDICT(model, (query))``."""
+
+    arg_types = {"expressions": True}
+    is_var_len_args = True
+    _sql_names = ["PREDICT"]
+
+
+class PredictProba(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+    arg_types = {"expressions": True}
+    is_var_len_args = True
+    _sql_names = ["PREDICT_PROBA"]
+
+
+class Evaluate(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+    arg_types = {"expressions": True}
+    is_var_len_args = True
+    _sql_names = ["EVALUATE"]
+
+
+# -- parse rules -----------------------------------------------------------------------
+def _model_name(parser) -> str:
+    """A model name: an identifier (possibly dotted) or a string literal ('churn@2')."""
+    if parser._match(TokenType.STRING):
+        return parser._prev.text
+    table = parser._parse_table_parts()
+    if table is None:
+        parser.raise_error("Expecting a model name")
+    return ".".join(part.name for part in table.parts)
+
+
+def _source(parser) -> exp.Expression:
+    """``FROM`` a table/view name or a parenthesised query."""
+    if parser._match(TokenType.L_PAREN):
+        query = parser._parse_select(nested=True)
+        if query is None:
+            parser.raise_error("Expecting a query after FROM (")
+        parser._match_r_paren()
+        return exp.Subquery(this=query)
+    table = parser._parse_table_parts()
+    if table is None:
+        parser.raise_error("Expecting a table, a view or (query) after FROM")
+    return table
+
+
+def _options(parser) -> exp.Tuple | None:
+    if not parser._match(TokenType.WITH):
+        return None
+    return exp.Tuple(expressions=parser._parse_wrapped_csv(parser._parse_assignment))
+
+
+def _clauses(parser, node: exp.Expression) -> exp.Expression:
+    """The optional ``PREDICT target FROM source USING algorithm WITH (...)`` clauses."""
+    if parser._match_text_seq("PREDICT"):
+        node.set("target", parser._parse_id_var(any_token=True))
+    if parser._match(TokenType.FROM):
+        if parser._match_text_seq("SNAPSHOT"):
+            node.set("snapshot", exp.true())
+            if parser._match_text_seq("VERSION"):
+                node.set("snapshot_version", parser._parse_number())
+        else:
+            node.set("source", _source(parser))
+    if parser._match(TokenType.USING):
+        node.set("algorithm", parser._parse_id_var(any_token=True))
+    node.set("options", _options(parser))
+    return node
+
+
+def _parse_create(parser) -> exp.Expression | None:
+    if not parser._match_text_seq("CREATE"):
+        return None
+    replace = parser._match_text_seq("OR", "REPLACE")
+    if not parser._match_text_seq("MODEL"):
+        return None
+    exists = parser._match_text_seq("IF", "NOT", "EXISTS")
+    node = CreateModel(this=_model_name(parser), replace=replace or None, exists=exists or None)
+    _clauses(parser, node)
+    if node.args.get("target") is None or node.args.get("source") is None:
+        parser.raise_error("CREATE MODEL needs PREDICT <target> FROM <table or (query)>")
+    return node
+
+
+def _parse_train(parser) -> exp.Expression | None:
+    if not parser._match_text_seq("TRAIN"):
+        return None
+    return _clauses(parser, TrainModel(this=_model_name(parser)))
+
+
+def _parse_show(parser) -> exp.Expression | None:
+    if parser._match_text_seq("SHOW", "MODELS"):
+        return ShowModels()
+    if parser._match_text_seq("SHOW", "VERSIONS", "OF", "MODEL"):
+        return ShowVersions(this=_model_name(parser))
+    return None
+
+
+def _parse_describe(parser) -> exp.Expression | None:
+    if parser._match_text_seq("DESCRIBE", "MODEL") or parser._match_text_seq("DESC", "MODEL"):
+        if _at_end(parser):  # ``DESCRIBE model``: a table that happens to be called model
+            return None
+        return DescribeModel(this=_model_name(parser))
+    return None
+
+
+def _at_end(parser) -> bool:
+    return parser._curr is None or parser._curr.token_type in (TokenType.SENTINEL, TokenType.SEMICOLON)
+
+
+def _parse_deploy(parser) -> exp.Expression | None:
+    if not parser._match_text_seq("DEPLOY", "MODEL"):
+        return None
+    name = _model_name(parser)
+    if not parser._match_text_seq("VERSION"):
+        parser.raise_error("Expecting VERSION <n> after DEPLOY MODEL <name>")
+    version = parser._parse_number()
+    if version is None:
+        parser.raise_error("Expecting a version number")
+    return DeployModel(this=name, version=version)
+
+
+def _parse_drop(parser) -> exp.Expression | None:
+    if not parser._match_text_seq("DROP", "MODEL"):
+        return None
+    exists = parser._match_text_seq("IF", "EXISTS")
+    return DropModel(this=_model_name(parser), exists=exists or None)
+
+
+STATEMENTS = {
+    "CREATE": (_parse_create,),
+    "TRAIN": (_parse_train,),
+    "SHOW": (_parse_show,),
+    "DESCRIBE": (_parse_describe,),
+    "DESC": (_parse_describe,),
+    "DEPLOY": (_parse_deploy,),
+    "DROP": (_parse_drop,),
+}
+
+FUNCTIONS = {
+    "PREDICT": lambda args: Predict(expressions=args),
+    "PREDICT_PROBA": lambda args: PredictProba(expressions=args),
+    "EVALUATE": lambda args: Evaluate(expressions=args),
+}
+
+TRIGGERS = {"MODEL", "MODELS", "TRAIN", "DEPLOY", "PREDICT", "PREDICT_PROBA", "EVALUATE"}

@@ -1,0 +1,66 @@
+"""The PyTorch modules behind ``USING linear | logistic | mlp | auto`` and their (de)serialisation.
+
+A module is rebuilt from its hyperparameters (plain JSON) and its ``state_dict``; the
+weights are stored with ``torch.save`` and read back with ``torch.load(weights_only=True)``,
+so opening a database never unpickles code.
+"""
+
+from __future__ import annotations
+
+import io
+
+from mldb import errors
+
+ALGORITHMS = ("linear", "logistic", "mlp", "auto")
+AUTO_MLP_ROWS = 20_000  # auto: a linear/logistic model below this many rows, an MLP above
+
+
+def resolve(model: str, algorithm: str | None, task: str, rows: int) -> str:
+    algorithm = (algorithm or "auto").lower()
+    if algorithm not in ALGORITHMS:
+        raise errors.ProgrammingError(f"model '{model}': unknown algorithm '{algorithm}'; "
+                                      f"use one of {', '.join(ALGORITHMS)}")
+    if algorithm == "auto":
+        if rows >= AUTO_MLP_ROWS:
+            return "mlp"
+        return "linear" if task == "regression" else "logistic"
+    if algorithm == "logistic" and task == "regression":
+        raise errors.ProgrammingError(f"model '{model}': logistic regression needs a classification target; "
+                                      "use linear or mlp for a numeric target")
+    if algorithm == "linear" and task != "regression":
+        return "logistic"  # a linear model of the class logits
+    return algorithm
+
+
+def build(hyper: dict):
+    """An ``nn.Module`` mapping ``inputs`` features to ``outputs`` logits / values."""
+    import torch.nn as nn
+
+    inputs, outputs = hyper["inputs"], hyper["outputs"]
+    if hyper["algorithm"] != "mlp":
+        return nn.Linear(inputs, outputs)
+    layers, width = [], inputs
+    for hidden in hyper["hidden"]:
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        if hyper.get("dropout"):
+            layers.append(nn.Dropout(hyper["dropout"]))
+        width = hidden
+    layers.append(nn.Linear(width, outputs))
+    return nn.Sequential(*layers)
+
+
+def dump(module) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({key: value.detach().cpu() for key, value in module.state_dict().items()}, buffer)
+    return buffer.getvalue()
+
+
+def load(hyper: dict, weights: bytes):
+    import torch
+
+    module = build(hyper)
+    module.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu"))
+    module.eval()
+    return module

@@ -1,0 +1,274 @@
+"""Feature and target encoders: fitted on the training split, saved as JSON, applied to Arrow batches.
+
+A fitted feature is a plain dict ``{"name", "type", "kind", "encoding", "width", ...params}``:
+
+- ``standard``  numeric / BOOLEAN: ``(x - mean) / std``, NULL -> mean (0 after scaling)
+- ``onehot``    VARCHAR / ENUM with few values (or, without EMBED, the top values of long text);
+                one column per category plus one for NULL / unseen values
+- ``embed``     long free text through ``mldb.index.embed.embed_texts`` (the default EMBED model)
+- ``vector``    FLOAT[n] / LIST of numbers: each component standardised
+- ``date``      DATE / TIMESTAMP: year, month, day, weekday (+ hour) standardised
+
+Everything is vectorized over whole Arrow arrays (pyarrow.compute + numpy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mldb import errors
+
+MAX_CATEGORIES = 50  # one-hot at most this many values (most frequent first)
+LONG_TEXT = 30.0  # average length above which a many-valued text column counts as free text
+_DATE_PARTS = ("year", "month", "day", "day_of_week")
+
+
+# -- kinds of columns ------------------------------------------------------------------
+def kind_of(arrow_type: pa.DataType) -> str | None:
+    """'numeric' | 'text' | 'vector' | 'date' | 'null' for an Arrow type, None if unusable."""
+    if pa.types.is_dictionary(arrow_type):
+        return kind_of(arrow_type.value_type)
+    if pa.types.is_null(arrow_type):
+        return "null"
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type):
+        return "numeric"
+    if pa.types.is_decimal(arrow_type):
+        return "numeric"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
+        return "text"
+    if pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type):
+        return "date"
+    if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return "vector" if kind_of(arrow_type.value_type) == "numeric" else None
+    return None
+
+
+def _plain(array) -> pa.Array:
+    """One contiguous array; dictionary (ENUM) arrays decoded to their values."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_string_view(array.type):
+        array = array.cast(pa.string())
+    return array
+
+
+def _floats(array: pa.Array) -> np.ndarray:
+    """float64 values with NULL as NaN."""
+    return np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _scaling(values: np.ndarray) -> tuple[list, list]:
+    mean = np.nanmean(values, axis=0)
+    std = np.nanstd(values, axis=0)
+    std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+    return np.nan_to_num(mean).tolist(), std.tolist()
+
+
+# -- fitting ---------------------------------------------------------------------------
+def fit_feature(model: str, name: str, sql_type: str, array) -> dict:
+    """Fit one column's encoder on the training rows."""
+    array = _plain(array)
+    kind = kind_of(array.type)
+    if kind is None or kind == "null":
+        found = "only NULLs" if kind == "null" else f"type {sql_type}"
+        raise errors.DataError(f"model '{model}': feature column '{name}' has {found}, which mldb cannot use "
+                               f"as a feature; leave it out of the training query")
+    if array.null_count == len(array):
+        raise errors.DataError(f"model '{model}': feature column '{name}' is NULL in every training row")
+    feature = {"name": name, "type": sql_type, "kind": kind}
+    return feature | _FITTERS[kind](array)
+
+
+def _fit_numeric(array: pa.Array) -> dict:
+    mean, std = _scaling(_floats(array))
+    return {"encoding": "standard", "width": 1, "mean": mean, "std": std}
+
+
+def _fit_text(array: pa.Array) -> dict:
+    counts = pc.value_counts(array.drop_null())
+    values, frequencies = counts.field("values"), counts.field("counts").to_numpy()
+    order = np.argsort(-frequencies, kind="stable")[:MAX_CATEGORIES]
+    categories = values.take(pa.array(order)).to_pylist()
+    if len(values) > MAX_CATEGORIES and _mean_length(array) > LONG_TEXT:
+        embedded = _fit_embedding(array)
+        if embedded is not None:
+            return embedded
+        return {"encoding": "onehot", "width": len(categories) + 1, "categories": categories,
+                "note": f"long text without EMBED: one-hot of the {len(categories)} most frequent values"}
+    return {"encoding": "onehot", "width": len(categories) + 1, "categories": categories}
+
+
+def _mean_length(array: pa.Array) -> float:
+    lengths = pc.utf8_length(array.drop_null())
+    return float(pc.mean(lengths).as_py() or 0.0)
+
+
+def _embedder():
+    try:
+        from mldb.index.embed import embed_texts
+    except ImportError:
+        return None
+    return embed_texts
+
+
+def _fit_embedding(array: pa.Array) -> dict | None:
+    embed = _embedder()
+    if embed is None:
+        return None
+    vectors = np.asarray(embed(array.fill_null("").to_pylist()), dtype=np.float64)
+    mean, std = _scaling(vectors)
+    return {"encoding": "embed", "width": vectors.shape[1], "mean": mean, "std": std}
+
+
+def _fit_vector(array: pa.Array) -> dict:
+    lengths = pc.list_value_length(array).drop_null().to_numpy()
+    dim = int(np.bincount(lengths).argmax()) if len(lengths) else 0
+    values = _vectors(array, dim)
+    mean, std = _scaling(values)
+    return {"encoding": "vector", "width": dim, "dim": dim, "mean": mean, "std": std}
+
+
+def _fit_date(array: pa.Array) -> dict:
+    parts = list(_DATE_PARTS) + (["hour"] if pa.types.is_timestamp(array.type) else [])
+    mean, std = _scaling(_date_parts(array, parts))
+    return {"encoding": "date", "width": len(parts), "parts": parts, "mean": mean, "std": std}
+
+
+_FITTERS = {"numeric": _fit_numeric, "text": _fit_text, "vector": _fit_vector, "date": _fit_date}
+
+
+# -- transforming ----------------------------------------------------------------------
+def transform(model: str, features: list[dict], arrays: list) -> np.ndarray:
+    """Encode the feature columns (in ``features`` order) into one float32 matrix."""
+    rows = len(arrays[0]) if arrays else 0
+    width = sum(feature["width"] for feature in features)
+    out = np.zeros((rows, width), dtype=np.float32)
+    at = 0
+    for feature, array in zip(features, arrays):
+        array = _plain(array)
+        check_type(model, feature, array.type)
+        if not pa.types.is_null(array.type):
+            out[:, at : at + feature["width"]] = _ENCODERS[feature["encoding"]](feature, array)
+        at += feature["width"]
+    return out
+
+
+def check_type(model: str, feature: dict, arrow_type: pa.DataType) -> None:
+    kind = kind_of(arrow_type)
+    if kind == "null" or kind == feature["kind"]:
+        return
+    raise errors.ProgrammingError(
+        f"model '{model}' needs feature '{feature['name']}' as {feature['type']} ({feature['kind']}); "
+        f"found {arrow_type} ({kind or 'unsupported'})")
+
+
+def _standardize(feature: dict, values: np.ndarray) -> np.ndarray:
+    mean, std = np.asarray(feature["mean"]), np.asarray(feature["std"])
+    scaled = (values - mean) / std
+    return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _encode_standard(feature: dict, array: pa.Array) -> np.ndarray:
+    return _standardize(feature, _floats(array))[:, None]
+
+
+def _encode_onehot(feature: dict, array: pa.Array) -> np.ndarray:
+    categories = feature["categories"]
+    index = pc.index_in(array, value_set=pa.array(categories, pa.string()))
+    index = pc.fill_null(index, len(categories)).to_numpy(zero_copy_only=False)
+    out = np.zeros((len(array), len(categories) + 1), dtype=np.float32)
+    out[np.arange(len(array)), index] = 1.0
+    return out
+
+
+def _encode_embed(feature: dict, array: pa.Array) -> np.ndarray:
+    embed = _embedder()
+    if embed is None:
+        raise errors.OperationalError(f"feature '{feature['name']}' was encoded with EMBED, which is not available")
+    return _standardize(feature, np.asarray(embed(array.fill_null("").to_pylist()), dtype=np.float64))
+
+
+def _vectors(array: pa.Array, dim: int) -> np.ndarray:
+    """(rows, dim) float64; NULL or wrong-length lists become NaN rows (imputed later)."""
+    lengths = pc.fill_null(pc.list_value_length(array), -1).to_numpy(zero_copy_only=False)
+    out = np.full((len(array), dim), np.nan)
+    valid = lengths == dim
+    if valid.any():
+        kept = array.filter(pa.array(valid))
+        out[valid] = _floats(pc.list_flatten(kept)).reshape(-1, dim)
+    return out
+
+
+def _encode_vector(feature: dict, array: pa.Array) -> np.ndarray:
+    return _standardize(feature, _vectors(array, feature["dim"]))
+
+
+def _date_parts(array: pa.Array, parts: list[str]) -> np.ndarray:
+    return np.stack([_floats(getattr(pc, part)(array)) for part in parts], axis=1)
+
+
+def _encode_date(feature: dict, array: pa.Array) -> np.ndarray:
+    parts = [part for part in feature["parts"] if part != "hour" or pa.types.is_timestamp(array.type)]
+    values = _date_parts(array, parts)
+    if len(parts) < len(feature["parts"]):
+        values = np.concatenate([values, np.full((len(array), 1), np.nan)], axis=1)
+    return _standardize(feature, values)
+
+
+_ENCODERS = {"standard": _encode_standard, "onehot": _encode_onehot, "embed": _encode_embed,
+             "vector": _encode_vector, "date": _encode_date}
+
+
+# -- the target ------------------------------------------------------------------------
+MAX_INTEGER_CLASSES = 20
+
+
+def infer_task(model: str, target: str, array, requested: str | None = None) -> str:
+    """'binary' | 'multiclass' | 'regression' from the target's type (and values)."""
+    array = _plain(array)
+    kind = kind_of(array.type)
+    if requested in ("regression", "classification", "binary", "multiclass"):
+        task = requested
+    elif pa.types.is_boolean(array.type) or kind == "text":
+        task = "classification"
+    elif pa.types.is_integer(array.type):
+        distinct = len(pc.unique(array.drop_null()))
+        task = "classification" if distinct <= MAX_INTEGER_CLASSES else "regression"
+    elif kind == "numeric":
+        task = "regression"
+    else:
+        raise errors.DataError(f"model '{model}': target column '{target}' has type {array.type}; "
+                               "a target must be BOOLEAN, VARCHAR/ENUM, an integer or a number")
+    if task == "regression":
+        if kind != "numeric" or pa.types.is_boolean(array.type):
+            raise errors.DataError(f"model '{model}': regression needs a numeric target; '{target}' is {array.type}")
+        return task
+    classes = len(pc.unique(array.drop_null()))
+    if classes < 2:
+        found = pc.unique(array.drop_null()).to_pylist()
+        raise errors.DataError(f"model '{model}': target '{target}' has one class ({found[0]!r}) in the training "
+                               "rows; a classifier needs at least two")
+    return "binary" if classes == 2 else "multiclass"
+
+
+def fit_target(task: str, array) -> dict:
+    array = _plain(array)
+    if task == "regression":
+        mean, std = _scaling(_floats(array))
+        return {"mean": mean, "std": std}
+    labels = pc.cast(array.drop_null(), pa.string())
+    return {"classes": sorted(pc.unique(labels).to_pylist())}
+
+
+def encode_target(task: str, encoder: dict, array) -> np.ndarray:
+    """Class indices (int64) or the standardised value (float32); NULL for unseen classes -> -1."""
+    array = _plain(array)
+    if task == "regression":
+        return ((_floats(array) - encoder["mean"]) / encoder["std"]).astype(np.float32)
+    labels = pc.cast(array, pa.string())
+    index = pc.index_in(labels, value_set=pa.array(encoder["classes"], pa.string()))
+    return pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int64)

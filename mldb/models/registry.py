@@ -1,0 +1,251 @@
+"""The model registry: reading versions from ``mldb.model_versions`` and a per-process model cache.
+
+``load_model(session_or_con, "churn" | "churn@2")`` returns a ``ModelVersion`` whose
+``predict`` / ``predict_proba`` / ``predict_rows`` take Arrow data and return Arrow
+arrays; the PREDICT UDFs and other features (DRIFT) use the same object.
+
+The cache is keyed by the database's root connection (so two in-memory databases never
+share entries) plus name and version; ``invalidate`` is called by TRAIN / DEPLOY / DROP.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from mldb import errors
+from mldb.models import algorithms, features
+
+_LOCK = threading.Lock()
+_RESOLVED: dict[tuple, tuple] = {}  # (key, name) -> (owner, version)
+_LOADED: dict[tuple, tuple] = {}  # (key, name, version) -> (owner, ModelVersion)
+
+_VERSION_COLUMNS = ("version, algorithm, task, target, target_type, classes, hyperparameters, features, "
+                    "target_encoder, metrics, created_at, weights")
+
+
+@dataclass
+class ModelVersion:
+    name: str
+    version: int
+    algorithm: str
+    task: str  # 'binary' | 'multiclass' | 'regression'
+    target: str
+    target_type: str
+    classes: list | None
+    hyperparameters: dict
+    features: list[dict]
+    target_encoder: dict
+    metrics: dict
+    created_at: object
+    weights: bytes = field(repr=False)
+    _module: object = field(default=None, repr=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature["name"] for feature in self.features]
+
+    @property
+    def output(self) -> str:
+        """The PREDICT result type: 'double' | 'boolean' | 'bigint' | 'varchar'."""
+        return output_of(self.task, self.target_type)
+
+    @property
+    def module(self):
+        if self._module is None:
+            self._module = algorithms.load(self.hyperparameters, self.weights)
+        return self._module
+
+    # -- vectorized prediction ------------------------------------------------------------
+    def forward(self, data) -> np.ndarray:
+        """Raw outputs: class probabilities (n, k) or values (n,) in the target's units."""
+        import torch
+
+        arrays = self._arrays(data)
+        x = features.transform(self.name, self.features, arrays)
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(x))
+            if self.task != "regression":
+                return torch.softmax(out, dim=1).numpy()
+        return out[:, 0].double().numpy() * self.target_encoder["std"] + self.target_encoder["mean"]
+
+    def predict(self, data) -> pa.Array:
+        out = self.forward(data)
+        if self.task == "regression":
+            return pa.array(out, pa.float64())
+        return self._labels(out.argmax(axis=1))
+
+    def predict_proba(self, data) -> pa.MapArray:
+        proba = self._proba(data)
+        rows, k = proba.shape
+        offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+        keys = pa.array(np.tile(np.asarray(self.classes, dtype=object), rows), pa.string())
+        return pa.MapArray.from_arrays(offsets, keys, pa.array(proba.reshape(-1), pa.float64()))
+
+    def predict_rows(self, data) -> pa.StructArray:
+        """``{prediction, probability}`` per row (probability NULL for regression)."""
+        out = self.forward(data)
+        if self.task == "regression":
+            prediction, probability = pa.array(out, pa.float64()), pa.nulls(len(out), pa.float64())
+        else:
+            best = out.argmax(axis=1)
+            prediction = self._labels(best)
+            probability = pa.array(out[np.arange(len(best)), best].astype(np.float64))
+        return pa.StructArray.from_arrays([prediction, probability], ["prediction", "probability"])
+
+    def _proba(self, data) -> np.ndarray:
+        if self.task == "regression":
+            raise errors.ProgrammingError(f"PREDICT_PROBA: model '{self.name}' is a regression model; "
+                                          "use PREDICT for its value")
+        return self.forward(data).astype(np.float64)
+
+    def _labels(self, index: np.ndarray) -> pa.Array:
+        labels = pa.array(self.classes, pa.string()).take(pa.array(index))
+        return labels.cast(ARROW_OUTPUT[self.output])
+
+    def _arrays(self, data) -> list:
+        if isinstance(data, (pa.Table, pa.RecordBatch)):
+            missing = [n for n in self.feature_names if n not in data.schema.names]
+            if missing:
+                raise errors.ProgrammingError(missing_features(self, missing, data.schema.names))
+            return [data.column(n) for n in self.feature_names]
+        arrays = list(data)
+        if len(arrays) != len(self.features):
+            raise errors.ProgrammingError(
+                f"model '{self.name}' takes {len(self.features)} features ({', '.join(self.feature_names)}); "
+                f"got {len(arrays)} arguments")
+        return arrays
+
+
+ARROW_OUTPUT = {"double": pa.float64(), "boolean": pa.bool_(), "bigint": pa.int64(), "varchar": pa.string()}
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT", "UHUGEINT", "INT1", "INT2", "INT4", "INT8"}
+
+
+def output_of(task: str, target_type: str) -> str:
+    if task == "regression":
+        return "double"
+    if target_type.upper() == "BOOLEAN":
+        return "boolean"
+    if target_type.upper() in _INTEGER_TYPES:
+        return "bigint"
+    return "varchar"
+
+
+def missing_features(model: ModelVersion, missing: list[str], found: list[str]) -> str:
+    by_name = {feature["name"]: feature for feature in model.features}
+    needed = ", ".join(f"'{n}' ({by_name[n]['type']})" for n in missing)
+    plural = "column" if len(missing) == 1 else "columns"
+    return f"model '{model.name}' needs {plural} {needed}; the query has: {', '.join(found) or 'no columns'}"
+
+
+# -- names -----------------------------------------------------------------------------
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'churn' -> ('churn', None); 'churn@2' -> ('churn', 2)."""
+    name, at, version = str(ref).strip().partition("@")
+    if not at:
+        return name.lower(), None
+    if not version.strip().isdigit():
+        raise errors.ProgrammingError(f"bad model reference '{ref}': expected name or name@version")
+    return name.lower(), int(version)
+
+
+# -- reading the catalog ---------------------------------------------------------------
+def _owner(source):
+    """The object that identifies a database: the root connection of a Session / Connection."""
+    database = getattr(source, "database", None)
+    return getattr(database, "root", None) or source
+
+
+def _query(source, sql: str, params: list):
+    try:
+        if hasattr(source, "sql") and hasattr(source, "database"):  # a Session: sees its transaction
+            return source.sql(sql, params).fetchall()
+        con = source if isinstance(source, duckdb.DuckDBPyConnection) else _owner(source)
+        return con.cursor().execute(sql, params).fetchall()
+    except duckdb.Error as error:
+        raise errors.translate(error) from None
+
+
+def model_row(source, name: str) -> tuple | None:
+    rows = _query(source, "SELECT name, deployed_version, latest_version, target, algorithm, training_query, "
+                          "options FROM mldb.models WHERE name = ?", [name])
+    return rows[0] if rows else None
+
+
+def unknown_model(source, name: str) -> errors.ProgrammingError:
+    names = [row[0] for row in _query(source, "SELECT name FROM mldb.models ORDER BY name", [])]
+    known = f"models: {', '.join(names)}" if names else "there are no models yet"
+    return errors.ProgrammingError(f"model '{name}' does not exist ({known})", sqlstate="42704")
+
+
+def versions(source, name: str) -> list[int]:
+    rows = _query(source, "SELECT version FROM mldb.model_versions WHERE model = ? ORDER BY version", [name])
+    return [row[0] for row in rows]
+
+
+def resolve(source, ref: str) -> tuple[str, int]:
+    """(name, version): a pinned version, or the deployed one."""
+    name, version = parse_ref(ref)
+    owner = _owner(source)
+    if version is None:
+        cached = _RESOLVED.get((id(owner), name))
+        if cached is not None and cached[0] is owner:
+            return name, cached[1]
+        row = model_row(source, name)
+        if row is None:
+            raise unknown_model(source, name)
+        version = row[1]
+        with _LOCK:
+            _RESOLVED[(id(owner), name)] = (owner, version)
+    return name, version
+
+
+def load_model(source, ref: str) -> ModelVersion:
+    """The ModelVersion for ``'name'`` (deployed) or ``'name@n'``; cached per database."""
+    name, version = resolve(source, ref)
+    owner = _owner(source)
+    cached = _LOADED.get((id(owner), name, version))
+    if cached is not None and cached[0] is owner:
+        return cached[1]
+    model = _read_version(source, name, version)
+    with _LOCK:
+        _LOADED[(id(owner), name, version)] = (owner, model)
+    return model
+
+
+def _read_version(source, name: str, version: int) -> ModelVersion:
+    rows = _query(source, f"SELECT {_VERSION_COLUMNS} FROM mldb.model_versions WHERE model = ? AND version = ?",
+                  [name, version])
+    if not rows:
+        if model_row(source, name) is None:
+            raise unknown_model(source, name)
+        known = ", ".join(map(str, versions(source, name)))
+        raise errors.ProgrammingError(f"model '{name}' has no version {version} (versions: {known})",
+                                      sqlstate="42704")
+    (version, algorithm, task, target, target_type, classes, hyper, feats, encoder, metrics, created,
+     weights) = rows[0]
+    return ModelVersion(name, version, algorithm, task, target, target_type, _json(classes), _json(hyper),
+                        _json(feats), _json(encoder), _json(metrics), created, bytes(weights))
+
+
+def _json(text):
+    return json.loads(text) if isinstance(text, str) else text
+
+
+def invalidate(source, name: str) -> None:
+    """Forget the cached resolution and versions of ``name`` (after TRAIN / DEPLOY / DROP)."""
+    owner_id = id(_owner(source))
+    with _LOCK:
+        _RESOLVED.pop((owner_id, name), None)
+        for key in [key for key in _LOADED if key[0] == owner_id and key[1] == name]:
+            del _LOADED[key]

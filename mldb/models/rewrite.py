@@ -1,0 +1,228 @@
+"""Rewrite rules: PREDICT / PREDICT_PROBA / EVALUATE -> calls of the registered Arrow UDFs.
+
+The rewritten SQL names the model (not a version, unless pinned), so a view stays
+valid after a reopen and follows DEPLOY. Features are bound by name from the query
+scope (checked against DuckDB's schema for a clear error) or passed by position.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from mldb import errors
+from mldb.frontend import MLDB
+from mldb.frontend.models import Evaluate, Predict, PredictProba
+from mldb.models import features as encoders
+from mldb.models import registry
+from mldb.plan.rules import _load
+
+_MODEL_FUNCTIONS = (Predict, PredictProba, Evaluate)
+
+
+def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
+    """Table forms in FROM / JOIN.
+
+    ``SELECT * FROM PREDICT(churn, (SELECT * FROM c))`` ->
+    ``SELECT * FROM (SELECT * EXCLUDE (__mldb_p), __mldb_p.prediction AS prediction,
+    __mldb_p.probability AS probability FROM (SELECT *, mldb_predict_row_varchar('churn', age, plan)
+    AS __mldb_p FROM (SELECT * FROM c) AS __mldb_in) AS __mldb_q) AS predict``
+
+    ``SELECT * FROM EVALUATE(churn, (SELECT * FROM h))`` ->
+    ``SELECT * FROM (SELECT UNNEST(mldb_evaluate_classification('churn', LIST(CAST(churned AS TEXT)),
+    LIST(mldb_predict_proba('churn', age, plan)))) FROM (SELECT * FROM h) AS __mldb_in
+    WHERE NOT churned IS NULL) AS evaluate``
+    """
+    if next(tree.find_all(*_MODEL_FUNCTIONS), None) is not None:
+        context.model_statement = tree.sql(dialect=MLDB)
+    for table in list(tree.find_all(exp.Table)):
+        function = table.this
+        if not isinstance(function, (Predict, Evaluate)):
+            continue
+        ref, model, query = _table_arguments(function, context)
+        columns = _describe(context, query)
+        build = _predict_table if isinstance(function, Predict) else _evaluate_table
+        select = build(ref, model, query, columns)
+        alias = table.alias or ("predict" if isinstance(function, Predict) else "evaluate")
+        table.replace(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+        context.note(f"{function.sql_name()}({model.name}, (query)) -> a subquery over the model's Arrow UDF")
+    return tree
+
+
+def rewrite_model_functions(tree: exp.Expression, context) -> exp.Expression:
+    """Scalar calls.
+
+    ``SELECT PREDICT(churn) FROM c``            -> ``SELECT mldb_predict_varchar('churn', age, plan) FROM c``
+    ``SELECT PREDICT('churn@2', a, b) FROM c``  -> ``SELECT mldb_predict_varchar('churn@2', a, b) FROM c``
+    ``SELECT PREDICT_PROBA(churn) FROM c``      -> ``SELECT mldb_predict_proba('churn', age, plan) FROM c``
+    """
+    for node in list(tree.find_all(Predict, PredictProba)):
+        ref, model = _model_of(node, context)
+        arguments = _feature_arguments(node, model, context)
+        name = "mldb_predict_proba" if isinstance(node, PredictProba) else f"mldb_predict_{model.output}"
+        if isinstance(node, PredictProba) and model.task == "regression":
+            raise errors.ProgrammingError(f"PREDICT_PROBA: model '{model.name}' is a regression model; "
+                                          "use PREDICT for its value")
+        node.replace(_call(name, ref, arguments))
+        context.note(f"{node.sql_name()}({model.name}) -> {name}('{ref}', {len(arguments)} features)")
+    _flush_after(tree, context)
+    return tree
+
+
+# -- the pieces --------------------------------------------------------------------------
+def _model_of(node: exp.Expression, context) -> tuple[str, registry.ModelVersion]:
+    """The model reference as written ('churn' or 'churn@2') and its loaded version."""
+    arguments = node.expressions
+    first = arguments[0] if arguments else None
+    if isinstance(first, exp.Literal) and first.is_string:
+        ref = first.this
+    elif isinstance(first, (exp.Column, exp.Identifier)) and not getattr(first, "table", ""):
+        ref = first.name
+    else:
+        shown = first.sql(dialect=MLDB) if first is not None else "nothing"
+        raise errors.ProgrammingError(f"{node.sql_name()}: the first argument must be a model name; found {shown}")
+    name, version = registry.parse_ref(ref)
+    ref = name if version is None else f"{name}@{version}"
+    return ref, registry.load_model(context.session, ref)
+
+
+def _feature_arguments(node, model: registry.ModelVersion, context) -> list[exp.Expression]:
+    given = node.expressions[1:]
+    if given:
+        if len(given) != len(model.features):
+            raise errors.ProgrammingError(
+                f"{node.sql_name()}: model '{model.name}' takes {len(model.features)} features in this order: "
+                f"{', '.join(model.feature_names)}; got {len(given)} arguments")
+        return [argument.copy() for argument in given]
+    scope = _scope_columns(node, context)
+    if scope is not None:
+        check_columns(model, scope)
+    return [exp.column(feature, quoted=True) for feature in model.feature_names]
+
+
+def check_columns(model: registry.ModelVersion, columns: dict[str, str]) -> None:
+    """A clear error for a missing feature column or one of the wrong kind."""
+    lowered = {name.lower(): sql_type for name, sql_type in columns.items()}
+    missing = [name for name in model.feature_names if name.lower() not in lowered]
+    if missing:
+        raise errors.ProgrammingError(registry.missing_features(model, missing, list(columns)), sqlstate="42703")
+    for feature in model.features:
+        found = lowered[feature["name"].lower()]
+        if sql_kind(found) not in (feature["kind"], "null", None):
+            raise errors.ProgrammingError(
+                f"model '{model.name}' needs feature '{feature['name']}' as {feature['type']} "
+                f"({feature['kind']}); found {found}", sqlstate="42804")
+
+
+def sql_kind(sql_type: str) -> str | None:
+    """The encoder kind of a DuckDB type name ('numeric', 'text', 'date', 'vector')."""
+    upper = sql_type.upper()
+    if upper.endswith("]"):
+        return "vector"
+    if upper in ("VARCHAR", "TEXT", "STRING") or upper.startswith("ENUM"):
+        return "text"
+    if upper.startswith(("DATE", "TIMESTAMP")):
+        return "date"
+    if upper == '"NULL"' or upper == "NULL":
+        return "null"
+    numeric = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+               "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "BOOLEAN")
+    return "numeric" if upper.startswith(numeric) else None
+
+
+def _scope_columns(node: exp.Expression, context) -> dict[str, str] | None:
+    """Columns visible to ``node``'s SELECT (its FROM and JOINs), or None when they cannot be probed."""
+    select = node.find_ancestor(exp.Select)
+    if select is None:
+        return None
+    source = select.args.get("from_")
+    if source is None:
+        return {}
+    probe = exp.Select(expressions=[exp.Star()], from_=source.copy(),
+                       joins=[join.copy() for join in select.args.get("joins") or []])
+    ctes = [cte.copy() for ancestor in _ancestors(select) if ancestor.args.get("with_")
+            for cte in ancestor.args["with_"].expressions]
+    if ctes:
+        probe.set("with_", exp.With(expressions=ctes))
+    return _describe(context, probe, quiet=True)
+
+
+def _ancestors(node: exp.Expression):
+    while node is not None:
+        yield node
+        node = node.parent
+
+
+def _describe(context, query: exp.Expression, quiet: bool = False) -> dict[str, str] | None:
+    if next(query.find_all(*_MODEL_FUNCTIONS), None) is not None:
+        return None  # nested model calls are rewritten later; DuckDB checks the columns then
+    try:
+        rows = context.session.sql(f"DESCRIBE {query.sql(dialect=MLDB)}").fetchall()
+    except errors.Error:
+        if quiet:
+            return None
+        raise
+    return {row[0]: row[1] for row in rows}
+
+
+def _table_arguments(function, context):
+    arguments = function.expressions
+    if len(arguments) != 2:
+        raise errors.ProgrammingError(f"{function.sql_name()} in FROM takes (model, (query)); "
+                                      f"got {len(arguments)} arguments")
+    ref, model = _model_of(function, context)
+    query = arguments[1]
+    if isinstance(query, exp.Subquery):
+        query = query.this
+    elif isinstance(query, (exp.Column, exp.Table)):
+        query = exp.select("*").from_(exp.to_table(query.sql(dialect=MLDB)))
+    if not isinstance(query, exp.Query):
+        raise errors.ProgrammingError(f"{function.sql_name()}: the second argument must be (query) or a table")
+    return ref, model, query.copy()
+
+
+def _predict_table(ref: str, model, query: exp.Query, columns: dict | None) -> exp.Select:
+    if columns is not None:
+        check_columns(model, columns)
+    call = _call(f"mldb_predict_row_{model.output}", ref, [exp.column(n, quoted=True) for n in model.feature_names])
+    inner = exp.select(exp.Star(), exp.alias_(call, "__mldb_p")).from_(query.subquery("__mldb_in"))
+    fields = ["prediction"] if model.task == "regression" else ["prediction", "probability"]
+    outer = [exp.Star(except_=[exp.column("__mldb_p")])]
+    outer += [exp.alias_(exp.Dot(this=exp.column("__mldb_p"), expression=exp.to_identifier(f)), f) for f in fields]
+    return exp.select(*outer).from_(inner.subquery("__mldb_q"))
+
+
+def _evaluate_table(ref: str, model, query: exp.Query, columns: dict | None) -> exp.Select:
+    target = model.target
+    if columns is not None:
+        if target.lower() not in {name.lower() for name in columns}:
+            raise errors.ProgrammingError(
+                f"EVALUATE: model '{model.name}' needs the target column '{target}' in the query; "
+                f"it has: {', '.join(columns)}", sqlstate="42703")
+        check_columns(model, columns)
+    feats = [exp.column(n, quoted=True) for n in model.feature_names]
+    truth = exp.column(target, quoted=True)
+    if model.task == "regression":
+        labels = exp.cast(truth, "DOUBLE")
+        predicted = _call("mldb_predict_double", ref, feats)
+        function = "mldb_evaluate_regression"
+    else:
+        labels = exp.cast(truth, "VARCHAR")
+        predicted = _call("mldb_predict_proba", ref, feats)
+        function = "mldb_evaluate_classification"
+    metrics = _call(function, ref, [exp.func("list", labels), exp.func("list", predicted)])
+    return (exp.select(exp.Unnest(expressions=[metrics])).from_(query.subquery("__mldb_in"))
+            .where(exp.Not(this=exp.Is(this=truth.copy(), expression=exp.Null()))))
+
+
+def _call(name: str, ref: str, arguments: list[exp.Expression]) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=[exp.Literal.string(ref), *arguments])
+
+
+def _flush_after(tree: exp.Expression, context) -> None:
+    """One ``flush_predictions`` per statement that calls a model (the lifecycle's prediction log)."""
+    calls = any(str(node.this).startswith("mldb_predict") for node in tree.find_all(exp.Anonymous))
+    hook = _load("mldb.lifecycle.hooks:flush_predictions")
+    if calls and hook is not None:
+        text = getattr(context, "model_statement", None) or tree.sql(dialect=MLDB)
+        session = context.session
+        context.on_success(lambda: hook(session, text))

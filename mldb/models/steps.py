@@ -1,0 +1,287 @@
+"""Steps for the model statements: CREATE MODEL, TRAIN, SHOW MODELS, DESCRIBE MODEL, SHOW VERSIONS,
+DEPLOY MODEL and DROP MODEL.
+
+Training reads its query through ``session.execute`` (so mldb functions in it work),
+trains outside any transaction, then writes the version, its weights (a BLOB), its
+training log and the model row in one ``session.transaction()``: a failure leaves
+nothing behind and the previously deployed version serving. Results are DuckDB
+queries over the catalog, so every frontend reads them alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+from sqlglot import exp
+
+from mldb import errors
+from mldb.frontend import MLDB
+from mldb.models import registry, train
+from mldb.plan.rules import _load
+from mldb.result import Result
+
+
+# -- CREATE MODEL / TRAIN ----------------------------------------------------------------
+def create_model(session, node, params) -> Result:
+    name = registry.parse_ref(node.this)[0]
+    existing = registry.model_row(session, name)
+    if existing is not None and node.args.get("exists"):
+        return _summary(session, name, existing[1], "CREATE MODEL")
+    if existing is not None and not node.args.get("replace"):
+        raise errors.ProgrammingError(f"model '{name}' already exists; use CREATE OR REPLACE MODEL to start "
+                                      f"over or TRAIN {name} for a new version", sqlstate="42710")
+    definition = {"target": node.args["target"].name, "query": _query_sql(node.args["source"]),
+                  "algorithm": _name(node.args.get("algorithm")), "options": options_of(node)}
+    return _train(session, name, definition, replace=existing is not None, status="CREATE MODEL")
+
+
+def train_model(session, node, params) -> Result:
+    name = registry.parse_ref(node.this)[0]
+    row = registry.model_row(session, name)
+    if row is None:
+        raise registry.unknown_model(session, name)
+    _, _, latest, target, algorithm, query, stored_options = row
+    options = (json.loads(stored_options) if stored_options else {}) | options_of(node)
+    definition = {"target": node.args["target"].name if node.args.get("target") else target,
+                  "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
+                  "algorithm": _name(node.args.get("algorithm")) or algorithm, "options": options}
+    if node.args.get("snapshot"):
+        version = node.args.get("snapshot_version")
+        definition["query"] = _snapshot_query(session, name, int(version.name) if version else latest)
+    return _train(session, name, definition, replace=False, status="TRAIN")
+
+
+def _snapshot_query(session, name: str, version: int) -> str:
+    hook = _load("mldb.lifecycle.hooks:snapshot_query")
+    query = hook(session, name, version) if hook is not None else None
+    if query is None:
+        raise errors.ProgrammingError(f"TRAIN {name} FROM SNAPSHOT: no snapshot of the training data of "
+                                      f"version {version} is kept (train with WITH (snapshot = true))")
+    return query
+
+
+def _train(session, name: str, definition: dict, *, replace: bool, status: str) -> Result:
+    table, types = _read(session, definition["query"])
+    trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"])
+    with session.database.lock, session.transaction():
+        version = 1 if replace else _next_version(session, name)
+        if replace:
+            _delete(session, name)
+        _write_version(session, name, version, definition, trained, table, types)
+        _write_model(session, name, version, definition, trained)
+        registry.invalidate(session, name)
+        hook = _load("mldb.lifecycle.hooks:after_train")
+        if hook is not None:
+            hook(session, name, version, table, trained.features, source_tables(definition["query"]),
+                 definition["options"])
+    registry.invalidate(session, name)
+    return _summary(session, name, version, status)
+
+
+def _read(session, query: str) -> tuple[pa.Table, dict[str, str]]:
+    """The training rows as one Arrow table (read in batches) and the columns' SQL types."""
+    result = session.execute(query)
+    if not result.has_rows:
+        raise errors.ProgrammingError(f"the training query returns no rows to train on: {query}")
+    types = {column[0]: str(column[1]) for column in result.description}
+    reader = result.arrow_reader(64 * 1024)
+    return pa.Table.from_batches(list(reader), schema=reader.schema), types
+
+
+def _next_version(session, name: str) -> int:
+    return session.sql("SELECT coalesce(max(version), 0) + 1 FROM mldb.model_versions WHERE model = ?",
+                       [name]).fetchone()[0]
+
+
+def _write_version(session, name, version, definition, trained, table, types) -> None:
+    target = definition["target"]
+    session.sql(
+        "INSERT INTO mldb.model_versions (model, version, algorithm, task, target, target_type, classes, "
+        "hyperparameters, features, target_encoder, metrics, training_query, source_tables, rows, train_rows, "
+        "valid_rows, fingerprint, device, train_seconds, created_at, weights) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_localtimestamp(), ?)",
+        [name, version, trained.algorithm, trained.task, target, types.get(target),
+         json.dumps(trained.target_encoder.get("classes")), json.dumps(trained.hyper),
+         json.dumps(trained.features), json.dumps(trained.target_encoder), json.dumps(trained.metrics),
+         definition["query"], source_tables(definition["query"]), trained.rows, trained.train_rows,
+         trained.valid_rows, fingerprint(table), trained.device, trained.seconds, trained.weights])
+    if trained.log:
+        log = pa.Table.from_pylist(trained.log)
+        session.con.register("__mldb_training_log", log)
+        try:
+            session.sql("INSERT INTO mldb.training_log SELECT ?, ?, epoch, train_loss, valid_loss, valid_metric, "
+                        "metric_name, current_localtimestamp() FROM __mldb_training_log", [name, version])
+        finally:
+            session.con.unregister("__mldb_training_log")
+
+
+def _write_model(session, name, version, definition, trained) -> None:
+    """Insert the model row, or point it at the new version (when it followed the newest)."""
+    session.sql(
+        "INSERT INTO mldb.models VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_localtimestamp(), current_localtimestamp()) "
+        "ON CONFLICT (name) DO UPDATE SET target = excluded.target, task = excluded.task, "
+        "algorithm = excluded.algorithm, training_query = excluded.training_query, options = excluded.options, "
+        "deployed_version = CASE WHEN mldb.models.deployed_version = mldb.models.latest_version "
+        "THEN excluded.deployed_version ELSE mldb.models.deployed_version END, "
+        "latest_version = excluded.latest_version, updated_at = excluded.updated_at",
+        [name, definition["target"], trained.task, definition["algorithm"] or "auto", version, version,
+         definition["query"], json.dumps(definition["options"])])
+
+
+def _delete(session, name: str) -> None:
+    for table, column in (("training_log", "model"), ("model_versions", "model"), ("models", "name")):
+        session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
+
+
+def _summary(session, name: str, version: int, status: str) -> Result:
+    session.sql(
+        "SELECT model, version, task, algorithm, rows, "
+        "CASE WHEN task = 'regression' THEN 'r2' ELSE 'accuracy' END AS metric, "
+        "CAST(CASE WHEN task = 'regression' THEN metrics->>'r2' ELSE metrics->>'accuracy' END AS DOUBLE) AS value, "
+        "round(train_seconds, 3) AS seconds FROM mldb.model_versions WHERE model = ? AND version = ?",
+        [name, version])
+    return Result.from_duckdb(session.con, status)
+
+
+# -- the definition ----------------------------------------------------------------------
+def _query_sql(source: exp.Expression) -> str:
+    if isinstance(source, exp.Subquery):
+        return source.this.sql(dialect=MLDB)
+    return f"SELECT * FROM {source.sql(dialect=MLDB)}"
+
+
+def _name(node) -> str | None:
+    return node.name.lower() if node is not None else None
+
+
+def options_of(node) -> dict:
+    options = node.args.get("options")
+    if options is None:
+        return {}
+    result = {}
+    for item in options.expressions:
+        if not isinstance(item, exp.EQ):
+            raise errors.ProgrammingError(f"WITH options are key = value pairs; found {item.sql(dialect=MLDB)}")
+        result[item.this.name.lower()] = _value(item.expression)
+    return result
+
+
+def _value(node: exp.Expression):
+    if isinstance(node, exp.Literal):
+        return node.this if node.is_string else json.loads(node.this)
+    if isinstance(node, exp.Boolean):
+        return node.this
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Neg):
+        return -_value(node.this)
+    if isinstance(node, (exp.Array, exp.Tuple)):
+        return [_value(item) for item in node.expressions]
+    if isinstance(node, (exp.Column, exp.Identifier, exp.Var)):
+        return node.name
+    raise errors.ProgrammingError(f"WITH option values are numbers, strings, booleans or [lists]; "
+                                  f"found {node.sql(dialect=MLDB)}")
+
+
+def source_tables(query: str) -> list[str]:
+    """The tables and views a training query reads (CTE names left out)."""
+    try:
+        tree = MLDB().parse_one(query)
+    except Exception:  # noqa: BLE001 - lineage is best effort; the query itself already ran
+        return []
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    names = {table.sql(dialect=MLDB) for table in tree.find_all(exp.Table)
+             if isinstance(table.this, exp.Identifier) and table.name not in ctes}
+    return sorted(names)
+
+
+class _Hasher:
+    def __init__(self):
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def fingerprint(table: pa.Table) -> str:
+    """sha256 of the training rows in Arrow IPC form (same rows, same order -> same fingerprint)."""
+    hasher = _Hasher()
+    with pa.ipc.new_stream(hasher, table.schema) as writer:
+        writer.write_table(table)
+    return hasher.digest.hexdigest()[:32]
+
+
+# -- SHOW / DESCRIBE / DEPLOY / DROP -----------------------------------------------------
+def show_models(session, node, params) -> Result:
+    session.sql(
+        "SELECT m.name, m.deployed_version AS version, v.task, v.algorithm, m.target, "
+        "CASE WHEN m.deployed_version = m.latest_version THEN 'deployed' "
+        "ELSE 'deployed (newest: ' || m.latest_version || ')' END AS status, "
+        "CAST(CASE WHEN v.task = 'regression' THEN v.metrics->>'r2' ELSE v.metrics->>'accuracy' END AS DOUBLE) "
+        "AS metric, v.created_at FROM mldb.models m JOIN mldb.model_versions v "
+        "ON v.model = m.name AND v.version = m.deployed_version ORDER BY m.name")
+    return Result.from_duckdb(session.con, "SHOW MODELS")
+
+
+def describe_model(session, node, params) -> Result:
+    model = registry.load_model(session, node.this)
+    session.sql(
+        "SELECT f.name AS feature, f.type, f.encoding, f.width, v.model, v.version, v.task, v.algorithm, "
+        "v.target, v.target_type FROM mldb.model_versions v, "
+        "unnest(from_json(v.features, '[{\"name\": \"VARCHAR\", \"type\": \"VARCHAR\", \"encoding\": \"VARCHAR\", "
+        "\"width\": \"INTEGER\"}]')) AS u(f) WHERE v.model = ? AND v.version = ?", [model.name, model.version])
+    return Result.from_duckdb(session.con, "DESCRIBE MODEL")
+
+
+def show_versions(session, node, params) -> Result:
+    name = registry.parse_ref(node.this)[0]
+    if registry.model_row(session, name) is None:
+        raise registry.unknown_model(session, name)
+    changed = _data_changed(session, name)
+    extra, values = ("", "")
+    if changed is not None:
+        rows = ", ".join(f"({version}, {'NULL' if flag is None else bool(flag)})" for version, flag in changed)
+        extra = ", c.data_changed"
+        values = f" LEFT JOIN (VALUES {rows}) AS c(version, data_changed) ON c.version = v.version"
+    session.sql(
+        f"SELECT v.version, v.created_at, v.rows, v.algorithm, v.metrics, v.version = m.deployed_version AS "
+        f"deployed, v.fingerprint{extra} FROM mldb.model_versions v JOIN mldb.models m ON m.name = v.model"
+        f"{values} WHERE v.model = ? ORDER BY v.version", [name])
+    return Result.from_duckdb(session.con, "SHOW VERSIONS")
+
+
+def _data_changed(session, name: str) -> list[tuple] | None:
+    hook = _load("mldb.lifecycle.hooks:source_changed")
+    if hook is None:
+        return None
+    return [(version, hook(session, name, version)) for version in registry.versions(session, name)]
+
+
+def deploy_model(session, node, params) -> Result:
+    name = registry.parse_ref(node.this)[0]
+    version = int(node.args["version"].name)
+    registry.load_model(session, f"{name}@{version}")  # raises for a missing model or version
+    with session.database.lock, session.transaction():
+        session.sql("UPDATE mldb.models SET deployed_version = ?, updated_at = current_localtimestamp() "
+                    "WHERE name = ?", [version, name])
+    registry.invalidate(session, name)
+    return Result.done("DEPLOY MODEL")
+
+
+def drop_model(session, node, params) -> Result:
+    name = registry.parse_ref(node.this)[0]
+    if registry.model_row(session, name) is None:
+        if node.args.get("exists"):
+            return Result.done("DROP MODEL")
+        raise registry.unknown_model(session, name)
+    with session.database.lock, session.transaction():
+        _delete(session, name)
+    registry.invalidate(session, name)
+    return Result.done("DROP MODEL")

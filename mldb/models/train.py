@@ -1,0 +1,192 @@
+"""Training: read the query as Arrow batches, fit encoders on the training split, run mini-batch SGD.
+
+``fit(...)`` is pure Python over an Arrow table and returns a ``Trained`` (encoders,
+hyperparameters, weights, metrics and the per-epoch log); ``mldb.models.steps``
+writes it to the catalog in one transaction.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from mldb import errors
+from mldb.models import algorithms, evaluate, features
+
+DEFAULTS = {"epochs": 50, "batch_size": 256, "lr": 0.01, "seed": 42, "valid_fraction": 0.2,
+            "patience": 5, "weight_decay": 0.0001, "hidden": [64, 64], "dropout": 0.0}
+OPTIONS = set(DEFAULTS) | {"device", "task", "snapshot", "log_sample", "embed_model"}
+
+
+@dataclass
+class Trained:
+    task: str
+    algorithm: str
+    features: list[dict]
+    target_encoder: dict
+    hyper: dict
+    weights: bytes
+    metrics: dict
+    log: list[dict] = field(default_factory=list)
+    rows: int = 0
+    train_rows: int = 0
+    valid_rows: int = 0
+    device: str = "cpu"
+    seconds: float = 0.0
+
+
+def check_options(model: str, options: dict) -> None:
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise errors.ProgrammingError(f"model '{model}': unknown option(s) {', '.join(unknown)}; "
+                                      f"known: {', '.join(sorted(OPTIONS))}")
+
+
+def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorithm: str | None,
+        options: dict) -> Trained:
+    """Train on ``table`` (feature columns + ``target``); ``types`` are the columns' SQL types."""
+    started = time.perf_counter()
+    check_options(model, options)
+    hyper = DEFAULTS | {k: v for k, v in options.items() if k in DEFAULTS}
+    table = _drop_null_targets(model, table, target)
+    task = features.infer_task(model, target, table[target], options.get("task"))
+    train_idx, valid_idx = _split(len(table), hyper["valid_fraction"], hyper["seed"])
+    names = [name for name in table.column_names if name != target]
+    if not names:
+        raise errors.DataError(f"model '{model}': the training query has no feature columns besides '{target}'")
+    training = table.take(pa.array(train_idx))
+    fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), training[n])
+              for n in names]
+    target_encoder = features.fit_target(task, training[target])
+    x = features.transform(model, fitted, [table[n] for n in names])
+    y = features.encode_target(task, target_encoder, table[target])
+    outputs = 1 if task == "regression" else len(target_encoder["classes"])
+    hyper |= {"algorithm": algorithms.resolve(model, algorithm, task, len(table)),
+              "inputs": x.shape[1], "outputs": outputs}
+    device = _device(options)
+    module, log, metrics = _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
+    return Trained(task, hyper["algorithm"], fitted, target_encoder, hyper, algorithms.dump(module), metrics,
+                   log, len(table), len(train_idx), len(valid_idx), device, time.perf_counter() - started)
+
+
+def _drop_null_targets(model: str, table: pa.Table, target: str) -> pa.Table:
+    if target not in table.column_names:
+        raise errors.ProgrammingError(f"model '{model}': target column '{target}' is not in the training query; "
+                                      f"it has: {', '.join(table.column_names)}")
+    column = table[target]
+    if column.null_count:
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.is_valid(column))
+    if len(table) == 0:
+        raise errors.DataError(f"model '{model}': the training query returned no rows with a non-NULL "
+                               f"'{target}'; nothing to train on")
+    return table
+
+
+def _split(rows: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(rows)
+    valid = int(round(rows * float(valid_fraction))) if rows >= 10 else 0
+    return np.sort(order[valid:]), np.sort(order[:valid])
+
+
+def _device(options: dict) -> str:
+    import torch
+
+    wanted = str(options.get("device", "auto")).lower()
+    if wanted == "cpu":
+        return "cpu"
+    if wanted.startswith("cuda") or wanted == "auto":
+        return ("cuda" if wanted == "auto" else wanted) if torch.cuda.is_available() else "cpu"
+    raise errors.ProgrammingError(f"unknown device '{wanted}': use 'cpu', 'cuda' or 'auto'")
+
+
+def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder):
+    import torch
+
+    torch.manual_seed(int(hyper["seed"]))
+    generator = torch.Generator().manual_seed(int(hyper["seed"]))
+    module = algorithms.build(hyper).to(device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=float(hyper["lr"]),
+                                 weight_decay=float(hyper["weight_decay"]))
+    loss_fn = torch.nn.MSELoss() if task == "regression" else torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    if task == "regression":
+        yt = yt[:, None]
+    train_i = torch.from_numpy(train_idx).to(device)
+    valid_i = torch.from_numpy(valid_idx).to(device) if len(valid_idx) else train_i
+    best, best_loss, stale, log = None, float("inf"), 0, []
+    for epoch in _progress(int(hyper["epochs"])):
+        train_loss = _epoch(module, optimizer, loss_fn, xt, yt, train_i, int(hyper["batch_size"]), generator)
+        valid_loss, metric = _validate(module, loss_fn, xt, yt, valid_i, task)
+        log.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
+                    "valid_metric": metric, "metric_name": evaluate.PRIMARY[task]})
+        if valid_loss < best_loss - 1e-6:
+            best_loss, stale = valid_loss, 0
+            best = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= int(hyper["patience"]):
+                break
+    module.load_state_dict(best)
+    module.eval()
+    hyper["epochs_run"] = len(log)
+    module = module.cpu()
+    index = valid_idx if len(valid_idx) else train_idx
+    return module, log, _metrics(module, torch.from_numpy(x[index]), y[index], task, target_encoder)
+
+
+def _epoch(module, optimizer, loss_fn, xt, yt, train_i, batch_size, generator) -> float:
+    import torch
+
+    module.train()
+    order = train_i[torch.randperm(len(train_i), generator=generator).to(train_i.device)]
+    total = torch.zeros((), device=xt.device)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(module(xt[batch]), yt[batch])
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(batch)
+    return float(total) / max(len(order), 1)
+
+
+def _validate(module, loss_fn, xt, yt, index, task) -> tuple[float, float]:
+    import torch
+
+    module.eval()
+    with torch.no_grad():
+        out = module(xt[index])
+        loss = float(loss_fn(out, yt[index]))
+        if task == "regression":
+            target = yt[index]
+            total = float(((target - target.mean()) ** 2).sum())
+            metric = 1.0 - float(((out - target) ** 2).sum()) / total if total > 0 else 0.0
+        else:
+            metric = float((out.argmax(dim=1) == yt[index]).float().mean())
+    return loss, metric
+
+
+def _metrics(module, x, y, task, target_encoder) -> dict:
+    """The final metrics on the validation rows, in the target's own units."""
+    import torch
+
+    with torch.no_grad():
+        out = module(x)
+    if task == "regression":
+        mean, std = target_encoder["mean"], target_encoder["std"]
+        return evaluate.regression(y.astype(np.float64) * std + mean, out[:, 0].double().numpy() * std + mean)
+    return evaluate.classification(y, torch.softmax(out, dim=1).double().numpy())
+
+
+def _progress(epochs: int):
+    if not sys.stderr.isatty():
+        return range(epochs)
+    from tqdm import tqdm
+
+    return tqdm(range(epochs), desc="TRAIN", unit="epoch", file=sys.stderr, leave=False)
