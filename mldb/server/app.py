@@ -1,0 +1,149 @@
+"""The listener: one thread per client, cancel requests, a watchdog, graceful shutdown.
+
+DuckDB releases the GIL while it works, so a slow query in one client's thread does
+not hold up the others. The watchdog notices clients that hang up while their query
+runs and interrupts that query. ``stop()`` (SIGTERM/SIGINT) stops accepting, tells
+idle clients the server is going away, gives running statements ``grace`` seconds,
+interrupts what is left (open transactions roll back) and closes the database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import socket
+import threading
+import time
+
+from mldb.server import protocol
+from mldb.server.session import Connection
+
+log = logging.getLogger("mldb.server")
+
+_WATCH_EVERY = 0.25
+
+
+class Server:
+    def __init__(self, database, host: str = "127.0.0.1", port: int = 5433, *, secret=None,
+                 auth_method: str = "scram-sha-256", max_connections: int = 100, grace: float = 10.0):
+        self.database, self.secret, self.auth_method = database, secret, auth_method
+        self.max_connections, self.grace = max_connections, grace
+        self.listener = socket.create_server((host, port), reuse_port=False, backlog=128)
+        self.listener.settimeout(_WATCH_EVERY)
+        self.address = self.listener.getsockname()
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._connections: dict[int, Connection] = {}
+        self._threads: set[threading.Thread] = set()
+        self._pids = itertools.count(1000)
+
+    # -- connection registry (used by Connection) ------------------------------------------------
+    def register(self, connection: Connection) -> tuple[int, int]:
+        with self._lock:
+            pid = next(self._pids)
+            self._connections[pid] = connection
+        return pid, secrets.randbits(31)
+
+    def unregister(self, connection: Connection) -> None:
+        with self._lock:
+            self._connections.pop(connection.pid, None)
+            self._threads.discard(threading.current_thread())
+
+    def cancel(self, pid: int, secret: int) -> None:
+        """CancelRequest: interrupt that connection's running statement if the key matches."""
+        with self._lock:
+            connection = self._connections.get(pid)
+        if connection is not None and connection.secret == secret and connection.session is not None:
+            log.info("cancel request for connection %d", pid)
+            connection.session.interrupt()
+
+    # -- serving -------------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        watchdog = threading.Thread(target=self._watch, name="mldb-watchdog", daemon=True)
+        watchdog.start()
+        while not self.stopping:
+            try:
+                sock, address = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.stopping:
+                    break
+                raise
+            self._start(sock, address)
+        self._shutdown()
+
+    def _start(self, sock: socket.socket, address) -> None:
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if len(self._connections) >= self.max_connections:
+            _refuse(sock, "sorry, too many clients already", "53300")
+            return
+        connection = Connection(self, sock, address)
+        thread = threading.Thread(target=connection.serve, name=f"mldb-client-{connection.pid}", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _watch(self) -> None:
+        """Interrupt the statement of a client that closed its socket while the statement ran."""
+        while not self.stopping:
+            time.sleep(_WATCH_EVERY)
+            with self._lock:
+                running = [c for c in self._connections.values() if c.busy and c.session is not None]
+            for connection in running:
+                if _hung_up(connection.sock):
+                    log.info("client of connection %d hung up during a statement: interrupting it", connection.pid)
+                    connection.outcome = "client disconnected during a statement"
+                    connection.session.interrupt()
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        self.listener.close()
+        with self._lock:
+            connections = list(self._connections.values())
+        for connection in connections:
+            if not connection.busy:
+                _end(connection)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and any(c.busy for c in connections):
+            time.sleep(0.05)
+        for connection in connections:
+            if connection.busy and connection.session is not None:
+                connection.session.interrupt()
+            _end(connection)
+        for thread in list(self._threads):
+            thread.join(timeout=5)
+        self.database.close()
+        log.info("mldb serve: stopped")
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
+def _end(connection: Connection) -> None:
+    """Tell a client the server is shutting down and close its socket (its thread then cleans up)."""
+    connection.outcome = "server shut down"
+    try:
+        connection.sock.sendall(protocol.error_fields(b"E", {"S": "FATAL", "V": "FATAL", "C": "57P01",
+                                                              "M": "terminating connection due to administrator command"}))
+        connection.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _refuse(sock: socket.socket, message: str, sqlstate: str) -> None:
+    try:
+        sock.sendall(protocol.error_fields(b"E", {"S": "FATAL", "V": "FATAL", "C": sqlstate, "M": message}))
+    except OSError:
+        pass
+    sock.close()

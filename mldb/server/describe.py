@@ -1,0 +1,214 @@
+"""Describe a statement before it runs: its ``$n`` parameters, their types, its result columns.
+
+Drivers that prepare (asyncpg, pg8000, JDBC) ask for this between Parse and Bind, so
+the statement has no parameter values yet. DuckDB's Python API cannot prepare, so:
+
+- ``scan_parameters`` finds ``$n`` outside strings, identifiers and comments;
+- ``infer_types`` parses the statement with sqlglot (each ``$n`` renamed to a column
+  ``__pg_param_n``) and reads each parameter's type from where it stands: a cast, the
+  other side of a comparison or arithmetic, an ``IN`` / ``BETWEEN`` subject, an INSERT
+  column, ``SET col =``, ``LIMIT``; DuckDB's ``DESCRIBE`` gives the types of those
+  neighbours; anything else is text, as PostgreSQL's ``unknown``;
+- ``result_columns`` runs ``DESCRIBE`` on the statement with typed NULLs for the
+  parameters (nothing is executed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from mldb import errors
+from mldb.frontend import MLDB
+
+_PARAM = "__pg_param_"
+ROW_WORDS = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "SHOW", "DESCRIBE", "SUMMARIZE",
+                       "EXPLAIN", "PRAGMA", "CALL", "PIVOT", "UNPIVOT", "(", "RETURNING"})
+
+
+@dataclass
+class Span:
+    start: int
+    end: int
+    number: int
+
+
+def scan_parameters(sql: str) -> list[Span]:
+    """Positions of ``$1``, ``$2``, ... that are parameters (not inside quotes or comments)."""
+    spans, i, size = [], 0, len(sql)
+    while i < size:
+        char = sql[i]
+        if char in "'\"":
+            i = _skip_quoted(sql, i, char)
+        elif sql.startswith("--", i):
+            i = _find(sql, "\n", i)
+        elif sql.startswith("/*", i):
+            i = _find(sql, "*/", i) + 1
+        elif char == "$":
+            j = i + 1
+            while j < size and sql[j].isdigit():
+                j += 1
+            if j > i + 1 and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+                spans.append(Span(i, j, int(sql[i + 1 : j])))
+                i = j - 1
+            else:
+                i = _skip_dollar_quote(sql, i)
+        i += 1
+    return spans
+
+
+def _find(sql: str, what: str, start: int) -> int:
+    found = sql.find(what, start + 1)
+    return len(sql) if found < 0 else found
+
+
+def _skip_quoted(sql: str, i: int, quote: str) -> int:
+    j = i + 1
+    while j < len(sql):
+        if sql[j] == quote:
+            if sql[j + 1 : j + 2] == quote:
+                j += 2
+                continue
+            return j
+        j += 1
+    return j
+
+
+def _skip_dollar_quote(sql: str, i: int) -> int:
+    """``$tag$ ... $tag$`` (tag empty or an identifier): the index of the closing ``$``."""
+    close = sql.find("$", i + 1)
+    tag = sql[i : close + 1] if close > 0 else ""
+    if not tag or not all(c.isalnum() or c == "_" for c in tag[1:-1]) or tag[1:2].isdigit():
+        return i
+    end = sql.find(tag, close + 1)
+    return len(sql) if end < 0 else end + len(tag) - 1
+
+
+def substitute(sql: str, spans: list[Span], replace) -> str:
+    """The text with each parameter replaced by ``replace(number)``."""
+    parts, last = [], 0
+    for span in spans:
+        parts += [sql[last : span.start], replace(span.number)]
+        last = span.end
+    return "".join(parts) + sql[last:]
+
+
+def parameter_count(spans: list[Span]) -> int:
+    return max((span.number for span in spans), default=0)
+
+
+# -- parameter types -----------------------------------------------------------------------------
+
+
+def infer_types(session, sql: str, spans: list[Span]) -> list[str | None]:
+    """The DuckDB type each parameter takes from its context, ``None`` where nothing tells."""
+    count = parameter_count(spans)
+    types: list[str | None] = [None] * count
+    try:
+        tree = sqlglot.parse_one(substitute(sql, spans, lambda n: f"{_PARAM}{n}"), dialect=MLDB)
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return types
+    for column in tree.find_all(exp.Column):
+        if column.name.startswith(_PARAM) and not column.table:
+            number = int(column.name[len(_PARAM) :])
+            if types[number - 1] is None:
+                types[number - 1] = _context_type(session, column)
+    return types
+
+
+def _context_type(session, node: exp.Expression) -> str | None:
+    parent = node.parent
+    if isinstance(parent, exp.Cast):
+        return parent.to.sql(dialect=MLDB).upper()
+    if isinstance(parent, (exp.Limit, exp.Offset)):
+        return "BIGINT"
+    if isinstance(parent, (exp.Like, exp.ILike)):
+        return "VARCHAR"
+    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
+        return _insert_column_type(session, parent, parent.expressions.index(node))
+    neighbour = _neighbour(node, parent)
+    if neighbour is None or _has_param(neighbour):
+        return None
+    return _expression_type(session, node, neighbour)
+
+
+def _neighbour(node: exp.Expression, parent: exp.Expression | None) -> exp.Expression | None:
+    if isinstance(parent, (exp.In, exp.Between)):
+        return parent.this if node is not parent.this else None
+    if isinstance(parent, exp.Binary):
+        return parent.expression if node is parent.this else parent.this
+    return None
+
+
+def _has_param(node: exp.Expression) -> bool:
+    return any(c.name.startswith(_PARAM) for c in node.find_all(exp.Column))
+
+
+def _expression_type(session, node: exp.Expression, neighbour: exp.Expression) -> str | None:
+    """DESCRIBE ``SELECT <neighbour> FROM <the FROM clause the parameter sits under>``."""
+    if isinstance(neighbour, exp.Literal):
+        return "VARCHAR" if neighbour.is_string else ("BIGINT" if neighbour.is_int else "DOUBLE")
+    query = exp.Select(expressions=[neighbour.copy()])
+    scope = node.find_ancestor(exp.Select, exp.Update, exp.Delete)
+    if isinstance(scope, exp.Select):
+        for key in ("from_", "from", "joins"):
+            if scope.args.get(key):
+                query.set(key, _nulled(scope.args[key]))
+    elif scope is not None:
+        query.set("from_", exp.From(this=scope.this.copy()))
+    with_ = node.find_ancestor(exp.Select).args.get("with_") if node.find_ancestor(exp.Select) else None
+    if with_ is not None:
+        query.set("with_", with_.copy())
+    return _describe_first(session, query.sql(dialect=MLDB))
+
+
+def _nulled(value):
+    """A copy of a clause (or list of clauses) with every parameter replaced by NULL."""
+    if isinstance(value, list):
+        return [_nulled(item) for item in value]
+    copy = value.copy()
+    for column in list(copy.find_all(exp.Column)):
+        if column.name.startswith(_PARAM):
+            column.replace(exp.Null())
+    return copy
+
+
+def _insert_column_type(session, row: exp.Tuple, position: int) -> str | None:
+    insert = row.find_ancestor(exp.Insert)
+    if insert is None:
+        return None
+    target = insert.this
+    if isinstance(target, exp.Schema):
+        columns = [column.sql(dialect=MLDB) for column in target.expressions]
+        if position >= len(columns):
+            return None
+        return _describe_first(session, f"SELECT {columns[position]} FROM {target.this.sql(dialect=MLDB)}")
+    types = _describe(session, f"SELECT * FROM {target.sql(dialect=MLDB)}")
+    return types[position][1] if types and position < len(types) else None
+
+
+def _describe_first(session, query: str) -> str | None:
+    types = _describe(session, query)
+    return types[0][1] if types else None
+
+
+def _describe(session, query: str) -> list[tuple[str, str]] | None:
+    try:
+        return [(row[0], row[1]) for row in session.sql(f"DESCRIBE {query}").fetchall()]
+    except errors.Error:
+        return None
+
+
+# -- result columns ------------------------------------------------------------------------------
+
+
+def returns_rows(first_word: str, sql: str) -> bool:
+    return first_word in ROW_WORDS or " RETURNING " in f" {sql.upper()} "
+
+
+def result_columns(session, sql: str, spans: list[Span], types: list[str | None]) -> list[tuple[str, str]] | None:
+    """(name, DuckDB type) of each result column, from DESCRIBE with typed NULL parameters."""
+    nulled = substitute(sql, spans, lambda n: f"CAST(NULL AS {types[n - 1] or 'VARCHAR'})")
+    return _describe(session, nulled.strip().rstrip(";"))

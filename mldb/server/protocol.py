@@ -1,0 +1,192 @@
+"""The PostgreSQL v3 wire protocol: reading frontend messages and building backend ones.
+
+Only bytes live here: no sessions, no SQL. ``read_startup`` / ``read_message`` read
+from a socket file; ``Payload`` walks a message body; the ``*_message`` functions
+build complete backend messages (type byte, length, body) ready to send.
+See https://www.postgresql.org/docs/current/protocol-message-formats.html
+"""
+
+from __future__ import annotations
+
+import struct
+
+PROTOCOL_3 = 196608  # 3.0
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+
+MAX_STARTUP = 10_000  # as PostgreSQL: a longer startup packet is invalid
+MAX_MESSAGE = 1 << 28  # 256 MiB: a longer message is refused and the connection closed
+
+_INT32 = struct.Struct("!i")
+_HEADER = struct.Struct("!ci")
+_INT16 = struct.Struct("!h")
+
+
+class ProtocolViolation(Exception):
+    """The client sent bytes that are not a valid message (SQLSTATE 08P01)."""
+
+
+class ConnectionClosed(Exception):
+    """The client went away (EOF on the socket)."""
+
+
+def _read_exact(stream, size: int) -> bytes:
+    data = stream.read(size)
+    if data is None or len(data) < size:
+        raise ConnectionClosed()
+    return data
+
+
+def read_startup(stream) -> tuple[int, bytes]:
+    """The untyped first packet: (protocol code or request code, rest of the body)."""
+    (length,) = _INT32.unpack(_read_exact(stream, 4))
+    if length < 8 or length > MAX_STARTUP:
+        raise ProtocolViolation(f"invalid length of startup packet: {length}")
+    body = _read_exact(stream, length - 4)
+    return _INT32.unpack_from(body)[0], body[4:]
+
+
+def read_message(stream) -> tuple[bytes, bytes]:
+    """One typed frontend message: (type byte, body)."""
+    kind, length = _HEADER.unpack(_read_exact(stream, 5))
+    if length < 4 or length > MAX_MESSAGE:
+        raise ProtocolViolation(f"invalid message length {length} for message type {kind!r}")
+    return kind, _read_exact(stream, length - 4)
+
+
+def startup_parameters(body: bytes) -> dict[str, str]:
+    """``name\\0value\\0 ... \\0`` -> dict."""
+    parts = body.split(b"\0")
+    if len(parts) < 2 or parts[-1] != b"" or len(parts) % 2 != 0:
+        raise ProtocolViolation("malformed startup packet: parameters must be name/value pairs ending with a zero byte")
+    try:
+        return {parts[i].decode(): parts[i + 1].decode() for i in range(0, len(parts) - 2, 2)}
+    except UnicodeDecodeError:
+        raise ProtocolViolation("malformed startup packet: parameters are not UTF-8") from None
+
+
+class Payload:
+    """A cursor over a message body."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def int16(self) -> int:
+        return self._unpack(_INT16, 2)
+
+    def int32(self) -> int:
+        return self._unpack(_INT32, 4)
+
+    def _unpack(self, fmt: struct.Struct, size: int) -> int:
+        if self.pos + size > len(self.data):
+            raise ProtocolViolation("message is shorter than its contents")
+        (value,) = fmt.unpack_from(self.data, self.pos)
+        self.pos += size
+        return value
+
+    def cstring(self) -> str:
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            raise ProtocolViolation("string without terminating zero byte")
+        text = self.data[self.pos : end]
+        self.pos = end + 1
+        try:
+            return text.decode()
+        except UnicodeDecodeError:
+            raise ProtocolViolation("invalid UTF-8 in message") from None
+
+    def byte(self) -> bytes:
+        if self.pos >= len(self.data):
+            raise ProtocolViolation("message is shorter than its contents")
+        self.pos += 1
+        return self.data[self.pos - 1 : self.pos]
+
+    def bytes(self, size: int) -> bytes:
+        if size < 0 or self.pos + size > len(self.data):
+            raise ProtocolViolation("message is shorter than its contents")
+        self.pos += size
+        return self.data[self.pos - size : self.pos]
+
+    def int16_list(self) -> list[int]:
+        return [self.int16() for _ in range(self.int16())]
+
+    def int32_list(self) -> list[int]:
+        return [self.int32() for _ in range(self.int16())]
+
+    def values(self) -> list[bytes | None]:
+        """Bind parameter values: int16 count, then (int32 length or -1 for NULL, bytes)."""
+        out = []
+        for _ in range(self.int16()):
+            size = self.int32()
+            out.append(None if size == -1 else self.bytes(size))
+        return out
+
+
+# -- backend messages ----------------------------------------------------------------------
+
+
+def message(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + _INT32.pack(len(body) + 4) + body
+
+
+def cstr(text: str) -> bytes:
+    return text.encode() + b"\0"
+
+
+def authentication(code: int, data: bytes = b"") -> bytes:
+    """AuthenticationOk (0), CleartextPassword (3), MD5Password (5, salt), SASL (10/11/12)."""
+    return message(b"R", _INT32.pack(code) + data)
+
+
+def parameter_status(name: str, value: str) -> bytes:
+    return message(b"S", cstr(name) + cstr(value))
+
+
+def backend_key_data(pid: int, secret: int) -> bytes:
+    return message(b"K", struct.pack("!ii", pid, secret))
+
+
+def ready_for_query(status: bytes) -> bytes:
+    return message(b"Z", status)
+
+
+def row_description(fields: list[tuple[str, int, int, int, int]]) -> bytes:
+    """fields: (name, type oid, type size, type modifier, format code)."""
+    parts = [_INT16.pack(len(fields))]
+    for name, oid, size, modifier, fmt in fields:
+        parts.append(cstr(name) + struct.pack("!ihihih", 0, 0, oid, size, modifier, fmt))
+    return message(b"T", b"".join(parts))
+
+
+def parameter_description(oids: list[int]) -> bytes:
+    return message(b"t", struct.pack(f"!h{len(oids)}i", len(oids), *oids))
+
+
+def data_row(values: list[bytes | None]) -> bytes:
+    parts = [_INT16.pack(len(values))]
+    for value in values:
+        parts.append(b"\xff\xff\xff\xff" if value is None else _INT32.pack(len(value)) + value)
+    body = b"".join(parts)
+    return b"D" + _INT32.pack(len(body) + 4) + body
+
+
+def command_complete(tag: str) -> bytes:
+    return message(b"C", cstr(tag))
+
+
+def error_fields(kind: bytes, fields: dict[str, str]) -> bytes:
+    """ErrorResponse (b'E') or NoticeResponse (b'N'); fields keyed by one-letter codes."""
+    body = b"".join(code.encode() + cstr(value) for code, value in fields.items() if value is not None)
+    return message(kind, body + b"\0")
+
+
+PARSE_COMPLETE = message(b"1")
+BIND_COMPLETE = message(b"2")
+CLOSE_COMPLETE = message(b"3")
+NO_DATA = message(b"n")
+EMPTY_QUERY = message(b"I")
+PORTAL_SUSPENDED = message(b"s")

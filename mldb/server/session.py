@@ -1,0 +1,395 @@
+"""One client connection: start-up, authentication, then the simple and extended query loop.
+
+Each connection runs in its own thread with its own mldb ``Session`` (a DuckDB cursor
+of the served database), so it has its own transaction. Everything a statement does
+goes through ``Session.execute``; this module only translates between that and the
+wire: ``protocol`` builds the bytes, ``types`` encodes values, ``describe`` answers
+Describe before execution, ``pg_catalog`` answers what client tools ask DuckDB
+cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+import traceback
+
+from mldb import errors
+from mldb.frontend import split_statements
+from mldb.server import auth, describe, pg_catalog, protocol
+from mldb.server.portal import Portal, Prepared, command_tag, row_fields
+from mldb.server.protocol import ConnectionClosed, ProtocolViolation
+
+log = logging.getLogger("mldb.server")
+
+_FLUSH_AT = 1 << 16
+_TX_END = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
+_TX_BEGIN = frozenset({"BEGIN", "START"})
+
+
+class ClientError(Exception):
+    """An error for the client that is not an mldb error (protocol misuse: 08P01, 26000, 34000, ...)."""
+
+    def __init__(self, message: str, sqlstate: str, severity: str = "ERROR"):
+        super().__init__(message)
+        self.sqlstate, self.severity = sqlstate, severity
+
+
+class Connection:
+    def __init__(self, server, sock, address):
+        self.server, self.sock, self.address = server, sock, address
+        self.rfile = sock.makefile("rb", buffering=1 << 16)
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.pid, self.secret = server.register(self)
+        self.session = None
+        self.params: dict[str, str] = {}
+        self.transaction = b"I"  # I idle, T in a transaction block, E failed transaction block
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+        self.busy = False  # a message is being handled (the watchdog checks the socket meanwhile)
+        self.queries = 0
+        self.outcome = "closed"
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def serve(self) -> None:
+        started = time.monotonic()
+        try:
+            if self._startup():
+                self._loop()
+        except ConnectionClosed:
+            self.outcome = self.outcome if self.outcome != "ok" else "client disconnected"
+        except ProtocolViolation as error:
+            self.outcome = f"protocol violation: {error}"
+            self._fatal(str(error), "08P01")
+        except OSError as error:
+            self.outcome = f"socket error: {error.strerror or error}"
+        finally:
+            self._close()
+            self.server.unregister(self)
+            user = self.params.get("user", "-")
+            log.info("connection %s:%s user=%s app=%s queries=%d duration=%.3fs %s", *self.address[:2], user,
+                     self.params.get("application_name", "-") or "-", self.queries,
+                     time.monotonic() - started, self.outcome)
+
+    def _close(self) -> None:
+        for portal in self.portals.values():
+            portal.close()
+        if self.session is not None:
+            self.session.close()  # closing the DuckDB cursor rolls back an open transaction
+        try:
+            self.rfile.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- output --------------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.out.append(data)
+        self.out_size += len(data)
+        if self.out_size >= _FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.out:
+            data, self.out, self.out_size = b"".join(self.out), [], 0
+            self.sock.sendall(data)
+
+    def _fatal(self, message: str, sqlstate: str) -> None:
+        try:
+            self.send(protocol.error_fields(b"E", {"S": "FATAL", "V": "FATAL", "C": sqlstate, "M": message}))
+            self.flush()
+        except OSError:
+            pass
+
+    # -- start-up ------------------------------------------------------------------------------
+    def _startup(self) -> bool:
+        code, body = protocol.read_startup(self.rfile)
+        for _ in range(2):  # SSLRequest and/or GSSENCRequest come first; both get 'N'
+            if code not in (protocol.SSL_REQUEST, protocol.GSSENC_REQUEST):
+                break
+            self.sock.sendall(b"N")
+            code, body = protocol.read_startup(self.rfile)
+        if code == protocol.CANCEL_REQUEST:
+            self.outcome = "cancel request"
+            payload = protocol.Payload(body)
+            self.server.cancel(payload.int32(), payload.int32())
+            return False
+        if code >> 16 != 3:
+            self.outcome = f"unsupported protocol {code >> 16}.{code & 0xFFFF}"
+            self._fatal(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: server supports 3.0", "0A000")
+            return False
+        self.params = protocol.startup_parameters(body)
+        if code != protocol.PROTOCOL_3 or any(name.startswith("_pq_.") for name in self.params):
+            self._negotiate_version()
+        if not self.params.get("user"):
+            self.outcome = "no user name"
+            self._fatal("no PostgreSQL user name specified in startup packet", "28000")
+            return False
+        if not self._authenticate():
+            return False
+        self.session = self.server.database.session()
+        self._greet()
+        return True
+
+    def _negotiate_version(self) -> None:
+        """NegotiateProtocolVersion: we speak 3.0 and none of the ``_pq_.`` options."""
+        options = [name for name in self.params if name.startswith("_pq_.")]
+        body = struct.pack("!ii", 0, len(options)) + b"".join(map(protocol.cstr, options))
+        self.send(protocol.message(b"v", body))
+        for name in options:
+            self.params.pop(name)
+
+    def _authenticate(self) -> bool:
+        secret = self.server.secret
+        if secret is None:
+            return True
+        try:
+            auth.authenticate(self.server.auth_method, secret, self.params["user"], self._send_now,
+                              self._password_message)
+        except auth.AuthenticationFailed:
+            self.outcome = "authentication failed"
+            self._fatal(f'password authentication failed for user "{self.params["user"]}"', "28P01")
+            return False
+        return True
+
+    def _send_now(self, data: bytes) -> None:
+        self.send(data)
+        self.flush()
+
+    def _password_message(self) -> bytes:
+        kind, body = protocol.read_message(self.rfile)
+        if kind != b"p":
+            raise auth.AuthenticationFailed()
+        return body
+
+    def _greet(self) -> None:
+        self.send(protocol.authentication(0))
+        for name, value in pg_catalog.parameter_status(self.params, self.session).items():
+            self.send(protocol.parameter_status(name, value))
+        self.send(protocol.backend_key_data(self.pid, self.secret))
+        self.send(protocol.ready_for_query(self.transaction))
+        self.flush()
+        self.outcome = "ok"
+
+    # -- the message loop ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        handlers = {b"Q": self._query, b"P": self._parse, b"B": self._bind, b"D": self._describe,
+                    b"E": self._execute, b"C": self._close_message, b"S": self._sync, b"H": lambda _: self.flush()}
+        skipping = False  # after an error in the extended protocol: ignore messages until Sync
+        while True:
+            if self.server.stopping:
+                self._fatal("terminating connection due to administrator command", "57P01")
+                self.outcome = "server shut down"
+                return
+            kind, body = protocol.read_message(self.rfile)
+            if kind == b"X":
+                return
+            handler = handlers.get(kind)
+            if handler is None:
+                raise ProtocolViolation(f"invalid frontend message type {kind!r}")
+            if skipping and kind not in (b"S", b"Q"):
+                continue
+            skipping = False
+            self.busy = True
+            try:
+                handler(body)
+            except (ConnectionClosed, OSError, ProtocolViolation):
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure becomes an ErrorResponse
+                self._error(error)
+                skipping = kind != b"Q"
+                if kind == b"Q":
+                    self._ready()
+            finally:
+                self.busy = False
+
+    def _error(self, error: Exception) -> None:
+        if self.transaction == b"T":
+            self.transaction = b"E"
+        self.send(protocol.error_fields(b"E", _error_fields(error)))
+
+    def _ready(self) -> None:
+        self.send(protocol.ready_for_query(self.transaction))
+        self.flush()
+
+    # -- simple query --------------------------------------------------------------------------
+    def _query(self, body: bytes) -> None:
+        sql = protocol.Payload(body).cstring()
+        self.queries += 1
+        self._close_portal("")
+        statements = _statements(sql)
+        for text in statements:
+            portal = Portal(Prepared.create(text, []), None, [])
+            self._run(portal)
+            self._send_rows(portal, 0, describe_first=True)
+        if not statements:
+            self.send(protocol.EMPTY_QUERY)
+        self._ready()
+
+    # -- extended query ------------------------------------------------------------------------
+    def _parse(self, body: bytes) -> None:
+        payload = protocol.Payload(body)
+        name, sql, oids = payload.cstring(), payload.cstring(), payload.int32_list()
+        if name and name in self.statements:
+            raise ClientError(f'prepared statement "{name}" already exists', "42P05")
+        self.statements[name] = Prepared.create(sql, oids)
+        self.send(protocol.PARSE_COMPLETE)
+
+    def _bind(self, body: bytes) -> None:
+        payload = protocol.Payload(body)
+        portal_name, name = payload.cstring(), payload.cstring()
+        formats, values, result_formats = payload.int16_list(), payload.values(), payload.int16_list()
+        prepared = self._prepared(name)
+        if len(values) != prepared.param_count:
+            raise ClientError(f'bind message supplies {len(values)} parameters, but prepared statement "{name}" '
+                              f"requires {prepared.param_count}", "08P01")
+        if portal_name and portal_name in self.portals:
+            raise ClientError(f'portal "{portal_name}" already exists', "42P03")
+        self._close_portal(portal_name)
+        oids = prepared.param_oids(self.session) if values and 1 in formats else prepared.given_oids
+        self.portals[portal_name] = Portal(prepared, _decode(values, formats, oids), result_formats)
+        self.send(protocol.BIND_COMPLETE)
+
+    def _describe(self, body: bytes) -> None:
+        payload = protocol.Payload(body)
+        kind, name = payload.byte(), payload.cstring()
+        if kind == b"S":
+            prepared = self._prepared(name)
+            self._settle_portals()
+            self.send(protocol.parameter_description(prepared.param_oids(self.session)))
+            columns = prepared.columns(self.session)
+            self.send(protocol.row_description(row_fields(columns, [])) if columns else protocol.NO_DATA)
+        elif kind == b"P":
+            portal = self._portal(name)
+            self._run(portal)
+            fields = portal.fields()
+            self.send(protocol.row_description(fields) if fields else protocol.NO_DATA)
+        else:
+            raise ProtocolViolation(f"invalid Describe kind {kind!r}")
+
+    def _execute(self, body: bytes) -> None:
+        payload = protocol.Payload(body)
+        portal = self._portal(payload.cstring())
+        max_rows = payload.int32()
+        self.queries += 0 if portal.result is not None else 1
+        self._run(portal)
+        self._send_rows(portal, max(max_rows, 0), describe_first=False)
+
+    def _close_message(self, body: bytes) -> None:
+        payload = protocol.Payload(body)
+        kind, name = payload.byte(), payload.cstring()
+        if kind == b"S":
+            self.statements.pop(name, None)
+        elif kind == b"P":
+            self._close_portal(name)
+        else:
+            raise ProtocolViolation(f"invalid Close kind {kind!r}")
+        self.send(protocol.CLOSE_COMPLETE)
+
+    def _sync(self, body: bytes) -> None:
+        if self.transaction == b"I":
+            for name in list(self.portals):
+                self._close_portal(name)
+        self._ready()
+
+    def _prepared(self, name: str) -> Prepared:
+        prepared = self.statements.get(name)
+        if prepared is None:
+            raise ClientError(f'prepared statement "{name}" does not exist', "26000")
+        return prepared
+
+    def _portal(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise ClientError(f'portal "{name}" does not exist', "34000")
+        return portal
+
+    def _close_portal(self, name: str) -> None:
+        portal = self.portals.pop(name, None)
+        if portal is not None:
+            portal.close()
+
+    def _settle_portals(self) -> None:
+        """Keep other portals' pending rows readable before this session's cursor runs again."""
+        for portal in self.portals.values():
+            portal.detach()
+
+    # -- running a statement -------------------------------------------------------------------
+    def _run(self, portal: Portal) -> None:
+        if portal.result is not None or portal.done:
+            return
+        prepared = portal.prepared
+        if self.transaction == b"E" and prepared.first_word not in _TX_END:
+            raise ClientError("current transaction is aborted, commands ignored until end of transaction block",
+                              "25P02")
+        self._settle_portals()
+        answer = pg_catalog.intercept(self, prepared.sql)
+        if answer is not None:
+            portal.finish(answer)
+        elif self.transaction == b"E":
+            portal.finish(self.session.execute("ROLLBACK"), tag="ROLLBACK")
+        else:
+            portal.finish(self.session.execute(prepared.sql, portal.params))
+        self._track_transaction(prepared.first_word)
+
+    def _track_transaction(self, word: str) -> None:
+        if word in _TX_BEGIN:
+            self.transaction = b"T"
+        elif word in _TX_END:
+            self.transaction = b"I"
+
+    def _send_rows(self, portal: Portal, max_rows: int, describe_first: bool) -> None:
+        fields = portal.fields()
+        if describe_first and fields:
+            self.send(protocol.row_description(fields))
+        for row in portal.rows(max_rows):
+            self.send(row)
+        if portal.suspended:
+            self.send(protocol.PORTAL_SUSPENDED)
+        else:
+            self.send(protocol.command_complete(command_tag(portal)))
+
+
+def _statements(sql: str) -> list[str]:
+    """The statements of a simple Query message (the whole text unless it holds ``;`` or comments)."""
+    if ";" not in sql and "--" not in sql and "/*" not in sql:
+        return [sql] if sql.strip() else []
+    statements = split_statements(sql)
+    return [sql] if statements is None else [statement.text for statement in statements]
+
+
+def _decode(values: list[bytes | None], formats: list[int], oids: list[int]) -> list | None:
+    from mldb.server.types import param_decoder
+
+    if not values:
+        return None
+    if len(formats) not in (0, 1, len(values)):
+        raise ClientError(f"bind message has {len(formats)} parameter formats but {len(values)} parameters", "08P01")
+    formats = formats * len(values) if len(formats) == 1 else (formats or [0] * len(values))
+    decoded = []
+    for number, (value, fmt) in enumerate(zip(values, formats), 1):
+        try:
+            decoded.append(None if value is None else param_decoder(oids[number - 1], fmt)(value))
+        except (ValueError, ArithmeticError, UnicodeDecodeError, IndexError) as error:
+            raise ClientError(f"invalid value for parameter ${number}: {error}", "22P02") from None
+    return decoded
+
+
+def _error_fields(error: Exception) -> dict[str, str]:
+    if isinstance(error, errors.Error):
+        sqlstate, severity, position = error.sqlstate, "ERROR", error.position
+    elif isinstance(error, ClientError):
+        sqlstate, severity, position = error.sqlstate, error.severity, None
+    else:
+        log.error("internal error in pid %d:\n%s", os.getpid(), traceback.format_exc())
+        sqlstate, severity, position = "XX000", "ERROR", None
+    message, _, detail = str(error).strip().partition("\n")
+    fields = {"S": severity, "V": severity, "C": sqlstate, "M": message or type(error).__name__}
+    if detail.strip():
+        fields["D"] = detail.strip()
+    if position:
+        fields["P"] = str(position)
+    return fields

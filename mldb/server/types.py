@@ -1,0 +1,371 @@
+"""PostgreSQL types for DuckDB results and bind parameters: OIDs, text and binary formats.
+
+``pg_type(duckdb_type)`` maps a DuckDB type (as ``str(description[i][1])`` or DESCRIBE
+spells it) to a ``PgType`` with the value encoders for both wire formats;
+``param_decoder(oid, fmt)`` turns a Bind value back into the Python object DuckDB binds.
+Values arrive as DuckDB's Python objects (int, Decimal, date, datetime, list, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+Encoder = Callable[[object], bytes]
+
+BOOL, BYTEA, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 19, 20, 21, 23, 25, 26
+JSON, FLOAT4, FLOAT8, UNKNOWN, BPCHAR, VARCHAR = 114, 700, 701, 705, 1042, 1043
+DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB = 1082, 1083, 1114, 1184, 1186, 1700, 2950, 3802
+
+ARRAY_OF = {
+    BOOL: 1000, BYTEA: 1001, INT2: 1005, INT4: 1007, TEXT: 1009, VARCHAR: 1015, INT8: 1016, FLOAT4: 1021,
+    FLOAT8: 1022, DATE: 1182, TIME: 1183, TIMESTAMP: 1115, TIMESTAMPTZ: 1185, INTERVAL: 1187,
+    NUMERIC: 1231, UUID: 2951, JSON: 199, NAME: 1003, OID: 1028, BPCHAR: 1014, JSONB: 3807,
+}
+ELEMENT_OF = {array: element for element, array in ARRAY_OF.items()}
+
+_EPOCH_DATE = dt.date(2000, 1, 1).toordinal()
+_EPOCH = dt.datetime(2000, 1, 1)
+_EPOCH_TZ = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+_MICRO = dt.timedelta(microseconds=1)
+_WIDE = decimal.Context(prec=1000)  # NUMERIC holds up to 131072 digits; decimal's default is 28
+
+
+@dataclass(frozen=True)
+class PgType:
+    oid: int
+    size: int  # typlen: -1 for variable length
+    text: Encoder  # value -> text-format bytes
+    binary: Encoder  # value -> binary-format bytes
+    modifier: int = -1
+
+
+# -- text format -----------------------------------------------------------------------------
+
+
+def _text_str(value) -> bytes:
+    return str(value).encode()
+
+
+def _text_bool(value) -> bytes:
+    return b"t" if value else b"f"
+
+
+def _text_float(value) -> bytes:
+    if value != value:
+        return b"NaN"
+    if value in (float("inf"), float("-inf")):
+        return b"Infinity" if value > 0 else b"-Infinity"
+    return repr(value).encode()
+
+
+def _text_bytea(value) -> bytes:
+    return b"\\x" + bytes(value).hex().encode()
+
+
+def _text_interval(value: dt.timedelta) -> bytes:
+    seconds = value.seconds
+    clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if value.microseconds:
+        clock += f".{value.microseconds:06d}"
+    return (f"{value.days} days {clock}" if value.days else clock).encode()
+
+
+_ARRAY_QUOTE = re.compile(r'[{},"\\\s]')
+
+
+def _array_text(element: Encoder) -> Encoder:
+    def encode(value) -> bytes:
+        parts = []
+        for item in value:
+            if item is None:
+                parts.append(b"NULL")
+            elif isinstance(item, (list, tuple)):
+                parts.append(encode(item))
+            else:
+                parts.append(_quote_element(element(item)))
+        return b"{" + b",".join(parts) + b"}"
+
+    return encode
+
+
+def _quote_element(text: bytes) -> bytes:
+    decoded = text.decode()
+    if decoded and not _ARRAY_QUOTE.search(decoded) and decoded.upper() != "NULL":
+        return text
+    return b'"' + decoded.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+
+
+# -- binary format ---------------------------------------------------------------------------
+
+
+def _packer(fmt: str) -> Encoder:
+    return struct.Struct(fmt).pack
+
+
+def _bin_text(value) -> bytes:
+    return str(value).encode()
+
+
+def _bin_date(value: dt.date) -> bytes:
+    return struct.pack("!i", value.toordinal() - _EPOCH_DATE)
+
+
+def _bin_timestamp(value: dt.datetime) -> bytes:
+    if value.tzinfo is not None:
+        return struct.pack("!q", (value - _EPOCH_TZ) // _MICRO)
+    return struct.pack("!q", (value - _EPOCH) // _MICRO)
+
+
+def _bin_time(value: dt.time) -> bytes:
+    micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+    return struct.pack("!q", micros)
+
+
+def _bin_interval(value: dt.timedelta) -> bytes:
+    return struct.pack("!qii", value.seconds * 1_000_000 + value.microseconds, value.days, 0)
+
+
+def _bin_numeric(value) -> bytes:
+    value = Decimal(value)
+    if value.is_nan():
+        return struct.pack("!hhHh", 0, 0, 0xC000, 0)
+    if value.is_infinite():
+        return struct.pack("!hhHh", 0, 0, 0xF000 if value < 0 else 0xD000, 0)
+    sign, digits, exponent = value.as_tuple()
+    scale = max(0, -exponent)
+    text = ("".join(map(str, digits)) + "0" * max(0, exponent)).zfill(scale + 1)
+    fraction = text[len(text) - scale :] if scale else ""
+    integer = text[: len(text) - scale] if scale else text
+    integer = integer.zfill(-(-len(integer) // 4) * 4)
+    fraction = fraction.ljust(-(-len(fraction) // 4) * 4, "0")
+    groups = [int(integer[i : i + 4]) for i in range(0, len(integer), 4)]
+    weight = len(groups) - 1
+    groups += [int(fraction[i : i + 4]) for i in range(0, len(fraction), 4)]
+    while groups and groups[0] == 0:
+        groups.pop(0)
+        weight -= 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    if not groups:
+        weight = 0
+    head = struct.pack("!hhHH", len(groups), weight, 0x4000 if sign else 0, scale)
+    return head + struct.pack(f"!{len(groups)}H", *groups)
+
+
+def _array_binary(element_oid: int, element: Encoder) -> Encoder:
+    def encode(value) -> bytes:
+        dims, flat = _array_shape(value)
+        has_null = any(item is None for item in flat)
+        parts = [struct.pack("!iii", len(dims), int(has_null), element_oid)]
+        parts += [struct.pack("!ii", size, 1) for size in dims]
+        for item in flat:
+            data = None if item is None else element(item)
+            parts.append(b"\xff\xff\xff\xff" if data is None else struct.pack("!i", len(data)) + data)
+        return b"".join(parts)
+
+    return encode
+
+
+def _array_shape(value) -> tuple[list[int], list]:
+    """Dimensions and the flattened elements of a rectangular nested list."""
+    dims, level = [], value
+    while isinstance(level, (list, tuple)):
+        dims.append(len(level))
+        level = level[0] if level else None
+    flat = list(value)
+    for _ in dims[1:]:
+        flat = [item for sub in flat for item in sub]
+    return (dims if value else []), flat
+
+
+# -- the DuckDB -> PostgreSQL type map -------------------------------------------------------
+
+
+def _scalar(oid: int, size: int, text: Encoder, binary: Encoder) -> PgType:
+    return PgType(oid, size, text, binary)
+
+
+_TEXT_TYPE = _scalar(TEXT, -1, _text_str, _bin_text)
+_SCALARS = {
+    "BOOLEAN": _scalar(BOOL, 1, _text_bool, lambda v: b"\x01" if v else b"\x00"),
+    "TINYINT": _scalar(INT2, 2, _text_str, _packer("!h")),
+    "UTINYINT": _scalar(INT2, 2, _text_str, _packer("!h")),
+    "SMALLINT": _scalar(INT2, 2, _text_str, _packer("!h")),
+    "USMALLINT": _scalar(INT4, 4, _text_str, _packer("!i")),
+    "INTEGER": _scalar(INT4, 4, _text_str, _packer("!i")),
+    "UINTEGER": _scalar(INT8, 8, _text_str, _packer("!q")),
+    "BIGINT": _scalar(INT8, 8, _text_str, _packer("!q")),
+    "UBIGINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
+    "HUGEINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
+    "UHUGEINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
+    "FLOAT": _scalar(FLOAT4, 4, _text_float, _packer("!f")),
+    "DOUBLE": _scalar(FLOAT8, 8, _text_float, _packer("!d")),
+    "VARCHAR": _TEXT_TYPE,
+    "BLOB": _scalar(BYTEA, -1, _text_bytea, bytes),
+    "DATE": _scalar(DATE, 4, _text_str, _bin_date),
+    "TIME": _scalar(TIME, 8, _text_str, _bin_time),
+    "TIMESTAMP": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
+    "TIMESTAMP_S": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
+    "TIMESTAMP_MS": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
+    "TIMESTAMP_NS": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
+    "TIMESTAMP WITH TIME ZONE": _scalar(TIMESTAMPTZ, 8, _text_str, _bin_timestamp),
+    "INTERVAL": _scalar(INTERVAL, 16, _text_interval, _bin_interval),
+    "UUID": _scalar(UUID, 16, _text_str, lambda v: v.bytes),
+    "JSON": _scalar(JSON, -1, _text_str, _bin_text),
+}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+_ARRAY = re.compile(r"^(.*)\[\d*\]$")
+
+
+def pg_type(duckdb_type: str) -> PgType:
+    """The wire type for a DuckDB type name; anything without a PostgreSQL twin is text."""
+    name = str(duckdb_type)
+    found = _SCALARS.get(name)
+    if found is not None:
+        return found
+    decimal = _DECIMAL.fullmatch(name)
+    if decimal:
+        precision, scale = int(decimal.group(1)), int(decimal.group(2))
+        return PgType(NUMERIC, -1, _text_str, _bin_numeric, ((precision << 16) | scale) + 4)
+    array = _ARRAY.match(name)
+    if array and not name.startswith(("STRUCT", "MAP", "UNION")):
+        element = pg_type(array.group(1))
+        if element.oid in ARRAY_OF:
+            return PgType(ARRAY_OF[element.oid], -1, _array_text(element.text),
+                          _array_binary(element.oid, element.binary))
+    return _TEXT_TYPE
+
+
+# -- bind parameters: wire bytes -> Python values ---------------------------------------------
+
+
+def _parse_bool(text: str) -> bool:
+    return text.strip().lower() in ("t", "true", "1", "on", "yes", "y")
+
+
+def _parse_bytea(text: str) -> bytes:
+    if text.startswith("\\x"):
+        return bytes.fromhex(text[2:])
+    return text.encode("latin-1").decode("unicode_escape").encode("latin-1")
+
+
+def _parse_datetime(text: str):
+    try:
+        return dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return text  # DuckDB casts PostgreSQL's other spellings itself
+
+
+def _parse_date(text: str):
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        return text
+
+
+_TEXT_PARSERS: dict[int, Callable[[str], object]] = {
+    BOOL: _parse_bool, BYTEA: _parse_bytea, INT2: int, INT4: int, INT8: int, OID: int,
+    FLOAT4: float, FLOAT8: float, NUMERIC: Decimal, DATE: _parse_date, TIMESTAMP: _parse_datetime,
+    TIMESTAMPTZ: _parse_datetime, UUID: uuid.UUID,
+}
+
+
+def _unpacker(fmt: str) -> Callable[[bytes], object]:
+    unpack = struct.Struct(fmt).unpack
+    return lambda data: unpack(data)[0]
+
+
+def _unbin_numeric(data: bytes) -> Decimal:
+    count, weight, sign, scale = struct.unpack_from("!hhHH", data)
+    if sign == 0xC000:
+        return Decimal("NaN")
+    if sign in (0xD000, 0xF000):
+        return Decimal("-Infinity" if sign == 0xF000 else "Infinity")
+    groups = struct.unpack_from(f"!{count}H", data, 8)
+    digits = "".join(f"{group:04d}" for group in groups) or "0"
+    value = Decimal(digits).scaleb(4 * (weight - count + 1), _WIDE)
+    value = -value if sign == 0x4000 else value
+    return value.quantize(Decimal(1).scaleb(-scale), context=_WIDE)
+
+
+def _unbin_interval(data: bytes) -> dt.timedelta:
+    micros, days, months = struct.unpack("!qii", data)
+    return dt.timedelta(days=days + 30 * months, microseconds=micros)
+
+
+def _unbin_time(data: bytes) -> dt.time:
+    micros = struct.unpack("!q", data)[0]
+    return (dt.datetime.min + dt.timedelta(microseconds=micros)).time()
+
+
+_BINARY_PARSERS: dict[int, Callable[[bytes], object]] = {
+    BOOL: lambda d: d != b"\x00", BYTEA: bytes, INT2: _unpacker("!h"), INT4: _unpacker("!i"),
+    INT8: _unpacker("!q"), OID: _unpacker("!I"), FLOAT4: _unpacker("!f"), FLOAT8: _unpacker("!d"),
+    NUMERIC: _unbin_numeric, DATE: lambda d: dt.date.fromordinal(struct.unpack("!i", d)[0] + _EPOCH_DATE),
+    TIMESTAMP: lambda d: _EPOCH + struct.unpack("!q", d)[0] * _MICRO,
+    TIMESTAMPTZ: lambda d: _EPOCH_TZ + struct.unpack("!q", d)[0] * _MICRO,
+    TIME: _unbin_time, INTERVAL: _unbin_interval, UUID: lambda d: uuid.UUID(bytes=bytes(d)),
+}
+
+
+def param_decoder(oid: int, fmt: int) -> Callable[[bytes], object]:
+    """bytes -> the Python value to bind for a parameter of this type and format (0 text, 1 binary)."""
+    element = ELEMENT_OF.get(oid)
+    if fmt == 0:
+        if element is not None:
+            item = _TEXT_PARSERS.get(element, str)
+            return lambda data: parse_array_text(data.decode(), item)
+        parse = _TEXT_PARSERS.get(oid, str)
+        return lambda data: parse(data.decode())
+    if element is not None:
+        return lambda data: _parse_array_binary(data, param_decoder(element, 1))
+    return _BINARY_PARSERS.get(oid, lambda data: bytes(data).decode())
+
+
+def _parse_array_binary(data: bytes, item: Callable[[bytes], object]) -> list:
+    ndim, _, _ = struct.unpack_from("!iii", data)
+    dims = [struct.unpack_from("!ii", data, 12 + 8 * i)[0] for i in range(ndim)]
+    pos, flat = 12 + 8 * ndim, []
+    for _ in range(_product(dims)):
+        (size,) = struct.unpack_from("!i", data, pos)
+        pos += 4
+        flat.append(None if size < 0 else item(data[pos : pos + size]))
+        pos += max(size, 0)
+    for size in reversed(dims[1:]):
+        flat = [flat[i : i + size] for i in range(0, len(flat), size)]
+    return flat
+
+
+def _product(dims: list[int]) -> int:
+    total = 1 if dims else 0
+    for size in dims:
+        total *= size
+    return total
+
+
+_ARRAY_TOKEN = re.compile(r'(\{)|(\})|"((?:[^"\\]|\\.)*)"|([^,{}"]+)')
+
+
+def parse_array_text(text: str, item: Callable[[str], object]) -> list:
+    """PostgreSQL's array literal ``{1,2,NULL}`` / ``{{"a b",c}}`` -> nested Python lists."""
+    stack: list[list] = [[]]
+    for match in _ARRAY_TOKEN.finditer(text.strip()):
+        opening, closing, quoted, bare = match.groups()
+        if opening:
+            stack.append([])
+        elif closing:
+            done = stack.pop()
+            stack[-1].append(done)
+        elif quoted is not None:
+            stack[-1].append(item(re.sub(r"\\(.)", r"\1", quoted)))
+        elif bare is not None and bare.strip():
+            bare = bare.strip()
+            stack[-1].append(None if bare.upper() == "NULL" else item(bare))
+    return stack[0][0] if stack[0] else []
