@@ -40,8 +40,8 @@ def training_curves(con, model: str, ax=None):
     ax.plot(log["epoch"], log["train_loss"], marker=".", label="train loss")
     ax.plot(log["epoch"], log["valid_loss"], marker=".", label="validation loss")
     best = log.sort("valid_loss", nulls_last=True).row(0, named=True)
-    ax.axvline(best["epoch"], color="grey", linestyle=":", label=f"best epoch ({best['epoch']})")
-    ax.set(xlabel="epoch", ylabel="loss", title=f"{model}: training curves" + _metric(best))
+    ax.axvline(best["epoch"], color="grey", linestyle=":", label=f"best epoch {best['epoch']}" + _metric(best))
+    ax.set(xlabel="epoch", ylabel="loss", title=f"{model}: loss per epoch")
     ax.legend()
     return ax
 
@@ -82,13 +82,13 @@ def _split_version(model: str) -> tuple[str, int | None]:
 def _metric(best: dict) -> str:
     if best.get("valid_metric") is None or not best.get("metric_name"):
         return ""
-    return f" (best {best['metric_name']} {best['valid_metric']:.3g})"
+    return f": validation {best['metric_name']} {best['valid_metric']:.3g}"
 
 
 def _new_axes():
     import matplotlib.pyplot as plt
 
-    _, ax = plt.subplots(figsize=(6.4, 3.6))
+    _, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
     return ax
 
 
