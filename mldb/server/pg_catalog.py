@@ -102,3 +102,65 @@ def _show(connection, sql: str) -> Result | None:
 def _is_duckdb_setting(session, name: str) -> bool:
     found = session.sql("SELECT count(*) FROM duckdb_settings() WHERE lower(name) = lower(?)", [name]).fetchone()
     return bool(found[0])
+
+
+# -- client introspection queries (psql's \d commands, drivers' type look-ups) ----------------
+# Fixed spellings psql and drivers use that DuckDB reads differently: replaced as whole strings
+# (not parsed: these are the tools' own queries, and sqlglot cannot read OPERATOR(...)).
+_SPELLINGS = (
+    ("OPERATOR(pg_catalog.~)", "~"),
+    ("OPERATOR(pg_catalog.!~)", "!~"),
+    (" COLLATE pg_catalog.default", ""),
+    ("::pg_catalog.regtype::pg_catalog.text", "::VARCHAR"),
+    ("::pg_catalog.regclass", "::VARCHAR"),
+    ("::pg_catalog.text", "::VARCHAR"),
+    ("pg_catalog.pg_class ", "pg_class "),
+    ("pg_get_expr(d.adbin, d.adrelid, true)", "pg_get_expr(d.adbin, d.adrelid)"),
+    ("pg_catalog.pg_get_userbyid(", "pg_get_userbyid("),
+    ("pg_catalog.pg_get_indexdef(", "pg_get_indexdef("),
+    ("pg_catalog.pg_encoding_to_char(", "pg_encoding_to_char("),
+)
+# What DuckDB's pg_catalog lacks, created per session as temporary objects.
+_TEMPORARY = (
+    "MACRO pg_get_userbyid(role) AS 'mldb'",
+    "MACRO pg_get_indexdef(index_oid, col := 0, pretty := false) AS NULL::VARCHAR",
+    "MACRO pg_encoding_to_char(encoding) AS 'UTF8'",
+    "VIEW pg_class AS SELECT *, false AS relforcerowsecurity FROM pg_catalog.pg_class",
+)
+# Catalogs of features DuckDB does not have (row security, publications, inheritance, ...):
+# a query on them is answered with no rows.
+_ABSENT = re.compile(r"pg_catalog\.(pg_policy|pg_statistic_ext|pg_publication\w*|pg_inherits|pg_trigger|pg_rewrite"
+                     r"|pg_partitioned_table|pg_foreign_table|pg_event_trigger|pg_roles|pg_range)\b")
+
+
+def translate_introspection(connection, sql: str) -> str:
+    """psql/driver catalog queries in DuckDB's spelling (only for SQL that mentions pg_catalog)."""
+    if "pg_catalog" not in sql:
+        return sql
+    _ensure_temporary(connection)
+    if _ABSENT.search(sql):
+        return _no_rows(sql)
+    for spelling, duckdb in _SPELLINGS:
+        sql = sql.replace(spelling, duckdb)
+    return sql
+
+
+def _no_rows(sql: str) -> str:
+    """A query with the same number of (text) columns as ``sql`` and no rows."""
+    import sqlglot
+
+    try:
+        tree = sqlglot.parse_one(sql.replace("OPERATOR(pg_catalog.~)", "~"), read="postgres")
+        names = [select.alias_or_name or f"column{i}" for i, select in enumerate(tree.selects, 1)]
+    except sqlglot.errors.SqlglotError:
+        names = ["column1"]
+    columns = ", ".join(f'NULL::VARCHAR AS "{name.replace(chr(34), "")}"' for name in names)
+    return f"SELECT {columns} WHERE false"
+
+
+def _ensure_temporary(connection) -> None:
+    if getattr(connection, "catalog_ready", False):
+        return
+    for definition in _TEMPORARY:
+        connection.session.sql(f"CREATE OR REPLACE TEMP {definition}")
+    connection.catalog_ready = True

@@ -332,7 +332,8 @@ class Connection:
         elif self.transaction == b"E":
             portal.finish(self.session.execute("ROLLBACK"), tag="ROLLBACK")
         else:
-            portal.finish(self.session.execute(prepared.sql, portal.params))
+            sql = pg_catalog.translate_introspection(self, prepared.sql)
+            portal.finish(self.session.execute(sql, portal.params))
         self._track_transaction(prepared.first_word)
 
     def _track_transaction(self, word: str) -> None:
