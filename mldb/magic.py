@@ -93,7 +93,7 @@ class MldbMagic(Magics):
         """The connection ``target`` names (it becomes the current one), else the current one."""
         if target is not None:
             self._current = self._resolve(target)
-        if self._current is None or self._current.closed:
+        if self._current is None:
             self._current = self._open(":memory:")
         return self._current
 
@@ -268,17 +268,18 @@ class ResultTable:
     def _repr_html_(self) -> str:
         import html
 
-        import polars
-
-        with polars.Config(tbl_rows=self.max_rows, tbl_hide_dataframe_shape=True):
+        with self._config():
             table = self.frame._repr_html_()
         return f"{table}<p><small>{html.escape(self.note)}</small></p>"
 
     def __repr__(self) -> str:
+        with self._config():
+            return f"{self.frame}\n{self.note}"
+
+    def _config(self):
         import polars
 
-        with polars.Config(tbl_rows=self.max_rows, tbl_hide_dataframe_shape=True):
-            return f"{self.frame}\n{self.note}"
+        return polars.Config(tbl_rows=self.max_rows, tbl_hide_dataframe_shape=True, fmt_str_lengths=80)
 
 
 @dataclass

@@ -108,6 +108,9 @@ def test_database_path_and_connection_objects(ip, tmp_path):
     ip.user_ns["con"] = mldb.connect()
     ok(ip, "%%mldb con\nCREATE TABLE only_here AS SELECT 1 AS b")
     assert ip.user_ns["con"].execute("SELECT b FROM only_here").fetchall() == [(1,)]
+    ip.user_ns["con"].close()
+    result = run(ip, "%mldb SELECT count(*) FROM only_here")  # closed: an error, not another database
+    assert isinstance(result.error_in_exec, mldb.InterfaceError)
     ok(ip, f"%mldb --connect {path} SELECT count(*) FROM t")
     assert ok(ip, "%mldb SELECT a FROM t").frame["a"].to_list() == [42]
 

@@ -42,3 +42,31 @@ def test_error_fails_the_cell_briefly_and_the_kernel_lives(tmp_path):
     assert "<table" in table.data["text/html"] and "1 row" in table.data["text/html"]
     [widget] = outputs_of(notebook.cells[4], "display_data")  # tqdm's notebook bar
     assert "application/vnd.jupyter.widget-view+json" in widget.data
+
+
+def tagged(notebook, tag: str):
+    [cell] = [cell for cell in notebook.cells if tag in cell.get("metadata", {}).get("tags", [])]
+    return cell
+
+
+def shown_text(cell) -> str:
+    return "\n".join(output.data["text/plain"] for output in outputs_of(cell, "execute_result"))
+
+
+def test_quickstart_notebook_runs_in_a_real_kernel(tmp_path):
+    notebook = nbformat.read(QUICKSTART, as_version=4)
+    kernel(notebook, tmp_path).execute()  # raises CellExecutionError if any cell fails
+    assert all(not outputs_of(cell, "error") for cell in notebook.cells if cell.cell_type == "code")
+    assert all(plan in shown_text(tagged(notebook, "data")) for plan in ("basic", "pro", "team"))
+    assert "churn" in shown_text(tagged(notebook, "models"))
+    [figure] = outputs_of(tagged(notebook, "plot"), "display_data")
+    assert figure.data["image/png"]
+    assert "predicted" in shown_text(tagged(notebook, "predict"))
+    [printed] = outputs_of(tagged(notebook, "evaluate"), "stream")
+    accuracy = float(printed.text.split("holdout accuracy: ")[1].split(",")[0])
+    assert accuracy >= 0.8
+    assert "384" in shown_text(tagged(notebook, "embed"))
+    hits = shown_text(tagged(notebook, "search"))
+    assert "Cheap flights" in hits and "Budget airlines" in hits and "recipe" not in hits and "stew" not in hits
+    dishes = shown_text(tagged(notebook, "order_by"))
+    assert "flights" not in dishes and "airlines" not in dishes and "tickets" not in dishes
