@@ -78,26 +78,12 @@ def ks_pvalue(statistic: float, n: int, m: int) -> float:
 
 def compare(saved: dict, array: pa.Array | pa.ChunkedArray, limits: dict) -> list[dict]:
     """Drift rows for one column: ``saved`` is its mldb.feature_stats row, ``array`` the new values."""
-    kind = saved["kind"]
-    if kind in ("numeric", "text"):
-        return _compare_numbers(saved, array, limits)
-    if kind == "categorical":
-        return [_row(saved["feature"], "psi", _category_psi(saved, array), limits["psi_threshold"])]
-    return []
-
-
-def _compare_numbers(saved: dict, array, limits: dict) -> list[dict]:
+    if saved["kind"] not in ("numeric", "text", "categorical"):
+        return []
     feature = saved["feature"]
-    try:
-        values, missing = stats.numbers(array, saved["kind"])
-    except errors.ProgrammingError:
-        raise errors.ProgrammingError(
-            f"DRIFT: feature '{feature}' was trained as {saved['type']}; the query has {array.type}") from None
-    edges = np.asarray(saved["bin_edges"] or [], dtype=float)
-    expected = np.append(np.asarray(saved["bin_counts"] or [0], dtype=float), saved["nulls"])
-    actual = np.append(stats.bin_counts(values, edges) if len(values) else np.zeros(len(edges) + 1), missing)
+    _, expected, actual, values = histograms(saved, array)
     rows = [_row(feature, "psi", psi(expected, actual), limits["psi_threshold"])]
-    if saved["quantiles"] and len(values):
+    if saved["kind"] != "categorical" and saved["quantiles"] and len(values):
         statistic = ks(np.asarray(saved["quantiles"], dtype=float), values)
         trained = saved["count"] - saved["nulls"]
         drifted = statistic > limits["ks_threshold"] and ks_pvalue(statistic, len(values), trained) < limits["ks_alpha"]
@@ -105,14 +91,31 @@ def _compare_numbers(saved: dict, array, limits: dict) -> list[dict]:
     return rows
 
 
-def _category_psi(saved: dict, array) -> float:
+def histograms(saved: dict, array) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Bin labels, training counts, new counts (the last bin is NULL) and the new finite numbers."""
+    if saved["kind"] == "categorical":
+        return _category_histograms(saved, array)
+    try:
+        values, missing = stats.numbers(array, saved["kind"])
+    except errors.ProgrammingError:
+        raise errors.ProgrammingError(f"DRIFT: feature '{saved['feature']}' was trained as {saved['type']}; "
+                                      f"the query has {array.type}") from None
+    edges = np.asarray(saved["bin_edges"] or [], dtype=float)
+    expected = np.append(np.asarray(saved["bin_counts"] or [0], dtype=float), saved["nulls"])
+    actual = np.append(stats.bin_counts(values, edges) if len(values) else np.zeros(len(edges) + 1), missing)
+    bounds = ["-inf"] + [f"{edge:.3g}" for edge in edges] + ["inf"]
+    labels = [f"[{low}, {high})" for low, high in zip(bounds, bounds[1:])] + ["NULL"]
+    return labels, expected, actual.astype(float), values
+
+
+def _category_histograms(saved: dict, array):
     top = saved["top_values"] or []
     values, counts, nulls = stats.categories(array)
     slot = pc.fill_null(pc.index_in(values, value_set=pa.array(top, pa.string())), len(top))
     actual = np.bincount(slot.to_numpy(zero_copy_only=False), weights=counts.to_numpy(zero_copy_only=False),
                          minlength=len(top) + 1)
     expected = np.asarray((saved["top_counts"] or []) + [saved["other_count"] or 0, saved["nulls"]], dtype=float)
-    return psi(expected, np.append(actual, nulls))
+    return top + ["(other)", "NULL"], expected, np.append(actual, nulls), np.empty(0)
 
 
 def _row(feature: str, statistic: str, value: float, threshold: float) -> dict:
@@ -124,13 +127,18 @@ def evaluate(session, ref: str, query: str, options: dict) -> pa.Table:
     """``DRIFT(ref, (query), options...)``: run the query and compare it with ``ref``'s training data."""
     limits = thresholds(options)
     model, version, predict = _resolve(session, ref)
-    cursor = session.sql(
+    return drift_rows(saved_stats(session.con, model, version), _read(session, query), predict, limits)
+
+
+def saved_stats(con, model: str, version: int) -> list[dict]:
+    """The version's mldb.feature_stats rows, in column order."""
+    cursor = con.execute(
         "SELECT * FROM mldb.feature_stats WHERE model = ? AND version = ? ORDER BY rowid", [model, version])
     saved = [dict(zip([d[0] for d in cursor.description], row)) for row in cursor.fetchall()]
     if not saved:
         raise errors.ProgrammingError(
             f"DRIFT: model '{model}' version {version} has no training statistics (train it again to save them)")
-    return drift_rows(saved, _read(session, query), predict, limits)
+    return saved
 
 
 def _read(session, query: str) -> pa.Table:

@@ -1,0 +1,232 @@
+"""Lifecycle: training statistics, DRIFT, prediction log, lineage, snapshots, plots.
+
+Everything runs on real database files with real (small, fast) models trained on
+generated data written to Parquet.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import mldb
+from mldb.lifecycle import drift, stats
+
+ROWS = 2000
+
+
+def generated(seed: int, rows: int = ROWS, shift: float = 0.0, plans=(0.5, 0.3, 0.2)) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    age = rng.normal(40 + shift, 10, rows)
+    spend = rng.gamma(2.0, 20.0, rows)
+    plan = rng.choice(["basic", "plus", "pro"], rows, p=plans)
+    churned = (age > 45) ^ (rng.random(rows) < 0.1)
+    return pa.table({"age": age, "plan": plan, "spend": spend, "churned": churned})
+
+
+def load(cursor, name: str, table: pa.Table, folder) -> None:
+    path = folder / f"{name}.parquet"
+    pq.write_table(table, path)
+    cursor.execute(f"CREATE TABLE {name} AS SELECT * FROM '{path}'")
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A database with customers, a view over them, and model churn trained from the view."""
+    folder = tmp_path_factory.mktemp("shop")
+    con = mldb.connect(str(folder / "shop.db"))
+    cur = con.cursor()
+    load(cur, "customers", generated(1), folder)
+    load(cur, "same_customers", generated(2), folder)
+    load(cur, "older_customers", generated(3, shift=15, plans=(0.1, 0.2, 0.7)), folder)
+    cur.execute("CREATE VIEW active AS SELECT * FROM customers WHERE spend >= 0")
+    cur.execute("CREATE MODEL churn PREDICT churned FROM active USING logistic WITH (epochs = 30, snapshot = true)")
+    yield con
+    con.close()
+
+
+def rows(con, sql: str, params=None) -> list[tuple]:
+    return con.execute(sql, params).fetchall()
+
+
+# -- statistics ------------------------------------------------------------------------------
+def test_profile_matches_numpy():
+    table = generated(0)
+    nulls = pa.array([None if i % 10 == 0 else float(i) for i in range(ROWS)])
+    table = table.append_column("sparse", nulls)
+    saved = {row["feature"]: row for row in stats.profile("m", 1, table, [{"name": "age"}, {"name": "plan"},
+                                                                         {"name": "sparse"}]).to_pylist()}
+    age = table["age"].to_numpy()
+    assert saved["age"]["kind"] == "numeric" and saved["age"]["role"] == "feature"
+    assert saved["age"]["mean"] == pytest.approx(age.mean()) and saved["age"]["std"] == pytest.approx(age.std())
+    assert saved["age"]["quantiles"][50] == pytest.approx(np.median(age))
+    assert sum(saved["age"]["bin_counts"]) == ROWS and len(saved["age"]["bin_counts"]) == 10
+    assert saved["sparse"]["nulls"] == ROWS // 10 and saved["sparse"]["count"] == ROWS
+    assert saved["plan"]["kind"] == "categorical" and saved["plan"]["top_values"][0] == "basic"
+    assert sum(saved["plan"]["top_counts"]) == ROWS and saved["plan"]["other_count"] == 0
+    assert saved["churned"]["role"] == "target"
+
+
+def test_training_statistics_saved_with_the_version(shop):
+    found = rows(shop, "SELECT feature, role, kind, count FROM mldb.feature_stats WHERE model = 'churn' "
+                       "AND version = 1 ORDER BY rowid")
+    assert found == [("age", "feature", "numeric", ROWS), ("plan", "feature", "categorical", ROWS),
+                     ("spend", "feature", "numeric", ROWS), ("churned", "target", "categorical", ROWS),
+                     ("(prediction)", "prediction", "categorical", ROWS)]
+    mean, = rows(shop, "SELECT mean FROM mldb.feature_stats WHERE model = 'churn' AND feature = 'age'")[0]
+    assert mean == pytest.approx(generated(1)["age"].to_numpy().mean())
+
+
+# -- drift -------------------------------------------------------------------------------------
+def _saved():
+    return stats.profile("m", 1, generated(0), [{"name": "age"}, {"name": "plan"}, {"name": "spend"}]).to_pylist()
+
+
+def test_shifted_feature_is_flagged_and_unshifted_is_not():
+    limits = drift.thresholds({})
+    same = drift.drift_rows(_saved(), generated(1), None, limits).to_pylist()
+    assert not any(row["drifted"] for row in same)
+    shifted = drift.drift_rows(_saved(), generated(2, shift=10), None, limits).to_pylist()
+    flagged = {(row["feature"], row["statistic"]) for row in shifted if row["drifted"]}
+    assert flagged == {("age", "psi"), ("age", "ks")}
+
+
+def test_category_shift_is_flagged():
+    changed = drift.drift_rows(_saved(), generated(2, plans=(0.1, 0.2, 0.7)), None, drift.thresholds({}))
+    assert {r["feature"] for r in changed.to_pylist() if r["drifted"]} == {"plan"}
+
+
+def test_small_sample_does_not_raise_ks_alarm():
+    small = drift.drift_rows(_saved(), generated(4, rows=40), None, drift.thresholds({"psi_threshold": 10}))
+    assert not any(row["drifted"] for row in small.to_pylist())
+
+
+def test_thresholds_are_settable():
+    mild = generated(2, shift=2)
+    default = drift.drift_rows(_saved(), mild, None, drift.thresholds({})).to_pylist()
+    strict = drift.drift_rows(_saved(), mild, None, drift.thresholds({"psi_threshold": 0.01})).to_pylist()
+    assert not any(r["drifted"] for r in default if r["statistic"] == "psi")
+    assert any(r["drifted"] for r in strict if r["feature"] == "age" and r["statistic"] == "psi")
+    with pytest.raises(mldb.ProgrammingError, match="unknown option psi"):
+        drift.thresholds({"psi": 0.1})
+
+
+def test_drift_sql_flags_shift(shop):
+    same = rows(shop, "SELECT feature, statistic, drifted FROM DRIFT(churn, (SELECT * FROM same_customers))")
+    assert same and not any(drifted for _, _, drifted in same)
+    assert {(f, s) for f, s, _ in same} == {("age", "psi"), ("age", "ks"), ("plan", "psi"), ("spend", "psi"),
+                                           ("spend", "ks"), ("(prediction)", "psi")}
+    shifted = rows(shop, "SELECT feature, statistic FROM DRIFT('churn@1', older_customers) WHERE drifted")
+    assert {("age", "psi"), ("age", "ks"), ("plan", "psi"), ("(prediction)", "psi")} <= set(shifted)
+    assert ("spend", "psi") not in shifted
+
+
+def test_drift_named_threshold(shop):
+    query = "SELECT drifted FROM DRIFT(churn, (SELECT * FROM older_customers), psi_threshold => {}) " \
+            "WHERE feature = 'plan' AND statistic = 'psi'"
+    assert rows(shop, query.format(0.2)) == [(True,)]
+    assert rows(shop, query.format(100)) == [(False,)]
+
+
+def test_drift_bad_input(shop):
+    before = rows(shop, "SELECT count(*) FROM mldb.feature_stats")
+    with pytest.raises(mldb.ProgrammingError, match="lacks feature plan; it has: age, spend"):
+        shop.execute("SELECT * FROM DRIFT(churn, (SELECT age, spend FROM customers))")
+    with pytest.raises(mldb.DataError, match="no rows"):
+        shop.execute("SELECT * FROM DRIFT(churn, (SELECT * FROM customers WHERE age > 1000))")
+    with pytest.raises(mldb.ProgrammingError, match="model 'nope' does not exist"):
+        shop.execute("SELECT * FROM DRIFT(nope, customers)")
+    with pytest.raises(mldb.ProgrammingError, match="table function"):
+        shop.execute("SELECT DRIFT(churn, customers)")
+    with pytest.raises(mldb.ProgrammingError, match="was trained as"):
+        shop.execute("SELECT * FROM DRIFT(churn, (SELECT plan AS age, plan, spend FROM customers))")
+    assert rows(shop, "SELECT count(*) FROM mldb.feature_stats") == before
+
+
+# -- prediction log ----------------------------------------------------------------------------
+def test_one_log_row_per_statement(shop):
+    before = rows(shop, "SELECT count(*) FROM mldb.prediction_log")[0][0]
+    shop.execute("SELECT PREDICT(churn) AS p FROM customers").fetchall()
+    shop.execute("SELECT count(*) FROM customers WHERE PREDICT(churn)").fetchall()
+    log = rows(shop, "SELECT model, version, rows, calls, seconds, query_fingerprint, summary FROM mldb.prediction_log "
+                     "ORDER BY logged_at DESC, rowid DESC LIMIT 2")
+    assert rows(shop, "SELECT count(*) FROM mldb.prediction_log")[0][0] == before + 2
+    for model, version, count, calls, seconds, fingerprint, summary in log:
+        assert (model, version, count) == ("churn", 1, ROWS)
+        assert calls >= 1 and seconds > 0 and fingerprint
+        counts = json.loads(summary)["counts"]
+        assert sum(counts.values()) == ROWS and set(counts) <= {"True", "False"}
+
+
+def test_query_fingerprint_ignores_literals():
+    from mldb.lifecycle.log import query_fingerprint
+
+    assert query_fingerprint("SELECT PREDICT(m) FROM t WHERE a > 1") == query_fingerprint(
+        "select predict(m) from t where a > 25")
+    assert query_fingerprint("SELECT PREDICT(m) FROM t") != query_fingerprint("SELECT PREDICT(m) FROM u")
+
+
+def test_failed_statement_logs_nothing(shop):
+    before = rows(shop, "SELECT count(*) FROM mldb.prediction_log")
+    with pytest.raises(mldb.Error):
+        shop.execute("SELECT PREDICT(churn) / 0 + 'x'::INTEGER FROM customers").fetchall()
+    assert rows(shop, "SELECT count(*) FROM mldb.prediction_log") == before
+
+
+# -- lineage -----------------------------------------------------------------------------------
+def test_training_lineage_goes_through_views(shop):
+    edges = rows(shop, "SELECT source, target, target_version, kind, via FROM mldb.lineage "
+                       "WHERE kind = 'training' AND target = 'churn' ORDER BY source")
+    assert edges == [("active", "churn", 1, "training", None), ("customers", "churn", 1, "training", "active")]
+    affected = rows(shop, "SELECT DISTINCT target, target_version FROM mldb.lineage WHERE source = 'customers'")
+    assert affected == [("churn", 1)]
+
+
+def test_prediction_lineage_for_ctas_and_insert(shop):
+    shop.execute("CREATE TABLE scored AS SELECT *, PREDICT(churn) AS p FROM same_customers")
+    shop.execute("CREATE TABLE scored_later (age DOUBLE, p BOOLEAN)")
+    shop.execute("INSERT INTO scored_later SELECT age, PREDICT('churn@1') FROM same_customers")
+    written = rows(shop, "SELECT target FROM mldb.lineage WHERE source = 'churn' AND source_version = 1 "
+                         "AND kind = 'prediction' ORDER BY target")
+    assert written == [("scored",), ("scored_later",)]
+    graph = rows(shop, "SELECT direction, source, target, depth FROM LINEAGE(scored) ORDER BY depth, source")
+    assert ("upstream", "churn", "scored", 1) in graph and ("upstream", "customers", "churn", 2) in graph
+
+
+def test_lineage_of_missing_or_dropped_table(shop):
+    shop.execute("CREATE TABLE gone AS SELECT *, PREDICT(churn) AS p FROM customers LIMIT 5")
+    shop.execute("DROP TABLE gone")
+    with pytest.raises(mldb.ProgrammingError, match="'gone' no longer exists"):
+        shop.execute("SELECT * FROM LINEAGE(gone)")
+    with pytest.raises(mldb.ProgrammingError, match="no table, view or model named 'never'"):
+        shop.execute("SELECT * FROM LINEAGE(never)")
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+def test_snapshot_reproduces_training_rows(tmp_path):
+    con = mldb.connect(str(tmp_path / "snap.db"))
+    load(con.cursor(), "customers", generated(5, rows=500), tmp_path)
+    con.execute("CREATE MODEL churn PREDICT churned FROM customers USING logistic WITH (epochs = 2, snapshot = true)")
+    assert rows(con, "SHOW VERSIONS OF MODEL churn")[0][-1] is False  # data_changed
+    con.execute("DELETE FROM customers WHERE age > 40")
+    assert rows(con, "SHOW VERSIONS OF MODEL churn")[0][-1] is True
+    con.execute("TRAIN churn FROM SNAPSHOT")
+    prints = rows(con, "SELECT version, rows, fingerprint FROM mldb.snapshots ORDER BY version")
+    assert prints[0][1:] == prints[1][1:] == (500, prints[0][2])
+    copied = rows(con, "SELECT count(*) FROM mldb.snapshot_churn_v1")
+    assert copied == [(500,)]
+    con.close()
+
+
+def test_snapshot_bad_input(tmp_path):
+    con = mldb.connect(str(tmp_path / "snap.db"))
+    load(con.cursor(), "customers", generated(6, rows=300), tmp_path)
+    con.execute("CREATE MODEL churn PREDICT churned FROM customers USING logistic WITH (epochs = 2)")
+    with pytest.raises(mldb.ProgrammingError, match="snapshot"):
+        con.execute("TRAIN churn FROM SNAPSHOT")
+    assert rows(con, "SELECT count(*) FROM mldb.model_versions") == [(1,)]
+    con.close()
