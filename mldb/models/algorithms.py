@@ -15,11 +15,16 @@ ALGORITHMS = ("linear", "logistic", "mlp", "auto")
 AUTO_MLP_ROWS = 20_000  # auto: a linear/logistic model below this many rows, an MLP above
 
 
-def resolve(model: str, algorithm: str | None, task: str, rows: int) -> str:
+def check(model: str, algorithm: str | None) -> str:
     algorithm = (algorithm or "auto").lower()
     if algorithm not in ALGORITHMS:
         raise errors.ProgrammingError(f"model '{model}': unknown algorithm '{algorithm}'; "
                                       f"use one of {', '.join(ALGORITHMS)}")
+    return algorithm
+
+
+def resolve(model: str, algorithm: str | None, task: str, rows: int) -> str:
+    algorithm = check(model, algorithm)
     if algorithm == "auto":
         if rows >= AUTO_MLP_ROWS:
             return "mlp"

@@ -14,11 +14,12 @@ import hashlib
 import json
 
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
-from mldb.models import registry, train
+from mldb.models import algorithms, registry, train
 from mldb.plan.rules import _load
 from mldb.result import Result
 
@@ -63,6 +64,8 @@ def _snapshot_query(session, name: str, version: int) -> str:
 
 
 def _train(session, name: str, definition: dict, *, replace: bool, status: str) -> Result:
+    algorithms.check(name, definition["algorithm"])
+    train.check_options(name, definition["options"])
     table, types = _read(session, definition["query"])
     trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"])
     with session.database.lock, session.transaction():
@@ -188,7 +191,7 @@ def _value(node: exp.Expression):
 def source_tables(query: str) -> list[str]:
     """The tables and views a training query reads (CTE names left out)."""
     try:
-        tree = MLDB().parse_one(query)
+        tree = sqlglot.parse_one(query, dialect=MLDB)
     except Exception:  # noqa: BLE001 - lineage is best effort; the query itself already ran
         return []
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
@@ -232,11 +235,12 @@ def show_models(session, node, params) -> Result:
 
 def describe_model(session, node, params) -> Result:
     model = registry.load_model(session, node.this)
+    shape = '[{"name": "VARCHAR", "type": "VARCHAR", "encoding": "VARCHAR", "width": "INTEGER"}]'
     session.sql(
-        "SELECT f.name AS feature, f.type, f.encoding, f.width, v.model, v.version, v.task, v.algorithm, "
-        "v.target, v.target_type FROM mldb.model_versions v, "
-        "unnest(from_json(v.features, '[{\"name\": \"VARCHAR\", \"type\": \"VARCHAR\", \"encoding\": \"VARCHAR\", "
-        "\"width\": \"INTEGER\"}]')) AS u(f) WHERE v.model = ? AND v.version = ?", [model.name, model.version])
+        "SELECT u.f.name AS feature, u.f.type, u.f.encoding, u.f.width, v.model, v.version, v.task, v.algorithm, "
+        "v.target, v.target_type FROM (SELECT *, from_json(features, ?) AS parsed FROM mldb.model_versions "
+        "WHERE model = ? AND version = ?) v, (SELECT unnest(v.parsed) AS f, generate_subscripts(v.parsed, 1) AS i) u "
+        "ORDER BY u.i", [shape, model.name, model.version])
     return Result.from_duckdb(session.con, "DESCRIBE MODEL")
 
 
@@ -283,5 +287,8 @@ def drop_model(session, node, params) -> Result:
         raise registry.unknown_model(session, name)
     with session.database.lock, session.transaction():
         _delete(session, name)
+        forget = _load("mldb.lifecycle.hooks:forget_model")
+        if forget is not None:
+            forget(session, name)
     registry.invalidate(session, name)
     return Result.done("DROP MODEL")

@@ -61,16 +61,18 @@ def _predictor(con, method: str, output_type):
         out = getattr(model, method)(list(arrays))
         if output_type is not None and out.type != output_type:
             out = out.cast(output_type)
-        _record(model, len(model_ref), time.perf_counter() - started, out)
+        _record(model, len(model_ref), time.perf_counter() - started, out, arrays)
         return out
 
     return predict
 
 
-def _record(model, rows: int, seconds: float, outputs) -> None:
+def _record(model, rows: int, seconds: float, outputs, arrays) -> None:
+    """Tell the lifecycle's prediction log about this batch (the inputs are a zero-copy table)."""
     hook = _load("mldb.lifecycle.hooks:record_prediction")
     if hook is not None:
-        hook(model.name, model.version, rows, seconds, outputs)
+        inputs = pa.Table.from_arrays(list(arrays), names=model.feature_names)
+        hook(model.name, model.version, rows, seconds, outputs, inputs=inputs)
 
 
 def _one(array):
