@@ -133,6 +133,8 @@ class MldbMagic(Magics):
         from mldb import plot
 
         kind, model = call.plot
+        if bind_variables(call.sql, self.shell.user_ns)[1]:
+            raise errors.NotSupportedError("{name} parameters cannot be used in a --plot query; write the value")
         ax = plot.draw(connection, kind, model, call.sql)
         display(ax.figure)
         _close_figure(ax.figure)

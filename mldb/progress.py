@@ -1,10 +1,11 @@
 """Progress bars for long work in Python steps (TRAIN epochs, EMBED batches, index builds).
 
     from mldb.progress import bar
-    with bar(total=epochs, desc=f"TRAIN {name}", unit="epoch") as progress:
-        for epoch in range(epochs):
-            ...
-            progress.update(1)
+    for epoch in bar(range(epochs), desc=f"TRAIN {name}", unit="epoch"):
+        ...
+    with bar(total=len(texts), desc="EMBED", unit="text") as progress:
+        ...
+        progress.update(len(batch))
 
 Under Jupyter this is tqdm's notebook bar (a widget that stays in the cell's output); on a
 terminal, tqdm's bar on stderr; elsewhere (pipes, logs, tests, the wire server) nothing.
@@ -17,19 +18,19 @@ from __future__ import annotations
 import sys
 
 
-def bar(total: int | None = None, desc: str = "", unit: str = "it"):
-    """A tqdm progress bar fit for where the code runs (see the module docstring)."""
+def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it"):
+    """A tqdm progress bar (over ``iterable``, if given) fit for where the code runs."""
     if in_notebook():
         try:
             from tqdm.notebook import tqdm as notebook_tqdm
 
-            return notebook_tqdm(total=total, desc=desc, unit=unit)
+            return notebook_tqdm(iterable, total=total, desc=desc, unit=unit)
         except ImportError:  # no ipywidgets: tqdm's text bar in the cell's stderr instead
             pass
     from tqdm import tqdm
 
     interactive = in_notebook() or sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not interactive, file=sys.stderr)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=not interactive, file=sys.stderr)
 
 
 def in_notebook() -> bool:
