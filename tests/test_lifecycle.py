@@ -230,3 +230,65 @@ def test_snapshot_bad_input(tmp_path):
         con.execute("TRAIN churn FROM SNAPSHOT")
     assert rows(con, "SELECT count(*) FROM mldb.model_versions") == [(1,)]
     con.close()
+
+
+def test_replacing_a_model_forgets_the_old_one(tmp_path):
+    con = mldb.connect(str(tmp_path / "replace.db"))
+    load(con.cursor(), "customers", generated(7, rows=300), tmp_path)
+    con.execute("CREATE MODEL churn PREDICT churned FROM customers USING logistic WITH (epochs = 2, snapshot = true)")
+    con.execute("TRAIN churn")
+    con.execute("CREATE OR REPLACE MODEL churn PREDICT churned FROM (SELECT age, churned FROM customers) "
+                "USING logistic WITH (epochs = 2)")
+    assert rows(con, "SELECT DISTINCT version FROM mldb.feature_stats") == [(1,)]
+    assert rows(con, "SELECT feature FROM mldb.feature_stats WHERE role = 'feature'") == [("age",)]
+    assert rows(con, "SELECT version, stored FROM mldb.snapshots") == [(1, False)]
+    assert rows(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'snapshot_churn%'") == [(0,)]
+    con.close()
+
+
+# -- sampling, read-only databases, plots ------------------------------------------------------
+def test_log_sample_keeps_input_and_output_rows(tmp_path):
+    con = mldb.connect(str(tmp_path / "sample.db"))
+    load(con.cursor(), "customers", generated(8, rows=400), tmp_path)
+    con.execute("CREATE MODEL churn PREDICT churned FROM customers USING logistic WITH (epochs = 2, log_sample = 1)")
+    con.execute("CREATE MODEL plain PREDICT churned FROM customers USING logistic WITH (epochs = 2)")
+    con.execute("SELECT PREDICT(churn), PREDICT(plain) FROM customers").fetchall()
+    samples = rows(con, "SELECT model, count(*), count(DISTINCT query_fingerprint) FROM mldb.prediction_samples "
+                        "GROUP BY model")
+    assert samples == [("churn", 400, 1)]
+    output, = rows(con, "SELECT output FROM mldb.prediction_samples LIMIT 1")[0]
+    assert json.loads(output) in (True, False)
+    with pytest.raises(mldb.ProgrammingError, match="log_sample"):
+        con.execute("CREATE MODEL bad PREDICT churned FROM customers WITH (log_sample = 2)")
+    assert rows(con, "SELECT count(*) FROM mldb.models WHERE name = 'bad'") == [(0,)]
+    con.close()
+
+
+def test_read_only_database_predicts_without_logging(tmp_path):
+    path = str(tmp_path / "ro.db")
+    con = mldb.connect(path)
+    load(con.cursor(), "customers", generated(9, rows=200), tmp_path)
+    con.execute("CREATE MODEL churn PREDICT churned FROM customers USING logistic WITH (epochs = 2)")
+    con.close()
+    reader = mldb.connect(path, read_only=True)
+    assert len(reader.execute("SELECT PREDICT(churn) FROM customers").fetchall()) == 200
+    assert rows(reader, "SELECT count(*) FROM mldb.prediction_log") == [(0,)]
+    assert rows(reader, "SELECT count(*) FROM DRIFT(churn, customers) WHERE drifted") == [(0,)]
+    reader.close()
+
+
+def test_plots(shop):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mldb import plot
+
+    ax = plot.drift(shop, "churn", "SELECT * FROM older_customers")
+    heights = {patch.get_x(): patch.get_height() for patch in ax.patches}
+    assert len(heights) == 4 and max(heights.values()) > 0.2  # one PSI bar per feature and the prediction
+    assert len(ax.figure.axes) >= 4  # the summary and one panel per feature
+    shop.execute("SELECT PREDICT(churn) FROM customers").fetchall()
+    volume = plot.prediction_volume(shop, "churn")
+    assert sum(volume.lines[0].get_ydata()) >= ROWS
+    with pytest.raises(mldb.ProgrammingError, match="no predictions"):
+        plot.prediction_volume(shop, "nothing")
