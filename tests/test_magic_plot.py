@@ -72,3 +72,23 @@ def test_plot_magic_shows_the_figure_and_closes_it(con):
         result = shell.run_cell("%mldb --plot drift m")
     assert isinstance(result.error_in_exec, mldb.ProgrammingError) and "needs a query" in captured.stdout
     shell.user_ns.pop("plot_con")
+
+
+def test_drift_and_volume_plots_come_from_the_lifecycle_feature(con):
+    shell = InteractiveShell.instance()
+    shell.register_magics(MldbMagic(shell=shell))
+    shell.user_ns["plot_con"] = con
+    shell.run_cell("%mldb --connect plot_con SELECT PREDICT(m) FROM c")
+    with capture_output() as captured:
+        drift = shell.run_cell("%%mldb --plot drift m\nSELECT * FROM c WHERE age > 40")
+        volume = shell.run_cell("%mldb --plot volume m")
+    assert drift.success and volume.success
+    assert len(captured.outputs) == 2 and plt.get_fignums() == []
+    assert plot.drift(con, "m", "SELECT * FROM c WHERE age > 40").get_title() == "m@2: drift (PSI)"
+    assert plot.prediction_volume(con, "m").get_lines()
+    shell.user_ns["lo"] = 40
+    with capture_output() as captured:
+        bound = shell.run_cell("%mldb --plot drift m SELECT * FROM c WHERE age > {lo}")
+    assert isinstance(bound.error_in_exec, mldb.NotSupportedError) and "write the value" in captured.stdout
+    shell.user_ns.pop("plot_con")
+    plt.close("all")

@@ -70,3 +70,6 @@ def test_quickstart_notebook_runs_in_a_real_kernel(tmp_path):
     assert "Cheap flights" in hits and "Budget airlines" in hits and "recipe" not in hits and "stew" not in hits
     dishes = shown_text(tagged(notebook, "order_by"))
     assert "flights" not in dishes and "airlines" not in dishes and "tickets" not in dishes
+    assert "age" in shown_text(tagged(notebook, "drift_table")) and "true" in shown_text(tagged(notebook, "drift_table"))
+    [drift] = outputs_of(tagged(notebook, "drift"), "display_data")
+    assert drift.data["image/png"]
