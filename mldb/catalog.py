@@ -22,6 +22,13 @@ DDL: list[str] = [
     "CREATE TABLE IF NOT EXISTS mldb.training_log (model VARCHAR, version INTEGER, epoch INTEGER, "
     "train_loss DOUBLE, valid_loss DOUBLE, valid_metric DOUBLE, metric_name VARCHAR, created_at TIMESTAMP)",
     # -- vectors (issue: embed / faiss) ---------------------------------------------------
+    "CREATE TABLE IF NOT EXISTS mldb.embedding_models (name VARCHAR NOT NULL, path VARCHAR NOT NULL, "
+    "created_at TIMESTAMP DEFAULT current_timestamp)",
+    "CREATE TABLE IF NOT EXISTS mldb.indexes (name VARCHAR NOT NULL, schema_name VARCHAR, table_name VARCHAR, "
+    "column_name VARCHAR, key_column VARCHAR, metric VARCHAR, kind VARCHAR, options JSON, dimension INTEGER, "
+    "row_count BIGINT, build_id VARCHAR, version BIGINT, stale BOOLEAN, "
+    "created_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP DEFAULT current_timestamp)",
+    "CREATE TABLE IF NOT EXISTS mldb.index_data (build_id VARCHAR NOT NULL, data BLOB)",
     # -- lifecycle (issue: lifecycle) -----------------------------------------------------
     """CREATE TABLE IF NOT EXISTS mldb.prediction_log (
         model VARCHAR, version INTEGER, rows BIGINT, calls INTEGER, seconds DOUBLE,

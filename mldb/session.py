@@ -69,9 +69,9 @@ class Session:
         return result
 
     def _execute_one(self, statement: Statement, params) -> Result:
-        if not statement.has_mldb:
-            return self._run_plain(statement, params)
         prefix, inner = _split_explain(statement)
+        if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
+            return self._run_plain(statement, params)
         tree = parse(inner)
         if tree is None:
             return self._run_plain(statement, params)
@@ -83,19 +83,22 @@ class Session:
         tree = rewrite(tree, context)
         if not context.notes:
             return self._run_plain(statement, params)
-        result = self._run_duckdb(prefix + tree.sql(dialect=MLDB), params, statement.first_word)
+        if prefix:
+            return _explained(self._run_duckdb(prefix + tree.sql(dialect=MLDB), params, "EXPLAIN"), context.notes)
+        result = self._run_plain(statement, params, tree.sql(dialect=MLDB))  # hooks see rewritten writes too
         for callback in context.after:
             callback()
         return result
 
-    def _run_plain(self, statement: Statement, params) -> Result:
+    def _run_plain(self, statement: Statement, params, sql: str | None = None) -> Result:
+        sql = statement.text if sql is None else sql
         hooks = [hook for hook in hooks_for(statement.first_word) if hook(self, statement, "check")]
         if not hooks:
-            return self._run_duckdb(statement.text, params, statement.first_word)
+            return self._run_duckdb(sql, params, statement.first_word)
         with self.transaction():
             for hook in hooks:
                 hook(self, statement, "before")
-            result = self._run_duckdb(statement.text, params, statement.first_word)
+            result = self._run_duckdb(sql, params, statement.first_word)
             result = _materialize(result)
             for hook in hooks:
                 hook(self, statement, "after")
@@ -194,6 +197,20 @@ def _distribute(statements: list[Statement], params):
         count = statement.placeholders
         yield statement, (params[:count] if count else None)
         params = params[count:]
+
+
+def _explained(result: Result, notes: list[str]) -> Result:
+    """EXPLAIN of a rewritten statement: mldb's rewrites as ``mldb_rewrite`` rows, then DuckDB's plan."""
+    import pyarrow as pa
+
+    plan = result.arrow()
+    names = plan.column_names
+    rows = pa.table({names[0]: ["mldb_rewrite"] * len(notes), names[-1]: notes}) if len(names) == 2 else None
+    table = pa.concat_tables([rows.cast(plan.schema), plan]) if rows is not None else plan
+    holder = duckdb.connect()
+    holder.register("explained", table)
+    holder.execute("SELECT * FROM explained")
+    return Result.from_duckdb(holder, result.status)
 
 
 def _materialize(result: Result) -> Result:

@@ -1,0 +1,254 @@
+"""FAISS indexes: build, search (with a key filter), add, remove, serialize.
+
+An ``IndexState`` is a FAISS index over positions 0..n-1 plus two arrays: ``keys``
+(position -> the table's key value) and ``alive`` (False once that row was deleted or
+updated). Removing is marking a position dead, which every index type allows; a search
+skips dead positions with an ID selector, and the index is rebuilt once a quarter of it
+is dead. Metrics map to FAISS as: cosine -> inner product on L2-normalised vectors
+(distance 1 - ip), l2 -> L2 (distance sqrt), ip -> inner product (distance -ip), so
+distances equal DuckDB's ``array_cosine_distance`` / ``array_distance`` /
+``array_negative_inner_product``.
+
+States are cached per process by (build_id, version); the catalog (``mldb.index.store``)
+bumps the version in the same transaction as every change, so a cached state is never
+used for a database state it does not describe.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+METRICS = {"cosine": "array_cosine_distance", "l2": "array_distance", "ip": "array_negative_inner_product"}
+KINDS = ("flat", "hnsw", "ivf")
+DEFAULTS = {"metric": "cosine", "type": "hnsw", "m": 32, "ef_construction": 64, "ef_search": 64,
+            "nlist": 0, "nprobe": 16}
+EXACT_BELOW = 10_000  # a filter letting at most this many rows through is answered exactly
+DEAD_FRACTION = 0.25  # rebuild once this share of positions is dead
+
+
+@dataclass
+class IndexState:
+    name: str
+    index: object  # a faiss.Index over positions
+    keys: np.ndarray  # int64, position -> key
+    alive: np.ndarray  # bool, position -> still in the table
+    hashes: np.ndarray  # uint64, position -> DuckDB hash() of the vector it was built from
+    metric: str
+    kind: str
+    options: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    @property
+    def live_count(self) -> int:
+        return int(self.alive.sum())
+
+    @property
+    def needs_compaction(self) -> bool:
+        return len(self.keys) > 0 and (len(self.keys) - self.live_count) > DEAD_FRACTION * len(self.keys)
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if metric == "cosine":
+        vectors = vectors.copy()
+        _faiss().normalize_L2(vectors)
+    return vectors
+
+
+def build(name: str, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, options: dict) -> IndexState:
+    """A new index over ``vectors`` (n, d) whose rows have the given ``keys``."""
+    faiss = _faiss()
+    metric, kind = options["metric"], options["type"]
+    dim = vectors.shape[1]
+    faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    data = _prepare(vectors, metric)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, int(options["m"]), faiss_metric)
+        index.hnsw.efConstruction = int(options["ef_construction"])
+    elif kind == "ivf":
+        nlist = int(options["nlist"]) or max(1, min(4096, int(4 * np.sqrt(max(len(data), 1)))))
+        nlist = min(nlist, max(1, len(data)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
+        index.train(data if len(data) else np.zeros((1, dim), dtype=np.float32))
+        index.make_direct_map()
+    else:
+        index = faiss.IndexFlat(dim, faiss_metric)
+    if len(data):
+        index.add(data)
+    return IndexState(name, index, np.asarray(keys, dtype=np.int64), np.ones(len(keys), dtype=bool),
+                      np.asarray(hashes, dtype=np.uint64), metric, kind, dict(options))
+
+
+def add(state: IndexState, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray) -> None:
+    if len(keys):
+        with state.lock:
+            state.index.add(_prepare(vectors, state.metric))
+        state.keys = np.concatenate([state.keys, np.asarray(keys, dtype=np.int64)])
+        state.hashes = np.concatenate([state.hashes, np.asarray(hashes, dtype=np.uint64)])
+        state.alive = np.concatenate([state.alive, np.ones(len(keys), dtype=bool)])
+
+
+def remove(state: IndexState, positions: np.ndarray) -> None:
+    """Mark ``positions`` dead (their vectors stay in FAISS until a rebuild)."""
+    if len(positions):
+        alive = state.alive.copy()
+        alive[positions] = False
+        state.alive = alive
+
+
+# -- search --------------------------------------------------------------------------------
+
+def search(state: IndexState, queries: np.ndarray, k: int, allowed: np.ndarray | None = None):
+    """Top-``k`` (keys, distances) per query row among live rows whose key is in ``allowed``.
+
+    Returns k results whenever k rows qualify: a selective filter is answered exactly on
+    the qualifying rows; otherwise FAISS searches with an ID selector, and a search that
+    comes back short (HNSW under a filter can) is redone exactly.
+    """
+    mask = state.alive if allowed is None else state.alive & np.isin(state.keys, allowed)
+    count = int(mask.sum())
+    k = min(int(k), count)
+    if k <= 0:
+        empty = np.zeros((len(queries), 0))
+        return empty.astype(np.int64), empty.astype(np.float32)
+    queries = _prepare(queries, state.metric)
+    if allowed is not None and count <= EXACT_BELOW:
+        return _exact(state, queries, k, np.flatnonzero(mask))
+    with state.lock:
+        scores, positions = _faiss_search(state, queries, k, None if count == len(mask) else mask)
+    if (positions < 0).any():
+        return _exact(state, queries, k, np.flatnonzero(mask))
+    return state.keys[positions], _distances(scores, state.metric)
+
+
+def _faiss_search(state: IndexState, queries: np.ndarray, k: int, mask: np.ndarray | None):
+    faiss = _faiss()
+    selector = bits = None
+    if mask is not None:
+        bits = np.packbits(mask, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+    if state.kind == "hnsw":
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(int(state.options["ef_search"]), k))
+    elif state.kind == "ivf":
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=int(state.options["nprobe"]))
+    else:
+        params = faiss.SearchParameters(sel=selector)
+    scores, positions = state.index.search(queries, k, params=params)
+    del bits  # kept alive until the search returned
+    return scores, positions
+
+
+def _exact(state: IndexState, queries: np.ndarray, k: int, positions: np.ndarray):
+    vectors = state.index.reconstruct_batch(positions) if len(positions) else np.zeros((0, state.dim), np.float32)
+    if state.metric == "l2":
+        scores = ((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+        order = np.argsort(scores, axis=1, kind="stable")[:, :k]
+    else:
+        scores = queries @ vectors.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(scores, order, axis=1)
+    return state.keys[positions[order]], _distances(chosen, state.metric)
+
+
+def _distances(scores: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        return (1.0 - scores).astype(np.float32)
+    if metric == "l2":
+        return np.sqrt(np.maximum(scores, 0)).astype(np.float32)
+    return (-scores).astype(np.float32)
+
+
+# -- serialization ---------------------------------------------------------------------------
+
+def serialize(state: IndexState) -> bytes:
+    faiss = _faiss()
+    buffer = io.BytesIO()
+    np.savez(buffer, index=faiss.serialize_index(state.index), keys=state.keys, alive=state.alive,
+             hashes=state.hashes)
+    return buffer.getvalue()
+
+
+def deserialize(name: str, data: bytes, metric: str, kind: str, options: dict) -> IndexState:
+    faiss = _faiss()
+    arrays = np.load(io.BytesIO(data))
+    index = faiss.deserialize_index(arrays["index"])
+    return IndexState(name, index, arrays["keys"], arrays["alive"], arrays["hashes"], metric, kind,
+                      dict(options))
+
+
+# -- the per-process cache and the UDF body ------------------------------------------------------
+
+_CACHE: dict[str, tuple[int, IndexState]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def cached(build_id: str, version: int) -> IndexState | None:
+    with _CACHE_LOCK:
+        found = _CACHE.get(build_id)
+    return found[1] if found and found[0] == version else None
+
+
+def remember(build_id: str, version: int, state: IndexState) -> None:
+    with _CACHE_LOCK:
+        _CACHE[build_id] = (version, state)
+
+
+def forget(build_id: str) -> None:
+    with _CACHE_LOCK:
+        _CACHE.pop(build_id, None)
+
+
+def search_arrow(build_id, version, query, k, allowed) -> pa.ListArray:
+    """``mldb_faiss_search``: one list of (faiss_key, faiss_distance) per input row."""
+    state = cached(_scalar(build_id), int(_scalar(version)))
+    if state is None:
+        raise RuntimeError("the FAISS index changed while the query ran; run the query again")
+    queries = _vectors(query, state)
+    allowed_keys = _allowed(allowed)
+    keys, distances = search(state, queries, int(_scalar(k)), allowed_keys)
+    offsets = pa.array(np.arange(0, keys.size + 1, max(keys.shape[1], 1))[: len(queries) + 1], pa.int32())
+    if keys.shape[1] == 0:
+        offsets = pa.array(np.zeros(len(queries) + 1, dtype=np.int32))
+    values = pa.StructArray.from_arrays([pa.array(keys.reshape(-1)), pa.array(distances.reshape(-1))],
+                                        names=["faiss_key", "faiss_distance"])
+    return pa.ListArray.from_arrays(offsets, values)
+
+
+def _scalar(array):
+    return array[0].as_py()
+
+
+def _vectors(query, state: IndexState) -> np.ndarray:
+    if isinstance(query, pa.ChunkedArray):
+        query = query.combine_chunks()
+    if query.null_count:
+        raise ValueError(f"the query vector for index {state.name} is NULL")
+    rows = query.to_pylist()
+    lengths = {len(row) for row in rows}
+    if lengths != {state.dim}:
+        found = ", ".join(str(n) for n in sorted(lengths))
+        raise ValueError(f"the query vector has {found} values; index {state.name} holds {state.dim}-dimensional vectors")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _allowed(allowed) -> np.ndarray | None:
+    if isinstance(allowed, pa.ChunkedArray):
+        allowed = allowed.combine_chunks()
+    if pa.types.is_null(allowed.type) or allowed.null_count == len(allowed):
+        return None
+    return np.asarray(allowed[0].values.to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -1,0 +1,247 @@
+"""Rewrite rules for vectors: EMBED, VECTOR_SEARCH and the indexed top-k pattern.
+
+Order (see ``mldb.plan.rules.RULES``): ``rewrite_vector_search`` first (it evaluates the
+EMBED in a query vector itself), then ``rewrite_embed`` for every EMBED left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlglot import exp
+
+from mldb import errors
+from mldb.frontend.dialect import MLDB
+from mldb.frontend.vectors import Embed, VectorSearch
+from mldb.index import embed as embedding
+from mldb.index import faiss as fx
+from mldb.index import store
+from mldb.index.udfs import SEARCH_FUNCTION, ensure_embed_function
+
+_DISTANCES = {function: metric for metric, function in fx.METRICS.items()}
+
+
+# -- EMBED -------------------------------------------------------------------------------------
+
+def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
+    """``EMBED(text [, model])`` -> the Arrow UDF for the model's dimension.
+
+        SELECT EMBED(body) FROM docs
+        -> SELECT mldb_embed_384(body, 'all-MiniLM-L6-v2') FROM docs
+    """
+    for node in list(tree.find_all(Embed)):
+        model, dim = _model(context.session, node.args.get("expression"))
+        _check_text(node.this)
+        function = ensure_embed_function(context.session.database.root, dim)
+        node.replace(exp.Anonymous(this=function, expressions=[node.this, exp.Literal.string(model)]))
+        context.note(f"EMBED: {function} with model {model}")
+    return tree
+
+
+def _model(session, argument: exp.Expression | None) -> tuple[str, int]:
+    if argument is None:
+        return embedding.DEFAULT_MODEL, 384
+    if not (isinstance(argument, exp.Literal) and argument.is_string):
+        raise errors.ProgrammingError(f"the model of EMBED must be a string literal, got {argument.sql()}")
+    name = argument.name
+    if store.catalog_ready(session):
+        row = session.sql("SELECT path FROM mldb.embedding_models WHERE lower(name) = lower(?) LIMIT 1",
+                          [name]).fetchone()
+        name = row[0] if row else name
+    try:
+        model = embedding.canonical(name)
+        return model, embedding.dimension(model)
+    except embedding.UnknownModel as error:
+        raise errors.ProgrammingError(str(error).replace(name, argument.name), sqlstate="42704") from None
+    except (OSError, ValueError) as error:
+        raise errors.ProgrammingError(f"cannot load embedding model '{argument.name}': {error}",
+                                      sqlstate="42704") from None
+
+
+def _check_text(argument: exp.Expression) -> None:
+    literal_non_text = isinstance(argument, exp.Literal) and not argument.is_string
+    if literal_non_text or isinstance(argument, (exp.Boolean, exp.Array)):
+        raise errors.ProgrammingError(f"EMBED expects text (VARCHAR), got {argument.sql()}", sqlstate="42804")
+
+
+# -- VECTOR_SEARCH ---------------------------------------------------------------------------------
+
+def rewrite_vector_search(tree: exp.Expression, context) -> exp.Expression:
+    """``VECTOR_SEARCH`` sources, then indexed ``ORDER BY distance(col, q) LIMIT k``.
+
+        SELECT * FROM VECTOR_SEARCH(docs, v, EMBED('flights'), 3)
+        -> SELECT * FROM (SELECT docs.*, array_cosine_distance(v, <q>) AS distance FROM docs
+                          ORDER BY array_cosine_distance(v, <q>) LIMIT 3) AS vector_search
+        SELECT id FROM docs WHERE lang = 'en' ORDER BY array_cosine_distance(v, <q>) LIMIT 3
+        -> SELECT id FROM docs WHERE lang = 'en' AND id IN (17, 4, 80)    -- FAISS top-3 of rows with lang = 'en'
+           ORDER BY array_cosine_distance(v, <q>) LIMIT 3
+    """
+    for table in list(tree.find_all(exp.Table)):
+        if isinstance(table.this, VectorSearch):
+            _replace_vector_search(table, context)
+    for select in list(tree.find_all(exp.Select)):
+        _rewrite_top_k(select, context)
+    return tree
+
+
+def _replace_vector_search(table: exp.Table, context) -> None:
+    arguments = table.this.expressions
+    if len(arguments) != 4:
+        raise errors.ProgrammingError("VECTOR_SEARCH takes (table, column, query_vector, k)")
+    source, column, query, k = arguments
+    if not isinstance(source, (exp.Column, exp.Table)) or not isinstance(column, exp.Column):
+        raise errors.ProgrammingError("VECTOR_SEARCH takes a table name and a column name first")
+    parts = [part.name for part in source.parts]
+    schema, name = (parts[-2] if len(parts) > 1 else None), parts[-1]
+    alias = table.alias or "vector_search"
+    info = _index_on(context.session, schema, name, column.name, None)
+    function = fx.METRICS[info.metric if info else "cosine"]
+    distance = exp.Anonymous(this=function, expressions=[exp.column(column.name, table=alias), query])
+    inner = (exp.select(f"{alias}.*").select(exp.alias_(distance.copy(), "distance"))
+             .from_(exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None,
+                              alias=exp.TableAlias(this=exp.to_identifier(alias))))
+             .order_by(distance).limit(k))
+    _push_filter(table, inner)
+    table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    context.note(f"VECTOR_SEARCH over {name}.{column.name}")
+
+
+def _push_filter(table: exp.Table, inner: exp.Select) -> None:
+    """Move the outer WHERE inside, so that a filter still yields k rows (when it does not use distance)."""
+    outer = table.parent.parent if isinstance(table.parent, exp.From) else None
+    if not isinstance(outer, exp.Select) or outer.args.get("joins") or outer.args.get("where") is None:
+        return
+    condition = outer.args["where"].this
+    if any(c.name.lower() == "distance" for c in condition.find_all(exp.Column)):
+        return
+    outer.set("where", None)
+    inner.where(condition, copy=False)
+
+
+# -- ORDER BY distance(col, q) LIMIT k on an indexed column ------------------------------------------
+
+def _rewrite_top_k(select: exp.Select, context) -> None:
+    match = _top_k_pattern(select)
+    if match is None:
+        return
+    table, column, query, metric, k = match
+    info = _index_on(context.session, table.db or None, table.name, column, metric)
+    if info is None:
+        return  # no index: DuckDB searches exactly
+    state = store.current_state(context.session, info)
+    if _has_placeholder(query) or _has_placeholder(select.args.get("where")):
+        _filter_by_udf(select, table, info, query, k)
+    else:
+        _filter_by_keys(select, table, info, state, query, k, context)
+    context.note(f"FAISS index {info.name} ({info.kind}, {info.metric}): top {k} of {info.table}.{info.column}")
+
+
+def _top_k_pattern(select: exp.Select):
+    """(table, column, query, metric, k) when ``select`` is a plain top-k by a vector distance."""
+    order, limit = select.args.get("order"), select.args.get("limit")
+    if order is None or limit is None or len(order.expressions) != 1 or order.expressions[0].args.get("desc"):
+        return None
+    call = order.expressions[0].this
+    metric = _DISTANCES.get(call.name.lower()) if isinstance(call, exp.Anonymous) else None
+    source = select.args.get("from_") or select.args.get("from")
+    table = source.this if source else None
+    if metric is None or not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
+        return None
+    if any(select.args.get(key) for key in ("joins", "group", "having", "distinct", "qualify", "windows")):
+        return None
+    k = _integer(limit.expression) + _integer((select.args.get("offset") or exp.Offset()).expression, 0)
+    found = _column_and_query(call.expressions, table)
+    if found is None or k is None:
+        return None
+    return table, found[0], found[1], metric, k
+
+
+def _integer(node: exp.Expression | None, default=None):
+    if node is None:
+        return default
+    if isinstance(node, exp.Literal) and node.is_int:
+        return int(node.name)
+    return None
+
+
+def _column_and_query(arguments: list[exp.Expression], table: exp.Table):
+    if len(arguments) != 2:
+        return None
+    for column, query in (arguments, arguments[::-1]):
+        if isinstance(column, exp.Column) and column.table in ("", table.alias_or_name) and _constant(query):
+            return column.name, query
+    return None
+
+
+def _constant(node: exp.Expression) -> bool:
+    """No column of the enclosing query (columns inside a subquery of ``node`` are fine)."""
+    subqueries = {id(select) for select in node.find_all(exp.Select)}
+    return all(id(column.find_ancestor(exp.Select)) in subqueries for column in node.find_all(exp.Column))
+
+
+def _has_placeholder(node: exp.Expression | None) -> bool:
+    return node is not None and node.find(exp.Placeholder) is not None
+
+
+def _index_on(session, schema, table, column, metric) -> store.IndexInfo | None:
+    if not store.catalog_ready(session):
+        return None
+    for info in store.for_table(session, schema, table):
+        if info.column.lower() == column.lower() and (metric is None or info.metric == metric):
+            return info
+    return None
+
+
+def _filter_by_keys(select, table, info, state, query, k, context) -> None:
+    """Search now, in Python: ``AND key IN (<the FAISS top-k keys>)``."""
+    vector = _evaluate(context, query)
+    allowed = None
+    if select.args.get("where") is not None:
+        filtered = exp.select(f"list({_key(table, info).sql(dialect=MLDB)}::BIGINT)").from_(table.copy()).where(
+            select.args["where"].this.copy())
+        allowed = context.session.sql(filtered.sql(dialect=MLDB)).fetchone()[0] or []
+    keys, _ = _search(state, vector, k, allowed)
+    condition = exp.In(this=_key(table, info), expressions=[exp.Literal.number(int(key)) for key in keys[0]])
+    select.where(condition if len(keys[0]) else exp.false(), copy=False)
+
+
+def _filter_by_udf(select, table, info, query, k) -> None:
+    """Search inside DuckDB (the query has parameters): ``AND key IN (SELECT unnest(mldb_faiss_search(...)))``."""
+    allowed = exp.null()
+    where = select.args.get("where")
+    if where is not None:
+        if any(not p.name for p in select.find_all(exp.Placeholder)):
+            _number_placeholders(select.root())
+        keys = exp.select(f"list({_key(table, info).sql(dialect=MLDB)}::BIGINT)").from_(table.copy()).where(
+            where.this.copy())
+        allowed = exp.func("coalesce", exp.Subquery(this=keys), exp.cast(exp.Array(expressions=[]), "BIGINT[]"))
+    call = exp.Anonymous(this=SEARCH_FUNCTION, expressions=[
+        exp.Literal.string(info.build_id), exp.Literal.number(info.version), query.copy(),
+        exp.Literal.number(k), allowed])
+    keys = exp.select(exp.Dot(this=exp.Anonymous(this="unnest", expressions=[call]),
+                              expression=exp.to_identifier("faiss_key")))
+    select.where(exp.In(this=_key(table, info), query=exp.Subquery(this=keys)), copy=False)
+
+
+def _number_placeholders(root: exp.Expression) -> None:
+    """``?`` -> ``$1``, ``$2`` ... in text order, so that a copied WHERE reuses the same parameters."""
+    for number, placeholder in enumerate(root.find_all(exp.Placeholder, bfs=False), start=1):
+        placeholder.set("this", str(number))
+
+
+def _key(table: exp.Table, info: store.IndexInfo) -> exp.Column:
+    return exp.column(info.key, table=table.alias_or_name, quoted=True)
+
+
+def _evaluate(context, query: exp.Expression):
+    expression = rewrite_embed(exp.select(query.copy()), context)
+    return context.session.sql(expression.sql(dialect=MLDB)).fetchone()[0]
+
+
+def _search(state, vector, k, allowed):
+    if vector is None:
+        raise errors.DataError(f"the query vector for index {state.name} is NULL")
+    vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+    if vector.shape[1] != state.dim:
+        raise errors.DataError(f"the query vector has {vector.shape[1]} values; index {state.name} "
+                               f"holds {state.dim}-dimensional vectors", sqlstate="22023")
+    return fx.search(state, vector, k, None if allowed is None else np.asarray(allowed, dtype=np.int64))

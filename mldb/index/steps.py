@@ -1,0 +1,111 @@
+"""Steps of the vector statements: CREATE INDEX ... USING FAISS, DROP INDEX, LOAD UDFS."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from mldb import errors
+from mldb.index import faiss as fx
+from mldb.index import store
+from mldb.result import Result
+
+_INTEGER_OPTIONS = ("m", "ef_construction", "ef_search", "nlist", "nprobe")
+
+
+def create_index(session, node, params) -> Result:
+    name = node.this.name
+    options = _options(node.args.get("options"))
+    table = node.args["table"]
+    with session.database.lock, session.transaction():
+        if store.find(session, name) is not None or _duckdb_index_exists(session, name):
+            if node.args.get("exists"):
+                return Result.done("CREATE INDEX")
+            raise errors.ProgrammingError(f"index {name} already exists", sqlstate="42P07")
+        schema, table_name = store.resolve_table(session, table.db or None, table.name)
+        info = _describe(session, name, schema, table_name, node.args["column"].name, options)
+        state = store.build_state(session, info)
+        info.dim = state.dim
+        store.insert(session, info, state)
+    return Result.done("CREATE INDEX")
+
+
+def _describe(session, name: str, schema: str, table: str, column: str, options: dict) -> store.IndexInfo:
+    types = store.column_types(session, schema, table)
+    found = next((c for c in types if c.lower() == column.lower()), None)
+    if found is None:
+        raise errors.ProgrammingError(f"column {column} does not exist in {table}", sqlstate="42703")
+    dim = store.vector_length(types[found])
+    if dim is None:
+        raise errors.ProgrammingError(f"column {found} of {table} is {types[found]}, not a vector; "
+                                      "a FAISS index needs FLOAT[n] (e.g. the result of EMBED)", sqlstate="42804")
+    key = store.key_column(session, schema, table, types, options.pop("key", None))
+    metric, kind = options.pop("metric"), options.pop("type")
+    return store.IndexInfo(name, schema, table, found, key, metric, kind, options, dim,
+                           store.new_build_id(), 1, False)
+
+
+def _options(node: exp.Tuple | None) -> dict:
+    """``WITH (metric = 'cosine', type = 'hnsw', m = 32, ...)`` -> a checked dict with defaults."""
+    options = dict(fx.DEFAULTS)
+    for item in node.expressions if node is not None else []:
+        if not isinstance(item, exp.EQ):
+            raise errors.ProgrammingError(f"index options are name = value pairs, got {item.sql()}")
+        key, value = item.this.name.lower(), item.expression
+        if key not in options and key != "key":
+            raise errors.ProgrammingError(f"unknown FAISS index option {key}; known: key, {', '.join(options)}")
+        options[key] = _option_value(key, value)
+    if options["metric"] not in fx.METRICS:
+        raise errors.ProgrammingError(f"metric '{options['metric']}' is not supported by a FAISS index; "
+                                      f"use one of: {', '.join(fx.METRICS)}", sqlstate="22023")
+    if options["type"] not in fx.KINDS:
+        raise errors.ProgrammingError(f"index type '{options['type']}' is not supported; "
+                                      f"use one of: {', '.join(fx.KINDS)}", sqlstate="22023")
+    return options
+
+
+def _option_value(key: str, value: exp.Expression):
+    text = value.name if isinstance(value, (exp.Literal, exp.Column, exp.Identifier)) else value.sql()
+    if key in _INTEGER_OPTIONS:
+        if not (isinstance(value, exp.Literal) and value.is_int and int(text) >= 0):
+            raise errors.ProgrammingError(f"index option {key} must be a non-negative integer, got {value.sql()}",
+                                          sqlstate="22023")
+        return int(text)
+    return text if key == "key" else text.lower()
+
+
+def _duckdb_index_exists(session, name: str) -> bool:
+    row = session.sql("SELECT count(*) FROM duckdb_indexes() WHERE lower(index_name) = lower(?)", [name]).fetchone()
+    return bool(row[0])
+
+
+def drop_index(session, node, params) -> Result:
+    name = node.this.name
+    exists = bool(node.args.get("exists"))
+    with session.database.lock, session.transaction():
+        info = store.find(session, name)
+        if info is None:  # not ours: DuckDB drops its own index or says it does not exist
+            session.sql(f"DROP INDEX {'IF EXISTS ' if exists else ''}{node.this.sql(dialect='duckdb')}")
+            return Result.done("DROP INDEX")
+        store.delete(session, info)
+    return Result.done("DROP INDEX")
+
+
+def load_udfs(session, node, params) -> Result:
+    from mldb.index.loader import load_file
+
+    path = node.this
+    if isinstance(path, exp.Placeholder):
+        path = _parameter(path, params)
+    else:
+        path = path.name
+    names = load_file(session.database.root, path)
+    return Result.done(f"LOAD UDFS {len(names)}")
+
+
+def _parameter(placeholder: exp.Placeholder, params):
+    if params is None:
+        raise errors.ProgrammingError("LOAD UDFS FROM ? needs a parameter: the file name")
+    if isinstance(params, dict):
+        return params[placeholder.name]
+    index = int(placeholder.name) - 1 if placeholder.name else 0
+    return list(params)[index]

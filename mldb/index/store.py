@@ -1,0 +1,285 @@
+"""FAISS indexes in the catalog: ``mldb.indexes`` (what each index covers) and
+``mldb.index_data`` (the serialized index, a BLOB inside the database file).
+
+Keeping the bytes in the database file means an index is written in the same DuckDB
+transaction as the change it reflects: a crash or a failed statement leaves the last
+committed index next to the last committed table, never a half-written side file.
+
+Every change bumps ``mldb.indexes.version``; the process cache (``mldb.index.faiss``)
+is keyed by (build_id, version). After a write the serialized index is rewritten when
+it is small (``PERSIST_BYTES``); a larger one is marked ``stale`` instead and the next
+process that opens it loads the last bytes and catches up with the table (``sync``),
+comparing each row's key and ``hash(vector)`` with what the index holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from mldb import errors
+from mldb.index import faiss as fx
+
+PERSIST_BYTES = 32 * 1024 * 1024
+_VECTOR_TYPE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\)|INTEGER|BIGINT|SMALLINT|TINYINT)\[(\d*)\]$")
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+_COLUMNS = ("name, schema_name, table_name, column_name, key_column, metric, kind, options, dimension, "
+            "build_id, version, stale")
+
+
+@dataclass
+class IndexInfo:
+    name: str
+    schema: str
+    table: str
+    column: str
+    key: str
+    metric: str
+    kind: str
+    options: dict
+    dim: int
+    build_id: str
+    version: int
+    stale: bool
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{_quote(self.schema)}.{_quote(self.table)}"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _info(row) -> IndexInfo:
+    name, schema, table, column, key, metric, kind, options, dim, build_id, version, stale = row
+    return IndexInfo(name, schema, table, column, key, metric, kind, json.loads(options), dim, build_id,
+                     version, stale)
+
+
+# -- lookups ---------------------------------------------------------------------------------
+
+def find(session, name: str) -> IndexInfo | None:
+    row = session.sql(f"SELECT {_COLUMNS} FROM mldb.indexes WHERE lower(name) = lower(?)", [name]).fetchone()
+    return _info(row) if row else None
+
+
+def for_table(session, schema: str | None, table: str) -> list[IndexInfo]:
+    rows = session.sql(
+        f"SELECT {_COLUMNS} FROM mldb.indexes WHERE lower(table_name) = lower(?) "
+        "AND lower(schema_name) = lower(coalesce(?, current_schema()))", [table, schema]).fetchall()
+    return [_info(row) for row in rows]
+
+
+def indexed_tables(session) -> set[str]:
+    """Lower-case names of tables with a FAISS index (cheap: the write hook asks on every write)."""
+    return {row[0] for row in session.sql("SELECT DISTINCT lower(table_name) FROM mldb.indexes").fetchall()}
+
+
+def resolve_table(session, schema: str | None, table: str) -> tuple[str, str]:
+    row = session.sql(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE lower(table_name) = lower(?) "
+        "AND lower(schema_name) = lower(coalesce(?, current_schema())) AND database_name = current_database()",
+        [table, schema]).fetchone()
+    if row is None:
+        where = f"{schema}.{table}" if schema else table
+        raise errors.ProgrammingError(f"table {where} does not exist", sqlstate="42P01")
+    return row
+
+
+def column_types(session, schema: str, table: str) -> dict[str, str]:
+    rows = session.sql("SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? "
+                       "AND table_name = ? AND database_name = current_database()", [schema, table]).fetchall()
+    return dict(rows)
+
+
+def vector_length(data_type: str) -> int | None:
+    """3 for FLOAT[3]; 0 for a list such as FLOAT[]; None when the type is not a vector."""
+    match = _VECTOR_TYPE.match(data_type.upper())
+    if match is None:
+        return None
+    return int(match.group(2) or 0)
+
+
+def key_column(session, schema: str, table: str, types: dict[str, str], requested: str | None) -> str:
+    """The integer column that identifies rows: ``key`` option, a one-column primary key or ``id``."""
+    by_lower = {name.lower(): name for name in types}
+    if requested is not None:
+        chosen = by_lower.get(requested.lower())
+        if chosen is None:
+            raise errors.ProgrammingError(f"key column {requested} is not a column of {table}", sqlstate="42703")
+    else:
+        chosen = _primary_key(session, schema, table) or by_lower.get("id")
+        if chosen is None:
+            raise errors.ProgrammingError(
+                f"a FAISS index needs an integer column that identifies the rows of {table} "
+                f"(a primary key or a column named id); name one with WITH (key = 'column')")
+    if types[chosen].upper() not in _INTEGER_TYPES:
+        raise errors.ProgrammingError(f"key column {chosen} of {table} is {types[chosen]}, not an integer")
+    return chosen
+
+
+def _primary_key(session, schema: str, table: str) -> str | None:
+    rows = session.sql("SELECT constraint_column_names FROM duckdb_constraints() WHERE schema_name = ? "
+                       "AND table_name = ? AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+                       [schema, table]).fetchall()
+    single = [columns[0] for (columns,) in rows if len(columns) == 1]
+    return single[0] if single else None
+
+
+# -- reading the table -------------------------------------------------------------------------
+
+def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, hashes, vectors) of the table's rows with a non-NULL vector (only ``keys`` if given)."""
+    key, column = _quote(info.key), _quote(info.column)
+    sql = (f"SELECT {key}::BIGINT AS k, hash({column}) AS h, {column}::FLOAT[] AS v "
+           f"FROM {info.qualified_table} WHERE {column} IS NOT NULL")
+    params = None
+    if keys is not None:
+        sql += f" AND {key} IN (SELECT unnest(?::BIGINT[]))"
+        params = [keys.tolist()]
+    table = _arrow(session, sql, params)
+    return (table["k"].to_numpy(), table["h"].to_numpy().astype(np.uint64),
+            _matrix(table["v"].combine_chunks(), info))
+
+
+def _arrow(session, sql: str, params=None):
+    with warnings.catch_warnings():  # duckdb 2 warns that execute()+Arrow copies; these are internal reads
+        warnings.simplefilter("ignore", UserWarning)
+        return session.sql(sql, params).to_arrow_table()
+
+
+def _matrix(lists, info: IndexInfo) -> np.ndarray:
+    lengths = np.unique(lists.value_lengths().to_numpy(zero_copy_only=False)) if len(lists) else np.array([])
+    if len(lengths) > 1:
+        raise errors.DataError(f"column {info.column} of {info.table} holds vectors of mixed length "
+                               f"({', '.join(map(str, lengths[:5]))}); a FAISS index needs one length")
+    if len(lengths) and info.dim and lengths[0] != info.dim:
+        raise errors.DataError(f"index {info.name} holds {info.dim}-dimensional vectors; "
+                               f"column {info.column} now has {lengths[0]}")
+    dim = int(lengths[0]) if len(lengths) else info.dim
+    flat = lists.flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(len(lists), dim)
+
+
+def read_hashes(session, info: IndexInfo) -> tuple[np.ndarray, np.ndarray]:
+    key, column = _quote(info.key), _quote(info.column)
+    table = _arrow(session, f"SELECT {key}::BIGINT AS k, hash({column}) AS h FROM {info.qualified_table} "
+                          f"WHERE {column} IS NOT NULL")
+    keys = table["k"].to_numpy()
+    _check_unique(keys, info)
+    return keys, table["h"].to_numpy().astype(np.uint64)
+
+
+def _check_unique(keys: np.ndarray, info: IndexInfo) -> None:
+    if len(np.unique(keys)) != len(keys):
+        raise errors.IntegrityError(f"index {info.name} needs unique values in {info.table}.{info.key}; "
+                                    "this change would duplicate a key", sqlstate="23505")
+
+
+def build_state(session, info: IndexInfo) -> fx.IndexState:
+    keys, hashes, vectors = read_rows(session, info)
+    _check_unique(keys, info)
+    if np.isnan(vectors).any():
+        raise errors.DataError(f"column {info.column} of {info.table} holds NaN values")
+    return fx.build(info.name, keys, hashes, vectors, info.options | {"metric": info.metric, "type": info.kind})
+
+
+# -- the current state of an index -------------------------------------------------------------
+
+def catalog_ready(session) -> bool:
+    """False on a read-only database that mldb never opened for writing (no mldb.indexes)."""
+    if not session.database.read_only:
+        return True
+    row = session.sql("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                      "AND table_name = 'indexes'").fetchone()
+    return bool(row[0])
+
+
+def current_state(session, info: IndexInfo) -> fx.IndexState:
+    """The index as of the catalog row ``info`` (from the process cache, the BLOB, or the table)."""
+    state = fx.cached(info.build_id, info.version)
+    if state is None:
+        state = _load(session, info)
+        fx.remember(info.build_id, info.version, state)
+    return state
+
+
+def _load(session, info: IndexInfo) -> fx.IndexState:
+    row = session.sql("SELECT data FROM mldb.index_data WHERE build_id = ?", [info.build_id]).fetchone()
+    if row is None or row[0] is None:
+        return build_state(session, info)
+    state = fx.deserialize(info.name, row[0], info.metric, info.kind, info.options)
+    if info.stale:
+        sync(session, info, state)
+    return state
+
+
+def sync(session, info: IndexInfo, state: fx.IndexState) -> bool:
+    """Bring ``state`` in line with the table by (key, hash(vector)); True when anything changed."""
+    keys, hashes = read_hashes(session, info)
+    live = np.flatnonzero(state.alive)
+    gone = live[~_same(state.keys[live], state.hashes[live], keys, hashes)]
+    new = ~_same(keys, hashes, state.keys[live], state.hashes[live])
+    fx.remove(state, gone)
+    if new.any():
+        new_keys, new_hashes, vectors = read_rows(session, info, keys[new])
+        if np.isnan(vectors).any():
+            raise errors.DataError(f"column {info.column} of {info.table} would hold NaN values")
+        fx.add(state, new_keys, new_hashes, vectors)
+    return bool(len(gone) or new.any())
+
+
+def _same(keys: np.ndarray, hashes: np.ndarray, other_keys: np.ndarray, other_hashes: np.ndarray) -> np.ndarray:
+    """Per row of (keys, hashes): does the other side hold the same key with the same hash?"""
+    if len(other_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    order = np.argsort(other_keys, kind="stable")
+    sorted_keys, sorted_hashes = other_keys[order], other_hashes[order]
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return (sorted_keys[at] == keys) & (sorted_hashes[at] == hashes)
+
+
+# -- writing the catalog -------------------------------------------------------------------------
+
+def insert(session, info: IndexInfo, state: fx.IndexState) -> None:
+    session.sql("INSERT INTO mldb.indexes (name, schema_name, table_name, column_name, key_column, metric, "
+                "kind, options, dimension, row_count, build_id, version, stale) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
+                [info.name, info.schema, info.table, info.column, info.key, info.metric, info.kind,
+                 json.dumps(info.options), state.dim, state.live_count, info.build_id, info.version])
+    session.sql("INSERT INTO mldb.index_data (build_id, data) VALUES (?, ?)", [info.build_id, fx.serialize(state)])
+    fx.remember(info.build_id, info.version, state)
+
+
+def save(session, info: IndexInfo, state: fx.IndexState) -> None:
+    """Record a changed index: a new version, and its bytes when small enough (else ``stale``)."""
+    if state.needs_compaction:
+        state = build_state(session, info)
+    version = info.version + 1
+    stale = _estimated_bytes(state) > PERSIST_BYTES
+    if not stale:
+        session.sql("UPDATE mldb.index_data SET data = ? WHERE build_id = ?", [fx.serialize(state), info.build_id])
+    session.sql("UPDATE mldb.indexes SET version = ?, stale = ?, row_count = ?, updated_at = now() "
+                "WHERE build_id = ?", [version, stale, state.live_count, info.build_id])
+    fx.remember(info.build_id, version, state)
+
+
+def _estimated_bytes(state: fx.IndexState) -> int:
+    links = 8 * int(state.options.get("m", 32)) if state.kind == "hnsw" else 0
+    return len(state.keys) * (4 * state.dim + links + 17)
+
+
+def delete(session, info: IndexInfo) -> None:
+    session.sql("DELETE FROM mldb.index_data WHERE build_id = ?", [info.build_id])
+    session.sql("DELETE FROM mldb.indexes WHERE build_id = ?", [info.build_id])
+    fx.forget(info.build_id)
+
+
+def new_build_id() -> str:
+    return uuid.uuid4().hex
