@@ -159,7 +159,7 @@ def test_one_log_row_per_statement(shop):
         assert (model, version, count) == ("churn", 1, ROWS)
         assert calls >= 1 and seconds > 0 and fingerprint
         counts = json.loads(summary)["counts"]
-        assert sum(counts.values()) == ROWS and set(counts) <= {"True", "False"}
+        assert sum(counts.values()) == ROWS and set(counts) <= {"true", "false"}
 
 
 def test_query_fingerprint_ignores_literals():

@@ -148,8 +148,9 @@ def _summarize(outputs: pa.Array):
         return np.array([len(values), values.sum(), values @ values])
     if pa.types.is_nested(kind):  # PREDICT_PROBA's maps: counted, not summarised
         return None
-    counted = pc.value_counts(outputs)
-    return dict(zip(map(str, counted.field("values").to_pylist()), counted.field("counts").to_pylist()))
+    counted = pc.value_counts(outputs)  # classes as SQL prints them: true/false, 1, 'yes'
+    labels = pc.cast(counted.field("values"), pa.string()).to_pylist()
+    return dict(zip(labels, counted.field("counts").to_pylist()))
 
 
 def _sample(model: str, outputs: pa.Array, inputs: pa.Table | None):
