@@ -175,6 +175,10 @@ class Cursor:
     def arrow(self):
         return self._fetching().arrow()
 
+    def arrow_reader(self, batch_size: int = 100_000):
+        """The rows as a pyarrow RecordBatchReader: stream a large result in bounded memory."""
+        return self._fetching().arrow_reader(batch_size)
+
     def pl(self):
         return self._fetching().pl()
 

@@ -15,6 +15,7 @@ exception is still raised, so the cell fails and "run all" stops.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import weakref
@@ -86,7 +87,7 @@ class MldbMagic(Magics):
             return None
         if _is_status_only(cursor):
             return Status(status_line(cursor))
-        return ResultTable(cursor.arrow(), call.max_rows or self.max_rows)
+        return ResultTable.stream(cursor.arrow_reader(), call.max_rows or self.max_rows)
 
     # -- connections -------------------------------------------------------------------
     def _connection(self, target: str | None):
@@ -254,12 +255,22 @@ def bind_variables(sql: str, namespace: dict) -> tuple[str, list | None]:
 class ResultTable:
     """The first ``max_rows`` rows as polars' HTML table, with a note of the total."""
 
-    def __init__(self, table, max_rows: int):
-        import polars
+    def __init__(self, frame, total: int, max_rows: int):
+        self.frame, self.total, self.max_rows = frame, total, max_rows
 
-        self.total = table.num_rows
-        self.max_rows = max_rows
-        self.frame = polars.from_arrow(table.slice(0, max_rows))
+    @classmethod
+    def stream(cls, reader, max_rows: int) -> "ResultTable":
+        """Keep the first ``max_rows`` rows and count the rest batch by batch (bounded memory)."""
+        import polars
+        import pyarrow
+
+        kept, total = [], 0
+        with _translated():
+            for batch in reader:
+                if total < max_rows:
+                    kept.append(batch.slice(0, max_rows - total))
+                total += batch.num_rows
+        return cls(polars.from_arrow(pyarrow.Table.from_batches(kept, reader.schema)), total, max_rows)
 
     @property
     def note(self) -> str:
@@ -330,6 +341,20 @@ def render_error(error: errors.Error) -> list[str]:
     elif len(lines) > 1 and lines[0].endswith(":"):
         shown += lines[1:]  # a message that announces more (e.g. the usage text)
     return shown
+
+
+@contextlib.contextmanager
+def _translated():
+    """Errors raised while rows stream in become mldb errors too."""
+    import duckdb
+    import pyarrow
+
+    try:
+        yield
+    except duckdb.Error as error:
+        raise errors.translate(error) from None
+    except pyarrow.ArrowException as error:
+        raise errors.DatabaseError(str(error)) from None
 
 
 def _close_figure(figure) -> None:

@@ -61,6 +61,10 @@ def test_result_is_a_capped_table_with_the_total(ip):
     assert "100 rows, 5 shown" in ok(ip, "%mldb SELECT * FROM t")._repr_html_()
     small = ok(ip, "%mldb SELECT * FROM t WHERE a < 2")
     assert small.note == "2 rows" and small.frame["b"].to_list() == ["x0", "x1"]
+    empty = ok(ip, "%mldb SELECT * FROM t WHERE a < 0")
+    assert empty.note == "0 rows" and empty.frame.columns == ["a", "b"]
+    big = ok(ip, "%mldb SELECT range AS r FROM range(250000)")  # counted across several Arrow batches
+    assert big.note == "250,000 rows, 5 shown" and big.frame["r"].to_list() == [0, 1, 2, 3, 4]
 
 
 def test_statements_without_rows_show_a_status_line(ip):
