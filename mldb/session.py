@@ -125,11 +125,10 @@ class Session:
     @contextlib.contextmanager
     def transaction(self):
         """BEGIN ... COMMIT around the block (ROLLBACK on error), or join the user's open one."""
-        try:
-            self.con.execute("BEGIN TRANSACTION")
-        except duckdb.TransactionException:
+        if self.in_transaction:
             yield  # already inside the user's transaction: it decides
             return
+        self.con.execute("BEGIN TRANSACTION")
         try:
             yield
         except BaseException:
@@ -143,12 +142,10 @@ class Session:
 
     @property
     def in_transaction(self) -> bool:
-        try:
-            self.con.execute("BEGIN TRANSACTION")
-        except duckdb.TransactionException:
-            return True
-        self.con.execute("ROLLBACK")
-        return False
+        """True inside an explicit transaction (a failed BEGIN would abort it, so ask DuckDB:
+        in auto-commit mode every statement gets a new transaction id)."""
+        first = self.con.execute("SELECT txid_current()").fetchone()[0]
+        return self.con.execute("SELECT txid_current()").fetchone()[0] == first
 
     def interrupt(self) -> None:
         self.con.interrupt()
