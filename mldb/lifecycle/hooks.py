@@ -102,15 +102,43 @@ def forget_model(session, model: str) -> None:
 
 
 # -- predictions --------------------------------------------------------------------------
+_FOLD_EVERY = 64  # batches kept before their outputs are summarised (bounds memory, amortises the cost)
+
+
 @dataclass
 class _Calls:
+    """What one (model, version) predicted during the running statement."""
+
     started_at: datetime
     rows: int = 0
     calls: int = 0
     seconds: float = 0.0
+    outputs: list = field(default_factory=list)  # Arrow batches not yet summarised
     counts: dict = field(default_factory=dict)  # class -> count (labels)
     moments: np.ndarray = field(default_factory=lambda: np.zeros(3))  # n, sum, sum of squares (values)
     samples: list = field(default_factory=list)  # (inputs or None, outputs) Arrow pieces
+
+    def fold(self) -> None:
+        """Summarise the kept batches in one vectorised pass and let them go."""
+        if not self.outputs:
+            return
+        outputs, self.outputs = pa.chunked_array(self.outputs), []
+        if pa.types.is_floating(outputs.type):
+            values = outputs.to_numpy()
+            values = values[np.isfinite(values)]
+            self.moments += (len(values), values.sum(), values @ values)
+        elif pa.types.is_boolean(outputs.type):
+            true = pc.sum(outputs).as_py() or 0
+            self._add({"true": true, "false": len(outputs) - outputs.null_count - true})
+        elif not pa.types.is_nested(outputs.type):  # PREDICT_PROBA's maps are counted, not summarised
+            counted = pc.value_counts(outputs)  # classes as SQL prints them: true/false, 1, 'yes'
+            labels = pc.cast(counted.field("values"), pa.string()).to_pylist()
+            self._add(dict(zip(labels, counted.field("counts").to_pylist())))
+
+    def _add(self, counts: dict) -> None:
+        for label, count in counts.items():
+            if count:
+                self.counts[label] = self.counts.get(label, 0) + count
 
 
 _lock = threading.Lock()
@@ -121,9 +149,8 @@ _random = np.random.default_rng()
 
 def record_prediction(model: str, version: int, rows: int, seconds: float, outputs: pa.Array,
                       inputs: pa.Table | None = None) -> None:
-    """Add one Arrow batch of predictions to the counters of the running statement."""
-    summary = _summarize(outputs)
-    sample = _sample(model, outputs, inputs)
+    """Add one Arrow batch of predictions to the running statement's counters (a few microseconds)."""
+    sample = _sample(model, outputs, inputs) if _sample_rates.get(model) else None
     with _lock:
         calls = _pending.get((model, version))
         if calls is None:
@@ -131,33 +158,15 @@ def record_prediction(model: str, version: int, rows: int, seconds: float, outpu
         calls.rows += rows
         calls.calls += 1
         calls.seconds += seconds
-        if isinstance(summary, dict):
-            for label, count in summary.items():
-                calls.counts[label] = calls.counts.get(label, 0) + count
-        elif summary is not None:
-            calls.moments += summary
+        calls.outputs.append(outputs)
+        if len(calls.outputs) >= _FOLD_EVERY:
+            calls.fold()
         if sample is not None:
             calls.samples.append(sample)
 
 
-def _summarize(outputs: pa.Array):
-    kind = outputs.type
-    if pa.types.is_floating(kind):
-        values = outputs.to_numpy(zero_copy_only=False)
-        values = values[np.isfinite(values)]
-        return np.array([len(values), values.sum(), values @ values])
-    if pa.types.is_nested(kind):  # PREDICT_PROBA's maps: counted, not summarised
-        return None
-    counted = pc.value_counts(outputs)  # classes as SQL prints them: true/false, 1, 'yes'
-    labels = pc.cast(counted.field("values"), pa.string()).to_pylist()
-    return dict(zip(labels, counted.field("counts").to_pylist()))
-
-
 def _sample(model: str, outputs: pa.Array, inputs: pa.Table | None):
-    rate = _sample_rates.get(model, 0.0)
-    if not rate:
-        return None
-    mask = pa.array(_random.random(len(outputs)) < rate)
+    mask = pa.array(_random.random(len(outputs)) < _sample_rates[model])
     return (inputs.filter(mask) if inputs is not None else None, outputs.filter(mask))
 
 
@@ -169,6 +178,8 @@ def take_pending() -> dict[tuple[str, int], _Calls]:
     global _pending
     with _lock:
         pending, _pending = _pending, {}
+    for calls in pending.values():
+        calls.fold()
     return pending
 
 
