@@ -13,11 +13,12 @@ from mldb.errors import (
     DatabaseError, DataError, Error, IntegrityError, InterfaceError, InternalError, NotSupportedError,
     OperationalError, ProgrammingError, Warning,
 )
+from mldb.udf import udf  # @mldb.udf(params=[...], returns=...): model UDFs (see udfs/)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "connect", "Connection", "Cursor", "apilevel", "paramstyle", "threadsafety",
+    "connect", "udf", "Connection", "Cursor", "apilevel", "paramstyle", "threadsafety",
     "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
     "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
     "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID",

@@ -91,15 +91,22 @@ def drop_index(session, node, params) -> Result:
 
 
 def load_udfs(session, node, params) -> Result:
-    from mldb.index.loader import load_file
+    """``LOAD UDFS FROM 'file.py'``: one row per function registered (function, parameters, returns)."""
+    import duckdb
+    import pyarrow as pa
+
+    from mldb.udf import load_file
 
     path = node.this
-    if isinstance(path, exp.Placeholder):
-        path = _parameter(path, params)
-    else:
-        path = path.name
-    names = load_file(session.database.root, path)
-    return Result.done(f"LOAD UDFS {len(names)}")
+    path = _parameter(path, params) if isinstance(path, exp.Placeholder) else path.name
+    specs = load_file(session.database.root, path)
+    table = pa.table({"function": [s.name for s in specs],
+                      "parameters": [", ".join(s.params) if s.params is not None else "ANY..." for s in specs],
+                      "returns": [s.returns for s in specs]})
+    holder = duckdb.connect()
+    holder.register("loaded", table)
+    holder.execute("SELECT * FROM loaded")
+    return Result.from_duckdb(holder, "LOAD UDFS")
 
 
 def _parameter(placeholder: exp.Placeholder, params):
@@ -107,5 +114,8 @@ def _parameter(placeholder: exp.Placeholder, params):
         raise errors.ProgrammingError("LOAD UDFS FROM ? needs a parameter: the file name")
     if isinstance(params, dict):
         return params[placeholder.name]
-    index = int(placeholder.name) - 1 if placeholder.name else 0
-    return list(params)[index]
+    index = int(placeholder.name) - 1 if placeholder.name.isdigit() else 0
+    values = list(params)
+    if index >= len(values):
+        raise errors.ProgrammingError("LOAD UDFS FROM ? needs a parameter: the file name")
+    return values[index]

@@ -1,0 +1,138 @@
+"""Your own model functions: Python functions on Arrow arrays, loaded as SQL functions.
+
+A UDF file declares functions with the ``mldb.udf`` decorator::
+
+    import mldb
+
+    @mldb.udf(params=["VARCHAR", "VARCHAR"], returns="DOUBLE")
+    def text_similarity(a, b):          # a, b: pyarrow arrays of one DuckDB vector
+        ...                             # return an array (Arrow, NumPy or a list) of len(a)
+
+and SQL loads it explicitly: ``LOAD UDFS FROM 'udfs/similarity.py'`` (or
+``mldb.connect(path, udfs=[...])``, or ``mldb --udfs FILE``). ``embed(texts)`` gives the
+vectors EMBED computes (same model, same cache) for functions built on embeddings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from mldb import errors
+
+
+@dataclass(frozen=True)
+class UdfSpec:
+    name: str
+    params: tuple[str, ...] | None  # SQL types; None: any arguments
+    returns: str
+    side_effects: bool = False
+
+
+def udf(name: str | None = None, *, params: list[str] | None = None, returns: str,
+        side_effects: bool = False) -> Callable:
+    """Declare ``fn`` as a SQL function taking ``params`` and returning ``returns`` (SQL types)."""
+
+    def declare(fn: Callable) -> Callable:
+        fn.__mldb_udf__ = UdfSpec(name or fn.__name__, None if params is None else tuple(params), returns,
+                                  side_effects)
+        return fn
+
+    return declare
+
+
+def embed(texts: list[str], model: str | None = None):
+    """float32 array (len(texts), d): the vectors ``EMBED`` returns for ``texts``."""
+    from mldb.index.embed import embed_texts
+
+    return embed_texts(list(texts), model)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+def load_file(con, path: str) -> list[UdfSpec]:
+    """Register every ``@mldb.udf`` function of the Python file ``path`` on ``con`` (all or none)."""
+    module = _import(path)
+    found = {fn.__mldb_udf__.name: fn for fn in vars(module).values() if hasattr(fn, "__mldb_udf__")}
+    if not found:
+        raise errors.ProgrammingError(f"{path} defines no UDFs: declare functions with @mldb.udf(...)")
+    import duckdb
+
+    registered = []
+    try:
+        for name, fn in found.items():
+            _register(con, fn.__mldb_udf__, fn)
+            registered.append(fn.__mldb_udf__)
+    except duckdb.Error as error:
+        for spec in registered:
+            con.remove_function(spec.name)
+        raise errors.ProgrammingError(f"cannot register the UDFs of {path}: {error}") from None
+    return registered
+
+
+def _import(path: str):
+    if not isinstance(path, str) or not path:
+        raise errors.ProgrammingError("LOAD UDFS needs the name of a Python file")
+    full = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(full):
+        raise errors.ProgrammingError(f"UDF file {path} does not exist", sqlstate="58P01")
+    module_name = "mldb_udfs_" + "".join(c if c.isalnum() else "_" for c in full)
+    spec = importlib.util.spec_from_file_location(module_name, full)
+    if spec is None or spec.loader is None:
+        raise errors.ProgrammingError(f"UDF file {path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's file: any failure is a loading error
+        raise errors.ProgrammingError(f"loading UDF file {path} failed: {type(error).__name__}: {error}") from None
+    return module
+
+
+def _register(con, spec: UdfSpec, fn: Callable) -> None:
+    import duckdb
+
+    try:
+        con.remove_function(spec.name)  # loading a file again replaces its functions
+    except duckdb.Error:
+        pass
+    params = None if spec.params is None else [duckdb.sqltype(p) for p in spec.params]
+    con.create_function(spec.name, _vectorized(spec, fn), params, duckdb.sqltype(spec.returns), type="arrow",
+                        side_effects=spec.side_effects)
+
+
+def _vectorized(spec: UdfSpec, fn: Callable) -> Callable:
+    """Wrap ``fn``: plain Arrow arrays in; its result checked (length) and named in any error."""
+
+    def call(*arrays):
+        import pyarrow as pa
+
+        arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
+        rows = len(arrays[0]) if arrays else 1
+        try:
+            result = fn(*arrays)
+        except Exception as error:  # the user's code: report it under the function's name
+            raise RuntimeError(f"UDF {spec.name} failed: {type(error).__name__}: {error}") from None
+        result = _as_arrow(result, spec)
+        if len(result) != rows:
+            raise ValueError(f"UDF {spec.name} returned {len(result)} values for {rows} rows")
+        return result
+
+    call.__name__ = spec.name
+    if spec.params is not None:  # DuckDB counts the parameters of the Python function
+        call.__signature__ = inspect.Signature(
+            [inspect.Parameter(f"arg{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(len(spec.params))])
+    return call
+
+
+def _as_arrow(result, spec: UdfSpec):
+    import pyarrow as pa
+
+    if isinstance(result, (pa.Array, pa.ChunkedArray)):
+        return result
+    try:
+        return pa.array(result)
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        raise TypeError(f"UDF {spec.name} must return an array, got {type(result).__name__}: {error}") from None
