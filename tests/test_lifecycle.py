@@ -292,3 +292,34 @@ def test_plots(shop):
     assert sum(volume.lines[0].get_ydata()) >= ROWS
     with pytest.raises(mldb.ProgrammingError, match="no predictions"):
         plot.prediction_volume(shop, "nothing")
+
+
+# -- the README's worked example ---------------------------------------------------------------
+def _readme_example() -> str:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section: lifecycle -->")[1].split("<!-- /section: lifecycle -->")[0]
+    return section.split("```sql")[1].split("```")[0]
+
+
+def test_readme_worked_example_runs(tmp_path):
+    from mldb.frontend import split_statements
+
+    con = mldb.connect(str(tmp_path / "readme.db"))
+    for statement in split_statements(_readme_example()):
+        con.execute(statement.text)
+    drifted = {(row[0], row[1]) for row in rows(con, "SELECT * FROM DRIFT('churn@1', new_customers) WHERE drifted")}
+    assert {("age", "psi"), ("age", "ks"), ("plan", "psi"), ("(prediction)", "psi")} <= drifted
+    assert not any(feature == "spend" for feature, _ in drifted)
+    versions = rows(con, "SHOW VERSIONS OF MODEL churn")
+    assert [v[0] for v in versions] == [1, 2, 3] and versions[0][-1] is True  # data_changed for version 1
+    assert rows(con, "SELECT deployed_version FROM mldb.models") == [(1,)]
+    prints = rows(con, "SELECT version, fingerprint FROM mldb.snapshots ORDER BY version")
+    assert prints[0][1] == prints[2][1] != prints[1][1]  # version 3 was trained on version 1's rows
+    assert rows(con, "SELECT target FROM mldb.lineage WHERE source = 'churn' AND kind = 'prediction'") == [("scored",)]
+    assert rows(con, "SELECT DISTINCT target_version FROM mldb.lineage WHERE source = 'customers' "
+                     "ORDER BY 1") == [(1,), (2,)]
+    assert rows(con, "SELECT source FROM mldb.lineage WHERE target_version = 3") == [("mldb.snapshot_churn_v1",)]
+    assert rows(con, "SELECT count(*) FROM mldb.prediction_log WHERE model = 'churn'")[0][0] >= 1
+    con.close()

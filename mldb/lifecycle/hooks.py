@@ -123,6 +123,8 @@ class _Calls:
         if not self.outputs:
             return
         outputs, self.outputs = pa.chunked_array(self.outputs), []
+        if pa.types.is_struct(outputs.type) and outputs.type.get_field_index("prediction") >= 0:
+            outputs = pc.struct_field(outputs, "prediction")  # the table form: (prediction, probability)
         if pa.types.is_floating(outputs.type):
             values = outputs.to_numpy()
             values = values[np.isfinite(values)]
