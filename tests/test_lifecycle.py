@@ -323,3 +323,26 @@ def test_readme_worked_example_runs(tmp_path):
     assert rows(con, "SELECT source FROM mldb.lineage WHERE target_version = 3") == [("mldb.snapshot_churn_v1",)]
     assert rows(con, "SELECT count(*) FROM mldb.prediction_log WHERE model = 'churn'")[0][0] >= 1
     con.close()
+
+
+def test_predictions_through_a_stored_view_are_logged_with_the_next_statement(shop):
+    shop.execute("CREATE VIEW risky AS SELECT age, PREDICT(churn) AS p FROM customers")
+    assert rows(shop, "SELECT source, target, kind FROM mldb.lineage WHERE target = 'risky'") == [
+        ("churn", "risky", "prediction")]
+    before = rows(shop, "SELECT count(*) FROM mldb.prediction_log")[0][0]
+    assert rows(shop, "SELECT count(p) FROM risky") == [(ROWS,)]  # no mldb word: straight to DuckDB
+    shop.execute("SELECT * FROM PREDICT(churn, (SELECT * FROM customers LIMIT 10))").fetchall()
+    logged = rows(shop, "SELECT rows, statement IS NULL, summary FROM mldb.prediction_log "
+                        "ORDER BY rowid DESC LIMIT 2")
+    assert rows(shop, "SELECT count(*) FROM mldb.prediction_log")[0][0] == before + 2
+    assert sorted((n, anonymous) for n, anonymous, _ in logged) == [(10, False), (ROWS, True)]
+    assert all(sum(json.loads(summary)["counts"].values()) == n for n, _, summary in logged)
+
+
+def test_embedding_lineage(tmp_path):
+    con = mldb.connect(str(tmp_path / "embed.db"))
+    con.execute("CREATE TABLE docs AS SELECT 'cheap flights to Rome' AS body")
+    con.execute("CREATE TABLE doc_vecs AS SELECT body, EMBED(body) AS v FROM docs")
+    assert rows(con, "SELECT source, target, kind FROM mldb.lineage") == [
+        ("all-MiniLM-L6-v2", "doc_vecs", "embedding")]
+    con.close()

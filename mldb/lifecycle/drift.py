@@ -22,6 +22,8 @@ a few hundred rows on each side to be meaningful.
 
 from __future__ import annotations
 
+import itertools
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -104,7 +106,7 @@ def histograms(saved: dict, array) -> tuple[list[str], np.ndarray, np.ndarray, n
     expected = np.append(np.asarray(saved["bin_counts"] or [0], dtype=float), saved["nulls"])
     actual = np.append(stats.bin_counts(values, edges) if len(values) else np.zeros(len(edges) + 1), missing)
     bounds = ["-inf"] + [f"{edge:.3g}" for edge in edges] + ["inf"]
-    labels = [f"[{low}, {high})" for low, high in zip(bounds, bounds[1:])] + ["NULL"]
+    labels = [f"[{low}, {high})" for low, high in itertools.pairwise(bounds)] + ["NULL"]
     return labels, expected, actual.astype(float), values
 
 

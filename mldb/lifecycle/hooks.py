@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +26,21 @@ from mldb.lifecycle import lineage, snapshots, stats
 from mldb.lifecycle.drift import PREDICTION
 
 
+def _translated(function):
+    """DuckDB errors raised by a hook reach the user as mldb errors."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+
+    return call
+
+
 # -- training -------------------------------------------------------------------------------
+@_translated
 def after_train(session, model: str, version: int, train_table: pa.Table, features: list[dict],
                 source_tables: list[str], options: dict) -> None:
     con = session.con
@@ -71,6 +86,7 @@ def _true(value) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in ("true", "on", "yes", "1")) or value == 1
 
 
+@_translated
 def source_changed(session, model: str, version: int) -> bool | None:
     """Whether the training query now returns other rows (``None`` when the version has no record)."""
     query = _training_query(session.con, model, version)
@@ -86,10 +102,12 @@ def _training_query(con, model: str, version: int) -> str | None:
     return rows[0][0] if rows else None
 
 
+@_translated
 def snapshot_query(session, model: str, version: int) -> str:
     return snapshots.snapshot_query(session.con, model, version)
 
 
+@_translated
 def forget_model(session, model: str) -> None:
     """Remove a dropped model's statistics, snapshots and training edges (its log stays)."""
     con = session.con
@@ -185,6 +203,7 @@ def take_pending() -> dict[tuple[str, int], _Calls]:
     return pending
 
 
+@_translated
 def flush_predictions(session, statement_text: str | None) -> None:
     """Write one mldb.prediction_log row per (model, version) the statement called.
 

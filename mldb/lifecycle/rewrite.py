@@ -175,12 +175,10 @@ def _prepare_logging(context, calls: list[tuple[str, str]]) -> None:
 
 def written_relation(tree: exp.Expression) -> str | None:
     """The table or view a CREATE ... AS / INSERT ... SELECT writes, else None."""
-    if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
-        target = tree.this
-    elif isinstance(tree, exp.Insert):
-        target = tree.this
-    else:
+    creates = isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() in ("TABLE", "VIEW")
+    if not (creates or isinstance(tree, exp.Insert)):
         return None
+    target = tree.this
     target = target.this if isinstance(target, exp.Schema) else target
     return lineage.qualified(target) if isinstance(target, exp.Table) else None
 
