@@ -346,3 +346,32 @@ def test_embedding_lineage(tmp_path):
     assert rows(con, "SELECT source, target, kind FROM mldb.lineage") == [
         ("all-MiniLM-L6-v2", "doc_vecs", "embedding")]
     con.close()
+
+
+def test_text_dates_and_vectors_are_summarised():
+    table = pa.table({
+        "note": pa.array(["short", "a much longer note", None, "mid note"] * 50),
+        "day": pa.array(np.arange("2024-01-01", "2024-07-19", dtype="datetime64[D]")),
+        "vec": pa.array([[0.1, 0.2]] * 200, pa.list_(pa.float32(), 2)),
+    })
+    features = [{"name": "note", "encoding": "embed"}, {"name": "day", "encoding": "date"},
+                {"name": "vec", "encoding": "vector"}]
+    saved = stats.profile("m", 1, table, features).to_pylist()
+    assert [row["kind"] for row in saved] == ["text", "numeric", "vector"]
+    assert saved[0]["nulls"] == 50 and saved[0]["max"] == len("a much longer note")
+    assert saved[1]["max"] - saved[1]["min"] == 199  # days
+    longer = table.set_column(0, "note", pa.array(["a note that is far longer than any before it"] * 200))
+    found = {(r["feature"], r["statistic"]): r["drifted"] for r in drift.drift_rows(saved, longer, None,
+                                                                                  drift.thresholds({})).to_pylist()}
+    assert found[("note", "psi")] and not found[("day", "psi")] and ("vec", "psi") not in found
+
+
+def test_empty_training_set_with_snapshot_changes_nothing(tmp_path):
+    con = mldb.connect(str(tmp_path / "empty.db"))
+    load(con.cursor(), "customers", generated(10, rows=100), tmp_path)
+    with pytest.raises(mldb.Error):
+        con.execute("CREATE MODEL churn PREDICT churned FROM (SELECT * FROM customers WHERE age > 1000) "
+                    "WITH (snapshot = true)")
+    for table in ("models", "model_versions", "feature_stats", "snapshots", "lineage"):
+        assert rows(con, f"SELECT count(*) FROM mldb.{table}") == [(0,)]
+    con.close()

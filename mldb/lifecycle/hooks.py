@@ -185,6 +185,11 @@ def record_prediction(model: str, version: int, rows: int, seconds: float, outpu
             calls.samples.append(sample)
 
 
+def sampling(model: str) -> bool:
+    """Whether ``record_prediction`` would keep input rows of ``model`` (build ``inputs`` only then)."""
+    return bool(_sample_rates.get(model))
+
+
 def _sample(model: str, outputs: pa.Array, inputs: pa.Table | None):
     mask = pa.array(_random.random(len(outputs)) < _sample_rates[model])
     return (inputs.filter(mask) if inputs is not None else None, outputs.filter(mask))
