@@ -81,7 +81,7 @@ def build(name: str, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, 
         index = faiss.IndexHNSWFlat(dim, int(options["m"]), faiss_metric)
         index.hnsw.efConstruction = int(options["ef_construction"])
     elif kind == "ivf":
-        nlist = int(options["nlist"]) or max(1, min(4096, int(4 * np.sqrt(max(len(data), 1)))))
+        nlist = int(options["nlist"]) or max(1, min(4096, int(np.sqrt(len(data))), len(data) // 39))
         nlist = min(nlist, max(1, len(data)))
         index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
         index.train(data if len(data) else np.zeros((1, dim), dtype=np.float32))

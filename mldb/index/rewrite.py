@@ -18,6 +18,7 @@ from mldb.index import store
 from mldb.index.udfs import SEARCH_FUNCTION, ensure_embed_function
 
 _DISTANCES = {function: metric for metric, function in fx.METRICS.items()}
+_DISTANCES.update({function.replace("array_", "list_"): metric for function, metric in _DISTANCES.items()})
 
 
 # -- EMBED -------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     schema, name = (parts[-2] if len(parts) > 1 else None), parts[-1]
     alias = table.alias or "vector_search"
     info = _index_on(context.session, schema, name, column.name, None)
-    function = fx.METRICS[info.metric if info else "cosine"]
+    function = _distance_function(context.session, schema, name, column.name, info.metric if info else "cosine")
     distance = exp.Anonymous(this=function, expressions=[exp.column(column.name, table=alias), query])
     inner = (exp.select(f"{alias}.*").select(exp.alias_(distance.copy(), "distance"))
              .from_(exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None,
@@ -103,6 +104,17 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     _push_filter(table, inner)
     table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
     context.note(f"VECTOR_SEARCH over {name}.{column.name}")
+
+
+def _distance_function(session, schema, table, column, metric: str) -> str:
+    """DuckDB's distance for the column: ``array_*`` for FLOAT[n], ``list_*`` for FLOAT[]."""
+    function = fx.METRICS[metric]
+    try:
+        schema, table = store.resolve_table(session, schema, table)
+    except errors.ProgrammingError:
+        return function  # not a table (a view, a CTE): DuckDB judges
+    types = {name.lower(): kind for name, kind in store.column_types(session, schema, table).items()}
+    return function.replace("array_", "list_") if types.get(column.lower(), "").endswith("[]") else function
 
 
 def _push_filter(table: exp.Table, inner: exp.Select) -> None:
@@ -141,6 +153,8 @@ def _top_k_pattern(select: exp.Select):
     if order is None or limit is None or len(order.expressions) != 1 or order.expressions[0].args.get("desc"):
         return None
     call = order.expressions[0].this
+    if isinstance(call, exp.EuclideanDistance):  # sqlglot's node for list_distance
+        call = exp.Anonymous(this="list_distance", expressions=[call.this, call.expression])
     metric = _DISTANCES.get(call.name.lower()) if isinstance(call, exp.Anonymous) else None
     source = select.args.get("from_") or select.args.get("from")
     table = source.this if source else None

@@ -1,0 +1,198 @@
+"""FAISS indexes through SQL: recall vs exact, same rows as exact, filters, DML, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mldb
+from mldb.index import store
+
+DIM = 16
+
+
+def _clustered(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(20, DIM))
+    return (centers[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+def _load(con, table: str, vectors: np.ndarray, start: int = 0) -> None:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table}(id INTEGER PRIMARY KEY, grp INTEGER, v FLOAT[{DIM}])")
+    con.execute(f"INSERT INTO {table} SELECT id, id % 10, v::FLOAT[{DIM}] FROM "
+                "(SELECT unnest(range(?, ?)) AS id, unnest(?::FLOAT[][]) AS v)",
+                [start, start + len(vectors), vectors.tolist()])
+
+
+def _top(con, sql_filter: str, query: np.ndarray, k: int, function: str = "array_cosine_distance", table="pts"):
+    rows = con.execute(f"SELECT id FROM {table} {sql_filter} ORDER BY {function}(v, ?::FLOAT[{DIM}]) LIMIT {k}",
+                       [query.tolist()]).fetchall()
+    return [row[0] for row in rows]
+
+
+def _top_literal(con, sql_filter: str, query: np.ndarray, k: int, function="array_cosine_distance", table="pts"):
+    literal = "[" + ", ".join(repr(float(x)) for x in query) + f"]::FLOAT[{DIM}]"
+    rows = con.execute(f"SELECT id FROM {table} {sql_filter} ORDER BY {function}(v, {literal}) LIMIT {k}").fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.fixture
+def con(tmp_path):
+    connection = mldb.connect(str(tmp_path / "index.db"))
+    yield connection
+    if not connection.closed:
+        connection.close()
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_recall_against_exact_search(con, kind):
+    _load(con, "pts", _clustered(3000))
+    queries = _clustered(20, seed=1)
+    exact = [_top_literal(con, "", q, 10) for q in queries]
+    con.execute(f"CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = '{kind}')")
+    found = [_top_literal(con, "", q, 10) for q in queries]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)])
+    assert recall >= 0.95
+
+
+@pytest.mark.parametrize("metric, function", [("cosine", "array_cosine_distance"), ("l2", "array_distance"),
+                                              ("ip", "array_negative_inner_product")])
+def test_a_flat_index_gives_the_rows_exact_search_gives(con, metric, function):
+    _load(con, "pts", _clustered(500))
+    queries = _clustered(5, seed=2)
+    filters = ["", "WHERE grp = 3", "WHERE grp < 9 AND id > 50"]
+    exact = [[_top_literal(con, f, q, 7, function) for q in queries] for f in filters]
+    con.execute(f"CREATE INDEX pts_v ON pts USING FAISS (v) WITH (metric = '{metric}', type = 'flat')")
+    assert [[_top_literal(con, f, q, 7, function) for q in queries] for f in filters] == exact
+    # a parameter as the query vector (the search then runs inside DuckDB)
+    assert [[_top(con, f, q, 7, function) for q in queries] for f in filters] == exact
+
+
+def test_filters_still_return_k_rows(con):
+    _load(con, "pts", _clustered(3000))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'hnsw')")
+    query = _clustered(1, seed=3)[0]
+    for where, expected in [("WHERE grp = 4", 10), ("WHERE id % 500 = 0", 6), ("WHERE grp < 9", 10),
+                            ("WHERE id < 0", 0)]:
+        found = _top_literal(con, where, query, 10)
+        assert len(found) == expected
+        assert set(found) == set(_exact_ids(con, where, query, 10))
+
+
+def _exact_ids(con, where, query, k):
+    literal = "[" + ", ".join(repr(float(x)) for x in query) + f"]::FLOAT[{DIM}]"
+    rows = con.execute(f"SELECT id, array_cosine_distance(v, {literal}) AS d FROM pts {where} "
+                       f"ORDER BY d + 0 LIMIT {k}").fetchall()  # d + 0: not the indexed pattern
+    return [row[0] for row in rows]
+
+
+def test_explain_shows_the_index(con):
+    _load(con, "pts", _clustered(100))
+    query = "EXPLAIN SELECT id FROM pts ORDER BY array_cosine_distance(v, [" + ", ".join(["0.1"] * DIM) + \
+        f"]::FLOAT[{DIM}]) LIMIT 3"
+    assert not any(key == "mldb_rewrite" for key, _ in con.execute(query).fetchall())
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v)")
+    notes = [value for key, value in con.execute(query).fetchall() if key == "mldb_rewrite"]
+    assert notes == ["FAISS index pts_v (hnsw, cosine): top 3 of pts.v"]
+
+
+def test_dml_keeps_the_index_in_step(con):
+    rng = np.random.default_rng(5)
+    _load(con, "pts", _clustered(400))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    next_id = 400
+    for step in range(12):
+        action = step % 3
+        if action == 0:
+            _load(con, "pts", _clustered(30, seed=10 + step), start=next_id)
+            next_id += 30
+        elif action == 1:
+            con.execute("DELETE FROM pts WHERE id % 7 = ?", [step % 7])
+        else:
+            con.execute(f"UPDATE pts SET v = [{', '.join(['0.5'] * DIM)}]::FLOAT[{DIM}] WHERE id % 11 = ?",
+                        [step % 11])
+        query = rng.normal(size=DIM).astype(np.float32)
+        assert _top_literal(con, "", query, 8) == _exact_ids(con, "", query, 8)
+    row_count, = con.execute("SELECT row_count FROM mldb.indexes").fetchone()
+    assert row_count == con.execute("SELECT count(*) FROM pts").fetchone()[0]
+
+
+def test_a_rolled_back_change_leaves_the_index_as_it_was(con):
+    _load(con, "pts", _clustered(200))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    query = _clustered(1, seed=9)[0]
+    nearest = _top_literal(con, "", query, 1)[0]
+    cursor = con.cursor()
+    cursor.execute("BEGIN")
+    cursor.execute("DELETE FROM pts WHERE id = ?", [nearest])
+    literal = "[" + ", ".join(repr(float(x)) for x in query) + f"]::FLOAT[{DIM}]"
+    inside = cursor.execute(f"SELECT id FROM pts ORDER BY array_cosine_distance(v, {literal}) LIMIT 1").fetchone()
+    assert inside[0] != nearest
+    cursor.execute("ROLLBACK")
+    assert _top_literal(con, "", query, 1) == [nearest]
+
+
+def test_the_index_survives_reopen_and_a_stale_index_catches_up(tmp_path, monkeypatch):
+    path = str(tmp_path / "persist.db")
+    con = mldb.connect(path)
+    _load(con, "pts", _clustered(300))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'hnsw')")
+    query = _clustered(1, seed=4)[0]
+    before = _top_literal(con, "", query, 5)
+    size, = con.execute("SELECT octet_length(data) FROM mldb.index_data").fetchone()
+    assert size > 300 * DIM * 4
+    con.close()
+    con = mldb.connect(path)
+    assert _top_literal(con, "", query, 5) == before
+    monkeypatch.setattr(store, "PERSIST_BYTES", 0)  # too big to rewrite: marked stale instead
+    con.execute(f"INSERT INTO pts VALUES (999, 0, ?::FLOAT[{DIM}])", [query.tolist()])
+    assert con.execute("SELECT stale FROM mldb.indexes").fetchone() == (True,)
+    con.close()
+    con = mldb.connect(path)
+    assert _top_literal(con, "", query, 5) == [999] + before[:4]
+    con.close()
+
+
+def test_vector_search_with_embed(con):
+    con.execute("CREATE TABLE docs(id INTEGER PRIMARY KEY, topic VARCHAR, body VARCHAR)")
+    con.execute("""INSERT INTO docs VALUES (1, 'travel', 'cheap flights to paris'),
+        (2, 'travel', 'low cost airline tickets'), (3, 'food', 'how to bake sourdough bread'),
+        (4, 'food', 'a quick pasta recipe'), (5, 'sport', 'the football match ended in a draw')""")
+    con.execute("CREATE TABLE doc_vecs AS SELECT id, topic, EMBED(body) AS v FROM docs")
+    con.execute("CREATE INDEX doc_vecs_v ON doc_vecs USING FAISS (v)")
+    rows = con.execute("SELECT id, distance FROM VECTOR_SEARCH(doc_vecs, v, EMBED('plane tickets'), 2)").fetchall()
+    assert [row[0] for row in rows] == [2, 1] and rows[0][1] < rows[1][1]
+    rows = con.execute("SELECT id FROM VECTOR_SEARCH(doc_vecs, v, EMBED('plane tickets'), 2) WHERE topic = 'food'")
+    assert sorted(row[0] for row in rows.fetchall()) == [3, 4]
+    top = con.execute("SELECT id FROM doc_vecs ORDER BY array_cosine_distance(v, EMBED('bread baking')) LIMIT 1")
+    assert top.fetchone() == (3,)
+
+
+def test_a_list_column_with_one_length_is_indexed(con):
+    con.execute("CREATE TABLE pts(id INTEGER, v FLOAT[])")
+    con.execute("INSERT INTO pts VALUES (1, [1, 0]), (2, [0, 1]), (3, [1, 1])")
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (metric = 'l2', type = 'flat')")
+    rows = con.execute("SELECT id, distance FROM VECTOR_SEARCH(pts, v, [0.9, 0.1]::FLOAT[2], 1)").fetchall()
+    assert rows[0][0] == 1
+
+
+@pytest.mark.parametrize("sql, error, message", [
+    ("CREATE INDEX bad ON pts USING FAISS (grp)", mldb.ProgrammingError, "not a vector"),
+    ("CREATE INDEX bad ON pts USING FAISS (v) WITH (metric = 'hamming')", mldb.ProgrammingError, "not supported"),
+    ("CREATE INDEX pts_v ON pts USING FAISS (v)", mldb.ProgrammingError, "already exists"),
+    ("DROP INDEX missing_index", mldb.ProgrammingError, "does not exist"),
+    ("SELECT id FROM pts ORDER BY array_cosine_distance(v, [1, 2]::FLOAT[2]) LIMIT 3", mldb.DataError,
+     "2 values; index pts_v holds 16-dimensional"),
+    ("SELECT id FROM pts ORDER BY array_cosine_distance(v, ?::FLOAT[2]) LIMIT 3", mldb.ProgrammingError,
+     "must be of the same size"),
+    ("INSERT INTO pts SELECT 5, 1, v FROM pts WHERE id = 1", mldb.IntegrityError, "Duplicate key"),
+])
+def test_bad_input_changes_nothing(con, tmp_path, sql, error, message):
+    _load(con, "pts", _clustered(50))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v)")
+    before = con.execute("SELECT name, version, row_count FROM mldb.indexes").fetchall()
+    params = [[1.0, 2.0]] if "?" in sql else None
+    with pytest.raises(error, match=message):
+        con.execute(sql, params)
+    assert con.execute("SELECT name, version, row_count FROM mldb.indexes").fetchall() == before
+    assert con.execute("SELECT count(*) FROM pts").fetchone() == (50,)
