@@ -23,7 +23,7 @@ import mldb
 from mldb.lifecycle import hooks
 from mldb.plan.rules import _load
 
-REPEATS = 5
+REPEATS = 9
 QUERY = "SELECT count(p) FROM (SELECT PREDICT(churn) AS p FROM customers)"
 
 
@@ -68,6 +68,19 @@ def record_cost(batches: int = 2000, size: int = 2048) -> float:
     return (time.perf_counter() - started) / batches * 1e6
 
 
+def flush_cost(con, repeats: int = 20) -> float:
+    """Milliseconds to write one prediction_log row (what each predicting statement adds at its end)."""
+    session = con.cursor()._session
+    labels = pa.array(np.random.default_rng(0).random(2048) > 0.5)
+    spent = []
+    for _ in range(repeats):
+        hooks.record_prediction("churn", 1, 2048, 0.001, labels)
+        started = time.perf_counter()
+        hooks.flush_predictions(session, QUERY)
+        spent.append(time.perf_counter() - started)
+    return statistics.median(spent) * 1e3
+
+
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     with tempfile.TemporaryDirectory() as folder:
@@ -79,6 +92,7 @@ def main() -> None:
             off.append(timed(con, QUERY))
             hooks_on(True)
             on.append(timed(con, QUERY))
+        flush = flush_cost(con)
         drift = [timed(con, "SELECT * FROM DRIFT(churn, customers)") for _ in range(3)]
         logged = con.execute("SELECT count(*) FROM mldb.prediction_log").fetchall()[0][0]
         con.close()
@@ -87,6 +101,7 @@ def main() -> None:
     print(f"{f'PREDICT {rows:,} rows, log on':<44}{statistics.median(on):>10.3f}")
     print(f"{'ratio on / off':<44}{statistics.median(on) / statistics.median(off):>10.3f}")
     print(f"{'record_prediction per 2048-row batch (us)':<44}{record_cost():>10.1f}")
+    print(f"{'flush: one prediction_log row (ms)':<44}{flush:>10.2f}")
     print(f"{f'DRIFT over {rows:,} rows':<44}{statistics.median(drift):>10.3f}")
     print(f"log rows written: {logged} (one per logged statement)")
 
