@@ -15,7 +15,15 @@ def test_demo_runs_end_to_end(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), str(database)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "north" in result.stdout and "1117" in result.stdout
+    out = result.stdout
+    assert "north" in out and "1117" in out  # plain SQL
+    assert "| churn   | 1         | binary |" in out  # trained and registered
+    search = out.split("semantic search through the index")[1].split("--")[0]
+    top = [line for line in search.splitlines() if line.startswith("| ") and "topic" not in line]
+    assert top and all("travel" in line for line in top)  # cheap plane tickets -> travel articles
+    drift = out.split("drift of new data")[1]
+    assert re.search(r"\| age\s+\| psi\s+\| [\d.]+\s+\| True", drift)  # the shifted feature is flagged
+    assert re.search(r"\| plan\s+\| psi\s+\| [\d.]+\s+\| False", drift)
     assert database.exists()
 
 
