@@ -375,3 +375,38 @@ def test_empty_training_set_with_snapshot_changes_nothing(tmp_path):
     for table in ("models", "model_versions", "feature_stats", "snapshots", "lineage"):
         assert rows(con, f"SELECT count(*) FROM mldb.{table}") == [(0,)]
     con.close()
+
+
+def test_regression_model_drift_and_sources(shop):
+    from mldb.lifecycle import hooks
+
+    shop.execute("CREATE MODEL spend_model PREDICT spend FROM (SELECT age, spend FROM active) "
+                 "USING linear WITH (epochs = 5)")
+    kinds = rows(shop, "SELECT kind FROM mldb.feature_stats WHERE model = 'spend_model' AND role = 'prediction'")
+    assert kinds == [("numeric",)]
+    found = rows(shop, "SELECT statistic FROM DRIFT(spend_model, older_customers) WHERE feature = '(prediction)'")
+    assert sorted(found) == [("ks",), ("psi",)]
+    shop.execute("SELECT PREDICT(spend_model) FROM customers").fetchall()
+    summary = json.loads(rows(shop, "SELECT summary FROM mldb.prediction_log WHERE model = 'spend_model'")[0][0])
+    assert summary["n"] == ROWS and summary["std"] >= 0
+    session = shop.cursor()._session
+    assert hooks.sources(session, "spend_model", 1) == ["active", "customers (via active)"]
+
+
+def test_sampled_inputs_are_stored_as_json(tmp_path):
+    from mldb.lifecycle import hooks
+
+    con = mldb.connect(str(tmp_path / "inputs.db"))
+    session = con.cursor()._session
+    hooks._sample_rates["direct"] = 1.0
+    try:
+        assert hooks.sampling("direct")
+        inputs = pa.table({"age": [30.0, 40.0], "plan": ["basic", "pro"]})
+        hooks.record_prediction("direct", 3, 2, 0.01, pa.array([True, False]), inputs)
+        hooks.flush_predictions(session, "SELECT PREDICT(direct) FROM t")
+    finally:
+        del hooks._sample_rates["direct"]
+    found = rows(con, "SELECT version, input->>'plan', output::BOOLEAN FROM mldb.prediction_samples ORDER BY 2")
+    assert found == [(3, "basic", True), (3, "pro", False)]
+    assert rows(con, "SELECT rows, calls, summary->'counts'->>'true' FROM mldb.prediction_log") == [(2, 1, "1")]
+    con.close()

@@ -103,6 +103,15 @@ def _training_query(con, model: str, version: int) -> str | None:
 
 
 @_translated
+def sources(session, model: str, version: int) -> list[str]:
+    """Where a version's training data came from, for DESCRIBE MODEL: ``['active', 'customers (via active)']``."""
+    edges = session.con.execute(
+        "SELECT source, via FROM mldb.lineage WHERE target = ? AND target_version = ? AND kind = 'training' "
+        "ORDER BY rowid", [model, version]).fetchall()
+    return [source if via is None else f"{source} (via {via})" for source, via in edges]
+
+
+@_translated
 def snapshot_query(session, model: str, version: int) -> str:
     return snapshots.snapshot_query(session.con, model, version)
 
@@ -178,6 +187,8 @@ def record_prediction(model: str, version: int, rows: int, seconds: float, outpu
         calls.rows += rows
         calls.calls += 1
         calls.seconds += seconds
+        if calls.outputs and calls.outputs[0].type != outputs.type:
+            calls.fold()  # PREDICT and PREDICT_PROBA of one model in one statement: summarise apart
         calls.outputs.append(outputs)
         if len(calls.outputs) >= _FOLD_EVERY:
             calls.fold()
