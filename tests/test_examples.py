@@ -18,7 +18,7 @@ def test_demo_runs_end_to_end(tmp_path):
     out = result.stdout
     assert "north" in out and "1117" in out  # plain SQL
     assert "| churn   | 1         | binary |" in out  # trained and registered
-    search = out.split("semantic search through the index")[1].split("--")[0]
+    search = out.split("semantic search through the index")[1].split("\n-- ")[0]
     top = [line for line in search.splitlines() if line.startswith("| ") and "topic" not in line]
     assert top and all("travel" in line for line in top)  # cheap plane tickets -> travel articles
     drift = out.split("drift of new data")[1]
