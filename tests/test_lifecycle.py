@@ -410,3 +410,18 @@ def test_sampled_inputs_are_stored_as_json(tmp_path):
     assert found == [(3, "basic", True), (3, "pro", False)]
     assert rows(con, "SELECT rows, calls, summary->'counts'->>'true' FROM mldb.prediction_log") == [(2, 1, "1")]
     con.close()
+
+
+def test_pending_predictions_stay_with_their_database(tmp_path):
+    from mldb.lifecycle import hooks
+
+    first, second = mldb.connect(str(tmp_path / "a.db")), mldb.connect(str(tmp_path / "b.db"))
+    labels = pa.array([True, False, True])
+    hooks.record_prediction("m", 1, 3, 0.01, labels, database=first.database.root)
+    hooks.record_prediction("m", 1, 3, 0.01, labels, database=second.database.root)
+    hooks.flush_predictions(second.cursor()._session, "SELECT 1")
+    hooks.flush_predictions(first.cursor()._session, "SELECT 2")
+    assert rows(first, "SELECT rows, statement FROM mldb.prediction_log") == [(3, "SELECT 2")]
+    assert rows(second, "SELECT rows, statement FROM mldb.prediction_log") == [(3, "SELECT 1")]
+    first.close()
+    second.close()

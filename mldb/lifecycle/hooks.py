@@ -171,19 +171,24 @@ class _Calls:
 
 
 _lock = threading.Lock()
-_pending: dict[tuple[str, int], _Calls] = {}
+_pending: dict[tuple[int | None, str, int], _Calls] = {}  # (id of the database's root or None, model, version)
 _sample_rates: dict[str, float] = {}
 _random = np.random.default_rng()
 
 
 def record_prediction(model: str, version: int, rows: int, seconds: float, outputs: pa.Array,
-                      inputs: pa.Table | None = None) -> None:
-    """Add one Arrow batch of predictions to the running statement's counters (a few microseconds)."""
+                      inputs: pa.Table | None = None, database=None) -> None:
+    """Add one Arrow batch of predictions to the running statement's counters (a few microseconds).
+
+    ``inputs`` (the feature columns) are only used when the model samples (see ``sampling``);
+    ``database`` (the root connection the UDF runs on) keeps two open databases' logs apart.
+    """
     sample = _sample(model, outputs, inputs) if _sample_rates.get(model) else None
+    key = (None if database is None else id(database), model, version)
     with _lock:
-        calls = _pending.get((model, version))
+        calls = _pending.get(key)
         if calls is None:
-            calls = _pending[(model, version)] = _Calls(_now())
+            calls = _pending[key] = _Calls(_now())
         calls.rows += rows
         calls.calls += 1
         calls.seconds += seconds
@@ -210,10 +215,12 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def take_pending() -> dict[tuple[str, int], _Calls]:
-    global _pending
+def take_pending(database=None) -> dict[tuple[int | None, str, int], _Calls]:
+    """Remove and return the counters of ``database`` (and those recorded without one)."""
+    owners = {None, id(database)} if database is not None else None
     with _lock:
-        pending, _pending = _pending, {}
+        keys = [key for key in _pending if owners is None or key[0] in owners]
+        pending = {key: _pending.pop(key) for key in keys}
     for calls in pending.values():
         calls.fold()
     return pending
@@ -226,7 +233,7 @@ def flush_predictions(session, statement_text: str | None) -> None:
     Runs on a separate cursor of the root connection: the session's own connection
     still holds the statement's result. Skipped on a read-only database.
     """
-    pending = take_pending()
+    pending = take_pending(session.database.root)
     if not pending or session.database.read_only:
         return
     from mldb.lifecycle import log

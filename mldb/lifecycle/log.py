@@ -53,13 +53,13 @@ def write(cursor, pending: dict, statement: str | None) -> None:
         {"model": model, "version": version, "rows": calls.rows, "calls": calls.calls,
          "seconds": calls.seconds, "started_at": calls.started_at, "query_fingerprint": fingerprint,
          "statement": text, "summary": summary(calls)}
-        for (model, version), calls in pending.items()
+        for (_, model, version), calls in pending.items()
     ]
     with registered(cursor, pa.Table.from_pylist(rows, schema=LOG_SCHEMA)) as name:
         cursor.execute(
             "INSERT INTO mldb.prediction_log SELECT model, version, rows, calls, seconds, started_at,"
             f" now()::TIMESTAMP, query_fingerprint, statement, summary::JSON FROM {name}")
-    for (model, version), calls in pending.items():
+    for (_, model, version), calls in pending.items():
         for inputs, outputs in calls.samples:
             _write_samples(cursor, model, version, fingerprint, inputs, outputs)
 
