@@ -143,18 +143,39 @@ _FITTERS = {"numeric": _fit_numeric, "text": _fit_text, "vector": _fit_vector, "
 
 # -- transforming ----------------------------------------------------------------------
 def transform(model: str, features: list[dict], arrays: list) -> np.ndarray:
-    """Encode the feature columns (in ``features`` order) into one float32 matrix."""
+    """Encode the feature columns (in ``features`` order) into one float32 matrix.
+
+    Standardised numeric columns are copied in raw and scaled together in one numpy pass
+    (the hot path of PREDICT); other encodings fill their own column ranges.
+    """
     rows = len(arrays[0]) if arrays else 0
-    width = sum(feature["width"] for feature in features)
-    out = np.zeros((rows, width), dtype=np.float32)
-    at = 0
+    out = np.zeros((rows, sum(feature["width"] for feature in features)), dtype=np.float32)
+    at, scaled, means, stds = 0, [], [], []
     for feature, array in zip(features, arrays):
         array = _plain(array)
         check_type(model, feature, array.type)
-        if not pa.types.is_null(array.type):
+        if feature["encoding"] == "standard":
+            scaled.append(at)
+            means.append(feature["mean"])
+            stds.append(feature["std"])
+            out[:, at] = np.nan if pa.types.is_null(array.type) else _floats(array)
+        elif not pa.types.is_null(array.type):
             out[:, at : at + feature["width"]] = _ENCODERS[feature["encoding"]](feature, array)
         at += feature["width"]
+    if scaled:
+        _scale_columns(out, scaled, np.asarray(means, np.float32), np.asarray(stds, np.float32))
     return out
+
+
+def _scale_columns(out: np.ndarray, columns: list[int], means: np.ndarray, stds: np.ndarray) -> None:
+    """``(x - mean) / std`` in place on ``columns``; NULL/NaN/inf become 0 (the mean)."""
+    contiguous = columns == list(range(columns[0], columns[0] + len(columns)))
+    block = out[:, columns[0] : columns[0] + len(columns)] if contiguous else out[:, columns]
+    block -= means
+    block /= stds
+    block[~np.isfinite(block)] = 0.0
+    if not contiguous:
+        out[:, columns] = block
 
 
 def check_type(model: str, feature: dict, arrow_type: pa.DataType) -> None:
@@ -170,10 +191,6 @@ def _standardize(feature: dict, values: np.ndarray) -> np.ndarray:
     mean, std = np.asarray(feature["mean"]), np.asarray(feature["std"])
     scaled = (values - mean) / std
     return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _encode_standard(feature: dict, array: pa.Array) -> np.ndarray:
-    return _standardize(feature, _floats(array))[:, None]
 
 
 def _encode_onehot(feature: dict, array: pa.Array) -> np.ndarray:
@@ -219,7 +236,7 @@ def _encode_date(feature: dict, array: pa.Array) -> np.ndarray:
     return _standardize(feature, values)
 
 
-_ENCODERS = {"standard": _encode_standard, "onehot": _encode_onehot, "embed": _encode_embed,
+_ENCODERS = {"onehot": _encode_onehot, "embed": _encode_embed,
              "vector": _encode_vector, "date": _encode_date}
 
 

@@ -75,7 +75,7 @@ class ModelVersion:
         with torch.inference_mode():
             out = self.module(torch.from_numpy(x))
             if self.task != "regression":
-                return torch.softmax(out, dim=1).numpy()
+                return torch.softmax(out.double(), dim=1).numpy()
         return out[:, 0].double().numpy() * self.target_encoder["std"] + self.target_encoder["mean"]
 
     def predict(self, data) -> pa.Array:
