@@ -256,8 +256,9 @@ def test_log_sample_keeps_input_and_output_rows(tmp_path):
     samples = rows(con, "SELECT model, count(*), count(DISTINCT query_fingerprint) FROM mldb.prediction_samples "
                         "GROUP BY model")
     assert samples == [("churn", 400, 1)]
-    output, = rows(con, "SELECT output FROM mldb.prediction_samples LIMIT 1")[0]
+    sample_input, output = rows(con, "SELECT input, output FROM mldb.prediction_samples LIMIT 1")[0]
     assert json.loads(output) in (True, False)
+    assert set(json.loads(sample_input)) == {"age", "plan", "spend"}
     with pytest.raises(mldb.ProgrammingError, match="log_sample"):
         con.execute("CREATE MODEL bad PREDICT churned FROM customers WITH (log_sample = 2)")
     assert rows(con, "SELECT count(*) FROM mldb.models WHERE name = 'bad'") == [(0,)]
