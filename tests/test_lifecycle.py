@@ -195,6 +195,8 @@ def test_prediction_lineage_for_ctas_and_insert(shop):
     assert written == [("scored",), ("scored_later",)]
     graph = rows(shop, "SELECT direction, source, target, depth FROM LINEAGE(scored) ORDER BY depth, source")
     assert ("upstream", "churn", "scored", 1) in graph and ("upstream", "customers", "churn", 2) in graph
+    around_model = rows(shop, "SELECT direction, source, target FROM LINEAGE(churn) WHERE depth = 1")
+    assert ("upstream", "customers", "churn") in around_model and ("downstream", "churn", "scored") in around_model
 
 
 def test_lineage_of_missing_or_dropped_table(shop):

@@ -90,6 +90,13 @@ def relation_exists(con, name: str) -> bool:
     return any(count for (count,) in row)
 
 
+def _model_exists(con, name: str) -> bool:
+    try:
+        return bool(con.execute("SELECT count(*) FROM mldb.models WHERE name = ?", [name]).fetchall()[0][0])
+    except duckdb.CatalogException:  # the models feature is not there
+        return False
+
+
 def record_training(con, model: str, version: int, sources: list[str], statement: str | None = None) -> None:
     """Edges from every relation the training read (views expanded) to ``model`` ``version``."""
     con.execute("DELETE FROM mldb.lineage WHERE target = ? AND target_version = ? AND kind = 'training'",
@@ -105,7 +112,7 @@ def record_output(con, model: str, version: int | None, target: str, kind: str) 
 
 def check_relation(con, name: str) -> None:
     """A clear error for the lineage of a table, view or model that does not exist (any more)."""
-    if relation_exists(con, name):
+    if relation_exists(con, name) or _model_exists(con, name):
         return
     known = con.execute("SELECT count(*) FROM mldb.lineage WHERE source = ? OR target = ?", [name, name]).fetchall()[0]
     if known[0]:
