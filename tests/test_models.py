@@ -225,3 +225,22 @@ def test_training_inside_a_user_transaction_rolls_back(tmp_db):
     assert cursor.execute("SELECT count(*) FROM mldb.model_versions").fetchone() == (1,)
     cursor.execute("ROLLBACK")
     assert tmp_db.execute("SELECT count(*) FROM mldb.models").fetchone() == (0,)
+
+
+def test_readme_tour_runs(db_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section: models -->")[1].split("<!-- /section: models -->")[0]
+    tour = section.split("```sql")[1].split("```")[0]
+    con = mldb.connect(db_path)
+    con.execute(tour)
+    assert con.execute("SELECT deployed_version, latest_version FROM mldb.models").fetchall() == [(1, 2)]
+    assert con.execute("SELECT algorithm FROM mldb.model_versions ORDER BY version").fetchall() == \
+        [("mlp",), ("logistic",)]
+    con.close()
+    con = mldb.connect(db_path)
+    at_risk = con.execute("SELECT count(*) FROM at_risk").fetchone()[0]
+    churned = con.execute("SELECT count(*) FROM customers WHERE churned").fetchone()[0]
+    assert abs(at_risk - churned) < 0.1 * churned
+    con.close()

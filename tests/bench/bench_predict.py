@@ -118,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--train-repeat", type=int, default=1, help="TRAIN timings (each a full training run)")
     parser.add_argument("--sample", type=int, default=5000, help="rows timed for the row-at-a-time UDF")
     parser.add_argument("--quick", action="store_true", help="100k rows, 2000-row UDF sample")
     parser.add_argument("--skip-train", action="store_true", help="train one quick model, time PREDICT only")
@@ -128,7 +129,7 @@ def main() -> None:
         con = mldb.connect(str(Path(folder) / "bench.db"))
         make_table(con, rows)
         root = con.database.root
-        repeat = 1 if args.skip_train else args.repeat
+        repeat = 1 if args.skip_train else args.train_repeat
         train_mldb = timed(lambda: mldb_train(con), repeat)
         train_hand = timed(lambda: hand_train(root), repeat) if not args.skip_train else float("nan")
         model = load_model(con, "bench")
@@ -153,7 +154,7 @@ def main() -> None:
         ["train: hand torch loop", train_hand, 1.0],
     ]
     print(f"{rows:,} rows x 8 features, MLP {HIDDEN}, {EPOCHS} epochs, batch {BATCH}, "
-          f"median of {args.repeat}, torch threads {torch.get_num_threads()}")
+          f"median of {args.repeat} (TRAIN: {args.train_repeat}), torch threads {torch.get_num_threads()}")
     print(tabulate(table, headers=["", "seconds", "x hand-written"], floatfmt=".3f"))
     print(f"PREDICT vs row UDF: {predict_row / predict_mldb:.0f}x faster")
 
