@@ -96,7 +96,7 @@ def _numeric_stats(array, kind: str) -> dict:
     if not len(values):
         return {"nulls": missing}
     quantiles = np.quantile(values, PERCENTILES)
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+    edges = np.unique(quantiles[100 // BINS : 100 : 100 // BINS])  # the deciles, from the same sort
     return {
         "nulls": missing, "mean": float(values.mean()), "std": float(values.std()),
         "min": float(values.min()), "max": float(values.max()), "quantiles": quantiles.tolist(),
