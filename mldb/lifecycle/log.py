@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 from mldb.lifecycle.snapshots import registered
@@ -30,7 +31,7 @@ def query_fingerprint(statement: str | None) -> str | None:
 
     try:
         tokens = _DIALECT.tokenize(statement)
-    except Exception:  # noqa: BLE001 - an untokenizable text is fingerprinted as written
+    except TokenError:  # an untokenizable text is fingerprinted as written
         return hashlib.md5(statement.encode()).hexdigest()[:16]
     shape = " ".join("?" if t.token_type in _LITERALS else t.text.upper() for t in tokens)
     return hashlib.md5(shape.encode()).hexdigest()[:16]
