@@ -120,8 +120,8 @@ def infer_types(session, sql: str, spans: list[Span]) -> list[str | None]:
 
 def _context_type(session, node: exp.Expression) -> str | None:
     parent = node.parent
-    if isinstance(parent, exp.Cast):
-        return parent.to.sql(dialect=MLDB).upper()
+    if isinstance(parent, exp.Cast):  # DuckDB spells the type canonically (INT -> INTEGER)
+        return _describe_first(session, f"SELECT CAST(NULL AS {parent.to.sql(dialect=MLDB)})")
     if isinstance(parent, (exp.Limit, exp.Offset)):
         return "BIGINT"
     if isinstance(parent, (exp.Like, exp.ILike)):

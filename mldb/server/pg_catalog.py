@@ -113,6 +113,7 @@ _SPELLINGS = (
     (" COLLATE pg_catalog.default", ""),
     ("::pg_catalog.regtype::pg_catalog.text", "::VARCHAR"),
     ("::pg_catalog.regclass", "::VARCHAR"),
+    ("::regtype::text", "::VARCHAR"),
     ("::pg_catalog.text", "::VARCHAR"),
     ("pg_catalog.pg_class ", "pg_class "),
     ("pg_get_expr(d.adbin, d.adrelid, true)", "pg_get_expr(d.adbin, d.adrelid)"),
@@ -126,17 +127,22 @@ _TEMPORARY = (
     "MACRO pg_get_indexdef(index_oid, col := 0, pretty := false) AS NULL::VARCHAR",
     "MACRO pg_encoding_to_char(encoding) AS 'UTF8'",
     "VIEW pg_class AS SELECT *, false AS relforcerowsecurity FROM pg_catalog.pg_class",
+    "VIEW pg_range AS SELECT 0::OID AS rngtypid, 0::OID AS rngsubtype, 0::OID AS rngmultitypid WHERE false",
 )
 # Catalogs of features DuckDB does not have (row security, publications, inheritance, ...):
 # a query on them is answered with no rows.
 _ABSENT = re.compile(r"pg_catalog\.(pg_policy|pg_statistic_ext|pg_publication\w*|pg_inherits|pg_trigger|pg_rewrite"
-                     r"|pg_partitioned_table|pg_foreign_table|pg_event_trigger|pg_roles|pg_range)\b")
+                     r"|pg_partitioned_table|pg_foreign_table|pg_event_trigger|pg_roles)\b")
 
 
 def translate_introspection(connection, sql: str) -> str:
     """psql/driver catalog queries in DuckDB's spelling (only for SQL that mentions pg_catalog)."""
-    if "pg_catalog" not in sql:
+    if "set_config('jit', 'off', false)" in sql:  # asyncpg turns PostgreSQL's JIT off on connect
+        return "SELECT 'off' AS cur, 'off' AS new"
+    if "pg_" not in sql:
         return sql
+    if "typeinfo_tree" in sql:
+        return _ASYNCPG_TYPES
     _ensure_temporary(connection)
     if _ABSENT.search(sql):
         return _no_rows(sql)
@@ -164,3 +170,20 @@ def _ensure_temporary(connection) -> None:
     for definition in _TEMPORARY:
         connection.session.sql(f"CREATE OR REPLACE TEMP {definition}")
     connection.catalog_ready = True
+
+
+def _array_types() -> str:
+    from mldb.server import types
+
+    rows = ", ".join(f"({array}, '_{types.NAMES[element]}', {element}, '{types.NAMES[element]}')"
+                     for element, array in types.ARRAY_OF.items())
+    return f"(VALUES {rows}) AS t(oid, name, elemtype, elemtype_name)"
+
+
+# asyncpg asks for the types it has no built-in codec for (arrays among them) with one
+# recursive query over pg_type; DuckDB's pg_type has other OIDs, so answer from our own table.
+_ASYNCPG_TYPES = f"""SELECT t.oid::UINTEGER AS oid, 'pg_catalog' AS ns, t.name, 'b' AS kind,
+  NULL::UINTEGER AS basetype, t.elemtype::UINTEGER AS elemtype, ',' AS elemdelim, NULL::UINTEGER AS range_subtype,
+  NULL::UINTEGER[] AS attrtypoids, NULL::VARCHAR[] AS attrnames, 0 AS depth, NULL::VARCHAR AS basetype_name,
+  t.elemtype_name, NULL::VARCHAR AS range_subtype_name
+FROM {_array_types()} WHERE list_contains($1::UINTEGER[], t.oid)"""

@@ -87,6 +87,7 @@ class Connection:
 
     # -- output --------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
+        log.debug("-> %r", data[:200])
         self.out.append(data)
         self.out_size += len(data)
         if self.out_size >= _FLUSH_AT:
@@ -185,6 +186,7 @@ class Connection:
                 self.outcome = "server shut down"
                 return
             kind, body = protocol.read_message(self.rfile)
+            log.debug("<- %r %r", kind, body[:200])
             if kind == b"X":
                 return
             handler = handlers.get(kind)
@@ -222,7 +224,7 @@ class Connection:
         self._close_portal("")
         statements = _statements(sql)
         for text in statements:
-            portal = Portal(Prepared.create(text, []), None, [])
+            portal = Portal(Prepared.create(pg_catalog.translate_introspection(self, text), []), None, [])
             self._run(portal)
             self._send_rows(portal, 0, describe_first=True)
         if not statements:
@@ -235,7 +237,7 @@ class Connection:
         name, sql, oids = payload.cstring(), payload.cstring(), payload.int32_list()
         if name and name in self.statements:
             raise ClientError(f'prepared statement "{name}" already exists', "42P05")
-        self.statements[name] = Prepared.create(sql, oids)
+        self.statements[name] = Prepared.create(pg_catalog.translate_introspection(self, sql), oids)
         self.send(protocol.PARSE_COMPLETE)
 
     def _bind(self, body: bytes) -> None:
@@ -259,8 +261,8 @@ class Connection:
         if kind == b"S":
             prepared = self._prepared(name)
             self._settle_portals()
-            self.send(protocol.parameter_description(prepared.param_oids(self.session)))
-            columns = prepared.columns(self.session)
+            oids, columns = prepared.param_oids(self.session), prepared.columns(self.session)
+            self.send(protocol.parameter_description(oids))
             self.send(protocol.row_description(row_fields(columns, [])) if columns else protocol.NO_DATA)
         elif kind == b"P":
             portal = self._portal(name)
@@ -332,8 +334,7 @@ class Connection:
         elif self.transaction == b"E":
             portal.finish(self.session.execute("ROLLBACK"), tag="ROLLBACK")
         else:
-            sql = pg_catalog.translate_introspection(self, prepared.sql)
-            portal.finish(self.session.execute(sql, portal.params))
+            portal.finish(self.session.execute(prepared.sql, portal.params))
         self._track_transaction(prepared.first_word)
 
     def _track_transaction(self, word: str) -> None:

@@ -29,6 +29,10 @@ ARRAY_OF = {
     NUMERIC: 1231, UUID: 2951, JSON: 199, NAME: 1003, OID: 1028, BPCHAR: 1014, JSONB: 3807,
 }
 ELEMENT_OF = {array: element for element, array in ARRAY_OF.items()}
+NAMES = {BOOL: "bool", BYTEA: "bytea", NAME: "name", INT8: "int8", INT2: "int2", INT4: "int4", TEXT: "text",
+         OID: "oid", JSON: "json", FLOAT4: "float4", FLOAT8: "float8", BPCHAR: "bpchar", VARCHAR: "varchar",
+         DATE: "date", TIME: "time", TIMESTAMP: "timestamp", TIMESTAMPTZ: "timestamptz", INTERVAL: "interval",
+         NUMERIC: "numeric", UUID: "uuid", JSONB: "jsonb"}
 
 _EPOCH_DATE = dt.date(2000, 1, 1).toordinal()
 _EPOCH = dt.datetime(2000, 1, 1)
@@ -200,7 +204,7 @@ _SCALARS = {
     "SMALLINT": _scalar(INT2, 2, _text_str, _packer("!h")),
     "USMALLINT": _scalar(INT4, 4, _text_str, _packer("!i")),
     "INTEGER": _scalar(INT4, 4, _text_str, _packer("!i")),
-    "UINTEGER": _scalar(INT8, 8, _text_str, _packer("!q")),
+    "UINTEGER": _scalar(OID, 4, _text_str, _packer("!I")),  # PostgreSQL's oid is an unsigned 32-bit integer
     "BIGINT": _scalar(INT8, 8, _text_str, _packer("!q")),
     "UBIGINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
     "HUGEINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
