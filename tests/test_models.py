@@ -244,3 +244,59 @@ def test_readme_tour_runs(db_path):
     churned = con.execute("SELECT count(*) FROM customers WHERE churned").fetchone()[0]
     assert abs(at_risk - churned) < 0.1 * churned
     con.close()
+
+
+def test_long_text_goes_through_embed(tmp_db):
+    good = ["the staff were friendly and helpful", "a wonderful stay with a lovely view",
+            "great food and a very comfortable bed", "excellent service, we will come back"]
+    bad = ["the room was dirty and smelled awful", "rude staff and a broken shower",
+           "terrible noise all night, no sleep", "cold food and a filthy bathroom"]
+    places = ["in Paris", "in Rome", "by the sea", "in the mountains", "downtown", "near the station",
+              "at the airport", "in the old town", "on the lake", "in Berlin"]
+    rows = [(f"{text} {place}", label) for place in places
+            for texts, label in ((good, "positive"), (bad, "negative")) for text in texts]
+    tmp_db.execute("CREATE TABLE reviews(body VARCHAR, mood VARCHAR)")
+    tmp_db.executemany("INSERT INTO reviews VALUES (?, ?)", rows)
+    tmp_db.execute("CREATE MODEL mood PREDICT mood FROM reviews USING logistic WITH (epochs = 30)")
+    feature = tmp_db.execute("DESCRIBE MODEL mood").fetchone()
+    assert feature[:4] == ("body", "VARCHAR", "embed", 384)
+    guesses = tmp_db.execute("SELECT PREDICT(mood, 'lovely friendly staff and a great view in Madrid'), "
+                             "PREDICT(mood, 'a dirty room and rude people in Madrid')").fetchone()
+    assert guesses == ("positive", "negative")
+
+
+def test_grammar_nodes():
+    from mldb.frontend import parse, split_statements
+    from mldb.frontend import models as grammar
+
+    def tree(sql):
+        return parse(split_statements(sql)[0])
+
+    create = tree("CREATE OR REPLACE MODEL IF NOT EXISTS c PREDICT y FROM (SELECT a, y FROM t) "
+                  "USING mlp WITH (hidden = [8, 4], lr = 0.1, device = 'cpu')")
+    assert isinstance(create, grammar.CreateModel) and create.this == "c"
+    assert create.args["replace"] and create.args["exists"] and create.args["algorithm"].name == "mlp"
+    from mldb.models.steps import options_of
+
+    assert options_of(create) == {"hidden": [8, 4], "lr": 0.1, "device": "cpu"}
+    train = tree("TRAIN c FROM SNAPSHOT VERSION 2")
+    assert isinstance(train, grammar.TrainModel) and train.args["snapshot_version"].name == "2"
+    assert isinstance(tree("SHOW VERSIONS OF MODEL c"), grammar.ShowVersions)
+    assert isinstance(tree("DEPLOY MODEL c VERSION 3"), grammar.DeployModel)
+    assert isinstance(tree("DROP MODEL IF EXISTS c"), grammar.DropModel)
+    assert not isinstance(tree("DESCRIBE model"), grammar.DescribeModel)  # a table called model
+    select = tree("SELECT (SELECT PREDICT_PROBA(c)['x'] FROM t) FROM PREDICT(c, (SELECT * FROM t))")
+    assert {type(n).__name__ for n in select.find_all(grammar.Predict, grammar.PredictProba)} == \
+        {"Predict", "PredictProba"}
+
+
+def test_explain_shows_the_rewrite_and_whole_batches(tmp_db):
+    tmp_db.execute("CREATE TABLE pts AS SELECT i / 100.0 AS x, i % 2 = 0 AS even FROM range(10000) t(i)")
+    tmp_db.execute("CREATE MODEL ev PREDICT even FROM pts WITH (epochs = 1)")
+    plan = "\n".join(str(row) for row in tmp_db.execute("EXPLAIN SELECT PREDICT(ev) FROM pts").fetchall())
+    assert "mldb_predict_boolean" in plan
+    rewritten = tmp_db.execute("SELECT PREDICT(ev) FROM pts").fetchall()
+    assert tmp_db.execute("SELECT mldb_predict_boolean('ev', x) FROM pts").fetchall() == rewritten
+    calls, rows = tmp_db.execute("SELECT calls, rows FROM mldb.prediction_log WHERE model = 'ev' "
+                                 "ORDER BY logged_at LIMIT 1").fetchone()
+    assert rows / calls >= 1000  # whole DuckDB vectors (2048 rows) per call, never one call per row

@@ -69,7 +69,7 @@ def _scaling(values: np.ndarray) -> tuple[list, list]:
 
 
 # -- fitting ---------------------------------------------------------------------------
-def fit_feature(model: str, name: str, sql_type: str, array) -> dict:
+def fit_feature(model: str, name: str, sql_type: str, array, embed_model: str | None = None) -> dict:
     """Fit one column's encoder on the training rows."""
     array = _plain(array)
     kind = kind_of(array.type)
@@ -80,6 +80,8 @@ def fit_feature(model: str, name: str, sql_type: str, array) -> dict:
     if array.null_count == len(array):
         raise errors.DataError(f"model '{model}': feature column '{name}' is NULL in every training row")
     feature = {"name": name, "type": sql_type, "kind": kind}
+    if kind == "text":
+        return feature | _fit_text(array, embed_model)
     return feature | _FITTERS[kind](array)
 
 
@@ -88,13 +90,13 @@ def _fit_numeric(array: pa.Array) -> dict:
     return {"encoding": "standard", "width": 1, "mean": mean, "std": std}
 
 
-def _fit_text(array: pa.Array) -> dict:
+def _fit_text(array: pa.Array, embed_model: str | None = None) -> dict:
     counts = pc.value_counts(array.drop_null())
     values, frequencies = counts.field("values"), counts.field("counts").to_numpy()
     order = np.argsort(-frequencies, kind="stable")[:MAX_CATEGORIES]
     categories = values.take(pa.array(order)).to_pylist()
     if len(values) > MAX_CATEGORIES and _mean_length(array) > LONG_TEXT:
-        embedded = _fit_embedding(array)
+        embedded = _fit_embedding(array, embed_model)
         if embedded is not None:
             return embedded
         return {"encoding": "onehot", "width": len(categories) + 1, "categories": categories,
@@ -115,13 +117,13 @@ def _embedder():
     return embed_texts
 
 
-def _fit_embedding(array: pa.Array) -> dict | None:
+def _fit_embedding(array: pa.Array, embed_model: str | None) -> dict | None:
     embed = _embedder()
     if embed is None:
         return None
-    vectors = np.asarray(embed(array.fill_null("").to_pylist()), dtype=np.float64)
+    vectors = np.asarray(embed(array.fill_null("").to_pylist(), embed_model), dtype=np.float64)
     mean, std = _scaling(vectors)
-    return {"encoding": "embed", "width": vectors.shape[1], "mean": mean, "std": std}
+    return {"encoding": "embed", "width": vectors.shape[1], "embed_model": embed_model, "mean": mean, "std": std}
 
 
 def _fit_vector(array: pa.Array) -> dict:
@@ -138,7 +140,7 @@ def _fit_date(array: pa.Array) -> dict:
     return {"encoding": "date", "width": len(parts), "parts": parts, "mean": mean, "std": std}
 
 
-_FITTERS = {"numeric": _fit_numeric, "text": _fit_text, "vector": _fit_vector, "date": _fit_date}
+_FITTERS = {"numeric": _fit_numeric, "vector": _fit_vector, "date": _fit_date}
 
 
 # -- transforming ----------------------------------------------------------------------
@@ -206,7 +208,8 @@ def _encode_embed(feature: dict, array: pa.Array) -> np.ndarray:
     embed = _embedder()
     if embed is None:
         raise errors.OperationalError(f"feature '{feature['name']}' was encoded with EMBED, which is not available")
-    return _standardize(feature, np.asarray(embed(array.fill_null("").to_pylist()), dtype=np.float64))
+    texts = array.fill_null("").to_pylist()
+    return _standardize(feature, np.asarray(embed(texts, feature.get("embed_model")), dtype=np.float64))
 
 
 def _vectors(array: pa.Array, dim: int) -> np.ndarray:

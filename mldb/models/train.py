@@ -59,8 +59,8 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
     if not names:
         raise errors.DataError(f"model '{model}': the training query has no feature columns besides '{target}'")
     training = table.take(pa.array(train_idx))
-    fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), training[n])
-              for n in names]
+    fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), training[n],
+                                   options.get("embed_model")) for n in names]
     target_encoder = features.fit_target(task, training[target])
     x = features.transform(model, fitted, [table[n] for n in names])
     y = features.encode_target(task, target_encoder, table[target])
