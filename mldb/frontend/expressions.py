@@ -17,5 +17,7 @@ class MldbStatement(exp.Expression):
     arg_types = {"this": False}
 
 
-class MldbFunction(exp.Func):
-    """An mldb function call (PREDICT, EMBED, ...) that a rewrite rule must replace."""
+class MldbFunction(exp.Expression, exp.Func):
+    """An mldb function call (PREDICT, EMBED, ...) that a rewrite rule must replace.
+
+    (``exp.Expression`` first: in sqlglot 30 ``exp.Func`` alone is an abstract base.)"""

@@ -14,12 +14,12 @@ from sqlglot import exp
 from mldb.frontend.expressions import MldbFunction
 
 
-class Drift(exp.Expression, MldbFunction):
+class Drift(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
 
 
-class Lineage(exp.Expression, MldbFunction):
+class Lineage(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
 

@@ -61,7 +61,7 @@ class DropModel(MldbStatement):
 
 
 # -- function nodes --------------------------------------------------------------------
-class Predict(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+class Predict(MldbFunction):
     """``PREDICT(model [, feature, ...])`` or, in FROM, ``PREDICT(model, (query))``."""
 
     arg_types = {"expressions": True}
@@ -69,13 +69,13 @@ class Predict(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the
     _sql_names = ["PREDICT"]
 
 
-class PredictProba(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+class PredictProba(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
     _sql_names = ["PREDICT_PROBA"]
 
 
-class Evaluate(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+class Evaluate(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
     _sql_names = ["EVALUATE"]

@@ -40,14 +40,14 @@ class LoadUdfs(MldbStatement):
     step = _STEPS + "load_udfs"
 
 
-class Embed(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+class Embed(MldbFunction):
     """``EMBED(text [, model])``."""
 
     arg_types = {"this": True, "expression": False}
     _sql_names = ["EMBED"]
 
 
-class VectorSearch(exp.Expression, MldbFunction):  # Expression: sqlglot 30 needs the concrete base
+class VectorSearch(MldbFunction):
     """``VECTOR_SEARCH(table, column, query_vector, k)`` (a table source)."""
 
     arg_types = {"expressions": True}
