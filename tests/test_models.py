@@ -300,3 +300,16 @@ def test_explain_shows_the_rewrite_and_whole_batches(tmp_db):
     calls, rows = tmp_db.execute("SELECT calls, rows FROM mldb.prediction_log WHERE model = 'ev' "
                                  "ORDER BY logged_at LIMIT 1").fetchone()
     assert rows / calls >= 1000  # whole DuckDB vectors (2048 rows) per call, never one call per row
+
+
+def test_parameters_inside_model_calls(tmp_db):
+    tmp_db.execute("CREATE TABLE people AS SELECT (i % 80 + 10)::INTEGER AS age, ['a', 'b'][i % 2 + 1] AS grp, "
+                   "(i % 80 + 10) > 50 AS old FROM range(400) t(i)")
+    tmp_db.execute("CREATE MODEL m PREDICT old FROM people USING logistic WITH (epochs = 100, lr = 0.05)")
+    assert tmp_db.execute("SELECT PREDICT(m, ?, ?), PREDICT(m, ?, ?)", [85, "a", 12, "b"]).fetchone() == (True, False)
+    by_name = tmp_db.execute("SELECT count(*) FROM people WHERE age > ? AND PREDICT(m)", [60]).fetchone()
+    table = tmp_db.execute("SELECT count(*) FROM PREDICT(m, (SELECT * FROM people WHERE age > ?)) "
+                           "WHERE prediction", [60]).fetchone()
+    assert by_name == table == tmp_db.execute("SELECT count(*) FROM people WHERE age > 60").fetchone()
+    assert tmp_db.execute("SELECT \"rows\" FROM EVALUATE(m, (SELECT * FROM people WHERE age > ?))",
+                          [30]).fetchone() == (295,)

@@ -39,7 +39,7 @@ def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
         if not isinstance(function, (Predict, Evaluate)):
             continue
         ref, model, query = _table_arguments(function, context)
-        columns = _describe(context, query)
+        columns = _describe(context, query, quiet=context.params is not None)  # (?) cannot be described
         build = _predict_table if isinstance(function, Predict) else _evaluate_table
         select = build(ref, model, query, columns)
         alias = table.alias or ("predict" if isinstance(function, Predict) else "evaluate")

@@ -58,10 +58,10 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
     names = [name for name in table.column_names if name != target]
     if not names:
         raise errors.DataError(f"model '{model}': the training query has no feature columns besides '{target}'")
-    training = table.take(pa.array(train_idx))
-    fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), training[n],
+    rows = pa.array(train_idx)  # encoders see the training rows only, one column copied at a time
+    fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), table[n].take(rows),
                                    options.get("embed_model")) for n in names]
-    target_encoder = features.fit_target(task, training[target])
+    target_encoder = features.fit_target(task, table[target].take(rows))
     x = features.transform(model, fitted, [table[n] for n in names])
     y = features.encode_target(task, target_encoder, table[target])
     outputs = 1 if task == "regression" else len(target_encoder["classes"])
