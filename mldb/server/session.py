@@ -87,7 +87,6 @@ class Connection:
 
     # -- output --------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        log.debug("-> %r", data[:200])
         self.out.append(data)
         self.out_size += len(data)
         if self.out_size >= _FLUSH_AT:
@@ -186,7 +185,6 @@ class Connection:
                 self.outcome = "server shut down"
                 return
             kind, body = protocol.read_message(self.rfile)
-            log.debug("<- %r %r", kind, body[:200])
             if kind == b"X":
                 return
             handler = handlers.get(kind)
@@ -220,7 +218,6 @@ class Connection:
     # -- simple query --------------------------------------------------------------------------
     def _query(self, body: bytes) -> None:
         sql = protocol.Payload(body).cstring()
-        self.queries += 1
         self._close_portal("")
         statements = _statements(sql)
         for text in statements:
@@ -276,7 +273,6 @@ class Connection:
         payload = protocol.Payload(body)
         portal = self._portal(payload.cstring())
         max_rows = payload.int32()
-        self.queries += 0 if portal.result is not None else 1
         self._run(portal)
         self._send_rows(portal, max(max_rows, 0), describe_first=False)
 
@@ -328,6 +324,7 @@ class Connection:
             raise ClientError("current transaction is aborted, commands ignored until end of transaction block",
                               "25P02")
         self._settle_portals()
+        self.queries += 1
         answer = pg_catalog.intercept(self, prepared.sql)
         if answer is not None:
             portal.finish(answer)

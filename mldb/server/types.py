@@ -269,9 +269,19 @@ def _parse_datetime(text: str):
 
 def _parse_date(text: str):
     try:
-        return dt.date.fromisoformat(text.strip())
+        return dt.date.fromisoformat(_parse_unknown(text.strip()))
     except ValueError:
         return text
+
+
+_JDBC_DATE = re.compile(r"(\d{4,}-\d\d-\d\d) [+-]\d\d(?::\d\d)?")
+
+
+def _parse_unknown(text: str) -> str:
+    """Untyped text goes to DuckDB as VARCHAR, which casts it where it is used; JDBC's setDate
+    sends ``2024-01-31 +00``, which DuckDB's date cast rejects, so its offset is dropped."""
+    jdbc_date = _JDBC_DATE.fullmatch(text)
+    return jdbc_date.group(1) if jdbc_date else text
 
 
 _TEXT_PARSERS: dict[int, Callable[[str], object]] = {
@@ -326,7 +336,7 @@ def param_decoder(oid: int, fmt: int) -> Callable[[bytes], object]:
         if element is not None:
             item = _TEXT_PARSERS.get(element, str)
             return lambda data: parse_array_text(data.decode(), item)
-        parse = _TEXT_PARSERS.get(oid, str)
+        parse = _TEXT_PARSERS.get(oid, _parse_unknown if oid in (0, UNKNOWN) else str)
         return lambda data: parse(data.decode())
     if element is not None:
         return lambda data: _parse_array_binary(data, param_decoder(element, 1))

@@ -1,0 +1,307 @@
+"""``mldb serve`` with real PostgreSQL clients: psql, psycopg 3, pg8000, asyncpg, JDBC."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pg8000.native
+import psycopg
+import pytest
+
+from conftest_server import server  # noqa: F401 - the fixture
+
+ALL_TYPES = ("i INTEGER, b BIGINT, sm SMALLINT, f DOUBLE, r REAL, n DECIMAL(12,3), s VARCHAR, d DATE, ts TIMESTAMP, "
+             "tz TIMESTAMPTZ, bl BLOB, arr INTEGER[], sa VARCHAR[], bo BOOLEAN, u UUID, iv INTERVAL, tm TIME, "
+             "j JSON")
+ROW = (1, 2**40, -7, 1.25, 0.5, Decimal("-12345.678"), 'hé "quoted", {braces}', dt.date(2024, 2, 29),
+       dt.datetime(2024, 1, 2, 3, 4, 5, 123456), dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+       b"\x00\x01\xff", [1, None, 3], ["a b", "", "NULL", None], True, uuid.UUID(int=12345),
+       dt.timedelta(days=2, seconds=3661, microseconds=5), dt.time(13, 14, 15, 16), '{"k": [1, 2]}')
+PSQL = shutil.which("psql")
+
+
+def psql(server, *commands: str) -> subprocess.CompletedProcess:
+    args = [PSQL, "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "shop", "-X", "-A", "-F", "|"]
+    for command in commands:
+        args += ["-c", command]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, env={**os.environ, "PGCONNECT_TIMEOUT": "30"})
+
+
+@pytest.fixture(scope="module")
+def typed_table(server):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.execute(f"CREATE OR REPLACE TABLE typed ({ALL_TYPES})")
+        placeholders = ", ".join(["%s"] * len(ROW))
+        con.execute(f"INSERT INTO typed VALUES ({placeholders})", ROW)
+        con.execute(f"INSERT INTO typed VALUES ({placeholders})", [None] * len(ROW))
+    return "typed"
+
+
+# -- psql ------------------------------------------------------------------------------------------
+
+
+def test_psql_commands_and_catalog(server):  # noqa: F811
+    done = psql(server, "CREATE OR REPLACE TABLE items(id INTEGER PRIMARY KEY, name VARCHAR NOT NULL, price DOUBLE)",
+                "INSERT INTO items VALUES (1, 'pen', 1.5), (2, 'ink', NULL)", "SELECT * FROM items ORDER BY id",
+                "SELECT 1 AS a; SELECT 2 AS b", r"\dt", r"\d items")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "CREATE TABLE" in out and "INSERT 0 2" in out
+    assert "id|name|price\n1|pen|1.5\n2|ink|\n(2 rows)" in out
+    assert "a\n1\n(1 row)\nb\n2\n(1 row)" in out  # two statements in one Query: two results
+    assert "main|items|table|" in out  # \dt
+    assert "id|int4||not null|" in out and "name|varchar||not null|" in out  # \d items
+
+
+def test_psql_error_has_sqlstate_and_keeps_session(server):  # noqa: F811
+    done = psql(server, r"\set VERBOSITY verbose", "SELECT * FROM no_such_table")
+    assert done.returncode == 1
+    assert "ERROR:  42P01" in done.stderr
+
+
+# -- psycopg 3 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_psycopg_every_common_type_round_trips(server, typed_table, binary):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        cursor = con.cursor(binary=binary)
+        rows = cursor.execute("SELECT * FROM typed ORDER BY i NULLS LAST").fetchall()
+        expected = list(ROW)
+        expected[-1] = {"k": [1, 2]}  # psycopg loads json
+        assert [list(rows[0])[:4] + list(rows[0])[5:]] == [expected[:4] + expected[5:]]
+        assert rows[0][4] == pytest.approx(0.5)
+        assert rows[1] == (None,) * len(ROW)
+        types = [column.type_code for column in cursor.description]
+        assert types[:8] == [23, 20, 21, 701, 700, 1700, 25, 1082]
+
+
+def test_psycopg_parameters_bound_server_side(server, typed_table):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        got = con.execute("SELECT i FROM typed WHERE d = %s AND n = %s AND bl = %s AND sa = %s AND u = %s",
+                          [ROW[7], ROW[5], ROW[10], ROW[12], ROW[14]]).fetchall()
+        assert got == [(1,)]
+        got = con.execute("SELECT %s::INTEGER + 1, %s::VARCHAR, %s::DATE, %s", [41, None, dt.date(2020, 1, 1), True])
+        assert got.fetchone() == (42, None, dt.date(2020, 1, 1), True)
+        binary = con.cursor(binary=True).execute("SELECT %b::BIGINT * 2, %b", [21, b"\x00z"]).fetchone()
+        assert binary == (42, b"\x00z")
+
+
+def test_psycopg_rowcount_and_transactions(server):  # noqa: F811
+    with psycopg.connect(server.dsn()) as con:  # psycopg's default: statements inside BEGIN ... COMMIT
+        con.execute("CREATE OR REPLACE TABLE counted(x INTEGER)")
+        con.commit()
+        assert con.execute("INSERT INTO counted SELECT * FROM range(5)").rowcount == 5
+        assert con.execute("UPDATE counted SET x = x + 1 WHERE x < 3").rowcount == 3
+        con.rollback()
+        assert con.execute("SELECT count(*) FROM counted").fetchone() == (0,)
+        con.execute("INSERT INTO counted VALUES (1), (2)")
+        con.commit()
+        assert con.execute("DELETE FROM counted WHERE x = 1").rowcount == 1
+        con.commit()
+        assert con.execute("SELECT x FROM counted").fetchall() == [(2,)]
+
+
+def test_failed_transaction_accepts_only_rollback(server):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.execute("CREATE OR REPLACE TABLE ledger(x INTEGER)")
+        con.execute("BEGIN")
+        con.execute("INSERT INTO ledger VALUES (1)")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            con.execute("SELECT * FROM missing_table")
+        assert con.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction) as failed:
+            con.execute("SELECT 1")
+        assert failed.value.sqlstate == "25P02"
+        con.execute("ROLLBACK")
+        assert con.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert con.execute("SELECT count(*) FROM ledger").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("sql, error, sqlstate", [
+    ("SELEC 1", psycopg.errors.SyntaxError, "42601"),
+    ("SELECT * FROM nowhere", psycopg.errors.UndefinedTable, "42P01"),
+    ("SELECT no_column FROM range(1)", psycopg.errors.UndefinedColumn, "42703"),
+    ("SELECT 1 // 0", psycopg.errors.DivisionByZero, "22012"),
+    ("SELECT 'x'::INTEGER", psycopg.errors.InvalidTextRepresentation, "22P02"),
+])
+def test_errors_carry_sqlstate(server, sql, error, sqlstate):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        with pytest.raises(error) as raised:
+            con.execute(sql)
+        assert raised.value.sqlstate == sqlstate
+        assert con.execute("SELECT 'still here'").fetchone() == ("still here",)
+
+
+def test_empty_query_and_multiple_statements(server):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        results = con.pgconn.exec_(b"SELECT 1; SELECT 'two', 2; ")
+        assert results.ntuples == 1 and results.get_value(0, 0) == b"two"
+        empty = con.pgconn.exec_(b"  ")
+        assert empty.status == psycopg.pq.ExecStatus.EMPTY_QUERY
+
+
+def test_concurrent_clients(server):  # noqa: F811
+    failures: list[BaseException] = []
+
+    def client(number: int) -> None:
+        try:
+            with psycopg.connect(server.dsn(), autocommit=True) as con:
+                for query in range(20):
+                    got = con.execute("SELECT %s::INTEGER * 1000 + %s::INTEGER", [number, query]).fetchone()
+                    assert got == (number * 1000 + query,)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(server.wait_for_log(r"(?s)(queries=20 .*){8}")) > 0
+
+
+def test_slow_query_does_not_block_others_and_cancel_stops_it(server):  # noqa: F811
+    slow = psycopg.connect(server.dsn(), autocommit=True)
+    outcome: list[BaseException] = []
+
+    def run_slow() -> None:
+        try:
+            slow.execute("SELECT count(*) FROM range(100000000000) a, range(1000) b WHERE a.range + b.range < 0")
+        except psycopg.Error as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run_slow)
+    thread.start()
+    with psycopg.connect(server.dsn(), autocommit=True) as other:
+        for query in range(20):
+            assert other.execute("SELECT %s::INTEGER", [query]).fetchone() == (query,)
+    assert thread.is_alive()  # the slow query was still running while the other client finished
+    slow.cancel()
+    thread.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], psycopg.errors.QueryCanceled)
+    assert slow.execute("SELECT 'usable after cancel'").fetchone() == ("usable after cancel",)
+    slow.close()
+
+
+# -- other drivers -----------------------------------------------------------------------------------
+
+
+def test_pg8000(server, typed_table):  # noqa: F811
+    con = pg8000.native.Connection("tester", host="127.0.0.1", port=server.port, database="shop")
+    try:
+        assert con.run("SELECT i, s, d, n FROM typed WHERE i = :i", i=1) == [[1, ROW[6], ROW[7], ROW[5]]]
+        assert con.run("SELECT :a::INTEGER + 1 AS x, :b AS y", a=1, b="q") == [[2, "q"]]
+        assert con.run("SELECT arr, bo, bl FROM typed WHERE i = 1") == [[ROW[11], True, ROW[10]]]
+    finally:
+        con.close()
+
+
+def test_asyncpg_binary_protocol(server, typed_table):  # noqa: F811
+    async def main():
+        con = await asyncpg.connect(host="127.0.0.1", port=server.port, user="tester", database="shop")
+        try:
+            row = await con.fetchrow("SELECT * FROM typed WHERE i = $1", 1)
+            await con.execute("CREATE OR REPLACE TABLE apg(id INTEGER, tags VARCHAR[], seen TIMESTAMP, amount DECIMAL(10,2))")
+            await con.executemany("INSERT INTO apg VALUES ($1, $2, $3, $4)",
+                                  [(i, [f"t{i}"], dt.datetime(2024, 1, i + 1), Decimal(f"{i}.25")) for i in range(3)])
+            async with con.transaction():
+                rows = [r async for r in con.cursor("SELECT id FROM apg ORDER BY id", prefetch=2)]
+            params = await con.fetch("SELECT id FROM apg WHERE amount > $1 AND seen < $2 ORDER BY id",
+                                     Decimal("0.5"), dt.datetime(2024, 1, 3))
+            return row, rows, params
+        finally:
+            await con.close()
+
+    row, rows, params = asyncio.run(main())
+    expected = dict(zip([c.split()[0] for c in ALL_TYPES.split(", ")], ROW))
+    expected["j"] = ROW[-1]
+    assert {key: row[key] for key in expected if key != "r"} == {k: v for k, v in expected.items() if k != "r"}
+    assert [r["id"] for r in rows] == [0, 1, 2]  # fetched two at a time: PortalSuspended in between
+    assert [r["id"] for r in params] == [1]
+
+
+JAVA = """
+import java.sql.*;
+public class Probe {
+    public static void main(String[] args) throws Exception {
+        try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:" + args[0] + "/shop", "tester", "")) {
+            try (Statement s = c.createStatement()) {
+                s.execute("CREATE OR REPLACE TABLE jt(id INTEGER, name VARCHAR, price DECIMAL(10,2), d DATE)");
+            }
+            try (PreparedStatement p = c.prepareStatement("INSERT INTO jt VALUES (?, ?, ?, ?)")) {
+                for (int i = 1; i <= 3; i++) {
+                    p.setInt(1, i); p.setString(2, "n" + i); p.setBigDecimal(3, new java.math.BigDecimal(i + ".50"));
+                    p.setDate(4, java.sql.Date.valueOf("2024-01-0" + i)); p.executeUpdate();
+                }
+            }
+            String last = "";
+            for (int round = 0; round < 7; round++) {  // past prepareThreshold (5): named server-side statements
+                try (PreparedStatement p = c.prepareStatement("SELECT id, name, price, d FROM jt WHERE id >= ? ORDER BY id")) {
+                    p.setInt(1, 2);
+                    try (ResultSet r = p.executeQuery()) {
+                        StringBuilder out = new StringBuilder();
+                        while (r.next()) out.append(r.getInt(1)).append(',').append(r.getString(2)).append(',')
+                            .append(r.getBigDecimal(3)).append(',').append(r.getDate(4)).append(';');
+                        last = out.toString();
+                    }
+                }
+            }
+            System.out.println("rows=" + last);
+            c.setAutoCommit(false);
+            try (Statement s = c.createStatement()) { s.executeUpdate("DELETE FROM jt WHERE id = 1"); }
+            c.rollback();
+            try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("SELECT count(*) FROM jt")) {
+                r.next(); System.out.println("count=" + r.getLong(1));
+            }
+            try (Statement s = c.createStatement()) { s.executeQuery("SELECT * FROM nope"); }
+            catch (SQLException e) { System.out.println("error=" + e.getSQLState()); }
+        }
+    }
+}
+"""
+JDBC_JAR = Path("/usr/share/java/postgresql.jar")
+
+
+def test_jdbc(server, tmp_path):  # noqa: F811
+    assert JDBC_JAR.exists() and shutil.which("javac"), "run .ci/setup_server.sh (libpostgresql-jdbc-java, a JDK)"
+    (tmp_path / "Probe.java").write_text(JAVA)
+    subprocess.run(["javac", "-cp", str(JDBC_JAR), "Probe.java"], cwd=tmp_path, check=True, timeout=120)
+    done = subprocess.run(["java", "-cp", f"{JDBC_JAR}:.", "Probe", str(server.port)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["rows=2,n2,2.50,2024-01-02;3,n3,3.50,2024-01-03;", "count=3", "error=42P01"]
+
+
+# -- mldb statements over the wire ---------------------------------------------------------------------
+
+
+def test_models_embeddings_and_vector_search_over_the_wire(server):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.execute("CREATE OR REPLACE TABLE people AS SELECT i AS id, (i % 50)::DOUBLE AS age, "
+                    "(i % 50) > 25 AS old FROM range(300) t(i)")
+        con.execute("CREATE MODEL oldness PREDICT old FROM (SELECT age, old FROM people) USING logistic WITH (epochs = 40, seed = 1)")
+        assert con.execute("SELECT name, task FROM mldb.models").fetchall() == [("oldness", "binary")]
+        by_name = con.execute("SELECT id, PREDICT(oldness) FROM people WHERE id IN (2, 48) ORDER BY id").fetchall()
+        assert [row[0] for row in by_name] == [2, 48] and all(isinstance(row[1], bool) for row in by_name)
+        by_position = [con.execute("SELECT PREDICT(oldness, %s::DOUBLE)", [age]).fetchone()[0] for age in (2.0, 48.0)]
+        assert by_position == [row[1] for row in by_name]
+        con.execute("CREATE OR REPLACE TABLE docs(id INTEGER, body VARCHAR)")
+        con.execute("INSERT INTO docs VALUES (1, 'cheap flights and plane tickets'), (2, 'baking sourdough bread'), "
+                    "(3, 'a recipe for pasta sauce')")
+        con.execute("CREATE OR REPLACE TABLE doc_vecs AS SELECT id, EMBED(body) AS v FROM docs")
+        vector = con.execute("SELECT v FROM doc_vecs WHERE id = 1").fetchone()[0]
+        assert len(vector) == 384 and isinstance(vector[0], float)
+        con.execute("CREATE INDEX doc_vecs_v ON doc_vecs USING FAISS (v)")
+        hits = con.execute("SELECT id FROM VECTOR_SEARCH(doc_vecs, v, EMBED(%s), 1)", ["airline tickets"]).fetchall()
+        assert hits == [(1,)]
