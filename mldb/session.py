@@ -84,8 +84,8 @@ class Session:
         if not context.notes:
             return self._run_plain(statement, params)
         if prefix:
-            return _explained(self._run_duckdb(prefix + tree.sql(dialect=MLDB), params, "EXPLAIN"), context.notes)
-        result = self._run_plain(statement, params, tree.sql(dialect=MLDB))  # hooks see rewritten writes too
+            return _explained(self._run_duckdb(prefix + tree.sql(dialect=MLDB), context.params, "EXPLAIN"), context.notes)
+        result = self._run_plain(statement, context.params, tree.sql(dialect=MLDB))  # rules may consume parameters
         for callback in context.after:
             callback()
         return result

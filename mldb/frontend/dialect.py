@@ -37,6 +37,10 @@ STATEMENT_RULES = _merged_statements()
 
 
 class MLDB(DuckDB):
+    class Tokenizer(DuckDB.Tokenizer):
+        # DuckDB has no ``?::`` operator: ``?::FLOAT[3]`` is a parameter cast (sqlglot reads it as QDCOLON)
+        KEYWORDS = {word: kind for word, kind in DuckDB.Tokenizer.KEYWORDS.items() if word != "?::"}
+
     class Parser(DuckDB.Parser):
         FUNCTIONS = {**DuckDB.Parser.FUNCTIONS, **_merged("FUNCTIONS")}
         FUNCTION_PARSERS = {**DuckDB.Parser.FUNCTION_PARSERS, **_merged("FUNCTION_PARSERS")}

@@ -21,7 +21,6 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 
 METRICS = {"cosine": "array_cosine_distance", "l2": "array_distance", "ip": "array_negative_inner_product"}
 KINDS = ("flat", "hnsw", "ivf")
@@ -191,7 +190,7 @@ def deserialize(name: str, data: bytes, metric: str, kind: str, options: dict) -
                       dict(options))
 
 
-# -- the per-process cache and the UDF body ------------------------------------------------------
+# -- the per-process cache ------------------------------------------------------
 
 _CACHE: dict[str, tuple[int, IndexState]] = {}
 _CACHE_LOCK = threading.Lock()
@@ -211,44 +210,3 @@ def remember(build_id: str, version: int, state: IndexState) -> None:
 def forget(build_id: str) -> None:
     with _CACHE_LOCK:
         _CACHE.pop(build_id, None)
-
-
-def search_arrow(build_id, version, query, k, allowed) -> pa.ListArray:
-    """``mldb_faiss_search``: one list of (faiss_key, faiss_distance) per input row."""
-    state = cached(_scalar(build_id), int(_scalar(version)))
-    if state is None:
-        raise RuntimeError("the FAISS index changed while the query ran; run the query again")
-    queries = _vectors(query, state)
-    allowed_keys = _allowed(allowed)
-    keys, distances = search(state, queries, int(_scalar(k)), allowed_keys)
-    offsets = pa.array(np.arange(0, keys.size + 1, max(keys.shape[1], 1))[: len(queries) + 1], pa.int32())
-    if keys.shape[1] == 0:
-        offsets = pa.array(np.zeros(len(queries) + 1, dtype=np.int32))
-    values = pa.StructArray.from_arrays([pa.array(keys.reshape(-1)), pa.array(distances.reshape(-1))],
-                                        names=["faiss_key", "faiss_distance"])
-    return pa.ListArray.from_arrays(offsets, values)
-
-
-def _scalar(array):
-    return array[0].as_py()
-
-
-def _vectors(query, state: IndexState) -> np.ndarray:
-    if isinstance(query, pa.ChunkedArray):
-        query = query.combine_chunks()
-    if query.null_count:
-        raise ValueError(f"the query vector for index {state.name} is NULL")
-    rows = query.to_pylist()
-    lengths = {len(row) for row in rows}
-    if lengths != {state.dim}:
-        found = ", ".join(str(n) for n in sorted(lengths))
-        raise ValueError(f"the query vector has {found} values; index {state.name} holds {state.dim}-dimensional vectors")
-    return np.asarray(rows, dtype=np.float32)
-
-
-def _allowed(allowed) -> np.ndarray | None:
-    if isinstance(allowed, pa.ChunkedArray):
-        allowed = allowed.combine_chunks()
-    if pa.types.is_null(allowed.type) or allowed.null_count == len(allowed):
-        return None
-    return np.asarray(allowed[0].values.to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -15,7 +15,7 @@ from mldb.frontend.vectors import Embed, VectorSearch
 from mldb.index import embed as embedding
 from mldb.index import faiss as fx
 from mldb.index import store
-from mldb.index.udfs import SEARCH_FUNCTION, ensure_embed_function
+from mldb.index.udfs import ensure_embed_function
 
 _DISTANCES = {function: metric for metric, function in fx.METRICS.items()}
 _DISTANCES.update({function.replace("array_", "list_"): metric for function, metric in _DISTANCES.items()})
@@ -75,6 +75,10 @@ def rewrite_vector_search(tree: exp.Expression, context) -> exp.Expression:
         SELECT id FROM docs WHERE lang = 'en' ORDER BY array_cosine_distance(v, <q>) LIMIT 3
         -> SELECT id FROM docs WHERE lang = 'en' AND id IN (17, 4, 80)    -- FAISS top-3 of rows with lang = 'en'
            ORDER BY array_cosine_distance(v, <q>) LIMIT 3
+
+    The search runs here, before the statement: one DuckDB query evaluates the query
+    vector (and the keys a WHERE lets through), FAISS finds the top k, and DuckDB then
+    reads only those rows (a constant IN list becomes a filter inside its table scan).
     """
     for table in list(tree.find_all(exp.Table)):
         if isinstance(table.this, VectorSearch):
@@ -135,26 +139,41 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
     match = _top_k_pattern(select)
     if match is None:
         return
-    table, column, query, metric, k = match
+    table, call, column, query, metric, k = match
     info = _index_on(context.session, table.db or None, table.name, column, metric)
     if info is None:
         return  # no index: DuckDB searches exactly
     state = store.current_state(context.session, info)
-    if _has_placeholder(query) or _has_placeholder(select.args.get("where")):
-        _filter_by_udf(select, table, info, query, k)
-    else:
-        _filter_by_keys(select, table, info, state, query, k, context)
+    vector, allowed = _evaluate(context, select, table, info, query)
+    keys, distances = _search(state, vector, k, allowed)
+    _use_results(select, call, _key(table, info), keys[0], distances[0])
+    _drop_unused_parameters(select.root(), context)
     context.note(f"FAISS index {info.name} ({info.kind}, {info.metric}): top {k} of {info.table}.{info.column}")
 
 
+def _use_results(select: exp.Select, call: exp.Expression, key: exp.Column, keys, distances) -> None:
+    """WHERE key IN (found), ORDER BY the FAISS rank, and the distance from FAISS wherever
+    the query selects it (so DuckDB reads only the rows found, and not their vectors)."""
+    if len(keys) == 0:
+        select.where(exp.false(), copy=False)
+        return
+    found = [exp.Literal.number(int(value)) for value in keys]
+    rank = exp.Anonymous(this="list_position", expressions=[exp.Array(expressions=found), key.copy()])
+    distance = exp.Anonymous(this="list_extract", expressions=[
+        exp.cast(exp.Array(expressions=[exp.Literal.number(repr(float(d))) for d in distances]), "FLOAT[]"), rank])
+    select.where(exp.In(this=key, expressions=[value.copy() for value in found]), copy=False)
+    select.args["order"].expressions[0].set("this", rank.copy())
+    for projection in select.expressions:
+        if isinstance(projection, exp.Alias) and projection.this == call:
+            projection.set("this", distance.copy())
+
+
 def _top_k_pattern(select: exp.Select):
-    """(table, column, query, metric, k) when ``select`` is a plain top-k by a vector distance."""
+    """(table, call, column, query, metric, k) when ``select`` is a plain top-k by a vector distance."""
     order, limit = select.args.get("order"), select.args.get("limit")
     if order is None or limit is None or len(order.expressions) != 1 or order.expressions[0].args.get("desc"):
         return None
-    call = order.expressions[0].this
-    if isinstance(call, exp.EuclideanDistance):  # sqlglot's node for list_distance
-        call = exp.Anonymous(this="list_distance", expressions=[call.this, call.expression])
+    call = _aliased(select, order.expressions[0].this)
     metric = _DISTANCES.get(call.name.lower()) if isinstance(call, exp.Anonymous) else None
     source = select.args.get("from_") or select.args.get("from")
     table = source.this if source else None
@@ -162,11 +181,22 @@ def _top_k_pattern(select: exp.Select):
         return None
     if any(select.args.get(key) for key in ("joins", "group", "having", "distinct", "qualify", "windows")):
         return None
-    k = _integer(limit.expression) + _integer((select.args.get("offset") or exp.Offset()).expression, 0)
+    limit, offset = _integer(limit.expression), _integer((select.args.get("offset") or exp.Offset()).expression, 0)
     found = _column_and_query(call.expressions, table)
-    if found is None or k is None:
+    if found is None or limit is None or offset is None:
         return None
-    return table, found[0], found[1], metric, k
+    return table, call, found[0], found[1], metric, limit + offset
+
+
+def _aliased(select: exp.Select, ordered: exp.Expression) -> exp.Expression:
+    """``ORDER BY d`` where the SELECT list has ``<distance> AS d``: the distance call."""
+    if isinstance(ordered, exp.Column) and not ordered.table:
+        for projection in select.expressions:
+            if isinstance(projection, exp.Alias) and projection.alias == ordered.name:
+                ordered = projection.this
+    if isinstance(ordered, exp.EuclideanDistance):  # sqlglot's node for list_distance
+        return exp.Anonymous(this="list_distance", expressions=[ordered.this, ordered.expression])
+    return ordered
 
 
 def _integer(node: exp.Expression | None, default=None):
@@ -192,10 +222,6 @@ def _constant(node: exp.Expression) -> bool:
     return all(id(column.find_ancestor(exp.Select)) in subqueries for column in node.find_all(exp.Column))
 
 
-def _has_placeholder(node: exp.Expression | None) -> bool:
-    return node is not None and node.find(exp.Placeholder) is not None
-
-
 def _index_on(session, schema, table, column, metric) -> store.IndexInfo | None:
     if not store.catalog_ready(session):
         return None
@@ -205,35 +231,68 @@ def _index_on(session, schema, table, column, metric) -> store.IndexInfo | None:
     return None
 
 
-def _filter_by_keys(select, table, info, state, query, k, context) -> None:
-    """Search now, in Python: ``AND key IN (<the FAISS top-k keys>)``."""
-    vector = _evaluate(context, query)
-    allowed = None
-    if select.args.get("where") is not None:
-        filtered = exp.select(f"list({_key(table, info).sql(dialect=MLDB)}::BIGINT)").from_(table.copy()).where(
-            select.args["where"].this.copy())
-        allowed = context.session.sql(filtered.sql(dialect=MLDB)).fetchone()[0] or []
-    keys, _ = _search(state, vector, k, allowed)
-    condition = exp.In(this=_key(table, info), expressions=[exp.Literal.number(int(key)) for key in keys[0]])
-    select.where(condition if len(keys[0]) else exp.false(), copy=False)
+def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Expression):
+    """(query vector, keys the WHERE lets through or None) in one DuckDB round trip.
 
-
-def _filter_by_udf(select, table, info, query, k) -> None:
-    """Search inside DuckDB (the query has parameters): ``AND key IN (SELECT unnest(mldb_faiss_search(...)))``."""
+    Parameters are numbered first (``?`` -> ``$n``) so the copies here and the statement
+    share them; every parameter is also selected, as DuckDB wants each one used.
+    """
+    root = select.root()
+    if any(not p.args.get("this") for p in root.find_all(exp.Placeholder)):
+        _number_placeholders(root)
+    if select.args.get("where") is None:
+        direct = _direct_vector(query, context)
+        if direct is not None:
+            return direct, None
     allowed = exp.null()
-    where = select.args.get("where")
-    if where is not None:
-        if any(not p.name for p in select.find_all(exp.Placeholder)):
-            _number_placeholders(select.root())
-        keys = exp.select(f"list({_key(table, info).sql(dialect=MLDB)}::BIGINT)").from_(table.copy()).where(
-            where.this.copy())
-        allowed = exp.func("coalesce", exp.Subquery(this=keys), exp.cast(exp.Array(expressions=[]), "BIGINT[]"))
-    call = exp.Anonymous(this=SEARCH_FUNCTION, expressions=[
-        exp.Literal.string(info.build_id), exp.Literal.number(info.version), query.copy(),
-        exp.Literal.number(k), allowed])
-    keys = exp.select(exp.Dot(this=exp.Anonymous(this="unnest", expressions=[call]),
-                              expression=exp.to_identifier("faiss_key")))
-    select.where(exp.In(this=_key(table, info), query=exp.Subquery(this=keys)), copy=False)
+    if select.args.get("where") is not None:
+        keys = exp.select(f"list({_key(table, info).sql(dialect=MLDB)}::BIGINT)").from_(table.copy())
+        allowed = exp.func("coalesce", exp.Subquery(this=keys.where(select.args["where"].this.copy())),
+                           exp.cast(exp.Array(expressions=[]), "BIGINT[]"))
+    probe = exp.select(exp.alias_(query.copy(), "q"), exp.alias_(allowed, "allowed"))
+    padding = _parameter_padding(context.params)
+    if padding:
+        probe = probe.from_(exp.Subquery(this=exp.select(*padding), alias=exp.TableAlias(this=exp.to_identifier("p"))))
+    probe = rewrite_embed(probe, context)
+    return context.session.sql(probe.sql(dialect=MLDB), context.params).fetchone()
+
+
+def _direct_vector(query: exp.Expression, context):
+    """The query vector without a DuckDB round trip when it is a parameter or ``EMBED('text')``."""
+    inner = query.this if isinstance(query, exp.Cast) else query
+    if isinstance(inner, exp.Placeholder) and context.params is not None:
+        name = inner.args.get("this")
+        if isinstance(context.params, dict):
+            return context.params.get(name)
+        return context.params[int(name) - 1] if str(name).isdigit() else None
+    if isinstance(query, Embed) and isinstance(query.this, exp.Literal) and query.this.is_string:
+        model, _ = _model(context.session, query.args.get("expression"))
+        context.note(f"EMBED: query vector with model {model}")
+        return embedding.embed_texts([query.this.name], model)[0]
+    return None
+
+
+def _parameter_padding(params) -> list[exp.Expression]:
+    if not params:
+        return []
+    names = list(params) if isinstance(params, dict) else [str(i) for i in range(1, len(params) + 1)]
+    return [exp.alias_(exp.Placeholder(this=name), f"p{i}") for i, name in enumerate(names)]
+
+
+def _drop_unused_parameters(root: exp.Expression, context) -> None:
+    """The query vector's parameter may be gone from the statement: pass DuckDB only those left."""
+    params = context.params
+    if not params:
+        return
+    used = {p.args.get("this") for p in root.find_all(exp.Placeholder)}
+    if isinstance(params, dict):
+        context.params = {name: value for name, value in params.items() if name in used} or None
+        return
+    kept = sorted(int(number) for number in used if number and str(number).isdigit())
+    renumber = {str(old): str(new) for new, old in enumerate(kept, start=1)}
+    for placeholder in root.find_all(exp.Placeholder):
+        placeholder.set("this", renumber[str(placeholder.args["this"])])
+    context.params = [params[old - 1] for old in kept] or None
 
 
 def _number_placeholders(root: exp.Expression) -> None:
@@ -246,15 +305,13 @@ def _key(table: exp.Table, info: store.IndexInfo) -> exp.Column:
     return exp.column(info.key, table=table.alias_or_name, quoted=True)
 
 
-def _evaluate(context, query: exp.Expression):
-    expression = rewrite_embed(exp.select(query.copy()), context)
-    return context.session.sql(expression.sql(dialect=MLDB)).fetchone()[0]
-
-
 def _search(state, vector, k, allowed):
     if vector is None:
         raise errors.DataError(f"the query vector for index {state.name} is NULL")
-    vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+    try:
+        vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+    except (TypeError, ValueError):
+        raise errors.DataError(f"the query vector for index {state.name} is not a list of numbers") from None
     if vector.shape[1] != state.dim:
         raise errors.DataError(f"the query vector has {vector.shape[1]} values; index {state.name} "
                                f"holds {state.dim}-dimensional vectors", sqlstate="22023")
