@@ -60,7 +60,7 @@ def start_server(directory: Path, *args: str, database: str = "shop.db") -> Serv
     served = Served(process, 0, log_path, path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = re.search(r"on 127\.0\.0\.1:(\d+)", served.log)
+        found = re.search(r" on [\d.]+:(\d+), ", served.log)
         if found:
             served.port = int(found.group(1))
             return served

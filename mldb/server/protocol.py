@@ -57,13 +57,15 @@ def read_message(stream) -> tuple[bytes, bytes]:
 
 def startup_parameters(body: bytes) -> dict[str, str]:
     """``name\\0value\\0 ... \\0`` -> dict."""
-    parts = body.split(b"\0")
-    if len(parts) < 2 or parts[-1] != b"" or len(parts) % 2 != 0:
-        raise ProtocolViolation("malformed startup packet: parameters must be name/value pairs ending with a zero byte")
+    payload, params = Payload(body), {}
     try:
-        return {parts[i].decode(): parts[i + 1].decode() for i in range(0, len(parts) - 2, 2)}
-    except UnicodeDecodeError:
-        raise ProtocolViolation("malformed startup packet: parameters are not UTF-8") from None
+        while (name := payload.cstring()) != "":
+            params[name] = payload.cstring()
+    except ProtocolViolation:
+        raise ProtocolViolation("malformed startup packet: parameters must be name/value pairs ending with a zero byte")
+    if payload.pos != len(body):
+        raise ProtocolViolation("malformed startup packet: bytes after the parameter list")
+    return params
 
 
 class Payload:
