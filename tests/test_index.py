@@ -196,3 +196,32 @@ def test_bad_input_changes_nothing(con, tmp_path, sql, error, message):
         con.execute(sql, params)
     assert con.execute("SELECT name, version, row_count FROM mldb.indexes").fetchall() == before
     assert con.execute("SELECT count(*) FROM pts").fetchone() == (50,)
+
+
+def _readme_sql(section: str) -> str:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    part = text[text.index(f"<!-- section: {section} -->"):text.index(f"<!-- /section: {section} -->")]
+    return re.search(r"```sql\n(.*?)```", part, flags=re.S).group(1)
+
+
+def test_the_readme_tour_runs(con):
+    results = [_rows(con, sql) for sql in _statements(_readme_sql("vectors"))]
+    assert results[5] == [(2,), (1,)]          # plane tickets: the airline, then the flights
+    assert sorted(results[6]) == [(3,), (4,)]  # the food filter still gives 2 rows
+    assert [row[0] for row in results[7]][:2] == [2, 1] and len(results[7]) == 3
+    assert any(key == "mldb_rewrite" and "FAISS index doc_vecs_v" in value for key, value in results[8])
+    assert results[11] == [("doc_vecs_v", "doc_vecs", "v", "cosine", "hnsw", 5, 3)]
+
+
+def _statements(sql: str) -> list[str]:
+    from mldb.frontend import split_statements
+
+    return [statement.text for statement in split_statements(sql)]
+
+
+def _rows(con, sql: str):
+    cursor = con.execute(sql)
+    return cursor.fetchall() if cursor.description else None

@@ -105,3 +105,21 @@ def test_the_decorator_keeps_the_function_callable_in_python():
 
     assert double(pa.array([1.0, 2.0])).to_pylist() == [2.0, 4.0]
     assert double.__mldb_udf__.params == ("DOUBLE",) and double.__mldb_udf__.returns == "DOUBLE"
+
+
+def test_the_readme_examples_run(con, monkeypatch):
+    import re
+
+    from mldb.frontend import split_statements
+
+    monkeypatch.chdir(UDFS.parent)
+    text = (UDFS.parent / "README.md").read_text()
+    part = text[text.index("<!-- section: udfs -->"):text.index("<!-- /section: udfs -->")]
+    sql = re.search(r"```sql\n(.*?)```", part, flags=re.S).group(1)
+    results = [_rows(con, statement.text) for statement in split_statements(sql)]
+    assert results[2:] == [[("sports",)], [("positive",)], [(pytest.approx(0.7, abs=0.15),)]]
+
+
+def _rows(con, sql: str):
+    cursor = con.execute(sql)
+    return cursor.fetchall() if cursor.description else None
