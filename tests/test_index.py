@@ -225,3 +225,29 @@ def _statements(sql: str) -> list[str]:
 def _rows(con, sql: str):
     cursor = con.execute(sql)
     return cursor.fetchall() if cursor.description else None
+
+
+@pytest.mark.parametrize("crash_in, statement", [
+    ("mldb.index.faiss.serialize", "CREATE INDEX pts_w ON pts USING FAISS (v) WITH (type = 'flat')"),
+    ("mldb.index.store.save", f"INSERT INTO pts VALUES (500, 0, [{', '.join(['0.25'] * DIM)}]::FLOAT[{DIM}])"),
+])
+def test_a_crash_mid_write_leaves_the_last_good_state(tmp_path, crash_in, statement):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "crash.db")
+    con = mldb.connect(path)
+    _load(con, "pts", _clustered(100))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    con.close()
+    module, _, function = crash_in.rpartition(".")
+    script = (f"import importlib, os, mldb\ncon = mldb.connect({path!r})\n"
+              f"setattr(importlib.import_module({module!r}), {function!r}, lambda *a, **k: os._exit(3))\n"
+              f"con.execute({statement!r})\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 3  # died inside the transaction
+    con = mldb.connect(path)
+    assert con.execute("SELECT count(*) FROM pts").fetchone() == (100,)
+    assert con.execute("SELECT name, version FROM mldb.indexes").fetchall() == [("pts_v", 1)]
+    query = _clustered(1, seed=8)[0]
+    assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5)
+    con.close()

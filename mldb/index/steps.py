@@ -23,6 +23,7 @@ def create_index(session, node, params) -> Result:
             raise errors.ProgrammingError(f"index {name} already exists", sqlstate="42P07")
         schema, table_name = store.resolve_table(session, table.db or None, table.name)
         info = _describe(session, name, schema, table_name, node.args["column"].name, options)
+        store.expect_index(session)
         state = store.build_state(session, info)
         info.dim = state.dim
         store.insert(session, info, state)

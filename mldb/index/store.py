@@ -18,6 +18,7 @@ import json
 import re
 import uuid
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from mldb import errors
 from mldb.index import faiss as fx
 
 PERSIST_BYTES = 32 * 1024 * 1024
+_UNINDEXED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> True
 _VECTOR_TYPE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\)|INTEGER|BIGINT|SMALLINT|TINYINT)\[(\d*)\]$")
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 _COLUMNS = ("name, schema_name, table_name, column_name, key_column, metric, kind, options, dimension, "
@@ -77,8 +79,22 @@ def for_table(session, schema: str | None, table: str) -> list[IndexInfo]:
 
 
 def indexed_tables(session) -> set[str]:
-    """Lower-case names of tables with a FAISS index (cheap: the write hook asks on every write)."""
-    return {row[0] for row in session.sql("SELECT DISTINCT lower(table_name) FROM mldb.indexes").fetchall()}
+    """Lower-case names of tables with a FAISS index (the write hook asks on every write).
+
+    A database where no index was found or created in this process answers without a
+    query: only this process can create one while it holds the file open for writing.
+    """
+    if _UNINDEXED.get(session.database):
+        return set()
+    tables = {row[0] for row in session.sql("SELECT DISTINCT lower(table_name) FROM mldb.indexes").fetchall()}
+    if not tables and not session.database.read_only:
+        _UNINDEXED[session.database] = True
+    return tables
+
+
+def expect_index(session) -> None:
+    """Called before an index is created: the write hook must look at the catalog again."""
+    _UNINDEXED.pop(session.database, None)
 
 
 def resolve_table(session, schema: str | None, table: str) -> tuple[str, str]:
