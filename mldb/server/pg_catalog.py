@@ -41,7 +41,8 @@ _SET = re.compile(r"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_][\w.]*)\s*(?:=|\
 _SET_NAMES = re.compile(r"^\s*SET\s+(?:SESSION\s+)?(?:NAMES|TIME\s+ZONE)\b", re.IGNORECASE)
 _SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*)\s*;?\s*$", re.IGNORECASE)
 _RESET = re.compile(r"^\s*(?:RESET\s+\w+|RESET\s+ALL|DISCARD\s+ALL)\s*;?\s*$", re.IGNORECASE)
-_FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD)\b", re.IGNORECASE)
+_FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD|COPY)\b", re.IGNORECASE)
+_COPY_STDIO = re.compile(r"\b(STDIN|STDOUT)\b|/dev/std(in|out|err)", re.IGNORECASE)
 
 
 def parameter_status(startup: dict[str, str], session) -> dict[str, str]:
@@ -69,6 +70,11 @@ def intercept(connection, sql: str) -> Result | None:
         return _set(connection, sql)
     if word == "SHOW":
         return _show(connection, sql)
+    if word == "COPY" and _COPY_STDIO.search(sql):  # DuckDB would use the server's own stdin/stdout
+        raise errors.NotSupportedError("COPY FROM STDIN / TO STDOUT is not supported by mldb serve: "
+                                       "use INSERT, or COPY to or from a file on the server", sqlstate="0A000")
+    if word == "COPY":
+        return None
     return Result.done(" ".join(sql.split()[:2]).upper().rstrip(";")) if _RESET.match(sql) else None
 
 
