@@ -122,9 +122,22 @@ def test_failed_transaction_accepts_only_rollback(server):  # noqa: F811
         with pytest.raises(psycopg.errors.InFailedSqlTransaction) as failed:
             con.execute("SELECT 1")
         assert failed.value.sqlstate == "25P02"
-        con.execute("ROLLBACK")
+        assert con.execute("COMMIT").statusmessage == "ROLLBACK"  # as PostgreSQL: a failed block cannot commit
         assert con.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert con.execute("SELECT count(*) FROM ledger").fetchone() == (0,)
+
+
+def test_transaction_warnings_are_notices(server):  # noqa: F811
+    notices = []
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.add_notice_handler(lambda notice: notices.append((notice.sqlstate, notice.message_primary)))
+        assert con.execute("COMMIT").statusmessage == "COMMIT"
+        con.execute("BEGIN")
+        con.execute("BEGIN")
+        assert con.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        con.execute("ROLLBACK")
+    assert notices == [("25P01", "there is no transaction in progress"),
+                       ("25001", "there is already a transaction in progress")]
 
 
 @pytest.mark.parametrize("sql, error, sqlstate", [

@@ -10,17 +10,19 @@ cannot.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import struct
 import time
 import traceback
 
 from mldb import errors
 from mldb.frontend import split_statements
+from mldb.result import Result
 from mldb.server import auth, describe, pg_catalog, protocol
 from mldb.server.portal import Portal, Prepared, command_tag, row_fields
 from mldb.server.protocol import ConnectionClosed, ProtocolViolation
+from mldb.server.types import param_decoder
 
 log = logging.getLogger("mldb.server")
 
@@ -32,9 +34,9 @@ _TX_BEGIN = frozenset({"BEGIN", "START"})
 class ClientError(Exception):
     """An error for the client that is not an mldb error (protocol misuse: 08P01, 26000, 34000, ...)."""
 
-    def __init__(self, message: str, sqlstate: str, severity: str = "ERROR"):
+    def __init__(self, message: str, sqlstate: str):
         super().__init__(message)
-        self.sqlstate, self.severity = sqlstate, severity
+        self.sqlstate = sqlstate
 
 
 class Connection:
@@ -325,20 +327,30 @@ class Connection:
                               "25P02")
         self._settle_portals()
         self.queries += 1
-        answer = pg_catalog.intercept(self, prepared.sql)
-        if answer is not None:
-            portal.finish(answer)
-        elif self.transaction == b"E":
-            portal.finish(self.session.execute("ROLLBACK"), tag="ROLLBACK")
-        else:
-            portal.finish(self.session.execute(prepared.sql, portal.params))
-        self._track_transaction(prepared.first_word)
-
-    def _track_transaction(self, word: str) -> None:
-        if word in _TX_BEGIN:
+        answer = self._transaction_control(prepared.first_word) or pg_catalog.intercept(self, prepared.sql)
+        portal.finish(answer if answer is not None else self.session.execute(prepared.sql, portal.params))
+        if prepared.first_word in _TX_BEGIN:
             self.transaction = b"T"
-        elif word in _TX_END:
+        elif prepared.first_word in _TX_END:
             self.transaction = b"I"
+
+    def _transaction_control(self, word: str) -> Result | None:
+        """BEGIN inside a block, COMMIT/ROLLBACK outside one, and ending a failed block, as PostgreSQL does."""
+        if word in _TX_BEGIN and self.transaction == b"T":
+            self._notice("WARNING", "25001", "there is already a transaction in progress")
+            return Result.done("BEGIN" if word == "BEGIN" else "START TRANSACTION")
+        if word not in _TX_END or self.transaction == b"T":
+            return None
+        tag = "COMMIT" if word in ("COMMIT", "END") else "ROLLBACK"
+        if self.transaction == b"I":
+            self._notice("WARNING", "25P01", "there is no transaction in progress")
+            return Result.done(tag)
+        with contextlib.suppress(errors.Error):  # DuckDB may have ended the failed transaction already
+            self.session.execute("ROLLBACK")
+        return Result.done("ROLLBACK")
+
+    def _notice(self, severity: str, sqlstate: str, message: str) -> None:
+        self.send(protocol.error_fields(b"N", {"S": severity, "V": severity, "C": sqlstate, "M": message}))
 
     def _send_rows(self, portal: Portal, max_rows: int, describe_first: bool) -> None:
         fields = portal.fields()
@@ -361,8 +373,6 @@ def _statements(sql: str) -> list[str]:
 
 
 def _decode(values: list[bytes | None], formats: list[int], oids: list[int]) -> list | None:
-    from mldb.server.types import param_decoder
-
     if not values:
         return None
     if len(formats) not in (0, 1, len(values)):
@@ -379,14 +389,14 @@ def _decode(values: list[bytes | None], formats: list[int], oids: list[int]) -> 
 
 def _error_fields(error: Exception) -> dict[str, str]:
     if isinstance(error, errors.Error):
-        sqlstate, severity, position = error.sqlstate, "ERROR", error.position
+        sqlstate, position = error.sqlstate, error.position
     elif isinstance(error, ClientError):
-        sqlstate, severity, position = error.sqlstate, error.severity, None
+        sqlstate, position = error.sqlstate, None
     else:
-        log.error("internal error in pid %d:\n%s", os.getpid(), traceback.format_exc())
-        sqlstate, severity, position = "XX000", "ERROR", None
+        log.error("internal error:\n%s", traceback.format_exc())
+        sqlstate, position = "XX000", None
     message, _, detail = str(error).strip().partition("\n")
-    fields = {"S": severity, "V": severity, "C": sqlstate, "M": message or type(error).__name__}
+    fields = {"S": "ERROR", "V": "ERROR", "C": sqlstate, "M": message or type(error).__name__}
     if detail.strip():
         fields["D"] = detail.strip()
     if position:
