@@ -18,7 +18,7 @@ from mldb import errors
 from mldb.models import algorithms, evaluate, features
 
 DEFAULTS = {"epochs": 50, "batch_size": 256, "lr": 0.01, "seed": 42, "valid_fraction": 0.2,
-            "patience": 5, "weight_decay": 0.0001, "hidden": [64, 64], "dropout": 0.0}
+            "patience": 5, "weight_decay": 0.0, "hidden": [64, 64], "dropout": 0.0}
 OPTIONS = set(DEFAULTS) | {"device", "task", "snapshot", "log_sample", "embed_model"}
 
 

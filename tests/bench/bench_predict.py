@@ -38,13 +38,15 @@ def make_table(con, rows: int) -> None:
     con.execute("UPDATE t SET y = sin(f0) + f1 * f2 - f3 + f4 * 0.5 + cos(f5 * f6) + f7 * 0.1")
 
 
-def timed(function, repeat: int) -> float:
-    times = []
+def timed(functions: list, repeat: int) -> list[float]:
+    """Median seconds of each function, run in turn (interleaved, so a busy machine slows all alike)."""
+    times = [[] for _ in functions]
     for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for function, spent in zip(functions, times):
+            started = time.perf_counter()
+            function()
+            spent.append(time.perf_counter() - started)
+    return [statistics.median(spent) for spent in times]
 
 
 # -- PREDICT -------------------------------------------------------------------------------
@@ -147,10 +149,13 @@ def main() -> None:
         con = mldb.connect(str(Path(folder) / "bench.db"))
         make_table(con, rows)
         root = con.database.root
-        repeat = 1 if args.skip_train else args.train_repeat
-        train_mldb = timed(lambda: mldb_train(con), repeat)
-        train_core = timed(lambda: without_after_train(lambda: mldb_train(con)), repeat)
-        train_hand = timed(lambda: hand_train(root), repeat) if not args.skip_train else float("nan")
+        if args.skip_train:
+            mldb_train(con)
+            train_mldb = train_core = train_hand = float("nan")
+        else:
+            train_mldb, train_core, train_hand = timed(
+                [lambda: mldb_train(con), lambda: without_after_train(lambda: mldb_train(con)),
+                 lambda: hand_train(root)], args.train_repeat)
         model = load_model(con, "bench")
         feature_scale = (np.array([f["mean"] for f in model.features]), np.array([f["std"] for f in model.features]))
         target = model.target_encoder
@@ -161,8 +166,7 @@ def main() -> None:
 
         ours, theirs = mldb_predict(con)["p"].to_numpy(), hand()
         assert np.allclose(ours, theirs, atol=1e-4), "mldb and the hand pipeline disagree"
-        predict_mldb = timed(lambda: mldb_predict(con), args.repeat)
-        predict_hand = timed(hand, args.repeat)
+        predict_mldb, predict_hand = timed([lambda: mldb_predict(con), hand], args.repeat)
         predict_row = row_udf_seconds(root, module, feature_scale, sample, rows)
         con.close()
     table = [
