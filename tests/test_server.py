@@ -16,7 +16,6 @@ import asyncpg
 import pg8000.native
 import psycopg
 import pytest
-
 from conftest_server import server  # noqa: F401 - the fixture
 
 ALL_TYPES = ("i INTEGER, b BIGINT, sm SMALLINT, f DOUBLE, r REAL, n DECIMAL(12,3), s VARCHAR, d DATE, ts TIMESTAMP, "
@@ -29,11 +28,11 @@ ROW = (1, 2**40, -7, 1.25, 0.5, Decimal("-12345.678"), 'hé "quoted", {braces}',
 PSQL = shutil.which("psql")
 
 
-def psql(server, *commands: str) -> subprocess.CompletedProcess:
+def psql(server, *commands: str) -> subprocess.CompletedProcess:  # noqa: F811
     args = [PSQL, "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "shop", "-X", "-A", "-F", "|"]
     for command in commands:
         args += ["-c", command]
-    return subprocess.run(args, capture_output=True, text=True, timeout=60, env={**os.environ, "PGCONNECT_TIMEOUT": "30"})
+    return subprocess.run(args, check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "PGCONNECT_TIMEOUT": "30"})
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +290,7 @@ def test_jdbc(server, tmp_path):  # noqa: F811
     assert JDBC_JAR.exists() and shutil.which("javac"), "run .ci/setup_server.sh (libpostgresql-jdbc-java, a JDK)"
     (tmp_path / "Probe.java").write_text(JAVA)
     subprocess.run(["javac", "-cp", str(JDBC_JAR), "Probe.java"], cwd=tmp_path, check=True, timeout=120)
-    done = subprocess.run(["java", "-cp", f"{JDBC_JAR}:.", "Probe", str(server.port)], cwd=tmp_path,
+    done = subprocess.run(["java", "-cp", f"{JDBC_JAR}:.", "Probe", str(server.port)], cwd=tmp_path, check=False,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["rows=2,n2,2.50,2024-01-02;3,n3,3.50,2024-01-03;", "count=3", "error=42P01"]

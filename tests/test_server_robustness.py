@@ -15,10 +15,9 @@ import time
 import pg8000.native
 import psycopg
 import pytest
+from conftest_server import ROOT, error_fields, raw_connect, read_message, read_until, send, server, start_server  # noqa: F401
 
 import mldb
-from conftest_server import (ROOT, error_fields, raw_connect, read_message, read_until, send, server,  # noqa: F401
-                             start_server)
 
 
 def _startup_reply(port: int, packet: bytes) -> dict[str, str]:
@@ -62,7 +61,7 @@ def test_extended_protocol_misuse(server):  # noqa: F811
     with raw_connect(server.port) as sock:
         send(sock, b"E", b"nope\0" + struct.pack("!i", 0))  # Execute an unknown portal
         send(sock, b"S")
-        (kind, body), (ready, status) = read_until(sock, b"Z")
+        (kind, body), (_, status) = read_until(sock, b"Z")
         assert kind == b"E" and error_fields(body)["C"] == "34000" and status == b"I"
 
         send(sock, b"B", b"\0nope\0" + struct.pack("!hhh", 0, 0, 0))  # Bind an unknown statement
@@ -140,9 +139,9 @@ def test_psql_with_password(tmp_path):
     served = start_server(tmp_path, "--password", "pw")
     try:
         args = [shutil.which("psql"), "-h", "127.0.0.1", "-p", str(served.port), "-U", "me", "-At", "-c", "SELECT 7"]
-        assert subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "pw"},
+        assert subprocess.run(args, check=False, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "pw"},
                               timeout=60).stdout.strip() == "7"
-        bad = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "no"}, timeout=60)
+        bad = subprocess.run(args, check=False, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "no"}, timeout=60)
         assert bad.returncode != 0 and "password authentication failed" in bad.stderr
     finally:
         served.stop()
@@ -151,7 +150,7 @@ def test_psql_with_password(tmp_path):
 def test_non_local_bind_needs_password_or_insecure(tmp_path):
     command = [sys.executable, "-c", "import sys; from mldb.cli import main; sys.exit(main())", "serve",
                str(tmp_path / "open.db"), "--host", "0.0.0.0", "--port", "0"]
-    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    refused = subprocess.run(command, check=False, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert refused.returncode == 2 and "refusing to listen on 0.0.0.0 without a password" in refused.stderr
     assert not (tmp_path / "open.db").exists()  # nothing was opened
     served = start_server(tmp_path, "--host", "0.0.0.0", "--insecure", database="open.db")

@@ -37,7 +37,7 @@ class Prepared:
         self._columns = _UNSET
 
     @classmethod
-    def create(cls, sql: str, oids: list[int]) -> "Prepared":
+    def create(cls, sql: str, oids: list[int]) -> Prepared:
         spans = describe.scan_parameters(sql) if "$" in sql else []
         count = max(describe.parameter_count(spans), len(oids))
         return cls(sql, spans, (list(oids) + [0] * count)[:count])

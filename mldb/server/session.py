@@ -19,7 +19,7 @@ import traceback
 from mldb import errors
 from mldb.frontend import split_statements
 from mldb.result import Result
-from mldb.server import auth, describe, pg_catalog, protocol
+from mldb.server import auth, pg_catalog, protocol
 from mldb.server.portal import Portal, Prepared, command_tag, row_fields
 from mldb.server.protocol import ConnectionClosed, ProtocolViolation
 from mldb.server.types import param_decoder

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 import re
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable
 
 Encoder = Callable[[object], bytes]
 
@@ -62,7 +63,7 @@ def _text_bool(value) -> bytes:
 
 
 def _text_float(value) -> bytes:
-    if value != value:
+    if math.isnan(value):
         return b"NaN"
     if value in (float("inf"), float("-inf")):
         return b"Infinity" if value > 0 else b"-Infinity"

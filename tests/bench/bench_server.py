@@ -43,9 +43,9 @@ def free_port() -> int:
 
 
 def start_mldb(folder: Path) -> tuple[subprocess.Popen, str]:
-    log = open(folder / "mldb.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "mldb.server", "serve", str(folder / "bench.db"), "--port", "0"],
-                               stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    with open(folder / "mldb.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "mldb.server", "serve", str(folder / "bench.db"),
+                                    "--port", "0"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     for _ in range(600):
         found = re.search(r" on [\d.]+:(\d+), ", (folder / "mldb.log").read_text())
         if found:
@@ -124,7 +124,7 @@ def main() -> None:
     finally:
         mldb_process.send_signal(signal.SIGTERM)
         mldb_process.wait(timeout=60)
-        subprocess.run(stop_postgres, capture_output=True)
+        subprocess.run(stop_postgres, check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
