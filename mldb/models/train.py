@@ -44,6 +44,33 @@ def check_options(model: str, options: dict) -> None:
     if unknown:
         raise errors.ProgrammingError(f"model '{model}': unknown option(s) {', '.join(unknown)}; "
                                       f"known: {', '.join(sorted(OPTIONS))}")
+    for name, check, wanted in _CHECKS:
+        if name in options and not _passes(check, options[name]):
+            raise errors.ProgrammingError(f"model '{model}': option {name} must be {wanted}; found {options[name]!r}")
+
+
+def _passes(check, value) -> bool:
+    try:
+        return bool(check(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+_CHECKS = (
+    ("epochs", _positive_int, "an integer >= 1"),
+    ("batch_size", _positive_int, "an integer >= 1"),
+    ("patience", _positive_int, "an integer >= 1"),
+    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    ("lr", lambda v: float(v) > 0, "a number > 0"),
+    ("weight_decay", lambda v: float(v) >= 0, "a number >= 0"),
+    ("dropout", lambda v: 0 <= float(v) < 1, "a number in [0, 1)"),
+    ("valid_fraction", lambda v: 0 <= float(v) < 1, "a number in [0, 1)"),
+    ("hidden", lambda v: isinstance(v, list) and v and all(map(_positive_int, v)), "a list of sizes, e.g. [64, 32]"),
+)
 
 
 def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorithm: str | None,
@@ -68,7 +95,10 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
     hyper |= {"algorithm": algorithms.resolve(model, algorithm, task, len(table)),
               "inputs": x.shape[1], "outputs": outputs}
     device = _device(options)
-    module, log, metrics = _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
+    try:
+        module, log, metrics = _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
+    except errors.DataError as error:
+        raise errors.DataError(f"model '{model}': {error}") from None
     return Trained(task, hyper["algorithm"], fitted, target_encoder, hyper, algorithms.dump(module), metrics,
                    log, len(table), len(train_idx), len(valid_idx), device, time.perf_counter() - started)
 
@@ -119,7 +149,7 @@ def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
         yt = yt[:, None]
     train_i = torch.from_numpy(train_idx).to(device)
     valid_i = torch.from_numpy(valid_idx).to(device) if len(valid_idx) else train_i
-    best, best_loss, stale, log = None, float("inf"), 0, []
+    best, best_loss, stale, log, valid_loss = None, float("inf"), 0, [], None
     for epoch in _progress(int(hyper["epochs"])):
         train_loss = _epoch(module, optimizer, loss_fn, xt, yt, train_i, int(hyper["batch_size"]), generator)
         valid_loss, metric = _validate(module, loss_fn, xt, yt, valid_i, task)
@@ -132,6 +162,9 @@ def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
             stale += 1
             if stale >= int(hyper["patience"]):
                 break
+    if best is None:
+        raise errors.DataError(f"training diverged (validation loss {valid_loss}); try a lower lr or more epochs"
+                               if log else "epochs must be at least 1")
     module.load_state_dict(best)
     module.eval()
     hyper["epochs_run"] = len(log)
