@@ -163,6 +163,17 @@ def test_empty_query_and_multiple_statements(server):  # noqa: F811
         assert empty.status == psycopg.pq.ExecStatus.EMPTY_QUERY
 
 
+def test_multi_statement_query_is_one_transaction(server):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.execute("CREATE OR REPLACE TABLE batch(x INTEGER PRIMARY KEY)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            con.execute("INSERT INTO batch VALUES (1); INSERT INTO batch VALUES (2), (2)")
+        assert con.execute("SELECT count(*) FROM batch").fetchone() == (0,)  # the first INSERT rolled back too
+        assert con.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        con.execute("INSERT INTO batch VALUES (1); INSERT INTO batch VALUES (2)")
+        assert con.execute("SELECT count(*) FROM batch").fetchone() == (2,)
+
+
 def test_concurrent_clients(server):  # noqa: F811
     failures: list[BaseException] = []
 

@@ -29,6 +29,8 @@ log = logging.getLogger("mldb.server")
 _FLUSH_AT = 1 << 16
 _TX_END = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
 _TX_BEGIN = frozenset({"BEGIN", "START"})
+_IMPLICIT_OK = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "INSERT", "UPDATE", "DELETE", "MERGE",
+                          "CREATE", "DROP", "ALTER", "EXPLAIN", "DESCRIBE", "SHOW", "("})
 
 
 class ClientError(Exception):
@@ -221,14 +223,33 @@ class Connection:
     def _query(self, body: bytes) -> None:
         sql = protocol.Payload(body).cstring()
         self._close_portal("")
-        statements = _statements(sql)
-        for text in statements:
-            portal = Portal(Prepared.create(pg_catalog.translate_introspection(self, text), []), None, [])
-            self._run(portal)
-            self._send_rows(portal, 0, describe_first=True)
+        statements = [Prepared.create(pg_catalog.translate_introspection(self, text), []) for text in _statements(sql)]
+        with self._implicit_transaction(statements):
+            for prepared in statements:
+                portal = Portal(prepared, None, [])
+                self._run(portal)
+                self._send_rows(portal, 0, describe_first=True)
         if not statements:
             self.send(protocol.EMPTY_QUERY)
         self._ready()
+
+    @contextlib.contextmanager
+    def _implicit_transaction(self, statements: list[Prepared]):
+        """As PostgreSQL: the statements of one Query message commit together or not at all
+        (unless the message controls transactions itself or holds statements DuckDB will
+        not run inside one)."""
+        words = {prepared.first_word for prepared in statements}
+        if len(statements) < 2 or self.transaction != b"I" or not words <= _IMPLICIT_OK:
+            yield
+            return
+        self.session.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(errors.Error):
+                self.session.execute("ROLLBACK")
+            raise
+        self.session.execute("COMMIT")
 
     # -- extended query ------------------------------------------------------------------------
     def _parse(self, body: bytes) -> None:
