@@ -51,7 +51,7 @@ def typed_table(server):  # noqa: F811
 def test_psql_commands_and_catalog(server):  # noqa: F811
     done = psql(server, "CREATE OR REPLACE TABLE items(id INTEGER PRIMARY KEY, name VARCHAR NOT NULL, price DOUBLE)",
                 "INSERT INTO items VALUES (1, 'pen', 1.5), (2, 'ink', NULL)", "SELECT * FROM items ORDER BY id",
-                "SELECT 1 AS a; SELECT 2 AS b", r"\dt", r"\d items")
+                "SELECT 1 AS a; SELECT 2 AS b", r"\dt", r"\d items", r"\l", r"\dt+")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "CREATE TABLE" in out and "INSERT 0 2" in out
@@ -59,6 +59,8 @@ def test_psql_commands_and_catalog(server):  # noqa: F811
     assert "a\n1\n(1 row)\nb\n2\n(1 row)" in out  # two statements in one Query: two results
     assert "main|items|table|" in out  # \dt
     assert "id|int4||not null|" in out and "name|varchar||not null|" in out  # \d items
+    assert "shop|mldb|UTF8|" in out  # \l: the served file's database
+    assert "main|items|table|mldb|permanent|" in out  # \dt+
 
 
 def test_psql_error_has_sqlstate_and_keeps_session(server):  # noqa: F811

@@ -121,20 +121,29 @@ _SPELLINGS = (
     ("::pg_catalog.regclass", "::VARCHAR"),
     ("::regtype::text", "::VARCHAR"),
     ("::pg_catalog.text", "::VARCHAR"),
-    ("pg_catalog.pg_class ", "pg_class "),
     ("pg_get_expr(d.adbin, d.adrelid, true)", "pg_get_expr(d.adbin, d.adrelid)"),
-    ("pg_catalog.pg_get_userbyid(", "pg_get_userbyid("),
-    ("pg_catalog.pg_get_indexdef(", "pg_get_indexdef("),
-    ("pg_catalog.pg_encoding_to_char(", "pg_encoding_to_char("),
+    ("pg_catalog.array_to_string(d.datacl, E'\\n')", "NULL"),
 )
-# What DuckDB's pg_catalog lacks, created per session as temporary objects.
-_TEMPORARY = (
-    "MACRO pg_get_userbyid(role) AS 'mldb'",
-    "MACRO pg_get_indexdef(index_oid, col := 0, pretty := false) AS NULL::VARCHAR",
-    "MACRO pg_encoding_to_char(encoding) AS 'UTF8'",
-    "VIEW pg_class AS SELECT *, false AS relforcerowsecurity FROM pg_catalog.pg_class",
-    "VIEW pg_range AS SELECT 0::OID AS rngtypid, 0::OID AS rngsubtype, 0::OID AS rngmultitypid WHERE false",
-)
+# What DuckDB's pg_catalog lacks, created per session as temporary macros and views; the
+# tools' ``pg_catalog.name`` is rewritten to the bare name, which finds the temporary one.
+_MACROS = {
+    "pg_get_userbyid": "(role) AS 'mldb'",
+    "pg_get_indexdef": "(index_oid, col := 0, pretty := false) AS NULL::VARCHAR",
+    "pg_encoding_to_char": "(encoding) AS 'UTF8'",
+    "pg_table_size": "(relation) AS NULL::BIGINT",
+    "pg_get_function_result": "(function_oid) AS NULL::VARCHAR",
+    "pg_get_function_arguments": "(function_oid) AS NULL::VARCHAR",
+}
+_VIEWS = {
+    "pg_class": "SELECT *, false AS relforcerowsecurity FROM pg_catalog.pg_class",
+    "pg_database": "SELECT *, 10 AS datdba, 6 AS encoding, 'C' AS datcollate, 'C' AS datctype, "
+                   "NULL::VARCHAR AS daticulocale, 'c' AS datlocprovider FROM pg_catalog.pg_database",
+    "pg_range": "SELECT 0::UINTEGER AS rngtypid, 0::UINTEGER AS rngsubtype, 0::UINTEGER AS rngmultitypid WHERE false",
+}
+_TEMPORARY = [f"MACRO {name}{body}" for name, body in _MACROS.items()] + \
+             [f"VIEW {name} AS {body}" for name, body in _VIEWS.items()]
+_SPELLINGS += tuple((f"pg_catalog.{name}(", f"{name}(") for name in _MACROS) + \
+              tuple((f"pg_catalog.{name} ", f"{name} ") for name in _VIEWS)
 # Catalogs of features DuckDB does not have (row security, publications, inheritance, ...):
 # a query on them is answered with no rows.
 _ABSENT = re.compile(r"pg_catalog\.(pg_policy|pg_statistic_ext|pg_publication\w*|pg_inherits|pg_trigger|pg_rewrite"
