@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import shlex
 import shutil
 import subprocess
 import threading
@@ -331,3 +332,26 @@ def test_models_embeddings_and_vector_search_over_the_wire(server):  # noqa: F81
         con.execute("CREATE INDEX doc_vecs_v ON doc_vecs USING FAISS (v)")
         hits = con.execute("SELECT id FROM VECTOR_SEARCH(doc_vecs, v, EMBED(%s), 1)", ["airline tickets"]).fetchall()
         assert hits == [(1,)]
+
+
+def test_readme_examples_run(server):  # noqa: F811
+    """The README's psql and psycopg examples, against a served database with their table and model."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("<!-- section: server -->")[1].split("<!-- /section: server -->")[0]
+    python = section.split("```python\n")[1].split("```")[0].replace("port=5433", f"port={server.port}")
+    commands = [line.split("  #")[0] for line in section.split("```bash\n")[1].split("```")[0].splitlines()
+                if line.startswith("psql ")]
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.execute("CREATE OR REPLACE TABLE customers AS SELECT i AS id, 18 + i % 60 AS age, "
+                    "(18 + i % 60 > 50) AS churned FROM range(500) t(i)")
+        con.execute("CREATE OR REPLACE MODEL churn PREDICT churned FROM (SELECT age, churned FROM customers) "
+                    "USING logistic WITH (epochs = 5, seed = 1)")
+    namespace: dict = {}
+    exec(python, namespace)  # noqa: S102 - the README's own snippet
+    assert len(namespace["rows"]) == 8 * 27  # age > 50: 27 of every 60 ids, 8 full cycles in 500
+    assert all(isinstance(row[1], bool) for row in namespace["rows"])
+    for command in commands:
+        args = shlex.split(command.replace("-p 5433", f"-p {server.port}"))
+        done = subprocess.run(args, check=False, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "(3 rows)" in done.stdout or 'Table "main.customers"' in done.stdout
