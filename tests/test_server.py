@@ -87,6 +87,21 @@ def test_psycopg_every_common_type_round_trips(server, typed_table, binary):  # 
         assert types[:8] == [23, 20, 21, 701, 700, 1700, 25, 1082]
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_large_results_stream_in_batches(server, binary):  # noqa: F811
+    """Past the first rows a result is encoded column by column from Arrow batches: same values."""
+    query = ("SELECT i, i::VARCHAR || 'x' AS s, CASE WHEN i % 7 = 0 THEN NULL ELSE i / 4 END AS f, i % 3 = 0 AS b, "
+             "DATE '2024-01-01' + i::INTEGER AS d, TIMESTAMP '2024-01-01' + INTERVAL (i) SECOND AS ts, "
+             "(i / 8)::DECIMAL(12,3) AS n, [i, NULL] AS l FROM range(40000) t(i)")
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        rows = con.cursor(binary=binary).execute(query).fetchall()
+    assert len(rows) == 40000
+    for i in (0, 1, 255, 256, 257, 7000, 39999):
+        assert rows[i] == (i, f"{i}x", None if i % 7 == 0 else i / 4, i % 3 == 0, dt.date(2024, 1, 1) + dt.timedelta(days=i),
+                           dt.datetime(2024, 1, 1) + dt.timedelta(seconds=i), Decimal(i / 8).quantize(Decimal("0.001")),
+                           [i, None])
+
+
 def test_psycopg_parameters_bound_server_side(server, typed_table):  # noqa: F811
     with psycopg.connect(server.dsn(), autocommit=True) as con:
         got = con.execute("SELECT i FROM typed WHERE d = %s AND n = %s AND bl = %s AND sa = %s AND u = %s",

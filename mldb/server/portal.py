@@ -8,10 +8,14 @@ streams its rows as DataRow messages, in the formats the client asked for.
 
 from __future__ import annotations
 
+import warnings
+
 from mldb.server import describe, protocol, types
+from mldb.server.columns import encode_column
 from mldb.server.types import PgType, pg_type
 
-_BATCH = 512
+_BATCH = 256  # rows fetched as Python tuples first: small results never pay for Arrow
+_ARROW_BATCH = 16_384
 _READ_ONLY = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "SHOW", "DESCRIBE", "SUMMARIZE", "("})
 _SELECT_TAGS = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "(", "SUMMARIZE", "PIVOT", "UNPIVOT",
                           "CALL", "PRAGMA"})
@@ -23,6 +27,8 @@ _DUCKDB_NAMES = {types.BOOL: "BOOLEAN", types.INT2: "SMALLINT", types.INT4: "INT
                  types.TIMESTAMP: "TIMESTAMP", types.TIMESTAMPTZ: "TIMESTAMPTZ", types.BYTEA: "BLOB",
                  types.UUID: "UUID", types.INTERVAL: "INTERVAL", types.TIME: "TIME"}
 _UNSET = object()
+# DuckDB warns that Arrow from a DB-API result copies the rows; the copy is what we want here
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 
 class Prepared:
@@ -125,6 +131,19 @@ class Portal:
             if len(batch) < want:
                 self.done = True
                 return
+            if not max_rows and not self._detached and self._types:
+                yield from self._arrow_rows()
+                return
+
+    def _arrow_rows(self):
+        """The rest of a large result in Arrow batches, encoded column by column (``columns``)."""
+        formats = self._formats()
+        for batch in self.result.arrow_reader(_ARROW_BATCH):
+            fields = [encode_column(batch.column(i), kind, fmt) for i, (kind, fmt) in enumerate(zip(self._types, formats))]
+            if batch.num_rows:
+                yield protocol.data_rows(fields)
+            self.sent += batch.num_rows
+        self.done = True
 
     def _formats(self) -> list[int]:
         count = len(self._types)

@@ -192,3 +192,37 @@ CLOSE_COMPLETE = message(b"3")
 NO_DATA = message(b"n")
 EMPTY_QUERY = message(b"I")
 PORTAL_SUSPENDED = message(b"s")
+
+
+def data_rows(fields: list) -> bytes:
+    """DataRow messages for whole columns at once: ``fields`` are Arrow ``large_binary`` arrays
+    of equal length holding each value's wire bytes (NULL for SQL NULL)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    count = len(fields[0])
+    sizes = np.full(count, 6, dtype=np.int64)  # the length word itself and the column count
+    parts = []
+    for field in fields:
+        lengths = pc.binary_length(field).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        prefix = _as_binary(lengths.astype(">i4").tobytes(), 4, count)
+        parts.append(pc.binary_join_element_wise(prefix, field.fill_null(b""), _EMPTY()))
+        sizes += 4 + np.maximum(lengths, 0)
+    header = np.zeros(count, dtype=[("kind", "S1"), ("size", ">i4"), ("columns", ">i2")])
+    header["kind"], header["size"], header["columns"] = b"D", sizes, len(fields)
+    rows = pc.binary_join_element_wise(_as_binary(header.tobytes(), 7, count), *parts, _EMPTY())
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset : rows.offset + count + 1]
+    return memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
+
+
+def _as_binary(data: bytes, width: int, count: int):
+    import pyarrow as pa
+
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), count, [None, pa.py_buffer(data)])
+    return fixed.cast(pa.large_binary())
+
+
+def _EMPTY():
+    import pyarrow as pa
+
+    return pa.scalar(b"", pa.large_binary())
