@@ -251,3 +251,15 @@ def test_a_crash_mid_write_leaves_the_last_good_state(tmp_path, crash_in, statem
     query = _clustered(1, seed=8)[0]
     assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5)
     con.close()
+
+
+def test_writes_that_cannot_move_vectors_skip_the_work(con):
+    _load(con, "pts", _clustered(100))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    con.execute("UPDATE pts SET grp = grp + 1 WHERE id < 50")            # not the vector: nothing to do
+    assert con.execute("SELECT version FROM mldb.indexes").fetchone() == (1,)
+    con.execute(f"INSERT OR REPLACE INTO pts VALUES (3, 0, [{', '.join(['0.5'] * DIM)}]::FLOAT[{DIM}])")
+    query = np.full(DIM, 0.5, dtype=np.float32)                           # an upsert moved row 3
+    assert _top_literal(con, "", query, 1) == [3]
+    con.execute("UPDATE pts SET id = 1000 WHERE id = 3")                  # a new key for the same vector
+    assert _top_literal(con, "", query, 1) == [1000]

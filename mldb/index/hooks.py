@@ -22,7 +22,7 @@ def on_write(session, statement, phase) -> bool:
         return bool(_indexed_targets(session, statement))
     if phase == "after":
         for table in _indexed_targets(session, statement):
-            _refresh(session, table)
+            _refresh(session, statement, table)
     return True
 
 
@@ -38,15 +38,51 @@ def _indexed_targets(session, statement) -> set[str]:
     return indexed & names
 
 
-def _refresh(session, table: str) -> None:
+def _refresh(session, statement, table: str) -> None:
     for info in store.for_table(session, None, table) or _any_schema(session, table):
         if not _still_there(session, info):
             store.delete(session, info)  # its table or column was dropped
             continue
+        changed = _vectors_changed(statement, info)
+        if changed is None:
+            continue  # an UPDATE of other columns
         fresh = fx.cached(info.build_id, info.version) is None
         state = store.current_state(session, info)
-        if store.sync(session, info, state) or fresh:
+        if store.sync(session, info, state, changed) or fresh:
             store.save(session, info, state)
+
+
+def _vectors_changed(statement, info: store.IndexInfo) -> bool | None:
+    """Can the write have changed the vector (or key) of a row that already existed?
+
+    False for plain INSERT, DELETE, TRUNCATE, COPY (rows come and go: keys suffice);
+    None for an UPDATE that sets neither the vector nor the key (nothing to do);
+    True otherwise (UPDATE of them, upserts, MERGE, ALTER, ...).
+    """
+    first, words = statement.first_word, statement.words
+    if first == "INSERT":
+        return bool({"CONFLICT", "REPLACE"} & words)
+    if first in ("DELETE", "TRUNCATE", "COPY"):
+        return False
+    if first == "UPDATE":
+        assigned = _assigned_columns(statement)
+        if assigned is not None and not assigned & {info.column.lower(), info.key.lower()}:
+            return None
+    return True
+
+
+def _assigned_columns(statement) -> set[str] | None:
+    """Lower-case names of the columns an UPDATE sets; None when sqlglot cannot read it."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        update = sqlglot.parse_one(statement.text, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return None
+    if not isinstance(update, exp.Update):
+        return None
+    return {assignment.this.name.lower() for assignment in update.expressions if isinstance(assignment, exp.EQ)}
 
 
 def _any_schema(session, table: str) -> list[store.IndexInfo]:

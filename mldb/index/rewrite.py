@@ -73,8 +73,8 @@ def rewrite_vector_search(tree: exp.Expression, context) -> exp.Expression:
         -> SELECT * FROM (SELECT docs.*, array_cosine_distance(v, <q>) AS distance FROM docs
                           ORDER BY array_cosine_distance(v, <q>) LIMIT 3) AS vector_search
         SELECT id FROM docs WHERE lang = 'en' ORDER BY array_cosine_distance(v, <q>) LIMIT 3
-        -> SELECT id FROM docs WHERE lang = 'en' AND id IN (17, 4, 80)    -- FAISS top-3 of rows with lang = 'en'
-           ORDER BY array_cosine_distance(v, <q>) LIMIT 3
+        -> SELECT id FROM docs WHERE lang = 'en' AND "docs"."id" IN (17, 4, 80)   -- FAISS top 3 with lang = 'en'
+           ORDER BY list_position([17, 4, 80], "docs"."id") LIMIT 3
 
     The search runs here, before the statement: one DuckDB query evaluates the query
     vector (and the keys a WHERE lets through), FAISS finds the top k, and DuckDB then

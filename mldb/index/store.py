@@ -72,10 +72,12 @@ def find(session, name: str) -> IndexInfo | None:
 
 
 def for_table(session, schema: str | None, table: str) -> list[IndexInfo]:
-    rows = session.sql(
-        f"SELECT {_COLUMNS} FROM mldb.indexes WHERE lower(table_name) = lower(?) "
-        "AND lower(schema_name) = lower(coalesce(?, current_schema()))", [table, schema]).fetchall()
-    return [_info(row) for row in rows]
+    """Indexes on ``[schema.]table`` (unqualified: the current schema). Filtered here: a
+    query without parameters or a WHERE is the cheapest DuckDB round trip (searches ask)."""
+    rows = session.sql(f"SELECT {_COLUMNS}, current_schema() FROM mldb.indexes").fetchall()
+    table = table.lower()
+    return [_info(row[:-1]) for row in rows
+            if row[2].lower() == table and row[1].lower() == (schema or row[-1]).lower()]
 
 
 def indexed_tables(session) -> set[str]:
@@ -183,13 +185,15 @@ def _matrix(lists, info: IndexInfo) -> np.ndarray:
     return np.asarray(flat, dtype=np.float32).reshape(len(lists), dim)
 
 
-def read_hashes(session, info: IndexInfo) -> tuple[np.ndarray, np.ndarray]:
+def read_hashes(session, info: IndexInfo, vectors_changed: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keys (and ``hash(vector)`` unless ``vectors_changed`` is False) of the indexed rows."""
     key, column = _quote(info.key), _quote(info.column)
-    table = _arrow(session, f"SELECT {key}::BIGINT AS k, hash({column}) AS h FROM {info.qualified_table} "
+    hashed = f", hash({column}) AS h" if vectors_changed else ""
+    table = _arrow(session, f"SELECT {key}::BIGINT AS k{hashed} FROM {info.qualified_table} "
                           f"WHERE {column} IS NOT NULL")
     keys = table["k"].to_numpy()
     _check_unique(keys, info)
-    return keys, table["h"].to_numpy().astype(np.uint64)
+    return keys, (table["h"].to_numpy().astype(np.uint64) if vectors_changed else None)
 
 
 def _check_unique(keys: np.ndarray, info: IndexInfo) -> None:
@@ -236,12 +240,18 @@ def _load(session, info: IndexInfo) -> fx.IndexState:
     return state
 
 
-def sync(session, info: IndexInfo, state: fx.IndexState) -> bool:
-    """Bring ``state`` in line with the table by (key, hash(vector)); True when anything changed."""
-    keys, hashes = read_hashes(session, info)
+def sync(session, info: IndexInfo, state: fx.IndexState, vectors_changed: bool = True) -> bool:
+    """Bring ``state`` in line with the table; True when anything changed.
+
+    Rows are matched by key and ``hash(vector)``; when the write cannot have changed the
+    vector of an existing row (INSERT, DELETE, TRUNCATE, COPY), by key alone, which
+    spares hashing every vector of a large table.
+    """
+    keys, hashes = read_hashes(session, info, vectors_changed)
     live = np.flatnonzero(state.alive)
-    gone = live[~_same(state.keys[live], state.hashes[live], keys, hashes)]
-    new = ~_same(keys, hashes, state.keys[live], state.hashes[live])
+    live_hashes = state.hashes[live] if vectors_changed else None
+    gone = live[~_same(state.keys[live], live_hashes, keys, hashes)]
+    new = ~_same(keys, hashes, state.keys[live], live_hashes)
     fx.remove(state, gone)
     if new.any():
         new_keys, new_hashes, vectors = read_rows(session, info, keys[new])
@@ -251,14 +261,15 @@ def sync(session, info: IndexInfo, state: fx.IndexState) -> bool:
     return bool(len(gone) or new.any())
 
 
-def _same(keys: np.ndarray, hashes: np.ndarray, other_keys: np.ndarray, other_hashes: np.ndarray) -> np.ndarray:
-    """Per row of (keys, hashes): does the other side hold the same key with the same hash?"""
+def _same(keys: np.ndarray, hashes, other_keys: np.ndarray, other_hashes) -> np.ndarray:
+    """Per row of (keys, hashes): does the other side hold the same key (with the same hash)?"""
     if len(other_keys) == 0:
         return np.zeros(len(keys), dtype=bool)
     order = np.argsort(other_keys, kind="stable")
-    sorted_keys, sorted_hashes = other_keys[order], other_hashes[order]
+    sorted_keys = other_keys[order]
     at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return (sorted_keys[at] == keys) & (sorted_hashes[at] == hashes)
+    same = sorted_keys[at] == keys
+    return same if hashes is None else same & (other_hashes[order][at] == hashes)
 
 
 # -- writing the catalog -------------------------------------------------------------------------
