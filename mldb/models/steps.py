@@ -134,8 +134,12 @@ def _write_model(session, name, version, definition, trained) -> None:
 
 
 def _delete(session, name: str) -> None:
+    """Remove every version of ``name`` (DROP MODEL, CREATE OR REPLACE MODEL), with the lifecycle's records."""
     for table, column in (("training_log", "model"), ("model_versions", "model"), ("models", "name")):
         session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
+    forget = _load("mldb.lifecycle.hooks:forget_model")
+    if forget is not None:
+        forget(session, name)
 
 
 def _summary(session, name: str, version: int, status: str) -> Result:
@@ -287,8 +291,5 @@ def drop_model(session, node, params) -> Result:
         raise registry.unknown_model(session, name)
     with session.database.lock, session.transaction():
         _delete(session, name)
-        forget = _load("mldb.lifecycle.hooks:forget_model")
-        if forget is not None:
-            forget(session, name)
     registry.invalidate(session, name)
     return Result.done("DROP MODEL")
