@@ -95,6 +95,18 @@ def client(args) -> list[float]:
     return latencies
 
 
+BULK = "SELECT i, i::VARCHAR AS s, (i * 0.5)::DOUBLE PRECISION AS f FROM generate_series(1, 300000) t(i)"
+
+
+def bulk(dsn: str, binary: bool) -> float:
+    """Seconds to fetch 300,000 rows of (integer, text, double) with one client."""
+    with psycopg.connect(dsn, autocommit=True) as con:
+        start = time.perf_counter()
+        rows = con.cursor(binary=binary).execute(BULK).fetchall()
+        assert len(rows) == 300_000
+        return time.perf_counter() - start
+
+
 def measure(pool, dsn: str, name: str, clients: int, seconds: float) -> tuple[float, float]:
     """(queries/s over all clients, median latency in ms)."""
     results = pool.map(client, [(dsn, name, seconds)] * clients)
@@ -120,6 +132,9 @@ def main() -> None:
                         for server, dsn in (("mldb", mldb_dsn), ("postgres", pg_dsn)):
                             figures.setdefault((name, server, count), []).append(
                                 measure(pool, dsn, name, count, seconds))
+                for binary in (False, True):
+                    for server, dsn in (("mldb", mldb_dsn), ("postgres", pg_dsn)):
+                        figures.setdefault(("bulk", server, binary), []).append(bulk(dsn, binary))
         report(figures, clients)
     finally:
         mldb_process.send_signal(signal.SIGTERM)
@@ -138,6 +153,10 @@ def report(figures, clients: int) -> None:
             qps, pg_qps = statistics.median(f[0] for f in ours), statistics.median(f[0] for f in theirs)
             ms, pg_ms = statistics.median(f[1] for f in ours), statistics.median(f[1] for f in theirs)
             print(f"{name:<12} {count:>7} {qps:>9.0f} {pg_qps:>9.0f} {qps / pg_qps:>6.2f} {ms:>8.3f} {pg_ms:>7.3f}")
+    print("\n300,000 rows (integer, text, double), one client: seconds")
+    for binary in (False, True):
+        ours, theirs = (statistics.median(figures[("bulk", server, binary)]) for server in ("mldb", "postgres"))
+        print(f"{'binary' if binary else 'text':<6} mldb {ours:.2f} s  postgres {theirs:.2f} s  ratio {theirs / ours:.2f}")
 
 
 if __name__ == "__main__":
