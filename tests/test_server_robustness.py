@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 
 import pg8000.native
 import psycopg
@@ -47,9 +46,10 @@ def test_malformed_startup_gets_fatal_error(server, packet, sqlstate):  # noqa: 
     _still_serving(server)
 
 
-def test_ssl_request_is_declined_then_startup_proceeds(server):  # noqa: F811
+@pytest.mark.parametrize("request_code", [80877103, 80877104], ids=["SSLRequest", "GSSENCRequest"])
+def test_encryption_request_is_declined_then_startup_proceeds(server, request_code):  # noqa: F811
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(struct.pack("!ii", 8, 80877103))
+        sock.sendall(struct.pack("!ii", 8, request_code))
         assert sock.recv(1) == b"N"
         params = b"user\0tester\0\0"
         sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
@@ -70,13 +70,20 @@ def test_extended_protocol_misuse(server):  # noqa: F811
         assert error_fields(body)["C"] == "26000"
 
         send(sock, b"P", b"two\0SELECT $1::INTEGER + $2::INTEGER\0" + struct.pack("!h", 0))
+        send(sock, b"S")
+        assert [kind for kind, _ in read_until(sock, b"Z")] == [b"1", b"Z"]
+        send(sock, b"P", b"two\0SELECT 1\0" + struct.pack("!h", 0))  # the name is taken
+        send(sock, b"S")
+        (kind, body), _ = read_until(sock, b"Z")
+        assert error_fields(body)["C"] == "42P05"
+
         send(sock, b"B", b"\0two\0" + struct.pack("!hh", 0, 1) + struct.pack("!i", 1) + b"1" + struct.pack("!h", 0))
         send(sock, b"E", b"\0" + struct.pack("!i", 0))  # skipped: an error came before Sync
         send(sock, b"S")
         messages = read_until(sock, b"Z")
-        assert [kind for kind, _ in messages] == [b"1", b"E", b"Z"]
-        assert error_fields(messages[1][1])["C"] == "08P01"
-        assert "supplies 1 parameters" in error_fields(messages[1][1])["M"]
+        assert [kind for kind, _ in messages] == [b"E", b"Z"]
+        assert error_fields(messages[0][1])["C"] == "08P01"
+        assert "supplies 1 parameters" in error_fields(messages[0][1])["M"]
 
         send(sock, b"Q", b"SELECT 40 + 2\0")  # the connection still works
         messages = read_until(sock, b"Z")
@@ -96,19 +103,33 @@ def test_garbage_message_closes_only_that_connection(server, message):  # noqa: 
 
 def test_client_killed_mid_query_is_interrupted(server):  # noqa: F811
     script = textwrap.dedent(f"""
-        import psycopg, sys
+        import psycopg, time
         con = psycopg.connect("{server.dsn()}", autocommit=True)
-        print("connected", flush=True)
-        con.execute("SELECT count(*) FROM range(100000000000) a, range(1000) b WHERE a.range + b.range < 0")
+        con.pgconn.send_query(b"SELECT count(*) FROM range(100000000000) a, range(1000) b WHERE a.range + b.range < 0")
+        while con.pgconn.flush():
+            pass
+        print("sent", flush=True)
+        time.sleep(600)
     """)
     client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert client.stdout.readline().strip() == "connected"
-    time.sleep(1.0)  # let the query reach the server
+    assert client.stdout.readline().strip() == "sent"  # the query is on its way: now the client dies
     client.kill()
     client.wait()
     server.wait_for_log(r"hung up during a statement: interrupting it")
     server.wait_for_log(r"client disconnected during a statement")
     _still_serving(server)
+
+
+def test_connection_limit(tmp_path):
+    served = start_server(tmp_path, "--max-connections", "1")
+    try:
+        with psycopg.connect(served.dsn()) as first:
+            with pytest.raises(psycopg.OperationalError, match="too many clients"):
+                psycopg.connect(served.dsn())
+            assert first.execute("SELECT 1").fetchone() == (1,)
+        _still_serving(served)  # the slot is free again
+    finally:
+        served.stop()
 
 
 # -- authentication ----------------------------------------------------------------------------------

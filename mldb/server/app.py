@@ -50,6 +50,11 @@ class Server:
             self._connections.pop(connection.pid, None)
             self._threads.discard(threading.current_thread())
 
+    def full(self) -> bool:
+        """More clients than --max-connections (the asking one counted)."""
+        with self._lock:
+            return sum(c.session is not None for c in self._connections.values()) >= self.max_connections
+
     def cancel(self, pid: int, secret: int) -> None:
         """CancelRequest: interrupt that connection's running statement if the key matches."""
         with self._lock:
@@ -77,9 +82,6 @@ class Server:
     def _start(self, sock: socket.socket, address) -> None:
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if len(self._connections) >= self.max_connections:
-            _refuse(sock, "sorry, too many clients already", "53300")
-            return
         connection = Connection(self, sock, address)
         thread = threading.Thread(target=connection.serve, name=f"mldb-client-{connection.pid}", daemon=True)
         with self._lock:
@@ -139,11 +141,3 @@ def _end(connection: Connection) -> None:
         connection.sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-
-
-def _refuse(sock: socket.socket, message: str, sqlstate: str) -> None:
-    try:
-        sock.sendall(protocol.error_fields(b"E", {"S": "FATAL", "V": "FATAL", "C": sqlstate, "M": message}))
-    except OSError:
-        pass
-    sock.close()

@@ -132,6 +132,10 @@ class Connection:
             self.outcome = "no user name"
             self._fatal("no PostgreSQL user name specified in startup packet", "28000")
             return False
+        if self.server.full():
+            self.outcome = "too many clients"
+            self._fatal("sorry, too many clients already", "53300")
+            return False
         if not self._authenticate():
             return False
         self.session = self.server.database.session()
