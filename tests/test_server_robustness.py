@@ -197,3 +197,14 @@ def test_signal_shuts_down_cleanly(tmp_path, signum):
     assert "mldb serve: stopped" in served.log and "server shut down" in served.log
     with mldb.connect(str(served.database)) as con:  # the file was closed: another process can open it
         assert con.execute("SELECT x FROM kept").fetchall() == [(1,)]
+
+
+def test_shutdown_interrupts_statements_after_the_grace_period(tmp_path):
+    served = start_server(tmp_path, "--grace", "0.5")
+    busy = psycopg.connect(served.dsn(), autocommit=True)
+    busy.pgconn.send_query(b"SELECT count(*) FROM range(100000000000) a, range(1000) b WHERE a.range + b.range < 0")
+    while busy.pgconn.flush():
+        pass
+    assert served.stop() == 0
+    assert "mldb serve: stopped" in served.log
+    busy.close()

@@ -110,17 +110,28 @@ class Server:
         for connection in connections:
             if not connection.busy:
                 _end(connection)
-        deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline and any(c.busy for c in connections):
-            time.sleep(0.05)
+        _wait(lambda: not any(c.busy for c in connections), self.grace)
+        _wait(lambda: not _interrupt_busy(connections), 5.0)  # until no statement runs any more
         for connection in connections:
-            if connection.busy and connection.session is not None:
-                connection.session.interrupt()
             _end(connection)
         for thread in list(self._threads):
             thread.join(timeout=5)
         self.database.close()
         log.info("mldb serve: stopped")
+
+
+def _wait(done, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _interrupt_busy(connections: list[Connection]) -> bool:
+    """Interrupt every running statement; whether any was running."""
+    busy = [c for c in connections if c.busy and c.session is not None]
+    for connection in busy:
+        connection.session.interrupt()
+    return bool(busy)
 
 
 def _hung_up(sock: socket.socket) -> bool:

@@ -35,7 +35,7 @@ def serve_main(argv: list[str]) -> int:
         return 1
     try:
         server = Server(database, options.host, options.port, secret=secret, auth_method=options.auth_method,
-                        max_connections=options.max_connections)
+                        max_connections=options.max_connections, grace=options.grace)
     except OSError as error:
         database.close()
         print(f"mldb serve: cannot listen on {options.host}:{options.port}: {error.strerror}", file=sys.stderr)
@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="how clients prove the password (default scram-sha-256; md5/password for old clients)")
     parser.add_argument("--insecure", action="store_true", help="allow a non-local address without a password")
     parser.add_argument("--max-connections", type=int, default=100, help="most clients at once (default 100)")
+    parser.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
+                        help="on SIGTERM/SIGINT, how long running statements may finish before they are "
+                             "interrupted (default 10)")
     return parser
 
 

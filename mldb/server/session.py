@@ -188,11 +188,11 @@ class Connection:
                     b"E": self._execute, b"C": self._close_message, b"S": self._sync, b"H": lambda _: self.flush()}
         skipping = False  # after an error in the extended protocol: ignore messages until Sync
         while True:
+            kind, body = protocol.read_message(self.rfile)
             if self.server.stopping:
                 self._fatal("terminating connection due to administrator command", "57P01")
                 self.outcome = "server shut down"
                 return
-            kind, body = protocol.read_message(self.rfile)
             if kind == b"X":
                 return
             handler = handlers.get(kind)
