@@ -261,16 +261,26 @@ def test_asyncpg_binary_protocol(server, typed_table):  # noqa: F811
                 rows = [r async for r in con.cursor("SELECT id FROM apg ORDER BY id", prefetch=2)]
             params = await con.fetch("SELECT id FROM apg WHERE amount > $1 AND seen < $2 ORDER BY id",
                                      Decimal("0.5"), dt.datetime(2024, 1, 3))
-            return row, rows, params
+            # parameter types inferred from where each $n stands (asyncpg sends them in binary)
+            await con.execute("UPDATE apg SET amount = $1 WHERE id = $2", Decimal("9.75"), 2)
+            inferred = [
+                await con.fetchval("SELECT count(*) FROM apg WHERE seen BETWEEN $1 AND $2",
+                                   dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)),
+                await con.fetchval("SELECT sum(id) FROM apg WHERE id IN ($1, $2)", 0, 2),
+                await con.fetchval("SELECT amount FROM apg WHERE id + $1 > 3 ORDER BY id LIMIT $2", 2, 1),
+                await con.fetchval("SELECT tags FROM apg WHERE id = ANY($1) AND tags = $2", [0, 1], ["t1"]),
+            ]
+            return row, rows, params, inferred
         finally:
             await con.close()
 
-    row, rows, params = asyncio.run(main())
+    row, rows, params, inferred = asyncio.run(main())
     expected = dict(zip([c.split()[0] for c in ALL_TYPES.split(", ")], ROW))
     expected["j"] = ROW[-1]
     assert {key: row[key] for key in expected if key != "r"} == {k: v for k, v in expected.items() if k != "r"}
     assert [r["id"] for r in rows] == [0, 1, 2]  # fetched two at a time: PortalSuspended in between
     assert [r["id"] for r in params] == [1]
+    assert inferred == [2, 2, Decimal("9.75"), ["t1"]]
 
 
 JAVA = """
@@ -338,6 +348,16 @@ def test_models_embeddings_and_vector_search_over_the_wire(server):  # noqa: F81
         assert [row[0] for row in by_name] == [2, 48] and all(isinstance(row[1], bool) for row in by_name)
         by_position = [con.execute("SELECT PREDICT(oldness, %s::DOUBLE)", [age]).fetchone()[0] for age in (2.0, 48.0)]
         assert by_position == [row[1] for row in by_name]
+
+        async def described_by_asyncpg():  # asyncpg describes the statement before binding: PREDICT in it
+            apg = await asyncpg.connect(host="127.0.0.1", port=server.port, user="tester", database="shop")
+            try:
+                return await apg.fetch("SELECT id, PREDICT(oldness) AS p FROM people WHERE id = ANY($1) ORDER BY id",
+                                       [2, 48])
+            finally:
+                await apg.close()
+
+        assert [(row["id"], row["p"]) for row in asyncio.run(described_by_asyncpg())] == by_name
         con.execute("CREATE OR REPLACE TABLE docs(id INTEGER, body VARCHAR)")
         con.execute("INSERT INTO docs VALUES (1, 'cheap flights and plane tickets'), (2, 'baking sourdough bread'), "
                     "(3, 'a recipe for pasta sauce')")

@@ -120,6 +120,11 @@ def infer_types(session, sql: str, spans: list[Span]) -> list[str | None]:
 
 def _context_type(session, node: exp.Expression) -> str | None:
     parent = node.parent
+    while isinstance(parent, exp.Paren):
+        node, parent = parent, parent.parent
+    if isinstance(parent, exp.Any):  # x = ANY($1): a list of x's type
+        element = _context_type(session, parent)
+        return f"{element}[]" if element else None
     if isinstance(parent, exp.Cast):  # DuckDB spells the type canonically (INT -> INTEGER)
         return _describe_first(session, f"SELECT CAST(NULL AS {parent.to.sql(dialect=MLDB)})")
     if isinstance(parent, (exp.Limit, exp.Offset)):

@@ -77,8 +77,9 @@ class Prepared:
         return [(column[0], str(column[1])) for column in result.description or []] or None
 
     @property
-    def described(self) -> bool:
-        return self._columns is not _UNSET
+    def described_columns(self) -> list[tuple[str, str]] | None:
+        """The columns a Describe already told the client (rows must then use those types)."""
+        return None if self._columns is _UNSET else self._columns
 
 
 class Portal:
@@ -101,7 +102,7 @@ class Portal:
             self.done = True
             return
         self._names = [column[0] for column in result.description]
-        described = self.prepared.columns(None) if self.prepared.described else None
+        described = self.prepared.described_columns
         if described and len(described) == len(self._names):
             self._types = [pg_type(kind) for _, kind in described]
         else:
