@@ -127,7 +127,8 @@ def test_connection_limit(tmp_path):
             with pytest.raises(psycopg.OperationalError, match="too many clients"):
                 psycopg.connect(served.dsn())
             assert first.execute("SELECT 1").fetchone() == (1,)
-        _still_serving(served)  # the slot is free again
+        served.wait_for_log(r"queries=\d+ duration=\S+ ok")  # the first client has gone
+        _still_serving(served)  # and its slot is free again
     finally:
         served.stop()
 
