@@ -144,6 +144,14 @@ def test_failed_transaction_accepts_only_rollback(server):  # noqa: F811
         assert con.execute("SELECT count(*) FROM ledger").fetchone() == (0,)
 
 
+def test_startup_time_zone_applies_to_that_session_only(server):  # noqa: F811
+    with psycopg.connect(server.dsn(options="'-c TimeZone=Asia/Tokyo'"), autocommit=True) as tokyo, \
+            psycopg.connect(server.dsn(), autocommit=True) as other:
+        assert tokyo.info.parameter_status("TimeZone") == "Asia/Tokyo"
+        assert tokyo.execute("SELECT current_setting('TimeZone')").fetchone() == ("Asia/Tokyo",)
+        assert other.execute("SELECT current_setting('TimeZone')").fetchone() != ("Asia/Tokyo",)
+
+
 def test_transaction_warnings_are_notices(server):  # noqa: F811
     notices = []
     with psycopg.connect(server.dsn(), autocommit=True) as con:

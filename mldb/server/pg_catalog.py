@@ -45,6 +45,27 @@ _FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD|COPY)\b", re.IGNORECASE)
 _COPY_STDIO = re.compile(r"\b(STDIN|STDOUT)\b|/dev/std(in|out|err)", re.IGNORECASE)
 
 
+def command_line_options(options: str) -> dict[str, str]:
+    """The start-up ``options`` parameter (``-c name=value --name=value``) as parameters."""
+    words, found = options.split(), {}
+    for i, word in enumerate(words):
+        setting = words[i + 1] if word == "-c" and i + 1 < len(words) else word[2:] if word.startswith("--") else ""
+        if "=" in setting:
+            name, value = setting.split("=", 1)
+            found[name.replace("-", "_")] = value
+    return found
+
+
+def apply_startup(startup: dict[str, str], session) -> None:
+    """Start-up parameters DuckDB has too (JDBC sends the JVM's TimeZone): set them on the session."""
+    zone = startup.get("TimeZone") or startup.get("timezone")
+    if zone:
+        try:
+            session.sql(f"SET TimeZone = '{zone.replace(chr(39), chr(39) * 2)}'")
+        except errors.Error:
+            pass  # a zone DuckDB does not know: keep the server's
+
+
 def parameter_status(startup: dict[str, str], session) -> dict[str, str]:
     values = {name: _DEFAULTS[name] for name in _REPORTED}
     values["application_name"] = startup.get("application_name", "")

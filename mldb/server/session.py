@@ -126,6 +126,7 @@ class Connection:
             self._fatal(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: server supports 3.0", "0A000")
             return False
         self.params = protocol.startup_parameters(body)
+        self.params.update(pg_catalog.command_line_options(self.params.get("options", "")))
         if code != protocol.PROTOCOL_3 or any(name.startswith("_pq_.") for name in self.params):
             self._negotiate_version()
         if not self.params.get("user"):
@@ -175,6 +176,7 @@ class Connection:
 
     def _greet(self) -> None:
         self.send(protocol.authentication(0))
+        pg_catalog.apply_startup(self.params, self.session)
         for name, value in pg_catalog.parameter_status(self.params, self.session).items():
             self.send(protocol.parameter_status(name, value))
         self.send(protocol.backend_key_data(self.pid, self.secret))
