@@ -150,6 +150,10 @@ def test_startup_time_zone_applies_to_that_session_only(server):  # noqa: F811
         assert tokyo.info.parameter_status("TimeZone") == "Asia/Tokyo"
         assert tokyo.execute("SELECT current_setting('TimeZone')").fetchone() == ("Asia/Tokyo",)
         assert other.execute("SELECT current_setting('TimeZone')").fetchone() != ("Asia/Tokyo",)
+        other.execute("SET TIME ZONE 'Europe/Paris'")
+        other.execute("SET application_name = 'reporting'")
+        assert other.execute("SELECT current_setting('TimeZone')").fetchone() == ("Europe/Paris",)
+        assert other.execute("SHOW application_name").fetchone() == ("reporting",)
 
 
 def test_transaction_warnings_are_notices(server):  # noqa: F811

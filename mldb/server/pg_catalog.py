@@ -1,10 +1,12 @@
 """What PostgreSQL clients ask that DuckDB does not answer, in one place.
 
-- ``parameter_status``: the ParameterStatus values sent after authentication.
+- ``parameter_status`` / ``apply_startup``: the ParameterStatus values sent after
+  authentication, and start-up parameters DuckDB shares (TimeZone).
 - ``intercept``: ``SET`` / ``SHOW`` / ``RESET`` of client-side parameters
-  (application_name, extra_float_digits, DateStyle, ...) that DuckDB does not have;
-  they are kept per connection. Everything else goes to DuckDB, whose own
-  ``pg_catalog`` schema answers most catalog look-ups.
+  (application_name, extra_float_digits, DateStyle, ...) that DuckDB does not have,
+  kept per connection; ``SET TIME ZONE``; COPY to the server's own stdin/stdout refused.
+- ``translate_introspection``: psql's ``\\d`` queries, asyncpg's type look-up and the like,
+  respelled for DuckDB, whose own ``pg_catalog`` schema answers most catalog look-ups.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ _REPORTED = ("server_version", "server_encoding", "client_encoding", "DateStyle"
 
 _SET = re.compile(r"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_][\w.]*)\s*(?:=|\s+TO\s+|\s+)\s*(.+?)\s*;?\s*$",
                   re.IGNORECASE | re.DOTALL)
-_SET_NAMES = re.compile(r"^\s*SET\s+(?:SESSION\s+)?(?:NAMES|TIME\s+ZONE)\b", re.IGNORECASE)
+_SET_NAMES = re.compile(r"^\s*SET\s+(?:SESSION\s+)?NAMES\b", re.IGNORECASE)
+_SET_TIME_ZONE = re.compile(r"^\s*SET\s+(?:SESSION\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 _SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*)\s*;?\s*$", re.IGNORECASE)
 _RESET = re.compile(r"^\s*(?:RESET\s+\w+|RESET\s+ALL|DISCARD\s+ALL)\s*;?\s*$", re.IGNORECASE)
 _FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD|COPY)\b", re.IGNORECASE)
@@ -102,6 +105,11 @@ def intercept(connection, sql: str) -> Result | None:
 def _set(connection, sql: str) -> Result | None:
     if _SET_NAMES.match(sql):
         return Result.done("SET")
+    zone = _SET_TIME_ZONE.match(sql)
+    if zone:  # PostgreSQL's spelling of DuckDB's TimeZone setting
+        value = zone.group(1)
+        statement = "RESET TimeZone" if value.upper() in ("LOCAL", "DEFAULT") else f"SET TimeZone = {value}"
+        return connection.session.execute(statement)
     match = _SET.match(sql)
     if match is None or _is_duckdb_setting(connection.session, match.group(1)):
         return None
