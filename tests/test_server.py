@@ -386,7 +386,7 @@ def test_readme_examples_run(server):  # noqa: F811
     """The README's psql and psycopg examples, against a served database with their table and model."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("<!-- section: server -->")[1].split("<!-- /section: server -->")[0]
-    python = section.split("```python\n")[1].split("```")[0].replace("port=5433", f"port={server.port}")
+    python = section.split("```py\n")[1].split("```")[0].replace("port=5433", f"port={server.port}")
     commands = [line.split("  #")[0] for line in section.split("```bash\n")[1].split("```")[0].splitlines()
                 if line.startswith("psql ")]
     with psycopg.connect(server.dsn(), autocommit=True) as con:
