@@ -22,6 +22,7 @@ from mldb.server.session import Connection
 log = logging.getLogger("mldb.server")
 
 _WATCH_EVERY = 0.25
+_HUNG_UP = "client disconnected during a statement"
 
 
 class Server:
@@ -93,11 +94,12 @@ class Server:
         while not self.stopping:
             time.sleep(_WATCH_EVERY)
             with self._lock:
-                running = [c for c in self._connections.values() if c.busy and c.session is not None]
+                running = [c for c in self._connections.values() if c.busy and c.session is not None
+                           and c.outcome != _HUNG_UP]
             for connection in running:
                 if _hung_up(connection.sock):
                     log.info("client of connection %d hung up during a statement: interrupting it", connection.pid)
-                    connection.outcome = "client disconnected during a statement"
+                    connection.outcome = _HUNG_UP
                     connection.session.interrupt()
 
     def stop(self) -> None:

@@ -27,6 +27,7 @@ from mldb.server.types import param_decoder
 log = logging.getLogger("mldb.server")
 
 _FLUSH_AT = 1 << 16
+_STARTUP_TIMEOUT = 60.0  # seconds for start-up and authentication, as PostgreSQL's authentication_timeout
 _TX_END = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
 _TX_BEGIN = frozenset({"BEGIN", "START"})
 _IMPLICIT_OK = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "INSERT", "UPDATE", "DELETE", "MERGE",
@@ -47,7 +48,6 @@ class Connection:
         self.rfile = sock.makefile("rb", buffering=1 << 16)
         self.out: list[bytes] = []
         self.out_size = 0
-        self.pid, self.secret = server.register(self)
         self.session = None
         self.params: dict[str, str] = {}
         self.transaction = b"I"  # I idle, T in a transaction block, E failed transaction block
@@ -56,12 +56,15 @@ class Connection:
         self.busy = False  # a message is being handled (the watchdog checks the socket meanwhile)
         self.queries = 0
         self.outcome = "closed"
+        self.pid, self.secret = server.register(self)  # last: other threads may look at it from now on
 
     # -- lifetime ------------------------------------------------------------------------------
     def serve(self) -> None:
         started = time.monotonic()
         try:
+            self.sock.settimeout(_STARTUP_TIMEOUT)  # a client that connects and says nothing is dropped
             if self._startup():
+                self.sock.settimeout(None)
                 self._loop()
         except ConnectionClosed:
             self.outcome = self.outcome if self.outcome != "ok" else "client disconnected"
@@ -70,6 +73,10 @@ class Connection:
             self._fatal(str(error), "08P01")
         except OSError as error:
             self.outcome = f"socket error: {error.strerror or error}"
+        except Exception:  # noqa: BLE001 - a bug here must end this connection only, and be logged
+            log.error("internal error in connection %d:\n%s", self.pid, traceback.format_exc())
+            self.outcome = "internal error"
+            self._fatal("internal error in mldb serve (see the server log)", "XX000")
         finally:
             self._close()
             self.server.unregister(self)
