@@ -40,11 +40,11 @@ class Server:
         self._pids = itertools.count(1000)
 
     # -- connection registry (used by Connection) ------------------------------------------------
-    def register(self, connection: Connection) -> tuple[int, int]:
+    def register(self, connection: Connection) -> None:
+        """Give a connection its process id and cancel key (BackendKeyData) and list it."""
         with self._lock:
-            pid = next(self._pids)
-            self._connections[pid] = connection
-        return pid, secrets.randbits(31)
+            connection.pid, connection.secret = next(self._pids), secrets.randbits(31)
+            self._connections[connection.pid] = connection
 
     def unregister(self, connection: Connection) -> None:
         with self._lock:

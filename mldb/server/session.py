@@ -56,7 +56,8 @@ class Connection:
         self.busy = False  # a message is being handled (the watchdog checks the socket meanwhile)
         self.queries = 0
         self.outcome = "closed"
-        self.pid, self.secret = server.register(self)  # last: other threads may look at it from now on
+        self.pid = self.secret = 0
+        server.register(self)  # last: other threads may look at it from now on
 
     # -- lifetime ------------------------------------------------------------------------------
     def serve(self) -> None:
