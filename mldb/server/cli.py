@@ -42,6 +42,10 @@ def serve_main(argv: list[str]) -> int:
         return 1
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop())
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # SQL reading /dev/stdin must not wait on our terminal
+    if secret is None and not _is_loopback(options.host):
+        print("mldb serve: warning: --insecure: anyone who can reach this address can read and change the database",
+              file=sys.stderr)
     host, port = server.address[:2]
     auth = f"password ({options.auth_method})" if secret else "no password (trust)"
     print(f"mldb serve: {options.database} on {host}:{port}, {auth}", file=sys.stderr, flush=True)
