@@ -111,6 +111,10 @@ def test_psycopg_parameters_bound_server_side(server, typed_table):  # noqa: F81
         assert got.fetchone() == (42, None, dt.date(2020, 1, 1), True)
         binary = con.cursor(binary=True).execute("SELECT %b::BIGINT * 2, %b", [21, b"\x00z"]).fetchone()
         assert binary == (42, b"\x00z")
+        # $n inside strings, quoted names, comments and $$-quotes are not parameters
+        hidden = con.execute("""SELECT '$2' AS "$3", $$ $4 $$ AS q, /* $5 */ %s::INTEGER -- $6
+                                AS n""", [7]).fetchone()
+        assert hidden == ("$2", " $4 ", 7)
 
 
 def test_psycopg_rowcount_and_transactions(server):  # noqa: F811

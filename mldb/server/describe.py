@@ -15,6 +15,7 @@ the statement has no parameter values yet. DuckDB's Python API cannot prepare, s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlglot
@@ -35,55 +36,15 @@ class Span:
     number: int
 
 
+# What can hide a ``$n`` (strings, quoted names, comments, $tag$ quotes), or a parameter itself.
+_LEXEMES = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/"""
+                      r"|\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$|(?<![\w$])\$(?P<number>\d+)", re.DOTALL)
+
+
 def scan_parameters(sql: str) -> list[Span]:
     """Positions of ``$1``, ``$2``, ... that are parameters (not inside quotes or comments)."""
-    spans, i, size = [], 0, len(sql)
-    while i < size:
-        char = sql[i]
-        if char in "'\"":
-            i = _skip_quoted(sql, i, char)
-        elif sql.startswith("--", i):
-            i = _find(sql, "\n", i)
-        elif sql.startswith("/*", i):
-            i = _find(sql, "*/", i) + 1
-        elif char == "$":
-            j = i + 1
-            while j < size and sql[j].isdigit():
-                j += 1
-            if j > i + 1 and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
-                spans.append(Span(i, j, int(sql[i + 1 : j])))
-                i = j - 1
-            else:
-                i = _skip_dollar_quote(sql, i)
-        i += 1
-    return spans
-
-
-def _find(sql: str, what: str, start: int) -> int:
-    found = sql.find(what, start + 1)
-    return len(sql) if found < 0 else found
-
-
-def _skip_quoted(sql: str, i: int, quote: str) -> int:
-    j = i + 1
-    while j < len(sql):
-        if sql[j] == quote:
-            if sql[j + 1 : j + 2] == quote:
-                j += 2
-                continue
-            return j
-        j += 1
-    return j
-
-
-def _skip_dollar_quote(sql: str, i: int) -> int:
-    """``$tag$ ... $tag$`` (tag empty or an identifier): the index of the closing ``$``."""
-    close = sql.find("$", i + 1)
-    tag = sql[i : close + 1] if close > 0 else ""
-    if not tag or not all(c.isalnum() or c == "_" for c in tag[1:-1]) or tag[1:2].isdigit():
-        return i
-    end = sql.find(tag, close + 1)
-    return len(sql) if end < 0 else end + len(tag) - 1
+    return [Span(match.start(), match.end(), int(match.group("number")))
+            for match in _LEXEMES.finditer(sql) if match.group("number")]
 
 
 def substitute(sql: str, spans: list[Span], replace) -> str:
