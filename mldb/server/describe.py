@@ -119,14 +119,14 @@ def _expression_type(session, node: exp.Expression, neighbour: exp.Expression) -
     query = exp.Select(expressions=[neighbour.copy()])
     scope = node.find_ancestor(exp.Select, exp.Update, exp.Delete)
     if isinstance(scope, exp.Select):
-        for key in ("from_", "from", "joins"):
+        for key in ("from_", "joins"):
             if scope.args.get(key):
                 query.set(key, _nulled(scope.args[key]))
-    elif scope is not None:
+    elif scope is not None:  # UPDATE / DELETE: the target table
         query.set("from_", exp.From(this=scope.this.copy()))
-    with_ = node.find_ancestor(exp.Select).args.get("with_") if node.find_ancestor(exp.Select) else None
-    if with_ is not None:
-        query.set("with_", with_.copy())
+    ctes = node.root().args.get("with_")  # the statement's WITH, so CTE names resolve
+    if ctes is not None:
+        query.set("with_", _nulled(ctes))
     return _describe_first(session, query.sql(dialect=MLDB))
 
 
