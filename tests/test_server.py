@@ -286,6 +286,8 @@ def test_asyncpg_binary_protocol(server, typed_table):  # noqa: F811
                 await con.fetchval("SELECT sum(id) FROM apg WHERE id IN ($1, $2)", 0, 2),
                 await con.fetchval("SELECT amount FROM apg WHERE id + $1 > 3 ORDER BY id LIMIT $2", 2, 1),
                 await con.fetchval("SELECT tags FROM apg WHERE id = ANY($1) AND tags = $2", [0, 1], ["t1"]),
+                await con.fetchval("WITH w AS (SELECT * FROM apg) SELECT count(*) FROM w WHERE seen > $1",
+                                   dt.datetime(2024, 1, 1)),
             ]
             return row, rows, params, inferred
         finally:
@@ -297,7 +299,7 @@ def test_asyncpg_binary_protocol(server, typed_table):  # noqa: F811
     assert {key: row[key] for key in expected if key != "r"} == {k: v for k, v in expected.items() if k != "r"}
     assert [r["id"] for r in rows] == [0, 1, 2]  # fetched two at a time: PortalSuspended in between
     assert [r["id"] for r in params] == [1]
-    assert inferred == [2, 2, Decimal("9.75"), ["t1"]]
+    assert inferred == [2, 2, Decimal("9.75"), ["t1"], 2]
 
 
 JAVA = """
