@@ -263,3 +263,20 @@ def test_writes_that_cannot_move_vectors_skip_the_work(con):
     assert _top_literal(con, "", query, 1) == [3]
     con.execute("UPDATE pts SET id = 1000 WHERE id = 3")                  # a new key for the same vector
     assert _top_literal(con, "", query, 1) == [1000]
+
+
+def test_a_rolled_back_create_index_leaves_no_index(con):
+    _load(con, "pts", _clustered(200))
+    query = _clustered(1, seed=6)[0]
+    exact = _top_literal(con, "", query, 5)
+    cursor = con.cursor()
+    cursor.execute("BEGIN")
+    cursor.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    literal = "[" + ", ".join(repr(float(x)) for x in query) + f"]::FLOAT[{DIM}]"
+    search = f"SELECT id FROM pts ORDER BY array_cosine_distance(v, {literal}) LIMIT 5"
+    assert any(key == "mldb_rewrite" for key, _ in cursor.execute("EXPLAIN " + search).fetchall())
+    assert [row[0] for row in cursor.execute(search).fetchall()] == exact
+    cursor.execute("ROLLBACK")
+    assert cursor.execute("SELECT count(*) FROM mldb.indexes").fetchone() == (0,)
+    assert not any(key == "mldb_rewrite" for key, _ in cursor.execute("EXPLAIN " + search).fetchall())
+    assert [row[0] for row in cursor.execute(search).fetchall()] == exact

@@ -17,8 +17,14 @@ from mldb.index import store
 _NAME_TOKENS = {TokenType.VAR, TokenType.IDENTIFIER, TokenType.TABLE}
 
 
+_TRANSACTION_ENDS = frozenset({"COMMIT", "ROLLBACK", "ABORT", "END"})
+
+
 def on_write(session, statement, phase) -> bool:
     if phase == "check":
+        if statement.first_word in _TRANSACTION_ENDS:
+            store.transaction_ended()
+            return False
         return bool(_indexed_targets(session, statement))
     if phase == "after":
         for table in _indexed_targets(session, statement):

@@ -39,7 +39,7 @@ def _describe(session, name: str, schema: str, table: str, column: str, options:
     if dim is None:
         raise errors.ProgrammingError(f"column {found} of {table} is {types[found]}, not a vector; "
                                       "a FAISS index needs FLOAT[n] (e.g. the result of EMBED)", sqlstate="42804")
-    key = store.key_column(session, schema, table, types, options.pop("key", None))
+    key, options["unique_key"] = store.key_column(session, schema, table, types, options.pop("key", None))
     metric, kind = options.pop("metric"), options.pop("type")
     return store.IndexInfo(name, schema, table, found, key, metric, kind, options, dim,
                            store.new_build_id(), 1, False)

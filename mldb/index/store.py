@@ -28,6 +28,8 @@ from mldb.index import faiss as fx
 
 PERSIST_BYTES = 32 * 1024 * 1024
 _UNINDEXED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> True
+_READ: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Session -> (generation, catalog rows)
+_GENERATION = [0]  # bumped by every index change made in this process
 _VECTOR_TYPE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\)|INTEGER|BIGINT|SMALLINT|TINYINT)\[(\d*)\]$")
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 _COLUMNS = ("name, schema_name, table_name, column_name, key_column, metric, kind, options, dimension, "
@@ -72,12 +74,31 @@ def find(session, name: str) -> IndexInfo | None:
 
 
 def for_table(session, schema: str | None, table: str) -> list[IndexInfo]:
-    """Indexes on ``[schema.]table`` (unqualified: the current schema). Filtered here: a
-    query without parameters or a WHERE is the cheapest DuckDB round trip (searches ask)."""
-    rows = session.sql(f"SELECT {_COLUMNS}, current_schema() FROM mldb.indexes").fetchall()
+    """Indexes on ``[schema.]table`` (unqualified: the current schema)."""
+    rows = _catalog_rows(session)
     table = table.lower()
     return [_info(row[:-1]) for row in rows
             if row[2].lower() == table and row[1].lower() == (schema or row[-1]).lower()]
+
+
+def _catalog_rows(session) -> list[tuple]:
+    """The rows of mldb.indexes as this session last read them, re-read after any index
+    change in this process (``_changed``). A version read here that another session has
+    since moved on is harmless: the state for it is loaded from this session's own view."""
+    generation, rows = _READ.get(session, (-1, None))
+    if generation != _GENERATION[0] or rows is None:
+        rows = session.sql(f"SELECT {_COLUMNS}, current_schema() FROM mldb.indexes").fetchall()
+        _READ[session] = (_GENERATION[0], rows)
+    return rows
+
+
+def _changed() -> None:
+    _GENERATION[0] += 1
+
+
+def transaction_ended() -> None:
+    """A COMMIT or ROLLBACK may publish or undo index changes: sessions read the catalog again."""
+    _changed()
 
 
 def indexed_tables(session) -> set[str]:
@@ -124,22 +145,24 @@ def vector_length(data_type: str) -> int | None:
     return int(match.group(2) or 0)
 
 
-def key_column(session, schema: str, table: str, types: dict[str, str], requested: str | None) -> str:
-    """The integer column that identifies rows: ``key`` option, a one-column primary key or ``id``."""
+def key_column(session, schema: str, table: str, types: dict[str, str], requested: str | None) -> tuple[str, bool]:
+    """The integer column that identifies rows (``key`` option, a one-column primary key or
+    ``id``) and whether a constraint keeps it unique."""
     by_lower = {name.lower(): name for name in types}
+    constrained = _primary_key(session, schema, table)
     if requested is not None:
         chosen = by_lower.get(requested.lower())
         if chosen is None:
             raise errors.ProgrammingError(f"key column {requested} is not a column of {table}", sqlstate="42703")
     else:
-        chosen = _primary_key(session, schema, table) or by_lower.get("id")
+        chosen = constrained or by_lower.get("id")
         if chosen is None:
             raise errors.ProgrammingError(
                 f"a FAISS index needs an integer column that identifies the rows of {table} "
                 f"(a primary key or a column named id); name one with WITH (key = 'column')")
     if types[chosen].upper() not in _INTEGER_TYPES:
         raise errors.ProgrammingError(f"key column {chosen} of {table} is {types[chosen]}, not an integer")
-    return chosen
+    return chosen, chosen == constrained
 
 
 def _primary_key(session, schema: str, table: str) -> str | None:
@@ -197,6 +220,8 @@ def read_hashes(session, info: IndexInfo, vectors_changed: bool = True) -> tuple
 
 
 def _check_unique(keys: np.ndarray, info: IndexInfo) -> None:
+    if info.options.get("unique_key"):
+        return  # a primary key or UNIQUE constraint: DuckDB already refuses duplicates
     if len(np.unique(keys)) != len(keys):
         raise errors.IntegrityError(f"index {info.name} needs unique values in {info.table}.{info.key}; "
                                     "this change would duplicate a key", sqlstate="23505")
@@ -275,6 +300,7 @@ def _same(keys: np.ndarray, hashes, other_keys: np.ndarray, other_hashes) -> np.
 # -- writing the catalog -------------------------------------------------------------------------
 
 def insert(session, info: IndexInfo, state: fx.IndexState) -> None:
+    _changed()
     session.sql("INSERT INTO mldb.indexes (name, schema_name, table_name, column_name, key_column, metric, "
                 "kind, options, dimension, row_count, build_id, version, stale) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
@@ -282,10 +308,12 @@ def insert(session, info: IndexInfo, state: fx.IndexState) -> None:
                  json.dumps(info.options), state.dim, state.live_count, info.build_id, info.version])
     session.sql("INSERT INTO mldb.index_data (build_id, data) VALUES (?, ?)", [info.build_id, fx.serialize(state)])
     fx.remember(info.build_id, info.version, state)
+    _changed()
 
 
 def save(session, info: IndexInfo, state: fx.IndexState) -> None:
     """Record a changed index: a new version, and its bytes when small enough (else ``stale``)."""
+    _changed()
     if state.needs_compaction:
         state = build_state(session, info)
     version = info.version + 1
@@ -295,6 +323,7 @@ def save(session, info: IndexInfo, state: fx.IndexState) -> None:
     session.sql("UPDATE mldb.indexes SET version = ?, stale = ?, row_count = ?, updated_at = now() "
                 "WHERE build_id = ?", [version, stale, state.live_count, info.build_id])
     fx.remember(info.build_id, version, state)
+    _changed()
 
 
 def _estimated_bytes(state: fx.IndexState) -> int:
@@ -303,9 +332,11 @@ def _estimated_bytes(state: fx.IndexState) -> int:
 
 
 def delete(session, info: IndexInfo) -> None:
+    _changed()
     session.sql("DELETE FROM mldb.index_data WHERE build_id = ?", [info.build_id])
     session.sql("DELETE FROM mldb.indexes WHERE build_id = ?", [info.build_id])
     fx.forget(info.build_id)
+    _changed()
 
 
 def new_build_id() -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from mldb.plan.rules import _load
 
-WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "DROP", "ALTER", "CREATE", "WITH"})
+WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "DROP", "ALTER", "CREATE", "WITH",
+                         "MERGE", "COMMIT", "ROLLBACK", "ABORT", "END"})  # transaction ends: index caches re-read
 
 HOOKS: tuple[str, ...] = ("mldb.index.hooks:on_write",)
 
