@@ -69,6 +69,8 @@ _CHECKS = (
     ("weight_decay", lambda v: float(v) >= 0, "a number >= 0"),
     ("dropout", lambda v: 0 <= float(v) < 1, "a number in [0, 1)"),
     ("valid_fraction", lambda v: 0 <= float(v) < 1, "a number in [0, 1)"),
+    ("device", lambda v: str(v).lower() in ("auto", "cpu", "cuda") or str(v).lower().startswith("cuda:"),
+     "'cpu', 'cuda', 'cuda:N' or 'auto'"),
     ("hidden", lambda v: isinstance(v, list) and v and all(map(_positive_int, v)), "a list of sizes, e.g. [64, 32]"),
 )
 
