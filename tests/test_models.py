@@ -227,6 +227,18 @@ def test_training_inside_a_user_transaction_rolls_back(tmp_db):
     assert tmp_db.execute("SELECT count(*) FROM mldb.models").fetchone() == (0,)
 
 
+def test_a_rolled_back_train_is_not_served(tmp_db):
+    tmp_db.execute("CREATE TABLE pts AS SELECT (i - 100) / 10.0 AS x, i > 100 AS up FROM range(201) t(i)")
+    tmp_db.execute("CREATE MODEL side PREDICT up FROM pts WITH (epochs = 60, lr = 0.1)")
+    cursor = tmp_db.cursor()
+    cursor.execute("BEGIN")
+    cursor.execute("TRAIN side FROM (SELECT x, NOT up AS up FROM pts)")
+    assert cursor.execute("SELECT PREDICT(side, 5.0)").fetchone() == (False,)
+    cursor.execute("ROLLBACK")
+    assert tmp_db.execute("SELECT PREDICT(side, 5.0)").fetchone() == (True,)
+    assert tmp_db.execute("SELECT max(version) FROM mldb.model_versions").fetchone() == (1,)
+
+
 def test_readme_tour_runs(db_path):
     from pathlib import Path
 

@@ -168,7 +168,7 @@ def _owner(source):
 
 def _query(source, sql: str, params: list):
     try:
-        if hasattr(source, "sql") and hasattr(source, "database"):  # a Session: sees its transaction
+        if _is_session(source):  # a Session: sees its transaction
             return source.sql(sql, params).fetchall()
         con = source if isinstance(source, duckdb.DuckDBPyConnection) else _owner(source)
         return con.cursor().execute(sql, params).fetchall()
@@ -193,13 +193,21 @@ def versions(source, name: str) -> list[int]:
     return [row[0] for row in rows]
 
 
+def _is_session(source) -> bool:
+    return hasattr(source, "sql") and hasattr(source, "database")
+
+
 def resolve(source, ref: str) -> tuple[str, int]:
-    """(name, version): a pinned version, or the deployed one."""
+    """(name, version): a pinned version, or the deployed one.
+
+    A Session (the rewrite, once per statement) always asks the catalog, so a rolled-back
+    TRAIN or DEPLOY is seen; the UDFs (once per batch) use what was last resolved.
+    """
     name, version = parse_ref(ref)
     owner = _owner(source)
     if version is None:
         cached = _RESOLVED.get((id(owner), name))
-        if cached is not None and cached[0] is owner:
+        if cached is not None and cached[0] is owner and not _is_session(source):
             return name, cached[1]
         row = model_row(source, name)
         if row is None:
@@ -215,12 +223,19 @@ def load_model(source, ref: str) -> ModelVersion:
     name, version = resolve(source, ref)
     owner = _owner(source)
     cached = _LOADED.get((id(owner), name, version))
-    if cached is not None and cached[0] is owner:
+    if cached is not None and cached[0] is owner and (not _is_session(source) or _current(source, cached[1])):
         return cached[1]
     model = _read_version(source, name, version)
     with _LOCK:
         _LOADED[(id(owner), name, version)] = (owner, model)
     return model
+
+
+def _current(source, model: ModelVersion) -> bool:
+    """Whether the catalog still holds this very version (not one rolled back or replaced)."""
+    rows = _query(source, "SELECT created_at FROM mldb.model_versions WHERE model = ? AND version = ?",
+                  [model.name, model.version])
+    return bool(rows) and rows[0][0] == model.created_at
 
 
 def _read_version(source, name: str, version: int) -> ModelVersion:
