@@ -121,10 +121,17 @@ class MldbMagic(Magics):
         return connection
 
     def _cursor(self, connection):
-        """One cursor per connection, kept across cells (so BEGIN in one cell holds in the next)."""
+        """One cursor per connection, kept across cells (so BEGIN in one cell holds in the next).
+
+        In a notebook it shows DuckDB's progress bar for long SQL (DuckDB turns the bar on
+        for a connection made in Jupyter, but not for its cursors)."""
+        from mldb.progress import in_notebook
+
         cursor = self._cursors.get(connection)
         if cursor is None or cursor.closed:
             cursor = self._cursors[connection] = connection.cursor()
+            if in_notebook():
+                cursor.execute("SET enable_progress_bar = true")
         return cursor
 
     # -- plots -------------------------------------------------------------------------

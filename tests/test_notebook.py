@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -17,6 +18,11 @@ def kernel(notebook, folder: Path) -> NotebookClient:
                           resources={"metadata": {"path": str(folder)}})
 
 
+def without_pytest_marker() -> dict:
+    """The environment minus PYTEST_CURRENT_TEST, under which DuckDB shows no progress bar."""
+    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+
+
 def outputs_of(cell, output_type: str) -> list:
     return [output for output in cell.outputs if output.output_type == output_type]
 
@@ -24,15 +30,16 @@ def outputs_of(cell, output_type: str) -> list:
 def test_error_fails_the_cell_briefly_and_the_kernel_lives(tmp_path):
     cells = ["%load_ext mldb", "%mldb CREATE TABLE t AS SELECT 1 AS a", "%mldb SELEC 1",
              "%mldb SELECT a + 1 AS b FROM t",
-             "from mldb.progress import bar\nsum(bar(range(3), desc='work'))"]
+             "from mldb.progress import bar\nsum(bar(range(3), desc='work'))",
+             "%%mldb\nSET progress_bar_time = 1;\nSELECT count(*) FROM range(200000000) WHERE hash(range) % 7 = 1"]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     client = kernel(notebook, tmp_path)
-    with client.setup_kernel():
+    with client.setup_kernel(env=without_pytest_marker()):
         for index, cell in enumerate(notebook.cells[:2]):
             client.execute_cell(cell, index)
         with pytest.raises(CellExecutionError):  # "run all" stops here
             client.execute_cell(notebook.cells[2], 2)
-        for index in (3, 4):
+        for index in (3, 4, 5):
             client.execute_cell(notebook.cells[index], index)
     [error] = outputs_of(notebook.cells[2], "error")
     assert error.ename == "ProgrammingError"
@@ -42,6 +49,8 @@ def test_error_fails_the_cell_briefly_and_the_kernel_lives(tmp_path):
     assert "<table" in table.data["text/html"] and "1 row" in table.data["text/html"]
     [widget] = outputs_of(notebook.cells[4], "display_data")  # tqdm's notebook bar
     assert "application/vnd.jupyter.widget-view+json" in widget.data
+    progress = "".join(output.text for output in outputs_of(notebook.cells[5], "stream"))
+    assert "% ▕" in progress  # DuckDB's bar for long SQL
 
 
 def tagged(notebook, tag: str):
