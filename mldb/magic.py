@@ -87,6 +87,8 @@ class MldbMagic(Magics):
             return None
         if _is_status_only(cursor):
             return Status(status_line(cursor))
+        if [column[0] for column in cursor.description] == ["explain_key", "explain_value"]:
+            return Plan("\n".join(value for _, value in cursor.fetchall()))
         return ResultTable.stream(cursor.arrow_reader(), call.max_rows or self.max_rows)
 
     # -- connections -------------------------------------------------------------------
@@ -310,6 +312,21 @@ class Status:
 
     def __repr__(self) -> str:
         return self.text
+
+
+@dataclass
+class Plan:
+    """EXPLAIN's plan drawing, shown as preformatted text rather than squeezed into a table cell."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(self.text)}</pre>"
 
 
 def status_line(cursor) -> str:

@@ -11,7 +11,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mldb
-from mldb.magic import MldbMagic, ResultTable, Status
+from mldb.magic import MldbMagic, Plan, ResultTable, Status
 
 
 @pytest.fixture
@@ -78,6 +78,13 @@ def test_statements_without_rows_show_a_status_line(ip):
 def test_cell_runs_its_statements_in_order_and_shows_the_last(ip):
     table = ok(ip, "%%mldb\nCREATE TABLE t(a INTEGER);\nINSERT INTO t VALUES (7);\nSELECT a * 2 AS b FROM t")
     assert table.frame.to_dicts() == [{"b": 14}]
+
+
+def test_explain_shows_the_plan_as_text(ip):
+    ok(ip, "%mldb CREATE TABLE t AS SELECT range AS a FROM range(10)")
+    plan = ok(ip, "%mldb EXPLAIN SELECT a FROM t WHERE a > 1")
+    assert isinstance(plan, Plan) and "Seq Scan" in repr(plan) and "Filters: a > 1" in repr(plan)
+    assert plan._repr_html_().startswith("<pre>")
 
 
 def test_store_result_in_a_variable(ip):
