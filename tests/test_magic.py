@@ -21,6 +21,7 @@ def ip():
     shell.run_line_magic("load_ext", "mldb")
     shell.register_magics(MldbMagic(shell=shell))
     yield shell
+    shell.config.MldbMagic.max_rows = MldbMagic.max_rows.default_value  # %config outlives the test
     for name in ("x", "lo", "name", "con", "values", "returning", "min_age"):
         shell.user_ns.pop(name, None)
 
