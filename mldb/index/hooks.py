@@ -2,8 +2,9 @@
 
 The session runs a write that names an indexed table inside one transaction and calls
 ``on_write`` after it: each index on that table then catches up with the table by
-comparing (key, hash(vector)) pairs (``store.sync``), marks removed and changed rows
-dead, adds new and changed rows, and records a new version in the same transaction.
+comparing (key, hash(vector)) pairs, or keys alone when the write cannot have moved a
+vector (``store.sync``), marks removed and changed rows dead, adds new and changed rows,
+and records a new version in the same transaction.
 If the write or the index update fails, both roll back together.
 """
 
@@ -13,9 +14,6 @@ from sqlglot.tokens import TokenType
 
 from mldb.index import faiss as fx
 from mldb.index import store
-
-_NAME_TOKENS = {TokenType.VAR, TokenType.IDENTIFIER, TokenType.TABLE}
-
 
 _TRANSACTION_ENDS = frozenset({"COMMIT", "ROLLBACK", "ABORT", "END"})
 
@@ -39,8 +37,8 @@ def _indexed_targets(session, statement) -> set[str]:
     indexed = store.indexed_tables(session)
     if not indexed:
         return set()
-    names = {token.text.lower() for token in statement.tokens if token.token_type not in
-             (TokenType.STRING, TokenType.NUMBER)}
+    names = {token.text.lower() for token in statement.tokens
+             if token.token_type not in (TokenType.STRING, TokenType.NUMBER)}
     return indexed & names
 
 
