@@ -83,6 +83,8 @@ def rewrite_vector_search(tree: exp.Expression, context) -> exp.Expression:
     for table in list(tree.find_all(exp.Table)):
         if isinstance(table.this, VectorSearch):
             _replace_vector_search(table, context)
+    if isinstance(tree, exp.Create) and tree.kind in ("VIEW", "MACRO", "FUNCTION"):
+        return tree  # a stored query searches when it runs: DuckDB's exact search, never a frozen key list
     for select in list(tree.find_all(exp.Select)):
         _rewrite_top_k(select, context)
     return tree
