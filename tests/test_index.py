@@ -280,3 +280,15 @@ def test_a_rolled_back_create_index_leaves_no_index(con):
     assert cursor.execute("SELECT count(*) FROM mldb.indexes").fetchone() == (0,)
     assert not any(key == "mldb_rewrite" for key, _ in cursor.execute("EXPLAIN " + search).fetchall())
     assert [row[0] for row in cursor.execute(search).fetchall()] == exact
+
+
+def test_query_vector_parameters_as_text_or_named(con):
+    _load(con, "pts", _clustered(300))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    query = _clustered(1, seed=12)[0]
+    exact = _exact_ids(con, "WHERE grp = 2", query, 4)
+    text = "[" + ", ".join(repr(float(x)) for x in query) + "]"   # what a wire client may send
+    sql = f"SELECT id FROM pts WHERE grp = ? ORDER BY array_cosine_distance(v, ?::FLOAT[{DIM}]) LIMIT 4"
+    assert [row[0] for row in con.execute(sql, [2, text]).fetchall()] == exact
+    named = f"SELECT id FROM pts WHERE grp = $g ORDER BY array_cosine_distance(v, $q::FLOAT[{DIM}]) LIMIT 4"
+    assert [row[0] for row in con.execute(named, {"g": 2, "q": query.tolist()}).fetchall()] == exact

@@ -265,8 +265,10 @@ def _direct_vector(query: exp.Expression, context):
     if isinstance(inner, exp.Placeholder) and context.params is not None:
         name = inner.args.get("this")
         if isinstance(context.params, dict):
-            return context.params.get(name)
-        return context.params[int(name) - 1] if str(name).isdigit() else None
+            value = context.params.get(name)
+        else:
+            value = context.params[int(name) - 1] if str(name).isdigit() else None
+        return value if isinstance(value, (list, tuple, np.ndarray)) else None  # else DuckDB casts it
     if isinstance(query, Embed) and isinstance(query.this, exp.Literal) and query.this.is_string:
         model, _ = _model(context.session, query.args.get("expression"))
         context.note(f"EMBED: query vector with model {model}")
