@@ -155,19 +155,24 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
 
 def _use_results(select: exp.Select, call: exp.Expression, key: exp.Column, keys, distances) -> None:
     """WHERE key IN (found), ORDER BY the FAISS rank, and the distance from FAISS wherever
-    the query selects it (so DuckDB reads only the rows found, and not their vectors)."""
+    the query selects it (so DuckDB reads only the rows found, and not their vectors).
+    Nodes are built fresh rather than copied: sqlglot's deep copies cost more than the search."""
     if len(keys) == 0:
         select.where(exp.false(), copy=False)
         return
-    found = [exp.Literal.number(int(value)) for value in keys]
-    rank = exp.Anonymous(this="list_position", expressions=[exp.Array(expressions=found), key.copy()])
-    distance = exp.Anonymous(this="list_extract", expressions=[
-        exp.cast(exp.Array(expressions=[exp.Literal.number(repr(float(d))) for d in distances]), "FLOAT[]"), rank])
-    select.where(exp.In(this=key, expressions=[value.copy() for value in found]), copy=False)
-    select.args["order"].expressions[0].set("this", rank.copy())
+
+    def found() -> list[exp.Literal]:
+        return [exp.Literal.number(int(value)) for value in keys]
+
+    def rank() -> exp.Expression:
+        return exp.Anonymous(this="list_position", expressions=[exp.Array(expressions=found()), key.copy()])
+
+    select.where(exp.In(this=key, expressions=found()), copy=False)
+    select.args["order"].expressions[0].set("this", rank())
     for projection in select.expressions:
         if isinstance(projection, exp.Alias) and projection.this == call:
-            projection.set("this", distance.copy())
+            values = exp.Array(expressions=[exp.Literal.number(repr(float(d))) for d in distances])
+            projection.set("this", exp.Anonymous(this="list_extract", expressions=[exp.cast(values, "FLOAT[]"), rank()]))
 
 
 def _top_k_pattern(select: exp.Select):
