@@ -292,3 +292,29 @@ def test_query_vector_parameters_as_text_or_named(con):
     assert [row[0] for row in con.execute(sql, [2, text]).fetchall()] == exact
     named = f"SELECT id FROM pts WHERE grp = $g ORDER BY array_cosine_distance(v, $q::FLOAT[{DIM}]) LIMIT 4"
     assert [row[0] for row in con.execute(named, {"g": 2, "q": query.tolist()}).fetchall()] == exact
+
+
+def test_the_grammar_parses_each_vector_form():
+    from sqlglot import exp
+
+    from mldb.frontend import parse, split_statements
+    from mldb.frontend import vectors as grammar
+
+    def tree(sql):
+        return parse(split_statements(sql)[0])
+
+    create = tree("CREATE INDEX IF NOT EXISTS d_v ON s.docs USING FAISS (v) WITH (metric = 'l2', m = 16)")
+    assert isinstance(create, grammar.CreateFaissIndex) and create.args["exists"]
+    assert (create.this.name, create.args["table"].db, create.args["table"].name, create.args["column"].name) == \
+        ("d_v", "s", "docs", "v")
+    assert [item.sql() for item in create.args["options"].expressions] == ["metric = 'l2'", "m = 16"]
+    assert not isinstance(tree("CREATE INDEX d_a ON docs (a)"), grammar.CreateFaissIndex)  # DuckDB's own
+    assert isinstance(tree("DROP INDEX IF EXISTS d_v"), grammar.DropFaissIndex)
+    assert isinstance(tree("LOAD UDFS FROM 'f.py'").this, exp.Literal)
+    assert isinstance(tree("LOAD UDFS FROM ?").this, exp.Placeholder)
+    embed = tree("SELECT EMBED(body, 'm') FROM docs").expressions[0]
+    assert isinstance(embed, grammar.Embed) and embed.sql() == "EMBED(body, 'm')"
+    search = tree("SELECT * FROM VECTOR_SEARCH(docs, v, [1, 2], 3)").args["from_"].this.this
+    assert isinstance(search, grammar.VectorSearch) and len(search.expressions) == 4
+    with pytest.raises(mldb.ProgrammingError, match="syntax error"):
+        tree("CREATE INDEX d_v ON docs USING FAISS (v, w)")
