@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -175,17 +176,34 @@ def _distances(scores: np.ndarray, metric: str) -> np.ndarray:
 # -- serialization ---------------------------------------------------------------------------
 
 def serialize(state: IndexState) -> bytes:
+    """The index, keys, alive flags and hashes as one byte string (an ``.npz`` archive).
+
+    An HNSW index with no dead rows is written without its vectors (FAISS's
+    ``IO_FLAG_SKIP_STORAGE``): they are the table's, and ``deserialize`` takes them from
+    there, so the file does not hold every vector twice.
+    """
     faiss = _faiss()
+    from_table = state.kind == "hnsw" and bool(state.alive.all())
+    flags = faiss.IO_FLAG_SKIP_STORAGE if from_table else 0
     buffer = io.BytesIO()
-    np.savez(buffer, index=faiss.serialize_index(state.index), keys=state.keys, alive=state.alive,
-             hashes=state.hashes)
+    np.savez(buffer, index=faiss.serialize_index(state.index, flags), keys=state.keys, alive=state.alive,
+             hashes=state.hashes, vectors_from_table=np.array(from_table))
     return buffer.getvalue()
 
 
-def deserialize(name: str, data: bytes, metric: str, kind: str, options: dict) -> IndexState:
+def deserialize(name: str, data: bytes, metric: str, kind: str, options: dict,
+                table_vectors: Callable[[np.ndarray], np.ndarray]) -> IndexState:
+    """Read ``serialize``'s bytes; ``table_vectors(keys)`` gives the vectors an HNSW index was
+    written without (rows since deleted may come back as zeros: they are dead anyway)."""
     faiss = _faiss()
     arrays = np.load(io.BytesIO(data))
     index = faiss.deserialize_index(arrays["index"])
+    if bool(arrays["vectors_from_table"]):
+        storage = faiss.IndexFlat(index.d, index.metric_type)
+        storage.add(_prepare(table_vectors(arrays["keys"]), metric))
+        storage.this.disown()  # the HNSW index owns and frees it
+        index.storage = storage
+        index.own_fields = True
     return IndexState(name, index, arrays["keys"], arrays["alive"], arrays["hashes"], metric, kind,
                       dict(options))
 

@@ -259,10 +259,23 @@ def _load(session, info: IndexInfo) -> fx.IndexState:
     row = session.sql("SELECT data FROM mldb.index_data WHERE build_id = ?", [info.build_id]).fetchone()
     if row is None or row[0] is None:
         return build_state(session, info)
-    state = fx.deserialize(info.name, row[0], info.metric, info.kind, info.options)
+    state = fx.deserialize(info.name, row[0], info.metric, info.kind, info.options,
+                           lambda keys: _vectors_of(session, info, keys))
     if info.stale:
         sync(session, info, state)
     return state
+
+
+def _vectors_of(session, info: IndexInfo, keys: np.ndarray) -> np.ndarray:
+    """The table's vectors for ``keys``, in that order (zeros for keys no longer there)."""
+    found, _, vectors = read_rows(session, info)
+    out = np.zeros((len(keys), info.dim), dtype=np.float32)
+    if len(found):
+        order = np.argsort(found, kind="stable")
+        at = np.minimum(np.searchsorted(found[order], keys), len(found) - 1)
+        hit = found[order][at] == keys
+        out[hit] = vectors[order[at[hit]]]
+    return out
 
 
 def sync(session, info: IndexInfo, state: fx.IndexState, vectors_changed: bool = True) -> bool:
