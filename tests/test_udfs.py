@@ -123,3 +123,11 @@ def test_the_readme_examples_run(con, monkeypatch):
 def _rows(con, sql: str):
     cursor = con.execute(sql)
     return cursor.fetchall() if cursor.description else None
+
+
+def test_a_session_can_refuse_load_udfs(con):
+    cursor = con.cursor()
+    cursor._session.load_udfs_allowed = False  # what a server sets for its network clients
+    with pytest.raises(mldb.ProgrammingError, match="not allowed") as caught:
+        cursor.execute("LOAD UDFS FROM ?", [str(UDFS / "similarity.py")])
+    assert caught.value.sqlstate == "42501"

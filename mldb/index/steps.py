@@ -98,6 +98,9 @@ def load_udfs(session, node, params) -> Result:
 
     from mldb.udf import load_file
 
+    if not getattr(session, "load_udfs_allowed", True):  # e.g. a wire client: code would run on the server
+        raise errors.ProgrammingError("LOAD UDFS is not allowed on this connection; load files when the "
+                                      "server starts (mldb serve --udfs FILE)", sqlstate="42501")
     path = node.this
     path = _parameter(path, params) if isinstance(path, exp.Placeholder) else path.name
     specs = load_file(session.database.root, path)
