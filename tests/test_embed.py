@@ -99,3 +99,21 @@ def test_import_mldb_does_not_load_the_model():
     code = "import mldb, sys; mldb.connect().execute('SELECT 1'); print('sentence_transformers' in sys.modules, 'faiss' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[:2] == ["False", "False"]
+
+
+def test_a_big_statement_shows_one_progress_bar_in_a_terminal(con, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(embedding, "PROGRESS_STEP", 256)
+    rows = con.execute("SELECT count(EMBED('progress row ' || i)) FROM range(600) t(i)").fetchone()
+    assert rows == (600,)
+    shown = terminal.getvalue()
+    assert shown.count("EMBED: 0 texts") == 1 and "EMBED: 600 texts" in shown  # one bar, to the end
+    assert embedding._bar is None  # closed when the statement finished

@@ -27,12 +27,14 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = frozenset({DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "default"})
 CACHE_BYTES = 64 * 1024 * 1024
 PROGRESS_MIN_ROWS = 512  # a progress bar on a terminal's stderr from this many texts to encode
+PROGRESS_STEP = 1024
 
 _models: dict[str, object] = {}
 _load_lock = threading.Lock()
 _cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _cache_bytes = 0
+_bar = None  # the statement's progress bar, if it embeds many texts in a terminal
 
 
 class UnknownModel(ValueError):
@@ -111,9 +113,32 @@ def _embed_unique(key: str, texts: list[str]) -> np.ndarray:
 
 def _encode(key: str, texts: list[str]) -> np.ndarray:
     model = load_model(key)
-    progress = len(texts) >= PROGRESS_MIN_ROWS and sys.stderr.isatty()
-    vectors = model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=progress)
-    return np.asarray(vectors, dtype=np.float32)
+    if len(texts) < PROGRESS_MIN_ROWS or not sys.stderr.isatty():
+        return np.asarray(model.encode(texts, batch_size=64, convert_to_numpy=True), dtype=np.float32)
+    bar, parts = _progress_bar(), []
+    for start in range(0, len(texts), PROGRESS_STEP):  # in steps, so that the bar moves
+        parts.append(model.encode(texts[start:start + PROGRESS_STEP], batch_size=64, convert_to_numpy=True))
+        bar.update(len(parts[-1]))
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _progress_bar():
+    """One bar per statement on stderr, across the UDF's calls; ``finish_progress`` closes it."""
+    global _bar
+    with _cache_lock:
+        if _bar is None:
+            from tqdm import tqdm
+
+            _bar = tqdm(desc="EMBED", unit=" texts", file=sys.stderr, leave=False, mininterval=0, miniters=1)
+        return _bar
+
+
+def finish_progress() -> None:
+    global _bar
+    with _cache_lock:
+        if _bar is not None:
+            _bar.close()
+            _bar = None
 
 
 def _remember(key: str, texts: list[str], vectors: np.ndarray) -> None:

@@ -29,7 +29,11 @@ def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
         SELECT EMBED(body) FROM docs
         -> SELECT mldb_embed_384(body, 'all-MiniLM-L6-v2') FROM docs
     """
-    for node in list(tree.find_all(Embed)):
+    embeds = list(tree.find_all(Embed))
+    if embeds:
+        embedding.finish_progress()  # a bar left by a statement that failed
+        context.on_success(embedding.finish_progress)
+    for node in embeds:
         model, dim = _model(context.session, node.args.get("expression"))
         _check_text(node.this)
         function = ensure_embed_function(context.session.database.root, dim)
