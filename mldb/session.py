@@ -51,6 +51,7 @@ class Session:
         self.database = database
         self.con = con
         self.closed = False
+        self._holder: duckdb.DuckDBPyConnection | None = None
 
     # -- the entry point -------------------------------------------------------------
     def execute(self, sql: str, params=None) -> Result:
@@ -84,10 +85,13 @@ class Session:
         if not context.notes:
             return self._run_plain(statement, params)
         if prefix:
-            return _explained(self._run_duckdb(prefix + tree.sql(dialect=MLDB), context.params, "EXPLAIN"), context.notes)
+            plan = self._run_duckdb(prefix + tree.sql(dialect=MLDB), context.params, "EXPLAIN")
+            return self._hold(_explained(plan, context.notes), "EXPLAIN")
         result = self._run_plain(statement, context.params, tree.sql(dialect=MLDB))  # rules may consume parameters
-        for callback in context.after:
-            callback()
+        if context.after:
+            result = self._materialize(result)  # DuckDB computes lazily: finish before logging the call
+            for callback in context.after:
+                callback()
         return result
 
     def _run_plain(self, statement: Statement, params, sql: str | None = None) -> Result:
@@ -99,7 +103,7 @@ class Session:
             for hook in hooks:
                 hook(self, statement, "before")
             result = self._run_duckdb(sql, params, statement.first_word)
-            result = _materialize(result)
+            result = self._materialize(result)
             for hook in hooks:
                 hook(self, statement, "after")
         return result
@@ -113,6 +117,20 @@ class Session:
         except duckdb.Error as error:
             raise errors.translate(error) from None
         return Result.from_duckdb(self.con, status)
+
+    def _materialize(self, result: Result) -> Result:
+        """Compute the whole result now, so it stays readable after more statements run here."""
+        if result.cursor is None or result.description is None or result.cursor is not self.con:
+            return result if result.has_rows else Result.done(result.status, result.rowcount)
+        return self._hold(result.arrow(), result.status)
+
+    def _hold(self, table, status: str) -> Result:
+        """Serve an Arrow table as a DuckDB result from a private in-memory connection (made once)."""
+        if self._holder is None:
+            self._holder = duckdb.connect()
+        self._holder.register("held_result", table)
+        self._holder.execute("SELECT * FROM held_result")
+        return Result.from_duckdb(self._holder, status)
 
     # -- helpers for steps -------------------------------------------------------------
     def sql(self, sql: str, params=None):
@@ -155,6 +173,8 @@ class Session:
             self.closed = True
             with contextlib.suppress(duckdb.Error):
                 self.con.close()
+                if self._holder is not None:
+                    self._holder.close()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -196,26 +216,11 @@ def _distribute(statements: list[Statement], params):
         params = params[count:]
 
 
-def _explained(result: Result, notes: list[str]) -> Result:
+def _explained(result: Result, notes: list[str]):
     """EXPLAIN of a rewritten statement: mldb's rewrites as ``mldb_rewrite`` rows, then DuckDB's plan."""
     import pyarrow as pa
 
     plan = result.arrow()
     names = plan.column_names
     rows = pa.table({names[0]: ["mldb_rewrite"] * len(notes), names[-1]: notes}) if len(names) == 2 else None
-    table = pa.concat_tables([rows.cast(plan.schema), plan]) if rows is not None else plan
-    holder = duckdb.connect()
-    holder.register("explained", table)
-    holder.execute("SELECT * FROM explained")
-    return Result.from_duckdb(holder, result.status)
-
-
-def _materialize(result: Result) -> Result:
-    """Keep a result readable after more statements run on the same connection."""
-    if not result.has_rows:
-        return Result.done(result.status, result.rowcount)
-    table = result.arrow()
-    holder = duckdb.connect()
-    holder.register("materialized", table)
-    holder.execute("SELECT * FROM materialized")
-    return Result.from_duckdb(holder, result.status)
+    return pa.concat_tables([rows.cast(plan.schema), plan]) if rows is not None else plan

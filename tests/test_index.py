@@ -170,6 +170,10 @@ def test_vector_search_with_embed(con):
     assert sorted(row[0] for row in rows.fetchall()) == [3, 4]
     top = con.execute("SELECT id FROM doc_vecs ORDER BY array_cosine_distance(v, EMBED('bread baking')) LIMIT 1")
     assert top.fetchone() == (3,)
+    rows = con.execute("SELECT id FROM VECTOR_SEARCH(doc_vecs, v, EMBED(?), 2) WHERE topic = ?", ["plane tickets", "food"])
+    assert sorted(row[0] for row in rows.fetchall()) == [3, 4]  # ``?`` in the query vector, used twice inside
+    rows = con.execute("SELECT id FROM VECTOR_SEARCH(doc_vecs, v, EMBED($1), 2)", ["plane tickets"]).fetchall()
+    assert [row[0] for row in rows] == [2, 1]
 
 
 def test_a_list_column_with_one_length_is_indexed(con):

@@ -409,3 +409,15 @@ def test_readme_examples_run(server):  # noqa: F811
         done = subprocess.run(args, check=False, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, (command, done.stderr)
         assert "(3 rows)" in done.stdout or 'Table "main.customers"' in done.stdout
+
+
+def test_load_udfs_is_refused_over_the_wire(server, tmp_path):  # noqa: F811
+    script = tmp_path / "evil.py"
+    marker = tmp_path / "ran"
+    script.write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(f"LOAD UDFS FROM '{script}'")
+        assert caught.value.sqlstate == "42501"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert not marker.exists()  # the file's code never ran on the server

@@ -84,9 +84,11 @@ def rewrite_vector_search(tree: exp.Expression, context) -> exp.Expression:
     vector (and the keys a WHERE lets through), FAISS finds the top k, and DuckDB then
     reads only those rows (a constant IN list becomes a filter inside its table scan).
     """
-    for table in list(tree.find_all(exp.Table)):
-        if isinstance(table.this, VectorSearch):
-            _replace_vector_search(table, context)
+    searches = [table for table in tree.find_all(exp.Table) if isinstance(table.this, VectorSearch)]
+    if searches and any(not p.args.get("this") for p in tree.find_all(exp.Placeholder)):
+        _number_placeholders(tree)  # the query vector is used twice: ``?`` must become one ``$n``
+    for table in searches:
+        _replace_vector_search(table, context)
     if isinstance(tree, exp.Create) and tree.kind in ("VIEW", "MACRO", "FUNCTION"):
         return tree  # a stored query searches when it runs: DuckDB's exact search, never a frozen key list
     for select in list(tree.find_all(exp.Select)):

@@ -148,6 +148,7 @@ class Connection:
         if not self._authenticate():
             return False
         self.session = self.server.database.session()
+        self.session.load_udfs_allowed = False  # LOAD UDFS would run a file's code on the server
         self._greet()
         return True
 
