@@ -128,9 +128,10 @@ class Session:
         """Serve an Arrow table as a DuckDB result from a private in-memory connection (made once)."""
         if self._holder is None:
             self._holder = duckdb.connect()
-        self._holder.register("held_result", table)
-        self._holder.execute("SELECT * FROM held_result")
-        return Result.from_duckdb(self._holder, status)
+        held = self._holder.cursor()  # each held result on its own cursor: an earlier one may be unread
+        held.register("held_result", table)
+        held.execute("SELECT * FROM held_result")
+        return Result.from_duckdb(held, status)
 
     # -- helpers for steps -------------------------------------------------------------
     def sql(self, sql: str, params=None):

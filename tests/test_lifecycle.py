@@ -428,3 +428,15 @@ def test_pending_predictions_stay_with_their_database(tmp_path):
     assert rows(second, "SELECT rows, statement FROM mldb.prediction_log") == [(3, "SELECT 1")]
     first.close()
     second.close()
+
+
+def test_a_large_predict_is_logged_whole_even_when_read_later(tmp_path):
+    """DuckDB computes lazily: the log row must count every batch, not the first one fetched."""
+    con = mldb.connect(str(tmp_path / "log.db"))
+    con.execute("CREATE TABLE p AS SELECT range AS id, (range % 50)::DOUBLE AS x, range % 50 > 25 AS y FROM range(10000)")
+    con.execute("CREATE MODEL big PREDICT y FROM (SELECT x, y FROM p) USING logistic WITH (epochs = 2)")
+    cursor = con.execute("SELECT id, PREDICT(big) FROM p; SELECT PREDICT(big) AS again FROM p WHERE id < 5000")
+    assert len(cursor.fetchall()) == 5000
+    logged = con.execute("SELECT rows FROM mldb.prediction_log WHERE model = 'big' ORDER BY started_at").fetchall()
+    assert logged == [(10000,), (5000,)]
+    con.close()

@@ -84,6 +84,8 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
     table = _drop_null_targets(model, table, target)
     task = features.infer_task(model, target, table[target], options.get("task"))
     train_idx, valid_idx = _split(len(table), hyper["valid_fraction"], hyper["seed"])
+    if "batch_size" not in options:  # small tables: at least ~16 steps an epoch, or a few epochs barely move
+        hyper["batch_size"] = min(DEFAULTS["batch_size"], max(16, len(train_idx) // 16))
     names = [name for name in table.column_names if name != target]
     if not names:
         raise errors.DataError(f"model '{model}': the training query has no feature columns besides '{target}'")
