@@ -23,6 +23,8 @@ from collections import OrderedDict
 import numpy as np
 import pyarrow as pa
 
+from mldb import progress
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = frozenset({DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "default"})
 CACHE_BYTES = 64 * 1024 * 1024
@@ -113,7 +115,7 @@ def _embed_unique(key: str, texts: list[str]) -> np.ndarray:
 
 def _encode(key: str, texts: list[str]) -> np.ndarray:
     model = load_model(key)
-    if len(texts) < PROGRESS_MIN_ROWS or not sys.stderr.isatty():
+    if len(texts) < PROGRESS_MIN_ROWS or not (sys.stderr.isatty() or progress.in_notebook()):
         return np.asarray(model.encode(texts, batch_size=64, convert_to_numpy=True), dtype=np.float32)
     bar, parts = _progress_bar(), []
     for start in range(0, len(texts), PROGRESS_STEP):  # in steps, so that the bar moves
@@ -127,9 +129,7 @@ def _progress_bar():
     global _bar
     with _cache_lock:
         if _bar is None:
-            from tqdm import tqdm
-
-            _bar = tqdm(desc="EMBED", unit=" texts", file=sys.stderr, leave=False, mininterval=0, miniters=1)
+            _bar = progress.bar(desc="EMBED", unit=" texts")  # tqdm on a terminal, its widget in Jupyter
         return _bar
 
 

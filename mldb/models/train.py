@@ -222,8 +222,7 @@ def _metrics(module, x, y, task, target_encoder) -> dict:
 
 
 def _progress(epochs: int):
-    if not sys.stderr.isatty():
-        return range(epochs)
-    from tqdm import tqdm
+    """Epochs with a bar on a terminal or in Jupyter (nothing elsewhere)."""
+    from mldb.progress import bar
 
-    return tqdm(range(epochs), desc="TRAIN", unit="epoch", file=sys.stderr, leave=False)
+    return bar(range(epochs), desc="TRAIN", unit="epoch")
