@@ -440,3 +440,15 @@ def test_a_large_predict_is_logged_whole_even_when_read_later(tmp_path):
     logged = con.execute("SELECT rows FROM mldb.prediction_log WHERE model = 'big' ORDER BY started_at").fetchall()
     assert logged == [(10000,), (5000,)]
     con.close()
+
+
+def test_describe_model_says_where_the_data_came_from(tmp_path):
+    con = mldb.connect(str(tmp_path / "sources.db"))
+    con.execute("CREATE TABLE customers AS SELECT range AS id, range % 2 = 0 AS y FROM range(100)")
+    con.execute("CREATE VIEW active AS SELECT * FROM customers WHERE id > 10")
+    con.execute("CREATE MODEL m PREDICT y FROM active WITH (epochs = 2)")
+    cursor = con.execute("DESCRIBE MODEL m")
+    names = [column[0] for column in cursor.description]
+    rows = cursor.fetchall()
+    assert rows[0][names.index("sources")] == ["active", "customers (via active)"]
+    con.close()

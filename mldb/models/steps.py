@@ -242,10 +242,17 @@ def describe_model(session, node, params) -> Result:
     shape = '[{"name": "VARCHAR", "type": "VARCHAR", "encoding": "VARCHAR", "width": "INTEGER"}]'
     session.sql(
         "SELECT u.f.name AS feature, u.f.type, u.f.encoding, u.f.width, v.model, v.version, v.task, v.algorithm, "
-        "v.target, v.target_type FROM (SELECT *, from_json(features, ?) AS parsed FROM mldb.model_versions "
+        "v.target, v.target_type, coalesce(?::VARCHAR[], v.source_tables) AS sources "
+        "FROM (SELECT *, from_json(features, ?) AS parsed FROM mldb.model_versions "
         "WHERE model = ? AND version = ?) v, (SELECT unnest(v.parsed) AS f, generate_subscripts(v.parsed, 1) AS i) u "
-        "ORDER BY u.i", [shape, model.name, model.version])
+        "ORDER BY u.i", [_sources(session, model), shape, model.name, model.version])
     return Result.from_duckdb(session.con, "DESCRIBE MODEL")
+
+
+def _sources(session, model) -> list[str] | None:
+    """Where the version's data came from, through views (``'c (via v)'``), from the lineage."""
+    hook = _load("mldb.lifecycle.hooks:sources")
+    return hook(session, model.name, model.version) or None if hook is not None else None
 
 
 def show_versions(session, node, params) -> Result:
