@@ -9,4 +9,3 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import mldb, torch, faiss
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-source .ci/setup_server.sh
