@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mldb import errors
+from mldb.models import features as model_features
 
 TOP_VALUES = 20  # categories kept per column; the rest count as "other"
 BINS = 10  # quantile bins for numbers (PSI)
@@ -31,20 +32,20 @@ SCHEMA = pa.schema([
 
 
 def kind_of(arrow_type: pa.DataType, encoding: str | None = None) -> str:
-    """How a column is summarised: numeric, categorical, text (by length) or vector."""
+    """How a column is summarised: numeric, categorical, text (by length) or vector.
+
+    The models' own classification of types, with two differences for statistics:
+    booleans are counted as categories, and dates and times are summarised as numbers."""
     if pa.types.is_dictionary(arrow_type):
         arrow_type = arrow_type.value_type
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "text" if encoding and ("text" in encoding or "embed" in encoding) else "categorical"
     if pa.types.is_boolean(arrow_type):
         return "categorical"
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+    kind = model_features.kind_of(arrow_type)
+    if kind == "text":
+        return "text" if encoding and ("text" in encoding or "embed" in encoding) else "categorical"
+    if kind == "date" or pa.types.is_temporal(arrow_type):
         return "numeric"
-    if pa.types.is_temporal(arrow_type):
-        return "numeric"
-    if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        return "vector"
-    return "other"
+    return kind if kind in ("numeric", "vector") else "other"
 
 
 def numbers(array: pa.Array | pa.ChunkedArray, kind: str) -> tuple[np.ndarray, int]:
