@@ -257,14 +257,8 @@ class Connection:
         if len(statements) < 2 or self.transaction != b"I" or not words <= _IMPLICIT_OK:
             yield
             return
-        self.session.execute("BEGIN")
-        try:
+        with self.session.transaction():
             yield
-        except BaseException:
-            with contextlib.suppress(errors.Error):
-                self.session.execute("ROLLBACK")
-            raise
-        self.session.execute("COMMIT")
 
     # -- extended query ------------------------------------------------------------------------
     def _parse(self, body: bytes) -> None:
