@@ -1,55 +1,57 @@
 """PEP 249 (DB-API 2.0): Connection, Cursor, type objects and constructors.
 
-Transactions follow DuckDB: every statement commits on its own unless the user opens
-one with ``BEGIN``; ``commit()`` / ``rollback()`` end whatever the connection's cursors
-have open. Each cursor has its own DuckDB cursor (as ``duckdb.connect().cursor()``).
+A connection is one mldb ``Session``: its cursors and ``con.execute`` share its
+transaction, temp tables, variables, prepared statements and settings, as in sqlite3
+and DuckDB. Transactions follow DuckDB: every statement commits on its own unless the
+user opens one with ``BEGIN``; ``commit()`` / ``rollback()`` end it through the
+session's one transaction path, and a result a cursor has not fetched yet stays readable.
+Each ``connect()`` of the same file in one process shares one ``Database``.
 """
 
 from __future__ import annotations
 
 import datetime
 import time
-import weakref
-
-import duckdb
 
 from mldb import errors
+from mldb.database import Database, open_database
 from mldb.result import Result
-from mldb.session import Database, Session
+from mldb.session import Session
 
 apilevel = "2.0"
-threadsafety = 1  # threads may share the module, not connections
+threadsafety = 1  # threads may share the module, not connections: give each thread its own connect()
 paramstyle = "qmark"  # also numeric ($1) and named ($name), as DuckDB accepts
 
 
 class Connection:
     def __init__(self, database: Database):
         self._database = database
-        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self._session = database.session()
         self.closed = False
 
     # -- PEP 249 ----------------------------------------------------------------------
     def cursor(self) -> "Cursor":
         self._check_open()
-        return Cursor(self, self._new_session())
+        return Cursor(self, self._session)
 
     def commit(self) -> None:
-        self._finish("COMMIT")
+        self._check_open()
+        self._session.finish_transaction(committed=True)
 
     def rollback(self) -> None:
-        self._finish("ROLLBACK")
+        self._check_open()
+        self._session.finish_transaction(committed=False)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        for session in list(self._sessions):
-            session.close()
-        self._database.close()
+        self._session.close()
+        self._database.release()
 
     # -- extensions --------------------------------------------------------------------
     def execute(self, sql: str, params=None) -> "Cursor":
-        """Shortcut: a new cursor that has run ``sql``."""
+        """Shortcut: a new cursor (on this connection's session) that has run ``sql``."""
         cursor = self.cursor()
         cursor.execute(sql, params)
         return cursor
@@ -59,17 +61,36 @@ class Connection:
         cursor.executemany(sql, seq_of_params)
         return cursor
 
+    def interrupt(self) -> None:
+        """Cancel the statement running on this connection (call it from another thread);
+        it fails with ``OperationalError`` (SQLSTATE 57014) and rolls back."""
+        if not self.closed:
+            self._session.interrupt()
+
     @property
     def database(self) -> Database:
         return self._database
+
+    @property
+    def session(self) -> Session:
+        return self._session
 
     def __enter__(self) -> "Connection":
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
         if not self.closed:
-            self.rollback() if kind else self.commit()
-            self.close()
+            try:
+                self.rollback() if kind else self.commit()
+            finally:
+                self.close()
+
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing can be reported from a finalizer
+                pass
 
     Error = errors.Error
     Warning = errors.Warning
@@ -81,22 +102,6 @@ class Connection:
     InternalError = errors.InternalError
     ProgrammingError = errors.ProgrammingError
     NotSupportedError = errors.NotSupportedError
-
-    def _new_session(self) -> Session:
-        session = self._database.session()
-        self._sessions.add(session)
-        return session
-
-    def _finish(self, verb: str) -> None:
-        self._check_open()
-        for session in list(self._sessions):
-            if not session.closed:
-                try:
-                    session.con.execute(verb)
-                except duckdb.TransactionException:
-                    pass  # no transaction open on that cursor
-                except duckdb.Error as error:
-                    raise errors.translate(error) from None
 
     def _check_open(self) -> None:
         if self.closed:
@@ -122,7 +127,7 @@ class Cursor:
 
     def execute(self, sql: str, params=None) -> "Cursor":
         self._check_open()
-        self._result = None
+        self._close_result()
         self._result = self._session.execute(sql, _params(params))
         return self
 
@@ -153,8 +158,12 @@ class Cursor:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._result = None
-            self._session.close()
+            self._close_result()
+
+    def _close_result(self) -> None:
+        result, self._result = self._result, None
+        if result is not None:
+            result.close()
 
     def __iter__(self):
         return self
@@ -211,7 +220,7 @@ def connect(database: str = ":memory:", *, read_only: bool = False, config: dict
 
     ``udfs`` names Python files of model UDFs to load (see ``udfs/``); loading is explicit.
     """
-    connection = Connection(Database(str(database), read_only=read_only, config=config))
+    connection = Connection(open_database(str(database), read_only=read_only, config=config))
     for path in udfs:
         connection.execute("LOAD UDFS FROM ?", [str(path)])
     return connection

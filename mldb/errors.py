@@ -101,9 +101,28 @@ _ABORTED = re.compile(r"Current transaction is aborted")
 _LINE_POSITION = re.compile(r"LINE \d+:")
 
 
+_FUNCTION_ERROR = re.compile(r"mldb\[(\w+)/(\w{5})\] (.*)", re.DOTALL)
+
+
+class FunctionError(Exception):
+    """What an mldb function raises inside DuckDB: DuckDB keeps only the text of a Python
+    exception, so the text carries the mldb class and SQLSTATE for :func:`translate`."""
+
+    def __init__(self, error: Error):
+        super().__init__(f"mldb[{type(error).__name__}/{error.sqlstate}] {error}")
+
+
 def translate(error: duckdb.Error) -> Error:
-    """Map a DuckDB exception to the matching mldb class, keeping DuckDB's message."""
+    """Map a DuckDB exception to the matching mldb class, keeping DuckDB's message.
+
+    An mldb error raised inside one of mldb's functions keeps its own class and SQLSTATE."""
     message = str(error)
+    raised = _FUNCTION_ERROR.search(message)
+    if raised is not None:
+        kind, sqlstate, text = raised.groups()
+        cls = globals().get(kind)
+        if isinstance(cls, type) and issubclass(cls, Error):
+            return cls(text, sqlstate=sqlstate)
     cls, sqlstate = DatabaseError, "XX000"
     for base in type(error).__mro__:
         if base.__name__ in _DUCKDB_ERRORS:

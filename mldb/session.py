@@ -1,75 +1,74 @@
 """Session: the one entry point every frontend uses, ``execute(sql, params) -> Result``.
 
-A ``Database`` owns the DuckDB database (one root connection, mldb's catalog and
-functions registered once). Each DB-API cursor, wire client or shell gets its own
-``Session`` on a DuckDB cursor of that root, so each has its own transaction state
-and pending result, as in DuckDB itself.
+A statement flows one way:
+
+    split -> parse (only statements holding mldb's words) -> plan (pure rules: SQL plus
+    ML operators) -> execute (operators, then DuckDB) -> Result (a stream of rows)
+
+A statement with nothing of mldb's goes to DuckDB as written. A DB-API connection,
+a wire client or the shell each have one ``Session`` on a DuckDB cursor of the
+database's root connection: their own transaction, temp tables, variables, prepared
+statements and settings, as a DuckDB connection has. Every way to begin, commit or roll
+back (SQL, ``Connection.commit()``, mldb's own steps, the wire server) goes through
+``begin`` / ``commit`` / ``rollback`` here, which tell the features (FAISS indexes, the
+model cache) so that they follow what DuckDB holds.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import duckdb
 
-from mldb import catalog, errors
+from mldb import errors, features
+from mldb.database import Database, open_database
+from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
-from mldb.plan.hooks import hooks_for
-from mldb.plan.rules import RewriteContext, rewrite
-from mldb.plan.steps import run_step
+from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
 from mldb.result import Result
 
+__all__ = ["Database", "Session", "open_database"]
 
-class Database:
-    """One open DuckDB database with mldb's catalog and functions attached."""
-
-    def __init__(self, path: str = ":memory:", *, read_only: bool = False, config: dict | None = None):
-        self.path = path
-        self.read_only = read_only
-        self.lock = threading.RLock()  # serialises mldb steps that rewrite catalog state
-        try:
-            self.root = duckdb.connect(path, read_only=read_only, config=config or {})
-        except duckdb.Error as error:
-            raise errors.translate(error) from None
-        if not read_only:
-            catalog.ensure(self.root)
-        from mldb.engine.udf import register_builtin_functions
-
-        register_builtin_functions(self.root)
-
-    def session(self) -> "Session":
-        return Session(self, self.root.cursor())
-
-    def close(self) -> None:
-        self.root.close()
+_BEGIN = frozenset({"BEGIN", "START"})
+_COMMIT = frozenset({"COMMIT", "END"})
+_ROLLBACK = frozenset({"ROLLBACK", "ABORT"})
 
 
 class Session:
-    def __init__(self, database: Database, con: duckdb.DuckDBPyConnection):
+    def __init__(self, database: Database):
         self.database = database
-        self.con = con
+        self.con = database.root.cursor()
         self.closed = False
+        self.in_transaction = False  # an explicit transaction (BEGIN ... COMMIT) is open
+        self.load_udfs_allowed = True  # a wire client may not run a file's code on the server
+        self.running: Execution | None = None  # the statement running or streaming now
+        self._pending: Result | None = None  # the result open on ``con``
         self._holder: duckdb.DuckDBPyConnection | None = None
 
-    # -- the entry point -------------------------------------------------------------
+    # -- the entry point -------------------------------------------------------------------
     def execute(self, sql: str, params=None) -> Result:
         """Run one or more statements; the result is the last statement's."""
         self._check_open()
         if not isinstance(sql, str):
             raise errors.ProgrammingError(f"SQL must be a string, got {type(sql).__name__}")
+        self.release_result()
         statements = split_statements(sql)
         if statements is None:  # sqlglot cannot tokenize it: DuckDB judges the text as written
-            return self._run_duckdb(sql, params, _first_word(sql))
+            return self._run_sql(sql, params, _first_word(sql))
         if not statements:
             raise errors.ProgrammingError("empty query: there is no statement to execute")
         result = None
         for statement, statement_params in _distribute(statements, params):
-            result = self._execute_one(statement, statement_params)
+            if result is not None:
+                result.close()
+            result = self._guarded(self._execute_one, statement, statement_params)
         return result
 
     def _execute_one(self, statement: Statement, params) -> Result:
+        word = statement.first_word
+        if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
+            return self._transaction_statement(statement, params)
         prefix, inner = _split_explain(statement)
         if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
             return self._run_plain(statement, params)
@@ -79,67 +78,176 @@ class Session:
         if isinstance(tree, MldbStatement):
             if prefix:
                 raise errors.NotSupportedError(f"EXPLAIN of {inner.first_word} is not supported")
-            return run_step(self, tree, params)
-        context = RewriteContext(self, params)
-        tree = rewrite(tree, context)
-        if not context.notes:
+            return self._run_step(tree, params)
+        execution = self.database.start(self, inner.text)
+        try:
+            return self._run_planned(statement, tree, params, execution, prefix)
+        except BaseException:
+            execution.finish(success=False)
+            raise
+
+    def _run_planned(self, statement: Statement, tree, params, execution: Execution, explain: str) -> Result:
+        planner = Planner(self, params, execution.id)
+        tree = rewrite(tree, planner)
+        if not planner.notes:
+            execution.finish()
             return self._run_plain(statement, params)
-        if prefix:
-            plan = self._run_duckdb(prefix + tree.sql(dialect=MLDB), context.params, "EXPLAIN")
-            return self._hold(_explained(plan, context.notes), "EXPLAIN")
-        result = self._run_plain(statement, context.params, tree.sql(dialect=MLDB))  # rules may consume parameters
-        if context.after:
-            result = self._materialize(result)  # DuckDB computes lazily: finish before logging the call
-            for callback in context.after:
-                callback()
+        if explain:
+            plan = self._run_sql(explain + tree.sql(dialect=MLDB), planner.params, "EXPLAIN")
+            execution.finish()
+            return self._hold(_explained(plan, planner.notes), "EXPLAIN")
+        for callback, always in planner.finishers:
+            execution.on_finish(callback, always=always)
+        self.running = execution
+        for operator in planner.operators:
+            if operator.run is not None:
+                execution.check()
+                operator.run(execution)
+        return self._run_plain(statement, planner.params, tree.sql(dialect=MLDB), execution)
+
+    def _run_step(self, node: MldbStatement, params) -> Result:
+        step = features.STEPS.get(type(node))
+        if step is None:
+            raise errors.NotSupportedError(f"{type(node).__name__} has no step to run it")
+        execution = self.database.start(self, None)
+        self.running = execution
+        try:
+            result = step(self, node, params)
+        except BaseException:
+            execution.finish(success=False)
+            raise
+        execution.finish()
         return result
 
-    def _run_plain(self, statement: Statement, params, sql: str | None = None) -> Result:
+    def _run_plain(self, statement: Statement, params, sql: str | None = None,
+                   execution: Execution | None = None) -> Result:
         sql = statement.text if sql is None else sql
-        hooks = [hook for hook in hooks_for(statement.first_word) if hook(self, statement, "check")]
-        if not hooks:
-            return self._run_duckdb(sql, params, statement.first_word)
+        listeners = [listener for listener in features.each("on_write") if listener(self, statement, "check")]
+        if not listeners:
+            return self._run_sql(sql, params, statement.first_word, execution)
         with self.transaction():
-            for hook in hooks:
-                hook(self, statement, "before")
-            result = self._run_duckdb(sql, params, statement.first_word)
-            result = self._materialize(result)
-            for hook in hooks:
-                hook(self, statement, "after")
+            for listener in listeners:
+                listener(self, statement, "before")
+            result = self._run_sql(sql, params, statement.first_word, execution)
+            if result.has_rows:  # INSERT ... RETURNING: the rows must be computed before the index follows
+                result.spill(self._holder_connection())
+            for listener in listeners:
+                listener(self, statement, "after")
         return result
 
-    def _run_duckdb(self, sql: str, params, status: str) -> Result:
+    def _run_sql(self, sql: str, params, status: str, execution: Execution | None = None) -> Result:
+        if execution is None and self.database.stored_functions:
+            execution = self.database.start(self, sql)  # a view may call mldb's functions
+        if execution is not None and self.database.stored_functions:
+            self.con.execute(f"SET VARIABLE {EXECUTION_VARIABLE} = {execution.id}")
+        self.running = execution
         try:
             if params is None:
                 self.con.execute(sql)
             else:
                 self.con.execute(sql, params)
         except duckdb.Error as error:
+            if execution is not None:
+                execution.finish(success=False)
             raise errors.translate(error) from None
-        return Result.from_duckdb(self.con, status)
+        result = Result.from_duckdb(self.con, status, execution)
+        if result.streaming:
+            self._pending = result
+        return result
 
-    def _materialize(self, result: Result) -> Result:
-        """Compute the whole result now, so it stays readable after more statements run here."""
-        if result.cursor is None or result.description is None or result.cursor is not self.con:
-            return result if result.has_rows else Result.done(result.status, result.rowcount)
-        return self._hold(result.arrow(), result.status)
+    def _guarded(self, run, *args) -> Result:
+        """Run a statement; a cancel of any kind reaches the caller as SQLSTATE 57014."""
+        try:
+            return run(*args)
+        except KeyboardInterrupt:
+            self._abandon()
+            raise canceled() from None
+        except errors.OperationalError as error:
+            if error.sqlstate == "57014":
+                self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """After a cancel: the statement's own transaction was rolled back by whoever raised."""
+        self.running = None
+
+    # -- results ---------------------------------------------------------------------------
+    def release_result(self) -> None:
+        """Before another statement runs on ``con``: keep the open result readable (spill it)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.streaming and pending.cursor is self.con:
+            pending.spill(self._holder_connection())
 
     def _hold(self, table, status: str) -> Result:
-        """Serve an Arrow table as a DuckDB result from a private in-memory connection (made once)."""
-        if self._holder is None:
-            self._holder = duckdb.connect()
-        held = self._holder.cursor()  # each held result on its own cursor: an earlier one may be unread
+        """Serve an Arrow table as a DuckDB result from the private in-memory connection."""
+        held = self._holder_connection().cursor()
         held.register("held_result", table)
         held.execute("SELECT * FROM held_result")
         return Result.from_duckdb(held, status)
 
-    # -- helpers for steps -------------------------------------------------------------
+    def _holder_connection(self) -> duckdb.DuckDBPyConnection:
+        if self._holder is None:
+            self._holder = duckdb.connect()
+        return self._holder
+
+    # -- helpers for steps ---------------------------------------------------------------------
     def sql(self, sql: str, params=None):
         """Run internal SQL on this session's connection, translating errors."""
+        self.release_result()
         try:
             return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
         except duckdb.Error as error:
             raise errors.translate(error) from None
+
+    def check_cancel(self) -> None:
+        """Raise SQLSTATE 57014 if the running statement was cancelled (steps call it between batches)."""
+        if self.running is not None:
+            self.running.check()
+
+    # -- transactions: the one path ---------------------------------------------------------------
+    def begin(self, sql: str = "BEGIN TRANSACTION", params=None) -> Result:
+        self.release_result()
+        result = self._run_sql(sql, params, "BEGIN")
+        self.in_transaction = True
+        return result
+
+    def commit(self, sql: str = "COMMIT", params=None) -> Result:
+        self.release_result()
+        try:
+            result = self._run_sql(sql, params, "COMMIT")
+        except errors.Error:
+            if self.in_transaction and not self._transaction_open():  # DuckDB rolled it back
+                self._ended(committed=False)
+            raise
+        self._ended(committed=True)
+        return result
+
+    def rollback(self, sql: str = "ROLLBACK", params=None) -> Result:
+        self.release_result()
+        try:
+            return self._run_sql(sql, params, "ROLLBACK")
+        finally:
+            self._ended(committed=False)
+
+    def _ended(self, committed: bool) -> None:
+        self.in_transaction = False
+        for listener in features.each("on_commit" if committed else "on_rollback"):
+            listener(self)
+
+    def _transaction_statement(self, statement: Statement, params) -> Result:
+        word = statement.first_word
+        if word in _BEGIN:
+            return self.begin(statement.text, params)
+        if word in _COMMIT:
+            return self.commit(statement.text, params)
+        return self.rollback(statement.text, params)
+
+    def _transaction_open(self) -> bool:
+        try:
+            first = self.con.execute("SELECT txid_current()").fetchone()[0]
+            return self.con.execute("SELECT txid_current()").fetchone()[0] == first
+        except duckdb.Error:
+            return True  # an aborted transaction refuses every statement but ROLLBACK
 
     @contextlib.contextmanager
     def transaction(self):
@@ -147,35 +255,46 @@ class Session:
         if self.in_transaction:
             yield  # already inside the user's transaction: it decides
             return
-        self.con.execute("BEGIN TRANSACTION")
+        self.begin()
         try:
             yield
         except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute("ROLLBACK")
+            with contextlib.suppress(errors.Error):
+                self.rollback()
             raise
-        try:
-            self.con.execute("COMMIT")
-        except duckdb.Error as error:
-            raise errors.translate(error) from None
+        self.commit()
 
-    @property
-    def in_transaction(self) -> bool:
-        """True inside an explicit transaction (a failed BEGIN would abort it, so ask DuckDB:
-        in auto-commit mode every statement gets a new transaction id)."""
-        first = self.con.execute("SELECT txid_current()").fetchone()[0]
-        return self.con.execute("SELECT txid_current()").fetchone()[0] == first
+    def finish_transaction(self, committed: bool) -> None:
+        """``Connection.commit()`` / ``rollback()``: end the open transaction, if any."""
+        self._check_open()
+        if not self.in_transaction:
+            return
+        self.commit() if committed else self.rollback()
 
+    # -- cancel and close ---------------------------------------------------------------------------
     def interrupt(self) -> None:
-        self.con.interrupt()
+        """Cancel the running statement (from another thread): mldb's operators stop at their
+        next batch, DuckDB at its next vector; the statement fails with SQLSTATE 57014."""
+        running = self.running
+        if running is not None:
+            running.cancel()
+        with contextlib.suppress(duckdb.Error):
+            self.con.interrupt()
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            with contextlib.suppress(duckdb.Error):
-                self.con.close()
-                if self._holder is not None:
-                    self._holder.close()
+        if self.closed:
+            return
+        self.closed = True
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.finish()
+        with contextlib.suppress(errors.Error):
+            if self.in_transaction:
+                self.rollback()
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+            if self._holder is not None:
+                self._holder.close()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -218,10 +337,11 @@ def _distribute(statements: list[Statement], params):
 
 
 def _explained(result: Result, notes: list[str]):
-    """EXPLAIN of a rewritten statement: mldb's rewrites as ``mldb_rewrite`` rows, then DuckDB's plan."""
+    """EXPLAIN of a rewritten statement: mldb's operators as ``mldb_rewrite`` rows, then DuckDB's plan."""
     import pyarrow as pa
 
     plan = result.arrow()
     names = plan.column_names
+    notes = [*notes, "executor: local (this process)"]
     rows = pa.table({names[0]: ["mldb_rewrite"] * len(notes), names[-1]: notes}) if len(names) == 2 else None
     return pa.concat_tables([rows.cast(plan.schema), plan]) if rows is not None else plan

@@ -46,7 +46,7 @@ def udf(name: str | None = None, *, params: list[str] | None = None, returns: st
 
 def embed(texts: list[str], model: str | None = None):
     """float32 array (len(texts), d): the vectors ``EMBED`` returns for ``texts``."""
-    from mldb.index.embed import embed_texts
+    from mldb.vectors.embedding import embed_texts
 
     return embed_texts(list(texts), model)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mldb
-from mldb.index import embed as embedding
+from mldb.vectors import embedding
 
 
 @pytest.fixture(scope="module")

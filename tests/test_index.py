@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mldb
-from mldb.index import store
+from mldb.vectors import store
 
 DIM = 16
 
@@ -236,8 +236,8 @@ def _rows(con, sql: str):
 
 
 @pytest.mark.parametrize("crash_in, statement", [
-    ("mldb.index.faiss.serialize", "CREATE INDEX pts_w ON pts USING FAISS (v) WITH (type = 'flat')"),
-    ("mldb.index.store.save", f"INSERT INTO pts VALUES (500, 0, [{', '.join(['0.25'] * DIM)}]::FLOAT[{DIM}])"),
+    ("mldb.vectors.faiss.serialize", "CREATE INDEX pts_w ON pts USING FAISS (v) WITH (type = 'flat')"),
+    ("mldb.vectors.store.save", f"INSERT INTO pts VALUES (500, 0, [{', '.join(['0.25'] * DIM)}]::FLOAT[{DIM}])"),
 ])
 def test_a_crash_mid_write_leaves_the_last_good_state(tmp_path, crash_in, statement):
     import subprocess

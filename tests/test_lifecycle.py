@@ -381,7 +381,7 @@ def test_empty_training_set_with_snapshot_changes_nothing(tmp_path):
 
 
 def test_regression_model_drift_and_sources(shop):
-    from mldb.lifecycle import hooks
+    from mldb.lifecycle import tracking as hooks
 
     shop.execute("CREATE MODEL spend_model PREDICT spend FROM (SELECT age, spend FROM active) "
                  "USING linear WITH (epochs = 5)")
@@ -397,7 +397,7 @@ def test_regression_model_drift_and_sources(shop):
 
 
 def test_sampled_inputs_are_stored_as_json(tmp_path):
-    from mldb.lifecycle import hooks
+    from mldb.lifecycle import tracking as hooks
 
     con = mldb.connect(str(tmp_path / "inputs.db"))
     session = con.cursor()._session
@@ -416,7 +416,7 @@ def test_sampled_inputs_are_stored_as_json(tmp_path):
 
 
 def test_pending_predictions_stay_with_their_database(tmp_path):
-    from mldb.lifecycle import hooks
+    from mldb.lifecycle import tracking as hooks
 
     first, second = mldb.connect(str(tmp_path / "a.db")), mldb.connect(str(tmp_path / "b.db"))
     labels = pa.array([True, False, True])

@@ -288,7 +288,7 @@ def test_grammar_nodes():
                   "USING mlp WITH (hidden = [8, 4], lr = 0.1, device = 'cpu')")
     assert isinstance(create, grammar.CreateModel) and create.this == "c"
     assert create.args["replace"] and create.args["exists"] and create.args["algorithm"].name == "mlp"
-    from mldb.models.steps import options_of
+    from mldb.models.statements import options_of
 
     assert options_of(create) == {"hidden": [8, 4], "lr": 0.1, "device": "cpu"}
     train = tree("TRAIN c FROM SNAPSHOT VERSION 2")

@@ -1,8 +1,7 @@
 """Base classes for mldb's own sqlglot nodes.
 
-A statement node names the step that executes it with ``step = "module:function"``;
-the function is imported only when such a statement runs (so ``import mldb`` stays
-light) and is called as ``function(session, node, params) -> Result``.
+Each feature maps its statement classes to the steps that run them
+(``Feature.statements``: ``step(session, node, params) -> Result``).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from sqlglot import exp
 class MldbStatement(exp.Expression):
     """An mldb statement (CREATE MODEL, TRAIN, CREATE INDEX ... USING FAISS, ...)."""
 
-    step: str = ""
     arg_types = {"this": False}
 
 

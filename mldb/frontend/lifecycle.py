@@ -4,7 +4,7 @@
     SELECT * FROM DRIFT('churn@2', new_customers, psi_threshold => 0.1, ks_threshold => 0.05);
     SELECT * FROM LINEAGE(customers);      -- every edge upstream and downstream of a table or model
 
-Both are replaced by the rule ``mldb.lifecycle.rewrite:rewrite_lifecycle``.
+Both are replaced by the rule ``mldb.lifecycle.rules:rewrite_lifecycle``.
 """
 
 from __future__ import annotations

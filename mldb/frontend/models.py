@@ -1,8 +1,8 @@
 """Grammar of models: CREATE MODEL / TRAIN / SHOW / DESCRIBE / DEPLOY / DROP and PREDICT et al.
 
-Statements become ``MldbStatement`` nodes run by ``mldb.models.steps``; the functions
+Statements become ``MldbStatement`` nodes run by ``mldb.models.statements``; the functions
 ``PREDICT``, ``PREDICT_PROBA`` and ``EVALUATE`` become ``MldbFunction`` nodes that the
-rules in ``mldb.models.rewrite`` replace with calls of the registered Arrow UDFs.
+rules in ``mldb.models.rules`` replace with calls of the registered Arrow UDFs.
 
     CREATE [OR REPLACE] MODEL [IF NOT EXISTS] churn PREDICT churned FROM customers
         [USING mlp] [WITH (epochs = 30, hidden = [64, 32])]
@@ -19,44 +19,38 @@ from sqlglot.tokens import TokenType
 
 from mldb.frontend.expressions import MldbFunction, MldbStatement
 
-_STEPS = "mldb.models.steps:"
 
 
 # -- statement nodes -------------------------------------------------------------------
 class CreateModel(MldbStatement):
     """``this``: model name; ``target``, ``source`` (Table or Subquery), ``algorithm``, ``options``."""
 
-    step = _STEPS + "create_model"
     arg_types = {"this": True, "target": True, "source": True, "algorithm": False, "options": False,
                  "replace": False, "exists": False}
 
 
 class TrainModel(MldbStatement):
-    step = _STEPS + "train_model"
     arg_types = {"this": True, "target": False, "source": False, "algorithm": False, "options": False,
                  "snapshot": False, "snapshot_version": False}
 
 
 class ShowModels(MldbStatement):
-    step = _STEPS + "show_models"
     arg_types = {}
 
 
 class DescribeModel(MldbStatement):
-    step = _STEPS + "describe_model"
+    """DESCRIBE MODEL name."""
 
 
 class ShowVersions(MldbStatement):
-    step = _STEPS + "show_versions"
+    """SHOW VERSIONS OF MODEL name."""
 
 
 class DeployModel(MldbStatement):
-    step = _STEPS + "deploy_model"
     arg_types = {"this": True, "version": True}
 
 
 class DropModel(MldbStatement):
-    step = _STEPS + "drop_model"
     arg_types = {"this": True, "exists": False}
 
 

@@ -1,7 +1,7 @@
 """Grammar of vectors: EMBED, VECTOR_SEARCH, CREATE/DROP INDEX ... USING FAISS, LOAD UDFS.
 
-Statements become ``MldbStatement`` nodes run by ``mldb.index.steps``; ``EMBED`` and
-``VECTOR_SEARCH`` become ``MldbFunction`` nodes that ``mldb.index.rewrite`` replaces.
+Statements become ``MldbStatement`` nodes run by ``mldb.vectors.statements``; ``EMBED`` and
+``VECTOR_SEARCH`` become ``MldbFunction`` nodes that ``mldb.vectors.rules`` replaces.
 
     EMBED(text [, model])
     SELECT ... FROM VECTOR_SEARCH(table, column, query_vector, k)
@@ -19,25 +19,21 @@ from sqlglot.tokens import TokenType
 
 from mldb.frontend.expressions import MldbFunction, MldbStatement
 
-_STEPS = "mldb.index.steps:"
 
 
 class CreateFaissIndex(MldbStatement):
     """``this``: index name; ``table``: exp.Table; ``column``: identifier; ``options``: exp.Tuple."""
 
-    step = _STEPS + "create_index"
     arg_types = {"this": True, "table": True, "column": True, "options": False, "exists": False}
 
 
 class DropFaissIndex(MldbStatement):
-    step = _STEPS + "drop_index"
     arg_types = {"this": True, "exists": False}
 
 
 class LoadUdfs(MldbStatement):
     """``this``: a string literal or a parameter placeholder naming the Python file."""
 
-    step = _STEPS + "load_udfs"
 
 
 class Embed(MldbFunction):

@@ -152,17 +152,10 @@ def _read(session, query: str) -> pa.Table:
 
 def _resolve(session, ref: str):
     """(name, version, predict function or None) of the deployed or pinned version."""
-    from mldb.plan.rules import _load
+    from mldb.models.registry import load_model
 
-    load_model = _load("mldb.models.registry:load_model")
-    if load_model is not None:
-        model = load_model(session, ref)
-        return model.name, model.version, model.predict
-    name, _, version = ref.lower().partition("@")
-    if not version:
-        row = session.sql("SELECT max(version) FROM mldb.feature_stats WHERE model = ?", [name]).fetchall()[0]
-        version = row[0]
-    return name, int(version or 0), None
+    model = load_model(session, ref)
+    return model.name, model.version, model.predict
 
 
 def drift_rows(saved: list[dict], table: pa.Table, predict, limits: dict) -> pa.Table:

@@ -5,7 +5,7 @@ A fitted feature is a plain dict ``{"name", "type", "kind", "encoding", "width",
 - ``standard``  numeric / BOOLEAN: ``(x - mean) / std``, NULL -> mean (0 after scaling)
 - ``onehot``    VARCHAR / ENUM with few values (or, without EMBED, the top values of long text);
                 one column per category plus one for NULL / unseen values
-- ``embed``     long free text through ``mldb.index.embed.embed_texts`` (the default EMBED model)
+- ``embed``     long free text through ``mldb.vectors.embedding.embed_texts`` (the default EMBED model)
 - ``vector``    FLOAT[n] / LIST of numbers: each component standardised
 - ``date``      DATE / TIMESTAMP: year, month, day, weekday (+ hour) standardised
 
@@ -111,7 +111,7 @@ def _mean_length(array: pa.Array) -> float:
 
 def _embedder():
     try:
-        from mldb.index.embed import embed_texts
+        from mldb.vectors.embedding import embed_texts
     except ImportError:
         return None
     return embed_texts

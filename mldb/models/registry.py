@@ -1,11 +1,12 @@
 """The model registry: reading versions from ``mldb.model_versions`` and a per-process model cache.
 
-``load_model(session_or_con, "churn" | "churn@2")`` returns a ``ModelVersion`` whose
-``predict`` / ``predict_proba`` / ``predict_rows`` take Arrow data and return Arrow
-arrays; the PREDICT UDFs and other features (DRIFT) use the same object.
+``load_model(session_or_database, "churn" | "churn@2")`` returns a ``ModelVersion``
+whose ``predict`` / ``predict_proba`` / ``predict_rows`` take Arrow data and return
+Arrow arrays; the PREDICT functions and other features (DRIFT) use the same object.
 
-The cache is keyed by the database's root connection (so two in-memory databases never
-share entries) plus name and version; ``invalidate`` is called by TRAIN / DEPLOY / DROP.
+Loaded versions and the deployed version of each name are cached in the database's
+``ModelCache`` (``database.state("models")``), which dies with the database;
+``invalidate`` is called by TRAIN / DEPLOY / DROP, and a rollback empties it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,33 @@ import pyarrow as pa
 from mldb import errors
 from mldb.models import algorithms, features
 
-_LOCK = threading.Lock()
-_RESOLVED: dict[tuple, tuple] = {}  # (key, name) -> (owner, version)
-_LOADED: dict[tuple, tuple] = {}  # (key, name, version) -> (owner, ModelVersion)
+
+
+class ModelCache:
+    """Per database: model versions loaded (with their weights) and each name's deployed version."""
+
+    def __init__(self, database=None):
+        self.lock = threading.Lock()
+        self.resolved: dict[str, int] = {}  # name -> deployed version
+        self.loaded: dict[tuple[str, int], ModelVersion] = {}
+
+    def forget(self, name: str | None = None) -> None:
+        with self.lock:
+            if name is None:
+                self.resolved.clear()
+                self.loaded.clear()
+                return
+            self.resolved.pop(name, None)
+            for key in [key for key in self.loaded if key[0] == name]:
+                del self.loaded[key]
+
+    def close(self) -> None:
+        self.forget()
+
+
+def forget_all(session) -> None:
+    """After a rollback: a version read in the transaction may no longer exist."""
+    _cache(session).forget()
 
 _VERSION_COLUMNS = ("version, algorithm, task, target, target_type, classes, hyperparameters, features, "
                     "target_encoder, metrics, created_at, weights")
@@ -160,18 +185,24 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 
 # -- reading the catalog ---------------------------------------------------------------
-def _owner(source):
-    """The object that identifies a database: the root connection of a Session / Connection."""
-    database = getattr(source, "database", None)
-    return getattr(database, "root", None) or source
+def _database(source):
+    """The Database of a Session (or the Database itself)."""
+    return getattr(source, "database", source)
+
+
+def _cache(source) -> ModelCache:
+    return _database(source).state("models")
 
 
 def _query(source, sql: str, params: list):
     try:
         if _is_session(source):  # a Session: sees its transaction
             return source.sql(sql, params).fetchall()
-        con = source if isinstance(source, duckdb.DuckDBPyConnection) else _owner(source)
-        return con.cursor().execute(sql, params).fetchall()
+        cursor = _database(source).root.cursor()
+        try:
+            return cursor.execute(sql, params).fetchall()
+        finally:
+            cursor.close()
     except duckdb.Error as error:
         raise errors.translate(error) from None
 
@@ -204,30 +235,30 @@ def resolve(source, ref: str) -> tuple[str, int]:
     TRAIN or DEPLOY is seen; the UDFs (once per batch) use what was last resolved.
     """
     name, version = parse_ref(ref)
-    owner = _owner(source)
+    cache = _cache(source)
     if version is None:
-        cached = _RESOLVED.get((id(owner), name))
-        if cached is not None and cached[0] is owner and not _is_session(source):
-            return name, cached[1]
+        cached = cache.resolved.get(name)
+        if cached is not None and not _is_session(source):
+            return name, cached
         row = model_row(source, name)
         if row is None:
             raise unknown_model(source, name)
         version = row[1]
-        with _LOCK:
-            _RESOLVED[(id(owner), name)] = (owner, version)
+        with cache.lock:
+            cache.resolved[name] = version
     return name, version
 
 
 def load_model(source, ref: str) -> ModelVersion:
     """The ModelVersion for ``'name'`` (deployed) or ``'name@n'``; cached per database."""
     name, version = resolve(source, ref)
-    owner = _owner(source)
-    cached = _LOADED.get((id(owner), name, version))
-    if cached is not None and cached[0] is owner and (not _is_session(source) or _current(source, cached[1])):
-        return cached[1]
+    cache = _cache(source)
+    cached = cache.loaded.get((name, version))
+    if cached is not None and (not _is_session(source) or _current(source, cached)):
+        return cached
     model = _read_version(source, name, version)
-    with _LOCK:
-        _LOADED[(id(owner), name, version)] = (owner, model)
+    with cache.lock:
+        cache.loaded[(name, version)] = model
     return model
 
 
@@ -259,8 +290,4 @@ def _json(text):
 
 def invalidate(source, name: str) -> None:
     """Forget the cached resolution and versions of ``name`` (after TRAIN / DEPLOY / DROP)."""
-    owner_id = id(_owner(source))
-    with _LOCK:
-        _RESOLVED.pop((owner_id, name), None)
-        for key in [key for key in _LOADED if key[0] == owner_id and key[1] == name]:
-            del _LOADED[key]
+    _cache(source).forget(name)

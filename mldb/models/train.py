@@ -1,7 +1,7 @@
 """Training: read the query as Arrow batches, fit encoders on the training split, run mini-batch SGD.
 
 ``fit(...)`` is pure Python over an Arrow table and returns a ``Trained`` (encoders,
-hyperparameters, weights, metrics and the per-epoch log); ``mldb.models.steps``
+hyperparameters, weights, metrics and the per-epoch log); ``mldb.models.statements``
 writes it to the catalog in one transaction.
 """
 
@@ -76,8 +76,10 @@ _CHECKS = (
 
 
 def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorithm: str | None,
-        options: dict) -> Trained:
-    """Train on ``table`` (feature columns + ``target``); ``types`` are the columns' SQL types."""
+        options: dict, check_cancel=lambda: None) -> Trained:
+    """Train on ``table`` (feature columns + ``target``); ``types`` are the columns' SQL types.
+
+    ``check_cancel()`` is called between batches and raises to stop the training."""
     started = time.perf_counter()
     check_options(model, options)
     hyper = DEFAULTS | {k: v for k, v in options.items() if k in DEFAULTS}
@@ -100,7 +102,8 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
               "inputs": x.shape[1], "outputs": outputs}
     device = _device(options)
     try:
-        module, log, metrics = _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
+        module, log, metrics = _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder,
+                                            check_cancel)
     except errors.DataError as error:
         raise errors.DataError(f"model '{model}': {error}") from None
     return Trained(task, hyper["algorithm"], fitted, target_encoder, hyper, algorithms.dump(module), metrics,
@@ -139,7 +142,8 @@ def _device(options: dict) -> str:
     raise errors.ProgrammingError(f"unknown device '{wanted}': use 'cpu', 'cuda' or 'auto'")
 
 
-def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder):
+def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder,
+                                            check_cancel):
     import torch
 
     torch.manual_seed(int(hyper["seed"]))
@@ -155,7 +159,8 @@ def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
     valid_i = torch.from_numpy(valid_idx).to(device) if len(valid_idx) else train_i
     best, best_loss, stale, log, valid_loss = None, float("inf"), 0, [], None
     for epoch in _progress(int(hyper["epochs"])):
-        train_loss = _epoch(module, optimizer, loss_fn, xt, yt, train_i, int(hyper["batch_size"]), generator)
+        train_loss = _epoch(module, optimizer, loss_fn, xt, yt, train_i, int(hyper["batch_size"]), generator,
+                            check_cancel)
         valid_loss, metric = _validate(module, loss_fn, xt, yt, valid_i, task)
         log.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                     "valid_metric": metric, "metric_name": evaluate.PRIMARY[task]})
@@ -177,13 +182,14 @@ def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder)
     return module, log, _metrics(module, torch.from_numpy(x[index]), y[index], task, target_encoder)
 
 
-def _epoch(module, optimizer, loss_fn, xt, yt, train_i, batch_size, generator) -> float:
+def _epoch(module, optimizer, loss_fn, xt, yt, train_i, batch_size, generator, check_cancel) -> float:
     import torch
 
     module.train()
     order = train_i[torch.randperm(len(train_i), generator=generator).to(train_i.device)]
     total = torch.zeros((), device=xt.device)
     for start in range(0, len(order), batch_size):
+        check_cancel()
         batch = order[start : start + batch_size]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(module(xt[batch]), yt[batch])

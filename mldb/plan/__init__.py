@@ -1,1 +1,2 @@
-"""Planning: rewrite rules for mldb functions, steps for mldb statements, hooks around writes."""
+"""Planning: pure rewrite rules turn mldb's functions into DuckDB SQL plus the ML operators
+that run when the statement executes (see ``mldb.plan.rules``)."""

@@ -1,18 +1,20 @@
-"""The ordered list of rewrite rules applied to a parsed statement.
+"""Planning a statement: the ordered rewrite rules and what they produce.
 
-A rule is ``rule(tree, context) -> tree``: a small function that replaces mldb
+A rule is ``rule(tree, planner) -> tree``: a small function that replaces mldb's
 functions (or a pattern such as ``ORDER BY array_cosine_distance(...) LIMIT k`` on an
-indexed column) with plain DuckDB SQL. A rule that rewrites something calls
-``context.note("...")`` so ``EXPLAIN`` can show it and the session knows to run the
-regenerated SQL instead of the original text. Rules are named by import path and
-imported on first use, so ``import mldb`` stays light.
+indexed column) with DuckDB SQL. Rules are pure: they read the catalog through
+``planner.session`` but never search an index, embed text, compute DRIFT or write.
+Work that must happen when the statement runs is added as an operator
+(``planner.operator(description, run)``): ``run(execution)`` is called after planning,
+before DuckDB executes the SQL, and may fill in the tree (a FAISS search writes the
+keys it found). ``EXPLAIN`` lists every operator and runs none of them.
+
+The rules come from the features (``mldb.features.RULES``), in feature order.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Callable
 
 from sqlglot import exp
@@ -21,50 +23,63 @@ from mldb import errors
 from mldb.frontend.expressions import MldbFunction
 
 if TYPE_CHECKING:
+    from mldb.execution import Execution
     from mldb.session import Session
 
-RULES: tuple[str, ...] = (
-    "mldb.models.rewrite:rewrite_table_predict",
-    "mldb.models.rewrite:rewrite_model_functions",
-    "mldb.index.rewrite:rewrite_vector_search",
-    "mldb.index.rewrite:rewrite_embed",
-    "mldb.lifecycle.rewrite:rewrite_lifecycle",
-)
+EXECUTION_VARIABLE = "mldb_execution"  # the session variable a stored query's functions read their statement from
 
 
 @dataclass
-class RewriteContext:
+class Operator:
+    description: str  # for EXPLAIN: "FAISS search: index docs_v (hnsw, cosine), top 10"
+    run: Callable[["Execution"], None] | None = None
+
+
+@dataclass
+class Planner:
     session: "Session"
     params: object = None
+    execution_id: int = 0  # the statement's id (see ``execution_argument``)
     notes: list[str] = field(default_factory=list)
-    after: list[Callable[[], None]] = field(default_factory=list)  # run once the statement has executed
+    operators: list[Operator] = field(default_factory=list)
+    finishers: list[tuple[Callable, bool]] = field(default_factory=list)
+    tree: exp.Expression | None = None
 
     def note(self, text: str) -> None:
+        """Record a rewrite (shown by EXPLAIN; a statement with none runs as written)."""
         self.notes.append(text)
 
-    def on_success(self, callback: Callable[[], None]) -> None:
-        """Run ``callback()`` after the rewritten statement executed without error
-        (e.g. write one ``mldb.prediction_log`` row, record a lineage edge)."""
-        self.after.append(callback)
+    def operator(self, description: str, run: Callable[["Execution"], None] | None = None) -> None:
+        """An ML operator of the plan: shown by EXPLAIN, ``run`` when the statement executes."""
+        self.operators.append(Operator(description, run))
+        self.notes.append(description)
+
+    def on_finish(self, callback: Callable[["Execution"], None], *, always: bool = False) -> None:
+        """Run ``callback(execution)`` once the statement's result is done (see ``Execution``)."""
+        self.finishers.append((callback, always))
+
+    @property
+    def stored(self) -> bool:
+        """True when the statement stores a query (CREATE VIEW / MACRO) that runs later."""
+        tree = self.tree
+        return isinstance(tree, exp.Create) and (tree.kind or "").upper() in ("VIEW", "MACRO", "FUNCTION")
+
+    def execution_argument(self) -> exp.Expression:
+        """The argument that tells an mldb function which statement calls it: this
+        statement's id, or for a stored query the id the session sets when it runs."""
+        if self.stored:
+            self.session.database.stored_functions = True
+            return exp.Anonymous(this="getvariable", expressions=[exp.Literal.string(EXECUTION_VARIABLE)])
+        return exp.Literal.number(self.execution_id)
 
 
-@cache
-def _load(path: str) -> Callable | None:
-    module_name, _, function = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            return None  # that feature is not built yet
-        raise
-    return getattr(module, function, None)
+def rewrite(tree: exp.Expression, planner: Planner) -> exp.Expression:
+    from mldb.features import RULES
 
-
-def rewrite(tree: exp.Expression, context: RewriteContext) -> exp.Expression:
-    for path in RULES:
-        rule = _load(path)
-        if rule is not None:
-            tree = rule(tree, context)
+    planner.tree = tree
+    for rule in RULES:
+        tree = rule(tree, planner)
+        planner.tree = tree
     leftover = next(iter(tree.find_all(MldbFunction)), None)
     if leftover is not None:
         raise errors.ProgrammingError(f"{leftover.sql_name()}(...) cannot be used here: {leftover.sql()}")

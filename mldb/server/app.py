@@ -17,7 +17,7 @@ import threading
 import time
 
 from mldb.server import protocol
-from mldb.server.session import Connection
+from mldb.server.client import Client
 
 log = logging.getLogger("mldb.server")
 
@@ -35,18 +35,18 @@ class Server:
         self.address = self.listener.getsockname()
         self.stopping = False
         self._lock = threading.Lock()
-        self._connections: dict[int, Connection] = {}
+        self._connections: dict[int, Client] = {}
         self._threads: set[threading.Thread] = set()
         self._pids = itertools.count(1000)
 
-    # -- connection registry (used by Connection) ------------------------------------------------
-    def register(self, connection: Connection) -> None:
+    # -- connection registry (used by Client) ------------------------------------------------
+    def register(self, connection: Client) -> None:
         """Give a connection its process id and cancel key (BackendKeyData) and list it."""
         with self._lock:
             connection.pid, connection.secret = next(self._pids), secrets.randbits(31)
             self._connections[connection.pid] = connection
 
-    def unregister(self, connection: Connection) -> None:
+    def unregister(self, connection: Client) -> None:
         with self._lock:
             self._connections.pop(connection.pid, None)
             self._threads.discard(threading.current_thread())
@@ -83,7 +83,7 @@ class Server:
     def _start(self, sock: socket.socket, address) -> None:
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(self, sock, address)
+        connection = Client(self, sock, address)
         thread = threading.Thread(target=connection.serve, name=f"mldb-client-{connection.pid}", daemon=True)
         with self._lock:
             self._threads.add(thread)
@@ -128,7 +128,7 @@ def _wait(done, seconds: float) -> None:
         time.sleep(0.05)
 
 
-def _interrupt_busy(connections: list[Connection]) -> bool:
+def _interrupt_busy(connections: list[Client]) -> bool:
     """Interrupt every running statement; whether any was running."""
     busy = [c for c in connections if c.busy and c.session is not None]
     for connection in busy:
@@ -145,7 +145,7 @@ def _hung_up(sock: socket.socket) -> bool:
         return True
 
 
-def _end(connection: Connection) -> None:
+def _end(connection: Client) -> None:
     """Tell a client the server is shutting down and close its socket (its thread then cleans up)."""
     connection.outcome = "server shut down"
     try:

@@ -26,10 +26,10 @@ def serve_main(argv: list[str]) -> int:
               "give --password/--password-file, or --insecure to allow anyone who can reach it", file=sys.stderr)
         return 2
     from mldb.server.app import Server
-    from mldb.session import Database
+    from mldb.database import open_database
 
     try:
-        database = Database(options.database)
+        database = open_database(options.database)
     except errors.Error as error:
         print(f"mldb serve: cannot open {options.database}: {error}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 import mldb
-from mldb.lifecycle import hooks
+from mldb.lifecycle import tracking as hooks
 from mldb.plan.rules import _load
 
 REPEATS = 9

@@ -100,7 +100,7 @@ def without_after_train(function):
     from mldb.plan.rules import _load
 
     try:
-        from mldb.lifecycle import hooks
+        from mldb.lifecycle import tracking as hooks
     except ImportError:
         return function()
     real = hooks.after_train

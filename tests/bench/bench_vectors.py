@@ -83,7 +83,7 @@ def bench_search(n: int, queries: int, rows: list) -> None:
     sql_found = []
     sql_ms = median_ms(lambda q: sql_found.append([r[0] for r in cursor.execute(sql, [q.tolist()]).fetchall()]),
                        query)
-    from mldb.index import faiss as fx
+    from mldb.vectors import faiss as fx
 
     state = next(iter(fx._CACHE.values()))[1]  # the index mldb built, searched without SQL
     same_ms = median_ms(lambda q: fx.search(state, q[None, :], K), query)
@@ -119,7 +119,7 @@ def sentences(count: int) -> list[str]:
 
 
 def bench_embed(count: int, rows: list) -> None:
-    from mldb.index import embed
+    from mldb.vectors import embedding as embed
 
     texts = sentences(count)
     model = embed.load_model()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from sqlglot.tokens import TokenType
 
-from mldb.index import faiss as fx
-from mldb.index import store
+from mldb.vectors import faiss as fx
+from mldb.vectors import store
 
 _TRANSACTION_ENDS = frozenset({"COMMIT", "ROLLBACK", "ABORT", "END"})
 
@@ -21,7 +21,7 @@ _TRANSACTION_ENDS = frozenset({"COMMIT", "ROLLBACK", "ABORT", "END"})
 def on_write(session, statement, phase) -> bool:
     if phase == "check":
         if statement.first_word in _TRANSACTION_ENDS:
-            store.transaction_ended()
+            store.transaction_ended(session)
             return False
         return bool(_indexed_targets(session, statement))
     if phase == "after":
@@ -50,7 +50,7 @@ def _refresh(session, statement, table: str) -> None:
         changed = _vectors_changed(statement, info)
         if changed is None:
             continue  # an UPDATE of other columns
-        fresh = fx.cached(info.build_id, info.version) is None
+        fresh = store.vector_state(session).cached(info.build_id, info.version) is None
         state = store.current_state(session, info)
         if store.sync(session, info, state, changed) or fresh:
             store.save(session, info, state)

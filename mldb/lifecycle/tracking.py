@@ -1,11 +1,11 @@
-"""The lifecycle's entry points, called by the models feature (through ``rules._load``).
+"""The lifecycle's listeners (see ``mldb.lifecycle.feature``) and the facts it keeps.
 
 - ``after_train``: inside the CREATE MODEL / TRAIN transaction, save the training
   data's statistics, its lineage and its fingerprint (and a copy with ``snapshot``).
-- ``record_prediction``: from the PREDICT UDFs, once per Arrow batch. It only adds
-  to counters in memory (a few microseconds per batch).
-- ``flush_predictions``: after a statement that called a model, write one
-  ``mldb.prediction_log`` row per (model, version), and the sampled rows.
+- ``record_prediction``: from the PREDICT functions, once per Arrow batch. It only adds
+  to the running statement's counters (a few microseconds per batch).
+- ``flush_predictions``: when that statement's result is done, write one
+  ``mldb.prediction_log`` row per (model, version) it called, and the sampled rows.
 - ``source_changed`` / ``snapshot_query``: for SHOW VERSIONS and TRAIN ... FROM SNAPSHOT.
 """
 
@@ -59,15 +59,14 @@ def after_train(session, model: str, version: int, train_table: pa.Table, featur
     lineage.record_training(con, model, version, list(source_tables) + (lineage.tables_read(query) if query else []))
     log_sample = _sample_option(options)
     snapshots.save(con, model, version, train_table, store=_true(options.get("snapshot")), log_sample=log_sample)
-    _sample_rates[model] = log_sample or 0.0
+    lifecycle_state(session.database).sample_rates[model] = log_sample or 0.0
 
 
 def _training_predictions(session, model: str, version: int, table: pa.Table) -> pa.Array | None:
     """The new version's outputs on its own training rows (the baseline of DRIFT's prediction row)."""
-    from mldb.plan.rules import _load
+    from mldb.models.registry import load_model
 
-    load_model = _load("mldb.models.registry:load_model")
-    if load_model is None or table.num_rows == 0:
+    if table.num_rows == 0:
         return None
     outputs = load_model(session, f"{model}@{version}").predict(table)
     return outputs.combine_chunks() if isinstance(outputs, pa.ChunkedArray) else outputs
@@ -170,25 +169,53 @@ class _Calls:
                 self.counts[label] = self.counts.get(label, 0) + count
 
 
-_lock = threading.Lock()
-_pending: dict[tuple[int | None, str, int], _Calls] = {}  # (id of the database's root or None, model, version)
-_sample_rates: dict[str, float] = {}
+class LifecycleState:
+    """Per database: the ``log_sample`` rate of each model, read from ``mldb.snapshots`` on first use."""
+
+    def __init__(self, database):
+        self.database = database
+        self.sample_rates: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def sample_rate(self, model: str) -> float:
+        rate = self.sample_rates.get(model)
+        if rate is None:
+            rate = self.sample_rates[model] = _read_sample_rate(self.database, model)
+        return rate
+
+    def forget(self, session=None) -> None:
+        self.sample_rates.clear()
+
+
+def lifecycle_state(database) -> LifecycleState:
+    return database.state("lifecycle")
+
+
+def _read_sample_rate(database, model: str) -> float:
+    cursor = database.root.cursor()
+    try:
+        rows = cursor.execute("SELECT log_sample FROM mldb.snapshots WHERE model = ? ORDER BY version DESC LIMIT 1",
+                              [model]).fetchall()
+    except duckdb.CatalogException:  # a read-only file mldb never wrote: no catalog
+        return 0.0
+    finally:
+        cursor.close()
+    return (rows[0][0] or 0.0) if rows else 0.0
+
+
 _random = np.random.default_rng()
 
 
-def record_prediction(model: str, version: int, rows: int, seconds: float, outputs: pa.Array,
-                      inputs: pa.Table | None = None, database=None) -> None:
+def record_prediction(execution, model, rows: int, seconds: float, outputs: pa.Array, inputs) -> None:
     """Add one Arrow batch of predictions to the running statement's counters (a few microseconds).
 
-    ``inputs`` (the feature columns) are only used when the model samples (see ``sampling``);
-    ``database`` (the root connection the UDF runs on) keeps two open databases' logs apart.
+    ``inputs()`` gives the feature columns as a zero-copy table; it is called only when
+    the model samples its inputs (``WITH (log_sample = ...)``).
     """
-    sample = _sample(model, outputs, inputs) if _sample_rates.get(model) else None
-    key = (None if database is None else id(database), model, version)
-    with _lock:
-        calls = _pending.get(key)
-        if calls is None:
-            calls = _pending[key] = _Calls(_now())
+    rate = lifecycle_state(execution.database).sample_rate(model.name)
+    sample = _sample(rate, outputs, inputs()) if rate else None
+    calls = execution.tally(("prediction", model.name, model.version), lambda: _first_calls(execution))
+    with execution.lock:
         calls.rows += rows
         calls.calls += 1
         calls.seconds += seconds
@@ -201,13 +228,17 @@ def record_prediction(model: str, version: int, rows: int, seconds: float, outpu
             calls.samples.append(sample)
 
 
-def sampling(model: str) -> bool:
-    """Whether ``record_prediction`` would keep input rows of ``model`` (build ``inputs`` only then)."""
-    return bool(_sample_rates.get(model))
+def _first_calls(execution) -> "_Calls":
+    """The counters of a (model, version) a statement calls for the first time; the
+    statement then writes its log when it finishes (once, for all its models)."""
+    if "prediction_log" not in execution.tallies:
+        execution.tallies["prediction_log"] = True
+        execution.on_finish(flush_predictions)
+    return _Calls(_now())
 
 
-def _sample(model: str, outputs: pa.Array, inputs: pa.Table | None):
-    mask = pa.array(_random.random(len(outputs)) < _sample_rates[model])
+def _sample(rate: float, outputs: pa.Array, inputs: pa.Table | None):
+    mask = pa.array(_random.random(len(outputs)) < rate)
     return (inputs.filter(mask) if inputs is not None else None, outputs.filter(mask))
 
 
@@ -215,39 +246,25 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def take_pending(database=None) -> dict[tuple[int | None, str, int], _Calls]:
-    """Remove and return the counters of ``database`` (and those recorded without one)."""
-    owners = {None, id(database)} if database is not None else None
-    with _lock:
-        keys = [key for key in _pending if owners is None or key[0] in owners]
-        pending = {key: _pending.pop(key) for key in keys}
-    for calls in pending.values():
-        calls.fold()
-    return pending
-
-
-@_translated
-def flush_predictions(session, statement_text: str | None) -> None:
+def flush_predictions(execution) -> None:
     """Write one mldb.prediction_log row per (model, version) the statement called.
 
-    Runs on a separate cursor of the root connection: the session's own connection
-    still holds the statement's result. Skipped on a read-only database.
+    Runs on a separate cursor of the root connection (the session's own connection may
+    still hold the statement's result). Skipped on a read-only database.
     """
-    pending = take_pending(session.database.root)
-    if not pending or session.database.read_only:
+    pending = {(None, key[1], key[2]): calls for key, calls in list(execution.tallies.items())
+               if isinstance(key, tuple) and key[0] == "prediction"}
+    database = execution.database
+    if not pending or database.read_only or database.closed:
         return
+    for calls in pending.values():
+        calls.fold()
     from mldb.lifecycle import log
 
-    cursor = session.database.root.cursor()
+    cursor = database.root.cursor()
     try:
-        log.write(cursor, pending, statement_text)
+        log.write(cursor, pending, execution.text)
+    except duckdb.Error as error:
+        raise errors.translate(error) from None
     finally:
         cursor.close()
-
-
-def load_sample_rates(con, models: list[str]) -> None:
-    """Refresh the ``log_sample`` rate of the models a statement is about to call."""
-    for model in models:
-        rows = con.execute("SELECT log_sample FROM mldb.snapshots WHERE model = ? ORDER BY version DESC LIMIT 1",
-                           [model]).fetchall()
-        _sample_rates[model] = (rows[0][0] or 0.0) if rows else 0.0

@@ -9,9 +9,7 @@ is dead. Metrics map to FAISS as: cosine -> inner product on L2-normalised vecto
 distances equal DuckDB's ``array_cosine_distance`` / ``array_distance`` /
 ``array_negative_inner_product``.
 
-States are cached per process by (build_id, version); the catalog (``mldb.index.store``)
-bumps the version in the same transaction as every change, so a cached state is never
-used for a database state it does not describe.
+States are cached per database (``mldb.vectors.store.VectorState``) by (build_id, version).
 """
 
 from __future__ import annotations
@@ -206,25 +204,3 @@ def deserialize(name: str, data: bytes, metric: str, kind: str, options: dict,
         index.own_fields = True
     return IndexState(name, index, arrays["keys"], arrays["alive"], arrays["hashes"], metric, kind,
                       dict(options))
-
-
-# -- the per-process cache ------------------------------------------------------
-
-_CACHE: dict[str, tuple[int, IndexState]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def cached(build_id: str, version: int) -> IndexState | None:
-    with _CACHE_LOCK:
-        found = _CACHE.get(build_id)
-    return found[1] if found and found[0] == version else None
-
-
-def remember(build_id: str, version: int, state: IndexState) -> None:
-    with _CACHE_LOCK:
-        _CACHE[build_id] = (version, state)
-
-
-def forget(build_id: str) -> None:
-    with _CACHE_LOCK:
-        _CACHE.pop(build_id, None)

@@ -1,7 +1,7 @@
 """The lifecycle's rewrite rule; it runs after the models and vectors rules.
 
-- ``DRIFT(model, (query) [, psi_threshold => x, ...])`` in FROM is computed when the
-  statement is planned and replaced by its rows::
+- ``DRIFT(model, (query) [, psi_threshold => x, ...])`` in FROM is an operator: when the
+  statement runs, it computes the drift and its rows replace the call::
 
       SELECT * FROM DRIFT(churn, new_customers)
       -> SELECT * FROM (VALUES ('age', 'psi', 0.31, TRUE, 0.2), ...) AS drift(feature, statistic, value, drifted, threshold)
@@ -20,7 +20,8 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend.lifecycle import Drift, Lineage
-from mldb.lifecycle import drift, hooks, lineage
+from mldb.lifecycle import drift, lineage
+from mldb.models import registry
 
 _PREDICT_PREFIX = "mldb_predict"
 _EMBED_PREFIX = "mldb_embed"
@@ -34,7 +35,6 @@ def rewrite_lifecycle(tree: exp.Expression, context) -> exp.Expression:
         _replace_lineage(node, context)
     calls = model_calls(tree)
     if calls:
-        _prepare_logging(context, calls)
         target = written_relation(tree)
         if target is not None:
             _record_outputs(context, calls, target)
@@ -49,9 +49,14 @@ def _replace_drift(tree: exp.Expression, node: Drift, context) -> None:
     args = [a for a in node.expressions if not isinstance(a, (exp.Kwarg, exp.PropertyEQ, exp.EQ))]
     if len(args) != 2:
         raise errors.ProgrammingError("DRIFT takes a model and a query: DRIFT(model, (SELECT ...))")
-    result = drift.evaluate(context.session, _name(args[0], "model"), _query(args[1]), _options(node))
-    context.note(f"DRIFT({_name(args[0], 'model')}): {result.num_rows} rows computed")
-    table.replace(_values(result, table.alias or "drift"))
+    model, query, options, alias = _name(args[0], "model"), _query(args[1]), _options(node), table.alias or "drift"
+    placeholder = _values(drift.SCHEMA.empty_table(), alias)
+    table.replace(placeholder)
+
+    def compute(execution) -> None:
+        placeholder.replace(_values(drift.evaluate(context.session, model, query, options), alias))
+
+    context.operator(f"DRIFT: model {model} against a query, per-feature statistics", compute)
 
 
 def _table_function(node: exp.Expression, name: str) -> exp.Table:
@@ -163,16 +168,6 @@ def _is_string(node: exp.Expression) -> bool:
     return isinstance(node, exp.Literal) and node.is_string
 
 
-def _prepare_logging(context, calls: list[tuple[str, str]]) -> None:
-    """Log what stored views predicted since the last statement, and load sampling rates."""
-    models = [ref.partition("@")[0].lower() for kind, ref in calls if kind == "prediction"]
-    if not models:
-        return
-    hooks.flush_predictions(context.session, None)
-    if not context.session.database.read_only:
-        hooks.load_sample_rates(context.session.con, models)
-
-
 def written_relation(tree: exp.Expression) -> str | None:
     """The table or view a CREATE ... AS / INSERT ... SELECT writes, else None."""
     creates = isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() in ("TABLE", "VIEW")
@@ -197,13 +192,10 @@ def _record_outputs(context, calls: list[tuple[str, str]], target: str) -> None:
         finally:
             cursor.close()
 
-    context.on_success(record)
+    context.on_finish(lambda execution: record())
 
 
 def _model_version(session, kind: str, ref: str) -> tuple[str, int | None]:
     if kind != "prediction":
         return ref, None
-    from mldb.plan.rules import _load
-
-    resolve = _load("mldb.models.registry:resolve")
-    return resolve(session, ref) if resolve is not None else (ref.partition("@")[0].lower(), None)
+    return registry.resolve(session, ref)

@@ -1,7 +1,9 @@
 """Rewrite rules for vectors: EMBED, VECTOR_SEARCH and the indexed top-k pattern.
 
-Order (see ``mldb.plan.rules.RULES``): ``rewrite_vector_search`` first (it evaluates the
-EMBED in a query vector itself), then ``rewrite_embed`` for every EMBED left.
+Order (see ``mldb.vectors.feature``): ``rewrite_vector_search`` first (the query vector
+of an indexed search is computed by its operator when the statement runs), then
+``rewrite_embed`` for every EMBED left. The rules only read the catalog: the FAISS
+search and the query's embedding happen in the operator, never while planning.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend.dialect import MLDB
 from mldb.frontend.vectors import Embed, VectorSearch
-from mldb.index import embed as embedding
-from mldb.index import faiss as fx
-from mldb.index import store
-from mldb.index.udfs import ensure_embed_function
+from mldb.vectors import embedding
+from mldb.vectors import faiss as fx
+from mldb.vectors import store
+from mldb.vectors.functions import ensure_embed_function
 
 _DISTANCES = {function: metric for metric, function in fx.METRICS.items()}
 _DISTANCES.update({function.replace("array_", "list_"): metric for function, metric in _DISTANCES.items()})
@@ -29,16 +31,13 @@ def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
         SELECT EMBED(body) FROM docs
         -> SELECT mldb_embed_384(body, 'all-MiniLM-L6-v2') FROM docs
     """
-    embeds = list(tree.find_all(Embed))
-    if embeds:
-        embedding.finish_progress()  # a bar left by a statement that failed
-        context.on_success(embedding.finish_progress)
-    for node in embeds:
+    for node in list(tree.find_all(Embed)):
         model, dim = _model(context.session, node.args.get("expression"))
         _check_text(node.this)
-        function = ensure_embed_function(context.session.database.root, dim)
-        node.replace(exp.Anonymous(this=function, expressions=[node.this, exp.Literal.string(model)]))
-        context.note(f"EMBED: {function} with model {model}")
+        function = ensure_embed_function(context.session.database, dim)
+        arguments = [node.this, exp.Literal.string(model), context.execution_argument()]
+        node.replace(exp.Anonymous(this=function, expressions=arguments))
+        context.operator(f"EMBED: model {model} ({dim} dimensions) -> {function}, Arrow batches")
     return tree
 
 
@@ -151,12 +150,24 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
     info = _index_on(context.session, table.db or None, table.name, column, metric)
     if info is None:
         return  # no index: DuckDB searches exactly
-    state = store.current_state(context.session, info)
-    vector, allowed = _evaluate(context, select, table, info, query)
-    keys, distances = _search(state, vector, k, allowed)
-    _use_results(select, call, _key(table, info), keys[0], distances[0])
-    _drop_unused_parameters(select.root(), context)
-    context.note(f"FAISS index {info.name} ({info.kind}, {info.metric}): top {k} of {info.table}.{info.column}")
+    root = select.root()
+    if any(not p.args.get("this") for p in root.find_all(exp.Placeholder)):
+        _number_placeholders(root)  # the query is evaluated apart: ``?`` must become ``$n``
+    embedded = _embedded_model(context, query)
+
+    def search(execution) -> None:
+        """When the statement runs: the query vector (and the keys a WHERE lets through),
+        then FAISS's top k, written into the statement as a key list."""
+        state = store.current_state(context.session, info)
+        vector, allowed = _evaluate(context, select, table, info, query, execution)
+        execution.check()
+        keys, distances = _search(state, vector, k, allowed)
+        _use_results(select, call, _key(table, info), keys[0], distances[0])
+        _drop_unused_parameters(root, context)
+
+    where = " with the WHERE's keys" if select.args.get("where") is not None else ""
+    context.operator(f"FAISS search: index {info.name} ({info.kind}, {info.metric}) on {info.table}.{info.column}, "
+                     f"top {k}{where}{embedded}", search)
 
 
 def _use_results(select: exp.Select, call: exp.Expression, key: exp.Column, keys, distances) -> None:
@@ -244,17 +255,22 @@ def _index_on(session, schema, table, column, metric) -> store.IndexInfo | None:
     return None
 
 
-def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Expression):
+def _embedded_model(context, query: exp.Expression) -> str:
+    """For EXPLAIN: the embedding model of an ``EMBED('text')`` query vector."""
+    if isinstance(query, Embed):
+        model, _ = _model(context.session, query.args.get("expression"))
+        return f"; query vector: EMBED with model {model}"
+    return ""
+
+
+def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Expression, execution):
     """(query vector, keys the WHERE lets through or None) in one DuckDB round trip.
 
-    Parameters are numbered first (``?`` -> ``$n``) so the copies here and the statement
+    Parameters were numbered (``?`` -> ``$n``) so the copies here and the statement
     share them; every parameter is also selected, as DuckDB wants each one used.
     """
-    root = select.root()
-    if any(not p.args.get("this") for p in root.find_all(exp.Placeholder)):
-        _number_placeholders(root)
     if select.args.get("where") is None:
-        direct = _direct_vector(query, context)
+        direct = _direct_vector(query, context, execution)
         if direct is not None:
             return direct, None
     allowed = exp.null()
@@ -270,7 +286,7 @@ def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Ex
     return context.session.sql(probe.sql(dialect=MLDB), context.params).fetchone()
 
 
-def _direct_vector(query: exp.Expression, context):
+def _direct_vector(query: exp.Expression, context, execution):
     """The query vector without a DuckDB round trip when it is a parameter or ``EMBED('text')``."""
     inner = query.this if isinstance(query, exp.Cast) else query
     if isinstance(inner, exp.Placeholder) and context.params is not None:
@@ -282,8 +298,7 @@ def _direct_vector(query: exp.Expression, context):
         return value if isinstance(value, (list, tuple, np.ndarray)) else None  # else DuckDB casts it
     if isinstance(query, Embed) and isinstance(query.this, exp.Literal) and query.this.is_string:
         model, _ = _model(context.session, query.args.get("expression"))
-        context.note(f"EMBED: query vector with model {model}")
-        return embedding.embed_texts([query.this.name], model)[0]
+        return embedding.embed_texts([query.this.name], model, execution)[0]
     return None
 
 

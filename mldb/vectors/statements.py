@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlglot import exp
 
 from mldb import errors
-from mldb.index import faiss as fx
-from mldb.index import store
+from mldb.vectors import faiss as fx
+from mldb.vectors import store
 from mldb.result import Result
 
 _INTEGER_OPTIONS = ("m", "ef_construction", "ef_search", "nlist", "nprobe")

@@ -5,7 +5,7 @@ Keeping the bytes in the database file means an index is written in the same Duc
 transaction as the change it reflects: a crash or a failed statement leaves the last
 committed index next to the last committed table, never a half-written side file.
 
-Every change bumps ``mldb.indexes.version``; the process cache (``mldb.index.faiss``)
+Every change bumps ``mldb.indexes.version``; the process cache (``mldb.vectors.faiss``)
 is keyed by (build_id, version). After a write the serialized index is rewritten when
 it is small (``PERSIST_BYTES``); a larger one is marked ``stale`` instead and the next
 process that opens it loads the last bytes and catches up with the table (``sync``),
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 import warnings
 import weakref
@@ -24,16 +25,51 @@ from dataclasses import dataclass
 import numpy as np
 
 from mldb import errors
-from mldb.index import faiss as fx
+from mldb.vectors import faiss as fx
 
 PERSIST_BYTES = 32 * 1024 * 1024
-_UNINDEXED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> True
-_READ: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Session -> (generation, catalog rows)
-_GENERATION = [0]  # bumped by every index change made in this process
 _VECTOR_TYPE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\)|INTEGER|BIGINT|SMALLINT|TINYINT)\[(\d*)\]$")
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 _COLUMNS = ("name, schema_name, table_name, column_name, key_column, metric, kind, options, dimension, "
             "build_id, version, stale")
+
+
+class VectorState:
+    """Per database: the FAISS indexes loaded (by build_id, at a catalog version), a
+    generation bumped by every index change (sessions re-read ``mldb.indexes`` when it
+    moved), each session's last read of it, and whether the database has no index at all."""
+
+    def __init__(self, database=None):
+        self.lock = threading.Lock()
+        self.indexes: dict[str, tuple[int, fx.IndexState]] = {}
+        self.generation = 0
+        self.unindexed = False
+        self.read: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Session -> (generation, rows)
+
+    def cached(self, build_id: str, version: int) -> fx.IndexState | None:
+        with self.lock:
+            found = self.indexes.get(build_id)
+        return found[1] if found and found[0] == version else None
+
+    def remember(self, build_id: str, version: int, state: fx.IndexState) -> None:
+        with self.lock:
+            self.indexes[build_id] = (version, state)
+
+    def forget(self, build_id: str) -> None:
+        with self.lock:
+            self.indexes.pop(build_id, None)
+
+    def changed(self) -> None:
+        with self.lock:
+            self.generation += 1
+
+    def close(self) -> None:
+        with self.lock:
+            self.indexes.clear()
+
+
+def vector_state(session) -> VectorState:
+    return session.database.state("vectors")
 
 
 @dataclass
@@ -85,20 +121,17 @@ def _catalog_rows(session) -> list[tuple]:
     """The rows of mldb.indexes as this session last read them, re-read after any index
     change in this process (``_changed``). A version read here that another session has
     since moved on is harmless: the state for it is loaded from this session's own view."""
-    generation, rows = _READ.get(session, (-1, None))
-    if generation != _GENERATION[0] or rows is None:
+    vectors = vector_state(session)
+    generation, rows = vectors.read.get(session, (-1, None))
+    if generation != vectors.generation or rows is None:
         rows = session.sql(f"SELECT {_COLUMNS}, current_schema() FROM mldb.indexes").fetchall()
-        _READ[session] = (_GENERATION[0], rows)
+        vectors.read[session] = (vectors.generation, rows)
     return rows
 
 
-def _changed() -> None:
-    _GENERATION[0] += 1
-
-
-def transaction_ended() -> None:
+def transaction_ended(session) -> None:
     """A COMMIT or ROLLBACK may publish or undo index changes: sessions read the catalog again."""
-    _changed()
+    vector_state(session).changed()
 
 
 def indexed_tables(session) -> set[str]:
@@ -107,17 +140,18 @@ def indexed_tables(session) -> set[str]:
     A database where no index was found or created in this process answers without a
     query: only this process can create one while it holds the file open for writing.
     """
-    if _UNINDEXED.get(session.database):
+    vectors = vector_state(session)
+    if vectors.unindexed:
         return set()
     tables = {row[0] for row in session.sql("SELECT DISTINCT lower(table_name) FROM mldb.indexes").fetchall()}
     if not tables and not session.database.read_only:
-        _UNINDEXED[session.database] = True
+        vectors.unindexed = True
     return tables
 
 
 def expect_index(session) -> None:
     """Called before an index is created: the write hook must look at the catalog again."""
-    _UNINDEXED.pop(session.database, None)
+    vector_state(session).unindexed = False
 
 
 def resolve_table(session, schema: str | None, table: str) -> tuple[str, str]:
@@ -248,10 +282,11 @@ def catalog_ready(session) -> bool:
 
 def current_state(session, info: IndexInfo) -> fx.IndexState:
     """The index as of the catalog row ``info`` (from the process cache, the BLOB, or the table)."""
-    state = fx.cached(info.build_id, info.version)
+    vectors = vector_state(session)
+    state = vectors.cached(info.build_id, info.version)
     if state is None:
         state = _load(session, info)
-        fx.remember(info.build_id, info.version, state)
+        vectors.remember(info.build_id, info.version, state)
     return state
 
 
@@ -313,20 +348,20 @@ def _same(keys: np.ndarray, hashes, other_keys: np.ndarray, other_hashes) -> np.
 # -- writing the catalog -------------------------------------------------------------------------
 
 def insert(session, info: IndexInfo, state: fx.IndexState) -> None:
-    _changed()
+    vector_state(session).changed()
     session.sql("INSERT INTO mldb.indexes (name, schema_name, table_name, column_name, key_column, metric, "
                 "kind, options, dimension, row_count, build_id, version, stale) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
                 [info.name, info.schema, info.table, info.column, info.key, info.metric, info.kind,
                  json.dumps(info.options), state.dim, state.live_count, info.build_id, info.version])
     session.sql("INSERT INTO mldb.index_data (build_id, data) VALUES (?, ?)", [info.build_id, fx.serialize(state)])
-    fx.remember(info.build_id, info.version, state)
-    _changed()
+    vector_state(session).remember(info.build_id, info.version, state)
+    vector_state(session).changed()
 
 
 def save(session, info: IndexInfo, state: fx.IndexState) -> None:
     """Record a changed index: a new version, and its bytes when small enough (else ``stale``)."""
-    _changed()
+    vector_state(session).changed()
     if state.needs_compaction:
         state = build_state(session, info)
     version = info.version + 1
@@ -335,8 +370,8 @@ def save(session, info: IndexInfo, state: fx.IndexState) -> None:
         session.sql("UPDATE mldb.index_data SET data = ? WHERE build_id = ?", [fx.serialize(state), info.build_id])
     session.sql("UPDATE mldb.indexes SET version = ?, stale = ?, row_count = ?, updated_at = now() "
                 "WHERE build_id = ?", [version, stale, state.live_count, info.build_id])
-    fx.remember(info.build_id, version, state)
-    _changed()
+    vector_state(session).remember(info.build_id, version, state)
+    vector_state(session).changed()
 
 
 def _estimated_bytes(state: fx.IndexState) -> int:
@@ -345,11 +380,11 @@ def _estimated_bytes(state: fx.IndexState) -> int:
 
 
 def delete(session, info: IndexInfo) -> None:
-    _changed()
+    vector_state(session).changed()
     session.sql("DELETE FROM mldb.index_data WHERE build_id = ?", [info.build_id])
     session.sql("DELETE FROM mldb.indexes WHERE build_id = ?", [info.build_id])
-    fx.forget(info.build_id)
-    _changed()
+    vector_state(session).forget(info.build_id)
+    vector_state(session).changed()
 
 
 def new_build_id() -> str:

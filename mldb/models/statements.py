@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.models import algorithms, registry, train
-from mldb.plan.rules import _load
+from mldb import features
 from mldb.result import Result
 
 
@@ -55,8 +55,7 @@ def train_model(session, node, params) -> Result:
 
 
 def _snapshot_query(session, name: str, version: int) -> str:
-    hook = _load("mldb.lifecycle.hooks:snapshot_query")
-    query = hook(session, name, version) if hook is not None else None
+    query = features.fact("snapshot_query", session, name, version)
     if query is None:
         raise errors.ProgrammingError(f"TRAIN {name} FROM SNAPSHOT: no snapshot of the training data of "
                                       f"version {version} is kept (train with WITH (snapshot = true))")
@@ -67,7 +66,8 @@ def _train(session, name: str, definition: dict, *, replace: bool, status: str) 
     algorithms.check(name, definition["algorithm"])
     train.check_options(name, definition["options"])
     table, types = _read(session, definition["query"])
-    trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"])
+    trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
+                        check_cancel=session.check_cancel)
     with session.database.lock, session.transaction():
         version = 1 if replace else _next_version(session, name)
         if replace:
@@ -75,10 +75,9 @@ def _train(session, name: str, definition: dict, *, replace: bool, status: str) 
         _write_version(session, name, version, definition, trained, table, types)
         _write_model(session, name, version, definition, trained)
         registry.invalidate(session, name)
-        hook = _load("mldb.lifecycle.hooks:after_train")
-        if hook is not None:
-            hook(session, name, version, table, trained.features, source_tables(definition["query"]),
-                 definition["options"])
+        for listener in features.each("on_trained"):
+            listener(session, name, version, table, trained.features, source_tables(definition["query"]),
+                     definition["options"])
     registry.invalidate(session, name)
     return _summary(session, name, version, status)
 
@@ -137,9 +136,8 @@ def _delete(session, name: str) -> None:
     """Remove every version of ``name`` (DROP MODEL, CREATE OR REPLACE MODEL), with the lifecycle's records."""
     for table, column in (("training_log", "model"), ("model_versions", "model"), ("models", "name")):
         session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
-    forget = _load("mldb.lifecycle.hooks:forget_model")
-    if forget is not None:
-        forget(session, name)
+    for listener in features.each("on_model_dropped"):
+        listener(session, name)
 
 
 def _summary(session, name: str, version: int, status: str) -> Result:
@@ -251,8 +249,7 @@ def describe_model(session, node, params) -> Result:
 
 def _sources(session, model) -> list[str] | None:
     """Where the version's data came from, through views (``'c (via v)'``), from the lineage."""
-    hook = _load("mldb.lifecycle.hooks:sources")
-    return hook(session, model.name, model.version) or None if hook is not None else None
+    return features.fact("sources", session, model.name, model.version) or None
 
 
 def show_versions(session, node, params) -> Result:
@@ -273,10 +270,8 @@ def show_versions(session, node, params) -> Result:
 
 
 def _data_changed(session, name: str) -> list[tuple] | None:
-    hook = _load("mldb.lifecycle.hooks:source_changed")
-    if hook is None:
-        return None
-    return [(version, hook(session, name, version)) for version in registry.versions(session, name)]
+    return [(version, features.fact("source_changed", session, name, version))
+            for version in registry.versions(session, name)]
 
 
 def deploy_model(session, node, params) -> Result:

@@ -42,7 +42,7 @@ class ClientError(Exception):
         self.sqlstate = sqlstate
 
 
-class Connection:
+class Client:
     def __init__(self, server, sock, address):
         self.server, self.sock, self.address = server, sock, address
         self.rfile = sock.makefile("rb", buffering=1 << 16)

@@ -14,7 +14,6 @@ from mldb.frontend import MLDB
 from mldb.frontend.models import Evaluate, Predict, PredictProba
 from mldb.models import features as encoders
 from mldb.models import registry
-from mldb.plan.rules import _load
 
 _MODEL_FUNCTIONS = (Predict, PredictProba, Evaluate)
 
@@ -32,8 +31,6 @@ def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
     LIST(mldb_predict_proba('churn', age, plan)))) FROM (SELECT * FROM h) AS __mldb_in
     WHERE NOT churned IS NULL) AS evaluate``
     """
-    if next(tree.find_all(*_MODEL_FUNCTIONS), None) is not None:
-        context.model_statement = tree.sql(dialect=MLDB)
     for table in list(tree.find_all(exp.Table)):
         function = table.this
         if not isinstance(function, (Predict, Evaluate)):
@@ -41,10 +38,11 @@ def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
         ref, model, query = _table_arguments(function, context)
         columns = _describe(context, query, quiet=context.params is not None)  # (?) cannot be described
         build = _predict_table if isinstance(function, Predict) else _evaluate_table
-        select = build(ref, model, query, columns)
+        select = build(ref, model, query, columns, context)
         alias = table.alias or ("predict" if isinstance(function, Predict) else "evaluate")
         table.replace(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(alias))))
-        context.note(f"{function.sql_name()}({model.name}, (query)) -> a subquery over the model's Arrow UDF")
+        context.operator(f"{function.sql_name()}: model {model.ref} ({model.algorithm}, {model.task}) "
+                         "over a subquery, Arrow batches")
     return tree
 
 
@@ -62,9 +60,9 @@ def rewrite_model_functions(tree: exp.Expression, context) -> exp.Expression:
         if isinstance(node, PredictProba) and model.task == "regression":
             raise errors.ProgrammingError(f"PREDICT_PROBA: model '{model.name}' is a regression model; "
                                           "use PREDICT for its value")
-        node.replace(_call(name, ref, arguments))
-        context.note(f"{node.sql_name()}({model.name}) -> {name}('{ref}', {len(arguments)} features)")
-    _flush_after(tree, context)
+        node.replace(_call(name, ref, arguments, context))
+        context.operator(f"{node.sql_name()}: model {model.ref} ({model.algorithm}, {model.task}) -> "
+                         f"{name}, {len(arguments)} features, Arrow batches")
     return tree
 
 
@@ -81,8 +79,10 @@ def _model_of(node: exp.Expression, context) -> tuple[str, registry.ModelVersion
         shown = first.sql(dialect=MLDB) if first is not None else "nothing"
         raise errors.ProgrammingError(f"{node.sql_name()}: the first argument must be a model name; found {shown}")
     name, version = registry.parse_ref(ref)
-    ref = name if version is None else f"{name}@{version}"
-    return ref, registry.load_model(context.session, ref)
+    model = registry.load_model(context.session, name if version is None else f"{name}@{version}")
+    if version is None and context.stored:
+        return name, model  # a view follows DEPLOY: the function resolves the name when it runs
+    return model.ref, model  # a statement runs the version it was planned with
 
 
 def _feature_arguments(node, model: registry.ModelVersion, context) -> list[exp.Expression]:
@@ -180,10 +180,11 @@ def _table_arguments(function, context):
     return ref, model, query.copy()
 
 
-def _predict_table(ref: str, model, query: exp.Query, columns: dict | None) -> exp.Select:
+def _predict_table(ref: str, model, query: exp.Query, columns: dict | None, planner) -> exp.Select:
     if columns is not None:
         check_columns(model, columns)
-    call = _call(f"mldb_predict_row_{model.output}", ref, [exp.column(n, quoted=True) for n in model.feature_names])
+    call = _call(f"mldb_predict_row_{model.output}", ref, [exp.column(n, quoted=True) for n in model.feature_names],
+                 planner)
     inner = exp.select(exp.Star(), exp.alias_(call, "__mldb_p")).from_(query.subquery("__mldb_in"))
     fields = ["prediction"] if model.task == "regression" else ["prediction", "probability"]
     outer = [exp.Star(except_=[exp.column("__mldb_p")])]
@@ -191,7 +192,7 @@ def _predict_table(ref: str, model, query: exp.Query, columns: dict | None) -> e
     return exp.select(*outer).from_(inner.subquery("__mldb_q"))
 
 
-def _evaluate_table(ref: str, model, query: exp.Query, columns: dict | None) -> exp.Select:
+def _evaluate_table(ref: str, model, query: exp.Query, columns: dict | None, planner) -> exp.Select:
     target = model.target
     if columns is not None:
         if target.lower() not in {name.lower() for name in columns}:
@@ -203,26 +204,18 @@ def _evaluate_table(ref: str, model, query: exp.Query, columns: dict | None) -> 
     truth = exp.column(target, quoted=True)
     if model.task == "regression":
         labels = exp.cast(truth, "DOUBLE")
-        predicted = _call("mldb_predict_double", ref, feats)
+        predicted = _call("mldb_predict_double", ref, feats, planner)
         function = "mldb_evaluate_regression"
     else:
         labels = exp.cast(truth, "VARCHAR")
-        predicted = _call("mldb_predict_proba", ref, feats)
+        predicted = _call("mldb_predict_proba", ref, feats, planner)
         function = "mldb_evaluate_classification"
     metrics = _call(function, ref, [exp.func("list", labels), exp.func("list", predicted)])
     return (exp.select(exp.Unnest(expressions=[metrics])).from_(query.subquery("__mldb_in"))
             .where(exp.Not(this=exp.Is(this=truth.copy(), expression=exp.Null()))))
 
 
-def _call(name: str, ref: str, arguments: list[exp.Expression]) -> exp.Anonymous:
-    return exp.Anonymous(this=name, expressions=[exp.Literal.string(ref), *arguments])
-
-
-def _flush_after(tree: exp.Expression, context) -> None:
-    """One ``flush_predictions`` per statement that calls a model (the lifecycle's prediction log)."""
-    calls = any(str(node.this).startswith("mldb_predict") for node in tree.find_all(exp.Anonymous))
-    hook = _load("mldb.lifecycle.hooks:flush_predictions")
-    if calls and hook is not None:
-        text = getattr(context, "model_statement", None) or tree.sql(dialect=MLDB)
-        session = context.session
-        context.on_success(lambda: hook(session, text))
+def _call(name: str, ref: str, arguments: list[exp.Expression], planner=None) -> exp.Anonymous:
+    """``name('ref', [execution,] args...)``: the predict functions also take the calling statement's id."""
+    execution = [planner.execution_argument()] if planner is not None else []
+    return exp.Anonymous(this=name, expressions=[exp.Literal.string(ref), *execution, *arguments])

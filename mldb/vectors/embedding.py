@@ -29,14 +29,13 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = frozenset({DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "default"})
 CACHE_BYTES = 64 * 1024 * 1024
 PROGRESS_MIN_ROWS = 512  # a progress bar on a terminal's stderr from this many texts to encode
-PROGRESS_STEP = 1024
+PROGRESS_STEP = 256  # texts encoded between two looks at the progress bar and the cancel flag
 
 _models: dict[str, object] = {}
 _load_lock = threading.Lock()
 _cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _cache_bytes = 0
-_bar = None  # the statement's progress bar, if it embeds many texts in a terminal
 
 
 class UnknownModel(ValueError):
@@ -88,16 +87,19 @@ def dimension(model: str | None = None) -> int:
     return int(getter())
 
 
-def embed_texts(texts: list[str], model: str | None = None) -> np.ndarray:
-    """Embed ``texts`` -> float32 array (len(texts), d). Repeated texts are served from the cache."""
+def embed_texts(texts: list[str], model: str | None = None, execution=None) -> np.ndarray:
+    """Embed ``texts`` -> float32 array (len(texts), d). Repeated texts are served from the cache.
+
+    ``execution`` (the statement that embeds) is checked for a cancel between steps and
+    owns the progress bar."""
     key = canonical(model)
     if len(texts) == 0:
         return np.zeros((0, dimension(key)), dtype=np.float32)
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    return _embed_unique(key, list(unique))[inverse.reshape(-1)]
+    return _embed_unique(key, list(unique), execution)[inverse.reshape(-1)]
 
 
-def _embed_unique(key: str, texts: list[str]) -> np.ndarray:
+def _embed_unique(key: str, texts: list[str], execution=None) -> np.ndarray:
     """Vectors for distinct ``texts``: cached ones looked up, the rest encoded in one batch."""
     with _cache_lock:
         found = [_cache.get((key, text)) for text in texts]
@@ -106,39 +108,38 @@ def _embed_unique(key: str, texts: list[str]) -> np.ndarray:
                 _cache.move_to_end((key, text))
     missing = [i for i, vector in enumerate(found) if vector is None]
     if missing:
-        encoded = _encode(key, [texts[i] for i in missing])
+        encoded = _encode(key, [texts[i] for i in missing], execution)
         for i, vector in zip(missing, encoded):
             found[i] = vector
         _remember(key, [texts[i] for i in missing], encoded)
     return np.stack(found).astype(np.float32, copy=False)
 
 
-def _encode(key: str, texts: list[str]) -> np.ndarray:
+def _encode(key: str, texts: list[str], execution=None) -> np.ndarray:
     model = load_model(key)
-    if len(texts) < PROGRESS_MIN_ROWS or not (sys.stderr.isatty() or progress.in_notebook()):
-        return np.asarray(model.encode(texts, batch_size=64, convert_to_numpy=True), dtype=np.float32)
-    bar, parts = _progress_bar(), []
-    for start in range(0, len(texts), PROGRESS_STEP):  # in steps, so that the bar moves
+    show = len(texts) >= PROGRESS_MIN_ROWS and (sys.stderr.isatty() or progress.in_notebook())
+    bar = _progress_bar(execution) if show else None
+    parts = []
+    for start in range(0, len(texts), PROGRESS_STEP):  # in steps: the bar moves and a cancel is seen
+        if execution is not None:
+            execution.check()
         parts.append(model.encode(texts[start:start + PROGRESS_STEP], batch_size=64, convert_to_numpy=True))
-        bar.update(len(parts[-1]))
+        if bar is not None:
+            bar.update(len(parts[-1]))
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-def _progress_bar():
-    """One bar per statement on stderr, across the UDF's calls; ``finish_progress`` closes it."""
-    global _bar
-    with _cache_lock:
-        if _bar is None:
-            _bar = progress.bar(desc="EMBED", unit=" texts")  # tqdm on a terminal, its widget in Jupyter
-        return _bar
+def _progress_bar(execution):
+    """One bar per statement (across the function's calls), closed when the statement finishes."""
+    if execution is None:
+        return progress.bar(desc="EMBED", unit=" texts")
 
+    def make():
+        bar = progress.bar(desc="EMBED", unit=" texts")  # tqdm on a terminal, its widget in Jupyter
+        execution.on_finish(lambda _: bar.close(), always=True)
+        return bar
 
-def finish_progress() -> None:
-    global _bar
-    with _cache_lock:
-        if _bar is not None:
-            _bar.close()
-            _bar = None
+    return execution.tally("embed_progress", make)
 
 
 def _remember(key: str, texts: list[str], vectors: np.ndarray) -> None:
@@ -162,7 +163,7 @@ def clear_cache() -> None:
 
 # -- the Arrow UDF body -----------------------------------------------------------------
 
-def embed_arrow(texts: pa.Array | pa.ChunkedArray, model: str, dim: int) -> pa.FixedSizeListArray:
+def embed_arrow(texts: pa.Array | pa.ChunkedArray, model: str, dim: int, execution=None) -> pa.FixedSizeListArray:
     """EMBED over one DuckDB vector: de-duplicated, NULL in -> NULL out, FLOAT[dim] out."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
@@ -173,7 +174,7 @@ def embed_arrow(texts: pa.Array | pa.ChunkedArray, model: str, dim: int) -> pa.F
     vectors = np.zeros((len(texts), dim), dtype=np.float32)
     valid = texts.is_valid().to_numpy(zero_copy_only=False)
     if len(encoded.dictionary):
-        table = embed_texts(encoded.dictionary.to_pylist(), model)
+        table = embed_texts(encoded.dictionary.to_pylist(), model, execution)
         if table.shape[1] != dim:
             raise ValueError(f"embedding model '{model}' returns {table.shape[1]} values, expected {dim}")
         vectors[valid] = table[encoded.indices.drop_null().to_numpy()]

@@ -1,1 +1,0 @@
-"""Glue between DuckDB and Python: Arrow UDF registration and batch helpers."""
