@@ -113,6 +113,13 @@ class Result:
     def close(self) -> None:
         self.finish()
 
+    def drain(self) -> None:
+        """Run the statement to its end, discarding the rows (batch by batch, in bounded memory)."""
+        if self.streaming:
+            for _ in self.arrow_reader():
+                pass
+        self.finish()
+
     def spill(self, holder: duckdb.DuckDBPyConnection) -> None:
         """Compute the remaining rows now and serve them from ``holder`` (the session's
         connection is about to run another statement, which would end this result)."""

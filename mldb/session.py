@@ -61,7 +61,7 @@ class Session:
         result = None
         for statement, statement_params in _distribute(statements, params):
             if result is not None:
-                result.close()
+                result.drain()  # as DuckDB: every statement but the last runs to its end
             result = self._guarded(self._execute_one, statement, statement_params)
         return result
 

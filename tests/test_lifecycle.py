@@ -328,17 +328,19 @@ def test_readme_worked_example_runs(tmp_path):
     con.close()
 
 
-def test_predictions_through_a_stored_view_are_logged_with_the_next_statement(shop):
+def test_predictions_through_a_stored_view_are_logged_with_the_statement_that_read_it(shop):
     shop.execute("CREATE VIEW risky AS SELECT age, PREDICT(churn) AS p FROM customers")
     assert rows(shop, "SELECT source, target, kind FROM mldb.lineage WHERE target = 'risky'") == [
         ("churn", "risky", "prediction")]
     before = rows(shop, "SELECT count(*) FROM mldb.prediction_log")[0][0]
     assert rows(shop, "SELECT count(p) FROM risky") == [(ROWS,)]  # no mldb word: straight to DuckDB
     shop.execute("SELECT * FROM PREDICT(churn, (SELECT * FROM customers LIMIT 10))").fetchall()
-    logged = rows(shop, "SELECT rows, statement IS NULL, summary FROM mldb.prediction_log "
+    logged = rows(shop, "SELECT rows, statement, summary FROM mldb.prediction_log "
                         "ORDER BY rowid DESC LIMIT 2")
     assert rows(shop, "SELECT count(*) FROM mldb.prediction_log")[0][0] == before + 2
-    assert sorted((n, anonymous) for n, anonymous, _ in logged) == [(10, False), (ROWS, True)]
+    assert sorted((n, statement) for n, statement, _ in logged) == [
+        (10, "SELECT * FROM PREDICT(churn, (SELECT * FROM customers LIMIT 10))"),
+        (ROWS, "SELECT count(p) FROM risky")]
     assert all(sum(json.loads(summary)["counts"].values()) == n for n, _, summary in logged)
 
 
@@ -397,36 +399,33 @@ def test_regression_model_drift_and_sources(shop):
 
 
 def test_sampled_inputs_are_stored_as_json(tmp_path):
-    from mldb.lifecycle import tracking as hooks
-
     con = mldb.connect(str(tmp_path / "inputs.db"))
-    session = con.cursor()._session
-    hooks._sample_rates["direct"] = 1.0
-    try:
-        assert hooks.sampling("direct")
-        inputs = pa.table({"age": [30.0, 40.0], "plan": ["basic", "pro"]})
-        hooks.record_prediction("direct", 3, 2, 0.01, pa.array([True, False]), inputs)
-        hooks.flush_predictions(session, "SELECT PREDICT(direct) FROM t")
-    finally:
-        del hooks._sample_rates["direct"]
-    found = rows(con, "SELECT version, input->>'plan', output::BOOLEAN FROM mldb.prediction_samples ORDER BY 2")
-    assert found == [(3, "basic", True), (3, "pro", False)]
-    assert rows(con, "SELECT rows, calls, summary->'counts'->>'true' FROM mldb.prediction_log") == [(2, 1, "1")]
+    con.execute("CREATE TABLE t AS SELECT (range % 50)::DOUBLE AS age, CASE WHEN range % 3 = 0 THEN 'basic' "
+                "ELSE 'pro' END AS plan, range % 50 > 25 AS y FROM range(300)")
+    con.execute("CREATE MODEL direct PREDICT y FROM t USING logistic WITH (epochs = 2, log_sample = 1.0)")
+    con.execute("SELECT PREDICT(direct) FROM (VALUES (30.0, 'basic'), (40.0, 'pro')) AS v(age, plan)").fetchall()
+    found = rows(con, "SELECT version, input->>'plan', input->>'age' FROM mldb.prediction_samples ORDER BY 2")
+    assert found == [(1, "basic", "30.0"), (1, "pro", "40.0")]
+    assert rows(con, "SELECT rows, calls FROM mldb.prediction_log") == [(2, 1)]
     con.close()
 
 
-def test_pending_predictions_stay_with_their_database(tmp_path):
-    from mldb.lifecycle import tracking as hooks
-
+def test_predictions_and_samples_stay_with_their_database(tmp_path):
+    """Two open databases with the same model name: a view read in A logs in A only."""
     first, second = mldb.connect(str(tmp_path / "a.db")), mldb.connect(str(tmp_path / "b.db"))
-    labels = pa.array([True, False, True])
-    hooks.record_prediction("m", 1, 3, 0.01, labels, database=first.database.root)
-    hooks.record_prediction("m", 1, 3, 0.01, labels, database=second.database.root)
-    hooks.flush_predictions(second.cursor()._session, "SELECT 1")
-    hooks.flush_predictions(first.cursor()._session, "SELECT 2")
-    assert rows(first, "SELECT rows, statement FROM mldb.prediction_log") == [(3, "SELECT 2")]
-    assert rows(second, "SELECT rows, statement FROM mldb.prediction_log") == [(3, "SELECT 1")]
+    for con, sample in ((first, 1.0), (second, 0.0)):
+        con.execute("CREATE TABLE t AS SELECT (range % 50)::DOUBLE AS x, range % 50 > 25 AS y FROM range(300)")
+        con.execute(f"CREATE MODEL m PREDICT y FROM t USING logistic WITH (epochs = 2, log_sample = {sample})")
+        con.execute("CREATE VIEW scored AS SELECT x, PREDICT(m) AS p FROM t")
+    assert len(first.execute("SELECT * FROM scored").fetchall()) == 300
     first.close()
+    second.execute("SELECT PREDICT(m) FROM (SELECT * FROM t LIMIT 5)").fetchall()
+    assert rows(second, "SELECT rows FROM mldb.prediction_log") == [(5,)]
+    assert rows(second, "SELECT count(*) FROM mldb.prediction_samples") == [(0,)]
+    reopened = mldb.connect(str(tmp_path / "a.db"))
+    assert rows(reopened, "SELECT rows, statement FROM mldb.prediction_log") == [(300, "SELECT * FROM scored")]
+    assert rows(reopened, "SELECT count(*) FROM mldb.prediction_samples") == [(300,)]
+    reopened.close()
     second.close()
 
 
