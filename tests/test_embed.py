@@ -112,8 +112,10 @@ def test_a_big_statement_shows_one_progress_bar_in_a_terminal(con, monkeypatch):
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     monkeypatch.setattr(embedding, "PROGRESS_STEP", 256)
-    rows = con.execute("SELECT count(EMBED('progress row ' || i)) FROM range(600) t(i)").fetchone()
-    assert rows == (600,)
+    rows = con.execute("SELECT count(EMBED('progress row ' || i)) FROM range(600) t(i)").fetchall()
+    assert rows == [(600,)]
     shown = terminal.getvalue()
     assert shown.count("EMBED: 0 texts") == 1 and "EMBED: 600 texts" in shown  # one bar, to the end
-    assert embedding._bar is None  # closed when the statement finished
+    con.execute("SELECT count(EMBED('another row ' || i)) FROM range(600) t(i)").fetchall()
+    shown = terminal.getvalue()  # the first bar was closed with its statement: the next one has its own
+    assert shown.count("EMBED: 0 texts") == 2 and shown.count("EMBED: 600 texts") >= 2

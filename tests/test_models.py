@@ -306,9 +306,10 @@ def test_explain_shows_the_rewrite_and_whole_batches(tmp_db):
     tmp_db.execute("CREATE TABLE pts AS SELECT i / 100.0 AS x, i % 2 = 0 AS even FROM range(10000) t(i)")
     tmp_db.execute("CREATE MODEL ev PREDICT even FROM pts WITH (epochs = 1)")
     plan = "\n".join(str(row) for row in tmp_db.execute("EXPLAIN SELECT PREDICT(ev) FROM pts").fetchall())
-    assert "mldb_predict_boolean" in plan
+    assert "mldb_predict_boolean" in plan and "model ev@1 (logistic, binary)" in plan
     rewritten = tmp_db.execute("SELECT PREDICT(ev) FROM pts").fetchall()
-    assert tmp_db.execute("SELECT mldb_predict_boolean('ev', x) FROM pts").fetchall() == rewritten
+    # the rewritten call by hand: the pinned version, and 0 for "no statement to log for"
+    assert tmp_db.execute("SELECT mldb_predict_boolean('ev@1', 0, x) FROM pts").fetchall() == rewritten
     calls, rows = tmp_db.execute("SELECT calls, rows FROM mldb.prediction_log WHERE model = 'ev' "
                                  "ORDER BY logged_at LIMIT 1").fetchone()
     assert rows / calls >= 1000  # whole DuckDB vectors (2048 rows) per call, never one call per row
