@@ -1,6 +1,6 @@
 """The list of feature grammars the mldb dialect is built from.
 
-Each feature module in ``GRAMMARS`` may define any of:
+Each feature's grammar module may define any of:
 
 - ``STATEMENTS``: ``{FIRST_WORD: (parse_fn, ...)}``; ``parse_fn(parser)`` is called
   with the parser positioned on FIRST_WORD and returns an expression, or ``None``
@@ -10,26 +10,14 @@ Each feature module in ``GRAMMARS`` may define any of:
 - ``TRIGGERS``: upper-case words; a statement whose tokens hold none of them skips
   parsing altogether and goes straight to DuckDB (the fast path).
 
-Adding a feature's syntax means adding its module here; nothing else changes.
+Adding a feature's syntax means adding its module to ``load_grammars``.
 """
 
 from __future__ import annotations
 
-import importlib
-
-GRAMMARS = (
-    "mldb.frontend.models",
-    "mldb.frontend.vectors",
-    "mldb.frontend.lifecycle",
-)
-
 
 def load_grammars() -> list:
-    modules = []
-    for name in GRAMMARS:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as error:
-            if error.name != name:  # a real import error inside the module
-                raise
-    return modules
+    """The grammar modules, in order (plain imports: a missing one fails at import time)."""
+    from mldb.frontend import lifecycle, models, vectors
+
+    return [models, vectors, lifecycle]
