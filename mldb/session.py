@@ -20,7 +20,7 @@ import contextlib
 
 import duckdb
 
-from mldb import errors, features
+from mldb import errors
 from mldb.database import Database, open_database
 from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
@@ -33,6 +33,8 @@ __all__ = ["Database", "Session", "open_database"]
 _BEGIN = frozenset({"BEGIN", "START"})
 _COMMIT = frozenset({"COMMIT", "END"})
 _ROLLBACK = frozenset({"ROLLBACK", "ABORT"})
+_WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "DROP", "ALTER", "CREATE", "WITH",
+                          "MERGE", "EXECUTE", "CALL"})  # statements that may change a table (features follow them)
 
 
 class Session:
@@ -106,7 +108,7 @@ class Session:
         return self._run_plain(statement, planner.params, tree.sql(dialect=MLDB), execution)
 
     def _run_step(self, node: MldbStatement, params) -> Result:
-        step = features.STEPS.get(type(node))
+        step = _features().STEPS.get(type(node))
         if step is None:
             raise errors.NotSupportedError(f"{type(node).__name__} has no step to run it")
         execution = self.database.start(self, None)
@@ -122,7 +124,9 @@ class Session:
     def _run_plain(self, statement: Statement, params, sql: str | None = None,
                    execution: Execution | None = None) -> Result:
         sql = statement.text if sql is None else sql
-        listeners = [listener for listener in features.each("on_write") if listener(self, statement, "check")]
+        listeners = []
+        if statement.first_word in _WRITE_WORDS:
+            listeners = [listener for listener in _features().each("on_write") if listener(self, statement, "check")]
         if not listeners:
             return self._run_sql(sql, params, statement.first_word, execution)
         with self.transaction():
@@ -231,7 +235,7 @@ class Session:
 
     def _ended(self, committed: bool) -> None:
         self.in_transaction = False
-        for listener in features.each("on_commit" if committed else "on_rollback"):
+        for listener in _features().each("on_commit" if committed else "on_rollback"):
             listener(self)
 
     def _transaction_statement(self, statement: Statement, params) -> Result:
@@ -299,6 +303,13 @@ class Session:
     def _check_open(self) -> None:
         if self.closed:
             raise errors.InterfaceError("the connection or cursor is closed")
+
+
+def _features():
+    """The features (imported on first use: they bring numpy and pyarrow; ``import mldb`` stays light)."""
+    from mldb import features
+
+    return features
 
 
 def _first_word(sql: str) -> str:
