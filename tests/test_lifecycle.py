@@ -451,3 +451,52 @@ def test_describe_model_says_where_the_data_came_from(tmp_path):
     rows = cursor.fetchall()
     assert rows[0][names.index("sources")] == ["active", "customers (via active)"]
     con.close()
+
+
+def test_the_prediction_log_is_exact_per_statement_under_concurrency(tmp_path):
+    """8 connections predict at once, each statement over its own number of rows: every
+    log row carries its own statement and its own count (counters belong to the statement)."""
+    import threading
+
+    path = str(tmp_path / "busy.db")
+    setup = mldb.connect(path)
+    setup.execute("CREATE TABLE t AS SELECT range AS id, (range % 50)::DOUBLE AS x, range % 50 > 25 AS y "
+                  "FROM range(20000)")
+    setup.execute("CREATE MODEL m PREDICT y FROM (SELECT x, y FROM t) USING logistic WITH (epochs = 2)")
+    failures = []
+
+    def client(worker: int) -> None:
+        con = mldb.connect(path)
+        try:
+            for round_ in range(5):
+                limit = 1 + worker * 1000 + round_ * 37
+                got = con.execute(f"SELECT count(PREDICT(m)) FROM (SELECT x FROM t WHERE id < {limit})").fetchall()
+                assert got == [(limit,)]
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+        finally:
+            con.close()
+
+    threads = [threading.Thread(target=client, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    logged = rows(setup, "SELECT statement, rows FROM mldb.prediction_log")
+    assert len(logged) == 40
+    for statement, count in logged:
+        limit = int(statement.split("id < ")[1].rstrip(")"))
+        assert count == limit, statement
+    setup.close()
+
+
+def test_explain_of_drift_computes_nothing(shop, monkeypatch):
+    computed = []
+    real = drift.evaluate
+    monkeypatch.setattr(drift, "evaluate", lambda *args, **kwargs: computed.append(1) or real(*args, **kwargs))
+    plan = rows(shop, "EXPLAIN SELECT * FROM DRIFT(churn, (SELECT * FROM older_customers))")
+    assert computed == []
+    assert any("DRIFT: model churn" in str(row) for row in plan)
+    assert rows(shop, "SELECT count(*) > 0 FROM DRIFT(churn, (SELECT * FROM older_customers))") == [(True,)]
+    assert computed == [1]
