@@ -27,6 +27,8 @@ DEFAULTS = {"metric": "cosine", "type": "hnsw", "m": 32, "ef_construction": 64, 
             "nlist": 0, "nprobe": 16}
 EXACT_BELOW = 10_000  # a filter letting at most this many rows through is answered exactly
 DEAD_FRACTION = 0.25  # rebuild once this share of positions is dead
+_BUILD_STEP_HNSW = 4096  # rows added to an HNSW graph between two cancel checks (it is the slow kind)
+_BUILD_STEP = 65536  # rows added to a flat or IVF index between two cancel checks
 
 
 @dataclass
@@ -68,8 +70,11 @@ def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     return vectors
 
 
-def build(name: str, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, options: dict) -> IndexState:
-    """A new index over ``vectors`` (n, d) whose rows have the given ``keys``."""
+def build(name: str, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, options: dict,
+          check: Callable[[], None] | None = None) -> IndexState:
+    """A new index over ``vectors`` (n, d) whose rows have the given ``keys``.
+
+    ``check()`` (e.g. the statement's cancel check) is called between chunks of rows added."""
     faiss = _faiss()
     metric, kind = options["metric"], options["type"]
     dim = vectors.shape[1]
@@ -86,8 +91,11 @@ def build(name: str, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, 
         index.make_direct_map()
     else:
         index = faiss.IndexFlat(dim, faiss_metric)
-    if len(data):
-        index.add(data)
+    step = _BUILD_STEP_HNSW if kind == "hnsw" else _BUILD_STEP
+    for start in range(0, len(data), step):  # in chunks: a cancel is seen within about a second
+        if check is not None:
+            check()
+        index.add(data[start:start + step])
     return IndexState(name, index, np.asarray(keys, dtype=np.int64), np.ones(len(keys), dtype=bool),
                       np.asarray(hashes, dtype=np.uint64), metric, kind, dict(options))
 

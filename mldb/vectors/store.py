@@ -266,7 +266,8 @@ def build_state(session, info: IndexInfo) -> fx.IndexState:
     _check_unique(keys, info)
     if np.isnan(vectors).any():
         raise errors.DataError(f"column {info.column} of {info.table} holds NaN values")
-    return fx.build(info.name, keys, hashes, vectors, info.options | {"metric": info.metric, "type": info.kind})
+    return fx.build(info.name, keys, hashes, vectors, info.options | {"metric": info.metric, "type": info.kind},
+                    check=session.check_cancel)
 
 
 # -- the current state of an index -------------------------------------------------------------
