@@ -8,6 +8,17 @@ from __future__ import annotations
 
 import duckdb
 
+INDEXES_VIEW = """CREATE VIEW mldb.indexes AS
+SELECT d.name, d.schema_name, d.table_name, d.column_name, d.key_column, d.metric, d.kind, d.options, d.dimension,
+       CASE WHEN c.version > d.version THEN c.row_count ELSE d.row_count END AS row_count, d.build_id,
+       greatest(d.version, coalesce(c.version, 0)) AS version,
+       d.stale OR coalesce(c.version > d.version, false) AS stale,
+       d.created_at, CASE WHEN c.version > d.version THEN c.changed_at ELSE d.updated_at END AS updated_at
+FROM mldb.index_definitions d
+LEFT JOIN (SELECT build_id, max(version) AS version, arg_max(row_count, version) AS row_count,
+                  max(changed_at) AS changed_at
+           FROM mldb.index_changes GROUP BY build_id) c USING (build_id)"""
+
 DDL: list[str] = [
     "CREATE SCHEMA IF NOT EXISTS mldb",
     # -- models (issue: models) ---------------------------------------------------------
@@ -24,11 +35,17 @@ DDL: list[str] = [
     # -- vectors (issue: embed / faiss) ---------------------------------------------------
     "CREATE TABLE IF NOT EXISTS mldb.embedding_models (name VARCHAR NOT NULL, path VARCHAR NOT NULL, "
     "created_at TIMESTAMP DEFAULT current_timestamp)",
-    "CREATE TABLE IF NOT EXISTS mldb.indexes (name VARCHAR NOT NULL, schema_name VARCHAR, table_name VARCHAR, "
-    "column_name VARCHAR, key_column VARCHAR, metric VARCHAR, kind VARCHAR, options JSON, dimension INTEGER, "
-    "row_count BIGINT, build_id VARCHAR, version BIGINT, stale BOOLEAN, "
+    # FAISS indexes (see mldb/vectors/store.py): definitions (version/row_count of the stored
+    # bytes), the bytes, one row per committed change (inserts: no shared row to update), and
+    # mldb.indexes, the view users read (current version and row count)
+    "CREATE TABLE IF NOT EXISTS mldb.index_definitions (name VARCHAR NOT NULL, schema_name VARCHAR, "
+    "table_name VARCHAR, column_name VARCHAR, key_column VARCHAR, metric VARCHAR, kind VARCHAR, options JSON, "
+    "dimension INTEGER, row_count BIGINT, build_id VARCHAR, version BIGINT, stale BOOLEAN, "
     "created_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP DEFAULT current_timestamp)",
     "CREATE TABLE IF NOT EXISTS mldb.index_data (build_id VARCHAR NOT NULL, data BLOB)",
+    "CREATE TABLE IF NOT EXISTS mldb.index_changes (build_id VARCHAR NOT NULL, version BIGINT, row_count BIGINT, "
+    "changed_at TIMESTAMP)",
+    INDEXES_VIEW.replace("CREATE VIEW", "CREATE VIEW IF NOT EXISTS"),  # (an older file's table: see store._migrate)
     # -- lifecycle (issue: lifecycle) -----------------------------------------------------
     """CREATE TABLE IF NOT EXISTS mldb.prediction_log (
         model VARCHAR, version INTEGER, rows BIGINT, calls INTEGER, seconds DOUBLE,

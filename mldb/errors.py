@@ -98,6 +98,8 @@ _TABLE_MISSING = re.compile(r"Table with name .* does not exist|Table .* does no
 _DIVISION_BY_ZERO = re.compile(r"[Dd]ivision by zero")
 _NOT_NULL = re.compile(r"NOT NULL constraint failed")
 _ABORTED = re.compile(r"Current transaction is aborted")
+_CONFLICT = re.compile(r"Conflict on |write-write conflict|another transaction has altered|"
+                       r"Attempting to modify table .* but another transaction")
 _LINE_POSITION = re.compile(r"LINE \d+:")
 
 
@@ -145,4 +147,6 @@ def _refine_sqlstate(kind: str, message: str, sqlstate: str) -> str:
         return "23502"
     if _ABORTED.search(message):
         return "25P02"
+    if kind == "TransactionException" and _CONFLICT.search(message):
+        return "40001"  # a concurrent transaction changed the same rows or table: retry
     return sqlstate

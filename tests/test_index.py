@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 import mldb
-from mldb.vectors import store
-
 DIM = 16
 
 
@@ -95,7 +93,7 @@ def test_explain_shows_the_index(con):
     assert not any(key == "mldb_rewrite" for key, _ in con.execute(query).fetchall())
     con.execute("CREATE INDEX pts_v ON pts USING FAISS (v)")
     notes = [value for key, value in con.execute(query).fetchall() if key == "mldb_rewrite"]
-    assert notes == ["FAISS index pts_v (hnsw, cosine): top 3 of pts.v"]
+    assert notes == ["FAISS search: index pts_v (hnsw, cosine) on pts.v, top 3", "executor: local (this process)"]
 
 
 def test_dml_keeps_the_index_in_step(con):
@@ -134,7 +132,10 @@ def test_a_rolled_back_change_leaves_the_index_as_it_was(con):
     assert _top_literal(con, "", query, 1) == [nearest]
 
 
-def test_the_index_survives_reopen_and_a_stale_index_catches_up(tmp_path, monkeypatch):
+def test_the_index_survives_reopen_and_a_stale_index_catches_up(tmp_path):
+    import subprocess
+    import sys
+
     path = str(tmp_path / "persist.db")
     con = mldb.connect(path)
     _load(con, "pts", _clustered(300))
@@ -146,13 +147,22 @@ def test_the_index_survives_reopen_and_a_stale_index_catches_up(tmp_path, monkey
     con.close()
     con = mldb.connect(path)
     assert _top_literal(con, "", query, 5) == before
-    monkeypatch.setattr(store, "PERSIST_BYTES", 0)  # too big to rewrite: marked stale instead
-    con.execute(f"INSERT INTO pts VALUES (999, 0, ?::FLOAT[{DIM}])", [query.tolist()])
-    con.execute("DELETE FROM pts WHERE id = ?", [before[0]])
-    assert con.execute("SELECT stale FROM mldb.indexes").fetchone() == (True,)
     con.close()
-    con = mldb.connect(path)  # the old bytes, vectors from the table (the deleted row's are gone), caught up
+    # a process that changes the table and dies without closing: the stored bytes are older than the index
+    script = (f"import os, mldb\ncon = mldb.connect({path!r})\n"
+              f"con.execute('INSERT INTO pts VALUES (999, 0, ?::FLOAT[{DIM}])', [{query.tolist()!r}])\n"
+              f"con.execute('DELETE FROM pts WHERE id = {before[0]}')\n"
+              "os._exit(0)\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 0
+    con = mldb.connect(path)
+    assert con.execute("SELECT version, row_count, stale FROM mldb.indexes").fetchone() == (3, 300, True)
+    # the old bytes, vectors from the table (the deleted row's are gone), caught up
     assert _top_literal(con, "", query, 5) == [999] + before[1:5]
+    assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5)
+    con.close()
+    con = mldb.connect(path)  # closing wrote the bytes again
+    assert con.execute("SELECT version, row_count, stale FROM mldb.indexes").fetchone() == (3, 300, False)
+    assert con.execute("SELECT count(*) FROM mldb.index_changes").fetchone() == (0,)
     assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5)
     con.close()
 
@@ -220,7 +230,8 @@ def test_the_readme_tour_runs(con):
     assert results[5] == [(2,), (1,)]          # plane tickets: the airline, then the flights
     assert sorted(results[6]) == [(3,), (4,)]  # the food filter still gives 2 rows
     assert [row[0] for row in results[7]][:2] == [2, 1] and len(results[7]) == 3
-    assert any(key == "mldb_rewrite" and "FAISS index doc_vecs_v" in value for key, value in results[8])
+    assert any(key == "mldb_rewrite" and "FAISS search: index doc_vecs_v (hnsw, cosine)" in value
+               for key, value in results[8])
     assert results[11] == [("doc_vecs_v", "doc_vecs", "v", "cosine", "hnsw", 5, 3)]
 
 
@@ -235,11 +246,15 @@ def _rows(con, sql: str):
     return cursor.fetchall() if cursor.description else None
 
 
-@pytest.mark.parametrize("crash_in, statement", [
-    ("mldb.vectors.faiss.serialize", "CREATE INDEX pts_w ON pts USING FAISS (v) WITH (type = 'flat')"),
-    ("mldb.vectors.store.save", f"INSERT INTO pts VALUES (500, 0, [{', '.join(['0.25'] * DIM)}]::FLOAT[{DIM}])"),
+@pytest.mark.parametrize("crash_in, statement, committed", [
+    ("mldb.vectors.faiss:serialize", "CREATE INDEX pts_w ON pts USING FAISS (v) WITH (type = 'flat')", False),
+    ("mldb.vectors.store:read_hashes", f"INSERT INTO pts VALUES (500, 0, [{', '.join(['0.25'] * DIM)}]::FLOAT[{DIM}])",
+     False),
+    # after DuckDB committed, before the index in memory (or its bytes) followed
+    ("mldb.vectors.store:VectorState._apply", f"INSERT INTO pts VALUES (500, 0, [{', '.join(['0.25'] * DIM)}]::FLOAT[{DIM}])",
+     True),
 ])
-def test_a_crash_mid_write_leaves_the_last_good_state(tmp_path, crash_in, statement):
+def test_a_crash_mid_write_leaves_the_last_good_state(tmp_path, crash_in, statement, committed):
     import subprocess
     import sys
 
@@ -248,14 +263,19 @@ def test_a_crash_mid_write_leaves_the_last_good_state(tmp_path, crash_in, statem
     _load(con, "pts", _clustered(100))
     con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
     con.close()
-    module, _, function = crash_in.rpartition(".")
-    script = (f"import importlib, os, mldb\ncon = mldb.connect({path!r})\n"
-              f"setattr(importlib.import_module({module!r}), {function!r}, lambda *a, **k: os._exit(3))\n"
+    module, _, attribute = crash_in.partition(":")
+    owner, _, name = attribute.rpartition(".")
+    script = (f"import functools, importlib, os, mldb\ncon = mldb.connect({path!r})\n"
+              f"target = functools.reduce(getattr, {owner!r}.split('.') if {owner!r} else [], "
+              f"importlib.import_module({module!r}))\n"
+              f"setattr(target, {name!r}, lambda *a, **k: os._exit(3))\n"
               f"con.execute({statement!r})\n")
-    assert subprocess.run([sys.executable, "-c", script]).returncode == 3  # died inside the transaction
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 3  # died inside (or right after) the write
     con = mldb.connect(path)
-    assert con.execute("SELECT count(*) FROM pts").fetchone() == (100,)
-    assert con.execute("SELECT name, version FROM mldb.indexes").fetchall() == [("pts_v", 1)]
+    assert con.execute("SELECT count(*) FROM pts").fetchone() == (101 if committed else 100,)
+    assert con.execute("SELECT name, version FROM mldb.indexes").fetchall() == [("pts_v", 2 if committed else 1)]
+    query = np.full(DIM, 0.25, dtype=np.float32)
+    assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5)
     query = _clustered(1, seed=8)[0]
     assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5)
     con.close()

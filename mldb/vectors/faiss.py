@@ -1,22 +1,29 @@
 """FAISS indexes: build, search (with a key filter), add, remove, serialize.
 
-An ``IndexState`` is a FAISS index over positions 0..n-1 plus two arrays: ``keys``
-(position -> the table's key value) and ``alive`` (False once that row was deleted or
-updated). Removing is marking a position dead, which every index type allows; a search
-skips dead positions with an ID selector, and the index is rebuilt once a quarter of it
-is dead. Metrics map to FAISS as: cosine -> inner product on L2-normalised vectors
+An ``IndexState`` is a FAISS index over positions 0..n-1 plus three arrays: ``keys``
+(position -> the table's key value), ``alive`` (False once that row was deleted or
+updated) and ``hashes``. Removing is marking a position dead, which every index type
+allows; a search skips dead positions with an ID selector, and the index is rebuilt once
+a quarter of it is dead.
+
+States are values: ``add`` and ``remove`` return a new ``IndexState`` with new arrays
+that shares the FAISS index (and its lock) with the old one. FAISS only appends, so an
+older state stays valid: a search through it only considers its own ``len(keys)``
+positions (an ID selector hides positions added since). Every call into the FAISS index
+(add, search, reconstruct, serialize) holds the shared lock, since adding to an HNSW
+graph while searching it is not safe. Metrics map to FAISS as: cosine -> inner product on L2-normalised vectors
 (distance 1 - ip), l2 -> L2 (distance sqrt), ip -> inner product (distance -ip), so
 distances equal DuckDB's ``array_cosine_distance`` / ``array_distance`` /
 ``array_negative_inner_product``.
 
-States are cached per database (``mldb.vectors.store.VectorState``) by (build_id, version).
+The committed state of each index is kept per database (``mldb.vectors.store.VectorState``).
 """
 
 from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -41,7 +48,7 @@ class IndexState:
     metric: str
     kind: str
     options: dict = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # shared by every state of one index
 
     @property
     def dim(self) -> int:
@@ -100,21 +107,30 @@ def build(name: str, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, 
                       np.asarray(hashes, dtype=np.uint64), metric, kind, dict(options))
 
 
-def add(state: IndexState, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray) -> None:
-    if len(keys):
-        with state.lock:
-            state.index.add(_prepare(vectors, state.metric))
-        state.keys = np.concatenate([state.keys, np.asarray(keys, dtype=np.int64)])
-        state.hashes = np.concatenate([state.hashes, np.asarray(hashes, dtype=np.uint64)])
-        state.alive = np.concatenate([state.alive, np.ones(len(keys), dtype=bool)])
+def add(state: IndexState, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray) -> IndexState:
+    """A new state with rows ``keys`` appended (the FAISS index is shared and grows).
+
+    Only the newest state of an index may be added to: positions are appended after
+    ``index.ntotal``, which must be ``len(state.keys)``."""
+    if not len(keys):
+        return state
+    data = _prepare(vectors, state.metric)
+    with state.lock:
+        if state.index.ntotal != len(state.keys):
+            raise RuntimeError(f"index {state.name}: adding to a state that is not the newest")
+        state.index.add(data)
+    return replace(state, keys=np.concatenate([state.keys, np.asarray(keys, dtype=np.int64)]),
+                   hashes=np.concatenate([state.hashes, np.asarray(hashes, dtype=np.uint64)]),
+                   alive=np.concatenate([state.alive, np.ones(len(keys), dtype=bool)]))
 
 
-def remove(state: IndexState, positions: np.ndarray) -> None:
-    """Mark ``positions`` dead (their vectors stay in FAISS until a rebuild)."""
-    if len(positions):
-        alive = state.alive.copy()
-        alive[positions] = False
-        state.alive = alive
+def remove(state: IndexState, positions: np.ndarray) -> IndexState:
+    """A new state with ``positions`` dead (their vectors stay in FAISS until a rebuild)."""
+    if not len(positions):
+        return state
+    alive = state.alive.copy()
+    alive[positions] = False
+    return replace(state, alive=alive)
 
 
 # -- search --------------------------------------------------------------------------------
@@ -136,8 +152,9 @@ def search(state: IndexState, queries: np.ndarray, k: int, allowed: np.ndarray |
     if allowed is not None and count <= EXACT_BELOW:
         return _exact(state, queries, k, np.flatnonzero(mask))
     with state.lock:
-        scores, positions = _faiss_search(state, queries, k, None if count == len(mask) else mask)
-    if (positions < 0).any():
+        everything = count == len(mask) and state.index.ntotal == len(mask)  # (a newer state may have added rows)
+        scores, positions = _faiss_search(state, queries, k, None if everything else mask)
+    if (positions < 0).any() or (positions >= len(mask)).any():
         return _exact(state, queries, k, np.flatnonzero(mask))
     return state.keys[positions], _distances(scores, state.metric)
 
@@ -146,8 +163,8 @@ def _faiss_search(state: IndexState, queries: np.ndarray, k: int, mask: np.ndarr
     faiss = _faiss()
     selector = bits = None
     if mask is not None:
-        bits = np.packbits(mask, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+        bits = np.packbits(mask, bitorder="little")  # positions past len(mask) read as 0: not selected
+        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # (its size is in bytes)
     if state.kind == "hnsw":
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(int(state.options["ef_search"]), k))
     elif state.kind == "ivf":
@@ -160,7 +177,11 @@ def _faiss_search(state: IndexState, queries: np.ndarray, k: int, mask: np.ndarr
 
 
 def _exact(state: IndexState, queries: np.ndarray, k: int, positions: np.ndarray):
-    vectors = state.index.reconstruct_batch(positions) if len(positions) else np.zeros((0, state.dim), np.float32)
+    if len(positions):
+        with state.lock:
+            vectors = state.index.reconstruct_batch(positions)
+    else:
+        vectors = np.zeros((0, state.dim), np.float32)
     if state.metric == "l2":
         scores = ((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
         order = np.argsort(scores, axis=1, kind="stable")[:, :k]
@@ -191,8 +212,12 @@ def serialize(state: IndexState) -> bytes:
     faiss = _faiss()
     from_table = state.kind == "hnsw" and bool(state.alive.all())
     flags = faiss.IO_FLAG_SKIP_STORAGE if from_table else 0
+    with state.lock:
+        if state.index.ntotal != len(state.keys):
+            raise RuntimeError(f"index {state.name}: serializing a state that is not the newest")
+        data = faiss.serialize_index(state.index, flags)
     buffer = io.BytesIO()
-    np.savez(buffer, index=faiss.serialize_index(state.index, flags), keys=state.keys, alive=state.alive,
+    np.savez(buffer, index=data, keys=state.keys, alive=state.alive,
              hashes=state.hashes, vectors_from_table=np.array(from_table))
     return buffer.getvalue()
 

@@ -17,6 +17,6 @@ FEATURE = Feature(
     register_functions=functions.register,
     make_state=store.VectorState,
     on_write=maintenance.on_write,
-    on_commit=store.transaction_ended,
-    on_rollback=store.transaction_ended,
+    on_commit=maintenance.on_commit,
+    on_rollback=maintenance.on_rollback,
 )

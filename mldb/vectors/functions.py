@@ -18,26 +18,32 @@ from mldb import errors
 COMMON_DIMENSIONS = (384, 512, 768, 1024)
 
 
-def embed_function(dim: int) -> str:
-    return f"mldb_embed_{int(dim)}"
+def embed_function(dim: int, query: bool = False) -> str:
+    return f"mldb_embed_query_{int(dim)}" if query else f"mldb_embed_{int(dim)}"
 
 
 def register(database) -> None:
     for dim in COMMON_DIMENSIONS:
         _register_embed(database, dim)
+        _register_embed(database, dim, query=True)
 
 
-def ensure_embed_function(database, dim: int) -> str:
-    """Register ``mldb_embed_<dim>`` if needed (a model of an unusual size) and return its name."""
+def ensure_embed_function(database, dim: int, query: bool = False) -> str:
+    """Register ``mldb_embed_<dim>`` (or the query form) if needed (a model of an unusual
+    size) and return its name."""
     if dim not in COMMON_DIMENSIONS:
         try:
-            _register_embed(database, dim)
+            _register_embed(database, dim, query)
         except duckdb.Error:
             pass  # already registered by an earlier statement
-    return embed_function(dim)
+    return embed_function(dim, query)
 
 
-def _register_embed(database, dim: int) -> None:
+def _register_embed(database, dim: int, query: bool = False) -> None:
+    """``query``: the form a constant text is planned with (``EMBED('plane tickets')``).
+    It is marked as having side effects so that DuckDB never evaluates it while planning
+    (an EXPLAIN would otherwise embed the text); the statement's operator replaces it
+    with the vector before DuckDB runs it."""
     ref = weakref.ref(database)
 
     def embed(texts, model, execution_id):
@@ -52,4 +58,5 @@ def _register_embed(database, dim: int) -> None:
         except errors.Error as error:
             raise errors.FunctionError(error) from None
 
-    database.root.create_function(embed_function(dim), embed, None, f"FLOAT[{dim}]", type="arrow")
+    database.root.create_function(embed_function(dim, query), embed, None, f"FLOAT[{dim}]", type="arrow",
+                                  side_effects=query)

@@ -1,59 +1,89 @@
 """Keep FAISS indexes in step with INSERT, UPDATE, DELETE (and COPY, TRUNCATE, MERGE, ALTER, DROP).
 
-The session runs a write that names an indexed table inside one transaction and calls
-``on_write`` after it: each index on that table then catches up with the table by
-comparing (key, hash(vector)) pairs, or keys alone when the write cannot have moved a
-vector (``store.sync``), marks removed and changed rows dead, adds new and changed rows,
-and records a new version in the same transaction.
-If the write or the index update fails, both roll back together.
+The session runs a write that names an indexed table inside one transaction (the
+user's, or one of its own) and calls ``on_write``:
+
+- ``check``: does the statement name a table with an index? (in memory, no query)
+- ``before``: take each such index's write lock for the transaction (it is held until
+  the transaction ends, so changes of one index commit one at a time; a write that
+  cannot get it within ``store.LOCK_TIMEOUT`` fails with SQLSTATE 40001);
+- ``after``: compare the table as the transaction now sees it with the committed index,
+  by (key, hash(vector)) or by key alone when the write cannot have moved a vector, and
+  note the keys that differ; the committed index is untouched until ``on_commit``
+  publishes the change (``on_rollback`` forgets it). See ``mldb.vectors.store``.
+
+If a new row cannot be indexed (a duplicate key, NaN, another length), the statement
+fails and its transaction can no longer commit: DuckDB rolls it back.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 from sqlglot.tokens import TokenType
 
-from mldb.vectors import faiss as fx
+from mldb import errors
 from mldb.vectors import store
-
-_TRANSACTION_ENDS = frozenset({"COMMIT", "ROLLBACK", "ABORT", "END"})
 
 
 def on_write(session, statement, phase) -> bool:
     if phase == "check":
-        if statement.first_word in _TRANSACTION_ENDS:
-            store.transaction_ended(session)
-            return False
-        return bool(_indexed_targets(session, statement))
-    if phase == "after":
-        for table in _indexed_targets(session, statement):
-            _refresh(session, statement, table)
+        return bool(_targets(session, statement))
+    vectors = store.vector_state(session)
+    if phase == "before":
+        session.release_result()  # (the session's BEGIN result must not outlive a failing write)
+        for entry in _targets(session, statement):
+            vectors.lock_for_write(session, entry)
+        return True
+    try:
+        for entry in _targets(session, statement):
+            if vectors.holds(session, entry):
+                _follow(session, vectors, statement, entry)
+    except errors.Error as error:
+        _poison(session, error)
+        raise
     return True
 
 
-def _indexed_targets(session, statement) -> set[str]:
-    """Indexed tables the statement names (an over-approximation: any name token that matches)."""
+def on_commit(session) -> None:
+    store.vector_state(session).committed(session)
+
+
+def on_rollback(session) -> None:
+    store.vector_state(session).rolled_back(session)
+
+
+def _targets(session, statement) -> list[store.IndexEntry]:
+    """Indexes on the tables the statement names (an over-approximation: any name token that matches)."""
     if not store.catalog_ready(session):
-        return set()
-    indexed = store.indexed_tables(session)
-    if not indexed:
-        return set()
+        return []
+    vectors = store.vector_state(session)
+    tables = vectors.table_names()
+    if not tables:
+        return []
     names = {token.text.lower() for token in statement.tokens
              if token.token_type not in (TokenType.STRING, TokenType.NUMBER)}
-    return indexed & names
+    if not names & tables:
+        return []
+    return vectors.on_tables(session, names & tables)
 
 
-def _refresh(session, statement, table: str) -> None:
-    for info in store.for_table(session, None, table) or _any_schema(session, table):
-        if not _still_there(session, info):
-            store.delete(session, info)  # its table or column was dropped
-            continue
-        changed = _vectors_changed(statement, info)
-        if changed is None:
-            continue  # an UPDATE of other columns
-        fresh = store.vector_state(session).cached(info.build_id, info.version) is None
-        state = store.current_state(session, info)
-        if store.sync(session, info, state, changed) or fresh:
-            store.save(session, info, state)
+def _follow(session, vectors: store.VectorState, statement, entry: store.IndexEntry) -> None:
+    info = entry.info
+    if not _still_there(session, info):
+        vectors.drop(session, entry)  # its table or column was dropped
+        return
+    changed = _vectors_changed(statement, info)
+    if changed is None:
+        return  # an UPDATE of other columns
+    vectors.follow(session, entry, changed)
+
+
+def _poison(session, error: errors.Error) -> None:
+    """The write happened but the index cannot follow it: make the transaction fail to
+    commit (DuckDB refuses every statement of an aborted transaction but ROLLBACK)."""
+    with contextlib.suppress(errors.Error):
+        session.sql("SELECT error(?)", [f"mldb: the index cannot follow this write: {error}"])
 
 
 def _vectors_changed(statement, info: store.IndexInfo) -> bool | None:
@@ -87,11 +117,6 @@ def _assigned_columns(statement) -> set[str] | None:
     if not isinstance(update, exp.Update):
         return None
     return {assignment.this.name.lower() for assignment in update.expressions if isinstance(assignment, exp.EQ)}
-
-
-def _any_schema(session, table: str) -> list[store.IndexInfo]:
-    rows = session.sql("SELECT DISTINCT schema_name FROM mldb.indexes WHERE lower(table_name) = ?", [table]).fetchall()
-    return [info for (schema,) in rows for info in store.for_table(session, schema, table)]
 
 
 def _still_there(session, info: store.IndexInfo) -> bool:

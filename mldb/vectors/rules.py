@@ -29,15 +29,71 @@ def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
     """``EMBED(text [, model])`` -> the Arrow UDF for the model's dimension.
 
         SELECT EMBED(body) FROM docs
-        -> SELECT mldb_embed_384(body, 'all-MiniLM-L6-v2') FROM docs
+        -> SELECT mldb_embed_384(body, 'all-MiniLM-L6-v2', <statement>) FROM docs
+
+    A constant text (``EMBED('plane tickets')``) is embedded once by an operator when the
+    statement runs, which writes the vector into the statement; until then the call is
+    ``mldb_embed_query_384``, a function DuckDB does not evaluate while planning, so an
+    EXPLAIN computes no embedding.
     """
     for node in list(tree.find_all(Embed)):
         model, dim = _model(context.session, node.args.get("expression"))
         _check_text(node.this)
+        if context.stored or not _is_text(node.this):
+            function = ensure_embed_function(context.session.database, dim)
+            node.replace(_udf_call(function, node.this, model, context.execution_argument()))
+            context.operator(f"EMBED: model {model} ({dim} dimensions) -> {function}, Arrow batches")
+            continue
+        function = ensure_embed_function(context.session.database, dim, query=True)
+        call = _udf_call(function, node.this, model, context.execution_argument())
+        node.replace(call)
+        context.operator(f"EMBED: model {model} ({dim} dimensions), the query text embedded once when the "
+                         "statement runs", _embed_once(call, tree, node.this.name, model, dim))
+    return tree
+
+
+def _udf_call(function: str, text: exp.Expression, model: str, execution: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this=function, expressions=[text, exp.Literal.string(model), execution])
+
+
+def _is_text(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Literal) and node.is_string
+
+
+def _embed_once(call: exp.Expression, root: exp.Expression, text: str, model: str, dim: int):
+    def run(execution) -> None:
+        if not _attached(call, root):
+            return  # an index search replaced the expression that held it
+        vector = embedding.embed_texts([text], model, execution)[0]
+        values = exp.Array(expressions=[exp.Literal.number(repr(float(x))) for x in vector])
+        call.replace(exp.cast(values, f"FLOAT[{dim}]"))
+
+    return run
+
+
+def _attached(node: exp.Expression, root: exp.Expression) -> bool:
+    """Is ``node`` still part of the tree under ``root`` (a replaced node keeps its parent link)?"""
+    while node is not root:
+        parent = node.parent
+        if parent is None:
+            return False
+        value = parent.args.get(node.arg_key)
+        if value is not node and not (isinstance(value, list) and any(item is node for item in value)):
+            return False
+        node = parent
+    return True
+
+
+def _embed_calls(tree: exp.Expression, context) -> exp.Expression:
+    """EMBED -> the UDF, for a query mldb runs itself at execution time (no operators)."""
+    for node in list(tree.find_all(Embed)):
+        model, dim = _model(context.session, node.args.get("expression"))
+        _check_text(node.this)
         function = ensure_embed_function(context.session.database, dim)
-        arguments = [node.this, exp.Literal.string(model), context.execution_argument()]
-        node.replace(exp.Anonymous(this=function, expressions=arguments))
-        context.operator(f"EMBED: model {model} ({dim} dimensions) -> {function}, Arrow batches")
+        replacement = _udf_call(function, node.this, model, exp.Literal.number(context.execution_id))
+        if node is tree:
+            return replacement
+        node.replace(replacement)
     return tree
 
 
@@ -79,9 +135,10 @@ def rewrite_vector_search(tree: exp.Expression, context) -> exp.Expression:
         -> SELECT id FROM docs WHERE lang = 'en' AND "docs"."id" IN (17, 4, 80)   -- FAISS top 3 with lang = 'en'
            ORDER BY list_position([17, 4, 80], "docs"."id") LIMIT 3
 
-    The search runs here, before the statement: one DuckDB query evaluates the query
-    vector (and the keys a WHERE lets through), FAISS finds the top k, and DuckDB then
-    reads only those rows (a constant IN list becomes a filter inside its table scan).
+    The search is an operator that runs when the statement does (never for EXPLAIN): one
+    DuckDB query evaluates the query vector (and the keys a WHERE lets through), FAISS
+    finds the top k, and DuckDB then reads only those rows (a constant IN list becomes a
+    filter inside its table scan).
     """
     searches = [table for table in tree.find_all(exp.Table) if isinstance(table.this, VectorSearch)]
     if searches and any(not p.args.get("this") for p in tree.find_all(exp.Placeholder)):
@@ -157,8 +214,12 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
 
     def search(execution) -> None:
         """When the statement runs: the query vector (and the keys a WHERE lets through),
-        then FAISS's top k, written into the statement as a key list."""
-        state = store.current_state(context.session, info)
+        then FAISS's top k, written into the statement as a key list. When the index cannot
+        answer for this statement's snapshot (see ``store.searchable``), the statement
+        stays as written and DuckDB searches exactly."""
+        state = store.searchable(context.session, info)
+        if state is None:
+            return
         vector, allowed = _evaluate(context, select, table, info, query, execution)
         execution.check()
         keys, distances = _search(state, vector, k, allowed)
@@ -282,7 +343,7 @@ def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Ex
     padding = _parameter_padding(context.params)
     if padding:
         probe = probe.from_(exp.Subquery(this=exp.select(*padding), alias=exp.TableAlias(this=exp.to_identifier("p"))))
-    probe = rewrite_embed(probe, context)
+    probe = _embed_calls(probe, context)
     return context.session.sql(probe.sql(dialect=MLDB), context.params).fetchone()
 
 

@@ -13,21 +13,47 @@ _INTEGER_OPTIONS = ("m", "ef_construction", "ef_search", "nlist", "nprobe")
 
 
 def create_index(session, node, params) -> Result:
+    """Build the index from the table as the transaction sees it and store it with the
+    transaction. While it is built, writes to the table wait for it (they look at the
+    table's indexes, this one included, in ``maintenance``), and a write already under way
+    cannot commit: the statement first rewrites the table's comment with its own value,
+    a change of the table's catalog entry that makes DuckDB refuse to commit a concurrent
+    change of the table (SQLSTATE 40001). Writes committed before that are caught up with
+    when the index is published (``VectorState.committed``)."""
     name = node.this.name
     options = _options(node.args.get("options"))
     table = node.args["table"]
-    with session.database.lock, session.transaction():
-        if store.find(session, name) is not None or _duckdb_index_exists(session, name):
+    vectors = store.vector_state(session)
+    with session.transaction():
+        if vectors.find(session, name) is not None or _duckdb_index_exists(session, name):
             if node.args.get("exists"):
                 return Result.done("CREATE INDEX")
             raise errors.ProgrammingError(f"index {name} already exists", sqlstate="42P07")
         schema, table_name = store.resolve_table(session, table.db or None, table.name)
         info = _describe(session, name, schema, table_name, node.args["column"].name, options)
-        store.expect_index(session)
-        state = store.build_state(session, info)
-        info.dim = state.dim
-        store.insert(session, info, state)
+        entry = vectors.create(session, info)
+        try:
+            _hold_table(session, schema, table_name)
+            state = store.build_state(session, info)
+            info.dim = state.dim
+            vectors.store_created(session, entry, state)
+        except BaseException:
+            vectors.abandon(session, entry)
+            raise
     return Result.done("CREATE INDEX")
+
+
+def _hold_table(session, schema: str, table: str) -> None:
+    """Rewrite the table's comment with its own value (see ``create_index``)."""
+    row = session.sql("SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
+                      "AND database_name = current_database()", [schema, table]).fetchone()
+    comment = row[0] if row else None
+    value = "NULL" if comment is None else "'" + comment.replace("'", "''") + "'"
+    session.sql(f"COMMENT ON TABLE {_quoted(schema)}.{_quoted(table)} IS {value}")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _describe(session, name: str, schema: str, table: str, column: str, options: dict) -> store.IndexInfo:
@@ -41,8 +67,7 @@ def _describe(session, name: str, schema: str, table: str, column: str, options:
                                       "a FAISS index needs FLOAT[n] (e.g. the result of EMBED)", sqlstate="42804")
     key, options["unique_key"] = store.key_column(session, schema, table, types, options.pop("key", None))
     metric, kind = options.pop("metric"), options.pop("type")
-    return store.IndexInfo(name, schema, table, found, key, metric, kind, options, dim,
-                           store.new_build_id(), 1, False)
+    return store.IndexInfo(name, schema, table, found, key, metric, kind, options, dim, store.new_build_id())
 
 
 def _options(node: exp.Tuple | None) -> dict:
@@ -82,12 +107,17 @@ def _duckdb_index_exists(session, name: str) -> bool:
 def drop_index(session, node, params) -> Result:
     name = node.this.name
     exists = bool(node.args.get("exists"))
-    with session.database.lock, session.transaction():
-        info = store.find(session, name)
-        if info is None:  # not ours: DuckDB drops its own index or says it does not exist
+    vectors = store.vector_state(session)
+    with session.transaction():
+        entry = vectors.find(session, name)
+        if entry is None:  # not ours: DuckDB drops its own index or says it does not exist
             session.sql(f"DROP INDEX {'IF EXISTS ' if exists else ''}{node.this.sql(dialect='duckdb')}")
             return Result.done("DROP INDEX")
-        store.delete(session, info)
+        if not vectors.lock_for_write(session, entry):  # waits for a transaction changing it
+            if exists:
+                return Result.done("DROP INDEX")
+            raise errors.ProgrammingError(f"index {name} does not exist", sqlstate="42704")
+        vectors.drop(session, entry)
     return Result.done("DROP INDEX")
 
 

@@ -1,75 +1,60 @@
-"""FAISS indexes in the catalog: ``mldb.indexes`` (what each index covers) and
-``mldb.index_data`` (the serialized index, a BLOB inside the database file).
+"""FAISS indexes: their catalog rows, the committed state of each one, and how a
+transaction changes it.
 
-Keeping the bytes in the database file means an index is written in the same DuckDB
-transaction as the change it reflects: a crash or a failed statement leaves the last
-committed index next to the last committed table, never a half-written side file.
+The catalog (schema ``mldb``, plain DuckDB tables that any SQL can read):
 
-Every change bumps ``mldb.indexes.version``; the process cache (``mldb.vectors.faiss``)
-is keyed by (build_id, version). After a write the serialized index is rewritten when
-it is small (``PERSIST_BYTES``); a larger one is marked ``stale`` instead and the next
-process that opens it loads the last bytes and catches up with the table (``sync``),
-comparing each row's key and ``hash(vector)`` with what the index holds.
+- ``mldb.index_definitions``: one row per index (what it covers and its options),
+  written by CREATE INDEX and DROP INDEX; ``version`` and ``row_count`` there are those
+  of the bytes stored in ``mldb.index_data`` (the serialized index, a BLOB).
+- ``mldb.index_changes``: one row per committed transaction that changed an index
+  (build_id, version, row_count, changed_at). It is an INSERT, so concurrent writers
+  never update one shared row; a checkpoint folds the rows into the definition.
+- ``mldb.indexes``: a view over both: the current ``version`` (1 + the committed changes),
+  ``row_count``, and ``stale`` (the stored bytes are older than the index: the next
+  process to load it catches up from the table).
+
+In memory, per database (``VectorState``), each index has one ``IndexEntry``: its
+committed FAISS state (matching the committed table at ``version``), and a write lock.
+A transaction that writes to an indexed table takes the lock at its first write and
+keeps it until it commits or rolls back, so index changes commit one at a time. Its
+changes stay private until then: after each statement the keys whose row differs from
+the committed index are added to the transaction's ``touched`` set (a superset is
+harmless); ``on_commit`` reads those rows back from the committed table and publishes a
+new state, ``on_rollback`` forgets them. Searches of the session that holds uncommitted
+changes, and searches that cannot prove their snapshot matches the committed state, are
+left to DuckDB (exact). See ``searchable``.
+
+Bytes are written at CREATE INDEX, at a checkpoint every ``CHECKPOINT_CHANGES``
+committed changes (for indexes up to ``PERSIST_BYTES``) and when the database closes.
+Loading reads the last bytes and, when changes were committed since, catches up with the
+table by comparing each row's key and ``hash(vector)`` (``sync``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
+import time
 import uuid
 import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 
 from mldb import errors
 from mldb.vectors import faiss as fx
 
-PERSIST_BYTES = 32 * 1024 * 1024
+LOCK_TIMEOUT = 10.0  # seconds a write waits for another transaction's change of the same index (then 40001)
+CHECKPOINT_CHANGES = 1000  # committed changes of an index between two rewrites of its bytes
+PERSIST_BYTES = 32 * 1024 * 1024  # larger indexes are only rewritten when the database closes
 _VECTOR_TYPE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\)|INTEGER|BIGINT|SMALLINT|TINYINT)\[(\d*)\]$")
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
-_COLUMNS = ("name, schema_name, table_name, column_name, key_column, metric, kind, options, dimension, "
-            "build_id, version, stale")
-
-
-class VectorState:
-    """Per database: the FAISS indexes loaded (by build_id, at a catalog version), a
-    generation bumped by every index change (sessions re-read ``mldb.indexes`` when it
-    moved), each session's last read of it, and whether the database has no index at all."""
-
-    def __init__(self, database=None):
-        self.lock = threading.Lock()
-        self.indexes: dict[str, tuple[int, fx.IndexState]] = {}
-        self.generation = 0
-        self.unindexed = False
-        self.read: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Session -> (generation, rows)
-
-    def cached(self, build_id: str, version: int) -> fx.IndexState | None:
-        with self.lock:
-            found = self.indexes.get(build_id)
-        return found[1] if found and found[0] == version else None
-
-    def remember(self, build_id: str, version: int, state: fx.IndexState) -> None:
-        with self.lock:
-            self.indexes[build_id] = (version, state)
-
-    def forget(self, build_id: str) -> None:
-        with self.lock:
-            self.indexes.pop(build_id, None)
-
-    def changed(self) -> None:
-        with self.lock:
-            self.generation += 1
-
-    def close(self) -> None:
-        with self.lock:
-            self.indexes.clear()
-
-
-def vector_state(session) -> VectorState:
-    return session.database.state("vectors")
+_DEFINITION = ("name, schema_name, table_name, column_name, key_column, metric, kind, options, dimension, build_id, "
+               "version, stale")
 
 
 @dataclass
@@ -84,8 +69,6 @@ class IndexInfo:
     options: dict
     dim: int
     build_id: str
-    version: int
-    stale: bool
 
     @property
     def qualified_table(self) -> str:
@@ -96,63 +79,561 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _info(row) -> IndexInfo:
-    name, schema, table, column, key, metric, kind, options, dim, build_id, version, stale = row
-    return IndexInfo(name, schema, table, column, key, metric, kind, json.loads(options), dim, build_id,
-                     version, stale)
+def serialization_failure(message: str) -> errors.OperationalError:
+    return errors.OperationalError(f"could not serialize access: {message}; retry the transaction",
+                                   sqlstate="40001")
 
 
-# -- lookups ---------------------------------------------------------------------------------
+# -- the write lock of one index ----------------------------------------------------------------
+
+class WriteLock:
+    """Held by one session from its first change of an index until its transaction ends.
+
+    Waiting gives up with SQLSTATE 40001 after ``LOCK_TIMEOUT`` seconds, at once when the
+    holder runs on the waiting thread (it could never finish), and takes over from a
+    holder whose session was closed or collected."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._condition = threading.Condition(threading.Lock())
+        self._owner = None  # weakref to the holding Session
+        self._owner_thread = None
+
+    def holder(self):
+        owner = self._owner() if self._owner is not None else None
+        return None if owner is None or getattr(owner, "closed", False) else owner
+
+    def acquire(self, session, timeout: float | None = None) -> None:
+        timeout = LOCK_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while True:
+                owner = self.holder()
+                if owner is None or owner is session:
+                    self._owner, self._owner_thread = weakref.ref(session), threading.get_ident()
+                    return
+                if self._owner_thread == threading.get_ident():
+                    raise serialization_failure(
+                        f"index {self.name} is being changed by another open transaction on this thread")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise serialization_failure(
+                        f"index {self.name} is being changed by another transaction (waited {timeout:g} s)")
+                self._condition.wait(min(left, 0.05))
+                check = getattr(session, "check_cancel", None)
+                if check is not None:
+                    check()
+
+    def release(self, session) -> None:
+        with self._condition:
+            if self._owner is not None and self._owner() in (session, None):
+                self._owner = self._owner_thread = None
+                self._condition.notify_all()
+
+
+# -- per index and per transaction ----------------------------------------------------------------
+
+class IndexEntry:
+    """One index in this process: its definition, committed state and write lock."""
+
+    def __init__(self, info: IndexInfo, *, committed: bool):
+        self.info = info
+        self.write_lock = WriteLock(info.name)
+        self.mutex = threading.Lock()  # guards state and version (held briefly)
+        self.loading = threading.Lock()  # one load at a time
+        self.state: fx.IndexState | None = None  # the committed index (None: not loaded)
+        self.version: int | None = None  # the committed version ``state`` matches (None: not known yet)
+        self.stored = 0  # the version of the bytes in mldb.index_data
+        self.committed = committed  # False while the CREATE INDEX that made it has not committed
+        self.committing = False  # the lock holder has changes that may be committing now
+
+    @property
+    def build_id(self) -> str:
+        return self.info.build_id
+
+    def current(self) -> tuple[fx.IndexState | None, int | None]:
+        with self.mutex:
+            return self.state, self.version
+
+
+@dataclass
+class Txn:
+    """What one session's open transaction did to indexes."""
+
+    held: dict = field(default_factory=dict)  # build_id -> list of touched key arrays (write lock held)
+    logged: dict = field(default_factory=dict)  # build_id -> version of the mldb.index_changes row inserted
+    created: dict = field(default_factory=dict)  # build_id -> IndexEntry made by CREATE INDEX
+    dropped: dict = field(default_factory=dict)  # build_id -> IndexEntry removed by DROP INDEX (or DROP TABLE)
+    visible: dict = field(default_factory=dict)  # build_id -> version this transaction's snapshot sees
+
+    def changed(self, build_id: str) -> bool:
+        return any(len(keys) for keys in self.held.get(build_id, ()))
+
+
+class _Reader:
+    """A private DuckDB connection on the database, outside any session's transaction:
+    in autocommit mode it reads what is committed."""
+
+    def __init__(self, database):
+        self.con = database.root.cursor()
+
+    def sql(self, sql: str, params=None):
+        try:
+            return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+
+    def check_cancel(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+
+
+class VectorState:
+    """Per database: the FAISS indexes (definitions, committed states, write locks) and what
+    each session's open transaction did to them."""
+
+    def __init__(self, database=None):
+        self._database = weakref.ref(database) if database is not None else lambda: None
+        self.mutex = threading.RLock()
+        self.entries: dict[str, IndexEntry] = {}
+        self._loaded = False
+        self.txns: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Session -> Txn
+        self.closed = False
+        if database is not None and not database.read_only:
+            _migrate(database.root)
+
+    # -- definitions ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def reader(self):
+        reader = _Reader(self._database())
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    def _all(self) -> list[IndexEntry]:
+        with self.mutex:
+            if not self._loaded:
+                self._load_definitions()
+            return list(self.entries.values())
+
+    def _load_definitions(self) -> None:
+        database = self._database()
+        if database is None:
+            return
+        with self.reader() as reader:
+            table = _definitions_table(reader)
+            rows = reader.sql(f"SELECT {_DEFINITION} FROM {table}").fetchall() if table else []
+        for row in rows:
+            entry = IndexEntry(_info(row), committed=True)
+            entry.stored = row[10] or 0
+            self.entries.setdefault(entry.build_id, entry)
+        self._loaded = True
+
+    def txn(self, session) -> Txn:
+        with self.mutex:
+            found = self.txns.get(session)
+            if found is None:
+                found = self.txns[session] = Txn()
+            return found
+
+    def visible(self, session) -> list[IndexEntry]:
+        """Indexes this session sees: committed ones it did not drop, and the ones it created."""
+        txn = self.txns.get(session)
+        entries = self._all()
+        if txn is None:
+            return [entry for entry in entries if entry.committed]
+        return [entry for entry in entries if (entry.committed and entry.build_id not in txn.dropped)
+                or entry.build_id in txn.created]
+
+    def find(self, session, name: str) -> IndexEntry | None:
+        return next((e for e in self.visible(session) if e.info.name.lower() == name.lower()), None)
+
+    def pending(self, name: str) -> IndexEntry | None:
+        """An index of that name another transaction is creating."""
+        return next((e for e in self._all() if not e.committed and e.info.name.lower() == name.lower()), None)
+
+    def on_tables(self, session, names: set[str]) -> list[IndexEntry]:
+        """Indexes on any of these (lower-case) table names that a write must follow: the
+        ones this session sees, and the ones other transactions are creating (the write
+        waits for them)."""
+        txn = self.txns.get(session)
+        dropped = txn.dropped if txn is not None else {}
+        return [entry for entry in self._all() if entry.info.table.lower() in names and entry.build_id not in dropped]
+
+    def table_names(self) -> set[str]:
+        return {entry.info.table.lower() for entry in self._all()}
+
+    # -- loading the committed state ------------------------------------------------------------------
+    def committed_state(self, entry: IndexEntry) -> tuple[fx.IndexState | None, int | None]:
+        """(state, version) of the committed index, loaded if needed; (None, None) when a
+        commit moved on while loading (the caller searches exactly this time)."""
+        state, version = entry.current()
+        if state is not None:
+            return state, version
+        with entry.loading:
+            state, version = entry.current()
+            if state is not None:
+                return state, version
+            loaded = self._load(entry)
+            if loaded is None:
+                return None, None
+            state, version, stored = loaded
+            with entry.mutex:
+                if entry.state is None and (entry.version is None or entry.version <= version):
+                    entry.state, entry.version, entry.stored = state, version, stored
+                return (entry.state, entry.version) if entry.version == version else (None, None)
+
+    def _load(self, entry: IndexEntry):
+        """(state, version, stored version) from the bytes and the table, in one snapshot."""
+        info = entry.info
+        with self.reader() as reader:
+            reader.sql("BEGIN TRANSACTION")
+            try:
+                table = _definitions_table(reader)
+                row = reader.sql(f"SELECT version, stale FROM {table} WHERE build_id = ?",
+                                 [info.build_id]).fetchone() if table else None
+                if row is None:
+                    return None  # dropped meanwhile
+                stored, stale = row[0] or 0, bool(row[1])
+                version = max(stored, _latest_change(reader, info.build_id) or 0)
+                data = reader.sql("SELECT data FROM mldb.index_data WHERE build_id = ?", [info.build_id]).fetchone()
+                if data is None or data[0] is None:
+                    state = build_state(reader, info)
+                else:
+                    state = fx.deserialize(info.name, data[0], info.metric, info.kind, info.options,
+                                           lambda keys: _vectors_of(reader, info, keys))
+                    if stale or version > stored:
+                        state, _ = sync(reader, info, state)
+                if state.needs_compaction:
+                    state = build_state(reader, info)
+            finally:
+                with contextlib.suppress(errors.Error):
+                    reader.sql("COMMIT")
+        return state, version, stored
+
+    def locked_state(self, entry: IndexEntry) -> fx.IndexState:
+        """The committed state for the session that holds the write lock (the committed
+        table cannot move while it is held)."""
+        state, _ = self.committed_state(entry)
+        if state is None:
+            state, _ = self.committed_state(entry)
+        if state is None:
+            raise serialization_failure(f"index {entry.info.name} changed while it was loaded")
+        return state
+
+    # -- writes --------------------------------------------------------------------------------------------
+    def lock_for_write(self, session, entry: IndexEntry) -> bool:
+        """Take the index's write lock for the session's transaction (once); False when the
+        index went away meanwhile (its creation rolled back, or it was dropped)."""
+        txn = self.txn(session)
+        if entry.build_id in txn.held or entry.build_id in txn.created:
+            return True
+        entry.write_lock.acquire(session)
+        with self.mutex:
+            alive = self.entries.get(entry.build_id) is entry and entry.committed
+        if not alive:
+            entry.write_lock.release(session)
+            return False
+        txn.held[entry.build_id] = []
+        return True
+
+    def holds(self, session, entry: IndexEntry) -> bool:
+        txn = self.txns.get(session)
+        return txn is not None and (entry.build_id in txn.held or entry.build_id in txn.created)
+
+    def follow(self, session, entry: IndexEntry, vectors_changed: bool = True) -> None:
+        """After a statement of the lock holder: note the keys whose row now differs from the
+        committed index, check the new rows, and record the change in the transaction."""
+        info = entry.info
+        txn = self.txn(session)
+        if entry.build_id in txn.created:
+            state, changed = sync(session, info, entry.state, vectors_changed)  # not published yet: follow it
+            entry.state = state
+            if changed:  # (the stored bytes are the build's: a load catches up)
+                session.sql("UPDATE mldb.index_definitions SET row_count = ?, stale = true WHERE build_id = ?",
+                            [state.live_count, info.build_id])
+            return
+        state = self.locked_state(entry)
+        keys, hashes = read_hashes(session, info, vectors_changed)
+        live = np.flatnonzero(state.alive)
+        live_hashes = state.hashes[live] if vectors_changed else None
+        gone = state.keys[live[~_same(state.keys[live], live_hashes, keys, hashes)]]
+        new = keys[~_same(keys, hashes, state.keys[live], live_hashes)]
+        if len(new):
+            _, _, vectors = read_rows(session, info, new)
+            if np.isnan(vectors).any():
+                raise errors.DataError(f"column {info.column} of {info.table} would hold NaN values")
+        if not (len(gone) or len(new)) and not txn.changed(info.build_id):
+            return
+        txn.held[info.build_id].extend([gone, new])
+        version = txn.logged.get(info.build_id)
+        if version is None:
+            version = (entry.version or 1) + 1
+            session.sql("INSERT INTO mldb.index_changes (build_id, version, row_count, changed_at) "
+                        "VALUES (?, ?, ?, now())", [info.build_id, version, len(keys)])
+            txn.logged[info.build_id] = version
+        else:
+            session.sql("UPDATE mldb.index_changes SET row_count = ?, changed_at = now() "
+                        "WHERE build_id = ? AND version = ?", [len(keys), info.build_id, version])
+        entry.committing = True
+
+    def create(self, session, info: IndexInfo) -> IndexEntry:
+        """Register an index being created by this session's transaction (its write lock held)."""
+        entry = IndexEntry(info, committed=False)
+        with self.mutex:
+            txn = self.txn(session)
+            if any(e.info.name.lower() == info.name.lower() and e.build_id not in txn.dropped for e in self._all()):
+                raise serialization_failure(f"index {info.name} is being created by another transaction")
+            entry.write_lock.acquire(session)
+            self.entries[info.build_id] = entry
+            self.txn(session).created[info.build_id] = entry
+        return entry
+
+    def store_created(self, session, entry: IndexEntry, state: fx.IndexState) -> None:
+        """The catalog rows and bytes of a new index, in the creating transaction."""
+        info = entry.info
+        entry.state, entry.version, entry.stored = state, 1, 1
+        session.sql("INSERT INTO mldb.index_definitions (name, schema_name, table_name, column_name, key_column, "
+                    "metric, kind, options, dimension, row_count, build_id, version, stale) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, false)",
+                    [info.name, info.schema, info.table, info.column, info.key, info.metric, info.kind,
+                     json.dumps(info.options), state.dim, state.live_count, info.build_id])
+        session.sql("INSERT INTO mldb.index_data (build_id, data) VALUES (?, ?)", [info.build_id, fx.serialize(state)])
+
+    def abandon(self, session, entry: IndexEntry) -> None:
+        """A CREATE INDEX failed after ``create``: forget the index (its rows roll back with
+        the statement's transaction, or poison the user's)."""
+        with self.mutex:
+            txn = self.txns.get(session)
+            if txn is not None:
+                txn.created.pop(entry.build_id, None)
+            if self.entries.get(entry.build_id) is entry:
+                self.entries.pop(entry.build_id)
+        entry.write_lock.release(session)
+
+    def drop(self, session, entry: IndexEntry) -> None:
+        """Remove the index in the session's transaction (the caller holds its write lock)."""
+        build_id = entry.build_id
+        for table in ("mldb.index_data", "mldb.index_changes", "mldb.index_definitions"):
+            session.sql(f"DELETE FROM {table} WHERE build_id = ?", [build_id])
+        txn = self.txn(session)
+        if build_id in txn.created:
+            with self.mutex:
+                txn.created.pop(build_id)
+                self.entries.pop(build_id, None)
+            entry.write_lock.release(session)
+            return
+        txn.dropped[build_id] = entry
+
+    # -- the end of a transaction ------------------------------------------------------------------------
+    def committed(self, session) -> None:
+        with self.mutex:
+            txn = self.txns.pop(session, None)
+        if txn is None:
+            return
+        try:
+            for entry in txn.created.values():
+                self._publish_created(entry)
+            for build_id in txn.dropped:
+                with self.mutex:
+                    self.entries.pop(build_id, None)
+            for build_id, touched in txn.held.items():
+                entry = self.entries.get(build_id)
+                if entry is not None and build_id not in txn.dropped and any(len(keys) for keys in touched):
+                    self._apply(entry, touched)
+        finally:
+            self._release(session, txn)
+
+    def rolled_back(self, session) -> None:
+        with self.mutex:
+            txn = self.txns.pop(session, None)
+            if txn is None:
+                return
+            for build_id in txn.created:
+                self.entries.pop(build_id, None)
+        self._release(session, txn)
+
+    def _release(self, session, txn: Txn) -> None:
+        for build_id in [*txn.held, *txn.created]:
+            entry = (txn.created.get(build_id) or self.entries.get(build_id) or txn.dropped.get(build_id))
+            if entry is not None:
+                entry.committing = False
+                entry.write_lock.release(session)
+
+    def _publish_created(self, entry: IndexEntry) -> None:
+        """A CREATE INDEX committed: catch up with writes other transactions committed after
+        the index was built from the creator's snapshot (see ``statements.create_index``)."""
+        info = entry.info
+        try:
+            with self.reader() as reader:
+                reader.sql("BEGIN TRANSACTION")
+                state, changed = sync(reader, info, entry.state)
+                version = 1
+                if changed:
+                    version = 2
+                    reader.sql("INSERT INTO mldb.index_changes (build_id, version, row_count, changed_at) "
+                               "VALUES (?, 2, ?, now())", [info.build_id, state.live_count])
+                reader.sql("COMMIT")
+        except errors.Error:
+            state, version = None, None  # loaded again on first use
+        with entry.mutex:
+            entry.state, entry.version = state, version
+            entry.committed = True
+
+    def _apply(self, entry: IndexEntry, touched: list) -> None:
+        """Publish a committed change: the touched keys' rows as the committed table has them."""
+        info = entry.info
+        keys = np.unique(np.concatenate(touched)).astype(np.int64)
+        try:
+            with self.reader() as reader:
+                reader.sql("BEGIN TRANSACTION")
+                latest = max(_stored_version(reader, info.build_id), _latest_change(reader, info.build_id) or 0)
+                rows = read_rows(reader, info, keys)
+                reader.sql("COMMIT")
+            with entry.mutex:
+                base, version = entry.state, entry.version
+                if base is not None and version is not None and version >= latest:
+                    return  # a load already saw this commit (or nothing was committed)
+                if base is None or version != latest - 1:
+                    entry.state, entry.version = None, latest  # loaded again on first use
+                    return
+            live = np.flatnonzero(base.alive)
+            state = fx.add(fx.remove(base, live[np.isin(base.keys[live], keys)]), *rows)
+            if state.needs_compaction:
+                with self.reader() as reader:
+                    state = build_state(reader, info)
+            with entry.mutex:
+                entry.state, entry.version = state, latest
+        except (errors.Error, RuntimeError):
+            with entry.mutex:
+                entry.state, entry.version = None, None  # whatever went wrong, the next use loads it again
+            return
+        if latest - entry.stored >= CHECKPOINT_CHANGES and _estimated_bytes(state) <= PERSIST_BYTES:
+            with contextlib.suppress(errors.Error, RuntimeError):
+                self.checkpoint(entry)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def checkpoint(self, entry: IndexEntry) -> None:
+        """Write the committed state's bytes and fold the change rows into the definition
+        (the caller holds the write lock, or the database is closing)."""
+        state, version = entry.current()
+        if state is None or version is None or version <= entry.stored:
+            return
+        data = fx.serialize(state)
+        with self.reader() as reader:
+            reader.sql("BEGIN TRANSACTION")
+            try:
+                build_id = entry.build_id
+                reader.sql("UPDATE mldb.index_data SET data = ? WHERE build_id = ?", [data, build_id])
+                reader.sql("UPDATE mldb.index_definitions SET version = ?, row_count = ?, stale = false, "
+                           "updated_at = now() WHERE build_id = ?", [version, state.live_count, build_id])
+                reader.sql("DELETE FROM mldb.index_changes WHERE build_id = ? AND version <= ?", [build_id, version])
+                reader.sql("COMMIT")
+            except BaseException:
+                with contextlib.suppress(errors.Error):
+                    reader.sql("ROLLBACK")
+                raise
+        entry.stored = version
+
+    def close(self) -> None:
+        """The database closes: write the bytes of every index changed since they were stored."""
+        if self.closed:
+            return
+        self.closed = True
+        database = self._database()
+        with self.mutex:
+            entries = list(self.entries.values())
+        if database is not None and not database.read_only:
+            for entry in entries:
+                if entry.committed:
+                    with contextlib.suppress(errors.Error, RuntimeError, duckdb.Error):
+                        self.checkpoint(entry)
+        with self.mutex:
+            self.entries.clear()
+            self.txns = weakref.WeakKeyDictionary()
+
+
+def vector_state(session) -> VectorState:
+    return session.database.state("vectors")
+
+
+# -- reads for planning and searching -------------------------------------------------------------------
 
 def find(session, name: str) -> IndexInfo | None:
-    row = session.sql(f"SELECT {_COLUMNS} FROM mldb.indexes WHERE lower(name) = lower(?)", [name]).fetchone()
-    return _info(row) if row else None
+    entry = vector_state(session).find(session, name)
+    return entry.info if entry is not None else None
 
 
 def for_table(session, schema: str | None, table: str) -> list[IndexInfo]:
-    """Indexes on ``[schema.]table`` (unqualified: the current schema)."""
-    rows = _catalog_rows(session)
+    """Indexes on ``[schema.]table`` (unqualified: the current schema) this session sees."""
     table = table.lower()
-    return [_info(row[:-1]) for row in rows
-            if row[2].lower() == table and row[1].lower() == (schema or row[-1]).lower()]
+    found = [entry.info for entry in vector_state(session).visible(session) if entry.info.table.lower() == table]
+    if not found:
+        return []
+    if schema is None:
+        schema = session.sql("SELECT current_schema()").fetchone()[0]
+    return [info for info in found if info.schema.lower() == schema.lower()]
 
 
-def _catalog_rows(session) -> list[tuple]:
-    """The rows of mldb.indexes as this session last read them, re-read after any index
-    change in this process (``_changed``). A version read here that another session has
-    since moved on is harmless: the state for it is loaded from this session's own view."""
-    vectors = vector_state(session)
-    generation, rows = vectors.read.get(session, (-1, None))
-    if generation != vectors.generation or rows is None:
-        rows = session.sql(f"SELECT {_COLUMNS}, current_schema() FROM mldb.indexes").fetchall()
-        vectors.read[session] = (vectors.generation, rows)
-    return rows
+def searchable(session, info: IndexInfo) -> fx.IndexState | None:
+    """The FAISS state a search by ``session`` may use, or None: then DuckDB searches exactly.
 
-
-def transaction_ended(session) -> None:
-    """A COMMIT or ROLLBACK may publish or undo index changes: sessions read the catalog again."""
-    vector_state(session).changed()
-
-
-def indexed_tables(session) -> set[str]:
-    """Lower-case names of tables with a FAISS index (the write hook asks on every write).
-
-    A database where no index was found or created in this process answers without a
-    query: only this process can create one while it holds the file open for writing.
+    - the session changed the index in its open transaction: None (its changes are not
+      in the committed state);
+    - the session created it in its open transaction: the state built then;
+    - inside a transaction: the committed state if its version is the one this
+      transaction's snapshot sees (one catalog read per transaction);
+    - otherwise the committed state, unless a change of it is being committed right now.
     """
     vectors = vector_state(session)
-    if vectors.unindexed:
-        return set()
-    tables = {row[0] for row in session.sql("SELECT DISTINCT lower(table_name) FROM mldb.indexes").fetchall()}
-    if not tables and not session.database.read_only:
-        vectors.unindexed = True
-    return tables
+    entry = vectors.entries.get(info.build_id)
+    if entry is None:
+        return None
+    txn = vectors.txns.get(session)
+    if txn is not None and info.build_id in txn.created:
+        return entry.state
+    if txn is not None and txn.changed(info.build_id):
+        return None
+    if not entry.committed:
+        return None
+    if session.in_transaction:
+        if txn is None or info.build_id not in txn.visible:
+            row = session.sql("SELECT version FROM mldb.indexes WHERE build_id = ?", [info.build_id]).fetchone()
+            vectors.txn(session).visible[info.build_id] = row[0] if row else None
+            txn = vectors.txns.get(session)
+        visible = txn.visible[info.build_id]
+        state, version = vectors.committed_state(entry)
+        return state if visible is not None and version == visible else None
+    if entry.committing:
+        return None
+    state, _ = vectors.committed_state(entry)
+    return state
 
 
-def expect_index(session) -> None:
-    """Called before an index is created: the write hook must look at the catalog again."""
-    vector_state(session).unindexed = False
+def current_state(session, info: IndexInfo) -> fx.IndexState:
+    """The committed FAISS state of an index, loaded if needed (for tools and benchmarks)."""
+    vectors = vector_state(session)
+    entry = vectors.entries.get(info.build_id)
+    state = vectors.committed_state(entry)[0] if entry is not None else None
+    if state is None:
+        raise errors.OperationalError(f"index {info.name} is not available now", sqlstate="55000")
+    return state
 
+
+def catalog_ready(session) -> bool:
+    """False on a read-only database that mldb never opened for writing (no catalog)."""
+    if not session.database.read_only:
+        return True
+    row = session.sql("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                      "AND table_name IN ('index_definitions', 'indexes')").fetchone()
+    return bool(row[0])
+
+
+# -- the table -------------------------------------------------------------------------------------
 
 def resolve_table(session, schema: str | None, table: str) -> tuple[str, str]:
     row = session.sql(
@@ -261,6 +742,8 @@ def _check_unique(keys: np.ndarray, info: IndexInfo) -> None:
                                     "this change would duplicate a key", sqlstate="23505")
 
 
+
+
 def build_state(session, info: IndexInfo) -> fx.IndexState:
     keys, hashes, vectors = read_rows(session, info)
     _check_unique(keys, info)
@@ -268,38 +751,6 @@ def build_state(session, info: IndexInfo) -> fx.IndexState:
         raise errors.DataError(f"column {info.column} of {info.table} holds NaN values")
     return fx.build(info.name, keys, hashes, vectors, info.options | {"metric": info.metric, "type": info.kind},
                     check=session.check_cancel)
-
-
-# -- the current state of an index -------------------------------------------------------------
-
-def catalog_ready(session) -> bool:
-    """False on a read-only database that mldb never opened for writing (no mldb.indexes)."""
-    if not session.database.read_only:
-        return True
-    row = session.sql("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mldb' "
-                      "AND table_name = 'indexes'").fetchone()
-    return bool(row[0])
-
-
-def current_state(session, info: IndexInfo) -> fx.IndexState:
-    """The index as of the catalog row ``info`` (from the process cache, the BLOB, or the table)."""
-    vectors = vector_state(session)
-    state = vectors.cached(info.build_id, info.version)
-    if state is None:
-        state = _load(session, info)
-        vectors.remember(info.build_id, info.version, state)
-    return state
-
-
-def _load(session, info: IndexInfo) -> fx.IndexState:
-    row = session.sql("SELECT data FROM mldb.index_data WHERE build_id = ?", [info.build_id]).fetchone()
-    if row is None or row[0] is None:
-        return build_state(session, info)
-    state = fx.deserialize(info.name, row[0], info.metric, info.kind, info.options,
-                           lambda keys: _vectors_of(session, info, keys))
-    if info.stale:
-        sync(session, info, state)
-    return state
 
 
 def _vectors_of(session, info: IndexInfo, keys: np.ndarray) -> np.ndarray:
@@ -314,8 +765,8 @@ def _vectors_of(session, info: IndexInfo, keys: np.ndarray) -> np.ndarray:
     return out
 
 
-def sync(session, info: IndexInfo, state: fx.IndexState, vectors_changed: bool = True) -> bool:
-    """Bring ``state`` in line with the table; True when anything changed.
+def sync(session, info: IndexInfo, state: fx.IndexState, vectors_changed: bool = True) -> tuple[fx.IndexState, bool]:
+    """``state`` brought in line with the table as ``session`` sees it, and whether anything changed.
 
     Rows are matched by key and ``hash(vector)``; when the write cannot have changed the
     vector of an existing row (INSERT, DELETE, TRUNCATE, COPY), by key alone, which
@@ -326,13 +777,13 @@ def sync(session, info: IndexInfo, state: fx.IndexState, vectors_changed: bool =
     live_hashes = state.hashes[live] if vectors_changed else None
     gone = live[~_same(state.keys[live], live_hashes, keys, hashes)]
     new = ~_same(keys, hashes, state.keys[live], live_hashes)
-    fx.remove(state, gone)
+    state = fx.remove(state, gone)
     if new.any():
         new_keys, new_hashes, vectors = read_rows(session, info, keys[new])
         if np.isnan(vectors).any():
             raise errors.DataError(f"column {info.column} of {info.table} would hold NaN values")
-        fx.add(state, new_keys, new_hashes, vectors)
-    return bool(len(gone) or new.any())
+        state = fx.add(state, new_keys, new_hashes, vectors)
+    return state, bool(len(gone) or new.any())
 
 
 def _same(keys: np.ndarray, hashes, other_keys: np.ndarray, other_hashes) -> np.ndarray:
@@ -346,47 +797,60 @@ def _same(keys: np.ndarray, hashes, other_keys: np.ndarray, other_hashes) -> np.
     return same if hashes is None else same & (other_hashes[order][at] == hashes)
 
 
-# -- writing the catalog -------------------------------------------------------------------------
-
-def insert(session, info: IndexInfo, state: fx.IndexState) -> None:
-    vector_state(session).changed()
-    session.sql("INSERT INTO mldb.indexes (name, schema_name, table_name, column_name, key_column, metric, "
-                "kind, options, dimension, row_count, build_id, version, stale) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
-                [info.name, info.schema, info.table, info.column, info.key, info.metric, info.kind,
-                 json.dumps(info.options), state.dim, state.live_count, info.build_id, info.version])
-    session.sql("INSERT INTO mldb.index_data (build_id, data) VALUES (?, ?)", [info.build_id, fx.serialize(state)])
-    vector_state(session).remember(info.build_id, info.version, state)
-    vector_state(session).changed()
-
-
-def save(session, info: IndexInfo, state: fx.IndexState) -> None:
-    """Record a changed index: a new version, and its bytes when small enough (else ``stale``)."""
-    vector_state(session).changed()
-    if state.needs_compaction:
-        state = build_state(session, info)
-    version = info.version + 1
-    stale = _estimated_bytes(state) > PERSIST_BYTES
-    if not stale:
-        session.sql("UPDATE mldb.index_data SET data = ? WHERE build_id = ?", [fx.serialize(state), info.build_id])
-    session.sql("UPDATE mldb.indexes SET version = ?, stale = ?, row_count = ?, updated_at = now() "
-                "WHERE build_id = ?", [version, stale, state.live_count, info.build_id])
-    vector_state(session).remember(info.build_id, version, state)
-    vector_state(session).changed()
-
-
 def _estimated_bytes(state: fx.IndexState) -> int:
     links = 8 * int(state.options.get("m", 32)) if state.kind == "hnsw" else 0
     return len(state.keys) * (4 * state.dim + links + 17)
 
 
-def delete(session, info: IndexInfo) -> None:
-    vector_state(session).changed()
-    session.sql("DELETE FROM mldb.index_data WHERE build_id = ?", [info.build_id])
-    session.sql("DELETE FROM mldb.indexes WHERE build_id = ?", [info.build_id])
-    vector_state(session).forget(info.build_id)
-    vector_state(session).changed()
-
-
 def new_build_id() -> str:
     return uuid.uuid4().hex
+
+
+# -- the catalog ----------------------------------------------------------------------------------
+
+def _info(row) -> IndexInfo:
+    name, schema, table, column, key, metric, kind, options, dim, build_id = row[:10]
+    return IndexInfo(name, schema, table, column, key, metric, kind, json.loads(options), dim, build_id)
+
+
+def _definitions_table(reader) -> str | None:
+    """Where the definitions are: mldb.index_definitions, or in a file written before it
+    existed and opened read-only, the old mldb.indexes table."""
+    rows = reader.sql("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                      "AND table_name IN ('index_definitions', 'indexes') "
+                      "AND database_name = current_database()").fetchall()
+    names = {name for (name,) in rows}
+    if "index_definitions" in names:
+        return "mldb.index_definitions"
+    return "mldb.indexes" if "indexes" in names else None
+
+
+def _latest_change(reader, build_id: str) -> int | None:
+    try:
+        return reader.sql("SELECT max(version) FROM mldb.index_changes WHERE build_id = ?", [build_id]).fetchone()[0]
+    except errors.ProgrammingError:
+        return None  # an old file opened read-only: no change rows
+
+
+def _stored_version(reader, build_id: str) -> int:
+    row = reader.sql("SELECT version FROM mldb.index_definitions WHERE build_id = ?", [build_id]).fetchone()
+    return row[0] or 0 if row else 0
+
+
+def _migrate(con) -> None:
+    """A file written before mldb.indexes became a view: move its rows into mldb.index_definitions."""
+    from mldb import catalog
+
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                        "AND table_name = 'indexes' AND database_name = current_database()").fetchall()[0][0]
+    if not found:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("INSERT INTO mldb.index_definitions BY NAME SELECT * REPLACE (true AS stale) FROM mldb.indexes")
+        con.execute("DROP TABLE mldb.indexes")
+        con.execute(catalog.INDEXES_VIEW)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
