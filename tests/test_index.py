@@ -346,3 +346,208 @@ def test_the_grammar_parses_each_vector_form():
     assert isinstance(search, grammar.VectorSearch) and len(search.expressions) == 4
     with pytest.raises(mldb.ProgrammingError, match="syntax error"):
         tree("CREATE INDEX d_v ON docs USING FAISS (v, w)")
+
+
+# -- transactions: every way to roll back leaves the index as DuckDB holds the table ---------------
+
+def _rollback_setup(path):
+    con = mldb.connect(path)
+    _load(con, "pts", _clustered(200))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    query = _clustered(1, seed=21)[0]
+    return con, query, _top_literal(con, "", query, 5)
+
+
+def _change_nearest(con, query, nearest):
+    """Changes that move the top 5: a new nearest row, the old nearest deleted, another moved away."""
+    con.execute(f"INSERT INTO pts VALUES (9000, 0, ?::FLOAT[{DIM}])", [(query * 1.01).tolist()])
+    con.execute("DELETE FROM pts WHERE id = ?", [nearest[0]])
+    con.execute(f"UPDATE pts SET v = ?::FLOAT[{DIM}] WHERE id = ?", [(-query).tolist(), nearest[1]])
+
+
+def _matches_exact(con, query, expected=None):
+    found = _top_literal(con, "", query, 5)
+    assert found == _exact_ids(con, "", query, 5)
+    rows = con.execute(f"SELECT id FROM VECTOR_SEARCH(pts, v, ?::FLOAT[{DIM}], 5)", [query.tolist()]).fetchall()
+    assert [row[0] for row in rows] == found
+    if expected is not None:
+        assert found == expected
+    return found
+
+
+@pytest.mark.parametrize("how", ["sql", "connection", "cursor"])
+def test_rollback_of_begin_leaves_the_index_as_it_was(tmp_path, how):
+    con, query, before = _rollback_setup(str(tmp_path / "rb.db"))
+    con.execute("BEGIN")
+    _change_nearest(con, query, before)
+    inside = _matches_exact(con, query)  # inside the transaction: its own changes (DuckDB ranks them)
+    assert inside[0] == 9000 and before[0] not in inside
+    other = mldb.connect(str(tmp_path / "rb.db"))  # another connection does not see them
+    _matches_exact(other, query, before)
+    if how == "sql":
+        con.execute("ROLLBACK")
+    elif how == "connection":
+        con.rollback()
+    else:
+        con.cursor().execute("ROLLBACK")
+    _matches_exact(con, query, before)
+    _matches_exact(other, query, before)
+    assert con.execute("SELECT version, row_count FROM mldb.indexes").fetchone() == (1, 200)
+    con.execute(f"INSERT INTO pts VALUES (9001, 0, ?::FLOAT[{DIM}])", [query.tolist()])  # the index moves on
+    assert _matches_exact(other, query)[0] == 9001
+    other.close()
+    con.close()
+
+
+def test_a_with_block_that_raises_rolls_back(tmp_path):
+    path = str(tmp_path / "with.db")
+    con, query, before = _rollback_setup(path)
+    with pytest.raises(ZeroDivisionError):
+        with mldb.connect(path) as inner:
+            inner.execute("BEGIN")
+            _change_nearest(inner, query, before)
+            assert _matches_exact(inner, query)[0] == 9000
+            1 / 0
+    _matches_exact(con, query, before)
+    with mldb.connect(path) as inner:  # and one that does not raise commits
+        inner.execute("BEGIN")
+        _change_nearest(inner, query, before)
+    assert _matches_exact(con, query)[0] == 9000
+    con.close()
+
+
+def test_a_failing_statement_rolls_back_its_own_transaction(con):
+    _load(con, "pts", _clustered(200))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    query = _clustered(1, seed=22)[0]
+    before = _matches_exact(con, query)
+    near = (query * 1.01).tolist()
+    with pytest.raises(mldb.IntegrityError):  # DuckDB refuses the second row after adding the first
+        con.execute(f"INSERT INTO pts VALUES (9000, 0, ?::FLOAT[{DIM}]), (?, 0, ?::FLOAT[{DIM}])",
+                    [near, before[1], near])
+    _matches_exact(con, query, before)
+    nan = [float("nan")] + [0.0] * (DIM - 1)
+    with pytest.raises(mldb.DataError, match="NaN"):  # DuckDB takes it, the index cannot: both roll back
+        con.execute(f"INSERT INTO pts VALUES (9000, 0, ?::FLOAT[{DIM}]), (9001, 0, ?::FLOAT[{DIM}])", [near, nan])
+    assert con.execute("SELECT count(*) FROM pts WHERE id >= 9000").fetchone() == (0,)
+    _matches_exact(con, query, before)
+    with pytest.raises(mldb.IntegrityError):  # an UPDATE that fails after moving some rows
+        con.execute("UPDATE pts SET id = CASE WHEN id = ? THEN ? ELSE id END, v = ?::FLOAT[16]",
+                    [before[0], before[1], (-query).tolist()])
+    _matches_exact(con, query, before)
+    assert con.execute("SELECT version, row_count FROM mldb.indexes").fetchone() == (1, 200)
+
+
+def test_a_write_the_index_cannot_follow_fails_its_transaction(con):
+    _load(con, "pts", _clustered(100))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    query = _clustered(1, seed=23)[0]
+    before = _matches_exact(con, query)
+    con.execute("BEGIN")
+    con.execute(f"INSERT INTO pts VALUES (9000, 0, ?::FLOAT[{DIM}])", [(query * 1.01).tolist()])
+    with pytest.raises(mldb.DataError, match="NaN"):
+        con.execute(f"INSERT INTO pts VALUES (9001, 0, ?::FLOAT[{DIM}])", [[float("nan")] * DIM])
+    with pytest.raises(mldb.OperationalError, match="aborted"):  # DuckDB takes nothing more but ROLLBACK
+        con.execute("SELECT count(*) FROM pts")
+    con.commit()  # as in DuckDB, committing a failed transaction rolls it back
+    assert con.execute("SELECT count(*) FROM pts").fetchone() == (100,)
+    _matches_exact(con, query, before)
+    assert con.execute("SELECT version, row_count FROM mldb.indexes").fetchone() == (1, 100)
+
+
+def test_create_and_drop_index_roll_back(tmp_path):
+    con, query, before = _rollback_setup(str(tmp_path / "ddl.db"))
+    con.execute("BEGIN")
+    con.execute("DROP INDEX pts_v")
+    assert not any(key == "mldb_rewrite" for key, _ in con.execute("EXPLAIN " + _exact_sql(query)).fetchall())
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'hnsw')")  # the name is free again
+    con.execute("CREATE INDEX pts_w ON pts USING FAISS (v) WITH (metric = 'l2', type = 'flat')")
+    _change_nearest(con, query, before)
+    _matches_exact(con, query)
+    con.rollback()
+    assert con.execute("SELECT name, kind, version FROM mldb.indexes").fetchall() == [("pts_v", "flat", 1)]
+    _matches_exact(con, query, before)
+    con.execute("BEGIN")
+    con.execute("CREATE INDEX pts_w ON pts USING FAISS (v) WITH (metric = 'l2', type = 'flat')")
+    con.commit()
+    assert sorted(row[0] for row in con.execute("SELECT name FROM mldb.indexes").fetchall()) == ["pts_v", "pts_w"]
+    con.close()
+    con = mldb.connect(str(tmp_path / "ddl.db"))
+    assert _top_literal(con, "", query, 5, "array_distance") == _exact_ids_l2(con, query, 5)
+    _matches_exact(con, query, before)
+    con.close()
+
+
+def _exact_sql(query) -> str:
+    literal = "[" + ", ".join(repr(float(x)) for x in query) + f"]::FLOAT[{DIM}]"
+    return f"SELECT id FROM pts ORDER BY array_cosine_distance(v, {literal}) LIMIT 5"
+
+
+def _exact_ids_l2(con, query, k):
+    literal = "[" + ", ".join(repr(float(x)) for x in query) + f"]::FLOAT[{DIM}]"
+    rows = con.execute(f"SELECT id FROM pts ORDER BY array_distance(v, {literal}) + 0 LIMIT {k}").fetchall()
+    return [row[0] for row in rows]
+
+
+def test_writers_on_one_thread_do_not_wait_for_each_other(tmp_path):
+    """A second connection on the thread whose transaction holds an index's changes cannot wait
+    for it (that transaction cannot end while the thread waits): a clean 40001 at once."""
+    path = str(tmp_path / "one_thread.db")
+    con, query, before = _rollback_setup(path)
+    other = mldb.connect(path)
+    con.execute("BEGIN")
+    con.execute("DELETE FROM pts WHERE id = ?", [before[0]])
+    with pytest.raises(mldb.OperationalError) as caught:
+        other.execute("DELETE FROM pts WHERE id = ?", [before[1]])
+    assert caught.value.sqlstate == "40001"
+    _matches_exact(other, query, before)  # searches do not wait
+    con.commit()
+    other.execute("DELETE FROM pts WHERE id = ?", [before[1]])  # free again
+    _matches_exact(other, query, before[2:] + _exact_ids(other, "", query, 5)[3:])
+    other.close()
+    con.close()
+
+
+# -- EXPLAIN plans: it embeds nothing and searches nothing --------------------------------------------
+
+def test_explain_computes_no_embedding_and_runs_no_search(con, monkeypatch):
+    from mldb.vectors import embedding
+    from mldb.vectors import faiss as fx
+
+    con.execute("CREATE TABLE docs(id INTEGER PRIMARY KEY, topic VARCHAR, body VARCHAR)")
+    con.execute("""INSERT INTO docs VALUES (1, 'travel', 'cheap flights to paris'),
+        (2, 'travel', 'low cost airline tickets'), (3, 'food', 'how to bake sourdough bread')""")
+    con.execute("CREATE TABLE plain AS SELECT id, topic, EMBED(body) AS v FROM docs")
+    con.execute("CREATE TABLE doc_vecs AS SELECT * FROM plain")
+    con.execute("CREATE INDEX doc_vecs_v ON doc_vecs USING FAISS (v)")
+    counts = {"encode": 0, "search": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(embedding, "_encode", counted("encode", embedding._encode))
+    monkeypatch.setattr(fx, "search", counted("search", fx.search))
+    embedding.clear_cache()  # any embedding would have to be computed
+    statements = [
+        "SELECT id FROM doc_vecs ORDER BY array_cosine_distance(v, EMBED('text')) LIMIT 3",
+        "SELECT id, distance FROM VECTOR_SEARCH(doc_vecs, v, EMBED('text'), 3)",
+        "SELECT id FROM VECTOR_SEARCH(doc_vecs, v, EMBED('text'), 2) WHERE topic = 'food'",
+        "SELECT id FROM doc_vecs WHERE topic = 'travel' ORDER BY array_cosine_distance(v, EMBED('text')) LIMIT 1",
+    ]
+    for sql in statements:
+        notes = [value for key, value in con.execute("EXPLAIN " + sql).fetchall() if key == "mldb_rewrite"]
+        assert any("FAISS search: index doc_vecs_v (hnsw, cosine) on doc_vecs.v" in note
+                   and "EMBED with model all-MiniLM-L6-v2" in note for note in notes), notes
+        assert any(note.startswith("EMBED: model all-MiniLM-L6-v2 (384 dimensions)") for note in notes), notes
+    plain = con.execute("EXPLAIN SELECT id FROM plain ORDER BY array_cosine_distance(v, EMBED('text')) LIMIT 3")
+    assert any("EMBED: model all-MiniLM-L6-v2" in value for key, value in plain.fetchall() if key == "mldb_rewrite")
+    assert counts == {"encode": 0, "search": 0}
+    # running them does both (the counters see the real work), with the rows exact search gives
+    for sql in statements[:2]:
+        rows = [row[0] for row in con.execute(sql).fetchall()]
+        exact = [row[0] for row in con.execute(sql.replace("doc_vecs", "plain")).fetchall()]
+        assert rows == exact
+    assert counts == {"encode": 1, "search": 2}

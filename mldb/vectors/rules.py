@@ -104,8 +104,8 @@ def _model(session, argument: exp.Expression | None) -> tuple[str, int]:
         raise errors.ProgrammingError(f"the model of EMBED must be a string literal, got {argument.sql()}")
     name = argument.name
     if store.catalog_ready(session):
-        row = session.sql("SELECT path FROM mldb.embedding_models WHERE lower(name) = lower(?) LIMIT 1",
-                          [name]).fetchone()
+        row = store.one(session, "SELECT path FROM mldb.embedding_models WHERE lower(name) = lower(?) LIMIT 1",
+                         [name])
         name = row[0] if row else name
     try:
         model = embedding.canonical(name)
@@ -168,7 +168,7 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     inner = (exp.select(f"{alias}.*").select(exp.alias_(distance.copy(), "distance"))
              .from_(exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None,
                               alias=exp.TableAlias(this=exp.to_identifier(alias))))
-             .order_by(distance).limit(k))
+             .order_by(exp.Ordered(this=distance, nulls_first=False)).limit(k))
     _push_filter(table, inner)
     table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
     context.note(f"VECTOR_SEARCH over {name}.{column.name}")
@@ -344,7 +344,7 @@ def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Ex
     if padding:
         probe = probe.from_(exp.Subquery(this=exp.select(*padding), alias=exp.TableAlias(this=exp.to_identifier("p"))))
     probe = _embed_calls(probe, context)
-    return context.session.sql(probe.sql(dialect=MLDB), context.params).fetchone()
+    return store.one(context.session, probe.sql(dialect=MLDB), context.params)
 
 
 def _direct_vector(query: exp.Expression, context, execution):

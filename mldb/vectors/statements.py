@@ -45,8 +45,8 @@ def create_index(session, node, params) -> Result:
 
 def _hold_table(session, schema: str, table: str) -> None:
     """Rewrite the table's comment with its own value (see ``create_index``)."""
-    row = session.sql("SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
-                      "AND database_name = current_database()", [schema, table]).fetchone()
+    row = store.one(session, "SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
+                      "AND database_name = current_database()", [schema, table])
     comment = row[0] if row else None
     value = "NULL" if comment is None else "'" + comment.replace("'", "''") + "'"
     session.sql(f"COMMENT ON TABLE {_quoted(schema)}.{_quoted(table)} IS {value}")
@@ -100,7 +100,7 @@ def _option_value(key: str, value: exp.Expression):
 
 
 def _duckdb_index_exists(session, name: str) -> bool:
-    row = session.sql("SELECT count(*) FROM duckdb_indexes() WHERE lower(index_name) = lower(?)", [name]).fetchone()
+    row = store.one(session, "SELECT count(*) FROM duckdb_indexes() WHERE lower(index_name) = lower(?)", [name])
     return bool(row[0])
 
 

@@ -38,7 +38,6 @@ import re
 import threading
 import time
 import uuid
-import warnings
 import weakref
 from dataclasses import dataclass, field
 
@@ -294,13 +293,13 @@ class VectorState:
             reader.sql("BEGIN TRANSACTION")
             try:
                 table = _definitions_table(reader)
-                row = reader.sql(f"SELECT version, stale FROM {table} WHERE build_id = ?",
-                                 [info.build_id]).fetchone() if table else None
+                row = one(reader, f"SELECT version, stale FROM {table} WHERE build_id = ?",
+                                 [info.build_id]) if table else None
                 if row is None:
                     return None  # dropped meanwhile
                 stored, stale = row[0] or 0, bool(row[1])
                 version = max(stored, _latest_change(reader, info.build_id) or 0)
-                data = reader.sql("SELECT data FROM mldb.index_data WHERE build_id = ?", [info.build_id]).fetchone()
+                data = one(reader, "SELECT data FROM mldb.index_data WHERE build_id = ?", [info.build_id])
                 if data is None or data[0] is None:
                     state = build_state(reader, info)
                 else:
@@ -557,6 +556,13 @@ class VectorState:
             self.txns = weakref.WeakKeyDictionary()
 
 
+def one(runner, sql: str, params=None):
+    """The first row of an internal query (read to the end: a result left open on the
+    session's connection would be in the way of its next statement)."""
+    rows = runner.sql(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
 def vector_state(session) -> VectorState:
     return session.database.state("vectors")
 
@@ -575,7 +581,7 @@ def for_table(session, schema: str | None, table: str) -> list[IndexInfo]:
     if not found:
         return []
     if schema is None:
-        schema = session.sql("SELECT current_schema()").fetchone()[0]
+        schema = one(session, "SELECT current_schema()")[0]
     return [info for info in found if info.schema.lower() == schema.lower()]
 
 
@@ -602,7 +608,7 @@ def searchable(session, info: IndexInfo) -> fx.IndexState | None:
         return None
     if session.in_transaction:
         if txn is None or info.build_id not in txn.visible:
-            row = session.sql("SELECT version FROM mldb.indexes WHERE build_id = ?", [info.build_id]).fetchone()
+            row = one(session, "SELECT version FROM mldb.indexes WHERE build_id = ?", [info.build_id])
             vectors.txn(session).visible[info.build_id] = row[0] if row else None
             txn = vectors.txns.get(session)
         visible = txn.visible[info.build_id]
@@ -628,18 +634,18 @@ def catalog_ready(session) -> bool:
     """False on a read-only database that mldb never opened for writing (no catalog)."""
     if not session.database.read_only:
         return True
-    row = session.sql("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mldb' "
-                      "AND table_name IN ('index_definitions', 'indexes')").fetchone()
+    row = one(session, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                      "AND table_name IN ('index_definitions', 'indexes')")
     return bool(row[0])
 
 
 # -- the table -------------------------------------------------------------------------------------
 
 def resolve_table(session, schema: str | None, table: str) -> tuple[str, str]:
-    row = session.sql(
+    row = one(session,
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE lower(table_name) = lower(?) "
         "AND lower(schema_name) = lower(coalesce(?, current_schema())) AND database_name = current_database()",
-        [table, schema]).fetchone()
+        [table, schema])
     if row is None:
         where = f"{schema}.{table}" if schema else table
         raise errors.ProgrammingError(f"table {where} does not exist", sqlstate="42P01")
@@ -704,10 +710,16 @@ def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple
             _matrix(table["v"].combine_chunks(), info))
 
 
-def _arrow(session, sql: str, params=None):
-    with warnings.catch_warnings():  # duckdb 2 warns that execute()+Arrow copies; these are internal reads
-        warnings.simplefilter("ignore", UserWarning)
-        return session.sql(sql, params).to_arrow_table()
+def _arrow(runner, sql: str, params=None):
+    """An internal read as Arrow, on the session's (or reader's) connection and transaction.
+    (Through the relation API: DuckDB warns that ``execute()`` + Arrow copies the rows.)"""
+    release = getattr(runner, "release_result", None)
+    if release is not None:
+        release()  # a result a cursor still reads is kept readable
+    try:
+        return runner.con.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as error:
+        raise errors.translate(error) from None
 
 
 def _matrix(lists, info: IndexInfo) -> np.ndarray:
@@ -827,13 +839,13 @@ def _definitions_table(reader) -> str | None:
 
 def _latest_change(reader, build_id: str) -> int | None:
     try:
-        return reader.sql("SELECT max(version) FROM mldb.index_changes WHERE build_id = ?", [build_id]).fetchone()[0]
+        return one(reader, "SELECT max(version) FROM mldb.index_changes WHERE build_id = ?", [build_id])[0]
     except errors.ProgrammingError:
         return None  # an old file opened read-only: no change rows
 
 
 def _stored_version(reader, build_id: str) -> int:
-    row = reader.sql("SELECT version FROM mldb.index_definitions WHERE build_id = ?", [build_id]).fetchone()
+    row = one(reader, "SELECT version FROM mldb.index_definitions WHERE build_id = ?", [build_id])
     return row[0] or 0 if row else 0
 
 
