@@ -191,6 +191,10 @@ class Cursor:
     def pl(self):
         return self._fetching().pl()
 
+    def fetchnumpy(self):
+        """The remaining rows as a dict of NumPy arrays, one per column (as DuckDB's)."""
+        return self._fetching().fetchnumpy()
+
     def df(self):
         return self._fetching().df()
 

@@ -7,6 +7,13 @@ client holds, not by the result's size. When the rows run out, or the result is
 closed or replaced, the statement's ``Execution`` finishes (its prediction log row is
 written then). Statements that return no rows have ``cursor = None`` and a ``rowcount``.
 
+A rewritten SELECT (``Result.stream``) runs as an Arrow stream (DuckDB's Arrow from a
+DB-API result is a copy of every row, so the choice is made when it starts): Arrow
+batches go to ``arrow_reader`` as they are computed, and tuples are read from each
+batch through a private in-memory DuckDB, cast back to the statement's column types,
+so they are the values DuckDB itself returns. The first batch is computed at once:
+errors in it reach ``execute`` as they would from DuckDB.
+
 Cursors of one connection share its DuckDB connection, which holds one open result at
 a time: before another statement runs there, a result a cursor still reads is
 ``spill``ed (its remaining rows computed into Arrow and served from a private
@@ -21,6 +28,11 @@ import duckdb
 
 from mldb import errors
 
+STREAM_BATCH = 64 * 1024  # rows per Arrow batch of a streamed statement
+_STREAMED = frozenset({"SELECT", "WITH", "FROM", "VALUES"})
+# types Arrow does not carry exactly (a BIT's bits, a TIMETZ's offset): such results are read as rows
+_NOT_STREAMED = ("BIT", "TIME WITH TIME ZONE", "BIGNUM", "VARINT")
+
 
 class Result:
     def __init__(self, cursor, status: str, rowcount: int = -1, description=None, execution=None):
@@ -30,6 +42,7 @@ class Result:
         self.description = description
         self.execution = execution  # the running statement, finished when the rows run out
         self.streaming = False  # True while the rows are read from the session's own connection
+        self._stream: _ArrowStream | None = None  # a statement started as an Arrow stream
 
     @classmethod
     def from_duckdb(cls, con: duckdb.DuckDBPyConnection, status: str, execution=None) -> "Result":
@@ -44,6 +57,33 @@ class Result:
         return result
 
     @classmethod
+    def stream(cls, con: duckdb.DuckDBPyConnection, sql: str, params, status: str, execution,
+               holder) -> "Result | None":
+        """Start a read statement as an Arrow stream on ``con`` (``None``: not one to stream;
+        run it as usual). ``holder()`` gives the private connection tuples are read through."""
+        if status not in _STREAMED:
+            return None
+        relation = con.sql(sql, params=params) if params is not None else con.sql(sql)  # binds: errors now
+        if relation is None:
+            return None
+        types = [str(column[1]) for column in relation.description]
+        if any(word in kind for kind in types for word in _NOT_STREAMED):
+            return None
+        timezone = None
+        if any("WITH TIME ZONE" in kind for kind in types):
+            timezone = con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+        reader = relation.to_arrow_reader(STREAM_BATCH)
+        result = cls(con, status, -1, relation.description, execution)
+        result._stream = _ArrowStream(reader, types, holder, timezone)
+        result.streaming = True
+        try:
+            result._stream.prime()
+        except BaseException:
+            result._stream.close()
+            raise
+        return result
+
+    @classmethod
     def done(cls, status: str, rowcount: int = -1) -> "Result":
         return cls(None, status, rowcount, None)
 
@@ -53,24 +93,31 @@ class Result:
 
     # -- fetching -----------------------------------------------------------------------------
     def fetchone(self):
-        row = self._fetch(lambda rows: rows.fetchone())
-        if row is None:
-            self.finish()
-        return row
+        rows = self.fetchmany(1)
+        return rows[0] if rows else None
 
     def fetchmany(self, size: int):
-        rows = self._fetch(lambda rows: rows.fetchmany(size))
+        if self._stream is not None:
+            rows = self._streamed(lambda stream: stream.fetchmany(size))
+        else:
+            rows = self._fetch(lambda rows: rows.fetchmany(size))
         if len(rows) < size:
             self.finish()
         return rows
 
     def fetchall(self):
+        if self._stream is not None:
+            return self._streamed_rest(lambda stream: stream.fetchmany(None))
         return self._fetch_rest(lambda rows: rows.fetchall())
 
     def arrow(self):
+        if self._stream is not None:
+            return self._streamed_rest(lambda stream: stream.table())
         return self._fetch_rest(lambda rows: rows.to_arrow_table())
 
     def df(self):
+        if self._stream is not None:
+            return self._streamed_rest(lambda stream: stream.as_duckdb(stream.table()).df())
         return self._fetch_rest(lambda rows: rows.df())
 
     def pl(self):
@@ -79,51 +126,76 @@ class Result:
         return polars.from_arrow(self.arrow())
 
     def fetchnumpy(self):
+        if self._stream is not None:
+            return self._streamed_rest(lambda stream: stream.as_duckdb(stream.table()).fetchnumpy())
         return self._fetch_rest(lambda rows: rows.fetchnumpy())
 
     def arrow_reader(self, batch_size: int = 100_000):
-        """The rows as a pyarrow RecordBatchReader; the statement finishes when it is read to the end."""
+        """The rows as a pyarrow RecordBatchReader; the statement finishes when it is read to the
+        end, or when the reader is closed before (as a cursor closed early)."""
         import pyarrow as pa
 
-        reader = self._fetch(lambda rows: rows.to_arrow_reader(batch_size))
+        if self._stream is not None:
+            stream = self._stream
+            schema = stream.schema
+
+            def read():
+                return stream.batches(batch_size)
+        else:
+            reader = self._fetch(lambda rows: rows.to_arrow_reader(batch_size))
+            schema = reader.schema
+
+            def read():
+                while True:
+                    try:
+                        yield _guard(reader.read_next_batch)
+                    except StopIteration:
+                        return
 
         def batches():
             try:
-                while True:
-                    try:
-                        batch = _guard(reader.read_next_batch)
-                    except StopIteration:
-                        break
-                    yield batch
+                yield from read()
+            except GeneratorExit:  # the reader was closed or dropped half way
+                self.finish()
+                raise
             except BaseException:
                 self.finish(success=False)
                 raise
             self.finish()
 
-        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     # -- the end of the statement -------------------------------------------------------------------
     def finish(self, success: bool = True) -> None:
         """The statement is done with: run its execution's callbacks (once)."""
         self.streaming = False
+        if self._stream is not None:
+            self._stream.close_source()  # stop DuckDB first: the log counts what it predicted
         execution, self.execution = self.execution, None
         if execution is not None:
             execution.finish(success)
 
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
         self.finish()
 
     def drain(self) -> None:
         """Run the statement to its end, discarding the rows (batch by batch, in bounded memory)."""
-        if self.streaming:
-            for _ in self.arrow_reader():
-                pass
+        if self._stream is not None:
+            self._streamed_rest(lambda stream: stream.drain())
+        elif self.streaming:
+            self._fetch_rest(_drain_rows)
         self.finish()
 
     def spill(self, holder: duckdb.DuckDBPyConnection) -> None:
         """Compute the remaining rows now and serve them from ``holder`` (the session's
         connection is about to run another statement, which would end this result)."""
         if not self.streaming:
+            return
+        if self._stream is not None:
+            self._streamed(lambda stream: stream.spill())
+            self.finish()
             return
         table = self._fetch_rest(lambda rows: rows.to_arrow_table())
         if table is None:  # DuckDB already ended this result
@@ -150,6 +222,148 @@ class Result:
         rows = self._fetch(fetch)
         self.finish()
         return rows
+
+    def _streamed(self, fetch):
+        try:
+            return _guard(lambda: fetch(self._stream))
+        except BaseException:
+            self.finish(success=False)
+            raise
+
+    def _streamed_rest(self, fetch):
+        rows = self._streamed(fetch)
+        self.finish()
+        return rows
+
+
+class _ArrowStream:
+    """A statement's Arrow batches as DuckDB computes them, read as batches or as tuples.
+
+    Tuples come from a private in-memory DuckDB reading one batch at a time, each column
+    cast back to the statement's type (Arrow carries a UUID as text, a HUGEINT as a
+    DECIMAL), so they are the values a DuckDB cursor returns.
+    """
+
+    def __init__(self, reader, types: list[str], holder, timezone: str | None):
+        self.source = reader  # DuckDB's reader, None once read out, closed or spilled
+        self.schema = reader.schema
+        self.types = types
+        self.queued: list = []  # batches read from the source and not yet used
+        self.batch = None  # the batch tuples are read from now, and how many rows of it are used
+        self.used = 0
+        self._holder = holder
+        self._timezone = timezone
+        self._cursor = None  # the private cursor the current batch's tuples come from
+        self._open = False  # whether ``_cursor`` holds an unread result
+
+    def prime(self) -> None:
+        """Compute the first batch now (an error in it belongs to ``execute``)."""
+        batch = self._read()
+        if batch is not None:
+            self.queued.append(batch)
+
+    def _read(self):
+        if self.source is None:
+            return None
+        try:
+            return self.source.read_next_batch()
+        except StopIteration:
+            self.close_source()
+            return None
+
+    def _next(self):
+        return self.queued.pop(0) if self.queued else self._read()
+
+    # -- Arrow ---------------------------------------------------------------------------------
+    def batches(self, size: int):
+        """The remaining rows as batches of at most ``size`` rows."""
+        size = max(int(size), 1)
+        rest = self._take_current()
+        while True:
+            batch = rest if rest is not None else self._next()
+            rest = None
+            if batch is None:
+                return
+            for start in range(0, batch.num_rows, size):
+                yield batch.slice(start, size)
+
+    def table(self):
+        import pyarrow as pa
+
+        return pa.Table.from_batches(list(self.batches(STREAM_BATCH)), schema=self.schema)
+
+    def _take_current(self):
+        """What tuples have not used of the current batch (reading switches to Arrow)."""
+        batch, self.batch = self.batch, None
+        self._open = False
+        return batch.slice(self.used) if batch is not None and self.used < batch.num_rows else None
+
+    # -- tuples --------------------------------------------------------------------------------
+    def fetchmany(self, size: int | None) -> list:
+        """Up to ``size`` rows (all that are left with ``None``) as DuckDB's tuples."""
+        rows: list = []
+        while size is None or len(rows) < size:
+            if not self._open:
+                batch = self._next()
+                if batch is None:
+                    break
+                self._start(batch)
+            want = None if size is None else size - len(rows)
+            got = self._cursor.fetchall() if want is None else self._cursor.fetchmany(want)
+            rows.extend(got)
+            self.used += len(got)
+            if want is None or len(got) < want:
+                self._open = False
+                self.batch = None
+        return rows
+
+    def _start(self, batch) -> None:
+        cursor = self.as_duckdb(batch)
+        self.batch, self.used, self._open = batch, 0, True
+        self._cursor = cursor
+
+    def as_duckdb(self, data) -> duckdb.DuckDBPyConnection:
+        """A private cursor positioned on ``data`` (a batch or table of the stream) with the statement's types."""
+        if self._cursor is None:
+            self._cursor = self._holder().cursor()
+            if self._timezone is not None:
+                self._cursor.execute("SET TimeZone = ?", [self._timezone])
+        names = [f"c{i}" for i in range(len(self.types))]
+        self._cursor.register("mldb_stream", data.rename_columns(names))
+        columns = ", ".join(f"CAST({name} AS {kind})" for name, kind in zip(names, self.types))
+        return self._cursor.execute(f"SELECT {columns} FROM mldb_stream")
+
+    # -- the end -------------------------------------------------------------------------------
+    def drain(self) -> None:
+        self._take_current()
+        while self._next() is not None:
+            self.queued.clear()
+
+    def spill(self) -> None:
+        """Read the rest of the statement now (the session's connection is needed for another)."""
+        while (batch := self._read()) is not None:
+            self.queued.append(batch)
+
+    def close_source(self) -> None:
+        source, self.source = self.source, None
+        if source is not None:
+            source.close()
+
+    def close(self) -> None:
+        self.close_source()
+        self.queued.clear()
+        self.batch, self._open = None, False
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            try:
+                cursor.close()
+            except duckdb.Error:
+                pass
+
+
+def _drain_rows(rows) -> None:
+    while len(rows.fetchmany(STREAM_BATCH)) == STREAM_BATCH:
+        pass
 
 
 _COUNTED = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "MERGE"})

@@ -33,6 +33,7 @@ __all__ = ["Database", "Session", "open_database"]
 _BEGIN = frozenset({"BEGIN", "START"})
 _COMMIT = frozenset({"COMMIT", "END"})
 _ROLLBACK = frozenset({"ROLLBACK", "ABORT"})
+_ENDS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})  # statuses of transaction statements: no view runs in them
 _WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "DROP", "ALTER", "CREATE", "WITH",
                           "MERGE", "EXECUTE", "CALL"})  # statements that may change a table (features follow them)
 
@@ -140,21 +141,28 @@ class Session:
         return result
 
     def _run_sql(self, sql: str, params, status: str, execution: Execution | None = None) -> Result:
-        if execution is None and self.database.stored_functions:
+        rewritten = execution is not None  # a planned statement: a SELECT of it streams Arrow batches
+        if execution is None and self.database.stored_functions and status not in _ENDS:
             execution = self.database.start(self, sql)  # a view may call mldb's functions
-        if execution is not None and self.database.stored_functions:
-            self.con.execute(f"SET VARIABLE {EXECUTION_VARIABLE} = {execution.id}")
         self.running = execution
+        result = None
         try:
-            if params is None:
-                self.con.execute(sql)
-            else:
-                self.con.execute(sql, params)
+            if execution is not None and self.database.stored_functions:
+                # (inside an aborted transaction this fails as the statement itself would)
+                self.con.execute(f"SET VARIABLE {EXECUTION_VARIABLE} = {execution.id}")
+            if rewritten:
+                result = Result.stream(self.con, sql, params, status, execution, self._holder_connection)
+            if result is None:
+                if params is None:
+                    self.con.execute(sql)
+                else:
+                    self.con.execute(sql, params)
         except duckdb.Error as error:
             if execution is not None:
                 execution.finish(success=False)
             raise errors.translate(error) from None
-        result = Result.from_duckdb(self.con, status, execution)
+        if result is None:
+            result = Result.from_duckdb(self.con, status, execution)
         if result.streaming:
             self._pending = result
         return result
@@ -217,13 +225,14 @@ class Session:
 
     def commit(self, sql: str = "COMMIT", params=None) -> Result:
         self.release_result()
+        aborted = self.in_transaction and self._aborted()  # DuckDB's COMMIT then rolls back, silently
         try:
             result = self._run_sql(sql, params, "COMMIT")
         except errors.Error:
             if self.in_transaction and not self._transaction_open():  # DuckDB rolled it back
                 self._ended(committed=False)
             raise
-        self._ended(committed=True)
+        self._ended(committed=not aborted)
         return result
 
     def rollback(self, sql: str = "ROLLBACK", params=None) -> Result:
@@ -245,6 +254,16 @@ class Session:
         if word in _COMMIT:
             return self.commit(statement.text, params)
         return self.rollback(statement.text, params)
+
+    def _aborted(self) -> bool:
+        """Whether the open transaction failed (DuckDB then refuses every statement but its end)."""
+        try:
+            self.con.execute("SELECT 1")
+        except duckdb.TransactionException:
+            return True
+        except duckdb.Error:
+            return False
+        return False
 
     def _transaction_open(self) -> bool:
         try:
