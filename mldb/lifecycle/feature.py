@@ -9,6 +9,7 @@ FEATURE = Feature(
     name="lifecycle",
     rules=(rules.rewrite_lifecycle,),
     make_state=tracking.LifecycleState,
+    on_commit=lambda session: tracking.lifecycle_state(session.database).forget(),
     on_rollback=lambda session: tracking.lifecycle_state(session.database).forget(),
     on_trained=tracking.after_train,
     on_model_dropped=tracking.forget_model,

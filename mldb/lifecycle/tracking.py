@@ -59,7 +59,7 @@ def after_train(session, model: str, version: int, train_table: pa.Table, featur
     lineage.record_training(con, model, version, list(source_tables) + (lineage.tables_read(query) if query else []))
     log_sample = _sample_option(options)
     snapshots.save(con, model, version, train_table, store=_true(options.get("snapshot")), log_sample=log_sample)
-    lifecycle_state(session.database).sample_rates[model] = log_sample or 0.0
+    lifecycle_state(session.database).sample_rates.pop(model, None)  # read again once committed
 
 
 def _training_predictions(session, model: str, version: int, table: pa.Table) -> pa.Array | None:

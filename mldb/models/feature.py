@@ -21,5 +21,6 @@ FEATURE = Feature(
     },
     register_functions=functions.register,
     make_state=registry.ModelCache,
+    on_commit=registry.forget_committed,
     on_rollback=registry.forget_all,
 )

@@ -86,7 +86,7 @@ def _predictor(ref, method: str, output_type):
         execution = database.execution(execution_id[0].as_py())
         if execution is not None:
             execution.check()
-        model = load_model(database, _model_ref(model_ref))
+        model = load_model(execution if execution is not None else database, _model_ref(model_ref))
         out = getattr(model, method)(list(arrays))
         if output_type is not None and out.type != output_type:
             out = out.cast(output_type)

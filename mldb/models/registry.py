@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 import duckdb
@@ -23,14 +24,20 @@ from mldb import errors
 from mldb.models import algorithms, features
 
 
-
 class ModelCache:
-    """Per database: model versions loaded (with their weights) and each name's deployed version."""
+    """Per database: model versions loaded (with their weights) and each name's deployed version.
+
+    ``resolved`` and ``loaded`` hold what is committed, shared by every session. A session
+    inside a transaction reads and writes its own ``Overlay`` instead (its snapshot and its
+    uncommitted TRAIN / DEPLOY / DROP must not be served to anyone else); the overlay is
+    dropped when the transaction ends, and a commit forgets the names it changed.
+    """
 
     def __init__(self, database=None):
         self.lock = threading.Lock()
         self.resolved: dict[str, int] = {}  # name -> deployed version
         self.loaded: dict[tuple[str, int], ModelVersion] = {}
+        self.overlays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> Overlay
 
     def forget(self, name: str | None = None) -> None:
         with self.lock:
@@ -42,13 +49,48 @@ class ModelCache:
             for key in [key for key in self.loaded if key[0] == name]:
                 del self.loaded[key]
 
+    def overlay(self, session, create: bool = False) -> "Overlay | None":
+        """The open transaction's own cache for ``session`` (``None`` outside a transaction)."""
+        if session is None or not getattr(session, "in_transaction", False):
+            return None
+        with self.lock:
+            overlay = self.overlays.get(session)
+            if overlay is None and create:
+                overlay = self.overlays[session] = Overlay()
+            return overlay
+
+    def end_transaction(self, session, committed: bool) -> None:
+        with self.lock:
+            overlay = self.overlays.pop(session, None)
+        if not committed:
+            self.forget()  # (conservative: nothing read in the transaction is kept)
+        elif overlay is not None:
+            for name in overlay.changed:
+                self.forget(name)
+
     def close(self) -> None:
         self.forget()
+        self.overlays.clear()
+
+
+@dataclass
+class Overlay:
+    """What one session's open transaction resolved and loaded, and the models it changed."""
+
+    resolved: dict = field(default_factory=dict)  # name -> deployed version (None: dropped)
+    loaded: dict = field(default_factory=dict)  # (name, version) -> ModelVersion
+    changed: set = field(default_factory=set)
 
 
 def forget_all(session) -> None:
     """After a rollback: a version read in the transaction may no longer exist."""
-    _cache(session).forget()
+    _cache(session).end_transaction(session, committed=False)
+
+
+def forget_committed(session) -> None:
+    """After a commit: the models the transaction changed are read again from the catalog."""
+    _cache(session).end_transaction(session, committed=True)
+
 
 _VERSION_COLUMNS = ("version, algorithm, task, target, target_type, classes, hyperparameters, features, "
                     "target_encoder, metrics, created_at, weights")
@@ -186,8 +228,13 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 # -- reading the catalog ---------------------------------------------------------------
 def _database(source):
-    """The Database of a Session (or the Database itself)."""
+    """The Database of a Session or an Execution (or the Database itself)."""
     return getattr(source, "database", source)
+
+
+def _session(source):
+    """The session reading: a Session, or the session of a running statement (an Execution)."""
+    return source if _is_session(source) else getattr(source, "session", None)
 
 
 def _cache(source) -> ModelCache:
@@ -232,33 +279,43 @@ def resolve(source, ref: str) -> tuple[str, int]:
     """(name, version): a pinned version, or the deployed one.
 
     A Session (the rewrite, once per statement) always asks the catalog, so a rolled-back
-    TRAIN or DEPLOY is seen; the UDFs (once per batch) use what was last resolved.
+    TRAIN or DEPLOY is seen; the UDFs (once per batch) use what was last resolved. Inside
+    a transaction, what the session resolves stays in its overlay.
     """
     name, version = parse_ref(ref)
+    if version is not None:
+        return name, version
     cache = _cache(source)
-    if version is None:
-        cached = cache.resolved.get(name)
-        if cached is not None and not _is_session(source):
-            return name, cached
-        row = model_row(source, name)
-        if row is None:
+    overlay = cache.overlay(_session(source), create=_is_session(source))
+    if overlay is not None and name in overlay.resolved and not _is_session(source):
+        version = overlay.resolved[name]
+        if version is None:
             raise unknown_model(source, name)
-        version = row[1]
-        with cache.lock:
-            cache.resolved[name] = version
-    return name, version
+        return name, version
+    cached = cache.resolved.get(name)
+    if cached is not None and not _is_session(source):
+        return name, cached
+    row = model_row(source, name)
+    if row is None:
+        raise unknown_model(source, name)
+    with cache.lock:
+        (overlay.resolved if overlay is not None else cache.resolved)[name] = row[1]
+    return name, row[1]
 
 
 def load_model(source, ref: str) -> ModelVersion:
     """The ModelVersion for ``'name'`` (deployed) or ``'name@n'``; cached per database."""
     name, version = resolve(source, ref)
     cache = _cache(source)
-    cached = cache.loaded.get((name, version))
+    overlay = cache.overlay(_session(source), create=_is_session(source))
+    key = (name, version)
+    cached = overlay.loaded.get(key) if overlay is not None else None
+    cached = cached or cache.loaded.get(key)
     if cached is not None and (not _is_session(source) or _current(source, cached)):
         return cached
     model = _read_version(source, name, version)
     with cache.lock:
-        cache.loaded[(name, version)] = model
+        (overlay.loaded if overlay is not None else cache.loaded)[key] = model
     return model
 
 
@@ -289,5 +346,17 @@ def _json(text):
 
 
 def invalidate(source, name: str) -> None:
-    """Forget the cached resolution and versions of ``name`` (after TRAIN / DEPLOY / DROP)."""
-    _cache(source).forget(name)
+    """Forget the cached resolution and versions of ``name`` (after TRAIN / DEPLOY / DROP).
+
+    Inside a transaction the change is the session's own until it commits: its overlay
+    records the name's deployed version now (so the session's views follow it), and the
+    commit makes everyone read the name again.
+    """
+    cache = _cache(source)
+    cache.forget(name)
+    overlay = cache.overlay(source, create=True) if _is_session(source) else None
+    if overlay is not None:
+        row = model_row(source, name)
+        with cache.lock:
+            overlay.changed.add(name)
+            overlay.resolved[name] = row[1] if row is not None else None
