@@ -3,8 +3,11 @@
 ``mldb_embed_<d>(text, model, execution) -> FLOAT[d]`` is what ``EMBED(text [, model])``
 is rewritten to (d = the model's dimension; 384, 512, 768 and 1024 are registered up
 front, others when a model of that size is first used; ``execution`` is the calling
-statement's id, for its cancel flag and progress bar). Nothing heavy is imported here:
-the body imports sentence-transformers on its first call.
+statement's id, for its cancel flag and progress bar). ``mldb_embed_query_<d>`` is the
+same function for a constant text, marked volatile so that DuckDB never evaluates it while
+planning (an EXPLAIN embeds nothing); the statement's operator replaces it with the vector
+when it runs. Nothing heavy is imported here: the body imports sentence-transformers on
+its first call.
 """
 
 from __future__ import annotations

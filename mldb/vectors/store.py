@@ -51,6 +51,7 @@ LOCK_TIMEOUT = 10.0  # seconds a write waits for another transaction's change of
 CHECKPOINT_CHANGES = 1000  # committed changes of an index between two rewrites of its bytes
 PERSIST_BYTES = 32 * 1024 * 1024  # larger indexes are only rewritten when the database closes
 _VECTOR_TYPE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\)|INTEGER|BIGINT|SMALLINT|TINYINT)\[(\d*)\]$")
+_INLINE_KEYS = 4096  # up to this many keys are read with a constant IN list (DuckDB filters in the scan)
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 _DEFINITION = ("name, schema_name, table_name, column_name, key_column, metric, kind, options, dimension, build_id, "
                "version, stale")
@@ -161,6 +162,7 @@ class Txn:
 
     held: dict = field(default_factory=dict)  # build_id -> list of touched key arrays (write lock held)
     logged: dict = field(default_factory=dict)  # build_id -> version of the mldb.index_changes row inserted
+    counts: dict = field(default_factory=dict)  # build_id -> the row count that row holds
     created: dict = field(default_factory=dict)  # build_id -> IndexEntry made by CREATE INDEX
     dropped: dict = field(default_factory=dict)  # build_id -> IndexEntry removed by DROP INDEX (or DROP TABLE)
     visible: dict = field(default_factory=dict)  # build_id -> version this transaction's snapshot sees
@@ -375,9 +377,10 @@ class VectorState:
             session.sql("INSERT INTO mldb.index_changes (build_id, version, row_count, changed_at) "
                         "VALUES (?, ?, ?, now())", [info.build_id, version, len(keys)])
             txn.logged[info.build_id] = version
-        else:
+        elif txn.counts.get(info.build_id) != len(keys):
             session.sql("UPDATE mldb.index_changes SET row_count = ?, changed_at = now() "
                         "WHERE build_id = ? AND version = ?", [len(keys), info.build_id, version])
+        txn.counts[info.build_id] = len(keys)
         entry.committing = True
 
     def create(self, session, info: IndexInfo) -> IndexEntry:
@@ -442,8 +445,8 @@ class VectorState:
                     self.entries.pop(build_id, None)
             for build_id, touched in txn.held.items():
                 entry = self.entries.get(build_id)
-                if entry is not None and build_id not in txn.dropped and any(len(keys) for keys in touched):
-                    self._apply(entry, touched)
+                if entry is not None and build_id not in txn.dropped and build_id in txn.logged:
+                    self._apply(entry, touched, txn.logged[build_id])
         finally:
             self._release(session, txn)
 
@@ -483,23 +486,23 @@ class VectorState:
             entry.state, entry.version = state, version
             entry.committed = True
 
-    def _apply(self, entry: IndexEntry, touched: list) -> None:
-        """Publish a committed change: the touched keys' rows as the committed table has them."""
+    def _apply(self, entry: IndexEntry, touched: list, latest: int) -> None:
+        """Publish a committed change (version ``latest``): the touched keys' rows as the
+        committed table now has them. The write lock is still held, so no other change of
+        the table can commit meanwhile."""
         info = entry.info
         keys = np.unique(np.concatenate(touched)).astype(np.int64)
         try:
-            with self.reader() as reader:
-                reader.sql("BEGIN TRANSACTION")
-                latest = max(_stored_version(reader, info.build_id), _latest_change(reader, info.build_id) or 0)
-                rows = read_rows(reader, info, keys)
-                reader.sql("COMMIT")
             with entry.mutex:
                 base, version = entry.state, entry.version
-                if base is not None and version is not None and version >= latest:
-                    return  # a load already saw this commit (or nothing was committed)
-                if base is None or version != latest - 1:
+            if base is not None and version is not None and version >= latest:
+                return  # a load already saw this commit
+            if base is None or version != latest - 1:
+                with entry.mutex:
                     entry.state, entry.version = None, latest  # loaded again on first use
-                    return
+                return
+            with self.reader() as reader:
+                rows = read_rows(reader, info, keys)
             live = np.flatnonzero(base.alive)
             state = fx.add(fx.remove(base, live[np.isin(base.keys[live], keys)]), *rows)
             if state.needs_compaction:
@@ -702,7 +705,9 @@ def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple
     sql = (f"SELECT {key}::BIGINT AS k, hash({column}) AS h, {column}::FLOAT[] AS v "
            f"FROM {info.qualified_table} WHERE {column} IS NOT NULL")
     params = None
-    if keys is not None:
+    if keys is not None and len(keys) <= _INLINE_KEYS:  # a constant list: a filter inside the scan
+        sql += f" AND {key} IN ({', '.join(str(int(k)) for k in keys) or 'NULL'})"
+    elif keys is not None:
         sql += f" AND {key} IN (SELECT unnest(?::BIGINT[]))"
         params = [keys.tolist()]
     table = _arrow(session, sql, params)
@@ -842,11 +847,6 @@ def _latest_change(reader, build_id: str) -> int | None:
         return one(reader, "SELECT max(version) FROM mldb.index_changes WHERE build_id = ?", [build_id])[0]
     except errors.ProgrammingError:
         return None  # an old file opened read-only: no change rows
-
-
-def _stored_version(reader, build_id: str) -> int:
-    row = one(reader, "SELECT version FROM mldb.index_definitions WHERE build_id = ?", [build_id])
-    return row[0] or 0 if row else 0
 
 
 def _migrate(con) -> None:
