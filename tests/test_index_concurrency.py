@@ -42,6 +42,18 @@ def _exact(query) -> str:  # ``+ 0``: not the indexed pattern, so DuckDB ranks e
     return f"SELECT id FROM pts ORDER BY array_cosine_distance(v, {_literal(query)}) + 0 LIMIT {K}"
 
 
+def _agree(run_sql, query, found, exact) -> bool:
+    """Same rows in the same order, but for near ties (FAISS and DuckDB round float32
+    distances differently, so two rows within 1e-5 may swap)."""
+    if found == exact:
+        return True
+    if len(found) != len(exact):
+        return False
+    ids = ", ".join(str(row[0]) for row in found + exact)
+    distance = dict(run_sql(f"SELECT id, array_cosine_distance(v, {_literal(query)}) FROM pts WHERE id IN ({ids})"))
+    return all(abs(distance.get(a[0], np.inf) - distance.get(b[0], -np.inf)) < 1e-5 for a, b in zip(found, exact))
+
+
 def _setup_sql(seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     rows = ", ".join(f"({i}, {i % 5}, {_literal(rng.normal(size=DIM))})" for i in range(START_ROWS))
@@ -118,7 +130,7 @@ class Worker:
     def compare(self, query, where: str) -> None:
         indexed, exact = self.run_sql(_indexed(query)), self.run_sql(_exact(query))
         searched = self.run_sql(_vector_search(query))
-        if indexed != exact or searched != exact:
+        if not (_agree(self.run_sql, query, indexed, exact) and _agree(self.run_sql, query, searched, exact)):
             self.mismatches.append(f"worker {self.number} {where}: {indexed} / {searched} != exact {exact}")
 
     def rollback_quietly(self) -> None:
@@ -160,11 +172,11 @@ def _check_against_exact(run_sql, seed: int) -> None:
         query = rng.normal(size=DIM)
         exact = run_sql(_exact(query))
         assert len(exact) == K
-        assert run_sql(_indexed(query)) == exact
-        assert run_sql(_vector_search(query)) == exact
+        assert _agree(run_sql, query, run_sql(_indexed(query)), exact)
+        assert _agree(run_sql, query, run_sql(_vector_search(query)), exact)
     filtered = rng.normal(size=DIM)
     where = f"SELECT id FROM pts WHERE grp = 2 ORDER BY array_cosine_distance(v, {_literal(filtered)})"
-    assert run_sql(f"{where} LIMIT {K}") == run_sql(f"{where} + 0 LIMIT {K}")
+    assert _agree(run_sql, filtered, run_sql(f"{where} LIMIT {K}"), run_sql(f"{where} + 0 LIMIT {K}"))
     count = run_sql("SELECT count(*) FROM pts")[0][0]
     assert run_sql("SELECT row_count FROM mldb.indexes") == [(count,)]
 
@@ -207,7 +219,7 @@ def test_threads_with_their_own_connections(tmp_path):
     # DuckDB itself agrees (no mldb in the way)
     raw = reopened.database.root.cursor()
     query = np.random.default_rng(9).normal(size=DIM)
-    assert raw.execute(_indexed(query)).fetchall() == run_reopened(_indexed(query))
+    assert _agree(run_reopened, query, run_reopened(_indexed(query)), raw.execute(_indexed(query)).fetchall())
     raw.close()
     reopened.close()
 
@@ -305,3 +317,100 @@ def test_wire_rollbacks_leave_the_index_as_duckdb_holds_it(served):
         assert found == before == [tuple(row) for row in con.execute(_exact(query)).fetchall()]
         con.execute(f"INSERT INTO pts VALUES (5004, 0, {near})")  # the index is not locked by the lost client
         assert [tuple(row) for row in con.execute(_indexed(query)).fetchall()][0] == (5004,)
+
+
+def _setup(path):
+    con = mldb.connect(path)
+    for sql in _setup_sql(seed=4):
+        con.execute(sql)
+    return con
+
+
+def _ids(con, sql):
+    return [tuple(row) for row in con.execute(sql).fetchall()]
+
+
+def test_a_writer_waits_for_the_index_then_sees_the_change(tmp_path, monkeypatch):
+    from mldb.vectors import store
+
+    path = str(tmp_path / "wait.db")
+    con = _setup(path)
+    query = np.random.default_rng(5).normal(size=DIM)
+    nearest = _ids(con, _exact(query))[0][0]
+    con.execute("BEGIN")
+    con.execute(f"DELETE FROM pts WHERE id = {nearest}")
+    outcome = {}
+
+    def writer():
+        other = mldb.connect(path)
+        try:
+            other.execute(f"INSERT INTO pts VALUES (7000, 0, {_literal(query)})")  # waits for con's commit
+            outcome["rows"] = _ids(other, _indexed(query))
+        except Exception as error:  # noqa: BLE001 - reported below
+            outcome["error"] = error
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive()  # waiting for the index's write lock
+    con.commit()
+    thread.join(timeout=60)
+    assert "error" not in outcome, outcome
+    assert outcome["rows"][0] == (7000,) and (nearest,) not in outcome["rows"]
+    assert _ids(con, _indexed(query)) == _ids(con, _exact(query)) == outcome["rows"]
+    # a writer that waits too long gives up with 40001, and changes nothing
+    monkeypatch.setattr(store, "LOCK_TIMEOUT", 0.3)
+    con.execute("BEGIN")
+    con.execute("DELETE FROM pts WHERE id = 7000")
+
+    def impatient():
+        other = mldb.connect(path)
+        try:
+            other.execute(f"INSERT INTO pts VALUES (7001, 0, {_literal(query)})")
+        except Exception as error:  # noqa: BLE001 - checked below
+            outcome["late"] = error
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=impatient)
+    thread.start()
+    thread.join(timeout=60)
+    con.rollback()
+    assert getattr(outcome.get("late"), "sqlstate", None) == "40001", outcome
+    assert _ids(con, "SELECT count(*) FROM pts WHERE id >= 7000") == [(1,)]
+    assert _ids(con, _indexed(query)) == _ids(con, _exact(query))
+    con.close()
+
+
+def test_create_index_and_concurrent_writers(tmp_path):
+    path = str(tmp_path / "create.db")
+    con = mldb.connect(path)
+    for sql in _setup_sql(seed=6)[:2]:  # the table, no index yet
+        con.execute(sql)
+    query = np.random.default_rng(106).normal(size=DIM)
+    writer = mldb.connect(path)
+    writer.execute("BEGIN")  # a write under way when the index is created cannot commit
+    writer.execute(f"INSERT INTO pts VALUES (8000, 0, {_literal(query)})")
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    with pytest.raises(mldb.OperationalError) as caught:
+        writer.commit()
+    assert caught.value.sqlstate == "40001"
+    assert _ids(con, _indexed(query)) == _ids(con, _exact(query))
+    assert _ids(con, "SELECT count(*) FROM pts WHERE id = 8000") == [(0,)]
+    # while an index is being created (its transaction open), a write to the table waits
+    # for it; on this thread it cannot, so it gets 40001 at once
+    con.execute("BEGIN")
+    con.execute("CREATE INDEX pts_l2 ON pts USING FAISS (v) WITH (metric = 'l2', type = 'flat')")
+    with pytest.raises(mldb.OperationalError) as caught:
+        writer.execute(f"INSERT INTO pts VALUES (8001, 0, {_literal(query)})")
+    assert caught.value.sqlstate == "40001"
+    con.commit()
+    writer.execute(f"INSERT INTO pts VALUES (8001, 0, {_literal(query)})")
+    assert _ids(con, _indexed(query))[0] == (8001,)
+    assert _ids(con, _indexed(query)) == _ids(con, _exact(query))
+    assert _ids(con, "SELECT name, version, row_count FROM mldb.indexes ORDER BY name") == \
+        [("pts_l2", 2, START_ROWS + 1), ("pts_v", 2, START_ROWS + 1)]
+    writer.close()
+    con.close()
