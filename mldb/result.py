@@ -22,6 +22,7 @@ in-memory DuckDB), as sqlite3 keeps each cursor's rows readable.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import duckdb
@@ -63,6 +64,7 @@ class Result:
         run it as usual). ``holder()`` gives the private connection tuples are read through."""
         if status not in _STREAMED:
             return None
+        con.complete()  # a half-read result of an earlier execute() (internal reads) would refuse the stream
         relation = con.sql(sql, params=params) if params is not None else con.sql(sql)  # binds: errors now
         if relation is None:
             return None
@@ -71,10 +73,11 @@ class Result:
             return None
         timezone = None
         if any("WITH TIME ZONE" in kind for kind in types):
-            timezone = con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+            timezone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
         reader = relation.to_arrow_reader(STREAM_BATCH)
         result = cls(con, status, -1, relation.description, execution)
-        result._stream = _ArrowStream(reader, types, holder, timezone)
+        names = [column[0] for column in relation.description]
+        result._stream = _ArrowStream(reader, names, types, holder, timezone)
         result.streaming = True
         try:
             result._stream.prime()
@@ -158,6 +161,9 @@ class Result:
             except GeneratorExit:  # the reader was closed or dropped half way
                 self.finish()
                 raise
+            except duckdb.Error as error:
+                self.finish(success=False)
+                raise errors.translate(error) from None
             except BaseException:
                 self.finish(success=False)
                 raise
@@ -244,9 +250,10 @@ class _ArrowStream:
     DECIMAL), so they are the values a DuckDB cursor returns.
     """
 
-    def __init__(self, reader, types: list[str], holder, timezone: str | None):
+    def __init__(self, reader, names: list[str], types: list[str], holder, timezone: str | None):
         self.source = reader  # DuckDB's reader, None once read out, closed or spilled
         self.schema = reader.schema
+        self.names = names
         self.types = types
         self.queued: list = []  # batches read from the source and not yet used
         self.batch = None  # the batch tuples are read from now, and how many rows of it are used
@@ -270,6 +277,9 @@ class _ArrowStream:
         except StopIteration:
             self.close_source()
             return None
+        except OSError as error:  # (pyarrow.ArrowException is one) DuckDB's error, through the Arrow stream
+            self.close_source()
+            raise _duckdb_error(str(error)) from None
 
     def _next(self):
         return self.queued.pop(0) if self.queued else self._read()
@@ -330,7 +340,8 @@ class _ArrowStream:
                 self._cursor.execute("SET TimeZone = ?", [self._timezone])
         names = [f"c{i}" for i in range(len(self.types))]
         self._cursor.register("mldb_stream", data.rename_columns(names))
-        columns = ", ".join(f"CAST({name} AS {kind})" for name, kind in zip(names, self.types))
+        columns = ", ".join(f"CAST({name} AS {kind}) AS {_quoted(shown)}"
+                            for name, kind, shown in zip(names, self.types, self.names))
         return self._cursor.execute(f"SELECT {columns} FROM mldb_stream")
 
     # -- the end -------------------------------------------------------------------------------
@@ -359,6 +370,31 @@ class _ArrowStream:
                 cursor.close()
             except duckdb.Error:
                 pass
+
+
+# DuckDB's error kinds as its messages name them ("Conversion Error: ...") -> its Python classes
+_ERROR_KINDS = {
+    "Invalid Input": "InvalidInputException", "Conversion": "ConversionException",
+    "Out of Range": "OutOfRangeException", "INTERRUPT": "InterruptException", "Catalog": "CatalogException",
+    "Binder": "BinderException", "Constraint": "ConstraintException", "TransactionContext": "TransactionException",
+    "Not implemented": "NotImplementedException", "IO": "IOException", "Out of Memory": "OutOfMemoryException",
+    "Serialization": "SerializationException", "Invalid type": "InvalidTypeException",
+    "Mismatch Type": "TypeMismatchException", "Parser": "ParserException", "Syntax": "SyntaxException",
+    "INTERNAL": "InternalException", "FATAL": "FatalException", "Permission": "PermissionException",
+    "Dependency": "DependencyException", "Sequence": "SequenceException",
+}
+_ERROR_KIND = re.compile(r"^([A-Za-z ]+?) Error: ")
+
+
+def _duckdb_error(message: str) -> duckdb.Error:
+    """The DuckDB exception an Arrow stream reported as text (so ``errors.translate`` classifies it)."""
+    found = _ERROR_KIND.match(message)
+    cls = getattr(duckdb, _ERROR_KINDS.get(found.group(1), "Error"), duckdb.Error) if found else duckdb.Error
+    return cls(message)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _drain_rows(rows) -> None:

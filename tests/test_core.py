@@ -646,6 +646,51 @@ def test_a_large_predict_result_streams(files, read):
     con.close()
 
 
+def test_unfetched_predict_results_survive_other_statements_and_commit(files):
+    con = mldb.connect(files["b"])
+    observer = mldb.connect(files["b"])
+    predict = "SELECT range AS i, PREDICT(m, 5.0) AS p FROM range(100000)"
+    con.execute("BEGIN")
+    first, second = con.cursor(), con.cursor()
+    first.execute(predict)
+    second.execute(predict)
+    assert first.fetchmany(3) == [(0, False), (1, False), (2, False)]
+    con.execute("CREATE TABLE t AS SELECT 1 AS a")  # a third statement on the same connection
+    assert len(first.fetchall()) == 99_997
+    third = con.cursor().execute(predict)
+    assert third.fetchone() == (0, False)
+    con.commit()
+    assert second.fetchall() == [(i, False) for i in range(100_000)]
+    assert len(third.fetchall()) == 99_999
+    assert _log(observer) == [100_000] * 3
+    assert con.execute("SELECT * FROM t").fetchall() == [(1,)]
+    observer.close()
+    con.close()
+
+
+def test_every_statement_of_a_string_but_the_last_runs_to_its_end(files):
+    con = mldb.connect(files["b"])
+    cursor = con.execute("SELECT PREDICT(m, range / 10.0) FROM range(100000); SELECT 42")
+    assert cursor.fetchall() == [(42,)]
+    assert _log(con) == [100_000]
+    con.close()
+
+
+def test_interrupt_stops_a_streaming_predict(files):
+    con = mldb.connect(files["b"])
+    cursor = con.execute(f"SELECT PREDICT(m, range / 10.0), range FROM range({STREAM_ROWS * 100})")
+    timer = threading.Timer(0.5, con.interrupt)
+    timer.start()
+    started = time.perf_counter()
+    with pytest.raises(mldb.OperationalError) as caught:
+        while cursor.fetchmany(100_000):
+            pass
+    timer.join()
+    assert caught.value.sqlstate == "57014" and time.perf_counter() - started < 10
+    assert con.execute("SELECT PREDICT(m, 5.0)").fetchone() == (False,)
+    con.close()
+
+
 def test_a_result_closed_early_logs_what_was_predicted(files):
     con = mldb.connect(files["b"])
     observer = mldb.connect(files["b"])  # (another statement on ``con`` would read the rest of the result)
@@ -667,23 +712,49 @@ def test_a_result_closed_early_logs_what_was_predicted(files):
     con.close()
 
 
-def test_arrow_reader_keeps_duckdb_types():
-    sql = ("SELECT range AS i, range * 1.5 AS f, 'row ' || range AS s, [range, NULL] AS l, {'k': range} AS st, "
-           "map(['a'], [range::DOUBLE]) AS m, DATE '2024-01-01' + range::INTEGER AS d, "
-           "TIMESTAMPTZ '2024-01-02 03:04:05+00' AS tz, 1.25::DECIMAL(5, 2) AS dec, INTERVAL 3 DAY AS iv, "
-           "uuid '00000000-0000-0000-0000-000000000001' AS u, NULL::INTEGER AS n, "
-           "TIMESTAMP_NS '2024-01-02 03:04:05.123456789' AS ns, '101'::BIT AS bits, "
-           "union_value(num := 2)::UNION(num INTEGER, str VARCHAR) AS un FROM range(5000)")
-    expected = duckdb.connect().sql(sql).to_arrow_table()
-    con = mldb.connect()
-    for read in (lambda cursor: cursor.arrow_reader(1000).read_all(), lambda cursor: cursor.arrow()):
-        table = read(con.execute(sql))
-        assert table.schema == expected.schema
-        assert table.equals(expected)
-    cursor = con.execute(sql)
-    assert cursor.fetchone()[0] == 0
-    rest = cursor.arrow_reader(64).read_all()
-    assert rest.num_rows == 4999 and rest.equals(expected.slice(1))
+_TYPED_COLUMNS = (
+    "range AS i, range * 1.5 AS f, 'row ' || range AS s, [range, NULL] AS l, {'k': range} AS st, "
+    "map(['a'], [range::DOUBLE]) AS m, DATE '2024-01-01' + range::INTEGER AS d, "
+    "TIMESTAMPTZ '2024-01-02 03:04:05+00' + to_seconds(range) AS tz, 1.25::DECIMAL(5, 2) AS dec, "
+    "INTERVAL 14 MONTH AS iv, uuid '00000000-0000-0000-0000-000000000001' AS u, [uuid()]::UUID[] IS NULL AS b, "
+    "NULL::INTEGER AS n, range::HUGEINT AS h, 'ok'::ENUM('sad', 'ok') AS e, "
+    "TIMESTAMP_NS '2024-01-02 03:04:05.123456789' AS ns, "
+    "union_value(num := 2)::UNION(num INTEGER, str VARCHAR) AS un")
+
+
+@pytest.mark.parametrize("extra", ["", ", '101'::BIT AS bits", ", TIMETZ '01:02:03+05' AS ttz"],
+                         ids=["streamed", "bit", "timetz"])
+def test_a_streamed_result_keeps_duckdb_types(files, extra):
+    """A rewritten SELECT (here one with PREDICT) gives the rows and the Arrow DuckDB gives,
+    whichever way it is read, also after a partial read and in another time zone."""
+    con = mldb.connect(files["b"])
+    reference = duckdb.connect()
+    for setting in ("SET TimeZone = 'America/New_York'", "SET TimeZone = 'UTC'"):
+        con.execute(setting)
+        reference.execute(setting)
+        sql = f"SELECT {_TYPED_COLUMNS}{extra}, PREDICT(m, 1.0) AS p FROM range(5000)"
+        plain = f"SELECT {_TYPED_COLUMNS}{extra}, false AS p FROM range(5000)"
+        rows = reference.execute(plain).fetchall()
+        table = reference.sql(plain).to_arrow_table()
+        assert con.execute(sql).fetchall() == rows
+        cursor = con.execute(sql)
+        assert [cursor.fetchone() for _ in range(3)] == rows[:3]
+        assert cursor.fetchmany(70_000) == rows[3:]
+        assert con.execute(sql).arrow_reader(1000).read_all().equals(table)
+        assert con.execute(sql).arrow().equals(table)
+        cursor = con.execute(sql)
+        assert cursor.fetchmany(10) == rows[:10]
+        rest = cursor.arrow_reader(64).read_all()
+        assert rest.schema == table.schema and rest.equals(table.slice(10))
+        for read in ("df", "fetchnumpy"):  # (DuckDB cannot give a TIMETZ to pandas or NumPy)
+            try:
+                expected = getattr(reference.execute(plain), read)()
+            except duckdb.Error:
+                with pytest.raises(mldb.Error):
+                    getattr(con.execute(sql), read)()
+                continue
+            assert list(getattr(con.execute(sql), read)()["i"]) == list(expected["i"]) == list(range(5000))
+    con.close()
 
 
 # -- 5. errors through UDFs and DB-API extras -------------------------------------------------------------
@@ -701,6 +772,22 @@ def test_an_unknown_model_inside_a_function_keeps_its_sqlstate(files):
         assert caught.value.sqlstate == "42704", sql
         assert "does not exist" in str(caught.value) and "Python exception" not in str(caught.value)
     assert con.execute("SELECT 1").fetchone() == (1,)  # the connection stays usable
+    con.close()
+
+
+def test_an_error_late_in_a_streamed_result_keeps_its_class(files):
+    con = mldb.connect(files["b"])
+    cursor = con.execute("SELECT PREDICT(m, 1.0) AS p, CASE WHEN range = 200000 THEN 'x' ELSE '1' END::INTEGER AS v "
+                         "FROM range(300000)")
+    assert cursor.fetchone() == (False, 1)
+    with pytest.raises(mldb.DataError) as caught:
+        cursor.fetchall()
+    assert caught.value.sqlstate == "22P02" and "Could not convert" in str(caught.value)
+    reader = con.execute("SELECT PREDICT(m, 1.0) AS p, 1 // (range - 200000) AS v FROM range(300000)").arrow_reader()
+    with pytest.raises(mldb.DataError) as caught:
+        reader.read_all()
+    assert caught.value.sqlstate == "22012"
+    assert con.execute("SELECT PREDICT(m, 1.0)").fetchone() == (False,)
     con.close()
 
 
