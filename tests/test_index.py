@@ -551,3 +551,35 @@ def test_explain_computes_no_embedding_and_runs_no_search(con, monkeypatch):
         exact = [row[0] for row in con.execute(sql.replace("doc_vecs", "plain")).fetchall()]
         assert rows == exact
     assert counts == {"encode": 1, "search": 2}
+
+
+def test_a_file_from_before_the_change_rows_is_migrated(tmp_path):
+    import duckdb
+
+    path = str(tmp_path / "old.db")
+    con = mldb.connect(path)
+    _load(con, "pts", _clustered(100))
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    con.close()
+    old = duckdb.connect(path)  # the layout before: mldb.indexes was the table
+    old.execute("DROP VIEW mldb.indexes")
+    old.execute("CREATE TABLE mldb.indexes AS SELECT * FROM mldb.index_definitions")
+    old.execute("UPDATE mldb.indexes SET version = 7, stale = true")  # (that version wrote large indexes lazily)
+    old.execute("DROP TABLE mldb.index_definitions")
+    old.execute("DROP TABLE mldb.index_changes")
+    old.execute("DELETE FROM pts WHERE id IN (94, 26)")  # written after its bytes: the two nearest rows
+    old.close()
+    read_only = mldb.connect(path, read_only=True)  # read as it is
+    query = _clustered(1, seed=31)[0]
+    nearest = _exact_ids(read_only, "", query, 5)
+    assert _top_literal(read_only, "", query, 5) == nearest and not {94, 26} & set(nearest)
+    read_only.close()
+    con = mldb.connect(path)
+    assert con.execute("SELECT name, version, row_count, stale FROM mldb.indexes").fetchall() == \
+        [("pts_v", 7, 100, True)]  # (the old row count: the next change or checkpoint brings it up to date)
+    assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5)
+    assert _top_literal(con, "", query, 5) == nearest
+    con.execute(f"DELETE FROM pts WHERE id = {nearest[0]}")
+    assert con.execute("SELECT version, row_count FROM mldb.indexes").fetchone() == (8, 97)
+    assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5) == nearest[1:] + _exact_ids(con, "", query, 5)[4:]
+    con.close()

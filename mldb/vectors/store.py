@@ -833,20 +833,23 @@ def _info(row) -> IndexInfo:
 def _definitions_table(reader) -> str | None:
     """Where the definitions are: mldb.index_definitions, or in a file written before it
     existed and opened read-only, the old mldb.indexes table."""
-    rows = reader.sql("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mldb' "
-                      "AND table_name IN ('index_definitions', 'indexes') "
-                      "AND database_name = current_database()").fetchall()
-    names = {name for (name,) in rows}
+    names = _catalog_tables(reader)
     if "index_definitions" in names:
         return "mldb.index_definitions"
     return "mldb.indexes" if "indexes" in names else None
 
 
+def _catalog_tables(reader) -> set[str]:
+    rows = reader.sql("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                      "AND table_name IN ('index_definitions', 'indexes', 'index_changes') "
+                      "AND database_name = current_database()").fetchall()
+    return {name for (name,) in rows}
+
+
 def _latest_change(reader, build_id: str) -> int | None:
-    try:
-        return one(reader, "SELECT max(version) FROM mldb.index_changes WHERE build_id = ?", [build_id])[0]
-    except errors.ProgrammingError:
+    if "index_changes" not in _catalog_tables(reader):
         return None  # an old file opened read-only: no change rows
+    return one(reader, "SELECT max(version) FROM mldb.index_changes WHERE build_id = ?", [build_id])[0]
 
 
 def _migrate(con) -> None:
