@@ -285,7 +285,11 @@ def test_writes_that_cannot_move_vectors_skip_the_work(con):
     _load(con, "pts", _clustered(100))
     con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
     con.execute("UPDATE pts SET grp = grp + 1 WHERE id < 50")            # not the vector: nothing to do
+    con.execute("WITH few AS (SELECT 3 AS id) SELECT count(*) FROM pts JOIN few USING (id)").fetchall()  # reads
     assert con.execute("SELECT version FROM mldb.indexes").fetchone() == (1,)
+    assert con.execute("SELECT count(*) FROM mldb.index_changes").fetchone() == (0,)
+    con.execute("WITH few AS (SELECT 99 AS id) DELETE FROM pts WHERE id IN (SELECT id FROM few)")  # a write
+    assert con.execute("SELECT version, row_count FROM mldb.indexes").fetchone() == (2, 99)
     con.execute(f"INSERT OR REPLACE INTO pts VALUES (3, 0, [{', '.join(['0.5'] * DIM)}]::FLOAT[{DIM}])")
     query = np.full(DIM, 0.5, dtype=np.float32)                           # an upsert moved row 3
     assert _top_literal(con, "", query, 1) == [3]

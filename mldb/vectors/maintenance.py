@@ -25,6 +25,8 @@ from sqlglot.tokens import TokenType
 from mldb import errors
 from mldb.vectors import store
 
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "TRUNCATE", "ALTER", "DROP", "CREATE"})
+
 
 def on_write(session, statement, phase) -> bool:
     if phase == "check":
@@ -55,6 +57,8 @@ def on_rollback(session) -> None:
 
 def _targets(session, statement) -> list[store.IndexEntry]:
     """Indexes on the tables the statement names (an over-approximation: any name token that matches)."""
+    if statement.first_word == "WITH" and not statement.words & _WRITES:
+        return []  # a query with CTEs: it reads
     if not store.catalog_ready(session):
         return []
     vectors = store.vector_state(session)
