@@ -188,7 +188,10 @@ class Session:
         """Before another statement runs on ``con``: keep the open result readable (spill it)."""
         pending, self._pending = self._pending, None
         if pending is not None and pending.streaming and pending.cursor is self.con:
-            pending.spill(self._holder_connection())
+            try:
+                pending.spill(self._holder_connection())
+            except errors.Error:  # DuckDB already ended that result (a failed statement ran since)
+                pending.finish(success=False)
 
     def _hold(self, table, status: str) -> Result:
         """Serve an Arrow table as a DuckDB result from the private in-memory connection."""
@@ -243,9 +246,16 @@ class Session:
             self._ended(committed=False)
 
     def _ended(self, committed: bool) -> None:
+        """Tell every feature; each one hears of it even if another fails (their locks must go)."""
         self.in_transaction = False
+        failure = None
         for listener in _features().each("on_commit" if committed else "on_rollback"):
-            listener(self)
+            try:
+                listener(self)
+            except Exception as error:  # noqa: BLE001 - re-raised below, after the others ran
+                failure = failure or error
+        if failure is not None:
+            raise failure
 
     def _transaction_statement(self, statement: Statement, params) -> Result:
         word = statement.first_word
