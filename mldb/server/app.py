@@ -1,17 +1,25 @@
 """The listener: one thread per client, cancel requests, a watchdog, graceful shutdown.
 
 DuckDB releases the GIL while it works, so a slow query in one client's thread does
-not hold up the others. The watchdog notices clients that hang up while their query
-runs and interrupts that query. ``stop()`` (SIGTERM/SIGINT) stops accepting, tells
-idle clients the server is going away, gives running statements ``grace`` seconds,
-interrupts what is left (open transactions roll back) and closes the database.
+not hold up the others. Every way to stop a statement goes through its session's
+``interrupt()`` (mldb's steps stop at their next batch, DuckDB at its next vector; the
+statement rolls back and fails with SQLSTATE 57014):
+
+- a CancelRequest (psql's Ctrl-C, psycopg's ``cancel()``) with the connection's key;
+- the watchdog, when the client hangs up while its statement runs (its socket is
+  polled for the peer's FIN, as PostgreSQL's ``client_connection_check_interval``);
+- ``stop()`` (SIGTERM/SIGINT): stop accepting, tell idle clients the server is going
+  away, give running statements ``grace`` seconds (none by default; a second signal
+  ends the wait), interrupt what is left, wait for every client thread, close the database.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
+import select
 import socket
 import threading
 import time
@@ -23,17 +31,21 @@ log = logging.getLogger("mldb.server")
 
 _WATCH_EVERY = 0.25
 _HUNG_UP = "client disconnected during a statement"
+_STOP_WAIT = 30.0  # seconds interrupted statements get to stop before the server exits without them
+# The peer closed its end (Linux's POLLRDHUP sees it even with unread bytes; elsewhere recv peeks)
+_CLOSED = (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL) if hasattr(select, "POLLRDHUP") else 0
 
 
 class Server:
     def __init__(self, database, host: str = "127.0.0.1", port: int = 5433, *, secret=None,
-                 auth_method: str = "scram-sha-256", max_connections: int = 100, grace: float = 10.0):
+                 auth_method: str = "scram-sha-256", max_connections: int = 100, grace: float = 0.0):
         self.database, self.secret, self.auth_method = database, secret, auth_method
         self.max_connections, self.grace = max_connections, grace
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=128)
         self.listener.settimeout(_WATCH_EVERY)
         self.address = self.listener.getsockname()
         self.stopping = False
+        self._hurry = threading.Event()  # a second stop(): interrupt running statements now
         self._lock = threading.Lock()
         self._connections: dict[int, Client] = {}
         self._threads: set[threading.Thread] = set()
@@ -62,7 +74,9 @@ class Server:
             connection = self._connections.get(pid)
         if connection is not None and connection.secret == secret and connection.session is not None:
             log.info("cancel request for connection %d", pid)
-            connection.session.interrupt()
+            if connection.busy:  # (an idle connection has nothing to cancel, as in PostgreSQL)
+                connection.cancel_message = connection.message  # the watchdog repeats it until it stops
+                _interrupt(connection, again=True)
 
     # -- serving -------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -90,19 +104,24 @@ class Server:
         thread.start()
 
     def _watch(self) -> None:
-        """Interrupt the statement of a client that closed its socket while the statement ran."""
+        """Interrupt the statement of a client that closed its socket while the statement ran, and
+        repeat the interrupt of a cancelled one each second until it stops (a cancel that came
+        while the statement was between two steps would otherwise be lost)."""
         while not self.stopping:
             time.sleep(_WATCH_EVERY)
             with self._lock:
-                running = [c for c in self._connections.values() if c.busy and c.session is not None
-                           and c.outcome != _HUNG_UP]
+                running = [c for c in self._connections.values() if c.busy and c.session is not None]
             for connection in running:
-                if _hung_up(connection.sock):
+                if connection.outcome != _HUNG_UP and _hung_up(connection.sock):
                     log.info("client of connection %d hung up during a statement: interrupting it", connection.pid)
                     connection.outcome = _HUNG_UP
-                    connection.session.interrupt()
+                if connection.outcome == _HUNG_UP or connection.cancel_message == connection.message:
+                    _interrupt(connection)
 
     def stop(self) -> None:
+        """Shut down (called from a signal handler): a second call stops waiting for running statements."""
+        if self.stopping:
+            self._hurry.set()
         self.stopping = True
 
     def _shutdown(self) -> None:
@@ -112,36 +131,67 @@ class Server:
         for connection in connections:
             if not connection.busy:
                 _end(connection)
-        _wait(lambda: not any(c.busy for c in connections), self.grace)
-        _wait(lambda: not _interrupt_busy(connections), 5.0)  # until no statement runs any more
+        if self.grace > 0 and any(c.busy for c in connections):
+            log.info("mldb serve: stopping; running statements have %.1f s to finish", self.grace)
+            _wait(lambda: self._hurry.is_set() or not any(c.busy for c in connections), self.grace)
+        stopped = _wait(lambda: not _interrupt_busy(connections), _STOP_WAIT)  # until no statement runs
         for connection in connections:
             _end(connection)
-        for thread in list(self._threads):
-            thread.join(timeout=5)
+        threads = list(self._threads)
+        deadline = time.monotonic() + 5
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if not stopped or any(thread.is_alive() for thread in threads):
+            # A statement that does not stop must not run on while the interpreter exits under it
+            # (torch and DuckDB abort the process then): leave without closing the database.
+            # DuckDB's write-ahead log keeps every committed transaction.
+            log.error("mldb serve: a statement did not stop after it was interrupted; exiting without "
+                      "closing the database")
+            logging.shutdown()
+            os._exit(1)
         self.database.close()
         log.info("mldb serve: stopped")
 
 
-def _wait(done, seconds: float) -> None:
+def _wait(done, seconds: float) -> bool:
+    """Poll ``done()`` until it is true (True) or ``seconds`` pass (False)."""
     deadline = time.monotonic() + seconds
-    while not done() and time.monotonic() < deadline:
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
+    return True
 
 
 def _interrupt_busy(connections: list[Client]) -> bool:
-    """Interrupt every running statement; whether any was running."""
+    """Interrupt every running statement (again each second, in case one was between two
+    steps when it came); whether any is still running."""
     busy = [c for c in connections if c.busy and c.session is not None]
     for connection in busy:
-        connection.session.interrupt()
+        _interrupt(connection)
     return bool(busy)
 
 
+def _interrupt(connection: Client, again: bool = False) -> None:
+    """Interrupt the connection's running statement; called repeatedly, at most once a second
+    (unless ``again``), in case it was between two steps when an interrupt came."""
+    now = time.monotonic()
+    if again or now - connection.interrupted_at >= 1.0:
+        connection.interrupted_at = now
+        connection.session.interrupt()
+
+
 def _hung_up(sock: socket.socket) -> bool:
+    """Whether the client closed its end (even with bytes it sent still unread, e.g. Terminate)."""
     try:
+        if _CLOSED:
+            poller = select.poll()
+            poller.register(sock, _CLOSED)
+            return bool(poller.poll(0))
         return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except (BlockingIOError, InterruptedError):
         return False
-    except OSError:
+    except (OSError, ValueError):  # (a closed socket has no file descriptor any more)
         return True
 
 

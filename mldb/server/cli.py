@@ -65,9 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="how clients prove the password (default scram-sha-256; md5/password for old clients)")
     parser.add_argument("--insecure", action="store_true", help="allow a non-local address without a password")
     parser.add_argument("--max-connections", type=int, default=100, help="most clients at once (default 100)")
-    parser.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
                         help="on SIGTERM/SIGINT, how long running statements may finish before they are "
-                             "interrupted (default 10)")
+                             "interrupted and rolled back (default 0: at once; a second signal ends the wait)")
     return parser
 
 

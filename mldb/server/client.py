@@ -54,6 +54,9 @@ class Client:
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
         self.busy = False  # a message is being handled (the watchdog checks the socket meanwhile)
+        self.message = 0  # how many messages were handled (numbers the one being handled)
+        self.cancel_message = -1  # the message a CancelRequest asked to stop (the watchdog follows it up)
+        self.interrupted_at = float("-inf")  # when the server last interrupted this connection's statement
         self.queries = 0
         self.outcome = "closed"
         self.pid = self.secret = 0
@@ -212,6 +215,7 @@ class Client:
             if skipping and kind not in (b"S", b"Q"):
                 continue
             skipping = False
+            self.message += 1
             self.busy = True
             try:
                 handler(body)
