@@ -4,6 +4,9 @@
     mldb shop.db -c "SELECT 42"       run and print; exit status 1 on error
     mldb shop.db < script.sql         run a script; stops at the first error with status 1
     mldb serve shop.db --port 5433    PostgreSQL wire protocol (see mldb.server)
+
+Ctrl-C cancels the running statement (it rolls back and fails with SQLSTATE 57014); the
+shell then returns to its prompt. At the prompt, Ctrl-C clears the line being typed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 
 from mldb import errors
@@ -32,12 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     except errors.Error as error:
         _print_error(error)
         return 1
-    with connection:
-        if options.command is not None:
-            return _run_script(connection, options.command, options.timing)
-        if sys.stdin.isatty():
-            return Shell(connection, options.timing).loop()
-        return _run_script(connection, sys.stdin.read(), options.timing)
+    except KeyboardInterrupt:
+        return 130
+    try:
+        with connection:
+            if options.command is not None:
+                return _run_script(connection, options.command, options.timing)
+            if sys.stdin.isatty():
+                return Shell(connection, options.timing).loop()
+            return _run_script(connection, sys.stdin.read(), options.timing)
+    except KeyboardInterrupt:  # between statements of a script: stop there, as psql does
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,8 +82,7 @@ def _run_script(connection, sql: str, timing: bool) -> int:
 def _run_and_print(connection, sql: str, timing: bool) -> bool:
     started = time.perf_counter()
     try:
-        cursor = connection.execute(sql)
-        output = format_result(cursor)
+        output = interruptible(connection, lambda: format_result(connection.execute(sql)))
     except errors.Error as error:
         _print_error(error)
         return False
@@ -83,6 +91,45 @@ def _run_and_print(connection, sql: str, timing: bool) -> bool:
     if timing:
         print(f"Time: {(time.perf_counter() - started) * 1000:.1f} ms")
     return True
+
+
+def interruptible(connection, work):
+    """``work()`` (running a statement and reading its rows) such that Ctrl-C cancels it.
+
+    The work runs in a helper thread while the main thread waits for it: Ctrl-C then raises
+    KeyboardInterrupt in the wait, never inside mldb, DuckDB or torch, and becomes
+    ``connection.interrupt()``: the statement stops at its next batch, rolls back and fails
+    with ``OperationalError`` (SQLSTATE 57014), which is raised here. Outside the main
+    thread (where no KeyboardInterrupt arrives) ``work()`` simply runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    outcome: dict = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="mldb-statement", daemon=True).start()
+    # Wait in short steps, not with Thread.join (a KeyboardInterrupt inside it forgets the
+    # thread) nor one endless wait (with polars imported, SIGINT's handler restarts the wait
+    # instead of interrupting it, so Ctrl-C would only be seen when the statement ends).
+    cancelled, asked = False, 0.0
+    while not done.is_set():
+        try:
+            done.wait(0.1)
+        except KeyboardInterrupt:
+            cancelled, asked = True, 0.0
+        if cancelled and time.monotonic() - asked >= 1.0:  # again each second until it stops: a
+            asked = time.monotonic()  # cancel that came between two steps (not yet in DuckDB) is not lost
+            connection.interrupt()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def format_result(cursor) -> str:
@@ -144,7 +191,10 @@ class Shell:
             text = "\n".join(buffer)
             if _is_complete(text):
                 buffer = []
-                _run_and_print(self.connection, text, self.timing)
+                try:
+                    _run_and_print(self.connection, text, self.timing)
+                except KeyboardInterrupt:  # a Ctrl-C just as the statement ended (or while printing)
+                    print("^C")
         _save_history(readline)
         return 0
 

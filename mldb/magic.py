@@ -10,7 +10,9 @@
 
 Without a database the cells share one in-memory database per kernel. An error shows
 as one short message (class, SQLSTATE, text and DuckDB's pointer into the SQL); the
-exception is still raised, so the cell fails and "run all" stops.
+exception is still raised, so the cell fails and "run all" stops. Interrupting the
+kernel cancels the running statement: it rolls back and the cell fails with
+``OperationalError`` (SQLSTATE 57014); the connection stays usable.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Integer
 
 from mldb import errors
+from mldb.cli import interruptible
 
 OUTPUTS = ("polars", "pandas", "arrow")
 _VERBS = {"INSERT": "inserted", "UPDATE": "updated", "DELETE": "deleted", "COPY": "copied", "MERGE": "merged"}
@@ -81,6 +84,10 @@ class MldbMagic(Magics):
             raise errors.ProgrammingError(f"no SQL to run; usage:\n{USAGE}")
         sql, params = bind_variables(call.sql, self.shell.user_ns)
         cursor = self._cursor(connection)
+        return interruptible(connection, lambda: self._execute(cursor, sql, params, call))
+
+    def _execute(self, cursor, sql: str, params, call: Call):
+        """Run the statement and read what is shown (interrupting the kernel cancels both)."""
         cursor.execute(sql, params)
         if call.variable:
             self.shell.user_ns[call.variable] = _fetch(cursor, call.output)
