@@ -14,6 +14,7 @@ Prints medians and ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -25,6 +26,7 @@ import torch
 from tabulate import tabulate
 
 import mldb
+from mldb import features as mldb_features
 from mldb.models.registry import load_model
 
 FEATURES = [f"f{i}" for i in range(8)]
@@ -96,21 +98,16 @@ def warm_up(con) -> None:
 
 
 def without_after_train(function):
-    """Run ``function`` with the lifecycle's after_train hook (training statistics) switched off."""
-    from mldb.plan.rules import _load
-
-    try:
-        from mldb.lifecycle import tracking as hooks
-    except ImportError:
-        return function()
-    real = hooks.after_train
-    hooks.after_train = lambda *args, **kwargs: None
-    _load.cache_clear()
+    """Run ``function`` with the lifecycle's ``on_trained`` listener (training statistics,
+    lineage, fingerprint) switched off: a copy of the lifecycle ``Feature`` without it
+    stands in ``mldb.features.FEATURES``, where the core looks listeners up on each call."""
+    real = mldb_features.FEATURES
+    mldb_features.FEATURES = tuple(dataclasses.replace(feature, on_trained=None) if feature.name == "lifecycle"
+                                   else feature for feature in real)
     try:
         return function()
     finally:
-        hooks.after_train = real
-        _load.cache_clear()
+        mldb_features.FEATURES = real
 
 
 def hand_train(root):

@@ -84,8 +84,9 @@ def bench_search(n: int, queries: int, rows: list) -> None:
     sql_ms = median_ms(lambda q: sql_found.append([r[0] for r in cursor.execute(sql, [q.tolist()]).fetchall()]),
                        query)
     from mldb.vectors import faiss as fx
+    from mldb.vectors import store
 
-    state = next(iter(fx._CACHE.values()))[1]  # the index mldb built, searched without SQL
+    state = store.current_state(con.session, store.find(con.session, "vecs_v"))  # mldb's index, searched without SQL
     same_ms = median_ms(lambda q: fx.search(state, q[None, :], K), query)
     insert = f"INSERT INTO vecs VALUES (?, ?::FLOAT[{DIM}])"
     insert_ms = median_ms(lambda i: cursor.execute(insert, [n + i, query[i].tolist()]), range(10))
