@@ -46,6 +46,7 @@ class Session:
         self.in_transaction = False  # an explicit transaction (BEGIN ... COMMIT) is open
         self.load_udfs_allowed = True  # a wire client may not run a file's code on the server
         self.running: Execution | None = None  # the statement running or streaming now
+        self.statement: Execution | None = None  # the step (TRAIN, CREATE INDEX, ...) running now, if any
         self._pending: Result | None = None  # the result open on ``con``
         self._holder: duckdb.DuckDBPyConnection | None = None
 
@@ -114,11 +115,14 @@ class Session:
             raise errors.NotSupportedError(f"{type(node).__name__} has no step to run it")
         execution = self.database.start(self, None)
         self.running = execution
+        outer, self.statement = self.statement, execution  # its own SQL replaces ``running``: not this
         try:
             result = step(self, node, params)
         except BaseException:
             execution.finish(success=False)
             raise
+        finally:
+            self.statement = outer
         execution.finish()
         return result
 
@@ -216,8 +220,9 @@ class Session:
 
     def check_cancel(self) -> None:
         """Raise SQLSTATE 57014 if the running statement was cancelled (steps call it between batches)."""
-        if self.running is not None:
-            self.running.check()
+        for execution in (self.statement, self.running):
+            if execution is not None:
+                execution.check()
 
     # -- transactions: the one path ---------------------------------------------------------------
     def begin(self, sql: str = "BEGIN TRANSACTION", params=None) -> Result:
@@ -308,9 +313,9 @@ class Session:
     def interrupt(self) -> None:
         """Cancel the running statement (from another thread): mldb's operators stop at their
         next batch, DuckDB at its next vector; the statement fails with SQLSTATE 57014."""
-        running = self.running
-        if running is not None:
-            running.cancel()
+        for execution in (self.statement, self.running):
+            if execution is not None:
+                execution.cancel()
         with contextlib.suppress(duckdb.Error):
             self.con.interrupt()
 

@@ -60,19 +60,6 @@ def statement(kind: str) -> str:
     }[kind]
 
 
-# A step (TRAIN, CREATE INDEX) runs its own SQL through the session, which replaces
-# ``Session.running`` with that SQL's execution (or None): the step's cancel flag is then out
-# of reach of ``Session.interrupt()`` and ``check_cancel()``. Until the session keeps the
-# step's execution for them, these tests are not run (they would wait for the LIMIT, then fail).
-NEEDS_STEP_CANCEL = pytest.mark.xfail(run=False, reason="Session.interrupt()/check_cancel() lose a step's "
-                                      "execution once the step runs SQL (mldb/session.py)")
-
-
-def kinds(*names: str) -> list:
-    return [pytest.param(name, marks=NEEDS_STEP_CANCEL) if name in ("train", "create_index") else name
-            for name in names]
-
-
 KINDS = ["train", "embed", "create_index", "predict", "plain"]
 CANCELED = re.compile(r"canceling statement due to user request|INTERRUPT Error: Interrupted!")  # mldb's, DuckDB's
 
@@ -214,7 +201,7 @@ def first(con):
     return lambda sql: con.execute(sql).fetchone()[0]
 
 
-@pytest.mark.parametrize("kind", kinds(*KINDS))
+@pytest.mark.parametrize("kind", [*KINDS])
 def test_connection_interrupt_from_another_thread(prepared, monkeypatch, kind):
     con = prepared
     work = Work(monkeypatch)
@@ -232,7 +219,6 @@ def test_connection_interrupt_from_another_thread(prepared, monkeypatch, kind):
     assert work.done == done  # and nothing went on in the background
 
 
-@NEEDS_STEP_CANCEL
 def test_interrupt_in_an_explicit_transaction_fails_it(prepared, monkeypatch):
     """Inside BEGIN ... the cancelled TRAIN fails the transaction; ROLLBACK undoes the rest too."""
     con = prepared
@@ -336,7 +322,7 @@ def server(tmp_path_factory):
     assert served.stop() == 0, served.log
 
 
-@pytest.mark.parametrize("kind", kinds(*KINDS))
+@pytest.mark.parametrize("kind", [*KINDS])
 def test_psycopg_cancel_request(server, kind):
     import psycopg
 
@@ -356,9 +342,9 @@ def test_psycopg_cancel_request(server, kind):
 PSQL = shutil.which("psql")
 
 
-@pytest.mark.skipif(PSQL is None, reason="psql is not installed")
-@pytest.mark.parametrize("kind", kinds("train", "plain"))
+@pytest.mark.parametrize("kind", ["train", "plain"])
 def test_psql_ctrl_c_sends_a_cancel_request(server, kind):
+    assert PSQL is not None, "psql is installed by .ci/setup_server.sh"
     before, epochs_before = server.state(), server.epochs
     psql = subprocess.Popen([PSQL, "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "served", "-X",
                              "-c", statement(kind)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -382,7 +368,7 @@ def test_psql_ctrl_c_sends_a_cancel_request(server, kind):
 HUNG_UP = "client disconnected during a statement"  # the access log's outcome for such a connection
 
 
-@pytest.mark.parametrize("kind", kinds("train", "plain"))
+@pytest.mark.parametrize("kind", ["train", "plain"])
 def test_client_that_dies_mid_statement_stops_it(server, kind):
     before = server.state()
     epochs_before, hung_up = server.epochs, server.log.count(HUNG_UP)
@@ -406,7 +392,7 @@ def test_client_that_dies_mid_statement_stops_it(server, kind):
     _assert_stopped_after_hang_up(server, before, hung_up)
 
 
-@pytest.mark.parametrize("kind", kinds("train", "plain"))
+@pytest.mark.parametrize("kind", ["train", "plain"])
 def test_client_that_says_goodbye_mid_statement_stops_it(server, kind):
     """Terminate ('X') then close while the statement runs: the bytes left unread must not hide the hang-up."""
     from conftest_server import raw_connect, send
@@ -431,7 +417,7 @@ def _assert_stopped_after_hang_up(server, before: dict, hung_up: int) -> None:
     assert server.epochs == epochs  # nothing trains on
 
 
-@pytest.mark.parametrize("kind", kinds("train", "plain"))
+@pytest.mark.parametrize("kind", ["train", "plain"])
 def test_sigterm_stops_a_running_statement_and_exits_cleanly(tmp_path, kind):
     import psycopg
 
@@ -471,9 +457,9 @@ def test_sigterm_stops_a_running_statement_and_exits_cleanly(tmp_path, kind):
 
 # -- 5. Ctrl-C in the mldb shell, on a real terminal ----------------------------------------------
 
-@pytest.mark.parametrize("kind", kinds("train", "plain"))
+@pytest.mark.parametrize("kind", ["train", "plain"])
 def test_ctrl_c_in_the_shell_cancels_and_returns_to_the_prompt(tmp_path, kind):
-    pexpect = pytest.importorskip("pexpect")
+    import pexpect
     path = tmp_path / "shell.db"
     with mldb.connect(str(path)) as con:
         for sql in SETUP[:2]:
@@ -513,8 +499,7 @@ def test_ctrl_c_in_the_shell_cancels_and_returns_to_the_prompt(tmp_path, kind):
 
 @pytest.fixture
 def ip(tmp_path):
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("SIGINT reaches only the main thread")
+    assert threading.current_thread() is threading.main_thread(), "SIGINT reaches only the main thread"
     from IPython.core.interactiveshell import InteractiveShell
 
     from mldb.magic import MldbMagic
@@ -536,7 +521,7 @@ def _interrupt_the_kernel() -> None:
     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
-@pytest.mark.parametrize("kind", kinds("train", "plain"))
+@pytest.mark.parametrize("kind", ["train", "plain"])
 def test_interrupting_a_notebook_cell_cancels_the_statement(ip, monkeypatch, kind):
     shell, con = ip
     work = Work(monkeypatch)
