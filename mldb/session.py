@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 
 import duckdb
+from sqlglot import exp
 
 from mldb import errors
 from mldb.database import Database, open_database
@@ -34,6 +35,7 @@ _BEGIN = frozenset({"BEGIN", "START"})
 _COMMIT = frozenset({"COMMIT", "END"})
 _ROLLBACK = frozenset({"ROLLBACK", "ABORT"})
 _ENDS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})  # statuses of transaction statements: no view runs in them
+_SETTINGS = frozenset({"USE", "SET", "RESET", "PRAGMA", "CALL"})  # may change the current schema
 _WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "DROP", "ALTER", "CREATE", "WITH",
                           "MERGE", "EXECUTE", "CALL"})  # statements that may change a table (features follow them)
 
@@ -48,6 +50,7 @@ class Session:
         self.running: Execution | None = None  # the statement running or streaming now
         self.statement: Execution | None = None  # the step (TRAIN, CREATE INDEX, ...) running now, if any
         self._pending: Result | None = None  # the result open on ``con``
+        self._schema: str | None = None  # current_schema(), read once until USE / SET / RESET
         self._holder: duckdb.DuckDBPyConnection | None = None
 
     # -- the entry point -------------------------------------------------------------------
@@ -71,6 +74,8 @@ class Session:
 
     def _execute_one(self, statement: Statement, params) -> Result:
         word = statement.first_word
+        if word in _SETTINGS:
+            self._schema = None
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
         prefix, inner = _split_explain(statement)
@@ -107,7 +112,8 @@ class Session:
             if operator.run is not None:
                 execution.check()
                 operator.run(execution)
-        return self._run_plain(statement, planner.params, tree.sql(dialect=MLDB), execution)
+        stream = not _small(tree)  # a few rows are cheaper as a plain result than as an Arrow stream
+        return self._run_plain(statement, planner.params, tree.sql(dialect=MLDB), execution, stream)
 
     def _run_step(self, node: MldbStatement, params) -> Result:
         step = _features().STEPS.get(type(node))
@@ -127,13 +133,13 @@ class Session:
         return result
 
     def _run_plain(self, statement: Statement, params, sql: str | None = None,
-                   execution: Execution | None = None) -> Result:
+                   execution: Execution | None = None, stream: bool = True) -> Result:
         sql = statement.text if sql is None else sql
         listeners = []
         if statement.first_word in _WRITE_WORDS:
             listeners = [listener for listener in _features().each("on_write") if listener(self, statement, "check")]
         if not listeners:
-            return self._run_sql(sql, params, statement.first_word, execution)
+            return self._run_sql(sql, params, statement.first_word, execution, stream)
         with self.transaction():
             for listener in listeners:
                 listener(self, statement, "before")
@@ -144,8 +150,9 @@ class Session:
                 listener(self, statement, "after")
         return result
 
-    def _run_sql(self, sql: str, params, status: str, execution: Execution | None = None) -> Result:
-        rewritten = execution is not None  # a planned statement: a SELECT of it streams Arrow batches
+    def _run_sql(self, sql: str, params, status: str, execution: Execution | None = None,
+                 stream: bool = True) -> Result:
+        rewritten = execution is not None and stream  # a planned statement: a SELECT of it streams Arrow batches
         if execution is None and self.database.stored_functions and status not in _ENDS:
             execution = self.database.start(self, sql)  # a view may call mldb's functions
         self.running = execution
@@ -217,6 +224,12 @@ class Session:
             return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
         except duckdb.Error as error:
             raise errors.translate(error) from None
+
+    def current_schema(self) -> str:
+        """DuckDB's ``current_schema()``, read once per change of it (rules ask on every statement)."""
+        if self._schema is None:
+            self._schema = self.sql("SELECT current_schema()").fetchall()[0][0]
+        return self._schema
 
     def check_cancel(self) -> None:
         """Raise SQLSTATE 57014 if the running statement was cancelled (steps call it between batches)."""
@@ -337,6 +350,16 @@ class Session:
     def _check_open(self) -> None:
         if self.closed:
             raise errors.InterfaceError("the connection or cursor is closed")
+
+
+_SMALL_LIMIT = 2048  # rows: a statement limited to this many is not worth an Arrow stream
+
+
+def _small(tree) -> bool:
+    """Whether the statement returns at most a few rows (a literal top-level LIMIT, e.g. a top-k search)."""
+    limit = tree.args.get("limit") if isinstance(tree, exp.Query) else None
+    count = getattr(limit, "expression", None)
+    return isinstance(count, exp.Literal) and count.is_int and int(count.name) <= _SMALL_LIMIT
 
 
 def _features():

@@ -587,3 +587,20 @@ def test_a_file_from_before_the_change_rows_is_migrated(tmp_path):
     assert con.execute("SELECT version, row_count FROM mldb.indexes").fetchone() == (8, 97)
     assert _top_literal(con, "", query, 5) == _exact_ids(con, "", query, 5) == nearest[1:] + _exact_ids(con, "", query, 5)[4:]
     con.close()
+
+
+def test_use_switches_which_table_an_unqualified_search_reads():
+    """The current schema is cached per session: USE must make the next search read the other table."""
+    con = mldb.connect()
+    for schema, offset in (("main", 0), ("other", 1000)):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        con.execute(f"CREATE TABLE {schema}.docs AS SELECT range + {offset} AS id, "
+                    "[cos(range), sin(range)]::FLOAT[2] AS v FROM range(200)")
+    con.execute("CREATE INDEX docs_v ON main.docs USING FAISS (v) WITH (type = 'flat')")
+    query = "SELECT id FROM docs ORDER BY array_cosine_distance(v, [1, 0]::FLOAT[2]) LIMIT 3"
+    assert all(id_ < 1000 for (id_,) in con.execute(query).fetchall())
+    con.execute("USE other")
+    assert all(id_ >= 1000 for (id_,) in con.execute(query).fetchall())
+    con.execute("USE main")
+    assert all(id_ < 1000 for (id_,) in con.execute(query).fetchall())
+    con.close()

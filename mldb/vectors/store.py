@@ -584,7 +584,7 @@ def for_table(session, schema: str | None, table: str) -> list[IndexInfo]:
     if not found:
         return []
     if schema is None:
-        schema = one(session, "SELECT current_schema()")[0]
+        schema = session.current_schema()
     return [info for info in found if info.schema.lower() == schema.lower()]
 
 
