@@ -218,11 +218,7 @@ class Result:
 
     def _fetch(self, fetch):
         rows = self._rows()
-        try:
-            return _guard(lambda: fetch(rows))
-        except BaseException:
-            self.finish(success=False)
-            raise
+        return self._reading(lambda: fetch(rows))
 
     def _fetch_rest(self, fetch):
         rows = self._fetch(fetch)
@@ -230,16 +226,20 @@ class Result:
         return rows
 
     def _streamed(self, fetch):
-        try:
-            return _guard(lambda: fetch(self._stream))
-        except BaseException:
-            self.finish(success=False)
-            raise
+        return self._reading(lambda: fetch(self._stream))
 
     def _streamed_rest(self, fetch):
         rows = self._streamed(fetch)
         self.finish()
         return rows
+
+    def _reading(self, read):
+        """``read()`` with DuckDB's errors translated; a failed read ends the statement."""
+        try:
+            return _guard(read)
+        except BaseException:
+            self.finish(success=False)
+            raise
 
 
 class _ArrowStream:

@@ -341,18 +341,11 @@ def test_a_writer_waits_for_the_index_then_sees_the_change(tmp_path, monkeypatch
     con.execute(f"DELETE FROM pts WHERE id = {nearest}")
     outcome = {}
 
-    def writer():
-        other = mldb.connect(path)
-        try:
-            other.execute(f"INSERT INTO pts VALUES (7000, 0, {_literal(query)})")  # waits for con's commit
-            outcome["rows"] = _ids(other, _indexed(query))
-        except Exception as error:  # noqa: BLE001 - reported below
-            outcome["error"] = error
-        finally:
-            other.close()
+    def writer(other):
+        other.execute(f"INSERT INTO pts VALUES (7000, 0, {_literal(query)})")  # waits for con's commit
+        outcome["rows"] = _ids(other, _indexed(query))
 
-    thread = threading.Thread(target=writer)
-    thread.start()
+    thread = _on_own_connection(path, writer, outcome, "error")
     time.sleep(0.5)
     assert thread.is_alive()  # waiting for the index's write lock
     con.commit()
@@ -365,23 +358,31 @@ def test_a_writer_waits_for_the_index_then_sees_the_change(tmp_path, monkeypatch
     con.execute("BEGIN")
     con.execute("DELETE FROM pts WHERE id = 7000")
 
-    def impatient():
-        other = mldb.connect(path)
-        try:
-            other.execute(f"INSERT INTO pts VALUES (7001, 0, {_literal(query)})")
-        except Exception as error:  # noqa: BLE001 - checked below
-            outcome["late"] = error
-        finally:
-            other.close()
-
-    thread = threading.Thread(target=impatient)
-    thread.start()
+    thread = _on_own_connection(
+        path, lambda other: other.execute(f"INSERT INTO pts VALUES (7001, 0, {_literal(query)})"), outcome, "late")
     thread.join(timeout=60)
     con.rollback()
     assert getattr(outcome.get("late"), "sqlstate", None) == "40001", outcome
     assert _ids(con, "SELECT count(*) FROM pts WHERE id >= 7000") == [(1,)]
     assert _ids(con, _indexed(query)) == _ids(con, _exact(query))
     con.close()
+
+
+def _on_own_connection(path, work, outcome: dict, error_key: str) -> threading.Thread:
+    """Start ``work(connection)`` in a thread on its own connection; an error lands in ``outcome``."""
+
+    def run():
+        other = mldb.connect(path)
+        try:
+            work(other)
+        except Exception as error:  # noqa: BLE001 - checked by the test
+            outcome[error_key] = error
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def test_create_index_and_concurrent_writers(tmp_path):
