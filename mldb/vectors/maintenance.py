@@ -23,7 +23,7 @@ import contextlib
 from sqlglot.tokens import TokenType
 
 from mldb import errors
-from mldb.vectors import store
+from mldb.vectors import rows, store
 
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "TRUNCATE", "ALTER", "DROP", "CREATE"})
 
@@ -124,5 +124,5 @@ def _assigned_columns(statement) -> set[str] | None:
 
 
 def _still_there(session, info: store.IndexInfo) -> bool:
-    columns = {name.lower() for name in store.column_types(session, info.schema, info.table)}
+    columns = {name.lower() for name in rows.column_types(session, info.schema, info.table)}
     return info.column.lower() in columns and info.key.lower() in columns

@@ -16,7 +16,7 @@ from mldb.frontend.dialect import MLDB
 from mldb.frontend.vectors import Embed, VectorSearch
 from mldb.vectors import embedding
 from mldb.vectors import faiss as fx
-from mldb.vectors import store
+from mldb.vectors import rows, store
 from mldb.vectors.functions import ensure_embed_function
 
 _DISTANCES = {function: metric for metric, function in fx.METRICS.items()}
@@ -178,10 +178,10 @@ def _distance_function(session, schema, table, column, metric: str) -> str:
     """DuckDB's distance for the column: ``array_*`` for FLOAT[n], ``list_*`` for FLOAT[]."""
     function = fx.METRICS[metric]
     try:
-        schema, table = store.resolve_table(session, schema, table)
+        schema, table = rows.resolve_table(session, schema, table)
     except errors.ProgrammingError:
         return function  # not a table (a view, a CTE): DuckDB judges
-    types = {name.lower(): kind for name, kind in store.column_types(session, schema, table).items()}
+    types = {name.lower(): kind for name, kind in rows.column_types(session, schema, table).items()}
     return function.replace("array_", "list_") if types.get(column.lower(), "").endswith("[]") else function
 
 

@@ -6,7 +6,7 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.vectors import faiss as fx
-from mldb.vectors import store
+from mldb.vectors import rows, store
 from mldb.result import Result
 
 _INTEGER_OPTIONS = ("m", "ef_construction", "ef_search", "nlist", "nprobe")
@@ -29,12 +29,12 @@ def create_index(session, node, params) -> Result:
             if node.args.get("exists"):
                 return Result.done("CREATE INDEX")
             raise errors.ProgrammingError(f"index {name} already exists", sqlstate="42P07")
-        schema, table_name = store.resolve_table(session, table.db or None, table.name)
+        schema, table_name = rows.resolve_table(session, table.db or None, table.name)
         info = _describe(session, name, schema, table_name, node.args["column"].name, options)
         entry = vectors.create(session, info)
         try:
             _hold_table(session, schema, table_name)
-            state = store.build_state(session, info)
+            state = rows.build_state(session, info)
             info.dim = state.dim
             vectors.store_created(session, entry, state)
         except BaseException:
@@ -57,15 +57,15 @@ def _quoted(name: str) -> str:
 
 
 def _describe(session, name: str, schema: str, table: str, column: str, options: dict) -> store.IndexInfo:
-    types = store.column_types(session, schema, table)
+    types = rows.column_types(session, schema, table)
     found = next((c for c in types if c.lower() == column.lower()), None)
     if found is None:
         raise errors.ProgrammingError(f"column {column} does not exist in {table}", sqlstate="42703")
-    dim = store.vector_length(types[found])
+    dim = rows.vector_length(types[found])
     if dim is None:
         raise errors.ProgrammingError(f"column {found} of {table} is {types[found]}, not a vector; "
                                       "a FAISS index needs FLOAT[n] (e.g. the result of EMBED)", sqlstate="42804")
-    key, options["unique_key"] = store.key_column(session, schema, table, types, options.pop("key", None))
+    key, options["unique_key"] = rows.key_column(session, schema, table, types, options.pop("key", None))
     metric, kind = options.pop("metric"), options.pop("type")
     return store.IndexInfo(name, schema, table, found, key, metric, kind, options, dim, store.new_build_id())
 
