@@ -62,10 +62,8 @@ class ModelCache:
     def end_transaction(self, session, committed: bool) -> None:
         with self.lock:
             overlay = self.overlays.pop(session, None)
-        if not committed:
-            self.forget()  # (conservative: nothing read in the transaction is kept)
-        elif overlay is not None:
-            for name in overlay.changed:
+        if committed and overlay is not None:  # (a rollback only drops the overlay: the shared
+            for name in overlay.changed:      # cache never held what the transaction read or wrote)
                 self.forget(name)
 
     def close(self) -> None:
