@@ -150,3 +150,24 @@ def _refine_sqlstate(kind: str, message: str, sqlstate: str) -> str:
     if kind == "TransactionException" and _CONFLICT.search(message):
         return "40001"  # a concurrent transaction changed the same rows or table: retry
     return sqlstate
+
+
+# DuckDB's error kinds as its messages name them ("Conversion Error: ...") -> its Python classes
+_ERROR_KINDS = {
+    "Invalid Input": "InvalidInputException", "Conversion": "ConversionException",
+    "Out of Range": "OutOfRangeException", "INTERRUPT": "InterruptException", "Catalog": "CatalogException",
+    "Binder": "BinderException", "Constraint": "ConstraintException", "TransactionContext": "TransactionException",
+    "Not implemented": "NotImplementedException", "IO": "IOException", "Out of Memory": "OutOfMemoryException",
+    "Serialization": "SerializationException", "Invalid type": "InvalidTypeException",
+    "Mismatch Type": "TypeMismatchException", "Parser": "ParserException", "Syntax": "SyntaxException",
+    "INTERNAL": "InternalException", "FATAL": "FatalException", "Permission": "PermissionException",
+    "Dependency": "DependencyException", "Sequence": "SequenceException",
+}
+_ERROR_KIND = re.compile(r"^([A-Za-z ]+?) Error: ")
+
+
+def duckdb_error(message: str) -> duckdb.Error:
+    """The DuckDB exception an Arrow stream reported as text (so ``errors.translate`` classifies it)."""
+    found = _ERROR_KIND.match(message)
+    cls = getattr(duckdb, _ERROR_KINDS.get(found.group(1), "Error"), duckdb.Error) if found else duckdb.Error
+    return cls(message)

@@ -22,7 +22,6 @@ in-memory DuckDB), as sqlite3 keeps each cursor's rows readable.
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import duckdb
@@ -279,7 +278,7 @@ class _ArrowStream:
             return None
         except OSError as error:  # (pyarrow.ArrowException is one) DuckDB's error, through the Arrow stream
             self.close_source()
-            raise _duckdb_error(str(error)) from None
+            raise errors.duckdb_error(str(error)) from None
 
     def _next(self):
         return self.queued.pop(0) if self.queued else self._read()
@@ -370,27 +369,6 @@ class _ArrowStream:
                 cursor.close()
             except duckdb.Error:
                 pass
-
-
-# DuckDB's error kinds as its messages name them ("Conversion Error: ...") -> its Python classes
-_ERROR_KINDS = {
-    "Invalid Input": "InvalidInputException", "Conversion": "ConversionException",
-    "Out of Range": "OutOfRangeException", "INTERRUPT": "InterruptException", "Catalog": "CatalogException",
-    "Binder": "BinderException", "Constraint": "ConstraintException", "TransactionContext": "TransactionException",
-    "Not implemented": "NotImplementedException", "IO": "IOException", "Out of Memory": "OutOfMemoryException",
-    "Serialization": "SerializationException", "Invalid type": "InvalidTypeException",
-    "Mismatch Type": "TypeMismatchException", "Parser": "ParserException", "Syntax": "SyntaxException",
-    "INTERNAL": "InternalException", "FATAL": "FatalException", "Permission": "PermissionException",
-    "Dependency": "DependencyException", "Sequence": "SequenceException",
-}
-_ERROR_KIND = re.compile(r"^([A-Za-z ]+?) Error: ")
-
-
-def _duckdb_error(message: str) -> duckdb.Error:
-    """The DuckDB exception an Arrow stream reported as text (so ``errors.translate`` classifies it)."""
-    found = _ERROR_KIND.match(message)
-    cls = getattr(duckdb, _ERROR_KINDS.get(found.group(1), "Error"), duckdb.Error) if found else duckdb.Error
-    return cls(message)
 
 
 def _quoted(name: str) -> str:
