@@ -88,7 +88,12 @@ def intercept(connection, sql: str) -> Result | None:
     """A Result for statements answered here; None for everything DuckDB runs itself."""
     first = _FIRST.match(sql)
     if first is None:
-        return None
+        serial = serial_statements(sql)
+        if serial is None:
+            return None
+        for statement in serial[:-1]:
+            connection.session.execute(statement)
+        return connection.session.execute(serial[-1])
     word = first.group(1).upper()
     if word == "SET":
         return _set(connection, sql)
@@ -231,3 +236,40 @@ _ASYNCPG_TYPES = f"""SELECT t.oid::UINTEGER AS oid, 'pg_catalog' AS ns, t.name, 
   NULL::UINTEGER[] AS attrtypoids, NULL::VARCHAR[] AS attrnames, 0 AS depth, NULL::VARCHAR AS basetype_name,
   t.elemtype_name, NULL::VARCHAR AS range_subtype_name
 FROM {_array_types()} WHERE list_contains($1::UINTEGER[], t.oid)"""
+
+
+# -- SERIAL / BIGSERIAL columns: a sequence and a nextval() default, as PostgreSQL makes ----------
+_SERIAL = re.compile(r"^\s*CREATE\s+(?:TEMP\w*\s+)?TABLE\b.*\b(?:SMALL|BIG)?SERIAL\d?\b", re.IGNORECASE | re.DOTALL)
+_SERIAL_TYPES = {"SMALLSERIAL": "SMALLINT", "SERIAL": "INTEGER", "BIGSERIAL": "BIGINT"}
+
+
+def serial_statements(sql: str) -> list[str] | None:
+    """``CREATE TABLE`` with SERIAL columns as ``CREATE OR REPLACE SEQUENCE <table>_<column>_seq``
+    statements followed by the table with ``DEFAULT nextval(...)`` columns; None if it has none."""
+    if not _SERIAL.match(sql):
+        return None
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except sqlglot.errors.SqlglotError:
+        return None
+    schema = tree.this if isinstance(tree, exp.Create) else None
+    if not isinstance(schema, exp.Schema):
+        return None
+    table, before = schema.this, []
+    for column in schema.find_all(exp.ColumnDef):
+        kind = column.args.get("kind")
+        name = kind.this.name if isinstance(kind, exp.DataType) else ""
+        if name not in _SERIAL_TYPES:
+            continue
+        sequence = exp.table_(f"{table.name}_{column.name}_seq", db=table.db or None)
+        create = "CREATE SEQUENCE IF NOT EXISTS" if tree.args.get("exists") else "CREATE OR REPLACE SEQUENCE"
+        temporary = "TEMP " if tree.find(exp.TemporaryProperty) else ""
+        before.append(f"{create.replace('SEQUENCE', temporary + 'SEQUENCE')} {sequence.sql(dialect='duckdb')}")
+        column.set("kind", exp.DataType.build(_SERIAL_TYPES[name]))
+        default = exp.ColumnConstraint(kind=exp.DefaultColumnConstraint(
+            this=exp.Anonymous(this="nextval", expressions=[exp.Literal.string(sequence.sql(dialect="duckdb"))])))
+        column.append("constraints", default)
+    return before + [tree.sql(dialect="duckdb")] if before else None

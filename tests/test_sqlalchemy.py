@@ -1,0 +1,164 @@
+"""SQLAlchemy 2.x, pandas and jupysql against mldb: the in-process ``mldb://`` dialect and the stock
+``postgresql+psycopg`` / ``postgresql+pg8000`` dialects against a real ``mldb serve``; psql's ``\\d+`` and ``\\dt``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from conftest_server import server  # noqa: F401 - the fixture
+from IPython.core.interactiveshell import InteractiveShell
+from sqlalchemy.exc import NoSuchTableError
+
+import mldb
+
+os.environ.setdefault("PLOOMBER_STATS_ENABLED", "false")  # jupysql's telemetry: nothing may reach the network
+
+FRAME = pd.DataFrame({"f": [0.1, 0.2, 1e300], "i": [1, 2, 2**40], "s": ["a", "b", None],
+                      "d": pd.to_datetime(["2024-01-01 10:00:00", "2024-02-29 00:00:01.5", "1999-12-31 00:00:00"], format="ISO8601"),
+                      "b": [True, False, True]})
+SCHEMA = """
+CREATE TABLE parent (id INTEGER PRIMARY KEY, name VARCHAR UNIQUE);
+CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id), score DOUBLE, tag VARCHAR);
+CREATE INDEX child_score ON child (score);
+"""
+
+
+def _make_schema(connection) -> None:
+    for statement in filter(str.strip, SCHEMA.split(";")):
+        connection.execute(sa.text(statement))
+
+
+def _check_reflection(engine, default_schema_tables: bool = True) -> None:
+    inspector = sa.inspect(engine)
+    tables = inspector.get_table_names()
+    assert {"parent", "child"} <= set(tables)
+    assert not {"models", "model_versions", "training_log"} & set(tables)  # mldb's own schema stays apart
+    assert inspector.has_table("child") and not inspector.has_table("no_such_table")
+    columns = {c["name"]: c for c in inspector.get_columns("child")}
+    assert list(columns) == ["id", "parent_id", "score", "tag"]
+    assert isinstance(columns["id"]["type"], sa.Integer) and columns["id"]["nullable"] is False
+    assert isinstance(columns["score"]["type"], sa.Float) and isinstance(columns["tag"]["type"], sa.String)
+    assert inspector.get_pk_constraint("child")["constrained_columns"] == ["id"]
+    foreign = inspector.get_foreign_keys("child")
+    assert [(f["constrained_columns"], f["referred_table"], f["referred_columns"]) for f in foreign] == \
+        [(["parent_id"], "parent", ["id"])]
+    assert [(i["name"], i["column_names"], i["unique"]) for i in inspector.get_indexes("child")] == \
+        [("child_score", ["score"], False)]
+    with pytest.raises(NoSuchTableError):
+        inspector.get_columns("no_such_table")
+
+
+def _check_pandas(engine) -> None:
+    FRAME.to_sql("frame", engine, index=False)
+    with engine.connect() as connection:
+        types = dict(connection.execute(sa.text(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'frame'")).fetchall())
+    assert types["f"] == "DOUBLE" and types["i"] == "BIGINT" and types["b"] == "BOOLEAN"
+    assert types["d"].startswith("TIMESTAMP")
+    back = pd.read_sql_table("frame", engine)
+    assert back["f"].tolist() == [0.1, 0.2, 1e300]  # float64 stays float64: 0.1 reads back as 0.1
+    assert back["i"].tolist() == [1, 2, 2**40]
+    assert back["d"].tolist() == FRAME["d"].tolist()
+    assert back["s"].tolist()[:2] == ["a", "b"] and back["s"].isna().tolist() == [False, False, True]
+    queried = pd.read_sql(sa.text("SELECT f FROM frame WHERE i = :i"), engine, params={"i": 2})
+    assert queried["f"].tolist() == [0.2]
+    with pytest.raises(ValueError, match="already exists"):
+        FRAME.head(1).to_sql("frame", engine, index=False, if_exists="fail")
+    assert len(pd.read_sql_table("frame", engine)) == 3  # nothing changed
+    FRAME.head(1).to_sql("frame", engine, index=False, if_exists="append")
+    assert len(pd.read_sql_table("frame", engine)) == 4
+
+
+def _check_orm_serial(engine) -> None:
+    """SQLAlchemy's Integer primary key is SERIAL: a sequence and a default, ids from 1."""
+    metadata = sa.MetaData()
+    items = sa.Table("items", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(30)))
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        assert connection.execute(items.insert().values(name="a")).inserted_primary_key == (1,)
+        connection.execute(items.insert(), [{"name": "b"}, {"name": "c"}])
+    with engine.begin() as connection:
+        connection.execute(items.insert().values(name="rolled back"))
+        connection.rollback()
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(items).order_by(items.c.id)).fetchall() == [(1, "a"), (2, "b"), (3, "c")]
+    metadata.drop_all(engine)
+    metadata.create_all(engine)  # a table made again counts from 1 again
+    with engine.begin() as connection:
+        assert connection.execute(items.insert().values(name="a")).inserted_primary_key == (1,)
+    metadata.drop_all(engine)
+
+
+# -- in process: mldb:// ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = sa.create_engine(f"mldb:///{tmp_path / 'shop.db'}")
+    yield engine
+    engine.dispose()
+
+
+def test_dialect_is_registered_by_the_package_and_memory_urls_work():
+    for url in ("mldb://", "mldb:///:memory:"):
+        memory = sa.create_engine(url)
+        with memory.connect() as connection:
+            assert connection.execute(sa.text("SELECT 40 + 2")).scalar() == 42
+            assert type(connection.connection.dbapi_connection) is mldb.Connection
+        memory.dispose()
+
+
+def test_in_process_reflection(engine):
+    with engine.begin() as connection:
+        _make_schema(connection)
+    _check_reflection(engine)
+    assert "models" in sa.inspect(engine).get_table_names(schema="mldb")  # still reachable by schema
+
+
+def test_in_process_pandas_round_trip_keeps_types(engine):
+    _check_pandas(engine)
+
+
+def test_in_process_serial_primary_key_and_rollback(engine):
+    _check_orm_serial(engine)
+
+
+def test_in_process_errors_are_wrapped_and_change_nothing(engine):
+    with engine.begin() as connection:
+        _make_schema(connection)
+        connection.execute(sa.text("INSERT INTO parent VALUES (1, 'one')"))
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO parent VALUES (2, 'two')"))
+        connection.execute(sa.text("INSERT INTO parent VALUES (1, 'again')"))
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT id, name FROM parent")).fetchall() == [(1, "one")]
+
+
+def test_in_process_read_sql_with_predict(tmp_path):
+    path = tmp_path / "ml.db"
+    with mldb.connect(str(path)) as con:
+        con.execute("CREATE TABLE pts AS SELECT i::DOUBLE AS x, i >= 50 AS y FROM range(100) t(i)")
+        con.execute("CREATE MODEL above PREDICT y FROM pts USING logistic WITH (epochs = 200, seed = 1)")
+    engine = sa.create_engine(f"mldb:///{path}")
+    frame = pd.read_sql(sa.text("SELECT x, PREDICT(above) AS p FROM pts WHERE x IN (0, 99) ORDER BY x"), engine)
+    assert frame["p"].tolist() == [False, True]
+    engine.dispose()
+
+
+def test_jupysql_in_process(tmp_path):
+    path = tmp_path / "j.db"
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "sql")
+    shell.run_line_magic("sql", f"mldb:///{path}")
+    shell.run_line_magic("sql", "CREATE TABLE t AS SELECT range AS i, range * 0.5 AS f FROM range(5)")
+    result = shell.run_line_magic("sql", "SELECT * FROM t WHERE i > 2 ORDER BY i")
+    assert result.DataFrame().values.tolist() == [[3, 1.5], [4, 2.0]]
+    shell.run_line_magic("sql", "--close " + f"mldb:///{path}")
+    with mldb.connect(str(path)) as con:  # committed, in the file
+        assert con.execute("SELECT sum(i) FROM t").fetchone() == (10,)
