@@ -6,6 +6,11 @@ and DuckDB. Transactions follow DuckDB: every statement commits on its own unles
 user opens one with ``BEGIN``; ``commit()`` / ``rollback()`` end it through the
 session's one transaction path, and a result a cursor has not fetched yet stays readable.
 Each ``connect()`` of the same file in one process shares one ``Database``.
+
+DuckDB's Python API works too: ``SELECT * FROM df`` reads a pandas / polars / pyarrow /
+NumPy object of the caller's scope (frames.py), ``register`` / ``unregister``, ``sql()``
+returning a ``Relation``, ``fetchdf`` / ``fetchnumpy`` / ``fetch_arrow_table`` on the
+connection (its last ``execute``) and on cursors, ``$name`` parameters with a dict.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import datetime
 import time
 
-from mldb import errors
+from mldb import batch, errors, frames
 from mldb.database import Database, open_database
 from mldb.result import Result
 from mldb.session import Session
@@ -28,6 +33,7 @@ class Connection:
         self._database = database
         self._session = database.session()
         self.closed = False
+        self._last: Cursor | None = None  # what ``con.fetchall()`` and friends read, as in DuckDB
 
     # -- PEP 249 ----------------------------------------------------------------------
     def cursor(self) -> "Cursor":
@@ -52,14 +58,76 @@ class Connection:
     # -- extensions --------------------------------------------------------------------
     def execute(self, sql: str, params=None) -> "Cursor":
         """Shortcut: a new cursor (on this connection's session) that has run ``sql``."""
-        cursor = self.cursor()
-        cursor.execute(sql, params)
+        cursor = self._last = self.cursor()
+        cursor._execute(sql, params, frames.caller_scope())
         return cursor
 
     def executemany(self, sql: str, seq_of_params) -> "Cursor":
-        cursor = self.cursor()
+        cursor = self._last = self.cursor()
         cursor.executemany(sql, seq_of_params)
         return cursor
+
+    def sql(self, query: str, params=None) -> "Relation | None":
+        """DuckDB's ``con.sql``: a ``Relation`` for a statement with rows; any other statement
+        runs now and gives ``None``."""
+        self._check_open()
+        relation = Relation(self.cursor(), query, params, frames.caller_scope())
+        return relation if relation.description is not None else None
+
+    query = sql
+
+    def register(self, view_name: str, python_object) -> "Connection":
+        """A temporary view of this connection over a pandas / polars / pyarrow / NumPy object,
+        as DuckDB's ``register``: it hides a table of the same name until ``unregister``."""
+        self._check_open()
+        value = frames.scannable(python_object)
+        if value is None:
+            raise errors.ProgrammingError(
+                f'Python object "{view_name}" of type "{type(python_object).__name__}" cannot be registered: '
+                f"it is not a {frames.SCANNED}", sqlstate="42P01")
+        self._session.register(view_name, value)
+        return self
+
+    def unregister(self, view_name: str) -> "Connection":
+        """Drop a view ``register`` made (an unknown name is no error, as in DuckDB)."""
+        self._check_open()
+        self._session.unregister(view_name)
+        return self
+
+    # DuckDB's connection-level fetches read the result of the connection's last execute()
+    def fetchone(self):
+        return self._last_cursor().fetchone()
+
+    def fetchmany(self, size: int = 1):
+        return self._last_cursor().fetchmany(size)
+
+    def fetchall(self):
+        return self._last_cursor().fetchall()
+
+    def fetchdf(self):
+        return self._last_cursor().df()
+
+    def fetchnumpy(self):
+        return self._last_cursor().fetchnumpy()
+
+    def fetch_arrow_table(self):
+        return self._last_cursor().arrow()
+
+    def pl(self):
+        return self._last_cursor().pl()
+
+    fetch_df = df = fetchdf
+    arrow = fetch_arrow_table
+
+    @property
+    def description(self):
+        return self._last.description if self._last is not None else None
+
+    def _last_cursor(self) -> "Cursor":
+        self._check_open()
+        if self._last is None:
+            raise errors.ProgrammingError("no statement has been executed on this connection")
+        return self._last
 
     def interrupt(self) -> None:
         """Cancel the statement running on this connection (call it from another thread);
@@ -126,16 +194,33 @@ class Cursor:
         return self._result.rowcount if self._result else -1
 
     def execute(self, sql: str, params=None) -> "Cursor":
+        return self._execute(sql, params, frames.caller_scope())
+
+    def _execute(self, sql: str, params, scope: frames.Scope | None) -> "Cursor":
+        """``execute`` with the scope replacement scans look in (the caller's, or a notebook's)."""
         self._check_open()
         self._close_result()
-        self._result = self._session.execute(sql, _params(params))
+        self._result = self._session.execute(sql, _params(params), scope)
         return self
 
     def executemany(self, sql: str, seq_of_params) -> "Cursor":
+        """As DuckDB's: each parameter set in turn, rows earlier than a failing one stay inserted.
+        A plain ``INSERT ... VALUES (?, ...)`` runs as one INSERT of an Arrow table of the
+        parameters (batch.py); if that fails outside a transaction, it runs row by row so the
+        rows before the bad one are kept and the error is that row's."""
         self._check_open()
+        seq_of_params = seq_of_params if isinstance(seq_of_params, (list, tuple)) else list(seq_of_params)
+        plan = batch.insert_plan(sql, seq_of_params)
+        if plan is not None:
+            try:
+                return self._execute(plan.sql, None, plan.scope)
+            except errors.Error:
+                if self._session.in_transaction:
+                    raise  # DuckDB has aborted the transaction: no row by row
+        scope = frames.caller_scope()
         total = 0
         for params in seq_of_params:
-            self.execute(sql, params)
+            self._execute(sql, params, scope)
             total += max(self.rowcount, 0)
         self._result = Result.done(self._result.status if self._result else "", total)
         return self
@@ -198,6 +283,9 @@ class Cursor:
     def df(self):
         return self._fetching().df()
 
+    fetchdf = fetch_df = df
+    fetch_arrow_table = arrow
+
     @property
     def status(self) -> str:
         return self._result.status if self._result else ""
@@ -228,6 +316,103 @@ def connect(database: str = ":memory:", *, read_only: bool = False, config: dict
     for path in udfs:
         connection.execute("LOAD UDFS FROM ?", [str(path)])
     return connection
+
+
+class Relation:
+    """What ``con.sql()`` returns: a statement's rows read with DuckDB's relation names.
+
+    The first read uses the result ``sql()`` computed (errors surface there, as in DuckDB);
+    as a DuckDB relation keeps no result, each later whole read (``df``, ``fetchall`` ...)
+    runs the statement again. ``fetchone`` / ``fetchmany`` read on through one result. It is
+    not a relational API: write the SQL (``SELECT ... FROM rel`` reads it as a frame).
+    """
+
+    def __init__(self, cursor: Cursor, sql: str, params, scope: frames.Scope):
+        self._cursor, self._sql, self._params, self._scope = cursor, sql, params, scope
+        cursor._execute(sql, params, scope)
+        self.description = cursor.description if returns_rows(cursor) else None
+        self._fresh = True
+
+    @property
+    def columns(self) -> list[str]:
+        return [column[0] for column in self.description]
+
+    @property
+    def types(self) -> list[str]:
+        return [column[1] for column in self.description]
+
+    dtypes = types
+
+    def _whole(self) -> Cursor:
+        if not self._fresh:
+            self._cursor._execute(self._sql, self._params, self._scope)
+        self._fresh = False
+        return self._cursor
+
+    def df(self):
+        return self._whole().df()
+
+    def pl(self):
+        return self._whole().pl()
+
+    def arrow(self):
+        return self._whole().arrow()
+
+    def fetchnumpy(self):
+        return self._whole().fetchnumpy()
+
+    def fetchall(self):
+        return self._whole().fetchall()
+
+    def fetch_arrow_reader(self, batch_size: int = 100_000):
+        return self._whole().arrow_reader(batch_size)
+
+    fetchdf = to_df = df
+    fetch_arrow_table = to_arrow_table = arrow
+    to_arrow_reader = fetch_arrow_reader
+
+    def fetchone(self):
+        self._fresh = False
+        return self._cursor.fetchone()
+
+    def fetchmany(self, size: int = 1):
+        self._fresh = False
+        return self._cursor.fetchmany(size)
+
+    def show(self, max_rows: int = 10_000) -> None:
+        """Print the rows as DuckDB's shell draws them."""
+        print(self._render(max_rows))
+
+    def _render(self, max_rows: int = 10_000) -> str:
+        import duckdb
+        import pyarrow as pa
+
+        reader, kept, count = self._whole().arrow_reader(), [], 0
+        for batch in reader:
+            kept.append(batch.slice(0, max_rows - count))
+            count += kept[-1].num_rows
+            if count >= max_rows:
+                reader.close()
+                break
+        with duckdb.connect() as holder:
+            return str(holder.from_arrow(pa.Table.from_batches(kept, reader.schema)))
+
+    def __repr__(self) -> str:
+        return self._render()
+
+
+def returns_rows(cursor: Cursor) -> bool:
+    """Whether the statement gave rows (DuckDB answers INSERT / CREATE / SET with one ``Count``
+    or ``Success`` column: those are statements without rows)."""
+    description = cursor.description
+    if description is None:
+        return False
+    return (cursor.status in _QUERY_WORDS or len(description) != 1
+            or description[0][0] not in ("Count", "Success"))
+
+
+_QUERY_WORDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "SUMMARIZE",
+                          "PRAGMA", "EXPLAIN", "CALL", "PIVOT", "UNPIVOT"})
 
 
 def _params(params):

@@ -21,7 +21,7 @@ import contextlib
 import duckdb
 from sqlglot import exp
 
-from mldb import errors
+from mldb import errors, frames
 from mldb.database import Database, open_database
 from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
@@ -52,14 +52,20 @@ class Session:
         self._pending: Result | None = None  # the result open on ``con``
         self._schema: str | None = None  # current_schema(), read once until USE / SET / RESET
         self._holder: duckdb.DuckDBPyConnection | None = None
+        self._scanned: list[str] = []  # replacement-scan views registered for the last statement
+        self._nested = 0  # how many execute() calls are running (a step runs SQL through execute too)
+        self.con.execute("SET python_enable_replacements = false")  # it would look at mldb's frames: see frames.py
 
     # -- the entry point -------------------------------------------------------------------
-    def execute(self, sql: str, params=None) -> Result:
-        """Run one or more statements; the result is the last statement's."""
+    def execute(self, sql: str, params=None, scope: frames.Scope | None = None) -> Result:
+        """Run one or more statements; the result is the last statement's. A table name that is
+        no table but a frame in ``scope`` reads that frame (replacement scans, see frames.py)."""
         self._check_open()
         if not isinstance(sql, str):
             raise errors.ProgrammingError(f"SQL must be a string, got {type(sql).__name__}")
         self.release_result()
+        if not self._nested:  # a step's own SQL (TRAIN reads its FROM) keeps the outer statement's views
+            self._drop_scans()
         statements = split_statements(sql)
         if statements is None:  # sqlglot cannot tokenize it: DuckDB judges the text as written
             return self._run_sql(sql, params, _first_word(sql))
@@ -69,16 +75,25 @@ class Session:
         for statement, statement_params in _distribute(statements, params):
             if result is not None:
                 result.drain()  # as DuckDB: every statement but the last runs to its end
-            result = self._guarded(self._execute_one, statement, statement_params)
+            self._nested += 1
+            try:
+                result = self._guarded(self._execute_one, statement, statement_params, scope)
+            except errors.Error as error:
+                if (better := frames.unscannable(error, scope)) is error:
+                    raise
+                raise better from None
+            finally:
+                self._nested -= 1
         return result
 
-    def _execute_one(self, statement: Statement, params) -> Result:
+    def _execute_one(self, statement: Statement, params, scope: frames.Scope | None = None) -> Result:
         word = statement.first_word
         if word in _SETTINGS:
             self._schema = None
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
         prefix, inner = _split_explain(statement)
+        self._scan(inner, scope)
         if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
             return self._run_plain(statement, params)
         tree = parse(inner)
@@ -193,6 +208,57 @@ class Session:
     def _abandon(self) -> None:
         """After a cancel: the statement's own transaction was rolled back by whoever raised."""
         self.running = None
+
+    # -- replacement scans (frames.py) --------------------------------------------------------
+    def _scan(self, statement: Statement, scope: frames.Scope | None) -> None:
+        """Register the frames of ``scope`` the statement reads and DuckDB has no table for."""
+        names = frames.candidates(statement.tokens, scope)
+        if not names:
+            return
+        tree = parse(statement)
+        for name in sorted(frames.read_names(tree) & set(names)) if tree is not None else ():
+            if name not in self._scanned and not self._is_relation(name):
+                self.con.complete()  # (a status row of the statement before may be unread)
+                self.con.register(name, frames.scannable(scope.get(name)))
+                self._scanned.append(name)
+
+    def _is_relation(self, name: str) -> bool:
+        """Whether DuckDB resolves ``name`` to a table or view (it wins over a Python variable)."""
+        try:
+            self.con.table(exp.to_identifier(name).sql(dialect=MLDB))
+        except duckdb.CatalogException:
+            return False
+        except duckdb.Error:
+            return True  # e.g. an aborted transaction: register nothing, the statement says why
+        return True
+
+    def register(self, name: str, value) -> None:
+        """``Connection.register``: a temporary view of this session over ``value``."""
+        self.release_result()
+        self._drop_scans()
+        try:
+            self.con.complete()
+            self.con.register(name, value)
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+
+    def unregister(self, name: str) -> None:
+        self.release_result()
+        self._drop_scans()
+        try:
+            self.con.complete()
+            self.con.unregister(name)
+        except duckdb.Error as error:
+            raise errors.translate(error) from None
+
+    def _drop_scans(self) -> None:
+        names, self._scanned = self._scanned, []
+        if names:
+            with contextlib.suppress(duckdb.Error):
+                self.con.complete()
+        for name in names:
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister(name)
 
     # -- results ---------------------------------------------------------------------------
     def release_result(self) -> None:
