@@ -1,0 +1,303 @@
+"""How the ``mldb`` command prints a result: the output modes of DuckDB's CLI.
+
+    table     ASCII grid, headers centred, then "(N rows)" as psql does (the default)
+    box       the same grid in Unicode box-drawing characters
+    duckbox   DuckDB's own renderer (types under the names, numbers right-aligned)
+    markdown  a Markdown table; numeric columns marked right-aligned
+    csv       RFC 4180 CSV (Python's csv module); json: one array; jsonlines: one object a line
+    line      one ``name = value`` a line, a blank line between rows
+    list      values joined by the separator ("|"); tabs: by a tab; html: <tr> rows
+
+Values are rendered by DuckDB, not by Python: each Arrow batch of the result is read by a
+private in-memory DuckDB that casts every column back to the statement's type and then to
+VARCHAR (``to_json`` in the JSON modes), so a float, date, list or struct prints as DuckDB's
+CLI prints it, and whole batches are converted at once. The line modes write each batch as
+it arrives; the grid modes need every row for their widths, so in the interactive shell they
+show at most ``maxrows`` rows and say how many there were. Output that is not the interactive
+terminal (``-c``, ``-f``, stdin, ``.output FILE``) is never cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import html
+import io
+import json
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import duckdb
+
+MODES = ("table", "box", "duckbox", "markdown", "csv", "json", "jsonlines", "line", "list", "tabs", "html")
+_GRIDS = ("table", "box", "duckbox", "markdown")
+_SEPARATORS = {"csv": ",", "tabs": "\t"}  # every other mode: "|" (as DuckDB's)
+_STATUS_MODES = ("table", "box", "duckbox")  # where "CREATE TABLE" / "INSERT 3" lines are printed
+BATCH = 64 * 1024
+
+# DuckDB's JSON mode prints these as JSON numbers, booleans, arrays and objects; every other type
+# (DECIMAL and HUGEINT included, as DuckDB does) as a JSON string of its text
+_JSON_NATIVE = re.compile(r"^(BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT)|FLOAT|DOUBLE)$|\]$|^(STRUCT|MAP|UNION)\(")
+_NUMERIC = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\))$")
+
+# a grid's frame: the top rule, the rule under the header and the bottom rule as
+# (left, fill, join, right), then a row's (left, join, right); None: no such rule
+_FRAMES = {
+    "table": (("+", "-", "+", "+"), ("+", "-", "+", "+"), ("+", "-", "+", "+"), ("|", "|", "|")),
+    "box": (("┌", "─", "┬", "┐"), ("├", "─", "┼", "┤"), ("└", "─", "┴", "┘"), ("│", "│", "│")),
+    "markdown": (None, ("|", "-", "|", "|"), None, ("|", "|", "|")),
+}
+
+
+@dataclass
+class Settings:
+    """What ``.mode``, ``.headers``, ``.separator``, ``.nullvalue`` and ``.maxrows`` set."""
+
+    mode: str = "table"
+    header: bool = True
+    separator: str | None = None  # None: the mode's own
+    nullvalue: str = "NULL"
+    maxrows: int = 40  # grid modes on the interactive terminal only (DuckDB's default); 0: all
+
+    @property
+    def column_separator(self) -> str:
+        return self.separator if self.separator is not None else _SEPARATORS.get(self.mode, "|")
+
+
+@dataclass
+class Printer:
+    """Writes results to ``stream`` in the current mode; ``limited``: the interactive terminal."""
+
+    settings: Settings = field(default_factory=Settings)
+    stream: TextIO | None = None  # None: sys.stdout at the time of writing
+    limited: bool = False
+    _con: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def out(self) -> TextIO:
+        return self.stream if self.stream is not None else sys.stdout
+
+    def print_result(self, cursor) -> None:
+        if cursor.description is None or _is_status_only(cursor):
+            if self.settings.mode in _STATUS_MODES:
+                count = f" {cursor.rowcount}" if cursor.rowcount >= 0 else ""
+                self.out.write(f"{cursor.status}{count}\n" if cursor.status else "OK\n")
+            return
+        names = [column[0] for column in cursor.description]
+        types = [column[1] for column in cursor.description]
+        batches = cursor.arrow_reader(BATCH)
+        mode = self.settings.mode
+        if mode in _GRIDS:
+            self._grid(names, types, batches)
+        else:
+            _LINE_MODES[mode](self, names, types, batches)
+        self.out.flush()
+
+    def close(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+    # -- values as DuckDB renders them ----------------------------------------------------------
+    def _rows(self, batch, types: list[str], build) -> list[tuple]:
+        """The SQL expressions ``build(texts, typed)`` evaluated by DuckDB over ``batch``.
+
+        ``typed`` are the columns cast back to the statement's types (Arrow carries a UUID as
+        text and a HUGEINT as a DECIMAL); ``texts`` are those as DuckDB prints them, a NULL as
+        the null value."""
+        con = self._private()
+        columns = [f"c{i}" for i in range(len(types))]
+        typed = [f"CAST({column} AS {kind})" for column, kind in zip(columns, types)]
+        null = _literal(self.settings.nullvalue)
+        texts = [f"coalesce(CAST({value} AS VARCHAR), {null})" for value in typed]
+        con.register("mldb_printed", batch.rename_columns(columns))
+        try:
+            return con.execute(f"SELECT {', '.join(build(texts, typed))} FROM mldb_printed").fetchall()
+        finally:
+            con.unregister("mldb_printed")
+
+    def _texts(self, batch, types: list[str]) -> list[tuple]:
+        return self._rows(batch, types, lambda texts, _: texts)
+
+    def _lines_of(self, batch, types: list[str], line) -> list[str]:
+        """One text per row: ``line(texts, typed)`` is a SQL expression over the row's values."""
+        return [row[0] for row in self._rows(batch, types, lambda texts, typed: [line(texts, typed)])]
+
+    def _private(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = duckdb.connect()
+        return self._con
+
+    # -- grids ---------------------------------------------------------------------------------
+    def _grid(self, names: list[str], types: list[str], batches) -> None:
+        limit = self.settings.maxrows if self.limited and self.settings.maxrows > 0 else None
+        if self.settings.mode == "duckbox":
+            return self._duckbox(names, types, batches, limit)
+        rows, total = [], 0
+        for batch in batches:
+            if limit is None or len(rows) < limit:
+                rows.extend(self._texts(batch.slice(0, None if limit is None else limit - len(rows)), types))
+            total += batch.num_rows
+        mode = self.settings.mode
+        aligns = [bool(_NUMERIC.match(kind)) for kind in types]
+        self.out.write(_render_grid(_FRAMES[mode], names if self.settings.header else None, rows, aligns))
+        if len(rows) < total:
+            self.out.write(f"({total} rows, {len(rows)} shown; .maxrows 0 shows all)\n")
+        elif mode == "table":
+            self.out.write(f"({total} row{'s' if total != 1 else ''})\n")
+
+    def _duckbox(self, names: list[str], types: list[str], batches, limit: int | None) -> None:
+        """DuckDB's own box renderer, over the whole result held in the private DuckDB."""
+        import pyarrow as pa
+        import shutil
+
+        table = pa.Table.from_batches(list(batches))
+        con = self._private()
+        columns = [f"c{i}" for i in range(len(types))]
+        con.register("mldb_printed", table.rename_columns(columns))
+        try:
+            listed = ", ".join(f"CAST({c} AS {t}) AS {_identifier(n)}" for c, t, n in zip(columns, types, names))
+            relation = con.sql(f"SELECT {listed} FROM mldb_printed")
+            width = shutil.get_terminal_size().columns if self.limited else 1 << 20
+            shown = io.StringIO()
+            with contextlib.redirect_stdout(shown):  # show() prints through Python's sys.stdout
+                relation.show(max_width=width, max_rows=limit or max(table.num_rows, 1),
+                              null_value=self.settings.nullvalue)
+        finally:
+            con.unregister("mldb_printed")
+        self.out.write(shown.getvalue())
+
+    # -- line modes: each batch written as it comes ---------------------------------------------
+    def _csv(self, names, types, batches) -> None:
+        writer = csv.writer(self.out, delimiter=self.settings.column_separator, lineterminator="\n")
+        if self.settings.header:
+            writer.writerow(names)
+        for batch in batches:
+            writer.writerows(self._texts(batch, types))
+
+    def _list(self, names, types, batches) -> None:
+        separator = self.settings.column_separator
+        if self.settings.header:
+            self.out.write(separator.join(names) + "\n")
+        self._write_lines(types, batches, lambda values, _: f" || {_literal(separator)} || ".join(values))
+
+    def _line(self, names, types, batches) -> None:
+        width = max([5, *map(_width, names)])
+        labels = [_literal(" " * (width - _width(name)) + name + " = ") for name in names]
+        first = True
+        for batch in batches:
+            if batch.num_rows:
+                lines = self._lines_of(batch, types, lambda values, _: " || chr(10) || ".join(
+                    f"{label} || {value}" for label, value in zip(labels, values)))
+                self.out.write(("" if first else "\n") + "\n\n".join(lines) + "\n")
+                first = False
+
+    def _json(self, names, types, batches) -> None:
+        lines = (line for batch in batches for line in self._lines_of(batch, types, _json_object(names, types)))
+        first = next(lines, None)
+        if first is None:
+            self.out.write("[]\n")
+            return
+        self.out.write("[" + first)
+        for line in lines:
+            self.out.write(",\n" + line)
+        self.out.write("]\n")
+
+    def _jsonlines(self, names, types, batches) -> None:
+        self._write_lines(types, batches, _json_object(names, types))
+
+    def _html(self, names, types, batches) -> None:
+        if self.settings.header:
+            self.out.write("<tr>" + "".join(f"<th>{_escape(name)}</th>\n" for name in names) + "</tr>\n")
+        self._write_lines(types, batches, lambda values, _: "'<tr>' || " + " || ".join(
+            f"'<td>' || {_sql_escape(value)} || '</td>' || chr(10)" for value in values) + " || '</tr>'")
+
+    def _write_lines(self, types, batches, line) -> None:
+        for batch in batches:
+            if batch.num_rows:
+                self.out.write("\n".join(self._lines_of(batch, types, line)) + "\n")
+
+
+_LINE_MODES = {"csv": Printer._csv, "list": Printer._list, "tabs": Printer._list, "line": Printer._line,
+               "json": Printer._json, "jsonlines": Printer._jsonlines, "html": Printer._html}
+
+
+def _json_object(names: list[str], types: list[str]):
+    """A SQL expression for a row as DuckDB's CLI writes it in JSON: ``{"name":value,...}``."""
+    keys = [json.dumps(name, ensure_ascii=False) + ":" for name in names]
+
+    def line(_, typed) -> str:
+        parts = []
+        for index, (key, value, kind) in enumerate(zip(keys, typed, types)):
+            if not _JSON_NATIVE.search(kind):
+                value = f"CAST({value} AS VARCHAR)"
+            opener = "{" if index == 0 else ","
+            parts.append(f"{_literal(opener + key)} || coalesce(CAST(to_json({value}) AS VARCHAR), 'null')")
+        return " || ".join(parts) + " || '}'" if parts else "'{}'"
+
+    return line
+
+
+def _render_grid(frame, names: list[str] | None, rows: list[tuple], numeric: list[bool]) -> str:
+    top, under, bottom, (left, join, right) = frame
+    cells = ([list(names)] if names is not None else []) + [list(row) for row in rows]
+    widths = [max(_width(row[i]) for row in cells) if cells else 0 for i in range(len(numeric))]
+
+    def rule(parts, markdown=False) -> str:
+        start, fill, middle, end = parts
+        spans = [fill * (w + 1) + (":" if markdown and num else fill) for w, num in zip(widths, numeric)]
+        return start + middle.join(spans) + end + "\n"
+
+    def line(values, centred=False) -> str:
+        padded = []
+        for value, w in zip(values, widths):
+            pad = w - _width(value)
+            before = pad // 2 if centred else 0
+            padded.append(" " + " " * before + value + " " * (pad - before) + " ")
+        return left + join.join(padded) + right + "\n"
+
+    out = [rule(top)] if top else []
+    if names is not None:
+        out += [line(names, centred=True), rule(under, markdown=frame is _FRAMES["markdown"])]
+    out += [line(row) for row in rows]
+    out += [rule(bottom)] if bottom else []
+    return "".join(out)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes on a terminal (East Asian wide characters take two)."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+_QUERY_WORDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "SUMMARIZE",
+                          "PRAGMA", "EXPLAIN", "CALL", "PIVOT", "UNPIVOT", "("})
+
+
+def _is_status_only(cursor) -> bool:
+    """DuckDB answers INSERT/CREATE/... with a single ``Count`` column; show a status line instead."""
+    description = cursor.description
+    return cursor.status not in _QUERY_WORDS and len(description) == 1 and description[0][0] == "Count"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _escape(text: str) -> str:
+    return html.escape(text).replace("&#x27;", "&#39;")
+
+
+def _sql_escape(value: str) -> str:
+    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#39;")):
+        value = f"replace({value}, {_literal(raw)}, {_literal(escaped)})"
+    return value
