@@ -19,14 +19,17 @@ import traceback
 from mldb import errors
 from mldb.frontend import split_statements
 from mldb.result import Result
-from mldb.server import auth, pg_catalog, protocol
+from mldb.execution import canceled
+from mldb.server import auth, copy, pg_catalog, protocol
+from mldb.server.columns import encode_column
 from mldb.server.portal import Portal, Prepared, command_tag, row_fields
 from mldb.server.protocol import ConnectionClosed, ProtocolViolation
-from mldb.server.types import param_decoder
+from mldb.server.types import param_decoder, pg_type
 
 log = logging.getLogger("mldb.server")
 
 _FLUSH_AT = 1 << 16
+_COPY_BATCH = 65_536  # rows per Arrow batch of COPY TO STDOUT
 _STARTUP_TIMEOUT = 60.0  # seconds for start-up and authentication, as PostgreSQL's authentication_timeout
 _TX_END = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
 _TX_BEGIN = frozenset({"BEGIN", "START"})
@@ -199,7 +202,9 @@ class Client:
     # -- the message loop ----------------------------------------------------------------------
     def _loop(self) -> None:
         handlers = {b"Q": self._query, b"P": self._parse, b"B": self._bind, b"D": self._describe,
-                    b"E": self._execute, b"C": self._close_message, b"S": self._sync, b"H": lambda _: self.flush()}
+                    b"E": self._execute, b"C": self._close_message, b"S": self._sync, b"H": lambda _: self.flush(),
+                    # CopyData, CopyDone and CopyFail after a COPY FROM STDIN failed are dropped, as PostgreSQL does
+                    b"d": lambda _: None, b"c": lambda _: None, b"f": lambda _: None}
         skipping = False  # after an error in the extended protocol: ignore messages until Sync
         while True:
             kind, body = protocol.read_message(self.rfile)
@@ -299,6 +304,9 @@ class Client:
             self.send(protocol.row_description(row_fields(columns, [])) if columns else protocol.NO_DATA)
         elif kind == b"P":
             portal = self._portal(name)
+            if portal.result is None and not portal.done and _copy_of(portal.prepared) is not None:
+                self.send(protocol.NO_DATA)  # a COPY to or from the client returns no rows
+                return
             self._run(portal)
             fields = portal.fields()
             self.send(protocol.row_description(fields) if fields else protocol.NO_DATA)
@@ -361,6 +369,11 @@ class Client:
                               "25P02")
         self._settle_portals()
         self.queries += 1
+        statement = _copy_of(prepared)
+        if statement is not None:
+            run = self._copy_in if statement.incoming else self._copy_out
+            portal.finish(Result.done("COPY"), run(statement, portal.params))
+            return
         answer = self._transaction_control(prepared.first_word) or pg_catalog.intercept(self, prepared.sql)
         portal.finish(answer if answer is not None else self.session.execute(prepared.sql, portal.params))
         if prepared.first_word in _TX_BEGIN:
@@ -382,6 +395,81 @@ class Client:
         with contextlib.suppress(errors.Error):  # DuckDB may have ended the failed transaction already
             self.session.execute("ROLLBACK")
         return Result.done("ROLLBACK")
+
+    # -- COPY FROM STDIN / TO STDOUT (mldb.server.copy) ------------------------------------------
+    def _copy_in(self, statement: copy.Copy, params) -> str:
+        """CopyInResponse, spool the CopyData, then one INSERT through the session: ``COPY n``."""
+        columns = ", ".join(statement.columns) if statement.columns else "*"
+        targets = copy.columns_sql(self.session.sql(f"SELECT {columns} FROM {statement.table} LIMIT 0").description)
+        spool = copy.Spool(statement.options)
+        try:
+            load = copy.load_sql(statement, targets, spool.path)  # (its option errors come before any data)
+            self.send(protocol.copy_response(b"G", len(targets)))
+            self.flush()
+            self._receive_copy(spool)
+            if self.cancel_message == self.message:
+                raise canceled()
+            if statement.options.header == "match":
+                self._match_header(spool.path, statement.options, targets)
+            try:
+                result = self.session.execute(load)
+            except errors.Error as error:
+                if "CSV Error" not in str(error):
+                    raise
+                # a malformed line (22P04, bad_copy_file_format) or a value of the wrong type (22P02)
+                sqlstate = error.sqlstate if error.sqlstate.startswith("22") else "22P04"
+                raise errors.DataError(copy.clean_error(str(error), statement, targets), sqlstate=sqlstate) from None
+            return f"COPY {max(result.rowcount, 0)}"
+        finally:
+            spool.close()
+
+    def _receive_copy(self, spool: copy.Spool) -> None:
+        """CopyData into the spool until CopyDone; CopyFail ends it with an error (Flush and Sync
+        are ignored here: some drivers send them after every Execute)."""
+        while True:
+            kind, body = protocol.read_message(self.rfile)
+            if kind == b"d":
+                try:
+                    spool.write(body)
+                except OSError as error:
+                    raise ClientError(f"could not write COPY data to a temporary file: {error.strerror}",
+                                      "53100") from None
+            elif kind == b"c":
+                spool.finish()
+                return
+            elif kind == b"f":
+                raise ClientError(f"COPY from stdin failed: {protocol.Payload(body).cstring()}", "57014")
+            elif kind not in (b"H", b"S"):
+                raise ProtocolViolation(f"unexpected message type {kind!r} during COPY from stdin")
+
+    def _match_header(self, path: str, options: copy.Options, targets: list[tuple[str, str]]) -> None:
+        row = self.session.sql(copy.header_sql(path, options, len(targets))).fetchone() or ()
+        for number, ((name, _), found) in enumerate(zip(targets, row), 1):
+            if found != name[1:-1].replace('""', '"'):
+                raise ClientError(f'column name mismatch in header line field {number}: got "{found}", '
+                                  f'expected "{name[1:-1]}"', "22P04")
+
+    def _copy_out(self, statement: copy.Copy, params) -> str:
+        """CopyOutResponse, one CopyData per row (whole Arrow batches encoded at once), CopyDone."""
+        result = self.session.execute(statement.select_sql(), params)
+        if not result.has_rows:
+            raise ClientError("COPY query must return rows", "0A000")
+        names = [column[0] for column in result.description]
+        try:
+            encoder = copy.Encoder(statement.options, names, [pg_type(str(column[1])) for column in result.description])
+        except copy.CopyError:
+            result.close()
+            raise
+        self.send(protocol.copy_response(b"H", len(names)))
+        if statement.options.header:
+            self.send(encoder.header())
+        count = 0
+        for batch in result.arrow_reader(_COPY_BATCH):
+            if batch.num_rows:
+                self.send(encoder.rows(batch, encode_column))
+                count += batch.num_rows
+        self.send(protocol.COPY_DONE)
+        return f"COPY {count}"
 
     def _notice(self, severity: str, sqlstate: str, message: str) -> None:
         self.send(protocol.error_fields(b"N", {"S": severity, "V": severity, "C": sqlstate, "M": message}))
@@ -406,6 +494,13 @@ def _statements(sql: str) -> list[str]:
     return [sql] if statements is None else [statement.text for statement in statements]
 
 
+def _copy_of(prepared: Prepared) -> copy.Copy | None:
+    """The COPY FROM STDIN / TO STDOUT a statement is, if it is one (a COPY of a file is DuckDB's)."""
+    if prepared.first_word != "COPY":
+        return None
+    return copy.parse(prepared.sql)
+
+
 def _decode(values: list[bytes | None], formats: list[int], oids: list[int]) -> list | None:
     if not values:
         return None
@@ -424,7 +519,7 @@ def _decode(values: list[bytes | None], formats: list[int], oids: list[int]) -> 
 def _error_fields(error: Exception) -> dict[str, str]:
     if isinstance(error, errors.Error):
         sqlstate, position = error.sqlstate, error.position
-    elif isinstance(error, ClientError):
+    elif isinstance(error, (ClientError, copy.CopyError)):
         sqlstate, position = error.sqlstate, None
     else:
         log.error("internal error:\n%s", traceback.format_exc())

@@ -33,9 +33,16 @@ class ConnectionClosed(Exception):
 
 def _read_exact(stream, size: int) -> bytes:
     data = stream.read(size)
-    if data is None or len(data) < size:
-        raise ConnectionClosed()
-    return data
+    if data is not None and len(data) == size:
+        return data
+    parts, got = [data or b""], len(data or b"")  # an unbuffered (start-up) stream may return less
+    while got < size:
+        more = stream.read(size - got)
+        if not more:
+            raise ConnectionClosed()
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 def read_startup(stream) -> tuple[int, bytes]:
@@ -186,12 +193,18 @@ def error_fields(kind: bytes, fields: dict[str, str]) -> bytes:
     return message(kind, body + b"\0")
 
 
+def copy_response(kind: bytes, columns: int) -> bytes:
+    """CopyInResponse (b'G') or CopyOutResponse (b'H'): text format for every column."""
+    return message(kind, struct.pack(f"!bh{columns}h", 0, columns, *([0] * columns)))
+
+
 PARSE_COMPLETE = message(b"1")
 BIND_COMPLETE = message(b"2")
 CLOSE_COMPLETE = message(b"3")
 NO_DATA = message(b"n")
 EMPTY_QUERY = message(b"I")
 PORTAL_SUSPENDED = message(b"s")
+COPY_DONE = message(b"c")
 
 
 def data_rows(fields: list) -> bytes:
@@ -211,6 +224,21 @@ def data_rows(fields: list) -> bytes:
     header = np.zeros(count, dtype=[("kind", "S1"), ("size", ">i4"), ("columns", ">i2")])
     header["kind"], header["size"], header["columns"] = b"D", sizes, len(fields)
     rows = pc.binary_join_element_wise(_as_binary(header.tobytes(), 7, count), *parts, _EMPTY())
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset : rows.offset + count + 1]
+    return memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
+
+
+def copy_data_rows(lines) -> bytes:
+    """One CopyData message per row: ``lines`` is an Arrow ``large_binary`` array of rows
+    without their newline."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    count = len(lines)
+    header = np.zeros(count, dtype=[("kind", "S1"), ("size", ">i4")])
+    header["kind"], header["size"] = b"d", pc.binary_length(lines).to_numpy(zero_copy_only=False) + 5
+    newline = _as_binary(b"\n" * count, 1, count)
+    rows = pc.binary_join_element_wise(_as_binary(header.tobytes(), 5, count), lines, newline, _EMPTY())
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset : rows.offset + count + 1]
     return memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
 
