@@ -15,12 +15,14 @@ statement rolls back and fails with SQLSTATE 57014):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import secrets
 import select
 import socket
+import ssl
 import threading
 import time
 
@@ -38,8 +40,10 @@ _CLOSED = (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL)
 
 class Server:
     def __init__(self, database, host: str = "127.0.0.1", port: int = 5433, *, secret=None,
-                 auth_method: str = "scram-sha-256", max_connections: int = 100, grace: float = 0.0):
+                 auth_method: str = "scram-sha-256", max_connections: int = 100, grace: float = 0.0,
+                 tls=None, tls_required: bool = False):
         self.database, self.secret, self.auth_method = database, secret, auth_method
+        self.tls, self.tls_required = tls, tls_required  # an ssl.SSLContext (mldb.server.tls), or None
         self.max_connections, self.grace = max_connections, grace
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=128)
         self.listener.settimeout(_WATCH_EVERY)
@@ -198,6 +202,12 @@ def _hung_up(sock: socket.socket) -> bool:
 def _end(connection: Client) -> None:
     """Tell a client the server is shutting down and close its socket (its thread then cleans up)."""
     connection.outcome = "server shut down"
+    if isinstance(connection.sock, ssl.SSLSocket):
+        # (a TLS connection's thread may be inside a read: writing to it from here is not safe; its
+        # client sees the connection close)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+        return
     try:
         connection.sock.sendall(protocol.error_fields(b"E", {"S": "FATAL", "V": "FATAL", "C": "57P01",
                                                               "M": "terminating connection due to administrator command"}))

@@ -1,4 +1,5 @@
-"""``mldb serve DB [--host 127.0.0.1] [--port 5433] [--password ... | --password-file ...]``."""
+"""``mldb serve DB [--host 127.0.0.1] [--port 5433] [--password ... | --password-file ...]
+[--tls-cert FILE --tls-key FILE [--tls-required]]``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def serve_main(argv: list[str]) -> int:
         print(f"mldb serve: refusing to listen on {options.host} without a password; "
               "give --password/--password-file, or --insecure to allow anyone who can reach it", file=sys.stderr)
         return 2
+    try:
+        tls = _tls(options)
+    except ValueError as error:
+        print(f"mldb serve: {error}", file=sys.stderr)
+        return 2
     from mldb.server.app import Server
     from mldb.database import open_database
 
@@ -35,7 +41,8 @@ def serve_main(argv: list[str]) -> int:
         return 1
     try:
         server = Server(database, options.host, options.port, secret=secret, auth_method=options.auth_method,
-                        max_connections=options.max_connections, grace=options.grace)
+                        max_connections=options.max_connections, grace=options.grace, tls=tls,
+                        tls_required=options.tls_required)
     except OSError as error:
         database.close()
         print(f"mldb serve: cannot listen on {options.host}:{options.port}: {error.strerror}", file=sys.stderr)
@@ -48,7 +55,8 @@ def serve_main(argv: list[str]) -> int:
               file=sys.stderr)
     host, port = server.address[:2]
     auth = f"password ({options.auth_method})" if secret else "no password (trust)"
-    print(f"mldb serve: {options.database} on {host}:{port}, {auth}", file=sys.stderr, flush=True)
+    encryption = ("TLS required" if options.tls_required else "TLS available") if tls else "no TLS"
+    print(f"mldb serve: {options.database} on {host}:{port}, {auth}, {encryption}", file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 
@@ -68,7 +76,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
                         help="on SIGTERM/SIGINT, how long running statements may finish before they are "
                              "interrupted and rolled back (default 0: at once; a second signal ends the wait)")
+    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain): clients may ask for TLS "
+                                                            "(sslmode=require); needs --tls-key")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-required", action="store_true",
+                        help="refuse clients that do not use TLS (default: TLS is the client's choice)")
     return parser
+
+
+def _tls(options):
+    """The server's SSLContext, or None without --tls-cert/--tls-key (ValueError: a clear reason)."""
+    if not options.tls_cert and not options.tls_key:
+        if options.tls_required:
+            raise ValueError("--tls-required needs --tls-cert and --tls-key")
+        return None
+    if not options.tls_cert or not options.tls_key:
+        raise ValueError("--tls-cert and --tls-key go together: give both")
+    from mldb.server.tls import TLSSetupError, server_context
+
+    try:
+        return server_context(options.tls_cert, options.tls_key)
+    except TLSSetupError as error:
+        raise ValueError(f"TLS: {error}") from None
 
 
 def _secret(options) -> Secret | None:

@@ -48,7 +48,7 @@ class ClientError(Exception):
 class Client:
     def __init__(self, server, sock, address):
         self.server, self.sock, self.address = server, sock, address
-        self.rfile = sock.makefile("rb", buffering=1 << 16)
+        self.rfile = sock.makefile("rb", buffering=0)  # unbuffered until start-up: TLS may take the socket over
         self.out: list[bytes] = []
         self.out_size = 0
         self.session = None
@@ -63,6 +63,7 @@ class Client:
         self.queries = 0
         self.outcome = "closed"
         self.pid = self.secret = 0
+        self.encrypted = False  # TLS (mldb.server.tls)
         server.register(self)  # last: other threads may look at it from now on
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -125,11 +126,16 @@ class Client:
     # -- start-up ------------------------------------------------------------------------------
     def _startup(self) -> bool:
         code, body = protocol.read_startup(self.rfile)
-        for _ in range(2):  # SSLRequest and/or GSSENCRequest come first; both get 'N'
-            if code not in (protocol.SSL_REQUEST, protocol.GSSENC_REQUEST):
+        for _ in range(2):  # SSLRequest and/or GSSENCRequest come first
+            if code not in (protocol.SSL_REQUEST, protocol.GSSENC_REQUEST) or self.encrypted:
                 break
-            self.sock.sendall(b"N")
+            if code == protocol.SSL_REQUEST and self.server.tls is not None:
+                self._start_tls()
+            else:
+                self.sock.sendall(b"N")  # no GSSAPI; no TLS unless --tls-cert/--tls-key
             code, body = protocol.read_startup(self.rfile)
+        self.rfile.close()
+        self.rfile = self.sock.makefile("rb", buffering=1 << 16)
         if code == protocol.CANCEL_REQUEST:
             self.outcome = "cancel request"
             payload = protocol.Payload(body)
@@ -143,6 +149,10 @@ class Client:
         self.params.update(pg_catalog.command_line_options(self.params.get("options", "")))
         if code != protocol.PROTOCOL_3 or any(name.startswith("_pq_.") for name in self.params):
             self._negotiate_version()
+        if self.server.tls_required and not self.encrypted:
+            self.outcome = "refused: no TLS"
+            self._fatal("this server accepts only TLS connections: connect with sslmode=require", "28000")
+            return False
         if not self.params.get("user"):
             self.outcome = "no user name"
             self._fatal("no PostgreSQL user name specified in startup packet", "28000")
@@ -157,6 +167,15 @@ class Client:
         self.session.load_udfs_allowed = False  # LOAD UDFS would run a file's code on the server
         self._greet()
         return True
+
+    def _start_tls(self) -> None:
+        """Answer 'S' and run the TLS handshake: the rest of the connection is encrypted. The SSLRequest
+        was read unbuffered, so no byte the client sent before the handshake can be read as encrypted."""
+        self.sock.sendall(b"S")
+        self.rfile.close()
+        self.sock = self.server.tls.wrap_socket(self.sock, server_side=True)
+        self.rfile = self.sock.makefile("rb", buffering=0)
+        self.encrypted = True
 
     def _negotiate_version(self) -> None:
         """NegotiateProtocolVersion: we speak 3.0 and none of the ``_pq_.`` options."""
