@@ -98,11 +98,21 @@ class Client:
             portal.close()
         if self.session is not None:
             self.session.close()  # closing the DuckDB cursor rolls back an open transaction
+        self._discard_input()
         try:
             self.rfile.close()
             self.sock.close()
         except OSError:
             pass
+
+    def _discard_input(self) -> None:
+        """Read what the client sent that was not read (start-up is read unbuffered): a socket closed
+        with unread bytes resets the connection, and the client could lose our last error message."""
+        with contextlib.suppress(OSError, ValueError):
+            self.sock.setblocking(False)
+            for _ in range(16):
+                if not self.sock.recv(1 << 16):
+                    break
 
     # -- output --------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
