@@ -7,6 +7,7 @@ Every frontend raises these; DuckDB's exceptions are translated in one place,
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import duckdb
 
@@ -24,7 +25,14 @@ class Error(Exception):
         super().__init__(message)
         if sqlstate:
             self.sqlstate = sqlstate
-        self.position = position  # 1-based character offset of a syntax error, if known
+        self.position = position  # 1-based character offset in the statement (as PostgreSQL's), if known
+        self.query: str | None = None  # the SQL DuckDB reported the error for (its ``LINE n:`` excerpt)
+        self.span: tuple[int, int] | None = None  # (offset, length) in ``query`` that DuckDB pointed at
+
+    @property
+    def summary(self) -> str:
+        """The message without the ``LINE n:`` excerpt (a PostgreSQL client draws its own from ``position``)."""
+        return _CONTEXT.sub("", str(self))
 
 
 class InterfaceError(Error):
@@ -114,10 +122,22 @@ class FunctionError(Exception):
         super().__init__(f"mldb[{type(error).__name__}/{error.sqlstate}] {error}")
 
 
-def translate(error: duckdb.Error) -> Error:
+def translate(error: duckdb.Error, sql: str | None = None) -> Error:
     """Map a DuckDB exception to the matching mldb class, keeping DuckDB's message.
 
-    An mldb error raised inside one of mldb's functions keeps its own class and SQLSTATE."""
+    An mldb error raised inside one of mldb's functions keeps its own class and SQLSTATE.
+    With ``sql`` (what DuckDB ran), the place its ``LINE n:`` excerpt points at is kept
+    as ``query``/``span`` and ``position``."""
+    translated = _translate(error)
+    if sql is not None:
+        translated.query = sql
+        translated.span = pointed_at(str(translated), sql)
+        if translated.span is not None:
+            translated.position = translated.span[0] + 1
+    return translated
+
+
+def _translate(error: duckdb.Error) -> Error:
     message = str(error)
     raised = _FUNCTION_ERROR.search(message)
     if raised is not None:
@@ -171,3 +191,92 @@ def duckdb_error(message: str) -> duckdb.Error:
     found = _ERROR_KIND.match(message)
     cls = getattr(duckdb, _ERROR_KINDS.get(found.group(1), "Error"), duckdb.Error) if found else duckdb.Error
     return cls(message)
+
+
+# -- where an error points: DuckDB's "LINE n:" excerpt ------------------------------------------
+_CONTEXT = re.compile(r"\n\nLINE (\d+): (.*)\n( *)(\^+)$")
+_WIDTH = 120  # DuckDB renders at most this many columns of the line (QueryErrorContext::Format)
+
+
+def pointed_at(message: str, sql: str) -> tuple[int, int] | None:
+    """(character offset, length) in ``sql`` that the message's ``LINE n:`` excerpt points at."""
+    found = _CONTEXT.search(message)
+    if found is None:
+        return None
+    number, shown, indent, carets = int(found.group(1)), found.group(2), len(found.group(3)), len(found.group(4))
+    lines = sql.splitlines(keepends=True)
+    if number > len(lines):
+        return None
+    line_start = sum(len(line) for line in lines[: number - 1])
+    line = lines[number - 1].rstrip("\r\n")
+    begin = shown.startswith("...")
+    shown = shown[3:] if begin else shown
+    if shown.endswith("...") and shown[:-3] in line:
+        shown = shown[:-3]
+    start = line.find(shown) if begin else 0
+    if start < 0:
+        return None
+    width, offset = indent - len(f"LINE {number}: ") - (3 if begin else 0), start
+    while width > 0 and offset < len(line):
+        width -= _char_width(line[offset])
+        offset += 1
+    length = 0
+    while carets > 0 and offset + length < len(line):
+        carets -= _char_width(line[offset + length])
+        length += 1
+    return line_start + offset, max(length, 1)
+
+
+def excerpt(sql: str, offset: int, length: int) -> str:
+    """DuckDB's ``LINE n:`` excerpt of ``sql`` pointing at ``length`` characters from ``offset``
+    (a port of DuckDB's QueryErrorContext::Format, which Python cannot call)."""
+    if not 0 <= offset < len(sql):
+        return ""
+    line_start = max(sql.rfind("\n", 0, offset), sql.rfind("\r", 0, offset)) + 1
+    number = 1 + sum(1 for i, c in enumerate(sql[:offset]) if c == "\n" or (c == "\r" and sql[i + 1: i + 2] != "\n"))
+    line_end = next((i for i in range(offset, len(sql)) if sql[i] in "\r\n"), len(sql))
+    line, at = sql[line_start:line_end], offset - line_start
+    widths = [_char_width(c) for c in line]
+    first, begin = 0, False
+    total = 0
+    for i in range(at, 0, -1):
+        total += widths[i]
+        if total >= _WIDTH // 2:
+            first, begin = _natural_break(line, max(i - 4, 0), min(i + 4, at), i), True
+            break
+    last, end, total = len(line), False, 0
+    for i in range(at, len(line)):
+        total += widths[i]
+        if total >= _WIDTH // 2:
+            last, end = _natural_break(line, max(i - 4, at), min(i + 4, len(line)), i), True
+            break
+    indicator = f"LINE {number}: "
+    indent = len(indicator) + (3 if begin else 0) + sum(widths[first:at])
+    carets = sum(widths[at:min(at + length, last)]) or 1
+    shown = ("..." if begin else "") + line[first:last] + ("..." if end else "")
+    return f"\n\n{indicator}{shown}\n{' ' * indent}{'^' * carets}"
+
+
+def _natural_break(line: str, start: int, stop: int, default: int) -> int:
+    """A space or operator character near ``default`` (DuckDB cuts the excerpt there)."""
+    for k in range(start, stop):
+        if line[k].isspace() or (line[k].isascii() and not line[k].isalnum() and line[k] != "_"):
+            return k
+    return default
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def with_excerpt(error: Error, message: str, sql: str | None, span: tuple[int, int] | None,
+                 position: int | None = None) -> Error:
+    """A copy of ``error`` (same class and SQLSTATE) with ``message`` and, when ``span`` is given,
+    DuckDB's excerpt of ``sql`` and the 1-based ``position`` there."""
+    context = excerpt(sql, *span) if sql is not None and span is not None else ""
+    copy = type(error)(message + context, sqlstate=error.sqlstate,
+                       position=span[0] + 1 if context else position)
+    copy.query, copy.span = (sql, span) if context else (None, None)
+    return copy

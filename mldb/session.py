@@ -26,6 +26,7 @@ from mldb.database import Database, open_database
 from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
+from mldb.frontend.positions import as_written
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
 from mldb.result import Result
 
@@ -106,6 +107,9 @@ class Session:
         execution = self.database.start(self, inner.text)
         try:
             return self._run_planned(statement, tree, params, execution, prefix)
+        except errors.Error as error:
+            execution.finish(success=False)
+            raise as_written(error, statement) from None  # the user's text, not the rewritten SQL
         except BaseException:
             execution.finish(success=False)
             raise
@@ -186,7 +190,7 @@ class Session:
         except duckdb.Error as error:
             if execution is not None:
                 execution.finish(success=False)
-            raise errors.translate(error) from None
+            raise errors.translate(error, sql) from None
         if result is None:
             result = Result.from_duckdb(self.con, status, execution)
         if result.streaming:
@@ -289,7 +293,7 @@ class Session:
         try:
             return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
         except duckdb.Error as error:
-            raise errors.translate(error) from None
+            raise errors.translate(error, sql) from None
 
     def current_schema(self) -> str:
         """DuckDB's ``current_schema()``, read once per change of it (rules ask on every statement)."""

@@ -34,6 +34,8 @@ TRIGGERS: frozenset[str] = frozenset(
     word.upper() for module in _GRAMMARS for word in getattr(module, "TRIGGERS", ())
 )
 STATEMENT_RULES = _merged_statements()
+FUNCTION_NAMES: frozenset[str] = frozenset(_merged("FUNCTIONS"))  # PREDICT, EMBED, ...: mldb's functions
+SPAN = "mldb_span"  # meta key of a SELECT projection: (first, last) character of its text in the statement
 
 
 class MLDB(DuckDB):
@@ -54,6 +56,18 @@ class MLDB(DuckDB):
                     return node
                 self._retreat(start)
             return super()._parse_statement()
+
+        def _parse_projections(self):
+            """Each projection remembers where its text is (``SPAN``), so a rewritten one
+            can keep the column name DuckDB gives the text as the user wrote it."""
+            return self._parse_csv(self._parse_spanned_projection), None
+
+        def _parse_spanned_projection(self) -> exp.Expression | None:
+            first = self._curr
+            node = self._parse_expression()
+            if node is not None and first is not None and self._prev is not None:
+                node.meta[SPAN] = (first.start, self._prev.end)
+            return node
 
 
 _DIALECT = MLDB()
@@ -138,9 +152,21 @@ def parse(statement: Statement) -> exp.Expression | None:
         trees = _DIALECT.parser().parse(statement.tokens, statement.text)
     except ParseError as error:
         if statement.first_word in STATEMENT_RULES and _is_mldb_statement(statement):
-            raise _syntax_error(error) from None
+            raise _syntax_error(error, statement) from None
         return None
-    return trees[0] if trees else None
+    tree = trees[0] if trees else None
+    if tree is not None:
+        _source_texts(tree, statement)
+    return tree
+
+
+def _source_texts(tree: exp.Expression, statement: Statement) -> None:
+    """Turn each projection's ``SPAN`` (positions in the whole string) into its text."""
+    for node in tree.walk():
+        span = node.meta.get(SPAN)
+        if isinstance(span, tuple):
+            first, last = span
+            node.meta[SPAN] = statement.text[first - statement.offset : last + 1 - statement.offset]
 
 
 def _is_mldb_statement(statement: Statement) -> bool:
@@ -148,9 +174,22 @@ def _is_mldb_statement(statement: Statement) -> bool:
     return bool(TRIGGERS.intersection(words))
 
 
-def _syntax_error(error: ParseError) -> errors.ProgrammingError:
+def _syntax_error(error: ParseError, statement: Statement) -> errors.ProgrammingError:
+    """sqlglot's error as mldb's: the 1-based ``position`` of the offending token in the
+    statement and DuckDB's ``LINE n:`` excerpt pointing at it."""
     detail = error.errors[0] if error.errors else {}
     message = detail.get("description") or str(error)
-    column = detail.get("col")
-    where = f" at line {detail.get('line')}, column {column}" if column else ""
-    return errors.ProgrammingError(f"syntax error{where}: {message}", sqlstate="42601", position=column)
+    token = _token_ending_at(statement, detail.get("line"), detail.get("col"))
+    if token is None:
+        return errors.ProgrammingError(f"syntax error: {message}", sqlstate="42601")
+    start = token.start - statement.offset
+    line = statement.text.count("\n", 0, start) + 1
+    column = start - (statement.text.rfind("\n", 0, start) + 1) + 1
+    context = errors.excerpt(statement.text, start, token.end + 1 - token.start)
+    return errors.ProgrammingError(f"syntax error at line {line}, column {column}: {message}{context}",
+                                   sqlstate="42601", position=start + 1)
+
+
+def _token_ending_at(statement: Statement, line: int | None, column: int | None) -> Token | None:
+    """The token sqlglot's error names by (line, column of its last character)."""
+    return next((token for token in statement.tokens if (token.line, token.col) == (line, column)), None)

@@ -21,6 +21,7 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend.expressions import MldbFunction
+from mldb.frontend.names import name_projections
 
 if TYPE_CHECKING:
     from mldb.execution import Execution
@@ -77,6 +78,7 @@ def rewrite(tree: exp.Expression, planner: Planner) -> exp.Expression:
     from mldb.features import RULES
 
     planner.tree = tree
+    name_projections(tree)  # columns keep the names DuckDB gives what the user wrote
     for rule in RULES:
         tree = rule(tree, planner)
         planner.tree = tree

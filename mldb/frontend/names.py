@@ -1,0 +1,85 @@
+"""Column names as the user wrote them.
+
+DuckDB names an unaliased column after its expression, printed its own way
+(``SELECT x::int`` -> ``CAST(x AS INTEGER)``, ``LOWER( y )`` -> ``lower(y)``). A rewritten
+statement is SQL that sqlglot generated, with mldb's functions replaced, so DuckDB would
+name ``PREDICT(m)`` after the internal call. Before the rules run, each top-level
+projection of every SELECT that holds one of mldb's functions, or whose text sqlglot
+prints differently, gets an alias: DuckDB's own name for the text the user wrote, read
+with DuckDB's parser (``duckdb.SQLExpression``). mldb's function names keep the case they
+were written in (the SPEC's ``PREDICT(m)``; DuckDB would lower it, as it lowers every
+function name).
+
+    SELECT PREDICT(churn), x::int = 1 FROM c
+    -> SELECT PREDICT(churn) AS "PREDICT(churn)", CAST(x AS INT) = 1 AS "(CAST(x AS INTEGER) = 1)" FROM c
+"""
+
+from __future__ import annotations
+
+import duckdb
+from sqlglot import exp
+from sqlglot.errors import TokenError
+from sqlglot.tokens import TokenType
+
+from mldb.frontend.dialect import _DIALECT, FUNCTION_NAMES, MLDB, SPAN
+from mldb.frontend.expressions import MldbFunction
+
+# projections DuckDB names otherwise (a column by its name) or that expand to several columns
+_KEEP = (exp.Alias, exp.Column, exp.Star, exp.Unnest, exp.Columns, exp.Placeholder)
+
+
+def name_projections(tree: exp.Expression) -> None:
+    """Alias every projection whose DuckDB name would change once rewritten (see the module)."""
+    for select in tree.find_all(exp.Select):
+        for projection in list(select.expressions):
+            written = projection.meta.get(SPAN)
+            if not isinstance(written, str) or isinstance(projection, _KEEP):
+                continue
+            if projection.find(exp.Star, exp.Unnest, exp.Columns) is not None:
+                continue
+            name = _name(projection, written)
+            if name is not None:
+                projection.replace(exp.alias_(projection.copy(), name, quoted=True))
+
+
+def _name(projection: exp.Expression, written: str) -> str | None:
+    """The name DuckDB gives ``written``, or None when the rewritten SQL gets the same one."""
+    ours = projection.find(MldbFunction) is not None
+    generated = projection.sql(dialect=MLDB)
+    if not ours and generated == written:
+        return None
+    name = duckdb_name(written)
+    if name is None:
+        return " ".join(written.split()) if ours else None
+    if not ours:
+        return name if name != duckdb_name(generated) else None
+    return _with_written_case(name, written)
+
+
+def duckdb_name(text: str) -> str | None:
+    """DuckDB's column name for an expression's text (its parser's ``ToString``)."""
+    try:
+        return duckdb.SQLExpression(text).get_name()
+    except (duckdb.Error, RuntimeError, ValueError):
+        return None
+
+
+def _with_written_case(name: str, written: str) -> str:
+    """``predict(m)`` (DuckDB lowers function names) -> ``PREDICT(m)`` as written."""
+    spelled = [token.text for token in _function_tokens(written)]
+    lowered = _function_tokens(name)
+    if not spelled or len(spelled) != len(lowered):
+        return name
+    for token, text in sorted(zip(lowered, spelled), key=lambda pair: -pair[0].start):
+        name = name[: token.start] + text + name[token.end + 1 :]
+    return name
+
+
+def _function_tokens(text: str) -> list:
+    """The tokens of ``text`` that name one of mldb's functions in a call."""
+    try:
+        tokens = _DIALECT.tokenize(text)
+    except TokenError:
+        return []
+    return [token for token, after in zip(tokens, tokens[1:])
+            if token.text.upper() in FUNCTION_NAMES and after.token_type == TokenType.L_PAREN]
