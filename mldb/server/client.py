@@ -553,7 +553,8 @@ def _error_fields(error: Exception) -> dict[str, str]:
     else:
         log.error("internal error:\n%s", traceback.format_exc())
         sqlstate, position = "XX000", None
-    message, _, detail = str(error).strip().partition("\n")
+    text = error.summary if position else str(error)  # psql draws the LINE excerpt from the position itself
+    message, _, detail = text.strip().partition("\n")
     fields = {"S": "ERROR", "V": "ERROR", "C": sqlstate, "M": message or type(error).__name__}
     if detail.strip():
         fields["D"] = detail.strip()
