@@ -75,11 +75,12 @@ class Runner:
             self.pending = outer
 
     def feed(self, line: str, source: str | None = None, number: int = 0) -> None:
-        if not self.pending and line.startswith("."):
+        if line.startswith(".") and (not self.pending or _only_comments(self.pending)):
+            self.pending = []
             self._command(line, source, number)
             return
         if not self.pending:
-            if not line.strip():
+            if not line.strip() or line.lstrip().startswith("--"):
                 return
             self._pending_line = number
         self.pending.append(line)
@@ -343,6 +344,17 @@ def _abridged(sql: str, limit: int = 200) -> str:
     """The statement on one line, shortened: enough to find it in the script."""
     flat = " ".join(sql.split())
     return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+def _only_comments(lines: list[str]) -> bool:
+    """Whether the lines hold no SQL (a block comment before a dot command)."""
+    from mldb.frontend.dialect import MLDB
+    from sqlglot.errors import TokenError
+
+    try:
+        return not MLDB().tokenize("\n".join(lines))
+    except TokenError:
+        return False
 
 
 def _is_complete(text: str) -> bool:

@@ -168,7 +168,7 @@ class Printer:
                               null_value=self.settings.nullvalue)
         finally:
             con.unregister("mldb_printed")
-        self.out.write(shown.getvalue())
+        self.out.write(shown.getvalue().rstrip("\n") + "\n")  # show() prints its text and a newline
 
     # -- line modes: each batch written as it comes ---------------------------------------------
     def _csv(self, names, types, batches) -> None:
