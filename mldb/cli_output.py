@@ -102,22 +102,27 @@ class Printer:
             con.close()
 
     # -- values as DuckDB renders them ----------------------------------------------------------
-    def _rows(self, batch, types: list[str], build) -> list[tuple]:
-        """The SQL expressions ``build(texts, typed)`` evaluated by DuckDB over ``batch``.
-
-        ``typed`` are the columns cast back to the statement's types (Arrow carries a UUID as
-        text and a HUGEINT as a DECIMAL); ``texts`` are those as DuckDB prints them, a NULL as
-        the null value."""
-        con = self._private()
+    @contextlib.contextmanager
+    def _typed(self, data, types: list[str]):
+        """``data`` (an Arrow batch or table) readable in the private DuckDB as ``mldb_printed``;
+        yields the connection and each column cast back to the statement's type (Arrow carries
+        a UUID as text and a HUGEINT as a DECIMAL)."""
+        if self._con is None:
+            self._con = duckdb.connect()
         columns = [f"c{i}" for i in range(len(types))]
-        typed = [f"CAST({column} AS {kind})" for column, kind in zip(columns, types)]
-        null = _literal(self.settings.nullvalue)
-        texts = [f"coalesce(CAST({value} AS VARCHAR), {null})" for value in typed]
-        con.register("mldb_printed", batch.rename_columns(columns))
+        self._con.register("mldb_printed", data.rename_columns(columns))
         try:
-            return con.execute(f"SELECT {', '.join(build(texts, typed))} FROM mldb_printed").fetchall()
+            yield self._con, [f"CAST({column} AS {kind})" for column, kind in zip(columns, types)]
         finally:
-            con.unregister("mldb_printed")
+            self._con.unregister("mldb_printed")
+
+    def _rows(self, batch, types: list[str], build) -> list[tuple]:
+        """The SQL expressions ``build(texts, typed)`` evaluated by DuckDB over ``batch``: ``typed``
+        are its columns, ``texts`` those as DuckDB prints them (a NULL as the null value)."""
+        null = _literal(self.settings.nullvalue)
+        with self._typed(batch, types) as (con, typed):
+            texts = [f"coalesce(CAST({value} AS VARCHAR), {null})" for value in typed]
+            return con.execute(f"SELECT {', '.join(build(texts, typed))} FROM mldb_printed").fetchall()
 
     def _texts(self, batch, types: list[str]) -> list[tuple]:
         return self._rows(batch, types, lambda texts, _: texts)
@@ -125,11 +130,6 @@ class Printer:
     def _lines_of(self, batch, types: list[str], line) -> list[str]:
         """One text per row: ``line(texts, typed)`` is a SQL expression over the row's values."""
         return [row[0] for row in self._rows(batch, types, lambda texts, typed: [line(texts, typed)])]
-
-    def _private(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            self._con = duckdb.connect()
-        return self._con
 
     # -- grids ---------------------------------------------------------------------------------
     def _grid(self, names: list[str], types: list[str], batches) -> None:
@@ -151,23 +151,16 @@ class Printer:
 
     def _duckbox(self, names: list[str], types: list[str], batches, limit: int | None) -> None:
         """DuckDB's own box renderer, over the whole result held in the private DuckDB."""
-        import pyarrow as pa
         import shutil
 
-        table = pa.Table.from_batches(list(batches))
-        con = self._private()
-        columns = [f"c{i}" for i in range(len(types))]
-        con.register("mldb_printed", table.rename_columns(columns))
-        try:
-            listed = ", ".join(f"CAST({c} AS {t}) AS {_identifier(n)}" for c, t, n in zip(columns, types, names))
-            relation = con.sql(f"SELECT {listed} FROM mldb_printed")
-            width = shutil.get_terminal_size().columns if self.limited else 1 << 20
-            shown = io.StringIO()
+        table = batches.read_all()
+        width = shutil.get_terminal_size().columns if self.limited else 1 << 20
+        shown = io.StringIO()
+        with self._typed(table, types) as (con, typed):
+            listed = ", ".join(f"{value} AS {_identifier(name)}" for value, name in zip(typed, names))
             with contextlib.redirect_stdout(shown):  # show() prints through Python's sys.stdout
-                relation.show(max_width=width, max_rows=limit or max(table.num_rows, 1),
-                              null_value=self.settings.nullvalue)
-        finally:
-            con.unregister("mldb_printed")
+                con.sql(f"SELECT {listed} FROM mldb_printed").show(
+                    max_width=width, max_rows=limit or max(table.num_rows, 1), null_value=self.settings.nullvalue)
         self.out.write(shown.getvalue().rstrip("\n") + "\n")  # show() prints its text and a newline
 
     # -- line modes: each batch written as it comes ---------------------------------------------

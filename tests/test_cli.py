@@ -345,3 +345,15 @@ def test_shell_mode_switch_and_maxrows_on_a_terminal(tmp_path, db_path):
             shell.terminate(force=True)
     assert "| 2 " in shown and "| 3 " not in shown
     assert shell.exitstatus == 0
+
+
+def test_readme_command_line_example_prints_what_it_shows():
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("<!-- section: cli -->")[1].split("<!-- /section: cli -->")[0]
+    command, *expected = section.split("```console\n")[1].split("```")[0].splitlines()
+    assert command.startswith("$ mldb ")
+    result = run(shlex.split(command[len("$ mldb "):]))
+    assert result.stdout.splitlines() == expected
