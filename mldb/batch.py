@@ -60,7 +60,7 @@ def _keys(placeholders: list, first) -> list | None:
     """What each placeholder reads from a parameter set: an index (``?``, ``$1``) or a name (``$x``)."""
     if not placeholders:
         return None
-    names = [p.name for p in placeholders]
+    names = [p.this or "" for p in placeholders]  # ``?`` has none; ``$1`` / ``$x`` theirs
     if all(not name for name in names) and isinstance(first, (list, tuple)):
         return list(range(len(names)))
     if all(name.isdigit() for name in names) and isinstance(first, (list, tuple)):

@@ -293,3 +293,19 @@ def test_executemany_with_returning_and_on_conflict_runs_row_by_row(con):
                           [(1, 1), (1, 2), (2, 5)])
     assert cur.rowcount == 3
     assert con.execute("SELECT * FROM k ORDER BY id").fetchall() == [(1, 3), (2, 5)]
+
+
+def test_a_plain_insert_runs_as_one_statement_of_an_arrow_table():
+    from mldb import batch
+
+    plan = batch.insert_plan("INSERT INTO t (a, b) VALUES (?, upper(?))", [(1, "x"), (2, "y")])
+    assert plan.sql == "INSERT INTO t (a, b) SELECT mldb_p0, UPPER(mldb_p1) FROM mldb_executemany_rows"
+    assert plan.scope.get(batch.ROWS).to_pydict() == {"mldb_p0": [1, 2], "mldb_p1": ["x", "y"]}
+    named = batch.insert_plan("INSERT INTO t VALUES ($b, $a, $b)", [{"a": 1, "b": 2}, {"a": 3, "b": 4}])
+    assert named.sql == "INSERT INTO t SELECT mldb_pb, mldb_pa, mldb_pb FROM mldb_executemany_rows"
+    for sql, rows in (("INSERT INTO t VALUES (?) RETURNING *", [(1,), (2,)]),
+                      ("INSERT INTO t VALUES (?), (?)", [(1, 2), (3, 4)]),
+                      ("UPDATE t SET a = ?", [(1,), (2,)]),
+                      ("INSERT INTO t VALUES (?)", [(1,), ("x",)]),  # no one Arrow type: row by row
+                      ("INSERT INTO t VALUES (?, ?)", [(1, 2), (3,)])):
+        assert batch.insert_plan(sql, rows) is None, sql
