@@ -5,6 +5,8 @@
     %%mldb con                      ... or on an mldb connection named in the notebook
     %%mldb top <<                   store the result in ``top`` (polars; --pandas or --arrow)
     %mldb SELECT * FROM t WHERE id = {ident}      {name} binds a notebook variable as a parameter
+    %mldb SELECT * FROM {table!i}   {name!i}: the variable's string as a quoted identifier
+    %mldb SELECT * FROM df          a pandas / polars / pyarrow frame of the notebook (replacement scan)
     %mldb --plot training churn     a model's training curves (see mldb.plot)
     %config MldbMagic.max_rows = 50 rows shown per result (the note gives the total)
 
@@ -88,7 +90,9 @@ class MldbMagic(Magics):
 
     def _execute(self, cursor, sql: str, params, call: Call):
         """Run the statement and read what is shown (interrupting the kernel cancels both)."""
-        cursor.execute(sql, params)
+        from mldb.frames import Scope
+
+        cursor._execute(sql, params, Scope(globals=self.shell.user_ns, where="the notebook"))  # FROM df
         if call.variable:
             self.shell.user_ns[call.variable] = _fetch(cursor, call.output)
             return None
@@ -236,35 +240,130 @@ def _check_name(name: str) -> str:
 
 
 # -- {name} parameters ---------------------------------------------------------------------
-def bind_variables(sql: str, namespace: dict) -> tuple[str, list | None]:
-    """Replace each ``{name}`` by a ``?`` placeholder bound to the notebook's value of ``name``.
+_BINDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE", "MERGE",
+                    "DESCRIBE", "SUMMARIZE", "PIVOT", "UNPIVOT", "SET", "EXPLAIN"})  # DuckDB prepares these
 
-    Found with the SQL tokenizer, so braces inside strings and comments stay as written;
-    the value travels as a parameter, never as SQL text.
+
+def bind_variables(sql: str, namespace: dict) -> tuple[str, list | None]:
+    """Replace each ``{name}`` by a ``?`` bound to the notebook's value of ``name``, and each
+    ``{name!i}`` by that string as a quoted identifier (``FROM {table!i}``).
+
+    Found with the SQL tokenizer, so braces inside strings and comments stay as written. Where
+    DuckDB takes no parameter (CREATE VIEW, ATTACH, an mldb statement's ``WITH (...)``
+    options) a number, string, boolean, date or list of them is written as a quoted literal
+    instead. A frame (``FROM {df}``) becomes its name, which the replacement scan then reads.
     """
-    from sqlglot.errors import TokenError
+    from mldb.frontend import split_statements
+
+    statements = split_statements(sql)
+    if not statements:
+        return sql, None  # DuckDB will judge the text as written
+    pieces, params, start = [], [], 0
+    for statement in statements:
+        for first, last, name, conversion in _braces(sql, statement.tokens):
+            if name not in namespace:
+                raise errors.ProgrammingError(f"{{{name}}}: there is no variable {name!r} in the notebook")
+            text, bound = _render(name, namespace[name], conversion, statement)
+            pieces += [sql[start:first], text]
+            params += bound
+            start = last + 1
+    if start == 0:
+        return sql, None
+    return "".join(pieces) + sql[start:], (params or None)
+
+
+def _braces(sql: str, tokens):
+    """``(start, end, name, conversion)`` of each ``{name}`` / ``{name!c}`` among ``tokens``."""
     from sqlglot.tokens import TokenType
+
+    kinds = [token.token_type for token in tokens]
+    for i, token in enumerate(tokens):
+        if kinds[i] != TokenType.L_BRACE or i + 2 >= len(tokens):
+            continue
+        name = tokens[i + 1]
+        if sql[name.start:name.end + 1] != name.text or not name.text.isidentifier():
+            continue  # a string or quoted identifier: not a variable
+        if kinds[i + 2] == TokenType.R_BRACE:
+            yield token.start, tokens[i + 2].end, name.text, None
+        elif kinds[i + 2] == TokenType.NOT and i + 4 < len(tokens) and kinds[i + 4] == TokenType.R_BRACE:
+            yield token.start, tokens[i + 4].end, name.text, tokens[i + 3].text
+
+
+def _render(name: str, value, conversion: str | None, statement) -> tuple[str, list]:
+    """The SQL text for one brace and the parameters it binds."""
+    from mldb import frames
+
+    if conversion == "i":
+        return _identifier(name, value), []
+    if conversion is not None:
+        raise errors.ProgrammingError(f"{{{name}!{conversion}}}: unknown conversion; write {{{name}}} for a "
+                                      f"value or {{{name}!i}} for a table or column name")
+    if frames.scannable(value) is not None:
+        return _identifier(name, name), []  # the replacement scan reads the frame by its name
+    if _takes_parameters(statement):
+        return "?", [value]
+    return _literal(name, value, statement.first_word), []
+
+
+def _identifier(name: str, value) -> str:
+    from sqlglot import exp
 
     from mldb.frontend.dialect import MLDB
 
+    parts = value if isinstance(value, (tuple, list)) else [value]
+    if not parts or not all(isinstance(part, str) and part for part in parts):
+        raise errors.ProgrammingError(f"{{{name}!i}} needs a name (a string, or a tuple of them for "
+                                      f"schema.table), got {type(value).__name__}")
+    return ".".join(exp.to_identifier(part, quoted=True).sql(dialect=MLDB) for part in parts)
+
+
+def _takes_parameters(statement) -> bool:
+    """Whether DuckDB (or mldb's planner) binds a ``?`` in this statement."""
+    from sqlglot import exp
+
+    from mldb.frontend import parse
+    from mldb.frontend.expressions import MldbStatement
+
+    words = [token.text.upper() for token in statement.tokens[:4]]
+    if words[0] == "CREATE":
+        return "TABLE" in words and "MODEL" not in words and "INDEX" not in words
+    if words[0] not in _BINDS:
+        return False
+    if not statement.has_mldb:
+        return True
     try:
-        tokens = MLDB().tokenize(sql)
-    except TokenError:
-        return sql, None  # DuckDB will judge the text as written
-    pieces, params, start = [], [], 0
-    for left, name, right in zip(tokens, tokens[1:], tokens[2:]):
-        if (left.token_type, right.token_type) != (TokenType.L_BRACE, TokenType.R_BRACE):
-            continue
-        if sql[name.start:name.end + 1] != name.text or not name.text.isidentifier():
-            continue  # a string or quoted identifier: not a variable
-        if name.text not in namespace:
-            raise errors.ProgrammingError(f"{{{name.text}}}: there is no variable {name.text!r} in the notebook")
-        pieces += [sql[start:left.start], "?"]
-        params.append(namespace[name.text])
-        start = right.end + 1
-    if not params:
-        return sql, None
-    return "".join(pieces) + sql[start:], params
+        tree = parse(statement)
+    except errors.Error:
+        return False
+    return not isinstance(tree, MldbStatement) and not isinstance(tree, exp.Command)
+
+
+def _literal(name: str, value, word: str) -> str:
+    """``value`` as a SQL literal (strings quoted, quotes doubled): for a place DuckDB binds nothing."""
+    import datetime
+    import decimal
+    import math
+
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"'{value}'::DOUBLE"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, datetime.datetime):
+        kind = "TIMESTAMPTZ" if value.tzinfo is not None else "TIMESTAMP"
+        return f"{kind} '{value.isoformat(sep=' ')}'"
+    if isinstance(value, datetime.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_literal(name, item, word) for item in value) + "]"
+    raise errors.ProgrammingError(f"{{{name}}}: a {type(value).__name__} cannot be written into a {word} "
+                                  "statement (DuckDB takes no parameters there); use a number, string, "
+                                  "boolean, date or a list of them")
 
 
 # -- showing results -----------------------------------------------------------------------

@@ -180,3 +180,50 @@ def test_readme_notebook_snippets_run(ip, tmp_path, monkeypatch):
     results = [ok(ip, cell) for cell in cells]
     assert (tmp_path / "shop.db").exists()
     assert ip.user_ns["returning"].height == 143 and results[-1].frame["n"].to_list() == [288]
+
+
+def test_braces_name_a_table_with_i_and_quote_it(ip, capsys):
+    ok(ip, '%mldb CREATE TABLE "odd name" AS SELECT 1 AS a')
+    ok(ip, "%mldb CREATE TABLE plain AS SELECT 2 AS a")
+    ok(ip, "tbl = 'odd name'; col = 'a'; qualified = ('main', 'plain')")
+    assert ok(ip, "%mldb SELECT {col!i} FROM {tbl!i}").frame["a"].to_list() == [1]
+    assert ok(ip, "%mldb SELECT a FROM {qualified!i}").frame["a"].to_list() == [2]
+    ok(ip, "evil = 'plain\"; DROP TABLE plain; --'")  # an injection attempt stays one (missing) name
+    error, shown = failed(ip, "%mldb SELECT * FROM {evil!i}", capsys)
+    assert isinstance(error, mldb.ProgrammingError) and "does not exist" in shown
+    ok(ip, "number = 3")
+    error, shown = failed(ip, "%mldb SELECT * FROM {number!i}", capsys)
+    assert "needs a name" in shown
+    error, shown = failed(ip, "%mldb SELECT {tbl!x}", capsys)
+    assert "unknown conversion" in shown
+    assert ok(ip, "%mldb SELECT count(*) AS n FROM plain").frame["n"].to_list() == [1]
+    for name in ("tbl", "col", "qualified", "evil", "number"):
+        ip.user_ns.pop(name)
+
+
+def test_braces_in_options_and_views_become_safe_literals(ip):
+    ok(ip, "%mldb CREATE TABLE t AS SELECT range::DOUBLE AS x, range % 2 = 0 AS y FROM range(40)")
+    ok(ip, "ep = 3; lr = 0.05; kind = 'logistic'; cutoff = 10; label = \"it's\"")
+    ok(ip, "%mldb CREATE MODEL m PREDICT y FROM t USING {kind} WITH (epochs = {ep}, lr = {lr})")
+    shown = ok(ip, "%mldb SELECT algorithm, hyperparameters->>'epochs_run' AS e, hyperparameters->>'lr' AS lr "
+                   "FROM mldb.model_versions WHERE model = 'm'").frame.to_dicts()
+    assert shown == [{"algorithm": "logistic", "e": "3", "lr": "0.05"}]
+    ok(ip, "%mldb CREATE VIEW v AS SELECT x, {label} AS l FROM t WHERE x < {cutoff}")  # no parameters in a view
+    assert ok(ip, "%mldb SELECT count(*) AS n, min(l) AS l FROM v").frame.to_dicts() == [{"n": 10, "l": "it's"}]
+    for name in ("ep", "lr", "kind", "cutoff", "label"):
+        ip.user_ns.pop(name)
+
+
+def test_cells_read_frames_of_the_notebook(ip, capsys):
+    ok(ip, "import pandas as pd, polars as pl; people = pd.DataFrame({'name': ['ann', 'bob'], 'age': [31, 42]})")
+    ok(ip, "ages = pl.DataFrame({'age': [42]})")
+    table = ok(ip, "%%mldb\nSELECT name FROM people JOIN ages USING (age)")
+    assert table.frame["name"].to_list() == ["bob"]
+    assert ok(ip, "%mldb SELECT count(*) AS n FROM {people}").frame["n"].to_list() == [2]
+    ok(ip, "%mldb CREATE TABLE kept AS FROM people")
+    assert ok(ip, "%mldb DESCRIBE kept").frame["column_type"].to_list() == ["VARCHAR", "BIGINT"]
+    ok(ip, "notaframe = 12")
+    error, shown = failed(ip, "%mldb SELECT * FROM notaframe", capsys)
+    assert isinstance(error, mldb.ProgrammingError) and "not suitable" in shown
+    for name in ("pd", "pl", "people", "ages", "notaframe"):
+        ip.user_ns.pop(name)
