@@ -28,6 +28,7 @@ class Error(Exception):
         self.position = position  # 1-based character offset in the statement (as PostgreSQL's), if known
         self.query: str | None = None  # the SQL DuckDB reported the error for (its ``LINE n:`` excerpt)
         self.span: tuple[int, int] | None = None  # (offset, length) in ``query`` that DuckDB pointed at
+        self.origin: int | None = None  # where the mldb function call that failed was written (a token's start)
 
     @property
     def summary(self) -> str:

@@ -51,8 +51,8 @@ def _name(projection: exp.Expression, written: str) -> str | None:
     name = duckdb_name(written)
     if name is None:
         return " ".join(written.split()) if ours else None
-    if not ours:
-        return name if name != duckdb_name(generated) else None
+    if not ours:  # (a bare word is left alone: as an alias DuckDB would read the expression as that column)
+        return name if name != duckdb_name(generated) and not name.isidentifier() else None
     return _with_written_case(name, written)
 
 

@@ -30,19 +30,43 @@ _RELATED = 0.5  # below this share of common tokens, the SQL DuckDB ran is not t
 
 def as_written(error: errors.Error, statement: Statement) -> errors.Error:
     """``error`` as the user should see it for ``statement`` (see the module docstring)."""
-    query = error.query
-    if _INTERNAL_CALL.search(str(error)) is None and (query is None or query == statement.text):
+    query, origin = error.query, error.origin
+    if _INTERNAL_CALL.search(str(error)) is None and origin is None and query in (None, statement.text):
         return error  # about the user's text already, or about no place in it
     user = _tokens(statement.text)
     calls = _calls(user)
     message = _named_as_written(error.summary, statement.text, user, calls)
-    if query is None:
-        return errors.with_excerpt(error, message, None, None, position=error.position)
-    if error.span is None:  # DuckDB gave no place (a relation's bind error): find the name it names
+    if query is None:  # mldb's own error; a rule tells which call it was about
+        call = next((c for c in calls if origin is not None and user[c[0]].start == origin - statement.offset), None)
+        span = (user[call[0]].start, user[call[1]].end + 1 - user[call[0]].start) if call else None
+        return errors.with_excerpt(error, message, statement.text if span else None, span, position=error.position)
+    ran = _tokens(query)
+    if error.span is not None:
+        span = _mapped(error.span, ran, user, calls)
+    else:  # DuckDB gave no place (a relation's bind error): find the name it names
         span = _searched(message, user)
-    else:
-        span = _mapped(error.span, _tokens(query), user, calls)
+        if span is None and (hidden := _hidden_feature(message, ran, user)) is not None:
+            name, place = hidden
+            span = _mapped(place, ran, user, calls)  # a column only mldb's call reads: point at the call
+            if span is not None:
+                written = statement.text[span[0]: span[0] + span[1]]
+                message = f'{message.rstrip()}\n("{name}" is a feature that {written} reads)'
     return errors.with_excerpt(error, message, statement.text, span)
+
+
+_QUOTED_COLUMN = re.compile(r'column "([^"]+)"')
+
+
+def _hidden_feature(message: str, ran: list[Token], user: list[Token]) -> tuple[str, tuple[int, int]] | None:
+    """A column the message names that the user never wrote but a rewritten call reads
+    (a feature PREDICT passes by name): its name and (offset, length) in the SQL DuckDB ran."""
+    found = _QUOTED_COLUMN.search(message)
+    if found is None or any(token.text.lower() == found.group(1).lower() for token in user):
+        return None
+    for index, token in enumerate(ran):
+        if token.text == found.group(1) and _internal_call(ran, index) is not None:
+            return token.text, (token.start, token.end + 1 - token.start)
+    return None
 
 
 def _tokens(text: str, shift: int = 0) -> list[Token]:

@@ -14,6 +14,7 @@ from mldb.frontend import MLDB
 from mldb.frontend.models import Evaluate, Predict, PredictProba
 from mldb.models import features as encoders
 from mldb.models import registry
+from mldb.plan.rules import written_at
 
 _MODEL_FUNCTIONS = (Predict, PredictProba, Evaluate)
 
@@ -54,12 +55,13 @@ def rewrite_model_functions(tree: exp.Expression, context) -> exp.Expression:
     ``SELECT PREDICT_PROBA(churn) FROM c``      -> ``SELECT mldb_predict_proba('churn', age, plan) FROM c``
     """
     for node in list(tree.find_all(Predict, PredictProba)):
-        ref, model = _model_of(node, context)
-        arguments = _feature_arguments(node, model, context)
+        with written_at(node):
+            ref, model = _model_of(node, context)
+            arguments = _feature_arguments(node, model, context)
+            if isinstance(node, PredictProba) and model.task == "regression":
+                raise errors.ProgrammingError(f"PREDICT_PROBA: model '{model.name}' is a regression model; "
+                                              "use PREDICT for its value")
         name = "mldb_predict_proba" if isinstance(node, PredictProba) else f"mldb_predict_{model.output}"
-        if isinstance(node, PredictProba) and model.task == "regression":
-            raise errors.ProgrammingError(f"PREDICT_PROBA: model '{model.name}' is a regression model; "
-                                          "use PREDICT for its value")
         node.replace(_call(name, ref, arguments, context))
         context.operator(f"{node.sql_name()}: model {model.ref} ({model.algorithm}, {model.task}) -> "
                          f"{name}, {len(arguments)} features, Arrow batches")

@@ -14,6 +14,7 @@ The rules come from the features (``mldb.features.RULES``), in feature order.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -72,6 +73,18 @@ class Planner:
             self.session.database.stored_functions = True
             return exp.Anonymous(this="getvariable", expressions=[exp.Literal.string(EXECUTION_VARIABLE)])
         return exp.Literal.number(self.execution_id)
+
+
+@contextlib.contextmanager
+def written_at(node: exp.Expression):
+    """An mldb error raised while a rule handles ``node`` (an mldb function call) remembers
+    where the call was written, so the error can point at it (``frontend.positions``)."""
+    try:
+        yield
+    except errors.Error as error:
+        if error.position is None and error.origin is None:
+            error.origin = node.meta.get("start")
+        raise
 
 
 def rewrite(tree: exp.Expression, planner: Planner) -> exp.Expression:

@@ -14,6 +14,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend.dialect import MLDB
 from mldb.frontend.vectors import Embed, VectorSearch
+from mldb.plan.rules import written_at
 from mldb.vectors import embedding
 from mldb.vectors import faiss as fx
 from mldb.vectors import rows, store
@@ -37,8 +38,9 @@ def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
     EXPLAIN computes no embedding.
     """
     for node in list(tree.find_all(Embed)):
-        model, dim = _model(context.session, node.args.get("expression"))
-        _check_text(node.this)
+        with written_at(node):
+            model, dim = _model(context.session, node.args.get("expression"))
+            _check_text(node.this)
         if context.stored or not _is_text(node.this):
             function = ensure_embed_function(context.session.database, dim)
             node.replace(_udf_call(function, node.this, model, context.execution_argument()))
