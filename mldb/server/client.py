@@ -20,11 +20,10 @@ from mldb import errors
 from mldb.frontend import split_statements
 from mldb.result import Result
 from mldb.execution import canceled
-from mldb.server import auth, copy, pg_catalog, protocol
-from mldb.server.columns import encode_column
+from mldb.server import auth, copy, copy_in, copy_out, pg_catalog, protocol
 from mldb.server.portal import Portal, Prepared, command_tag, row_fields
 from mldb.server.protocol import ConnectionClosed, ProtocolViolation
-from mldb.server.types import param_decoder, pg_type
+from mldb.server.types import param_decoder
 
 log = logging.getLogger("mldb.server")
 
@@ -429,10 +428,10 @@ class Client:
     def _copy_in(self, statement: copy.Copy, params) -> str:
         """CopyInResponse, spool the CopyData, then one INSERT through the session: ``COPY n``."""
         columns = ", ".join(statement.columns) if statement.columns else "*"
-        targets = copy.columns_sql(self.session.sql(f"SELECT {columns} FROM {statement.table} LIMIT 0").description)
-        spool = copy.Spool(statement.options)
+        targets = copy_in.columns_sql(self.session.sql(f"SELECT {columns} FROM {statement.table} LIMIT 0").description)
+        spool = copy_in.Spool(statement.options)
         try:
-            load = copy.load_sql(statement, targets, spool.path)  # (its option errors come before any data)
+            load = copy_in.load_sql(statement, targets, spool.path)  # (its option errors come before any data)
             self.send(protocol.copy_response(b"G", len(targets)))
             self.flush()
             self._receive_copy(spool)
@@ -447,12 +446,12 @@ class Client:
                     raise
                 # a malformed line (22P04, bad_copy_file_format) or a value of the wrong type (22P02)
                 sqlstate = error.sqlstate if error.sqlstate.startswith("22") else "22P04"
-                raise errors.DataError(copy.clean_error(str(error), statement, targets), sqlstate=sqlstate) from None
+                raise errors.DataError(copy_in.clean_error(str(error), statement, targets), sqlstate=sqlstate) from None
             return f"COPY {max(result.rowcount, 0)}"
         finally:
             spool.close()
 
-    def _receive_copy(self, spool: copy.Spool) -> None:
+    def _receive_copy(self, spool: copy_in.Spool) -> None:
         """CopyData into the spool until CopyDone; CopyFail ends it with an error (Flush and Sync
         are ignored here: some drivers send them after every Execute)."""
         while True:
@@ -472,31 +471,30 @@ class Client:
                 raise ProtocolViolation(f"unexpected message type {kind!r} during COPY from stdin")
 
     def _match_header(self, path: str, options: copy.Options, targets: list[tuple[str, str]]) -> None:
-        row = self.session.sql(copy.header_sql(path, options, len(targets))).fetchone() or ()
+        row = self.session.sql(copy_in.header_sql(path, options, len(targets))).fetchone() or ()
         for number, ((name, _), found) in enumerate(zip(targets, row), 1):
             if found != name[1:-1].replace('""', '"'):
                 raise ClientError(f'column name mismatch in header line field {number}: got "{found}", '
                                   f'expected "{name[1:-1]}"', "22P04")
 
     def _copy_out(self, statement: copy.Copy, params) -> str:
-        """CopyOutResponse, one CopyData per row (whole Arrow batches encoded at once), CopyDone."""
+        """CopyOutResponse, one CopyData per row (DuckDB formats whole batches), CopyDone."""
+        timezone = self.session.sql("SELECT current_setting('TimeZone')").fetchone()[0]
         result = self.session.execute(statement.select_sql(), params)
         if not result.has_rows:
             raise ClientError("COPY query must return rows", "0A000")
-        names = [column[0] for column in result.description]
         try:
-            encoder = copy.Encoder(statement.options, names, [pg_type(str(column[1])) for column in result.description])
+            formatter = copy_out.Formatter(statement.options, result.description)
         except copy.CopyError:
             result.close()
             raise
-        self.send(protocol.copy_response(b"H", len(names)))
+        self.send(protocol.copy_response(b"H", len(formatter.names)))
         if statement.options.header:
-            self.send(encoder.header())
+            self.send(formatter.header())
         count = 0
-        for batch in result.arrow_reader(_COPY_BATCH):
-            if batch.num_rows:
-                self.send(encoder.rows(batch, encode_column))
-                count += batch.num_rows
+        for rows, data in formatter.messages(result.arrow_reader(_COPY_BATCH), timezone):
+            self.send(data)
+            count += rows
         self.send(protocol.COPY_DONE)
         return f"COPY {count}"
 

@@ -1,6 +1,8 @@
-"""Small-query throughput and latency: psycopg against ``mldb serve`` vs a real PostgreSQL 15.
+"""Small-query throughput and latency: psycopg against ``mldb serve`` vs a real PostgreSQL 15;
+and a 1M-row psql ``\\copy`` in and out (text and CSV).
 
     .venv/bin/python tests/bench/bench_server.py [clients] [seconds]
+    .venv/bin/python tests/bench/bench_server.py copy [rows]     # only the \\copy lines
 
 Starts ``mldb serve`` on a fresh database file and a PostgreSQL server from the
 machine's packages (``initdb`` in a temporary directory, loopback only, run as the
@@ -107,6 +109,64 @@ def bulk(dsn: str, binary: bool) -> float:
         return time.perf_counter() - start
 
 
+COPY_TABLE = "CREATE TABLE copied(id INTEGER, name VARCHAR, price DOUBLE PRECISION, ts TIMESTAMP)"
+
+
+def copy_data(folder: Path, rows: int) -> Path:
+    """The rows both servers load: (integer, text, double, timestamp), written as CSV by DuckDB."""
+    import duckdb
+
+    path = folder / "copy.csv"
+    duckdb.sql(f"COPY (SELECT i AS id, 'customer ' || i || ' ' || md5(i::VARCHAR)[:8] AS name, "
+               f"round(i * 0.37 % 1000, 2)::DOUBLE AS price, TIMESTAMP '2024-01-01' + to_seconds(i * 7) AS ts "
+               f"FROM range({rows}) t(i)) TO '{path}' (HEADER false)")
+    os.chmod(path, 0o644)
+    return path
+
+
+def psql_copy(dsn: str, command: str) -> float:
+    """Seconds psql takes to run one ``\\copy`` (its start-up included, a few ms)."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise SystemExit("psql is not installed: run .ci/setup_server.sh")
+    start = time.perf_counter()
+    subprocess.run([psql, dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", command], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def copy_round(dsn: str, data: Path, folder: Path, fmt: str) -> tuple[float, float]:
+    """(seconds to \\copy the rows in, seconds to \\copy them out) in ``fmt`` ('text' or 'csv')."""
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute("DROP TABLE IF EXISTS copied")
+        con.execute(COPY_TABLE)
+    source = data if fmt == "csv" else folder / "copy.txt"
+    seconds_in = psql_copy(dsn, f"\\copy copied FROM '{source}' (FORMAT {fmt})")
+    out = folder / f"out.{fmt}"
+    seconds_out = psql_copy(dsn, f"\\copy copied TO '{out}' (FORMAT {fmt})")
+    out.unlink()
+    return seconds_in, seconds_out
+
+
+def copy_bench(mldb_dsn: str, pg_dsn: str, folder: Path, rows: int) -> None:
+    data = copy_data(folder, rows)
+    with psycopg.connect(pg_dsn, autocommit=True) as con:  # the text-format file, as PostgreSQL writes it
+        con.execute("DROP TABLE IF EXISTS copied")
+        con.execute(COPY_TABLE)
+    psql_copy(pg_dsn, f"\\copy copied FROM '{data}' (FORMAT csv)")
+    psql_copy(pg_dsn, f"\\copy copied TO '{folder / 'copy.txt'}'")
+    figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in range(ROUNDS):
+        for fmt in ("text", "csv"):
+            for server, dsn in (("mldb", mldb_dsn), ("postgres", pg_dsn)):
+                figures.setdefault((fmt, server), []).append(copy_round(dsn, data, folder, fmt))
+    print(f"\npsql \\copy of {rows:,} rows (integer, text, double, timestamp): seconds, medians of {ROUNDS} "
+          "alternating rounds")
+    for fmt in ("text", "csv"):
+        for index, direction in ((0, "in"), (1, "out")):
+            ours, theirs = (statistics.median(f[index] for f in figures[(fmt, server)]) for server in ("mldb", "postgres"))
+            print(f"{fmt:<4} {direction:<3} mldb {ours:6.2f} s  postgres {theirs:6.2f} s  mldb/postgres {ours / theirs:.2f}")
+
+
 def measure(pool, dsn: str, name: str, clients: int, seconds: float) -> tuple[float, float]:
     """(queries/s over all clients, median latency in ms)."""
     results = pool.map(client, [(dsn, name, seconds)] * clients)
@@ -115,6 +175,8 @@ def measure(pool, dsn: str, name: str, clients: int, seconds: float) -> tuple[fl
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["copy"]:
+        return copy_main(int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000)
     clients = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
     folder = Path(tempfile.mkdtemp(prefix="mldb-bench-server-"))
@@ -136,6 +198,21 @@ def main() -> None:
                     for server, dsn in (("mldb", mldb_dsn), ("postgres", pg_dsn)):
                         figures.setdefault(("bulk", server, binary), []).append(bulk(dsn, binary))
         report(figures, clients)
+        copy_bench(mldb_dsn, pg_dsn, folder, 1_000_000)
+    finally:
+        mldb_process.send_signal(signal.SIGTERM)
+        mldb_process.wait(timeout=60)
+        subprocess.run(stop_postgres, check=False, capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_main(rows: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="mldb-bench-copy-"))
+    os.chmod(folder, 0o777)
+    mldb_process, mldb_dsn = start_mldb(folder)
+    stop_postgres, pg_dsn = start_postgres(folder)
+    try:
+        copy_bench(mldb_dsn, pg_dsn, folder, rows)
     finally:
         mldb_process.send_signal(signal.SIGTERM)
         mldb_process.wait(timeout=60)

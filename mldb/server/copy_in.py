@@ -1,0 +1,177 @@
+"""COPY ... FROM STDIN: spool the client's CopyData, then one INSERT ... SELECT FROM read_csv.
+
+The CopyData is written to a temporary file as it comes (``Spool``, bytes only), then one
+``INSERT INTO t (...) SELECT ... FROM read_csv(spool, ...)`` runs through the session, so
+DuckDB parses it in bulk and index maintenance and the transaction path apply; a
+CopyFail, a hang-up or a bad line insert nothing. PostgreSQL's text format is read with
+DuckDB's CSV reader without quoting (``\\N`` nulls, tab-separated); its backslash escapes
+are decoded in SQL, and only in values that hold a backslash. Values in PostgreSQL's
+spelling (``t``/``f``, ``{1,2}``, ``\\x0a``) become DuckDB's in the same SELECT.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+from mldb.server.copy import Copy, CopyError, Options
+
+
+class Spool:
+    """The incoming CopyData in a temporary file (removed on ``close``).
+
+    In text format a backslash before the delimiter escapes it, which DuckDB's reader does not
+    know: such escapes become ``\\xNN`` as they come (C-speed search; only chunks holding one
+    are rewritten), and the SQL decoding turns them back into the character."""
+
+    def __init__(self, options: Options):
+        handle, self.path = tempfile.mkstemp(prefix="mldb-copy-", suffix=".csv")
+        self.file = os.fdopen(handle, "wb", buffering=1 << 20)
+        self.size = 0
+        self._tail = b""  # the last bytes written (for the end-of-data marker)
+        self._carry = b""  # trailing backslashes held back until the next chunk
+        delimiter = options.delimiter.encode()
+        self._escaped = (b"\\" + delimiter) if options.format == "text" else None
+        self._hex = b"\\x%02x" % delimiter[0]
+        self._pattern = re.compile(rb"\\(\\|" + re.escape(delimiter) + rb")") if self._escaped else None
+
+    def write(self, data: bytes) -> None:
+        if self._escaped is not None:
+            data = self._carry + data
+            kept = len(data) - len(data.rstrip(b"\\"))
+            self._carry, data = (data[len(data) - kept:], data[: len(data) - kept]) if kept else (b"", data)
+            if self._escaped in data:
+                data = self._pattern.sub(lambda m: b"\\\\" if m.group(1) == b"\\" else self._hex, data)
+        self._put(data)
+
+    def _put(self, data: bytes) -> None:
+        if data:
+            self.file.write(data)
+            self.size += len(data)
+            self._tail = (self._tail + data)[-4:]
+
+    def finish(self) -> None:
+        """Flush, dropping PostgreSQL's end-of-data line ``\\.`` if the data ends with it."""
+        self._put(self._carry)
+        self.file.flush()
+        for marker in (b"\\.\r\n", b"\\.\n", b"\\."):
+            before = self.size - len(marker)
+            if self._tail.endswith(marker) and (before == 0 or self._tail[-len(marker) - 1 : -len(marker)] == b"\n"):
+                self.file.truncate(before)
+                self.size = before
+                break
+        self.file.close()
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+# DuckDB types read as typed columns (their text has no backslash); the rest are read as VARCHAR
+_TYPED = re.compile(r"^(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+                    r"FLOAT|DOUBLE|DECIMAL\(\d+,\d+\)|DATE|TIME|TIMESTAMP|TIMESTAMP_S|TIMESTAMP_MS|TIMESTAMP_NS|"
+                    r"TIMESTAMP WITH TIME ZONE|TIME WITH TIME ZONE|INTERVAL|UUID)$")
+# PostgreSQL text-format escapes (\b \f \n \r \t \v, \ooo, \xhh, \c = c) decoded to UTF-8 bytes
+_PIECES = r"'(?s)\\(?:[0-7]{1,3}|x[0-9A-Fa-f]{1,2}|.)|[^\\]+|\\$'"
+_ESCAPE_HEX = ("CASE WHEN p[1] <> '\\' OR p = '\\' THEN hex(p) "
+               "WHEN p = '\\b' THEN '08' WHEN p = '\\f' THEN '0C' WHEN p = '\\n' THEN '0A' "
+               "WHEN p = '\\r' THEN '0D' WHEN p = '\\t' THEN '09' WHEN p = '\\v' THEN '0B' "
+               "WHEN regexp_full_match(p, '\\\\x[0-9A-Fa-f]+') THEN lpad(p[3:], 2, '0') "
+               "WHEN regexp_full_match(p, '\\\\[0-7]+') THEN printf('%02X', ((ascii(lpad(p[2:], 3, '0')[1]) - 48) * 64 "
+               "+ (ascii(lpad(p[2:], 3, '0')[2]) - 48) * 8 + ascii(lpad(p[2:], 3, '0')[3]) - 48) % 256) "
+               "ELSE hex(p[2:]) END")
+
+
+def columns_sql(description) -> list[tuple[str, str]]:
+    """(quoted name, DuckDB type) of the target columns, from a ``SELECT cols FROM t LIMIT 0``."""
+    return [('"' + column[0].replace('"', '""') + '"', str(column[1])) for column in description]
+
+
+def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str) -> str:
+    """``INSERT INTO t (cols) SELECT <conversions> FROM read_csv(path, <PostgreSQL's options>)``."""
+    options, text = copy.options, copy.options.format == "text"
+    names = [name for name, _ in targets]
+    force_not_null = _positions(options.force_not_null, names, "FORCE_NOT_NULL")
+    force_null = _positions(options.force_null, names, "FORCE_NULL")
+    read_types, selects = [], []
+    for index, (_, kind) in enumerate(targets):
+        typed = _TYPED.match(kind) is not None and index not in force_null
+        read_types.append(f"'c{index}': '{kind if typed else 'VARCHAR'}'")
+        value = f"c{index}"
+        if not typed:
+            value = _unescaped(value) if text else value
+            value = f"nullif({value}, {_literal(options.null)})" if index in force_null else value
+            value = _converted(value, kind)
+        selects.append(value)
+    settings = {"columns": "{" + ", ".join(read_types) + "}", "delim": _literal(options.delimiter),
+                "quote": _literal(options.quote or ""), "escape": _literal(options.escape or ""),
+                "nullstr": _literal(options.null), "header": "true" if options.header else "false",
+                "auto_detect": "false", "allow_quoted_nulls": "false", "strict_mode": "true",
+                "encoding": _literal(options.encoding)}
+    if force_not_null:
+        settings["force_not_null"] = "[" + ", ".join(f"'c{i}'" for i in force_not_null) + "]"
+    reader = f"read_csv({_literal(path)}, " + ", ".join(f"{key} = {value}" for key, value in settings.items()) + ")"
+    select = f"SELECT {', '.join(selects)} FROM {reader}"
+    if copy.where:
+        select = f"SELECT * FROM ({select}) AS copy_rows ({', '.join(names)}) WHERE {copy.where}"
+    return f"INSERT INTO {copy.table} ({', '.join(names)}) {select}"
+
+
+def header_sql(path: str, options: Options, count: int) -> str:
+    """The header line's fields (HEADER MATCH compares them with the column names)."""
+    columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(count)) + "}"
+    return (f"SELECT * FROM read_csv({_literal(path)}, columns = {columns}, delim = {_literal(options.delimiter)}, "
+            f"quote = {_literal(options.quote or '')}, escape = {_literal(options.escape or '')}, header = false, "
+            f"auto_detect = false, strict_mode = false, null_padding = true) LIMIT 1")
+
+
+def _positions(wanted, names: list[str], option: str) -> set[int]:
+    if wanted == "*":
+        return set(range(len(names)))
+    plain = [name[1:-1].replace('""', '"') for name in names]
+    found = set()
+    for name in wanted:
+        if name not in plain:
+            raise CopyError(f'{option} column "{name}" not referenced by COPY', "42P10")
+        found.add(plain.index(name))
+    return found
+
+
+def _unescaped(value: str) -> str:
+    pieces = f"regexp_extract_all({value}, {_PIECES})"
+    decoded = f"decode(unhex(array_to_string(list_transform({pieces}, lambda p: {_ESCAPE_HEX}), '')))"
+    return f"(CASE WHEN strpos({value}, '\\') = 0 THEN {value} ELSE {decoded} END)"
+
+
+def _converted(value: str, kind: str) -> str:
+    """PostgreSQL's spelling of a value read as VARCHAR -> the column's DuckDB type."""
+    if kind == "BLOB":
+        return f"(CASE WHEN starts_with({value}, '\\x') THEN unhex({value}[3:]) ELSE CAST({value} AS BLOB) END)"
+    if kind.endswith("]"):  # {1,2,3} -> [1,2,3]; unquoted inner braces of nested arrays too
+        return (f"CAST(CASE WHEN NOT starts_with({value}, '{{') THEN {value} WHEN strpos({value}, '\"') = 0 "
+                f"THEN translate({value}, '{{}}', '[]') ELSE '[' || {value}[2:-2] || ']' END AS {kind})")
+    return value
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def clean_error(message: str, copy: Copy, targets: list[tuple[str, str]]) -> str:
+    """DuckDB's CSV error as PostgreSQL words it (``COPY t, line 2: ...``, the line as DETAIL), naming
+    the table's columns and without DuckDB's advice about read_csv options (which COPY's user did not write)."""
+    lines = message.strip().split("\n")
+    found = re.search(r"CSV Error on Line: (\d+)", lines[0])
+    if found is None:
+        return message
+    original = next((line for line in lines if line.startswith("Original Line:")), None)
+    reasons = [line for line in lines[1:] if line.strip() and not line.startswith("Original Line:")][:1]
+    reason = re.sub(r'column "c(\d+)"', lambda m: f"column {targets[int(m.group(1))][0]}", reasons[0]) if reasons \
+        else lines[0]
+    text = f"COPY {copy.table}, line {found.group(1)}: {reason}"
+    return text + (f"\n{original}" if original else "")

@@ -1,0 +1,163 @@
+"""COPY ... TO STDOUT: the query's rows as PostgreSQL text or CSV, one CopyData message per row.
+
+The query runs through the session as any SELECT; its Arrow batches go through one
+``SELECT <line> FROM copy_rows`` on a private in-memory DuckDB connection, which spells
+each value as PostgreSQL does (``t``/``f``, ``\\x0aff``, ``{1,2}``, ``NaN``, no ``.0`` on
+whole doubles), escapes (text) or quotes (CSV) it and joins the row; ``protocol.copy_data_rows``
+frames the lines. DuckDB does the per-value work in C++, in parallel; Python sees batches.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mldb.server import protocol
+from mldb.server.copy import CopyError, Options
+
+_BATCH = 65_536
+_INTEGERS = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                       "UBIGINT", "UHUGEINT"})
+# types whose text holds only digits, letters, blanks and . : + - (nothing to escape or quote)
+_PLAIN = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|"
+                    r"DOUBLE|DECIMAL\(\d+,\d+\)|DATE|TIME|TIMESTAMP|TIMESTAMP_S|TIMESTAMP_MS|TIMESTAMP_NS|"
+                    r"TIMESTAMP WITH TIME ZONE|TIME WITH TIME ZONE|INTERVAL|UUID|BOOLEAN)$")
+_STRINGS = re.compile(r"^(VARCHAR|JSON|ENUM\(.*\))$")
+_TEXT_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f"),
+                 ("\v", "\\v"))
+
+
+class Formatter:
+    def __init__(self, options: Options, description):
+        self.options = options
+        self.names = [column[0] for column in description]
+        kinds = [str(column[1]) for column in description]
+        forced = options.force_quote
+        unknown = set(forced) - set(self.names) if isinstance(forced, list) else set()
+        if unknown:
+            raise CopyError(f'FORCE_QUOTE column "{sorted(unknown)[0]}" not referenced by COPY', "42P10")
+        fields = [self._field(_quoted_name(name), kind, forced == "*" or name in forced)
+                  for name, kind in zip(self.names, kinds)]
+        self.sql = f"SELECT {(' || ' + _literal(options.delimiter) + ' || ').join(fields)} AS line FROM copy_rows"
+
+    def header(self) -> bytes:
+        """The column names as a line (a handful of values: Python is fine here)."""
+        options = self.options
+        if options.format == "text":
+            names = [_escape_text(name, options.delimiter) for name in self.names]
+        else:
+            names = [_quote_csv(name, options) if _needs_quotes(name, options) else name for name in self.names]
+        return protocol.message(b"d", (options.delimiter.join(names) + "\n").encode())
+
+    def messages(self, reader, timezone: str):
+        """CopyData messages for the rows of ``reader`` (an Arrow RecordBatchReader), a batch at a time."""
+        import duckdb
+        import pyarrow as pa
+
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = ?", [timezone])
+            con.register("copy_rows", reader)
+            for batch in con.sql(self.sql).to_arrow_reader(_BATCH):
+                if batch.num_rows:
+                    yield batch.num_rows, protocol.copy_data_rows(batch.column(0).cast(pa.large_binary()))
+        finally:
+            con.close()
+
+    # -- one column's text
+    def _field(self, column: str, kind: str, forced: bool) -> str:
+        options, value = self.options, _value(column, kind)
+        plain = _PLAIN.match(kind) is not None and not _in_plain_text(options.delimiter)
+        if options.format == "text":
+            if not plain:
+                value = _escaped_sql(value, options.delimiter)
+            return f"coalesce({value}, {_literal(options.null)})"
+        if plain and not forced:
+            return f"coalesce({value}, {_literal(options.null)})"
+        quote, escape = options.quote, options.escape
+        inner = f"replace({value}, {_literal(escape)}, {_literal(escape + escape)})" if escape != quote else value
+        quoted = f"{_literal(quote)} || replace({inner}, {_literal(quote)}, {_literal(escape + quote)}) || {_literal(quote)}"
+        needs = "true" if forced else (f"{value} = {_literal(options.null)} OR regexp_matches({value}, "
+                                        f"{_literal(_char_class(options.delimiter + quote + chr(13) + chr(10)))})")
+        return f"(CASE WHEN {value} IS NULL THEN {_literal(options.null)} WHEN {needs} THEN {quoted} ELSE {value} END)"
+
+
+def _value(column: str, kind: str) -> str:
+    """The value in PostgreSQL's text spelling (VARCHAR)."""
+    if kind in _INTEGERS or kind.startswith("DECIMAL") or _STRINGS.match(kind):
+        return f"CAST({column} AS VARCHAR)"
+    if kind == "BOOLEAN":
+        return f"(CASE {column} WHEN true THEN 't' WHEN false THEN 'f' END)"
+    if kind in ("DOUBLE", "FLOAT"):
+        return (f"(CASE WHEN isnan({column}) THEN 'NaN' WHEN isinf({column}) THEN "
+                f"(CASE WHEN {column} > 0 THEN 'Infinity' ELSE '-Infinity' END) "
+                f"WHEN {column} = trunc({column}) AND abs({column}) < 1e15 THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
+                f"ELSE CAST({column} AS VARCHAR) END)")
+    if kind == "BLOB":
+        return f"('\\x' || lower(hex({column})))"
+    element = _list_element(kind)
+    if element is not None:
+        item = _array_item(_value("x", element) if not _STRINGS.match(element) else "x", element)
+        return f"('{{' || array_to_string(list_transform({column}, lambda x: coalesce({item}, 'NULL')), ',') || '}}')"
+    return f"CAST({column} AS VARCHAR)"
+
+
+def _list_element(kind: str) -> str | None:
+    """The element type of a one-level list or array type (``INTEGER[]``, ``FLOAT[3]``), else None."""
+    found = re.match(r"^(.*)\[\d*\]$", kind)
+    if found is None or "[" in found.group(1) or "(" in found.group(1) and not found.group(1).startswith("DECIMAL"):
+        return None
+    return found.group(1)
+
+
+def _array_item(value: str, element: str) -> str:
+    """An array element as PostgreSQL quotes it: ``"a b"``, ``""``, ``"NULL"``, ``"x\\"y"``."""
+    if _PLAIN.match(element):
+        return value
+    return (f"(CASE WHEN {value} = '' OR lower({value}) = 'null' OR regexp_matches({value}, '[{{}},\"\\\\\\s]') "
+            f"THEN '\"' || replace(replace({value}, '\\', '\\\\'), '\"', '\\\"') || '\"' ELSE {value} END)")
+
+
+def _escaped_sql(value: str, delimiter: str) -> str:
+    """PostgreSQL's text-format escapes, applied only to values that need them."""
+    pairs = list(_TEXT_ESCAPES) + ([(delimiter, "\\" + delimiter)] if delimiter not in "\n\r\t\b\f\v" else [])
+    replaced = value
+    for char, escape in pairs:
+        replaced = f"replace({replaced}, {_literal(char)}, {_literal(escape)})"
+    special = _char_class("".join(char for char, _ in pairs))
+    return f"(CASE WHEN regexp_matches({value}, {_literal(special)}) THEN {replaced} ELSE {value} END)"
+
+
+def _in_plain_text(delimiter: str) -> bool:
+    """Whether the delimiter can occur in a number, date or time (then every value is checked)."""
+    return delimiter.isalnum() or delimiter in ".:+- "
+
+
+def _char_class(chars: str) -> str:
+    return "[" + "".join("\\" + c if not c.isalnum() else c for c in chars if c not in "\n\r\t\b\f\v")  \
+        + "".join({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\x08", "\f": "\\f", "\v": "\\v"}.get(c, "")
+                  for c in chars) + "]"
+
+
+def _escape_text(text: str, delimiter: str) -> str:
+    for char, escape in _TEXT_ESCAPES:
+        text = text.replace(char, escape)
+    return text.replace(delimiter, "\\" + delimiter) if delimiter not in "\n\r\t\b\f\v" else text
+
+
+def _needs_quotes(text: str, options: Options) -> bool:
+    return text == options.null or any(c in text for c in options.delimiter + options.quote + "\r\n")
+
+
+def _quote_csv(text: str, options: Options) -> str:
+    quote, escape = options.quote, options.escape
+    if escape != quote:
+        text = text.replace(escape, escape + escape)
+    return quote + text.replace(quote, escape + quote) + quote
+
+
+def _quoted_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
