@@ -291,3 +291,27 @@ def test_copy_while_another_client_copies(server):  # noqa: F811
     for thread in threads:
         thread.join()
     assert rows(server, "SELECT w, count(*) FROM two_t GROUP BY w ORDER BY w") == [(0, 5000), (1, 5000)]
+
+
+def test_copy_options_header_match_where_force_null(server, tmp_path):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE optn_t(id INTEGER, s VARCHAR, t VARCHAR)")
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        with con.cursor().copy("COPY optn_t FROM STDIN (FORMAT csv, HEADER match, FORCE_NOT_NULL (s), "
+                               "FORCE_NULL (t)) WHERE id > 1") as copy:
+            copy.write(b'id,s,t\n1,,x\n2,,""\n3,"",y\n')
+        assert con.execute("SELECT * FROM optn_t ORDER BY id").fetchall() == [(2, "", None), (3, "", "y")]
+        with pytest.raises(psycopg.errors.BadCopyFileFormat, match='field 2: got "name", expected "s"'):
+            with con.cursor().copy("COPY optn_t FROM STDIN (FORMAT csv, HEADER match)") as copy:
+                copy.write(b"id,name,t\n9,a,b\n")
+    assert rows(server, "SELECT count(*) FROM optn_t") == [(2,)]
+
+
+def test_psql_script_with_inline_copy_data(server, tmp_path):  # noqa: F811
+    script = tmp_path / "load.sql"
+    script.write_text("CREATE OR REPLACE TABLE inline_t(a INTEGER, b VARCHAR);\n"
+                      "COPY inline_t FROM STDIN;\n1\tone\n2\t\\N\n\\.\n"
+                      "SELECT count(*) AS n, count(b) AS named FROM inline_t;\n")
+    done = subprocess.run([PSQL, "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "shop", "-X", "-A",
+                           "-v", "ON_ERROR_STOP=1", "-f", str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "COPY 2" in done.stdout and "n|named\n2|1" in done.stdout
