@@ -52,13 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     inputs = options.inputs + [("sql", text) for text in options.sql]
     interactive = not inputs and sys.stdin.isatty()
-    printer = Printer(_settings(options), limited=interactive)
+    printer = Printer(_settings(options), limited=interactive and sys.stdout.isatty())
     runner = Runner(connection, printer, timer=options.timing, bail=not interactive, interactive=interactive)
     try:
         with connection:
             return _run(runner, inputs, interactive)
     except KeyboardInterrupt:  # between statements of a script: stop there, as psql does
         return 130
+    except BrokenPipeError:  # the reader went away (mldb ... | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush must not fail
+        return 141  # as a program that SIGPIPE ended
     finally:
         runner.close()
         printer.close()

@@ -69,7 +69,8 @@ class Settings:
 
 @dataclass
 class Printer:
-    """Writes results to ``stream`` in the current mode; ``limited``: the interactive terminal."""
+    """Writes results to ``stream`` in the current mode. ``limited``: stdout is the interactive
+    terminal, where grids show at most ``maxrows`` rows (nothing else is ever cut)."""
 
     settings: Settings = field(default_factory=Settings)
     stream: TextIO | None = None  # None: sys.stdout at the time of writing
@@ -79,6 +80,10 @@ class Printer:
     @property
     def out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stdout
+
+    @property
+    def _on_terminal(self) -> bool:
+        return self.limited and self.stream is None  # not to a file of .output
 
     def print_result(self, cursor) -> None:
         if cursor.description is None or _is_status_only(cursor):
@@ -133,7 +138,7 @@ class Printer:
 
     # -- grids ---------------------------------------------------------------------------------
     def _grid(self, names: list[str], types: list[str], batches) -> None:
-        limit = self.settings.maxrows if self.limited and self.settings.maxrows > 0 else None
+        limit = self.settings.maxrows if self._on_terminal and self.settings.maxrows > 0 else None
         if self.settings.mode == "duckbox":
             return self._duckbox(names, types, batches, limit)
         rows, total = [], 0
@@ -154,7 +159,7 @@ class Printer:
         import shutil
 
         table = batches.read_all()
-        width = shutil.get_terminal_size().columns if self.limited else 1 << 20
+        width = shutil.get_terminal_size().columns if self._on_terminal else 1 << 20
         shown = io.StringIO()
         with self._typed(table, types) as (con, typed):
             listed = ", ".join(f"{value} AS {_identifier(name)}" for value, name in zip(typed, names))

@@ -334,6 +334,12 @@ def test_shell_mode_switch_and_maxrows_on_a_terminal(tmp_path, db_path):
         shell.expect(r"\(100 rows, 3 shown; \.maxrows 0 shows all\)")
         shown = shell.before
         shell.expect_exact("mldb> ")
+        shell.sendline(f".output {tmp_path / 'all.txt'}")  # a file is never cut
+        shell.expect_exact("mldb> ")
+        shell.sendline("SELECT range AS n FROM range(100);")
+        shell.expect_exact("mldb> ")
+        shell.sendline(".output")
+        shell.expect_exact("mldb> ")
         shell.sendline(".bogus")
         shell.expect_exact("unknown command '.bogus'")
         shell.expect_exact("mldb> ")  # the shell goes on
@@ -344,7 +350,18 @@ def test_shell_mode_switch_and_maxrows_on_a_terminal(tmp_path, db_path):
         if shell.isalive():
             shell.terminate(force=True)
     assert "| 2 " in shown and "| 3 " not in shown
+    assert (tmp_path / "all.txt").read_text().endswith("| 99 |\n+----+\n(100 rows)\n")
     assert shell.exitstatus == 0
+
+
+def test_a_closed_pipe_stops_quietly():
+    process = subprocess.Popen(MLDB + ["-csv", "-c", "SELECT * FROM range(1000000)"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "range\n"
+    process.stdout.close()  # as `mldb ... | head -1` does
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
 
 
 def test_readme_command_line_example_prints_what_it_shows():
