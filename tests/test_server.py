@@ -59,7 +59,7 @@ def test_psql_commands_and_catalog(server):  # noqa: F811
     assert "id|name|price\n1|pen|1.5\n2|ink|\n(2 rows)" in out
     assert "a\n1\n(1 row)\nb\n2\n(1 row)" in out  # two statements in one Query: two results
     assert "main|items|table|" in out  # \dt
-    assert "id|int4||not null|" in out and "name|varchar||not null|" in out  # \d items
+    assert "id|integer||not null|" in out and "name|character varying||not null|" in out  # \d items: PostgreSQL names
     assert "shop|mldb|UTF8|" in out  # \l: the served file's database
     assert "main|items|table|mldb|permanent|" in out  # \dt+
 

@@ -162,3 +162,133 @@ def test_jupysql_in_process(tmp_path):
     shell.run_line_magic("sql", "--close " + f"mldb:///{path}")
     with mldb.connect(str(path)) as con:  # committed, in the file
         assert con.execute("SELECT sum(i) FROM t").fetchone() == (10,)
+
+
+# -- mldb serve: the stock PostgreSQL dialects -----------------------------------------------------
+
+
+def _url(server, driver: str) -> str:  # noqa: F811
+    return f"postgresql+{driver}://tester@127.0.0.1:{server.port}/shop"
+
+
+@pytest.fixture(scope="module")
+def served_schema(server):  # noqa: F811
+    engine = sa.create_engine(_url(server, "psycopg"))
+    with engine.begin() as connection:
+        _make_schema(connection)
+    engine.dispose()
+    return server
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "pg8000"])
+def test_stock_dialect_connects_and_sees_a_postgresql_version(server, driver):  # noqa: F811
+    engine = sa.create_engine(_url(server, driver))
+    with engine.connect() as connection:
+        version = connection.execute(sa.text("SELECT pg_catalog.version()")).scalar()
+        assert version.startswith("PostgreSQL 15.0 (mldb ") and "DuckDB" in version
+        assert connection.execute(sa.text("SELECT version()")).scalar() == version
+        assert connection.execute(sa.text("SHOW transaction isolation level")).scalar() == "serializable"
+        assert connection.execute(sa.text("SHOW transaction_isolation")).scalar() == "serializable"
+        assert connection.execute(sa.text("SHOW standard_conforming_strings")).scalar() == "on"
+    assert engine.dialect.server_version_info[:2] == (15, 0)
+    assert engine.dialect.default_schema_name == "main"
+    engine.dispose()
+
+
+def test_psycopg_reflection(served_schema):
+    engine = sa.create_engine(_url(served_schema, "psycopg"))
+    _check_reflection(engine)
+    assert "models" in sa.inspect(engine).get_table_names(schema="mldb")
+    unique = sa.inspect(engine).get_unique_constraints("parent")
+    assert [(u["name"], u["column_names"]) for u in unique] == [("parent_name_key", ["name"])]
+    engine.dispose()
+
+
+def test_pg8000_reflection_of_columns_and_keys(served_schema):
+    inspector = sa.inspect(sa.create_engine(_url(served_schema, "pg8000")))
+    assert {"parent", "child"} <= set(inspector.get_table_names())
+    assert [c["name"] for c in inspector.get_columns("child")] == ["id", "parent_id", "score", "tag"]
+    assert inspector.get_pk_constraint("child")["constrained_columns"] == ["id"]
+    assert inspector.get_foreign_keys("child")[0]["referred_table"] == "parent"
+    with pytest.raises(NoSuchTableError):
+        inspector.get_columns("no_such_table")
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "pg8000"])
+def test_stock_dialect_pandas_round_trip_keeps_types(server, driver):  # noqa: F811
+    engine = sa.create_engine(_url(server, driver))
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE IF EXISTS frame"))
+    _check_pandas(engine)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "pg8000"])
+def test_stock_dialect_serial_primary_key(server, driver):  # noqa: F811
+    engine = sa.create_engine(_url(server, driver))
+    _check_orm_serial(engine)
+    columns = None
+    metadata = sa.MetaData()
+    sa.Table("numbered", metadata, sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("v", sa.Float))
+    metadata.create_all(engine)
+    columns = {c["name"]: c for c in sa.inspect(engine).get_columns("numbered")}
+    assert columns["id"]["autoincrement"] is True and "numbered_id_seq" in columns["id"]["default"]
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+def test_rollback_to_savepoint_is_refused_and_the_transaction_undone(server):  # noqa: F811
+    engine = sa.create_engine(_url(server, "psycopg"))
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE OR REPLACE TABLE sp (i INTEGER)"))
+    with pytest.raises(sa.exc.NotSupportedError, match="ROLLBACK TO SAVEPOINT"), engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO sp VALUES (1)"))
+        savepoint = connection.begin_nested()
+        connection.execute(sa.text("INSERT INTO sp VALUES (2)"))
+        savepoint.rollback()
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM sp")).scalar() == 0  # nothing kept
+    engine.dispose()
+
+
+def test_jupysql_with_a_postgresql_url(server):  # noqa: F811
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "sql")
+    url = _url(server, "psycopg")
+    shell.run_line_magic("sql", url)
+    shell.run_line_magic("sql", "CREATE OR REPLACE TABLE jt AS SELECT range AS i FROM range(4)")
+    result = shell.run_line_magic("sql", "SELECT sum(i) AS s FROM jt")
+    assert result.DataFrame()["s"].tolist() == [6]
+    shell.run_line_magic("sql", f"--close {url}")
+
+
+# -- psql: \d+ and \dt ------------------------------------------------------------------------------
+
+
+def _psql(server, *commands: str) -> str:  # noqa: F811
+    args = [shutil.which("psql"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "shop", "-X"]
+    for command in commands:
+        args += ["-c", command]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
+    return done.stdout
+
+
+def test_psql_describe_plus_shows_types_keys_and_constraints(served_schema):
+    out = _psql(served_schema, "CREATE OR REPLACE TABLE checked (a INTEGER CHECK (a > 0), b INTEGER REFERENCES parent (id))",
+                r"\d+ child", r"\d parent", r"\d checked")
+    assert "Table \"main.child\"" in out
+    assert "parent_id | integer" in out and "score     | double precision" in out and "| plain" in out
+    assert '"child_id_pkey" PRIMARY KEY, btree (id)' in out and '"child_score" btree (score)' in out
+    assert 'FOREIGN KEY (parent_id) REFERENCES parent(id)' in out and "Access method: heap" in out
+    assert '"parent_name_key" UNIQUE CONSTRAINT, btree (name)' in out and "Referenced by:" in out
+    assert '"checked_a_check" CHECK ((a > 0))' in out
+
+
+def test_psql_dt_lists_the_users_tables_and_mldb_by_schema(served_schema):
+    listed = _psql(served_schema, r"\dt")
+    assert " parent " in listed and " child " in listed
+    assert "mldb" not in listed.replace("| mldb\n", "")  # the owner column says mldb; no mldb.* table
+    assert "models" not in listed and "training_log" not in listed
+    internal = _psql(served_schema, r"\dt mldb.*")
+    assert " models " in internal and " training_log " in internal and "(12 rows)" in internal

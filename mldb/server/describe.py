@@ -87,7 +87,7 @@ def _context_type(session, node: exp.Expression) -> str | None:
         element = _context_type(session, parent)
         return f"{element}[]" if element else None
     if isinstance(parent, exp.Cast):  # DuckDB spells the type canonically (INT -> INTEGER)
-        return _describe_first(session, f"SELECT CAST(NULL AS {parent.to.sql(dialect=MLDB)})")
+        return _describe_first(session, f"SELECT CAST(NULL AS {_type_sql(parent.to)})")
     if isinstance(parent, (exp.Limit, exp.Offset)):
         return "BIGINT"
     if isinstance(parent, (exp.Like, exp.ILike)):
@@ -98,6 +98,15 @@ def _context_type(session, node: exp.Expression) -> str | None:
     if neighbour is None or _has_param(neighbour):
         return None
     return _expression_type(session, node, neighbour)
+
+
+def _type_sql(data_type: exp.DataType) -> str:
+    """A cast's type as DuckDB reads it: PostgreSQL's FLOAT(p) is REAL up to 24 bits, else DOUBLE
+    (sqlglot writes REAL(53), which DuckDB refuses, and a failed DESCRIBE aborts the transaction)."""
+    if data_type.this == exp.DataType.Type.FLOAT and data_type.expressions:
+        bits = data_type.expressions[0].this
+        return "REAL" if bits.is_int and int(bits.name) <= 24 else "DOUBLE"
+    return data_type.sql(dialect=MLDB)
 
 
 def _neighbour(node: exp.Expression, parent: exp.Expression | None) -> exp.Expression | None:
@@ -176,5 +185,24 @@ def returns_rows(first_word: str, sql: str) -> bool:
 
 def result_columns(session, sql: str, spans: list[Span], types: list[str | None]) -> list[tuple[str, str]] | None:
     """(name, DuckDB type) of each result column, from DESCRIBE with typed NULL parameters."""
-    nulled = substitute(sql, spans, lambda n: f"CAST(NULL AS {types[n - 1] or 'VARCHAR'})")
-    return _describe(session, nulled.strip().rstrip(";"))
+    nulled = substitute(sql, spans, lambda n: f"CAST(NULL AS {types[n - 1] or 'VARCHAR'})").strip().rstrip(";")
+    first = nulled.split(None, 1)[0].upper() if nulled else ""
+    if first in ("INSERT", "UPDATE", "DELETE", "MERGE"):  # DESCRIBE cannot read these, and a failed
+        nulled = _returning_query(nulled)                # statement would abort the client's transaction
+        if nulled is None:
+            return None
+    return _describe(session, nulled)
+
+
+def _returning_query(sql: str) -> str | None:
+    """``INSERT/UPDATE/DELETE ... RETURNING a, b`` as ``SELECT a, b FROM <target>`` (same columns)."""
+    try:
+        tree = sqlglot.parse_one(sql, dialect=MLDB)
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return None
+    returning = tree.args.get("returning")
+    target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    if returning is None or not isinstance(target, exp.Table):
+        return None
+    query = exp.Select(expressions=[e.copy() for e in returning.expressions]).from_(target.copy())
+    return query.sql(dialect=MLDB)

@@ -15,6 +15,7 @@ import re
 
 from mldb import errors
 from mldb.result import Result
+from mldb.server import catalog_views
 
 SERVER_VERSION = "15.0"
 
@@ -42,9 +43,9 @@ _SET = re.compile(r"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_][\w.]*)\s*(?:=|\
                   re.IGNORECASE | re.DOTALL)
 _SET_NAMES = re.compile(r"^\s*SET\s+(?:SESSION\s+)?NAMES\b", re.IGNORECASE)
 _SET_TIME_ZONE = re.compile(r"^\s*SET\s+(?:SESSION\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
-_SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*)\s*;?\s*$", re.IGNORECASE)
+_SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*|TRANSACTION\s+ISOLATION\s+LEVEL)\s*;?\s*$", re.IGNORECASE)
 _RESET = re.compile(r"^\s*(?:RESET\s+\w+|RESET\s+ALL|DISCARD\s+ALL)\s*;?\s*$", re.IGNORECASE)
-_FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD|COPY)\b", re.IGNORECASE)
+_FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD|COPY|SAVEPOINT|RELEASE|ROLLBACK\s+TO|DEALLOCATE)\b", re.IGNORECASE)
 _COPY_STDIO = re.compile(r"\b(STDIN|STDOUT)\b|/dev/std(in|out|err)", re.IGNORECASE)
 
 
@@ -94,7 +95,11 @@ def intercept(connection, sql: str) -> Result | None:
         for statement in serial[:-1]:
             connection.session.execute(statement)
         return connection.session.execute(serial[-1])
-    word = first.group(1).upper()
+    word = " ".join(first.group(1).upper().split())
+    if word in ("SAVEPOINT", "RELEASE", "ROLLBACK TO"):
+        return _savepoint(connection, word)
+    if word == "DEALLOCATE":
+        return _deallocate(connection, sql)
     if word == "SET":
         return _set(connection, sql)
     if word == "SHOW":
@@ -105,6 +110,35 @@ def intercept(connection, sql: str) -> Result | None:
     if word == "COPY":
         return None
     return Result.done(" ".join(sql.split()[:2]).upper().rstrip(";")) if _RESET.match(sql) else None
+
+
+def _savepoint(connection, word: str) -> Result:
+    """DuckDB has no savepoints. Drivers set one around a step that should not fail (psycopg's type
+    look-up); SAVEPOINT and RELEASE pass (every statement between them stays part of the transaction),
+    ROLLBACK TO fails, so a transaction is never left with changes the client believes undone."""
+    if word == "ROLLBACK TO":
+        raise errors.NotSupportedError("ROLLBACK TO SAVEPOINT is not supported by mldb (DuckDB has no savepoints): "
+                                       "roll back the transaction", sqlstate="0A000")
+    return Result.done(word)
+
+
+_DEALLOCATE = re.compile(r"^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|\"(?:[^\"]|\"\")+\"|\w+)\s*;?\s*$", re.IGNORECASE)
+
+
+def _deallocate(connection, sql: str) -> Result:
+    """DEALLOCATE [PREPARE] name | ALL: the connection's protocol-level prepared statements."""
+    match = _DEALLOCATE.match(sql)
+    if match is None:
+        raise errors.ProgrammingError(f"syntax error in {sql.strip()!r}", sqlstate="42601")
+    name = match.group(1)
+    if name.upper() == "ALL":
+        for key in [key for key in connection.statements if key]:
+            del connection.statements[key]
+        return Result.done("DEALLOCATE ALL")
+    name = name[1:-1].replace('""', '"') if name.startswith('"') else name
+    if connection.statements.pop(name, None) is None:
+        raise errors.ProgrammingError(f'prepared statement "{name}" does not exist', sqlstate="26000")
+    return Result.done("DEALLOCATE")
 
 
 def _set(connection, sql: str) -> Result | None:
@@ -131,6 +165,8 @@ def _show(connection, sql: str) -> Result | None:
     if match is None:
         return None
     name = match.group(1)
+    if name.upper().startswith("TRANSACTION "):  # SHOW TRANSACTION ISOLATION LEVEL
+        name = "transaction_isolation"
     value = connection.params.get(name.lower())
     if value is None:
         value = next((v for key, v in _DEFAULTS.items() if key.lower() == name.lower()), None)
@@ -157,37 +193,61 @@ _SPELLINGS = (
     ("::pg_catalog.text", "::VARCHAR"),
     ("pg_get_expr(d.adbin, d.adrelid, true)", "pg_get_expr(d.adbin, d.adrelid)"),
     ("pg_catalog.array_to_string(d.datacl, E'\\n')", "NULL"),
+    # \d+: table storage options (DuckDB has none)
+    ("pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
+     "''"),
 )
-# What DuckDB's pg_catalog lacks, created per session as temporary macros and views; the
-# tools' ``pg_catalog.name`` is rewritten to the bare name, which finds the temporary one.
+# What DuckDB's pg_catalog lacks, created per session as temporary macros and views
+# (catalog_views has the PostgreSQL-shaped tables); the tools' ``pg_catalog.`` qualifier is
+# dropped, so a bare name finds the temporary one first, then DuckDB's pg_catalog.
 _MACROS = {
     "pg_get_userbyid": "(role) AS 'mldb'",
-    "pg_get_indexdef": "(index_oid, col := 0, pretty := false) AS NULL::VARCHAR",
     "pg_encoding_to_char": "(encoding) AS 'UTF8'",
     "pg_table_size": "(relation) AS NULL::BIGINT",
     "pg_get_function_result": "(function_oid) AS NULL::VARCHAR",
     "pg_get_function_arguments": "(function_oid) AS NULL::VARCHAR",
+    "pg_partition_ancestors": "(relation) AS relation::BIGINT",  # nothing is partitioned: a table is its own
 }
-_VIEWS = {
-    "pg_class": "SELECT *, false AS relforcerowsecurity FROM pg_catalog.pg_class",
-    "pg_database": "SELECT *, 10 AS datdba, 6 AS encoding, 'C' AS datcollate, 'C' AS datctype, "
-                   "NULL::VARCHAR AS daticulocale, 'c' AS datlocprovider FROM pg_catalog.pg_database",
-    "pg_range": "SELECT 0::UINTEGER AS rngtypid, 0::UINTEGER AS rngsubtype, 0::UINTEGER AS rngmultitypid WHERE false",
-}
-_TEMPORARY = [f"MACRO {name}{body}" for name, body in _MACROS.items()] + \
-             [f"VIEW {name} AS {body}" for name, body in _VIEWS.items()]
-_SPELLINGS += tuple((f"pg_catalog.{name}(", f"{name}(") for name in _MACROS) + \
-              tuple((f"pg_catalog.{name} ", f"{name} ") for name in _VIEWS)
+_TEMPORARY = [f"CREATE OR REPLACE TEMP MACRO {name}{body}" for name, body in _MACROS.items()] + \
+    catalog_views.statements()
+_OID_LITERAL = re.compile(r"'(\d+)'::pg_catalog\.regclass")  # psql's '16384'::pg_catalog.regclass: an oid
+_REGCLASS_NAME = re.compile(r"(?<![\w.'])([A-Za-z_][\w.]*)::pg_catalog\.regclass(?:::pg_catalog\.text)?(?!::)")
+_QUALIFIER = re.compile(r"(?<![\w.\"])pg_catalog\.(?=[A-Za-z_])")
+_RENAMED = re.compile(r"(?<![\w.])(" + "|".join(catalog_views.RENAMED) + r")\s*\(", re.IGNORECASE)
+_FORMAT_ATTRIBUTE = re.compile(r"\bformat_type\(\s*([\w.]+)\.atttypid\s*,\s*\1\.atttypmod\s*\)", re.IGNORECASE)
+_REGCLASS = re.compile(r"\s+AS\s+REGCLASS\s*\)", re.IGNORECASE)
+_AS_TEXT_OR_OID = re.compile(r"\s+AS\s+(TEXT|VARCHAR|OID)\s*\)", re.IGNORECASE)
 # Catalogs of features DuckDB does not have (row security, publications, inheritance, ...):
 # a query on them is answered with no rows.
 _ABSENT = re.compile(r"pg_catalog\.(pg_policy|pg_statistic_ext|pg_publication\w*|pg_inherits|pg_trigger|pg_rewrite"
                      r"|pg_partitioned_table|pg_foreign_table|pg_event_trigger|pg_roles)\b")
 
 
+def version_string() -> str:
+    """``version()`` as PostgreSQL spells it (drivers parse the number), naming mldb and DuckDB."""
+    import platform
+
+    import duckdb
+
+    from mldb import __version__
+
+    return (f"PostgreSQL {SERVER_VERSION} (mldb {__version__}, DuckDB {duckdb.__version__}) "
+            f"on {platform.machine()}-pc-linux-gnu, 64-bit")
+
+
+_VERSION_CALL = re.compile(r"(?<![\w.])(?:pg_catalog\.)?version\(\s*\)", re.IGNORECASE)
+_VERSION_ONLY = re.compile(r"^\s*SELECT\s+(?:pg_catalog\.)?version\(\s*\)\s*;?\s*$", re.IGNORECASE)
+
+
 def translate_introspection(connection, sql: str) -> str:
     """psql/driver catalog queries in DuckDB's spelling (only for SQL that mentions pg_catalog)."""
     if "set_config('jit', 'off', false)" in sql:  # asyncpg turns PostgreSQL's JIT off on connect
         return "SELECT 'off' AS cur, 'off' AS new"
+    if "version(" in sql.lower():
+        literal = "'" + version_string().replace("'", "''") + "'"
+        if _VERSION_ONLY.match(sql):
+            return f"SELECT {literal} AS version"
+        sql = _VERSION_CALL.sub(literal, sql)
     if "pg_" not in sql:
         return sql
     if "typeinfo_tree" in sql:
@@ -195,9 +255,46 @@ def translate_introspection(connection, sql: str) -> str:
     _ensure_temporary(connection)
     if _ABSENT.search(sql):
         return _no_rows(sql)
+    sql = _OID_LITERAL.sub(r"\1", sql)
+    sql = _REGCLASS_NAME.sub(r"mldb_regclass_name(\1)", sql)
     for spelling, duckdb in _SPELLINGS:
         sql = sql.replace(spelling, duckdb)
-    return sql
+    sql = _QUALIFIER.sub("", sql)
+    sql = _FORMAT_ATTRIBUTE.sub(r"\1.mldb_format_type", sql)
+    sql = _RENAMED.sub(lambda m: catalog_views.RENAMED[m.group(1).lower()] + "(", sql)
+    return _regclass_casts(sql)
+
+
+def _regclass_casts(sql: str) -> str:
+    """``CAST(x AS REGCLASS)`` (SQLAlchemy's spelling): a name for ``CAST(... AS TEXT)`` around it,
+    else an oid (DuckDB has no regclass type)."""
+    while True:
+        found = _REGCLASS.search(sql)
+        if found is None:
+            return sql
+        start = _cast_start(sql, found.start())
+        inner = sql[start + 5 : found.start()]
+        outer = _AS_TEXT_OR_OID.match(sql, found.end())
+        if outer and sql[:start].rstrip().upper().endswith("CAST("):
+            opening = sql[:start].rstrip()[:-5]
+            function = "mldb_regclass_oid" if outer.group(1).upper() == "OID" else "mldb_regclass_name"
+            sql = f"{opening}{function}({inner}){sql[outer.end():]}"
+        else:
+            sql = f"{sql[:start]}mldb_regclass_oid({inner}){sql[found.end():]}"
+
+
+def _cast_start(sql: str, end: int) -> int:
+    """Where the ``CAST(`` whose argument ends at ``end`` starts (parentheses counted back)."""
+    depth = 0
+    for position in range(end - 1, -1, -1):
+        char = sql[position]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            if depth == 0:
+                return position - 4
+            depth -= 1
+    raise errors.ProgrammingError("unbalanced parentheses around a REGCLASS cast", sqlstate="42601")
 
 
 def _no_rows(sql: str) -> str:
@@ -214,11 +311,16 @@ def _no_rows(sql: str) -> str:
 
 
 def _ensure_temporary(connection) -> None:
+    """Create the temporary catalog objects once. Made inside a client's transaction they vanish
+    with its rollback, so they count as made for good only outside one; inside, look first."""
     if getattr(connection, "catalog_ready", False):
         return
-    for definition in _TEMPORARY:
-        connection.session.sql(f"CREATE OR REPLACE TEMP {definition}")
-    connection.catalog_ready = True
+    outside = getattr(connection, "transaction", b"I") == b"I"
+    if outside or not connection.session.sql(
+            "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'mldb_constraintdef'").fetchone()[0]:
+        for definition in _TEMPORARY:
+            connection.session.sql(definition)
+    connection.catalog_ready = outside
 
 
 def _array_types() -> str:
