@@ -227,3 +227,17 @@ def test_cells_read_frames_of_the_notebook(ip, capsys):
     assert isinstance(error, mldb.ProgrammingError) and "not suitable" in shown
     for name in ("pd", "pl", "people", "ages", "notaframe"):
         ip.user_ns.pop(name)
+
+
+def test_readme_duckdb_habits_in_cells_run(ip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section: jupyter-habits -->")[1].split("<!-- /section: jupyter-habits -->")[0]
+    cells = re.findall(r"```ipython\n(.*?)```", section, flags=re.S)
+    results = [ok(ip, cell) for cell in cells]
+    assert results[1].frame["n"].to_list() == [8]
+    assert ok(ip, '%mldb SELECT count(*) AS n FROM "visits 2024"').frame["n"].to_list() == [60]
+    trained = ok(ip, "%mldb SELECT hyperparameters->>'epochs' AS e FROM mldb.model_versions WHERE model = 'back'")
+    assert trained.frame["e"].to_list() == ["5"]
+    for name in ("np", "pd", "visits", "table", "min_age", "epochs"):
+        ip.user_ns.pop(name)
