@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import shutil
 import subprocess
 import threading
+from pathlib import Path
 
 import pg8000.native
 import psycopg
@@ -315,3 +317,27 @@ def test_psql_script_with_inline_copy_data(server, tmp_path):  # noqa: F811
                            "-v", "ON_ERROR_STOP=1", "-f", str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "COPY 2" in done.stdout and "n|named\n2|1" in done.stdout
+
+
+def test_readme_copy_section_runs(server, tmp_path):  # noqa: F811
+    """The README's COPY examples (psql \\copy in and out, psycopg's copy) against a served database."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("<!-- section: copy-tls -->")[1].split("<!-- /section: copy-tls -->")[0]
+    commands = [line for line in section.split("```bash\n")[1].split("```")[0].splitlines() if line.startswith("psql ")]
+    python = section.split("```py\n")[1].split("```")[0].replace("port=5433", f"port={server.port}")
+    run(server, "CREATE OR REPLACE TABLE customers AS SELECT i AS id, 18 + i % 60 AS age, (18 + i % 60 > 50) AS churned "
+                "FROM range(300) t(i)",
+        "CREATE OR REPLACE MODEL churn PREDICT churned FROM (SELECT age, churned FROM customers) USING logistic "
+        "WITH (epochs = 5, seed = 1)")
+    (tmp_path / "customers.csv").write_text("id,age,churned\n" + "".join(f"{300 + i},{20 + i},false\n" for i in range(50)))
+    for command in commands:
+        args = shlex.split(command.replace("-p 5433", f"-p {server.port}").replace("-U me", "-U tester"))
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, (command, done.stderr)
+    scores = (tmp_path / "scores.csv").read_text().splitlines()
+    assert len(scores) == 1 + 350 and scores[0].startswith("id,")
+    assert {line.rsplit(",", 1)[1] for line in scores[1:]} <= {"t", "f"}  # PREDICT's booleans as PostgreSQL spells them
+    namespace: dict = {}
+    exec(python.replace("user=me", "user=tester"), namespace)  # noqa: S102 - the README's own snippet
+    assert [tuple(row) for row in namespace["rows"]] == [("0", "18"), ("1", "19"), ("2", "20")]
+    assert rows(server, "SELECT age FROM customers WHERE id IN (1001, 1002) ORDER BY id") == [(42,), (57,)]
