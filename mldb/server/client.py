@@ -5,7 +5,8 @@ of the served database), so it has its own transaction. Everything a statement d
 goes through ``Session.execute``; this module only translates between that and the
 wire: ``protocol`` builds the bytes, ``types`` encodes values, ``describe`` answers
 Describe before execution, ``pg_catalog`` answers what client tools ask DuckDB
-cannot.
+cannot, ``copy_in`` / ``copy_out`` carry COPY FROM STDIN / TO STDOUT, ``tls`` the
+server's certificate.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import time
 import traceback
 
 from mldb import errors
+from mldb.execution import canceled
 from mldb.frontend import split_statements
 from mldb.result import Result
-from mldb.execution import canceled
 from mldb.server import auth, copy, copy_in, copy_out, pg_catalog, protocol
 from mldb.server.portal import Portal, Prepared, command_tag, row_fields
 from mldb.server.protocol import ConnectionClosed, ProtocolViolation

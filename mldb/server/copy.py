@@ -299,3 +299,8 @@ def _defaults(options: Options, incoming: bool) -> Options:
         raise CopyError(f'COPY encoding "{options.encoding}" is not supported (UTF8 or LATIN1)', "0A000")
     options.encoding = encoding
     return options
+
+
+def literal(text: str) -> str:
+    """A SQL string literal (the COPY options and the spool's path go into DuckDB SQL as literals)."""
+    return "'" + text.replace("'", "''") + "'"

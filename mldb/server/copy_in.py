@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 
-from mldb.server.copy import Copy, CopyError, Options
+from mldb.server.copy import Copy, CopyError, Options, literal
 
 
 class Spool:
@@ -105,17 +105,17 @@ def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str) -> str:
         value = f"c{index}"
         if not typed:
             value = _unescaped(value) if text else value
-            value = f"nullif({value}, {_literal(options.null)})" if index in force_null else value
+            value = f"nullif({value}, {literal(options.null)})" if index in force_null else value
             value = _converted(value, kind)
         selects.append(value)
-    settings = {"columns": "{" + ", ".join(read_types) + "}", "delim": _literal(options.delimiter),
-                "quote": _literal(options.quote or ""), "escape": _literal(options.escape or ""),
-                "nullstr": _literal(options.null), "header": "true" if options.header else "false",
+    settings = {"columns": "{" + ", ".join(read_types) + "}", "delim": literal(options.delimiter),
+                "quote": literal(options.quote or ""), "escape": literal(options.escape or ""),
+                "nullstr": literal(options.null), "header": "true" if options.header else "false",
                 "auto_detect": "false", "allow_quoted_nulls": "false", "strict_mode": "true",
-                "encoding": _literal(options.encoding)}
+                "encoding": literal(options.encoding)}
     if force_not_null:
         settings["force_not_null"] = "[" + ", ".join(f"'c{i}'" for i in force_not_null) + "]"
-    reader = f"read_csv({_literal(path)}, " + ", ".join(f"{key} = {value}" for key, value in settings.items()) + ")"
+    reader = f"read_csv({literal(path)}, " + ", ".join(f"{key} = {value}" for key, value in settings.items()) + ")"
     select = f"SELECT {', '.join(selects)} FROM {reader}"
     if copy.where:
         select = f"SELECT * FROM ({select}) AS copy_rows ({', '.join(names)}) WHERE {copy.where}"
@@ -125,8 +125,8 @@ def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str) -> str:
 def header_sql(path: str, options: Options, count: int) -> str:
     """The header line's fields (HEADER MATCH compares them with the column names)."""
     columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(count)) + "}"
-    return (f"SELECT * FROM read_csv({_literal(path)}, columns = {columns}, delim = {_literal(options.delimiter)}, "
-            f"quote = {_literal(options.quote or '')}, escape = {_literal(options.escape or '')}, header = false, "
+    return (f"SELECT * FROM read_csv({literal(path)}, columns = {columns}, delim = {literal(options.delimiter)}, "
+            f"quote = {literal(options.quote or '')}, escape = {literal(options.escape or '')}, header = false, "
             f"auto_detect = false, strict_mode = false, null_padding = true) LIMIT 1")
 
 
@@ -156,10 +156,6 @@ def _converted(value: str, kind: str) -> str:
         return (f"CAST(CASE WHEN NOT starts_with({value}, '{{') THEN {value} WHEN strpos({value}, '\"') = 0 "
                 f"THEN translate({value}, '{{}}', '[]') ELSE '[' || {value}[2:-2] || ']' END AS {kind})")
     return value
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def clean_error(message: str, copy: Copy, targets: list[tuple[str, str]]) -> str:

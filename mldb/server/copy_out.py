@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from mldb.server import protocol
-from mldb.server.copy import CopyError, Options
+from mldb.server.copy import CopyError, Options, literal
 
 _BATCH = 65_536
 _INTEGERS = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -37,7 +37,7 @@ class Formatter:
             raise CopyError(f'FORCE_QUOTE column "{sorted(unknown)[0]}" not referenced by COPY', "42P10")
         fields = [self._field(_quoted_name(name), kind, forced == "*" or name in forced)
                   for name, kind in zip(self.names, kinds)]
-        self.sql = f"SELECT {(' || ' + _literal(options.delimiter) + ' || ').join(fields)} AS line FROM copy_rows"
+        self.sql = f"SELECT {(' || ' + literal(options.delimiter) + ' || ').join(fields)} AS line FROM copy_rows"
 
     def header(self) -> bytes:
         """The column names as a line (a handful of values: Python is fine here)."""
@@ -70,15 +70,15 @@ class Formatter:
         if options.format == "text":
             if not plain:
                 value = _escaped_sql(value, options.delimiter)
-            return f"coalesce({value}, {_literal(options.null)})"
+            return f"coalesce({value}, {literal(options.null)})"
         if plain and not forced:
-            return f"coalesce({value}, {_literal(options.null)})"
+            return f"coalesce({value}, {literal(options.null)})"
         quote, escape = options.quote, options.escape
-        inner = f"replace({value}, {_literal(escape)}, {_literal(escape + escape)})" if escape != quote else value
-        quoted = f"{_literal(quote)} || replace({inner}, {_literal(quote)}, {_literal(escape + quote)}) || {_literal(quote)}"
-        needs = "true" if forced else (f"{value} = {_literal(options.null)} OR regexp_matches({value}, "
-                                        f"{_literal(_char_class(options.delimiter + quote + chr(13) + chr(10)))})")
-        return f"(CASE WHEN {value} IS NULL THEN {_literal(options.null)} WHEN {needs} THEN {quoted} ELSE {value} END)"
+        inner = f"replace({value}, {literal(escape)}, {literal(escape + escape)})" if escape != quote else value
+        quoted = f"{literal(quote)} || replace({inner}, {literal(quote)}, {literal(escape + quote)}) || {literal(quote)}"
+        needs = "true" if forced else (f"{value} = {literal(options.null)} OR regexp_matches({value}, "
+                                        f"{literal(_char_class(options.delimiter + quote + chr(13) + chr(10)))})")
+        return f"(CASE WHEN {value} IS NULL THEN {literal(options.null)} WHEN {needs} THEN {quoted} ELSE {value} END)"
 
 
 def _value(column: str, kind: str) -> str:
@@ -122,9 +122,9 @@ def _escaped_sql(value: str, delimiter: str) -> str:
     pairs = list(_TEXT_ESCAPES) + ([(delimiter, "\\" + delimiter)] if delimiter not in "\n\r\t\b\f\v" else [])
     replaced = value
     for char, escape in pairs:
-        replaced = f"replace({replaced}, {_literal(char)}, {_literal(escape)})"
+        replaced = f"replace({replaced}, {literal(char)}, {literal(escape)})"
     special = _char_class("".join(char for char, _ in pairs))
-    return f"(CASE WHEN regexp_matches({value}, {_literal(special)}) THEN {replaced} ELSE {value} END)"
+    return f"(CASE WHEN regexp_matches({value}, {literal(special)}) THEN {replaced} ELSE {value} END)"
 
 
 def _in_plain_text(delimiter: str) -> bool:
@@ -157,7 +157,3 @@ def _quote_csv(text: str, options: Options) -> str:
 
 def _quoted_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
