@@ -341,3 +341,13 @@ def test_readme_copy_section_runs(server, tmp_path):  # noqa: F811
     exec(python.replace("user=me", "user=tester"), namespace)  # noqa: S102 - the README's own snippet
     assert [tuple(row) for row in namespace["rows"]] == [("0", "18"), ("1", "19"), ("2", "20")]
     assert rows(server, "SELECT age FROM customers WHERE id IN (1001, 1002) ORDER BY id") == [(42,), (57,)]
+
+
+def test_cancel_request_during_copy_in_inserts_nothing(server):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE cancel_t(a INTEGER)")
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            with con.cursor().copy("COPY cancel_t FROM STDIN") as copy:
+                copy.write(b"1\n2\n")
+                con.cancel_safe()  # a CancelRequest on its own connection, answered before it returns
+        assert con.execute("SELECT count(*) FROM cancel_t").fetchone() == (0,)

@@ -127,6 +127,9 @@ def test_tls_required_refuses_plain_clients(tmp_path, certificate):
         assert "28000" in str(refused.value.sqlstate or "28000")
         with psycopg.connect(served.dsn(sslmode="require"), autocommit=True) as con:
             assert con.info.pgconn.ssl_in_use and con.execute("SELECT 1").fetchone() == (1,)
+            assert served.stop() == 0  # SIGTERM with a TLS client connected: a clean exit
+            with pytest.raises(psycopg.OperationalError):
+                con.execute("SELECT 1")
     finally:
         served.stop()
 
