@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = options.inputs + [("sql", text) for text in options.sql]
     interactive = not inputs and sys.stdin.isatty()
     printer = Printer(_settings(options), limited=interactive and sys.stdout.isatty())
-    runner = Runner(connection, printer, timer=options.timing, bail=not interactive, interactive=interactive)
+    runner = Runner(connection, printer, timer=options.timing, bail=not interactive)
     try:
         with connection:
             return _run(runner, inputs, interactive)

@@ -50,13 +50,11 @@ class CommandError(Exception):
 
 
 class Runner:
-    def __init__(self, connection, printer: Printer, *, timer: bool = False, bail: bool = True,
-                 interactive: bool = False):
+    def __init__(self, connection, printer: Printer, *, timer: bool = False, bail: bool = True):
         self.connection = connection
         self.printer = printer
         self.timer = timer
         self.bail = bail
-        self.interactive = interactive
         self.failed = False  # any error so far: the exit status is 1
         self._once = False  # .once: back to stdout after the next result
         self.pending: list[str] = []  # lines of a statement not yet ended by ';'
@@ -84,7 +82,7 @@ class Runner:
                 return
             self._pending_line = number
         self.pending.append(line)
-        if line.rstrip().endswith(";") and _is_complete("\n".join(self.pending)):
+        if ";" in line and _is_complete("\n".join(self.pending)):
             self._run_pending(source)
 
     def _run_pending(self, source: str | None) -> None:
@@ -103,7 +101,7 @@ class Runner:
     def run_sql(self, sql: str, source: str | None = None, line: int = 0) -> None:
         started = time.perf_counter()
         try:
-            interruptible(self.connection, lambda: self.printer.print_result(self.connection.execute(sql)))
+            interruptible(self.connection, lambda: self._execute_and_print(sql))
         except errors.Error as error:
             self._fail(self.error_text(error), source, line, sql)
             return
@@ -111,6 +109,10 @@ class Runner:
             self._after_result()
         if self.timer:
             self.printer.out.write(f"Time: {(time.perf_counter() - started) * 1000:.1f} ms\n")
+
+    def _execute_and_print(self, sql: str) -> None:
+        with self.connection.execute(sql) as cursor:
+            self.printer.print_result(cursor)
 
     def _fail(self, message: str, source: str | None, line: int, sql: str | None = None) -> None:
         self.failed = True

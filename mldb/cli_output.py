@@ -114,6 +114,9 @@ class Printer:
         a UUID as text and a HUGEINT as a DECIMAL)."""
         if self._con is None:
             self._con = duckdb.connect()
+        zones = {kind.tz for kind in data.schema.types if getattr(kind, "tz", None)}
+        if zones:  # a TIMESTAMPTZ prints in the session's time zone, which Arrow carries
+            self._con.execute(f"SET TimeZone = {_literal(zones.pop())}")
         columns = [f"c{i}" for i in range(len(types))]
         self._con.register("mldb_printed", data.rename_columns(columns))
         try:
@@ -278,9 +281,11 @@ _QUERY_WORDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "
 
 
 def _is_status_only(cursor) -> bool:
-    """DuckDB answers INSERT/CREATE/... with a single ``Count`` column; show a status line instead."""
+    """DuckDB answers INSERT/CREATE/... with a single ``Count`` column and SET/BEGIN/LOAD/... with
+    an empty ``Success`` column; show a status line instead (as psql does)."""
     description = cursor.description
-    return cursor.status not in _QUERY_WORDS and len(description) == 1 and description[0][0] == "Count"
+    return (cursor.status not in _QUERY_WORDS and len(description) == 1
+            and description[0][0] in ("Count", "Success"))
 
 
 def _literal(text: str) -> str:

@@ -189,6 +189,14 @@ def test_json_types_as_duckdb_writes_them():
     assert empty.stdout == "[]\n"
 
 
+def test_statements_without_rows_print_a_status_line_not_a_table():
+    result = run(["-c", "SET threads = 2; BEGIN; CREATE TABLE x(a INTEGER); INSERT INTO x VALUES (1), (2); COMMIT"])
+    assert result.stdout == "SET\nBEGIN\nCREATE\nINSERT 2\nCOMMIT\n"
+    quiet = run(["-csv", "-c", "SET TimeZone = 'America/New_York'; "
+                               "SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00' AS t"])
+    assert quiet.stdout == "t\n2024-01-01 05:00:00-05\n"  # no status lines in csv; the session's time zone
+
+
 def test_command_output_is_never_cut():
     result = run(["-c", "SELECT range AS n FROM range(5000)"])
     assert result.returncode == 0
