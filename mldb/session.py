@@ -79,8 +79,8 @@ class Session:
             self._nested += 1
             try:
                 result = self._guarded(self._execute_one, statement, statement_params, scope)
-            except errors.Error as error:
-                if (better := frames.unscannable(error, scope)) is error:
+            except errors.Error as error:  # (as_written: the user's text, not the SQL mldb ran for it)
+                if (better := frames.unscannable(as_written(error, statement), scope)) is error:
                     raise
                 raise better from None
             finally:
@@ -107,9 +107,6 @@ class Session:
         execution = self.database.start(self, inner.text)
         try:
             return self._run_planned(statement, tree, params, execution, prefix)
-        except errors.Error as error:
-            execution.finish(success=False)
-            raise as_written(error, statement) from None  # the user's text, not the rewritten SQL
         except BaseException:
             execution.finish(success=False)
             raise

@@ -187,6 +187,24 @@ def test_binder_error_in_an_embed_statement(shop):
     assert error.sqlstate == "42704" and error.position == len("SELECT ") + 1
 
 
+@pytest.mark.parametrize("sql, pointed", [
+    ("CREATE MODEL q PREDICT y FROM nosuch", "nosuch"),
+    ("CREATE MODEL q PREDICT y FROM (SELECT x, zz, y FROM t)", "zz"),
+    ("TRAIN m FROM (SELECT x, z,\n  yy FROM t)", "yy"),
+])
+def test_errors_in_the_sql_a_step_runs_point_into_the_statement(shop, sql, pointed):
+    """TRAIN and CREATE MODEL run their own SQL around the query the user wrote: the error
+    points at the user's text, never at a position in SQL the user never saw."""
+    _, con = shop
+    versions = con.execute("SELECT count(*) FROM mldb.model_versions").fetchone()
+    error = _raised(con, sql)
+    assert error.position == sql.index(pointed) + 1
+    shown, carets = str(error).splitlines()[-2:]
+    assert shown[carets.index("^"):].startswith(pointed) and carets.count("^") == len(pointed)
+    assert sql.splitlines()[-1] in shown
+    assert con.execute("SELECT count(*) FROM mldb.model_versions").fetchone() == versions
+
+
 def test_a_failed_create_as_changes_nothing(shop):
     _, con = shop
     error = _raised(con, "CREATE TABLE out AS SELECT PREDICT(m), zz FROM t")
