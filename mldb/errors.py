@@ -127,14 +127,13 @@ def translate(error: duckdb.Error, sql: str | None = None) -> Error:
     """Map a DuckDB exception to the matching mldb class, keeping DuckDB's message.
 
     An mldb error raised inside one of mldb's functions keeps its own class and SQLSTATE.
-    With ``sql`` (what DuckDB ran), the place its ``LINE n:`` excerpt points at is kept
-    as ``query``/``span`` and ``position``."""
+    With ``sql`` (what DuckDB ran), the place its ``LINE n:`` excerpt points at is kept as
+    ``query``/``span``; ``frontend.positions.as_written`` turns it into a ``position`` in the
+    user's statement (SQL mldb runs for itself has no position a user could read)."""
     translated = _translate(error)
     if sql is not None:
         translated.query = sql
         translated.span = pointed_at(str(translated), sql)
-        if translated.span is not None:
-            translated.position = translated.span[0] + 1
     return translated
 
 

@@ -32,7 +32,9 @@ def as_written(error: errors.Error, statement: Statement) -> errors.Error:
     """``error`` as the user should see it for ``statement`` (see the module docstring)."""
     query, origin = error.query, error.origin
     if _INTERNAL_CALL.search(str(error)) is None and origin is None and query in (None, statement.text):
-        return error  # about the user's text already, or about no place in it
+        if error.span is not None and error.position is None:  # DuckDB ran what the user wrote
+            error.position = error.span[0] + 1
+        return error
     user = _tokens(statement.text)
     calls = _calls(user)
     message = _named_as_written(error.summary, statement.text, user, calls)
