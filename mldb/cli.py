@@ -20,6 +20,7 @@ shell then returns to its prompt. At the prompt, Ctrl-C clears the line being ty
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     inputs = options.inputs + [("sql", text) for text in options.sql]
     interactive = not inputs and sys.stdin.isatty()
     printer = Printer(_settings(options), limited=interactive and sys.stdout.isatty())
-    runner = Runner(connection, printer, timer=options.timing, bail=not interactive)
+    runner = Runner(connection, printer, timer=options.timing, bail=not interactive,
+                    connect=lambda path: _connect(options, path))
     try:
-        with connection:
+        with _leaving(runner):
             return _run(runner, inputs, interactive)
     except KeyboardInterrupt:  # between statements of a script: stop there, as psql does
         return 130
@@ -65,6 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runner.close()
         printer.close()
+
+
+@contextlib.contextmanager
+def _leaving(runner: Runner):
+    """Leave the database open at the end (``.open`` may have changed it) as ``with connection``:
+    commit and close, or roll back and close on an error."""
+    try:
+        yield
+    except BaseException as error:
+        runner.connection.__exit__(type(error), error, error.__traceback__)
+        raise
+    runner.connection.__exit__(None, None, None)
 
 
 def _run(runner: Runner, inputs: list[tuple[str, str]], interactive: bool) -> int:
@@ -156,10 +170,14 @@ def _not_sql(options) -> str | None:
     return None
 
 
-def _connect(options):
+def _connect(options, path: str | None = None):
     import mldb
 
-    return mldb.connect(options.database, read_only=options.read_only, udfs=options.udfs)
+    path = options.database if path is None else path
+    problem = _not_a_database(path)
+    if problem:
+        raise errors.ProgrammingError(problem)
+    return mldb.connect(path, read_only=options.read_only, udfs=options.udfs)
 
 
 def format_result(cursor) -> str:

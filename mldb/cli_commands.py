@@ -29,6 +29,7 @@ HELP = """\
 .mode ?MODE?             output mode: {modes}
 .nullvalue TEXT          how NULL is printed (default NULL)
 .once FILE               write the next result to FILE
+.open ?FILE?             close this database and open FILE (default: a new in-memory one)
 .output ?FILE?           write results to FILE (truncated first); without FILE: back to stdout
 .read FILE               run the SQL and dot commands in FILE
 .schema ?PATTERN?        CREATE statements of the tables, views and indexes (LIKE PATTERN)
@@ -50,8 +51,9 @@ class CommandError(Exception):
 
 
 class Runner:
-    def __init__(self, connection, printer: Printer, *, timer: bool = False, bail: bool = True):
+    def __init__(self, connection, printer: Printer, *, timer: bool = False, bail: bool = True, connect=None):
         self.connection = connection
+        self._connect = connect  # path -> a new connection, for .open
         self.printer = printer
         self.timer = timer
         self.bail = bail
@@ -215,6 +217,12 @@ class Runner:
         with script:
             self.run_lines((line.rstrip("\n") for line in script), path)
 
+    def _open(self, path: str = ":memory:") -> None:
+        """Leave the current database (committing, as leaving the shell does) for ``path``."""
+        connection = self._connect(path)  # a failure leaves the current one open
+        self.connection.__exit__(None, None, None)
+        self.connection = connection
+
     def _tables(self, pattern: str = "%") -> None:
         names = [row[0] for row in self._query(_TABLES, [pattern])]
         if names:
@@ -299,7 +307,7 @@ def unescape(text: str) -> str:
 _COMMANDS = {
     ".bail": Runner._bail, ".exit": Runner._quit, ".quit": Runner._quit, ".headers": Runner._headers,
     ".header": Runner._headers, ".help": Runner._help, ".maxrows": Runner._maxrows, ".mode": Runner._mode,
-    ".nullvalue": Runner._nullvalue, ".once": Runner._once_to, ".output": Runner._output, ".read": Runner.read_file,
+    ".nullvalue": Runner._nullvalue, ".once": Runner._once_to, ".open": Runner._open, ".output": Runner._output, ".read": Runner.read_file,
     ".schema": Runner._schema, ".separator": Runner._separator, ".tables": Runner._tables, ".timer": Runner._timer,
 }
 

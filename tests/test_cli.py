@@ -290,6 +290,16 @@ def test_tables_hides_mldb_catalog_and_schema_prints_create(db_path):
     assert catalog.stdout == "true\n"  # the catalog is there, only .tables leaves it out
 
 
+def test_open_switches_to_another_database(tmp_path, db_path):
+    other = tmp_path / "other.db"
+    result = run([db_path], stdin=f"CREATE TABLE first_t(a INTEGER);\n.open {other}\n"
+                                  "CREATE TABLE second_t(b INTEGER);\n.tables\n")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.endswith("CREATE\nsecond_t\n")
+    assert run([db_path, "-c", ".tables"]).stdout == "first_t\n"
+    assert run([str(other), "-c", ".tables"]).stdout == "second_t\n"
+
+
 def test_unknown_dot_command_is_an_error(sample_db):
     result = run([sample_db], stdin=".frobnicate\nSELECT 1;\n")
     assert result.returncode == 1 and result.stdout == ""
