@@ -53,7 +53,8 @@ def insert_plan(sql: str, rows) -> Plan | None:
 
 
 def _has_extras(tree: exp.Insert) -> bool:
-    return any(tree.args.get(arg) for arg in ("returning", "conflict", "alternative", "where", "with"))
+    return any(tree.args.get(arg) for arg in ("returning", "conflict", "alternative", "where", "with_", "ignore",
+                                              "by_name", "overwrite", "using", "hint"))
 
 
 def _keys(placeholders: list, first) -> list | None:

@@ -328,8 +328,9 @@ class Relation:
     """
 
     def __init__(self, cursor: Cursor, sql: str, params, scope: frames.Scope):
-        self._cursor, self._sql, self._params, self._scope = cursor, sql, params, scope
+        self._cursor, self._sql, self._params = cursor, sql, params
         cursor._execute(sql, params, scope)
+        self._scope = scope.pinned()  # the frames it read, not the caller's whole frame
         self.description = cursor.description if returns_rows(cursor) else None
         self._fresh = True
 
@@ -344,7 +345,7 @@ class Relation:
     dtypes = types
 
     def _whole(self) -> Cursor:
-        if not self._fresh:
+        if not self._fresh and self._cursor.status in _QUERY_WORDS:  # (never an INSERT ... RETURNING again)
             self._cursor._execute(self._sql, self._params, self._scope)
         self._fresh = False
         return self._cursor

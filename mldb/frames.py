@@ -15,7 +15,6 @@ wins, as in DuckDB. Statements naming no such variable are not parsed here.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 
 from sqlglot import exp
 
@@ -27,24 +26,45 @@ SCANNED = ("pandas.DataFrame, polars DataFrame or LazyFrame, pyarrow Table, Reco
             "RecordBatchReader, a NumPy array or a dict of NumPy arrays")
 
 
-@dataclass
 class Scope:
-    """Where table names are looked up: a frame's locals, then its globals."""
+    """Where table names are looked up: a frame's locals, then its globals.
 
-    locals: dict = field(default_factory=dict)
-    globals: dict = field(default_factory=dict)
-    where: str = ""  # shown in errors: the file and line (or "the notebook")
+    A function's locals are read (``frame.f_locals``) only when a statement names one of
+    them: before Python 3.13 that snapshot stays on the frame and would keep a variable the
+    caller deletes afterwards alive (a forgotten connection would never close).
+    """
+
+    def __init__(self, locals: dict | None = None, globals: dict | None = None, where: str = "", frame=None):
+        self._locals = locals if locals is not None else {}
+        self.globals = globals if globals is not None else {}
+        self.where = where  # shown in errors: the file and line (or "the notebook")
+        self._frame = frame  # a function's frame whose locals are not read yet
+        self._names = frozenset(_local_names(frame.f_code)) if frame is not None else self._locals
+        self.seen: dict = {}  # the frames handed out, by name (a Relation keeps these to run again)
 
     def get(self, name: str):
-        if name in self.locals:
-            return self.locals[name]
-        return self.globals.get(name, _MISSING)
+        if name in self._names:
+            if self._frame is not None:
+                self._locals, self._frame = self._frame.f_locals, None
+            if name in self._locals:
+                return self._remember(name, self._locals[name])
+        return self._remember(name, self.globals.get(name, _MISSING))
 
     def __contains__(self, name: str) -> bool:
-        return name in self.locals or name in self.globals
+        return name in self._names or name in self.globals
+
+    def _remember(self, name: str, value):
+        if is_frame(value):
+            self.seen[name] = value
+        return value
+
+    def pinned(self) -> "Scope":
+        """Only the frames handed out so far (no reference to the caller's frame)."""
+        return Scope(dict(self.seen), where=self.where)
 
 
 _MISSING = object()
+_OPTIMIZED = 0x1  # CO_OPTIMIZED: a function's fast locals (a module or class body has a plain dict)
 
 
 def caller_scope() -> Scope:
@@ -54,26 +74,39 @@ def caller_scope() -> Scope:
         frame = frame.f_back
     if frame is None:
         return Scope()
-    return Scope(frame.f_locals, frame.f_globals, f"{frame.f_code.co_filename}:{frame.f_lineno}")
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    if frame.f_code.co_flags & _OPTIMIZED:
+        return Scope(globals=frame.f_globals, where=where, frame=frame)
+    return Scope(frame.f_locals, frame.f_globals, where)
+
+
+def _local_names(code) -> tuple:
+    return code.co_varnames + code.co_cellvars + code.co_freevars
 
 
 def _is_mldb(module: str) -> bool:
     return module == "mldb" or module.startswith("mldb.")
 
 
+def is_frame(value) -> bool:
+    """Whether ``value`` is an object a query can read as a table (a type check: runs nothing)."""
+    if isinstance(value, dict):
+        return bool(value) and all(_module(item) == "numpy" for item in value.values())
+    if _module(value) in _FRAME_MODULES:
+        return type(value).__name__ in _FRAME_TYPES or (_module(value) == "numpy" and type(value).__name__ == "ndarray")
+    from mldb.dbapi import Relation
+
+    return isinstance(value, Relation)
+
+
 def scannable(value):
     """What DuckDB can register for ``value`` (a NumPy structured array becomes a dict of its
-    fields; mldb's relation, its Arrow table), or ``None`` if it is not a frame."""
-    if isinstance(value, dict):
-        return value if value and all(_module(item) == "numpy" for item in value.values()) else None
-    if _module(value) not in _FRAME_MODULES:
-        return _relation_table(value)
-    if _module(value) == "numpy":
-        names = getattr(getattr(value, "dtype", None), "names", None)
-        if names:
-            return {name: value[name] for name in names}
-        return value if type(value).__name__ == "ndarray" else None
-    return value if type(value).__name__ in _FRAME_TYPES else None
+    fields; mldb's relation, its Arrow table, computed now), or ``None`` if it is not a frame."""
+    if not is_frame(value):
+        return None
+    if _module(value) == "numpy" and value.dtype.names:
+        return {name: value[name] for name in value.dtype.names}
+    return value if _module(value) in _FRAME_MODULES or isinstance(value, dict) else value.arrow()
 
 
 _FRAME_TYPES = frozenset({"DataFrame", "LazyFrame", "Table", "RecordBatch", "RecordBatchReader", "Dataset",
@@ -84,17 +117,11 @@ def _module(value) -> str:
     return type(value).__module__.split(".", 1)[0]
 
 
-def _relation_table(value):
-    from mldb.dbapi import Relation
-
-    return value.arrow() if isinstance(value, Relation) else None
-
-
 def candidates(tokens, scope: Scope | None) -> list[str]:
     """Names in the statement's tokens bound in ``scope`` to a frame (cheap: no parsing)."""
     if not scope:
         return []
-    return [token.text for token in tokens if token.text in scope and scannable(scope.get(token.text)) is not None]
+    return [token.text for token in tokens if token.text in scope and is_frame(scope.get(token.text))]
 
 
 def read_names(tree: exp.Expression) -> set[str]:
@@ -115,7 +142,7 @@ def unscannable(error: errors.Error, scope: Scope | None) -> errors.Error:
     if scope is None or name is None or name not in scope:
         return error
     value = scope.get(name)
-    if scannable(value) is not None:
+    if is_frame(value):
         return error
     return errors.ProgrammingError(
         f'Python object "{name}" of type "{type(value).__name__}" found at {scope.where or "the caller"} '

@@ -298,7 +298,7 @@ def _render(name: str, value, conversion: str | None, statement) -> tuple[str, l
     if conversion is not None:
         raise errors.ProgrammingError(f"{{{name}!{conversion}}}: unknown conversion; write {{{name}}} for a "
                                       f"value or {{{name}!i}} for a table or column name")
-    if frames.scannable(value) is not None:
+    if frames.is_frame(value):
         return _identifier(name, name), []  # the replacement scan reads the frame by its name
     if _takes_parameters(statement):
         return "?", [value]
