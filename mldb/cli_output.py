@@ -38,9 +38,9 @@ _SEPARATORS = {"csv": ",", "tabs": "\t"}  # every other mode: "|" (as DuckDB's)
 _STATUS_MODES = ("table", "box", "duckbox")  # where "CREATE TABLE" / "INSERT 3" lines are printed
 BATCH = 64 * 1024
 
-# DuckDB's JSON mode prints these as JSON numbers, booleans, arrays and objects; every other type
+# DuckDB's JSON mode prints these as JSON numbers, booleans, JSON, arrays and objects; any other type
 # (DECIMAL and HUGEINT included, as DuckDB does) as a JSON string of its text
-_JSON_NATIVE = re.compile(r"^(BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT)|FLOAT|DOUBLE)$|\]$|^(STRUCT|MAP|UNION)\(")
+_JSON_NATIVE = re.compile(r"^(BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT)|FLOAT|DOUBLE|JSON)$|\]$|^(STRUCT|MAP|UNION)\(")
 _NUMERIC = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\))$")
 
 # a grid's frame: the top rule, the rule under the header and the bottom rule as
@@ -197,15 +197,13 @@ class Printer:
                 first = False
 
     def _json(self, names, types, batches) -> None:
-        lines = (line for batch in batches for line in self._lines_of(batch, types, _json_object(names, types)))
-        first = next(lines, None)
-        if first is None:
-            self.out.write("[]\n")
-            return
-        self.out.write("[" + first)
-        for line in lines:
-            self.out.write(",\n" + line)
-        self.out.write("]\n")
+        started = False
+        for batch in batches:
+            lines = self._lines_of(batch, types, _json_object(names, types))
+            if lines:
+                self.out.write((",\n" if started else "[") + ",\n".join(lines))
+                started = True
+        self.out.write("]\n" if started else "[]\n")
 
     def _jsonlines(self, names, types, batches) -> None:
         self._write_lines(types, batches, _json_object(names, types))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -181,10 +182,11 @@ def test_separator_header_and_nullvalue_flags(sample_db):
 def test_json_types_as_duckdb_writes_them():
     result = run(["-json", "-c", "SELECT 12.5::DECIMAL(4,1) AS d, 3::HUGEINT AS h, true AS b, 'nan'::DOUBLE AS x, "
                                  "0.1::FLOAT AS g, TIMESTAMP '2024-01-01 10:00:00' AS ts, MAP {'k': 1} AS m, "
-                                 "[1.5, NULL] AS l, '00000000-0000-0000-0000-000000000001'::UUID AS u"])
+                                 "[1.5, NULL] AS l, '00000000-0000-0000-0000-000000000001'::UUID AS u, "
+                                 "'{\"a\": [1]}'::JSON AS j"])
     assert result.stdout == ('[{"d":"12.5","h":"3","b":true,"x":NaN,"g":0.10000000149011612,'
                              '"ts":"2024-01-01 10:00:00","m":{"k":1},"l":[1.5,null],'
-                             '"u":"00000000-0000-0000-0000-000000000001"}]\n')
+                             '"u":"00000000-0000-0000-0000-000000000001","j":{"a":[1]}}]\n')
     empty = run(["-json", "-c", "SELECT 1 AS a WHERE false"])
     assert empty.stdout == "[]\n"
 
@@ -204,6 +206,8 @@ def test_command_output_is_never_cut():
     assert "not shown" not in result.stdout and "shown" not in result.stdout
     csv_rows = run(["-csv", "-c", "SELECT range AS n FROM range(5000)"]).stdout.splitlines()
     assert csv_rows == ["n"] + [str(n) for n in range(5000)]
+    many = run(["-json", "-c", "SELECT range AS n FROM range(70000)"])  # more than one Arrow batch
+    assert json.loads(many.stdout) == [{"n": n} for n in range(70000)]
 
 
 def test_file_flag_runs_a_script_with_a_model(tmp_path, db_path):
