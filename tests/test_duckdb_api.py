@@ -309,3 +309,11 @@ def test_a_plain_insert_runs_as_one_statement_of_an_arrow_table():
                       ("INSERT INTO t VALUES (?)", [(1,), ("x",)]),  # no one Arrow type: row by row
                       ("INSERT INTO t VALUES (?, ?)", [(1, 2), (3,)])):
         assert batch.insert_plan(sql, rows) is None, sql
+
+
+def test_locals_shadow_globals_and_mldbs_own_variables_are_never_read(con):
+    GLOBAL_FRAME = pl.DataFrame({"g": [1]})  # noqa: N806 - the same name as the module's frame
+    assert con.execute("SELECT g FROM GLOBAL_FRAME").fetchall() == [(1,)]
+    for name in ("sql", "params", "statement", "result", "self", "exp", "contextlib"):  # names inside mldb's own frames
+        with pytest.raises(mldb.ProgrammingError, match=f"Table with name {name} does not exist"):
+            con.execute(f"SELECT * FROM {name}")
