@@ -317,3 +317,11 @@ def test_locals_shadow_globals_and_mldbs_own_variables_are_never_read(con):
     for name in ("sql", "params", "statement", "result", "self", "exp", "contextlib"):  # names inside mldb's own frames
         with pytest.raises(mldb.ProgrammingError, match=f"Table with name {name} does not exist"):
             con.execute(f"SELECT * FROM {name}")
+
+
+def test_embed_reads_a_frame(con):
+    docs = pl.DataFrame({"id": [1, 2], "text": ["a cat on a mat", "stock prices fell"]})
+    rows = con.execute("SELECT id, EMBED(text) AS v FROM docs ORDER BY id").fetchall()
+    alone = con.execute("SELECT EMBED(?)", ["stock prices fell"]).fetchone()[0]
+    assert [row[0] for row in rows] == [1, 2] and len(rows[1][1]) == 384
+    assert np.allclose(rows[1][1], alone, atol=1e-6)
