@@ -116,6 +116,9 @@ class Connection:
     def pl(self):
         return self._last_cursor().pl()
 
+    def fetch_record_batch(self, rows_per_batch: int = 1_000_000):
+        return self._last_cursor().arrow_reader(rows_per_batch)
+
     fetch_df = df = fetchdf
     arrow = fetch_arrow_table
 
@@ -285,6 +288,7 @@ class Cursor:
 
     fetchdf = fetch_df = df
     fetch_arrow_table = arrow
+    fetch_record_batch = arrow_reader
 
     @property
     def status(self) -> str:
