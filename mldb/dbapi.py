@@ -217,9 +217,9 @@ class Cursor:
         if plan is not None:
             try:
                 return self._execute(plan.sql, None, plan.scope)
-            except errors.Error:
-                if self._session.in_transaction:
-                    raise  # DuckDB has aborted the transaction: no row by row
+            except errors.Error as error:
+                if self._session.in_transaction or error.sqlstate == "57014":
+                    raise  # DuckDB has aborted the transaction, or the user cancelled: no row by row
         scope = frames.caller_scope()
         total = 0
         for params in seq_of_params:
