@@ -89,6 +89,14 @@ def test_other_projections_keep_duckdbs_name_in_a_rewritten_statement(shop, expr
     assert names(con, f"SELECT {expression}, PREDICT(m) FROM t") == [*expected, "PREDICT(m)"]
 
 
+def test_parameters_are_numbered_in_names_as_duckdb_numbers_them(shop):
+    _, con = shop
+    plain = duckdb.connect()
+    assert [c[0] for c in plain.execute("SELECT ?, lower(?)", [0, "a"]).description] == ["$1", "lower($2)"]
+    result = con.execute("SELECT ?, PREDICT(m, ?, ?::DOUBLE) FROM t LIMIT 1", [0, 1, 2.0])
+    assert [column[0] for column in result.description] == ["$1", "PREDICT(m, $2, CAST($3 AS DOUBLE))"]
+
+
 def test_tables_and_views_keep_the_written_names_after_reopen(tmp_path):
     path = str(tmp_path / "v.db")
     con = mldb.connect(path)

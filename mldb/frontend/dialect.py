@@ -161,12 +161,18 @@ def parse(statement: Statement) -> exp.Expression | None:
 
 
 def _source_texts(tree: exp.Expression, statement: Statement) -> None:
-    """Turn each projection's ``SPAN`` (positions in the whole string) into its text."""
+    """Turn each projection's ``SPAN`` (positions in the whole string) into its text; a ``?``
+    becomes ``$n``, its number in the statement, as DuckDB names it."""
+    marks = [t.start for t in statement.tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
     for node in tree.walk():
         span = node.meta.get(SPAN)
         if isinstance(span, tuple):
             first, last = span
-            node.meta[SPAN] = statement.text[first - statement.offset : last + 1 - statement.offset]
+            text = statement.text[first - statement.offset : last + 1 - statement.offset]
+            for number, mark in reversed(list(enumerate(marks, start=1))):
+                if first <= mark <= last:
+                    text = f"{text[: mark - first]}${number}{text[mark - first + 1 :]}"
+            node.meta[SPAN] = text
 
 
 def _is_mldb_statement(statement: Statement) -> bool:

@@ -16,16 +16,17 @@ function name).
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 from sqlglot import exp
-from sqlglot.errors import TokenError
-from sqlglot.tokens import TokenType
 
-from mldb.frontend.dialect import _DIALECT, FUNCTION_NAMES, MLDB, SPAN
+from mldb.frontend.dialect import FUNCTION_NAMES, MLDB, SPAN
 from mldb.frontend.expressions import MldbFunction
 
 # projections DuckDB names otherwise (a column by its name) or that expand to several columns
 _KEEP = (exp.Alias, exp.Column, exp.Star, exp.Unnest, exp.Columns, exp.Placeholder)
+_CALLS = re.compile(r"\b(" + "|".join(sorted(FUNCTION_NAMES, key=len, reverse=True)) + r")\s*\(", re.IGNORECASE)
 
 
 def name_projections(tree: exp.Expression) -> None:
@@ -38,22 +39,22 @@ def name_projections(tree: exp.Expression) -> None:
             if projection.find(exp.Star, exp.Unnest, exp.Columns) is not None:
                 continue
             name = _name(projection, written)
-            if name is not None:
-                projection.replace(exp.alias_(projection.copy(), name, quoted=True))
+            if name is not None:  # (built around the node, not a copy: copies cost more than the rest)
+                alias = exp.Alias(alias=exp.to_identifier(name, quoted=True))
+                projection.replace(alias)
+                alias.set("this", projection)
 
 
 def _name(projection: exp.Expression, written: str) -> str | None:
     """The name DuckDB gives ``written``, or None when the rewritten SQL gets the same one."""
-    ours = projection.find(MldbFunction) is not None
+    if projection.find(MldbFunction) is not None:
+        name = duckdb_name(written)
+        return " ".join(written.split()) if name is None else _with_written_case(name, written)
     generated = projection.sql(dialect=MLDB)
-    if not ours and generated == written:
+    if generated == written:
         return None
-    name = duckdb_name(written)
-    if name is None:
-        return " ".join(written.split()) if ours else None
-    if not ours:  # (a bare word is left alone: as an alias DuckDB would read the expression as that column)
-        return name if name != duckdb_name(generated) and not name.isidentifier() else None
-    return _with_written_case(name, written)
+    name = duckdb_name(written)  # (a bare word is left alone: as an alias DuckDB would read it as a column)
+    return name if name is not None and name != duckdb_name(generated) and not name.isidentifier() else None
 
 
 def duckdb_name(text: str) -> str | None:
@@ -65,21 +66,12 @@ def duckdb_name(text: str) -> str | None:
 
 
 def _with_written_case(name: str, written: str) -> str:
-    """``predict(m)`` (DuckDB lowers function names) -> ``PREDICT(m)`` as written."""
-    spelled = [token.text for token in _function_tokens(written)]
-    lowered = _function_tokens(name)
+    """``predict(m)`` (DuckDB lowers function names) -> ``PREDICT(m)`` as written. The calls
+    are matched in order; a string literal holding such a name is the same on both sides."""
+    spelled = [found.group(1) for found in _CALLS.finditer(written)]
+    lowered = list(_CALLS.finditer(name))
     if not spelled or len(spelled) != len(lowered):
         return name
-    for token, text in sorted(zip(lowered, spelled), key=lambda pair: -pair[0].start):
-        name = name[: token.start] + text + name[token.end + 1 :]
+    for found, text in sorted(zip(lowered, spelled), key=lambda pair: -pair[0].start()):
+        name = name[: found.start(1)] + text + name[found.end(1):]
     return name
-
-
-def _function_tokens(text: str) -> list:
-    """The tokens of ``text`` that name one of mldb's functions in a call."""
-    try:
-        tokens = _DIALECT.tokenize(text)
-    except TokenError:
-        return []
-    return [token for token, after in zip(tokens, tokens[1:])
-            if token.text.upper() in FUNCTION_NAMES and after.token_type == TokenType.L_PAREN]
