@@ -174,6 +174,13 @@ def test_a_feature_only_predict_reads_is_explained_and_points_at_the_call(shop):
     assert str(error).endswith("LINE 1: SELECT x, PREDICT(m) FROM t GROUP BY x\n                  ^^^^^^^^^^")
 
 
+def test_internal_function_names_never_reach_the_message(shop):
+    _, con = shop
+    error = _raised(con, "SELECT PREDICT(m) OVER () FROM t")
+    assert str(error).startswith("Catalog Error: PREDICT is not an aggregate function")
+    assert "mldb_" not in str(error).lower()
+
+
 def test_mldbs_own_errors_point_at_the_call(shop):
     _, con = shop
     sql = "SELECT 1;\nSELECT x,\n  PREDICT(m, x) FROM t"

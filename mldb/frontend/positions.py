@@ -22,7 +22,7 @@ from sqlglot.tokens import Token, TokenType
 from mldb import errors
 from mldb.frontend.dialect import _DIALECT, FUNCTION_NAMES, Statement
 
-_INTERNAL_CALL = re.compile(r"\bmldb_(predict_proba|predict|embed|evaluate)\w*\(", re.IGNORECASE)
+_INTERNAL_CALL = re.compile(r"\bmldb_(predict_proba|predict|embed|evaluate)\w*(\()?", re.IGNORECASE)
 _KIND = {"predict_proba": ("PREDICT_PROBA",), "predict": ("PREDICT", "EVALUATE"), "embed": ("EMBED",),
          "evaluate": ("EVALUATE",)}
 _RELATED = 0.5  # below this share of common tokens, the SQL DuckDB ran is not this statement's rewrite
@@ -38,22 +38,25 @@ def as_written(error: errors.Error, statement: Statement) -> errors.Error:
     user = _tokens(statement.text)
     calls = _calls(user)
     message = _named_as_written(error.summary, statement.text, user, calls)
-    if query is None:  # mldb's own error; a rule tells which call it was about
+    if query is None:  # mldb's own error: a rule may have said which call it was about
         call = next((c for c in calls if origin is not None and user[c[0]].start == origin - statement.offset), None)
         span = (user[call[0]].start, user[call[1]].end + 1 - user[call[0]].start) if call else None
-        return errors.with_excerpt(error, message, statement.text if span else None, span, position=error.position)
-    ran = _tokens(query)
-    if error.span is not None:
-        span = _mapped(error.span, ran, user, calls)
-    else:  # DuckDB gave no place (a relation's bind error): find the name it names
-        span = _searched(message, user)
-        if span is None and (hidden := _hidden_feature(message, ran, user)) is not None:
-            name, place = hidden
-            span = _mapped(place, ran, user, calls)  # a column only mldb's call reads: point at the call
-            if span is not None:
-                written = statement.text[span[0]: span[0] + span[1]]
-                message = f'{message.rstrip()}\n("{name}" is a feature that {written} reads)'
+        return errors.with_excerpt(error, message, statement.text, span, position=error.position)
+    span, message = _place(error, message, _tokens(query), user, calls, statement.text)
     return errors.with_excerpt(error, message, statement.text, span)
+
+
+def _place(error: errors.Error, message: str, ran: list[Token], user: list[Token], calls, text: str):
+    """(the user's (offset, length) or None, the message) for a DuckDB error on the SQL it ran."""
+    if error.span is not None:
+        return _mapped(error.span, ran, user, calls), message
+    span = _searched(message, user)  # DuckDB gave no place (a relation's bind error): the name it names
+    if span is None and (hidden := _hidden_feature(message, ran, user)) is not None:
+        name, place = hidden
+        span = _mapped(place, ran, user, calls)  # a column only mldb's call reads: point at the call
+        if span is not None:
+            message = f'{message.rstrip()}\n("{name}" is a feature that {text[span[0]: span[0] + span[1]]} reads)'
+    return span, message
 
 
 _QUOTED_COLUMN = re.compile(r'column "([^"]+)"')
@@ -197,16 +200,18 @@ def _equal(matcher: difflib.SequenceMatcher, index: int) -> bool:
 
 
 def _named_as_written(message: str, text: str, tokens: list[Token], calls: list[tuple[int, int]]) -> str:
-    """``mldb_predict_boolean('m', 17, x)`` in a message -> ``PREDICT(m)`` as the user wrote it."""
-    written = [(tokens[a].text.upper(), text[tokens[a].start: tokens[b].end + 1]) for a, b in calls]
+    """``mldb_predict_boolean('m', 17, x)`` in a message -> ``PREDICT(m)`` as the user wrote it
+    (a bare ``mldb_predict_boolean`` -> ``PREDICT``)."""
+    written = [(tokens[a].text, text[tokens[a].start: tokens[b].end + 1]) for a, b in calls]
     pieces, at = [], 0
     for found in _INTERNAL_CALL.finditer(message):
         if found.start() < at:
             continue
-        end = _closing(message, found.end())
         names = _KIND[found.group(1).lower()]
-        mine = next((call for name, call in written if name in names), f"{names[0]}(...)")
-        pieces += [message[at: found.start()], mine]
+        name, call = next(((name, call) for name, call in written if name.upper() in names),
+                          (names[0], f"{names[0]}(...)"))
+        end = _closing(message, found.end()) if found.group(2) else found.end()
+        pieces += [message[at: found.start()], call if found.group(2) else name]
         at = end
     return "".join(pieces) + message[at:]
 
