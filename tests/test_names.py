@@ -136,6 +136,13 @@ def _raised(con, sql: str) -> mldb.Error:
     return caught.value
 
 
+def _points_at(error: mldb.Error, sql: str, pointed: str) -> None:
+    """``position`` and the ``LINE n:`` excerpt's carets both mark ``pointed`` in ``sql``."""
+    assert error.position == sql.index(pointed) + 1
+    shown, carets = str(error).splitlines()[-2:]
+    assert shown[carets.index("^"):].startswith(pointed) and carets.count("^") == len(pointed)
+
+
 def test_a_typo_next_to_predict_points_into_the_users_text(shop):
     _, con = shop
     sql = "SELECT PREDICT(m), zz FROM t"
@@ -156,12 +163,8 @@ def test_a_typo_next_to_predict_points_into_the_users_text(shop):
 def test_errors_in_rewritten_statements_point_at_what_the_user_wrote(shop, sql, pointed, line):
     _, con = shop
     error = _raised(con, sql)
-    assert error.position == sql.index(pointed) + 1
-    message = str(error)
-    assert f"LINE {line}: " in message and "mldb_" not in message.lower()
-    shown, carets = message.splitlines()[-2:]
-    assert shown[carets.index("^"):].startswith(pointed)
-    assert carets.count("^") == len(pointed)
+    _points_at(error, sql, pointed)
+    assert f"LINE {line}: " in str(error) and "mldb_" not in str(error).lower()
 
 
 def test_a_feature_only_predict_reads_is_explained_and_points_at_the_call(shop):
@@ -213,10 +216,8 @@ def test_errors_in_the_sql_a_step_runs_point_into_the_statement(shop, sql, point
     _, con = shop
     versions = con.execute("SELECT count(*) FROM mldb.model_versions").fetchone()
     error = _raised(con, sql)
-    assert error.position == sql.index(pointed) + 1
-    shown, carets = str(error).splitlines()[-2:]
-    assert shown[carets.index("^"):].startswith(pointed) and carets.count("^") == len(pointed)
-    assert sql.splitlines()[-1] in shown
+    _points_at(error, sql, pointed)
+    assert sql.splitlines()[-1] in str(error).splitlines()[-2]
     assert con.execute("SELECT count(*) FROM mldb.model_versions").fetchone() == versions
 
 
