@@ -19,7 +19,7 @@ import re
 from duckdb_engine import Dialect as DuckDBDialect
 from sqlalchemy import pool, text
 from sqlalchemy.dialects.postgresql.base import PGExecutionContext
-from sqlalchemy.engine.reflection import cache
+from sqlalchemy.engine.reflection import ObjectKind, ObjectScope, cache
 
 from mldb import errors
 from mldb.server.pg_catalog import serial_statements
@@ -61,6 +61,7 @@ class MldbDialect(DuckDBDialect):
     driver = "mldb"
     supports_statement_cache = False
     execution_ctx_cls = PGExecutionContext  # psycopg2's reads connection.notices
+    supports_constraint_comments = False  # DuckDB has no COMMENT ON CONSTRAINT
 
     @classmethod
     def import_dbapi(cls):
@@ -118,10 +119,23 @@ class MldbDialect(DuckDBDialect):
     def has_table(self, connection, table_name, schema=None, **kw) -> bool:
         return super().has_table(connection, table_name, schema=self._schema(schema), **kw)
 
-    def _tables(self, connection, schema, filter_names, **kw):
-        names = self.get_table_names(connection, schema=schema, info_cache=kw.get("info_cache"))
-        names += self.get_view_names(connection, schema=schema)
-        return [name for name in names if not filter_names or name in filter_names]
+    def _tables(self, connection, schema, filter_names, scope=ObjectScope.ANY, kind=ObjectKind.ANY, **kw):
+        """Names of the tables and views reflection asks for: in ``schema`` (the current one if None),
+        of ``kind`` (tables, views) and ``scope`` (permanent, temporary)."""
+        rows = connection.execute(text(
+            "SELECT table_name, temporary, false FROM duckdb_tables() WHERE schema_name = :schema "
+            "AND database_name IN (current_database(), 'temp') UNION ALL "
+            "SELECT view_name, temporary, true FROM duckdb_views() WHERE NOT internal AND schema_name = :schema "
+            "AND database_name IN (current_database(), 'temp')"), {"schema": self._schema(schema)})
+        wanted = []
+        for name, temporary, view in rows:
+            if not (kind & (ObjectKind.VIEW if view else ObjectKind.TABLE)):
+                continue
+            if not (scope & (ObjectScope.TEMPORARY if temporary else ObjectScope.DEFAULT)):
+                continue
+            if not filter_names or name in filter_names:
+                wanted.append(name)
+        return sorted(wanted)
 
     def _constraints(self, connection, schema, kind: str, names) -> dict:
         """{table: [(name, columns, referenced table, referenced columns, expression)]} of one kind."""

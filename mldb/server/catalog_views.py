@@ -92,14 +92,18 @@ FROM duckdb_indexes() i JOIN ({_INDEX_KEYS}) k ON k.index_oid = i.index_oid"""
 
 VIEWS = {
     # with a row for the index behind each primary key and unique constraint, as PostgreSQL has
-    # (relam: heap for tables, btree for indexes)
-    "pg_class": "SELECT * REPLACE (CASE relkind WHEN 'r' THEN 2 WHEN 'i' THEN 403 ELSE 0 END AS relam, "
-                "coalesce(relreplident, 'd') AS relreplident, "
-                # psql's \d reads check and foreign-key constraints only where these say there are some
-                "(SELECT count(*) FROM duckdb_constraints() k WHERE k.table_oid = oid AND k.constraint_type = 'CHECK')"
-                "::SMALLINT AS relchecks, EXISTS (SELECT 1 FROM duckdb_constraints() k WHERE (k.table_oid = oid "
-                "OR k.referenced_table = relname) AND k.constraint_type = 'FOREIGN KEY') AS relhastriggers), "
-                "false AS relforcerowsecurity FROM pg_catalog.pg_class "
+    # (relam: heap for tables, btree for indexes; relchecks and relhastriggers: psql's \d reads
+    # check and foreign-key constraints only where these say there are some)
+    "pg_class": "SELECT c.* REPLACE (CASE c.relkind WHEN 'r' THEN 2 WHEN 'i' THEN 403 ELSE 0 END AS relam, "
+                "coalesce(c.relreplident, 'd') AS relreplident, coalesce(k.checks, 0)::SMALLINT AS relchecks, "
+                "coalesce(k.foreign > 0 OR r.referenced, false) AS relhastriggers), false AS relforcerowsecurity "
+                "FROM pg_catalog.pg_class c "
+                "LEFT JOIN (SELECT table_oid, count(*) FILTER (WHERE constraint_type = 'CHECK') AS checks, "
+                "count(*) FILTER (WHERE constraint_type = 'FOREIGN KEY') AS foreign FROM duckdb_constraints() "
+                "GROUP BY table_oid) k ON k.table_oid = c.oid "
+                "LEFT JOIN (SELECT DISTINCT t.table_oid, true AS referenced FROM duckdb_constraints() f "
+                "JOIN duckdb_tables() t ON t.table_name = f.referenced_table AND t.schema_name = f.schema_name "
+                "WHERE f.constraint_type = 'FOREIGN KEY') r ON r.table_oid = c.oid "
                 "UNION ALL BY NAME "
                 "SELECT c.table_oid * 1000000 + c.constraint_index AS oid, c.constraint_name AS relname, "
                 "c.schema_oid AS relnamespace, 'i' AS relkind, 403 AS relam, 'p' AS relpersistence, 'd' AS relreplident, "

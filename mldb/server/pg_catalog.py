@@ -46,6 +46,7 @@ _SET_TIME_ZONE = re.compile(r"^\s*SET\s+(?:SESSION\s+)?TIME\s+ZONE\s+(.+?)\s*;?\
 _SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*|TRANSACTION\s+ISOLATION\s+LEVEL)\s*;?\s*$", re.IGNORECASE)
 _RESET = re.compile(r"^\s*(?:RESET\s+\w+|RESET\s+ALL|DISCARD\s+ALL)\s*;?\s*$", re.IGNORECASE)
 _FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD|COPY|SAVEPOINT|RELEASE|ROLLBACK\s+TO|DEALLOCATE)\b", re.IGNORECASE)
+_COMMENT_ON_CONSTRAINT = re.compile(r"^\s*COMMENT\s+ON\s+CONSTRAINT\b", re.IGNORECASE)
 _COPY_STDIO = re.compile(r"\b(STDIN|STDOUT)\b|/dev/std(in|out|err)", re.IGNORECASE)
 
 
@@ -88,6 +89,9 @@ def _timezone(session) -> str:
 def intercept(connection, sql: str) -> Result | None:
     """A Result for statements answered here; None for everything DuckDB runs itself."""
     first = _FIRST.match(sql)
+    if first is None and _COMMENT_ON_CONSTRAINT.match(sql):
+        connection._notice("WARNING", "01000", "mldb keeps no comments on constraints (DuckDB has none): not stored")
+        return Result.done("COMMENT")
     if first is None:
         serial = serial_statements(sql)
         if serial is None:
@@ -210,6 +214,11 @@ _MACROS = {
 }
 _TEMPORARY = [f"CREATE OR REPLACE TEMP MACRO {name}{body}" for name, body in _MACROS.items()] + \
     catalog_views.statements()
+# SQLAlchemy's column reflection reads identity column options through pg_get_serial_sequence for
+# every column; DuckDB has no identity columns (attidentity is always ''): no sequence matches.
+_IDENTITY_SEQUENCE = ("pg_catalog.pg_sequence.seqrelid = CAST(CAST(pg_catalog.pg_get_serial_sequence(CAST(CAST("
+                      "pg_catalog.pg_attribute.attrelid AS REGCLASS) AS TEXT), pg_catalog.pg_attribute.attname) "
+                      "AS REGCLASS) AS OID)")
 _OID_LITERAL = re.compile(r"'(\d+)'::pg_catalog\.regclass")  # psql's '16384'::pg_catalog.regclass: an oid
 _REGCLASS_NAME = re.compile(r"(?<![\w.'])([A-Za-z_][\w.]*)::pg_catalog\.regclass(?:::pg_catalog\.text)?(?!::)")
 _QUALIFIER = re.compile(r"(?<![\w.\"])pg_catalog\.(?=[A-Za-z_])")
@@ -220,7 +229,7 @@ _AS_TEXT_OR_OID = re.compile(r"\s+AS\s+(TEXT|VARCHAR|OID)\s*\)", re.IGNORECASE)
 # Catalogs of features DuckDB does not have (row security, publications, inheritance, ...):
 # a query on them is answered with no rows.
 _ABSENT = re.compile(r"pg_catalog\.(pg_policy|pg_statistic_ext|pg_publication\w*|pg_inherits|pg_trigger|pg_rewrite"
-                     r"|pg_partitioned_table|pg_foreign_table|pg_event_trigger|pg_roles)\b")
+                     r"|pg_partitioned_table|pg_foreign_table|pg_event_trigger|pg_roles|pg_prepared_xacts|pg_stat_activity)\b")
 
 
 def version_string() -> str:
@@ -256,6 +265,7 @@ def translate_introspection(connection, sql: str) -> str:
     if _ABSENT.search(sql):
         return _no_rows(sql)
     sql = _OID_LITERAL.sub(r"\1", sql)
+    sql = sql.replace(_IDENTITY_SEQUENCE, "false")
     sql = _REGCLASS_NAME.sub(r"mldb_regclass_name(\1)", sql)
     for spelling, duckdb in _SPELLINGS:
         sql = sql.replace(spelling, duckdb)
