@@ -420,3 +420,19 @@ def test_load_udfs_is_refused_over_the_wire(server, tmp_path):  # noqa: F811
         assert caught.value.sqlstate == "42501"
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert not marker.exists()  # the file's code never ran on the server
+
+
+def test_timestamps_are_written_as_postgresql_writes_them_in_every_row(server):  # noqa: F811
+    """The first rows (per value) and the rest (whole Arrow columns) print the same way, as PostgreSQL does."""
+    query = ("SELECT TIMESTAMP '2024-01-02 03:04:05' + INTERVAL (i * 500) MILLISECOND AS ts, "
+             "TIME '13:14:15' + INTERVAL (i * 250) MILLISECOND AS t FROM range(600) r(i) ORDER BY i")
+    lines = psql(server, query).stdout.splitlines()[1:-1]
+    assert len(lines) == 600
+    for i in (0, 1, 2, 255, 256, 257, 258, 599):
+        stamp = dt.datetime(2024, 1, 2, 3, 4, 5) + dt.timedelta(milliseconds=500 * i)
+        clock = (dt.datetime(2000, 1, 1, 13, 14, 15) + dt.timedelta(milliseconds=250 * i)).time()
+        fraction = lambda value: f".{value.microsecond:06d}".rstrip("0").rstrip(".")  # noqa: E731
+        assert lines[i] == f"{stamp:%Y-%m-%d %H:%M:%S}{fraction(stamp)}|{clock:%H:%M:%S}{fraction(clock)}"
+    zoned = psql(server, "SET TimeZone = 'Asia/Kolkata'",
+                 "SELECT TIMESTAMPTZ '2024-01-02 03:04:05+00' AS a, TIMESTAMPTZ '2024-01-02 03:04:05.25+00' AS b")
+    assert zoned.stdout.splitlines()[1:3] == ["a|b", "2024-01-02 08:34:05+05:30|2024-01-02 08:34:05.25+05:30"]

@@ -46,7 +46,9 @@ def _text_vectorized(array: pa.Array, kind: PgType) -> pa.Array | None:
             and not pc.any(pc.is_inf(array)).as_py():
         return pc.cast(pc.cast(array, pa.string()), _BINARY)
     if oid == types.TIMESTAMP and pa.types.is_timestamp(arrow) and arrow.tz is None:
-        return pc.cast(pc.cast(pc.cast(array, pa.timestamp("us")), pa.string()), _BINARY)
+        text = pc.cast(pc.cast(array, pa.timestamp("us")), pa.string())  # always 6 fractional digits
+        trimmed = pc.replace_substring_regex(pc.replace_substring_regex(text, r"0+$", ""), r"\.$", "")
+        return pc.cast(trimmed, _BINARY)  # as PostgreSQL (and types._text_clock) writes it
     return None
 
 

@@ -58,6 +58,17 @@ def _text_str(value) -> bytes:
     return str(value).encode()
 
 
+_FRACTION_ZEROS = re.compile(r"(\.\d*?)0+(?=$|[+-])")
+_WHOLE_HOUR_OFFSET = re.compile(r"([+-]\d\d):00$")
+
+
+def _text_clock(value) -> bytes:
+    """A time or timestamp as PostgreSQL writes it: no trailing zeros in the fraction
+    (``03:04:05``, ``03:04:05.5``), a whole-hour offset as ``+00``."""
+    text = _FRACTION_ZEROS.sub(r"\1", str(value)).replace(".+", "+").replace(".-", "-").rstrip(".")
+    return _WHOLE_HOUR_OFFSET.sub(r"\1", text).encode()
+
+
 def _text_bool(value) -> bytes:
     return b"t" if value else b"f"
 
@@ -215,12 +226,12 @@ _SCALARS = {
     "VARCHAR": _TEXT_TYPE,
     "BLOB": _scalar(BYTEA, -1, _text_bytea, bytes),
     "DATE": _scalar(DATE, 4, _text_str, _bin_date),
-    "TIME": _scalar(TIME, 8, _text_str, _bin_time),
-    "TIMESTAMP": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
-    "TIMESTAMP_S": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
-    "TIMESTAMP_MS": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
-    "TIMESTAMP_NS": _scalar(TIMESTAMP, 8, _text_str, _bin_timestamp),
-    "TIMESTAMP WITH TIME ZONE": _scalar(TIMESTAMPTZ, 8, _text_str, _bin_timestamp),
+    "TIME": _scalar(TIME, 8, _text_clock, _bin_time),
+    "TIMESTAMP": _scalar(TIMESTAMP, 8, _text_clock, _bin_timestamp),
+    "TIMESTAMP_S": _scalar(TIMESTAMP, 8, _text_clock, _bin_timestamp),
+    "TIMESTAMP_MS": _scalar(TIMESTAMP, 8, _text_clock, _bin_timestamp),
+    "TIMESTAMP_NS": _scalar(TIMESTAMP, 8, _text_clock, _bin_timestamp),
+    "TIMESTAMP WITH TIME ZONE": _scalar(TIMESTAMPTZ, 8, _text_clock, _bin_timestamp),
     "INTERVAL": _scalar(INTERVAL, 16, _text_interval, _bin_interval),
     "UUID": _scalar(UUID, 16, _text_str, lambda v: v.bytes),
     "JSON": _scalar(JSON, -1, _text_str, _bin_text),
