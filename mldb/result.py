@@ -43,6 +43,8 @@ class Result:
         self.execution = execution  # the running statement, finished when the rows run out
         self.streaming = False  # True while the rows are read from the session's own connection
         self._stream: _ArrowStream | None = None  # a statement started as an Arrow stream
+        self._reader = None  # DuckDB's reader handed out by arrow_reader(), while it is read
+        self._spilled_batches: list = []  # what was left in it when another statement came
 
     @classmethod
     def from_duckdb(cls, con: duckdb.DuckDBPyConnection, status: str, execution=None) -> "Result":
@@ -146,13 +148,15 @@ class Result:
         else:
             reader = self._fetch(lambda rows: rows.to_arrow_reader(batch_size))
             schema = reader.schema
+            self._reader = reader  # (spill() reads the rest of it if another statement comes first)
 
             def read():
-                while True:
+                while self._reader is not None:
                     try:
                         yield _guard(reader.read_next_batch)
                     except StopIteration:
                         return
+                yield from self._spilled_batches
 
         def batches():
             try:
@@ -201,6 +205,10 @@ class Result:
         if self._stream is not None:
             self._streamed(lambda stream: stream.spill())
             self.finish()
+            return
+        if self._reader is not None:  # an arrow_reader() is half read: it goes on from memory
+            reader, self._reader = self._reader, None
+            self._spilled_batches = self._reading(lambda: list(reader))
             return
         table = self._fetch_rest(lambda rows: rows.to_arrow_table())
         if table is None:  # DuckDB already ended this result

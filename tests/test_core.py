@@ -347,6 +347,19 @@ def test_two_unfetched_cursors_survive_a_third_statement_in_a_transaction(tmp_db
     assert tmp_db.execute("SELECT count(*) FROM t").fetchone() == (10000,)
 
 
+def test_a_half_read_arrow_reader_survives_the_next_statement(tmp_db):
+    """As a cursor's rows do: the reader goes on where it stopped, with every row once."""
+    tmp_db.execute("CREATE TABLE t AS SELECT range AS a FROM range(100000)")
+    reader = tmp_db.cursor().execute("SELECT a FROM t ORDER BY a").arrow_reader(1000)
+    first = reader.read_next_batch()
+    assert tmp_db.execute("SELECT count(*) FROM t WHERE a < 10").fetchone() == (10,)
+    unread = tmp_db.cursor().execute("SELECT a * 2 AS b FROM t ORDER BY a").arrow_reader(5000)
+    tmp_db.execute("INSERT INTO t VALUES (-1)")
+    rest = [value for batch in reader for value in batch.column(0).to_pylist()]
+    assert first.column(0).to_pylist() + rest == list(range(100000))
+    assert [value for batch in unread for value in batch.column(0).to_pylist()] == list(range(0, 200000, 2))
+
+
 def test_a_with_block_that_raises_rolls_back(db_path):
     with mldb.connect(db_path) as con:
         con.execute("CREATE TABLE t AS SELECT range AS a FROM range(3)")
