@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -292,3 +294,20 @@ def test_psql_dt_lists_the_users_tables_and_mldb_by_schema(served_schema):
     assert "models" not in listed and "training_log" not in listed
     internal = _psql(served_schema, r"\dt mldb.*")
     assert " models " in internal and " training_log " in internal and "(12 rows)" in internal
+
+
+# -- SQLAlchemy's own compliance suite: a bounded slice in the main run -------------------------------
+
+SUITE_SLICE = ("LimitOffsetTest or RowFetchTest or ExceptionTest or SimpleUpdateDeleteTest or LastrowidTest "
+               "or IntegerTest or DateTimeTest or StringTest")
+
+
+def test_sqlalchemy_compliance_suite_slice_passes_in_process():
+    """tests/sqla_suite/run.sh on a slice of sqlalchemy.testing.suite (the whole suite: README table)."""
+    run = Path(__file__).parent / "sqla_suite" / "run.sh"
+    done = subprocess.run([str(run), "inprocess", "-k", SUITE_SLICE], capture_output=True, text=True, timeout=900,
+                          check=False, env={**os.environ, "COLUMNS": "200"})
+    summary = done.stdout.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", summary).group(1))
+    assert passed >= 68, done.stdout[-3000:]
+    assert "error" not in summary, summary

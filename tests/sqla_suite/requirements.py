@@ -22,3 +22,15 @@ class Requirements(SuiteRequirements):
     @property
     def reflect_indexes_with_ascdesc_as_expression(self):
         return _lacks("DuckDB indexes keep no ASC/DESC order")
+
+    @property
+    def identity_columns(self):
+        return _lacks("DuckDB has no GENERATED ... AS IDENTITY columns (SERIAL and sequences work)")
+
+    @property
+    def identity_columns_standard(self):
+        return _lacks("DuckDB has no GENERATED ... AS IDENTITY columns (SERIAL and sequences work)")
+
+    @property
+    def server_side_cursors(self):
+        return _lacks("mldb serve has no DECLARE CURSOR (psycopg's named cursors); results stream anyway")
