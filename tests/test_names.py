@@ -294,6 +294,17 @@ def test_psql_error_points_into_the_users_text(served_model):
         assert caught.value.diag.statement_position == str(len("SELECT PREDICT('m', x, ") + 1)
 
 
+def test_an_error_in_a_later_statement_of_a_query_points_into_the_whole_text(served_model):
+    """psql sends a script line as one Query: the caret is under the word in that text."""
+    done = psql(served_model, "SELECT 1;  SELECT PREDICT(m), zz FROM t")
+    at = done.stderr.splitlines().index("LINE 1: SELECT 1;  SELECT PREDICT(m), zz FROM t")
+    assert done.stderr.splitlines()[at + 1] == " " * len("LINE 1: SELECT 1;  SELECT PREDICT(m), ") + "^"
+    with psycopg.connect(served_model.dsn(), autocommit=True) as con:
+        with pytest.raises(psycopg.errors.UndefinedColumn) as caught:
+            con.execute("SELECT 1;\nSELECT x FROM t; SELECT zz FROM t")
+        assert caught.value.diag.statement_position == str(len("SELECT 1;\nSELECT x FROM t; SELECT ") + 1)
+
+
 def test_cli_header_names_the_column_as_written(tmp_path):
     path = str(tmp_path / "cli.db")
     with mldb.connect(path) as con:

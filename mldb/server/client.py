@@ -276,12 +276,14 @@ class Client:
     def _query(self, body: bytes) -> None:
         sql = protocol.Payload(body).cstring()
         self._close_portal("")
-        statements = [Prepared.create(pg_catalog.translate_introspection(self, text), []) for text in _statements(sql)]
+        parts = _statements(sql)
+        statements = [Prepared.create(pg_catalog.translate_introspection(self, text), []) for text, _ in parts]
         with self._implicit_transaction(statements):
-            for prepared in statements:
+            for prepared, (_, offset) in zip(statements, parts):
                 portal = Portal(prepared, None, [])
-                self._run(portal)
-                self._send_rows(portal, 0, describe_first=True)
+                with _positioned_from(offset):
+                    self._run(portal)
+                    self._send_rows(portal, 0, describe_first=True)
         if not statements:
             self.send(protocol.EMPTY_QUERY)
         self._ready()
@@ -514,12 +516,25 @@ class Client:
             self.send(protocol.command_complete(command_tag(portal)))
 
 
-def _statements(sql: str) -> list[str]:
-    """The statements of a simple Query message (the whole text unless it holds ``;`` or comments)."""
+def _statements(sql: str) -> list[tuple[str, int]]:
+    """The statements of a simple Query message and where each starts in it (the whole
+    text unless it holds ``;`` or comments)."""
     if ";" not in sql and "--" not in sql and "/*" not in sql:
-        return [sql] if sql.strip() else []
+        return [(sql, 0)] if sql.strip() else []
     statements = split_statements(sql)
-    return [sql] if statements is None else [statement.text for statement in statements]
+    return [(sql, 0)] if statements is None else [(statement.text, statement.offset) for statement in statements]
+
+
+@contextlib.contextmanager
+def _positioned_from(offset: int):
+    """An error's position counts from the start of the Query message, as psql expects
+    (mldb's errors count from the start of their statement)."""
+    try:
+        yield
+    except errors.Error as error:
+        if offset and error.position:
+            error.position += offset
+        raise
 
 
 def _copy_of(prepared: Prepared) -> copy.Copy | None:
