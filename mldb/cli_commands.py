@@ -120,7 +120,7 @@ class Runner:
         self.failed = True
         where = f"{source}:{line}: " if source else ""
         print(where + message, file=sys.stderr)
-        if sql is not None and source:
+        if sql is not None and source and "\nLINE " not in message:  # (the excerpt already shows it)
             print(f"  in: {_abridged(sql)}", file=sys.stderr)
         sys.stderr.flush()
         if self.bail:
@@ -240,9 +240,8 @@ class Runner:
 
     @staticmethod
     def error_text(error: errors.Error) -> str:
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else ""
-        return f"Error ({type(error).__name__}, SQLSTATE {error.sqlstate}): {first_line}"
+        """The whole message, as DuckDB's CLI prints it (candidates, the ``LINE n:`` excerpt and caret)."""
+        return f"Error ({type(error).__name__}, SQLSTATE {error.sqlstate}): {str(error).strip()}"
 
 
 def interruptible(connection, work):
