@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -306,7 +307,7 @@ def test_sqlalchemy_compliance_suite_slice_passes_in_process():
     """tests/sqla_suite/run.sh on a slice of sqlalchemy.testing.suite (the whole suite: README table)."""
     run = Path(__file__).parent / "sqla_suite" / "run.sh"
     done = subprocess.run([str(run), "inprocess", "-k", SUITE_SLICE], capture_output=True, text=True, timeout=900,
-                          check=False, env={**os.environ, "COLUMNS": "200"})
+                          check=False, env={**os.environ, "COLUMNS": "200", "PYTHON": sys.executable})
     summary = done.stdout.strip().splitlines()[-1]
     passed = int(re.search(r"(\d+) passed", summary).group(1))
     assert passed >= 68, done.stdout[-3000:]
