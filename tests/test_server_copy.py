@@ -351,3 +351,64 @@ def test_cancel_request_during_copy_in_inserts_nothing(server):  # noqa: F811
                 copy.write(b"1\n2\n")
                 con.cancel_safe()  # a CancelRequest on its own connection, answered before it returns
         assert con.execute("SELECT count(*) FROM cancel_t").fetchone() == (0,)
+
+
+# -- long lines, counts and multi-statement queries (issue 11 review) ------------------------------
+
+
+def test_copy_of_a_60_mb_field_loads_it_in_csv_and_text(server, tmp_path):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE long_t(id INTEGER, body VARCHAR, n INTEGER)")
+    source = tmp_path / "long.csv"
+    source.write_bytes(b"1," + b"x" * 60_000_000 + b",1\n")
+    assert "COPY 1" in psql(server, f"\\copy long_t FROM '{source}' CSV").stdout
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        with con.cursor().copy("COPY long_t FROM STDIN") as copy:
+            copy.write(b"2\t" + b"y" * 60_000_000 + b"\t2\n")
+        assert con.execute("SELECT id, length(body), n FROM long_t ORDER BY id").fetchall() == [
+            (1, 60_000_000, 1), (2, 60_000_000, 2)]
+
+
+def test_copy_of_a_long_line_among_many_short_ones_loads_every_row(server, tmp_path):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE mixed_t(id INTEGER, body VARCHAR, n INTEGER)")
+    source = tmp_path / "mixed.txt"
+    source.write_bytes(b"1\t" + b"x" * 8_500_000 + b"\t1\n"
+                       + b"".join(b"%d\tabcdefghijklmnop\t%d\n" % (i, i) for i in range(2, 1_500_001)))
+    assert "COPY 1500000" in psql(server, f"\\copy mixed_t FROM '{source}'").stdout
+    assert rows(server, "SELECT count(*), max(length(body)), sum(n) FROM mixed_t") == [
+        (1_500_000, 8_500_000, 1_500_000 * 1_500_001 // 2)]
+
+
+def test_copy_error_on_a_long_line_shows_its_start_only(server):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE longbad_t(id INTEGER, body VARCHAR)")
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        with pytest.raises(psycopg.errors.BadCopyFileFormat) as shape:
+            with con.cursor().copy("COPY longbad_t FROM STDIN") as copy:
+                copy.write(b"1\tok\n2\t" + b"z" * 5_000_000 + b"\textra\n")
+        assert "line 2" in str(shape.value) and len(str(shape.value)) < 1000 and "..." in str(shape.value)
+    assert rows(server, "SELECT count(*) FROM longbad_t") == [(0,)]
+
+
+def test_copy_rows_the_reader_skips_fail_instead_of_vanishing(server):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE blank_t(id INTEGER, name VARCHAR)", "INSERT INTO blank_t VALUES (0, 'kept')")
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        with pytest.raises(psycopg.errors.BadCopyFileFormat) as lost:
+            with con.cursor().copy("COPY blank_t FROM STDIN") as copy:
+                copy.write(b"1\ta\n\n2\tb\n")
+        assert "3 lines were sent but 2 rows were read" in str(lost.value)
+    assert rows(server, "SELECT * FROM blank_t") == [(0, "kept")]
+
+
+def test_a_failing_copy_rolls_back_the_whole_query_message(server):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE multi_t(id INTEGER, name VARCHAR, n INTEGER)")
+    done = subprocess.run([PSQL, "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "shop", "-X", "-c",
+                           "INSERT INTO multi_t VALUES (901,'y',1); COPY multi_t FROM STDIN; "
+                           "INSERT INTO multi_t VALUES (902,'y',1)"],
+                          input="bad\n\\.\n", capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0 and "line 1" in done.stderr, done.stderr
+    assert rows(server, "SELECT * FROM multi_t") == []
+    done = subprocess.run([PSQL, "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "shop", "-X", "-c",
+                           "INSERT INTO multi_t VALUES (901,'y',1); COPY multi_t FROM STDIN; "
+                           "INSERT INTO multi_t VALUES (902,'y',1)"],
+                          input="5\tz\t5\n\\.\n", capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert rows(server, "SELECT id FROM multi_t ORDER BY id") == [(5,), (901,), (902,)]

@@ -34,7 +34,7 @@ _STARTUP_TIMEOUT = 60.0  # seconds for start-up and authentication, as PostgreSQ
 _TX_END = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
 _TX_BEGIN = frozenset({"BEGIN", "START"})
 _IMPLICIT_OK = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "INSERT", "UPDATE", "DELETE", "MERGE",
-                          "CREATE", "DROP", "ALTER", "EXPLAIN", "DESCRIBE", "SHOW", "("})
+                          "CREATE", "DROP", "ALTER", "EXPLAIN", "DESCRIBE", "SHOW", "COPY", "("})
 
 
 class ClientError(Exception):
@@ -442,14 +442,18 @@ class Client:
                 raise canceled()
             if statement.options.header == "match":
                 self._match_header(spool.path, statement.options, targets)
-            try:
-                result = self.session.execute(load)
-            except errors.Error as error:
-                if "CSV Error" not in str(error):
-                    raise
-                # a malformed line (22P04, bad_copy_file_format) or a value of the wrong type (22P02)
-                sqlstate = error.sqlstate if error.sqlstate.startswith("22") else "22P04"
-                raise errors.DataError(copy_in.clean_error(str(error), statement, targets), sqlstate=sqlstate) from None
+            load = copy_in.load_sql(statement, targets, spool.path, spool)
+            with self.session.transaction():  # the count check below undoes a short load
+                try:
+                    result = self.session.execute(load)
+                except errors.Error as error:
+                    if "CSV Error" not in str(error):
+                        raise
+                    # a malformed line (22P04, bad_copy_file_format) or a value of the wrong type (22P02)
+                    sqlstate = error.sqlstate if error.sqlstate.startswith("22") else "22P04"
+                    raise errors.DataError(copy_in.clean_error(str(error), statement, targets),
+                                           sqlstate=sqlstate) from None
+                copy_in.check_count(statement, spool, max(result.rowcount, 0))
             return f"COPY {max(result.rowcount, 0)}"
         finally:
             spool.close()

@@ -18,6 +18,10 @@ import tempfile
 from mldb.server.copy import Copy, CopyError, Options, literal
 
 
+_LONG = 1 << 20  # a line longer than this is measured exactly and read with DuckDB's single-threaded reader
+_MAX_LINE = 2_000_000  # DuckDB's default max_line_size
+
+
 class Spool:
     """The incoming CopyData in a temporary file (removed on ``close``).
 
@@ -29,6 +33,11 @@ class Spool:
         handle, self.path = tempfile.mkstemp(prefix="mldb-copy-", suffix=".csv")
         self.file = os.fdopen(handle, "wb", buffering=1 << 20)
         self.size = 0
+        self.lines = 0  # newline-ended lines so far (a last line without one is counted by ``finish``)
+        self.longest = 0  # the longest physical line seen, in bytes (sets DuckDB's max_line_size)
+        self.quoted = False  # a CSV quote byte was seen (a record may then span lines)
+        self._open_line = 0  # bytes of the line still open at the end of the data so far
+        self._quote = (options.quote or "").encode()[:1] if options.format == "csv" else b""
         self._tail = b""  # the last bytes written (for the end-of-data marker)
         self._carry = b""  # trailing backslashes held back until the next chunk
         delimiter = options.delimiter.encode()
@@ -50,6 +59,24 @@ class Spool:
             self.file.write(data)
             self.size += len(data)
             self._tail = (self._tail + data)[-4:]
+            self._measure(data)
+
+    def _measure(self, data: bytes) -> None:
+        """Count the lines and the longest one at C speed (bytes.count/find; the lines inside a
+        chunk are split only when the chunk's middle is longer than the longest line so far)."""
+        self.quoted = self.quoted or (bool(self._quote) and self._quote in data)
+        newlines = data.count(b"\n")
+        if not newlines:
+            self._open_line += len(data)
+            self.longest = max(self.longest, self._open_line)
+            return
+        self.lines += newlines
+        first, last = data.find(b"\n"), data.rfind(b"\n")
+        self.longest = max(self.longest, self._open_line + first)
+        if last - first > max(self.longest, _LONG):
+            self.longest = max(self.longest, max(map(len, data[first + 1 : last].split(b"\n"))))
+        self._open_line = len(data) - last - 1
+        self.longest = max(self.longest, self._open_line)
 
     def finish(self) -> None:
         """Flush, dropping PostgreSQL's end-of-data line ``\\.`` if the data ends with it."""
@@ -59,8 +86,10 @@ class Spool:
             before = self.size - len(marker)
             if self._tail.endswith(marker) and (before == 0 or self._tail[-len(marker) - 1 : -len(marker)] == b"\n"):
                 self.file.truncate(before)
-                self.size = before
+                self.size, self._open_line = before, 0
+                self.lines -= marker.count(b"\n")
                 break
+        self.lines += 1 if self._open_line else 0
         self.file.close()
 
     def close(self) -> None:
@@ -92,8 +121,13 @@ def columns_sql(description) -> list[tuple[str, str]]:
     return [('"' + column[0].replace('"', '""') + '"', str(column[1])) for column in description]
 
 
-def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str) -> str:
-    """``INSERT INTO t (cols) SELECT <conversions> FROM read_csv(path, <PostgreSQL's options>)``."""
+def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool | None = None) -> str:
+    """``INSERT INTO t (cols) SELECT <conversions> FROM read_csv(path, <PostgreSQL's options>)``.
+
+    DuckDB's reader silently reads nothing from a line over about 33 MB past its ``max_line_size``
+    (and refuses one over 2 MB): PostgreSQL takes fields up to 1 GB, so the limit is the whole
+    spool's size (a CSV record may span lines; the limit costs nothing when unused), and a long
+    line is read single-threaded (the parallel reader cannot take one over its buffer)."""
     options, text = copy.options, copy.options.format == "text"
     names = [name for name, _ in targets]
     force_not_null = _positions(options.force_not_null, names, "FORCE_NOT_NULL")
@@ -112,7 +146,10 @@ def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str) -> str:
                 "quote": literal(options.quote or ""), "escape": literal(options.escape or ""),
                 "nullstr": literal(options.null), "header": "true" if options.header else "false",
                 "auto_detect": "false", "allow_quoted_nulls": "false", "strict_mode": "true",
-                "encoding": literal(options.encoding)}
+                "encoding": literal(options.encoding),
+                "max_line_size": str(max(_MAX_LINE, spool.size + 2) if spool else _MAX_LINE)}
+    if spool is not None and spool.longest > _LONG:
+        settings["parallel"] = "false"
     if force_not_null:
         settings["force_not_null"] = "[" + ", ".join(f"'c{i}'" for i in force_not_null) + "]"
     reader = f"read_csv({literal(path)}, " + ", ".join(f"{key} = {value}" for key, value in settings.items()) + ")"
@@ -169,5 +206,22 @@ def clean_error(message: str, copy: Copy, targets: list[tuple[str, str]]) -> str
     reasons = [line for line in lines[1:] if line.strip() and not line.startswith("Original Line:")][:1]
     reason = re.sub(r'column "c(\d+)"', lambda m: f"column {targets[int(m.group(1))][0]}", reasons[0]) if reasons \
         else lines[0]
-    text = f"COPY {copy.table}, line {found.group(1)}: {reason}"
-    return text + (f"\n{original}" if original else "")
+    text = f"COPY {copy.table}, line {found.group(1)}: {shortened(reason)}"
+    return text + (f"\n{shortened(original)}" if original else "")
+
+
+def shortened(text: str, keep: int = 200) -> str:
+    """A message's copy of a line or value, cut to its first ``keep`` characters (a field may be 1 GB)."""
+    return text if len(text) <= keep else text[:keep] + "..."
+
+
+def check_count(copy: Copy, spool: Spool, inserted: int) -> None:
+    """Every line sent is a row (unless WHERE filters or CSV quotes let a row span lines): a
+    reader that skipped lines must not pass for success (DuckDB's reader has dropped long lines
+    and skips blank ones)."""
+    if copy.where or spool.quoted:
+        return
+    sent = spool.lines - (1 if copy.options.header else 0)
+    if inserted != max(sent, 0):
+        raise CopyError(f"COPY {copy.table}: {max(sent, 0)} lines were sent but {inserted} rows were read "
+                        "(a blank line, or a line the reader could not take); nothing was inserted", "22P04")
