@@ -24,7 +24,8 @@ from mldb.result import Result
 from mldb.session import Session
 
 apilevel = "2.0"
-threadsafety = 1  # threads may share the module, not connections: give each thread its own connect()
+threadsafety = 2  # threads may share a connection: its cursors run one at a time (its session's lock);
+# for parallel work open a connect(path) per thread (the same database, its own session)
 paramstyle = "qmark"  # also numeric ($1) and named ($name), as DuckDB accepts
 
 
@@ -212,6 +213,10 @@ class Cursor:
         parameters (batch.py); if that fails outside a transaction, it runs row by row so the
         rows before the bad one are kept and the error is that row's."""
         self._check_open()
+        with self._session.lock:  # (no other thread's statement between the rows)
+            return self._executemany(sql, seq_of_params, frames.caller_scope())
+
+    def _executemany(self, sql: str, seq_of_params, scope: frames.Scope) -> "Cursor":
         seq_of_params = seq_of_params if isinstance(seq_of_params, (list, tuple)) else list(seq_of_params)
         plan = batch.insert_plan(sql, seq_of_params)
         if plan is not None:
@@ -220,7 +225,6 @@ class Cursor:
             except errors.Error as error:
                 if self._session.in_transaction or error.sqlstate == "57014":
                     raise  # DuckDB has aborted the transaction, or the user cancelled: no row by row
-        scope = frames.caller_scope()
         total = 0
         for params in seq_of_params:
             self._execute(sql, params, scope)

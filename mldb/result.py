@@ -22,6 +22,7 @@ in-memory DuckDB), as sqlite3 keeps each cursor's rows readable.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import duckdb
@@ -35,6 +36,8 @@ _NOT_STREAMED = ("BIT", "TIME WITH TIME ZONE", "BIGNUM", "VARINT")
 
 
 class Result:
+    lock = contextlib.nullcontext()  # the session's lock once ``Session.execute`` returns it
+
     def __init__(self, cursor, status: str, rowcount: int = -1, description=None, execution=None):
         self.cursor = cursor
         self.status = status  # the statement's kind, e.g. "SELECT", "INSERT", "CREATE MODEL"
@@ -146,21 +149,21 @@ class Result:
             def read():
                 return stream.batches(batch_size)
         else:
-            reader = self._fetch(lambda rows: rows.to_arrow_reader(batch_size))
+            with self.lock:  # (spill() reads the rest of it if another statement comes first)
+                reader = self._reader = self._fetch(lambda rows: rows.to_arrow_reader(batch_size))
             schema = reader.schema
-            self._reader = reader  # (spill() reads the rest of it if another statement comes first)
 
             def read():
                 while self._reader is not None:
                     try:
                         yield _guard(reader.read_next_batch)
                     except StopIteration:
-                        return
+                        break
                 yield from self._spilled_batches
 
         def batches():
             try:
-                yield from read()
+                yield from _locked_iter(read(), self.lock)
             except GeneratorExit:  # the reader was closed or dropped half way
                 self.finish()
                 raise
@@ -177,17 +180,22 @@ class Result:
     # -- the end of the statement -------------------------------------------------------------------
     def finish(self, success: bool = True) -> None:
         """The statement is done with: run its execution's callbacks (once)."""
-        self.streaming = False
-        if self._stream is not None:
-            self._stream.close_source()  # stop DuckDB first: the log counts what it predicted
-        execution, self.execution = self.execution, None
-        if execution is not None:
-            execution.finish(success)
+        with self.lock:
+            self.streaming = False
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.close()  # DuckDB's result ends now, not when the reader is collected
+            if self._stream is not None:
+                self._stream.close_source()  # stop DuckDB first: the log counts what it predicted
+            execution, self.execution = self.execution, None
+            if execution is not None:
+                execution.finish(success)
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-        self.finish()
+        with self.lock:
+            if self._stream is not None:
+                self._stream.close()
+            self.finish()
 
     def drain(self) -> None:
         """Run the statement to its end, discarding the rows (batch by batch, in bounded memory)."""
@@ -209,6 +217,7 @@ class Result:
         if self._reader is not None:  # an arrow_reader() is half read: it goes on from memory
             reader, self._reader = self._reader, None
             self._spilled_batches = self._reading(lambda: list(reader))
+            reader.close()  # (an exhausted reader still holds DuckDB's result until it is closed)
             return
         table = self._fetch_rest(lambda rows: rows.to_arrow_table())
         if table is None:  # DuckDB already ended this result
@@ -224,8 +233,7 @@ class Result:
         return self.cursor
 
     def _fetch(self, fetch):
-        rows = self._rows()
-        return self._reading(lambda: fetch(rows))
+        return self._reading(lambda: fetch(self._rows()))  # (the cursor read under the lock: a spill moves it)
 
     def _fetch_rest(self, fetch):
         rows = self._fetch(fetch)
@@ -242,11 +250,12 @@ class Result:
 
     def _reading(self, read):
         """``read()`` with DuckDB's errors translated; a failed read ends the statement."""
-        try:
-            return _guard(read)
-        except BaseException:
-            self.finish(success=False)
-            raise
+        with self.lock:
+            try:
+                return _guard(read)
+            except BaseException:
+                self.finish(success=False)
+                raise
 
 
 class _ArrowStream:
@@ -377,6 +386,17 @@ class _ArrowStream:
                 cursor.close()
             except duckdb.Error:
                 pass
+
+
+def _locked_iter(iterator, lock):
+    """``iterator``'s items, each computed holding ``lock`` (a reader is read between other statements)."""
+    while True:
+        with lock:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+        yield item
 
 
 def _quoted(name: str) -> str:

@@ -17,6 +17,8 @@ model cache) so that they follow what DuckDB holds.
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 
 import duckdb
 from sqlglot import exp
@@ -37,6 +39,17 @@ _COMMIT = frozenset({"COMMIT", "END"})
 _ROLLBACK = frozenset({"ROLLBACK", "ABORT"})
 _ENDS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})  # statuses of transaction statements: no view runs in them
 _SETTINGS = frozenset({"USE", "SET", "RESET", "PRAGMA", "CALL"})  # may change the current schema
+
+
+def _locked(method):
+    """Run ``method`` holding the session's lock: one DuckDB call on its connection at a time."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 _WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "DROP", "ALTER", "CREATE", "WITH",
                           "MERGE", "EXECUTE", "CALL"})  # statements that may change a table (features follow them)
 
@@ -46,6 +59,10 @@ class Session:
         self.database = database
         self.con = database.root.cursor()
         self.closed = False
+        # Every use of ``con`` (statements, reads of their results, commit, close) holds this
+        # re-entrant lock, so a connection's cursors may be used from many threads, one at a
+        # time; ``interrupt`` never takes it (it must reach a running statement).
+        self.lock = threading.RLock()
         self.in_transaction = False  # an explicit transaction (BEGIN ... COMMIT) is open
         self.load_udfs_allowed = True  # a wire client may not run a file's code on the server
         self.running: Execution | None = None  # the statement running or streaming now
@@ -58,6 +75,7 @@ class Session:
         self.con.execute("SET python_enable_replacements = false")  # it would look at mldb's frames: see frames.py
 
     # -- the entry point -------------------------------------------------------------------
+    @_locked
     def execute(self, sql: str, params=None, scope: frames.Scope | None = None) -> Result:
         """Run one or more statements; the result is the last statement's. A table name that is
         no table but a frame in ``scope`` reads that frame (replacement scans, see frames.py)."""
@@ -69,7 +87,9 @@ class Session:
             self._drop_scans()
         statements = split_statements(sql)
         if statements is None:  # sqlglot cannot tokenize it: DuckDB judges the text as written
-            return self._run_sql(sql, params, _first_word(sql))
+            result = self._run_sql(sql, params, _first_word(sql))
+            result.lock = self.lock
+            return result
         if not statements:
             raise errors.ProgrammingError("empty query: there is no statement to execute")
         result = None
@@ -85,6 +105,7 @@ class Session:
                 raise better from None
             finally:
                 self._nested -= 1
+        result.lock = self.lock  # its reads use ``con`` (or a spill of it): one thread at a time
         return result
 
     def _execute_one(self, statement: Statement, params, scope: frames.Scope | None = None) -> Result:
@@ -233,6 +254,7 @@ class Session:
             return True  # e.g. an aborted transaction: register nothing, the statement says why
         return True
 
+    @_locked
     def register(self, name: str, value) -> None:
         """``Connection.register``: a temporary view of this session over ``value``."""
         self.release_result()
@@ -243,6 +265,7 @@ class Session:
         except duckdb.Error as error:
             raise errors.translate(error) from None
 
+    @_locked
     def unregister(self, name: str) -> None:
         self.release_result()
         self._drop_scans()
@@ -284,6 +307,7 @@ class Session:
         return self._holder
 
     # -- helpers for steps ---------------------------------------------------------------------
+    @_locked
     def sql(self, sql: str, params=None):
         """Run internal SQL on this session's connection, translating errors."""
         self.release_result()
@@ -292,6 +316,7 @@ class Session:
         except duckdb.Error as error:
             raise errors.translate(error, sql) from None
 
+    @_locked
     def current_schema(self) -> str:
         """DuckDB's ``current_schema()``, read once per change of it (rules ask on every statement)."""
         if self._schema is None:
@@ -305,12 +330,14 @@ class Session:
                 execution.check()
 
     # -- transactions: the one path ---------------------------------------------------------------
+    @_locked
     def begin(self, sql: str = "BEGIN TRANSACTION", params=None) -> Result:
         self.release_result()
         result = self._run_sql(sql, params, "BEGIN")
         self.in_transaction = True
         return result
 
+    @_locked
     def commit(self, sql: str = "COMMIT", params=None) -> Result:
         self.release_result()
         aborted = self.in_transaction and self._aborted()  # DuckDB's COMMIT then rolls back, silently
@@ -323,6 +350,7 @@ class Session:
         self._ended(committed=not aborted)
         return result
 
+    @_locked
     def rollback(self, sql: str = "ROLLBACK", params=None) -> Result:
         self.release_result()
         try:
@@ -382,6 +410,7 @@ class Session:
             raise
         self.commit()
 
+    @_locked
     def finish_transaction(self, committed: bool) -> None:
         """``Connection.commit()`` / ``rollback()``: end the open transaction, if any."""
         self._check_open()
@@ -399,6 +428,7 @@ class Session:
         with contextlib.suppress(duckdb.Error):
             self.con.interrupt()
 
+    @_locked
     def close(self) -> None:
         if self.closed:
             return

@@ -219,3 +219,76 @@ def test_named_parameters_and_multi_statement_parameters():
     assert con.execute("SELECT $name || '!'", {"name": "hi"}).fetchone() == ("hi!",)
     con.execute("CREATE TABLE t(a INTEGER); INSERT INTO t VALUES (?); INSERT INTO t VALUES (?)", [5, 6])
     assert con.execute("SELECT sum(a) FROM t").fetchone() == (11,)
+
+
+def test_one_connection_is_safe_to_share_between_threads():
+    """Cursors of one connection share its session: from 8 threads they run one at a time,
+    each result exact (a pending result of one thread is spilled when another executes)."""
+    import threading
+
+    con = mldb.connect()
+    con.execute("CREATE TABLE nums AS SELECT range AS n FROM range(5000)")
+    failures = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(20):
+                cursor = con.cursor()
+                limit = 100 * worker + i + 1
+                cursor.execute("SELECT n FROM nums WHERE n < ? ORDER BY n", [limit])
+                kind = i % 4
+                if kind == 0:
+                    rows = cursor.fetchmany(3) + cursor.fetchall()
+                elif kind == 1:
+                    rows = [(n,) for n in cursor.arrow().column("n").to_pylist()]
+                elif kind == 2:
+                    rows = con.cursor().execute("SELECT count(*) FROM range(?)", [limit]).fetchall()
+                    assert rows == [(limit,)], rows
+                    rows = cursor.fetchall()
+                else:
+                    rows = [(n,) for batch in cursor.arrow_reader(7) for n in batch.column(0).to_pylist()]
+                assert rows == [(n,) for n in range(limit)], (worker, i, len(rows))
+        except Exception as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert con.execute("SELECT count(*) FROM nums").fetchall() == [(5000,)]
+    con.close()
+
+
+def test_interrupt_reaches_a_running_statement_while_another_thread_waits():
+    import threading
+
+    con = mldb.connect()
+    outcome = {}
+    started = threading.Event()
+
+    def long_one() -> None:
+        started.set()
+        try:
+            con.cursor().execute("SELECT count(*) FROM range(1000000000000) a WHERE a.range % 7 = 3").fetchall()
+            outcome["long"] = "finished"
+        except mldb.OperationalError as error:
+            outcome["long"] = error.sqlstate
+
+    def waiting_one() -> None:
+        outcome["waiting"] = con.cursor().execute("SELECT count(*) FROM range(1000)").fetchall()
+
+    long = threading.Thread(target=long_one)
+    long.start()
+    started.wait()
+    while con.session.lock.acquire(blocking=False):  # until the long statement holds the session
+        con.session.lock.release()
+    waiting = threading.Thread(target=waiting_one)
+    waiting.start()
+    while long.is_alive():  # interrupt() does not wait for the lock; repeated if it came before DuckDB began
+        con.interrupt()
+        long.join(5)
+    waiting.join()
+    assert outcome == {"long": "57014", "waiting": [(1000,)]}
+    con.close()
