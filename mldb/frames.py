@@ -124,16 +124,38 @@ def candidates(tokens, scope: Scope | None) -> list[str]:
     return [token.text for token in tokens if token.text in scope and is_frame(scope.get(token.text))]
 
 
-def read_names(tree: exp.Expression) -> set[str]:
-    """Unqualified names the statement reads a table from, minus its CTEs."""
+def read_names(tree: exp.Expression, schema=None) -> set[str]:
+    """Names the statement reads a table from, minus its CTEs: unqualified, or qualified by
+    the default schema (``main.df``, as DuckDB's replacement scan). ``schema()`` gives the
+    current schema; it is asked only when a qualified name is met."""
     ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
     names = set()
     for table in tree.find_all(exp.Table):
-        if table.args.get("db") or table.args.get("catalog") or table.name in ctes:
+        if table.args.get("catalog") or table.name in ctes:
+            continue
+        if table.args.get("db") and (schema is None or table.db != schema()):
             continue
         if isinstance(table.parent, _READS) or table.arg_key == "source":
             names.add(table.name)
     return names
+
+
+_STORED = frozenset({"VIEW", "MACRO", "FUNCTION", "TABLE MACRO"})  # objects kept that re-read their query
+
+
+def stored_reader(tree: exp.Expression, names: list[str], scope: "Scope") -> errors.Error | None:
+    """A statement storing a query (``CREATE VIEW``, ``CREATE MACRO``) that would read frames
+    of ``scope``: the error refusing it. A frame is read through a view that lives for one
+    statement, so the stored object would break at once (and stay broken in the file)."""
+    if not names or not isinstance(tree, exp.Create) or str(tree.args.get("kind", "")).upper() not in _STORED:
+        return None
+    name = names[0]
+    kind = str(tree.args.get("kind")).upper()
+    return errors.ProgrammingError(
+        f'CREATE {kind} cannot read the Python object "{name}" ({type(scope.get(name)).__name__}): '
+        f"a stored {kind.lower()} would break once this statement ends. Copy it into a table first "
+        f"(CREATE TABLE {name} AS SELECT * FROM {name}) or register it for this connection "
+        f"(con.register({name!r}, {name}))", sqlstate="0A000")
 
 
 def unscannable(error: errors.Error, scope: Scope | None) -> errors.Error:

@@ -238,8 +238,12 @@ class Session:
         if not names:
             return
         tree = parse(statement)
-        for name in sorted(frames.read_names(tree) & set(names)) if tree is not None else ():
-            if name not in self._scanned and not self._is_relation(name):
+        read = sorted(frames.read_names(tree, self.current_schema) & set(names)) if tree is not None else []
+        read = [name for name in read if name in self._scanned or not self._is_relation(name)]
+        if (refusal := frames.stored_reader(tree, read, scope)) is not None:
+            raise refusal
+        for name in read:
+            if name not in self._scanned:
                 self.con.complete()  # (a status row of the statement before may be unread)
                 self.con.register(name, frames.scannable(scope.get(name)))
                 self._scanned.append(name)

@@ -325,3 +325,38 @@ def test_embed_reads_a_frame(con):
     alone = con.execute("SELECT EMBED(?)", ["stock prices fell"]).fetchone()[0]
     assert [row[0] for row in rows] == [1, 2] and len(rows[1][1]) == 384
     assert np.allclose(rows[1][1], alone, atol=1e-6)
+
+
+# -- issue 11: what a tester found -------------------------------------------------------------
+def test_a_stored_view_or_macro_over_a_frame_is_refused_and_nothing_is_created(tmp_path):
+    path = tmp_path / "views.db"
+    con = mldb.connect(path)
+    hist = pd.DataFrame({"a": [1, 2, 3]})
+    for sql in ("CREATE VIEW vdf AS SELECT * FROM hist",
+                "CREATE OR REPLACE TEMP VIEW vdf AS SELECT a FROM hist WHERE a > 1",
+                "CREATE MACRO mdf() AS TABLE SELECT * FROM hist"):
+        with pytest.raises(mldb.ProgrammingError, match="CREATE TABLE hist AS SELECT") as caught:
+            con.execute(sql)
+        assert caught.value.sqlstate == "0A000" and "con.register('hist', hist)" in str(caught.value)
+    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'vdf'").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'mdf'").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM hist").fetchall() == [(3,)]  # a plain read still works
+    con.execute("CREATE TABLE hist AS SELECT * FROM hist")  # the way the error suggests
+    con.execute("CREATE VIEW vdf AS SELECT * FROM hist")  # a table now: a view over it is fine
+    con.close()
+    con = mldb.connect(path)
+    del hist
+    assert con.execute("SELECT count(*) FROM vdf").fetchall() == [(3,)]
+    con.close()
+
+
+def test_a_frame_qualified_by_the_default_schema_is_read_as_duckdb_reads_it(con):
+    gdf = pd.DataFrame({"g": [1, 2]})
+    raw = duckdb.connect()
+    assert raw.execute("SELECT sum(g) FROM main.gdf").fetchall() == [(3,)]
+    raw.close()
+    assert con.execute("SELECT sum(g) FROM main.gdf").fetchall() == [(3,)]
+    assert con.execute("SELECT sum(x.g) FROM main.gdf AS x JOIN gdf AS y USING (g)").fetchall() == [(3,)]
+    with pytest.raises(mldb.ProgrammingError):  # another schema is no frame
+        con.execute("SELECT * FROM other.gdf")
+    assert gdf is not None
