@@ -412,3 +412,33 @@ def test_a_failing_copy_rolls_back_the_whole_query_message(server):  # noqa: F81
                           input="5\tz\t5\n\\.\n", capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert rows(server, "SELECT id FROM multi_t ORDER BY id") == [(5,), (901,), (902,)]
+
+
+def test_copy_errors_speak_postgresql_not_mldb_internal_sql(server, tmp_path):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE words_t(id INTEGER, v DOUBLE, vec FLOAT[2])",
+        "CREATE OR REPLACE VIEW words_v AS SELECT * FROM words_t", "INSERT INTO words_t VALUES (0, 0, [0, 0])")
+    source = tmp_path / "w.csv"
+    source.write_text("1,1\n")
+
+    def failing(command: str) -> str:
+        done = psql(server, command, check=False)
+        assert done.returncode != 0
+        assert "SELECT" not in done.stderr and "LINE" not in done.stderr, done.stderr
+        return done.stderr
+
+    assert 'column "nope" of relation "words_t" does not exist' in failing(f"\\copy words_t (id, nope) FROM '{source}' CSV")
+    assert 'relation "nonexist" does not exist' in failing(f"\\copy nonexist FROM '{source}' CSV")
+    assert 'relation "nonexist" does not exist' in failing("\\copy nonexist TO STDOUT")
+    assert 'cannot copy to view "words_v"' in failing(f"\\copy words_v FROM '{source}' CSV")
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        for sql, data, error, words in [
+                ("COPY words_t (id, nope) FROM STDIN", b"", psycopg.errors.UndefinedColumn, "nope"),
+                ("COPY words_v FROM STDIN", b"", psycopg.errors.WrongObjectType, "view"),
+                ("COPY words_t FROM STDIN (FORMAT csv)", b'1,2,"{1,2}"\n2,"3,{1,2}\n3,4,"{1,2}"\n',
+                 psycopg.errors.BadCopyFileFormat, "unterminated CSV quoted field"),
+        ]:
+            with pytest.raises(error) as raised:
+                with con.cursor().copy(sql) as copy:
+                    copy.write(data)
+            assert words in str(raised.value), str(raised.value)
+    assert rows(server, "SELECT id FROM words_t") == [(0,)]

@@ -430,8 +430,7 @@ class Client:
     # -- COPY FROM STDIN / TO STDOUT (mldb.server.copy) ------------------------------------------
     def _copy_in(self, statement: copy.Copy, params) -> str:
         """CopyInResponse, spool the CopyData, then one INSERT through the session: ``COPY n``."""
-        columns = ", ".join(statement.columns) if statement.columns else "*"
-        targets = copy_in.columns_sql(self.session.sql(f"SELECT {columns} FROM {statement.table} LIMIT 0").description)
+        targets = copy_in.columns_sql(copy.target_description(self.session, statement))
         spool = copy_in.Spool(statement.options)
         try:
             load = copy_in.load_sql(statement, targets, spool.path)  # (its option errors come before any data)
@@ -487,6 +486,8 @@ class Client:
     def _copy_out(self, statement: copy.Copy, params) -> str:
         """CopyOutResponse, one CopyData per row (DuckDB formats whole batches), CopyDone."""
         timezone = self.session.sql("SELECT current_setting('TimeZone')").fetchone()[0]
+        if statement.table is not None:
+            copy.target_description(self.session, statement)  # PostgreSQL's errors for a missing table or column
         result = self.session.execute(statement.select_sql(), params)
         if not result.has_rows:
             raise ClientError("COPY query must return rows", "0A000")

@@ -10,9 +10,14 @@ formats the rows it receives; DuckDB parses and formats, never Python per row.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass, field
 
+import sqlglot
+from sqlglot import exp
 from sqlglot.tokens import TokenType
+
+from mldb import errors
 
 from mldb.frontend import split_statements
 
@@ -59,6 +64,47 @@ class Copy:
         if self.query is not None:
             return self.query
         return f"SELECT {', '.join(self.columns) if self.columns else '*'} FROM {self.table}"
+
+
+def target_description(session, copy: Copy):
+    """The description of the table's (listed) columns, with PostgreSQL's errors for a missing
+    table or column and for a view to copy into (not DuckDB's, which quote mldb's own SELECT)."""
+    try:
+        description = session.sql(f"SELECT {', '.join(copy.columns) if copy.columns else '*'} "
+                                  f"FROM {copy.table} LIMIT 0").description
+    except errors.Error as error:
+        raise _target_error(str(error), copy) from None
+    if copy.incoming and _is_view(session, copy.table):
+        raise CopyError(f'cannot copy to view "{_plain(copy.table)}"', "42809")
+    return description
+
+
+def _target_error(message: str, copy: Copy) -> Exception:
+    table = _plain(copy.table)
+    if re.search(r"Table with name .* does not exist", message):
+        return CopyError(f'relation "{table}" does not exist', "42P01")
+    column = re.search(r'Referenced column "(.*?)" not found', message)
+    if column:
+        return CopyError(f'column "{column.group(1)}" of relation "{table}" does not exist', "42703")
+    return CopyError(message.split("\n")[0], "42P01" if "Catalog Error" in message else "42601")
+
+
+def _plain(name: str) -> str:
+    try:
+        return sqlglot.exp.to_table(name, dialect="duckdb").sql(dialect="duckdb").replace('"', "")
+    except sqlglot.errors.ParseError:
+        return name
+
+
+def _is_view(session, name: str) -> bool:
+    try:
+        table = exp.to_table(name, dialect="duckdb")
+    except sqlglot.errors.ParseError:
+        return False
+    schema = f" AND schema_name = {literal(table.db)}" if table.db else ""
+    found = session.sql(f"SELECT count(*) FROM duckdb_views() WHERE NOT internal AND view_name = "
+                        f"{literal(table.name)}{schema}").fetchone()
+    return bool(found and found[0])
 
 
 # -- parsing the statement --------------------------------------------------------------------

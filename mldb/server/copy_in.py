@@ -195,17 +195,25 @@ def _converted(value: str, kind: str) -> str:
     return value
 
 
+_REASONS = {"Value with unterminated quote found.": "unterminated CSV quoted field"}  # PostgreSQL's words
+
+
 def clean_error(message: str, copy: Copy, targets: list[tuple[str, str]]) -> str:
-    """DuckDB's CSV error as PostgreSQL words it (``COPY t, line 2: ...``, the line as DETAIL), naming
-    the table's columns and without DuckDB's advice about read_csv options (which COPY's user did not write)."""
-    lines = message.strip().split("\n")
-    found = re.search(r"CSV Error on Line: (\d+)", lines[0])
+    """DuckDB's CSV error as PostgreSQL words it (``COPY t, line 2: ...``, the line as DETAIL, cut
+    short), naming the table's columns and without DuckDB's advice about read_csv options (which
+    COPY's user did not write). DuckDB's message is the error line, ``Original Line: ...`` (which may
+    span lines), the reason, a blank line and the advice."""
+    found = re.search(r"CSV Error on Line: (\d+)", message)
     if found is None:
         return message
-    original = next((line for line in lines if line.startswith("Original Line:")), None)
-    reasons = [line for line in lines[1:] if line.strip() and not line.startswith("Original Line:")][:1]
-    reason = re.sub(r'column "c(\d+)"', lambda m: f"column {targets[int(m.group(1))][0]}", reasons[0]) if reasons \
-        else lines[0]
+    block = message[found.end():].lstrip("\n").split("\n\n")[0].split("\n")
+    original, reason = None, None
+    if block and block[0].startswith("Original Line:"):
+        original, reason = "\n".join(block[:-1]) or block[0], block[-1] if len(block) > 1 else None
+    elif block:
+        reason = block[0]
+    reason = _REASONS.get(reason, reason) if reason else message.split("\n")[0]
+    reason = re.sub(r'column "c(\d+)"', lambda m: f"column {targets[int(m.group(1))][0]}", reason)
     text = f"COPY {copy.table}, line {found.group(1)}: {shortened(reason)}"
     return text + (f"\n{shortened(original)}" if original else "")
 
