@@ -109,11 +109,27 @@ VIEWS = {
                 "c.schema_oid AS relnamespace, 'i' AS relkind, 403 AS relam, 'p' AS relpersistence, 'd' AS relreplident, "
                 "false AS relforcerowsecurity, false AS relispartition FROM duckdb_constraints() c "
                 "WHERE c.constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
-    "pg_attribute": "SELECT a.* EXCLUDE (atthasdef, attstorage, attcompression), coalesce(c.column_default IS NOT NULL, false) AS atthasdef, "
-                    "mldb_pg_type(c.data_type) AS mldb_format_type, "
-                    "CASE WHEN c.data_type IN ('VARCHAR', 'BLOB', 'JSON') OR c.data_type LIKE '%[]' THEN 'x' ELSE 'p' END "
-                    "AS attstorage, '' AS attcompression FROM pg_catalog.pg_attribute a "
-                    "LEFT JOIN duckdb_columns() c ON c.table_oid = a.attrelid AND c.column_index = a.attnum",
+    # DuckDB's pg_attribute read straight from duckdb_columns() (a join with it doubled the cost)
+    "pg_attribute": "SELECT table_oid AS attrelid, column_name AS attname, "
+                    "COALESCE(map_type_id_to_pg_oid(data_type_id), (data_type_id + 16384)) AS atttypid, "
+                    "0 AS attstattarget, NULL AS attlen, column_index AS attnum, 0 AS attndims, -1 AS attcacheoff, "
+                    "CASE WHEN data_type ILIKE '%decimal%' THEN numeric_precision * 1000 + numeric_scale ELSE -1 END "
+                    "AS atttypmod, false AS attbyval, NULL AS attalign, NOT is_nullable AS attnotnull, "
+                    "column_default IS NOT NULL AS atthasdef, false AS atthasmissing, '' AS attidentity, "
+                    "'' AS attgenerated, false AS attisdropped, true AS attislocal, 0 AS attinhcount, 0 AS attcollation, "
+                    "NULL AS attacl, NULL AS attoptions, NULL AS attfdwoptions, NULL AS attmissingval, "
+                    "mldb_pg_type(data_type) AS mldb_format_type, "
+                    "CASE WHEN data_type IN ('VARCHAR', 'BLOB', 'JSON') OR data_type LIKE '%[]' THEN 'x' ELSE 'p' END "
+                    "AS attstorage, '' AS attcompression FROM duckdb_columns() WHERE NOT internal",
+    # DuckDB's pg_description without duckdb_functions() (most of its cost: thousands of built-in
+    # functions, none with a comment) and with rows only for objects that have a comment
+    "pg_description": "SELECT * FROM (SELECT table_oid AS objoid, database_oid AS classoid, 0 AS objsubid, comment AS description "
+                      "FROM duckdb_tables() UNION ALL SELECT table_oid, database_oid, column_index, comment FROM duckdb_columns() "
+                      "UNION ALL SELECT view_oid, database_oid, 0, comment FROM duckdb_views() WHERE NOT internal "
+                      "UNION ALL SELECT index_oid, database_oid, 0, comment FROM duckdb_indexes() "
+                      "UNION ALL SELECT sequence_oid, database_oid, 0, comment FROM duckdb_sequences() "
+                      "UNION ALL SELECT type_oid, database_oid, 0, comment FROM duckdb_types() WHERE NOT internal) "
+                      "WHERE description IS NOT NULL",
     "pg_attrdef": "SELECT table_oid * 10000 + column_index AS oid, table_oid AS adrelid, column_index::SMALLINT AS adnum, "
                   "column_default AS adbin FROM duckdb_columns() WHERE column_default IS NOT NULL",
     "pg_constraint": _CONSTRAINTS,

@@ -15,6 +15,7 @@ the statement has no parameter values yet. DuckDB's Python API cannot prepare, s
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -63,8 +64,51 @@ def parameter_count(spans: list[Span]) -> int:
 # -- parameter types -----------------------------------------------------------------------------
 
 
+# Catalog queries (SQLAlchemy's reflection, psql's \\d) come back with the same text again and
+# again, and their types depend only on the catalog's shape: their parameter and result types are
+# kept per text (the parse and the DESCRIBEs cost more than running the query).
+_CATALOG_PREFIXES = ("pg_", "duckdb_", "mldb_")
+_CACHE_LIMIT = 1024
+_catalog_types: dict[str, list[str | None]] = {}
+_catalog_columns: dict[tuple, list[tuple[str, str]] | None] = {}
+
+
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def is_catalog_query(sql: str) -> bool:
+    """Whether ``sql`` reads only catalog relations (``pg_*``, ``duckdb_*()``, information_schema)."""
+    if "pg_" not in sql and "duckdb_" not in sql and "information_schema" not in sql:
+        return False
+    try:
+        tree = sqlglot.parse_one(substitute(sql, scan_parameters(sql), lambda n: f"{_PARAM}{n}"), dialect=MLDB)
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return False
+    if not isinstance(tree, (exp.Query, exp.Subquery)):
+        return False
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    tables = list(tree.find_all(exp.Table))
+    return bool(tables) and all(
+        table.name in ctes or table.name.startswith(_CATALOG_PREFIXES)
+        or table.db.lower() in ("pg_catalog", "information_schema") for table in tables)
+
+
+def _remember(cache: dict, key, value):
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def infer_types(session, sql: str, spans: list[Span]) -> list[str | None]:
     """The DuckDB type each parameter takes from its context, ``None`` where nothing tells."""
+    if sql in _catalog_types:
+        return list(_catalog_types[sql])
+    types = _infer_types(session, sql, spans)
+    if is_catalog_query(sql):
+        _remember(_catalog_types, sql, list(types))
+    return types
+
+
+def _infer_types(session, sql: str, spans: list[Span]) -> list[str | None]:
     count = parameter_count(spans)
     types: list[str | None] = [None] * count
     try:
@@ -185,6 +229,16 @@ def returns_rows(first_word: str, sql: str) -> bool:
 
 def result_columns(session, sql: str, spans: list[Span], types: list[str | None]) -> list[tuple[str, str]] | None:
     """(name, DuckDB type) of each result column, from DESCRIBE with typed NULL parameters."""
+    key = (sql, tuple(types))
+    if key in _catalog_columns:
+        return _catalog_columns[key]
+    columns = _result_columns(session, sql, spans, types)
+    if columns is not None and is_catalog_query(sql):
+        _remember(_catalog_columns, key, columns)
+    return columns
+
+
+def _result_columns(session, sql: str, spans: list[Span], types: list[str | None]) -> list[tuple[str, str]] | None:
     nulled = substitute(sql, spans, lambda n: f"CAST(NULL AS {types[n - 1] or 'VARCHAR'})").strip().rstrip(";")
     first = nulled.split(None, 1)[0].upper() if nulled else ""
     if first in ("INSERT", "UPDATE", "DELETE", "MERGE"):  # DESCRIBE cannot read these, and a failed
