@@ -226,6 +226,13 @@ class Session:
             if error.sqlstate == "57014":
                 self._abandon()
             raise
+        except errors.Error:
+            raise
+        except duckdb.Error as error:  # e.g. registering a frame DuckDB cannot scan (no columns)
+            raise errors.translate(error) from None
+        except (OverflowError, ValueError) as error:  # a value out of range for a step (epochs = 10**30)
+            raise errors.DataError(f"value out of range: {error}", sqlstate="22003" if isinstance(error, OverflowError)
+                                   else "22023") from error
 
     def _abandon(self) -> None:
         """After a cancel: the statement's own transaction was rolled back by whoever raised."""

@@ -360,3 +360,11 @@ def test_a_frame_qualified_by_the_default_schema_is_read_as_duckdb_reads_it(con)
     with pytest.raises(mldb.ProgrammingError):  # another schema is no frame
         con.execute("SELECT * FROM other.gdf")
     assert gdf is not None
+
+
+def test_a_frame_without_columns_is_an_mldb_error(con):
+    empty0 = pd.DataFrame()
+    with pytest.raises(mldb.ProgrammingError, match="at least one column") as caught:
+        con.execute("SELECT * FROM empty0")
+    assert caught.value.sqlstate and empty0.shape == (0, 0)
+    assert con.execute("SELECT 1").fetchall() == [(1,)]  # the connection goes on

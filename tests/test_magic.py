@@ -241,3 +241,13 @@ def test_readme_duckdb_habits_in_cells_run(ip, tmp_path, monkeypatch):
     assert trained.frame["e"].to_list() == ["5"]
     for name in ("np", "pd", "visits", "table", "min_age", "epochs"):
         ip.user_ns.pop(name)
+
+
+def test_a_value_out_of_range_for_a_step_is_an_mldb_error(ip, capsys):
+    ip.user_ns["big"] = 10**30
+    ok(ip, "%mldb CREATE TABLE tr AS SELECT range::DOUBLE AS x, (range % 2)::INT AS y FROM range(20)")
+    error, out = failed(ip, "%%mldb\nCREATE MODEL m PREDICT y FROM tr WITH (epochs = {big})", capsys)
+    assert isinstance(error, mldb.DataError) and error.sqlstate == "22003"
+    assert "SQLSTATE 22003" in out
+    assert ok(ip, "%mldb SHOW MODELS").frame.height == 0  # nothing was created
+    ip.user_ns.pop("big")
