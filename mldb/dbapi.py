@@ -329,9 +329,10 @@ def connect(database: str = ":memory:", *, read_only: bool = False, config: dict
 class Relation:
     """What ``con.sql()`` returns: a statement's rows read with DuckDB's relation names.
 
-    The first read uses the result ``sql()`` computed (errors surface there, as in DuckDB);
-    as a DuckDB relation keeps no result, each later whole read (``df``, ``fetchall`` ...)
-    runs the statement again. ``fetchone`` / ``fetchmany`` read on through one result. It is
+    The first read uses the result ``sql()`` computed (errors surface there, as in DuckDB)
+    unless another statement ran on the connection since (it could change what the query
+    reads: it runs again); as a DuckDB relation keeps no result, each later whole read
+    (``df``, ``fetchall`` ...) runs the statement again. ``fetchone`` / ``fetchmany`` read on through one result. It is
     not a relational API: write the SQL (``SELECT ... FROM rel`` reads it as a frame).
     """
 
@@ -341,6 +342,7 @@ class Relation:
         self._scope = scope.pinned()  # the frames it read, not the caller's whole frame
         self.description = cursor.description if returns_rows(cursor) else None
         self._fresh = True
+        self._generation = cursor.session.generation
 
     @property
     def columns(self) -> list[str]:
@@ -353,7 +355,8 @@ class Relation:
     dtypes = types
 
     def _whole(self) -> Cursor:
-        if not self._fresh and self._cursor.status in _QUERY_WORDS:  # (never an INSERT ... RETURNING again)
+        stale = not self._fresh or self._cursor.session.generation != self._generation
+        if stale and self._cursor.status in _QUERY_WORDS:  # (never an INSERT ... RETURNING again)
             self._cursor._execute(self._sql, self._params, self._scope)
         self._fresh = False
         return self._cursor
@@ -381,12 +384,14 @@ class Relation:
     to_arrow_reader = fetch_arrow_reader
 
     def fetchone(self):
-        self._fresh = False
-        return self._cursor.fetchone()
+        return self._reading().fetchone()
 
     def fetchmany(self, size: int = 1):
-        self._fresh = False
-        return self._cursor.fetchmany(size)
+        return self._reading().fetchmany(size)
+
+    def _reading(self) -> Cursor:
+        """The cursor ``fetchone`` / ``fetchmany`` read on through (the first of them as a whole read)."""
+        return self._whole() if self._fresh else self._cursor
 
     def show(self, max_rows: int = 10_000) -> None:
         """Print the rows as DuckDB's shell draws them."""

@@ -72,6 +72,7 @@ class Session:
         self._holder: duckdb.DuckDBPyConnection | None = None
         self._scanned: list[str] = []  # replacement-scan views registered for the last statement
         self._nested = 0  # how many execute() calls are running (a step runs SQL through execute too)
+        self.generation = 0  # counts statements and registrations (a Relation's result may be stale)
         self.con.execute("SET python_enable_replacements = false")  # it would look at mldb's frames: see frames.py
 
     # -- the entry point -------------------------------------------------------------------
@@ -82,6 +83,7 @@ class Session:
         self._check_open()
         if not isinstance(sql, str):
             raise errors.ProgrammingError(f"SQL must be a string, got {type(sql).__name__}")
+        self.generation += 1
         self.release_result()
         if not self._nested:  # a step's own SQL (TRAIN reads its FROM) keeps the outer statement's views
             self._drop_scans()
@@ -268,6 +270,7 @@ class Session:
     @_locked
     def register(self, name: str, value) -> None:
         """``Connection.register``: a temporary view of this session over ``value``."""
+        self.generation += 1
         self.release_result()
         self._drop_scans()
         try:
@@ -278,6 +281,7 @@ class Session:
 
     @_locked
     def unregister(self, name: str) -> None:
+        self.generation += 1
         self.release_result()
         self._drop_scans()
         try:

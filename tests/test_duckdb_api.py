@@ -368,3 +368,24 @@ def test_a_frame_without_columns_is_an_mldb_error(con):
         con.execute("SELECT * FROM empty0")
     assert caught.value.sqlstate and empty0.shape == (0, 0)
     assert con.execute("SELECT 1").fetchall() == [(1,)]  # the connection goes on
+
+
+def test_a_relation_reads_the_data_as_it_is_when_read(con):
+    con.execute("CREATE TABLE ch (a INTEGER)")
+    con.execute("INSERT INTO ch VALUES (1)")
+    raw = duckdb.connect()
+    raw.execute("CREATE TABLE ch (a INTEGER); INSERT INTO ch VALUES (1)")
+    expected_rel = raw.sql("SELECT * FROM ch ORDER BY a")
+    raw.execute("INSERT INTO ch VALUES (2)")
+    expected = expected_rel.fetchall()
+    raw.close()
+    for read in ("fetchall", "fetchone"):
+        rel = con.sql("SELECT * FROM ch ORDER BY a")
+        con.execute("INSERT INTO ch VALUES (2)")
+        got = rel.fetchall() if read == "fetchall" else [rel.fetchone(), rel.fetchone()]
+        assert got[:2] == expected == [(1,), (2,)]
+        con.execute("DELETE FROM ch WHERE a = 2")
+    with pytest.raises(mldb.ProgrammingError):  # errors still surface at sql()
+        con.sql("SELECT * FROM no_such_table")
+    rel = con.sql("SELECT count(*) FROM ch")
+    assert rel.fetchall() == [(1,)]  # nothing ran in between: the result sql() computed
