@@ -229,6 +229,8 @@ class Cursor:
         for params in seq_of_params:
             self._execute(sql, params, scope)
             total += max(self.rowcount, 0)
+        if self._result is not None and returns_rows(self):
+            return self  # INSERT ... RETURNING: the last parameter set's rows, as DuckDB's
         self._result = Result.done(self._result.status if self._result else "", total)
         return self
 

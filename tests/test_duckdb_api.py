@@ -389,3 +389,12 @@ def test_a_relation_reads_the_data_as_it_is_when_read(con):
         con.sql("SELECT * FROM no_such_table")
     rel = con.sql("SELECT count(*) FROM ch")
     assert rel.fetchall() == [(1,)]  # nothing ran in between: the result sql() computed
+
+
+def test_executemany_with_returning_gives_the_last_rows_as_duckdb(tmp_path):
+    results = []
+    for connection in (duckdb.connect(str(tmp_path / "ref.duckdb")), mldb.connect(tmp_path / "m.db")):
+        connection.execute("CREATE TABLE e (id INTEGER, s VARCHAR)")
+        cursor = connection.executemany("INSERT INTO e VALUES (?, ?) RETURNING id", [(10, "a"), (11, "b")])
+        results.append((cursor.fetchall(), connection.execute("SELECT * FROM e ORDER BY id").fetchall()))
+    assert results[0] == results[1] == ([(11,)], [(10, "a"), (11, "b")])
