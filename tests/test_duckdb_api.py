@@ -398,3 +398,16 @@ def test_executemany_with_returning_gives_the_last_rows_as_duckdb(tmp_path):
         cursor = connection.executemany("INSERT INTO e VALUES (?, ?) RETURNING id", [(10, "a"), (11, "b")])
         results.append((cursor.fetchall(), connection.execute("SELECT * FROM e ORDER BY id").fetchall()))
     assert results[0] == results[1] == ([(11,)], [(10, "a"), (11, "b")])
+
+
+def test_register_sees_a_changed_frame_as_duckdb_does(con):
+    """``register`` hands DuckDB the object itself: reads after the frame changes match DuckDB's."""
+    seen = []
+    for connection in (duckdb.connect(), con):
+        df = pd.DataFrame({"a": [1, 2, 3]})
+        connection.register("live", df)
+        df.loc[0, "a"] = 50
+        first = connection.execute("SELECT a FROM live ORDER BY a").fetchall()
+        df.loc[3] = [99]
+        seen.append((first, connection.execute("SELECT count(*) FROM live").fetchall()))
+    assert seen[1] == seen[0]
