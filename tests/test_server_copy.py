@@ -442,3 +442,21 @@ def test_copy_errors_speak_postgresql_not_mldb_internal_sql(server, tmp_path):  
                     copy.write(data)
             assert words in str(raised.value), str(raised.value)
     assert rows(server, "SELECT id FROM words_t") == [(0,)]
+
+
+def test_floats_read_as_postgresql_writes_them_in_select_and_copy(server):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE fl_t AS SELECT i, (i % 3 + 0.1)::REAL AS r, CASE WHEN i = 0 THEN 3 "
+                "WHEN i = 1 THEN 1e16 WHEN i = 2 THEN 1e-5 WHEN i = 3 THEN 'inf'::DOUBLE ELSE i + 0.1 END AS d "
+                "FROM range(1000) t(i)")
+    expected = {0: ("0.1", "3"), 1: ("1.1", "1e+16"), 2: ("2.1", "1e-05"), 3: ("0.1", "Infinity"), 999: ("0.1", "999.1")}
+    copied = psql(server, "COPY (SELECT i, r, d FROM fl_t ORDER BY i) TO STDOUT").stdout.splitlines()
+    selected = psql(server, "\\pset format unaligned", "\\pset fieldsep '\\t'", "\\pset tuples_only on",
+                    "SELECT i, r, d FROM fl_t ORDER BY i").stdout.splitlines()
+    selected = [line for line in selected if line[:1].isdigit()]  # without psql's notes on the settings
+    assert selected == copied  # the first 256 rows (per value) and the rest (whole columns) alike
+    for i, (real, double) in expected.items():
+        assert copied[i] == f"{i}\t{real}\t{double}", copied[i]
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        assert con.execute("SELECT r, d FROM fl_t WHERE i = 0").fetchone() == (0.1, 3.0)
+        assert con.execute("SELECT r FROM fl_t WHERE i = 0", binary=True).fetchone()[0] == pytest.approx(0.1, abs=1e-7)
+    assert rows(server, "SELECT 1e6::REAL::TEXT IS NOT NULL, 1e6::REAL")[0][1] == 1e6

@@ -42,9 +42,8 @@ def _text_vectorized(array: pa.Array, kind: PgType) -> pa.Array | None:
         return pc.cast(pc.cast(array, pa.string()), _BINARY)
     if oid == types.BOOL:
         return pc.cast(pc.if_else(array, "t", "f"), _BINARY)
-    if oid in (types.FLOAT4, types.FLOAT8) and not pc.any(pc.is_nan(array)).as_py() \
-            and not pc.any(pc.is_inf(array)).as_py():
-        return pc.cast(pc.cast(array, pa.string()), _BINARY)
+    if oid in (types.FLOAT4, types.FLOAT8) and pa.types.is_floating(arrow):
+        return _float_text(array, 6 if oid == types.FLOAT4 else 15)
     if oid == types.TIMESTAMP and pa.types.is_timestamp(arrow) and arrow.tz is None:
         text = pc.cast(pc.cast(array, pa.timestamp("us")), pa.string())  # always 6 fractional digits
         trimmed = pc.replace_substring_regex(pc.replace_substring_regex(text, r"0+$", ""), r"\.$", "")
@@ -74,3 +73,24 @@ def _fixed(values: np.ndarray, like: pa.Array) -> pa.Array:
     fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(values), [None, pa.py_buffer(values.tobytes())])
     encoded = pc.cast(fixed, _BINARY)
     return pc.if_else(pc.is_valid(like), encoded, pa.scalar(None, _BINARY)) if like.null_count else encoded
+
+
+def _float_text(array: pa.Array, high: int) -> pa.Array:
+    """PostgreSQL's float text (``types.float_text``): Arrow's shortest digits where they are
+    already in PostgreSQL's fixed-point form (0, and magnitudes in [1e-4, 10**high) that Arrow does not
+    write as ``1e+14``), the
+    per-value encoder for the rest (NaN, infinities, exponent form: rare in real data)."""
+    if high == 6 and array.type != pa.float32():
+        array = pc.cast(array, pa.float32())
+    values = array.to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        size = np.abs(values)
+        common = (values == 0) | ((size >= 1e-4) & (size < 10.0**high))
+    text = pc.cast(array, pa.string())
+    common &= ~np.asarray(pc.fill_null(pc.match_substring(text, "e"), True))  # Arrow's own exponent form
+    rare = np.flatnonzero(~common & np.asarray(array.is_valid()))
+    if len(rare):
+        spelled = np.full(len(values), None, dtype=object)
+        spelled[rare] = [types.float_text(value, high) for value in values[rare].tolist()]
+        text = pc.if_else(pa.array(common), text, pa.array(spelled, pa.string()))
+    return pc.cast(text, _BINARY)

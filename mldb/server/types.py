@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+import numpy as np
+
 Encoder = Callable[[object], bytes]
 
 BOOL, BYTEA, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 19, 20, 21, 23, 25, 26
@@ -73,12 +75,36 @@ def _text_bool(value) -> bytes:
     return b"t" if value else b"f"
 
 
-def _text_float(value) -> bytes:
+def float_text(value, high: int) -> str:
+    """A float as PostgreSQL (12 and later) writes it: the shortest digits that read back to the
+    same value, fixed-point for a decimal exponent in [-4, high) and ``1e+20`` style beyond
+    (``high`` is 15 for float8, 6 for float4: printf's thresholds, as PostgreSQL's float8out /
+    float4out), no trailing ``.0``; ``NaN``, ``Infinity``, ``-Infinity``."""
     if math.isnan(value):
-        return b"NaN"
-    if value in (float("inf"), float("-inf")):
-        return b"Infinity" if value > 0 else b"-Infinity"
-    return repr(value).encode()
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    shortest = str(np.float32(value)) if high == 6 else repr(float(value))
+    sign, digits, exponent = Decimal(shortest).as_tuple()
+    while len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    if digits == (0,):
+        return "-0" if sign else "0"
+    power = len(digits) - 1 + exponent
+    if -4 <= power < high:
+        text = format(Decimal((0, digits, exponent)), "f")
+    else:
+        mantissa = str(digits[0]) + ("." + "".join(map(str, digits[1:])) if len(digits) > 1 else "")
+        text = f"{mantissa}e{'+' if power >= 0 else '-'}{abs(power):02d}"
+    return ("-" if sign else "") + text
+
+
+def _text_float8(value) -> bytes:
+    return float_text(value, 15).encode()
+
+
+def _text_float4(value) -> bytes:
+    return float_text(value, 6).encode()
 
 
 def _text_bytea(value) -> bytes:
@@ -221,8 +247,8 @@ _SCALARS = {
     "UBIGINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
     "HUGEINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
     "UHUGEINT": _scalar(NUMERIC, -1, _text_str, _bin_numeric),
-    "FLOAT": _scalar(FLOAT4, 4, _text_float, _packer("!f")),
-    "DOUBLE": _scalar(FLOAT8, 8, _text_float, _packer("!d")),
+    "FLOAT": _scalar(FLOAT4, 4, _text_float4, _packer("!f")),
+    "DOUBLE": _scalar(FLOAT8, 8, _text_float8, _packer("!d")),
     "VARCHAR": _TEXT_TYPE,
     "BLOB": _scalar(BYTEA, -1, _text_bytea, bytes),
     "DATE": _scalar(DATE, 4, _text_str, _bin_date),
