@@ -88,10 +88,7 @@ def _value(column: str, kind: str) -> str:
     if kind == "BOOLEAN":
         return f"(CASE {column} WHEN true THEN 't' WHEN false THEN 'f' END)"
     if kind in ("DOUBLE", "FLOAT"):
-        return (f"(CASE WHEN isnan({column}) THEN 'NaN' WHEN isinf({column}) THEN "
-                f"(CASE WHEN {column} > 0 THEN 'Infinity' ELSE '-Infinity' END) "
-                f"WHEN {column} = trunc({column}) AND abs({column}) < 1e15 THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
-                f"ELSE CAST({column} AS VARCHAR) END)")
+        return _float_sql(column, "1e15" if kind == "DOUBLE" else "1e6")
     if kind == "BLOB":
         return f"('\\x' || lower(hex({column})))"
     element = _list_element(kind)
@@ -99,6 +96,22 @@ def _value(column: str, kind: str) -> str:
         item = _array_item(_value("x", element) if not _STRINGS.match(element) else "x", element)
         return f"('{{' || array_to_string(list_transform({column}, lambda x: coalesce({item}, 'NULL')), ',') || '}}')"
     return f"CAST({column} AS VARCHAR)"
+
+
+def _float_sql(column: str, high: str) -> str:
+    """A float as PostgreSQL writes it (as ``types.float_text``). DuckDB's text has the shortest
+    digits and PostgreSQL's exponent form below 1e-4 and from 1e16; from ``high`` (1e15 for
+    float8, 1e6 for float4) PostgreSQL writes ``1.5e+15`` where DuckDB writes ``1500000000000000.0``."""
+    text = f"CAST({column} AS VARCHAR)"
+    whole = f"split_part(ltrim({text}, '-'), '.', 1)"
+    digits = f"rtrim({whole} || split_part({text}, '.', 2), '0')"
+    exponent = (f"(CASE WHEN {column} < 0 THEN '-' ELSE '' END) || {digits}[1] || (CASE WHEN length({digits}) > 1 "
+                f"THEN '.' || {digits}[2:] ELSE '' END) || 'e+' || lpad(CAST(length({whole}) - 1 AS VARCHAR), 2, '0')")
+    return (f"(CASE WHEN isnan({column}) THEN 'NaN' WHEN isinf({column}) THEN "
+            f"(CASE WHEN {column} > 0 THEN 'Infinity' ELSE '-Infinity' END) "
+            f"WHEN contains({text}, 'e') THEN {text} WHEN abs({column}) >= {high} THEN {exponent} "
+            f"WHEN {column} = trunc({column}) THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
+            f"ELSE {text} END)")
 
 
 def _list_element(kind: str) -> str | None:
