@@ -86,7 +86,10 @@ class MldbMagic(Magics):
             raise errors.ProgrammingError(f"no SQL to run; usage:\n{USAGE}")
         sql, params = bind_variables(call.sql, self.shell.user_ns)
         cursor = self._cursor(connection)
-        return interruptible(connection, lambda: self._execute(cursor, sql, params, call))
+        try:
+            return interruptible(connection, lambda: self._execute(cursor, sql, params, call))
+        except errors.Error as error:
+            raise _misplaced_parameter(error, call.sql) if params else error from None
 
     def _execute(self, cursor, sql: str, params, call: Call):
         """Run the statement and read what is shown (interrupting the kernel cancels both)."""
@@ -260,10 +263,10 @@ def bind_variables(sql: str, namespace: dict) -> tuple[str, list | None]:
         return sql, None  # DuckDB will judge the text as written
     pieces, params, start = [], [], 0
     for statement in statements:
-        for first, last, name, conversion in _braces(sql, statement.tokens):
+        for first, last, name, conversion, word in _braces(sql, statement.tokens):
             if name not in namespace:
                 raise errors.ProgrammingError(f"{{{name}}}: there is no variable {name!r} in the notebook")
-            text, bound = _render(name, namespace[name], conversion, statement)
+            text, bound = _render(name, namespace[name], conversion, statement, word)
             pieces += [sql[start:first], text]
             params += bound
             start = last + 1
@@ -273,7 +276,8 @@ def bind_variables(sql: str, namespace: dict) -> tuple[str, list | None]:
 
 
 def _braces(sql: str, tokens):
-    """``(start, end, name, conversion)`` of each ``{name}`` / ``{name!c}`` among ``tokens``."""
+    """``(start, end, name, conversion, word)`` of each ``{name}`` / ``{name!c}`` among ``tokens``
+    (``word``: the keyword before it, upper case)."""
     from sqlglot.tokens import TokenType
 
     kinds = [token.token_type for token in tokens]
@@ -283,13 +287,21 @@ def _braces(sql: str, tokens):
         name = tokens[i + 1]
         if sql[name.start:name.end + 1] != name.text or not name.text.isidentifier():
             continue  # a string or quoted identifier: not a variable
-        if kinds[i + 2] == TokenType.R_BRACE:
-            yield token.start, tokens[i + 2].end, name.text, None
-        elif kinds[i + 2] == TokenType.NOT and i + 4 < len(tokens) and kinds[i + 4] == TokenType.R_BRACE:
-            yield token.start, tokens[i + 4].end, name.text, tokens[i + 3].text
+        end = i + 2 if kinds[i + 2] == TokenType.R_BRACE else i + 4
+        if end == i + 4 and not (kinds[i + 2] == TokenType.NOT and end < len(tokens) and kinds[end] == TokenType.R_BRACE):
+            continue
+        if i > 0 and kinds[i - 1] == TokenType.L_BRACE and end + 1 < len(tokens) and kinds[end + 1] == TokenType.R_BRACE:
+            raise errors.ProgrammingError(
+                f"{{{{{name.text}}}}}: jupysql's double braces are not mldb's form; write {{{name.text}}} for a "
+                f"value (bound as a parameter) or {{{name.text}!i}} for a table or column name", sqlstate="42601")
+        word = tokens[i - 1].text.upper() if i > 0 else ""
+        yield token.start, tokens[end].end, name.text, (tokens[i + 3].text if end == i + 4 else None), word
 
 
-def _render(name: str, value, conversion: str | None, statement) -> tuple[str, list]:
+_FRAME_WORDS = frozenset({"FROM", "JOIN", "DESCRIBE", "SUMMARIZE", "TABLE", "PIVOT", "UNPIVOT"})  # a table is read
+
+
+def _render(name: str, value, conversion: str | None, statement, word: str = "") -> tuple[str, list]:
     """The SQL text for one brace and the parameters it binds."""
     from mldb import frames
 
@@ -299,10 +311,36 @@ def _render(name: str, value, conversion: str | None, statement) -> tuple[str, l
         raise errors.ProgrammingError(f"{{{name}!{conversion}}}: unknown conversion; write {{{name}}} for a "
                                       f"value or {{{name}!i}} for a table or column name")
     if frames.is_frame(value):
+        if word not in _FRAME_WORDS:
+            raise errors.ProgrammingError(
+                f"{{{name}}} is a {type(value).__name__}: a frame can only be read as a table (FROM {{{name}}}, "
+                f"JOIN {{{name}}} or FROM {name}); it is not a value", sqlstate="42601")
         return _identifier(name, name), []  # the replacement scan reads the frame by its name
     if _takes_parameters(statement):
         return "?", [value]
     return _literal(name, value, statement.first_word), []
+
+
+def _misplaced_parameter(error: errors.Error, sql: str) -> errors.Error:
+    """A syntax error at a ``?`` a ``{name}`` became: say that a value cannot stand for a name there."""
+    text = str(error)
+    if error.sqlstate != "42601" or 'at or near "?"' not in text:
+        return error
+    names = [name for _, _, name, conversion, _ in _braces_of(sql) if conversion is None]
+    name = names[0] if len(names) == 1 else "table"
+    first, _, rest = text.partition("\n")
+    hinted = type(error)(f"{first} (a {{name}} is bound as a parameter, which DuckDB takes only where a value "
+                         f"goes; use {{{name}!i}} for a table or column name)" + (f"\n{rest}" if rest else ""),
+                         sqlstate=error.sqlstate, position=error.position)
+    hinted.query, hinted.span = error.query, error.span
+    return hinted
+
+
+def _braces_of(sql: str):
+    from mldb.frontend import split_statements
+
+    for statement in split_statements(sql) or ():
+        yield from _braces(sql, statement.tokens)
 
 
 def _identifier(name: str, value) -> str:

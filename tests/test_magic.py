@@ -251,3 +251,33 @@ def test_a_value_out_of_range_for_a_step_is_an_mldb_error(ip, capsys):
     assert "SQLSTATE 22003" in out
     assert ok(ip, "%mldb SHOW MODELS").frame.height == 0  # nothing was created
     ip.user_ns.pop("big")
+
+
+def test_braces_in_the_wrong_place_get_a_clear_error(ip, capsys):
+    import pandas
+
+    ip.user_ns.update(table="t", x=1, visits=pandas.DataFrame({"v": [1, 2]}))
+    ok(ip, "%mldb CREATE TABLE t AS SELECT 1 AS a")
+    error, out = failed(ip, "%mldb SELECT * FROM {table}", capsys)
+    assert error.sqlstate == "42601" and "use {table!i} for a table or column name" in str(error)
+    assert "use {table!i}" in out
+    assert ok(ip, "%mldb SELECT * FROM {table!i}").frame["a"].to_list() == [1]
+    error, out = failed(ip, "%mldb SELECT {{x}} AS y", capsys)
+    assert isinstance(error, mldb.ProgrammingError) and "{x!i}" in str(error) and "double braces" in out
+    error, _ = failed(ip, "%mldb SELECT {visits} AS y", capsys)
+    assert isinstance(error, mldb.ProgrammingError) and "FROM {visits}" in str(error)
+    assert ok(ip, "%mldb SELECT sum(v) AS s FROM t JOIN {visits} ON a = v").frame["s"].to_list() == [1]
+    for name in ("table", "visits"):
+        ip.user_ns.pop(name)
+
+
+def test_a_stored_view_over_a_notebook_frame_is_refused(ip, capsys):
+    import pandas
+
+    ip.user_ns["hist"] = pandas.DataFrame({"a": [1, 2]})
+    for cell in ("%mldb CREATE VIEW vdf AS SELECT * FROM hist", "%mldb CREATE VIEW vdf AS SELECT * FROM {hist}"):
+        error, out = failed(ip, cell, capsys)
+        assert isinstance(error, mldb.ProgrammingError) and error.sqlstate == "0A000"
+        assert "CREATE TABLE hist AS SELECT" in out
+    assert ok(ip, "%mldb SELECT count(*) AS n FROM duckdb_views() WHERE view_name = 'vdf'").frame["n"].to_list() == [0]
+    ip.user_ns.pop("hist")
