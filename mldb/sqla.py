@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql.base import PGExecutionContext
 from sqlalchemy.engine.reflection import ObjectKind, ObjectScope, cache
 
 from mldb import errors
-from mldb.server.pg_catalog import serial_statements
+from mldb.server.pg_catalog import DROP_TABLE, drop_with_sequences, serial_statements
 
 
 class MldbDBAPI:
@@ -206,7 +206,12 @@ class MldbDialect(DuckDBDialect):
 
 
 def _run_serial(cursor, statement: str) -> bool:
-    """``CREATE TABLE`` with SERIAL columns (SQLAlchemy's autoincrement primary key): sequences first."""
+    """``CREATE TABLE`` with SERIAL columns (SQLAlchemy's autoincrement primary key): sequences first;
+    ``DROP TABLE``: the sequences of its SERIAL columns after it."""
+    if DROP_TABLE.match(statement):
+        drop_with_sequences(lambda sql, params=None: cursor.execute(sql, params) if params else cursor.execute(sql),
+                            statement)
+        return True
     statements = serial_statements(statement)
     for each in statements or ():
         cursor.execute(each)

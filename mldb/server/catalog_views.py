@@ -55,7 +55,17 @@ MACROS = {
                             "WHERE column_name = p_column AND table_oid = mldb_regclass_oid(p_relation)) WHERE s <> '')",
 }
 
-_CONSTRAINTS = """
+# a foreign key's referenced columns as attnums of the referenced table (confkey)
+_REFERENCED_KEYS = """
+SELECT f.table_oid, f.constraint_index, list(rc.column_index::SMALLINT ORDER BY f.ord) AS confkey
+FROM (SELECT table_oid, constraint_index, schema_name, database_name, referenced_table,
+        unnest(referenced_column_names) AS name, generate_subscripts(referenced_column_names, 1) AS ord
+      FROM duckdb_constraints() WHERE constraint_type = 'FOREIGN KEY') f
+JOIN duckdb_columns() rc ON rc.table_name = f.referenced_table AND rc.schema_name = f.schema_name
+    AND rc.database_name = f.database_name AND rc.column_name = f.name
+GROUP BY f.table_oid, f.constraint_index"""
+
+_CONSTRAINTS = f"""
 SELECT c.table_oid * 1000000 + c.constraint_index AS oid, c.constraint_name AS conname, c.schema_oid AS connamespace,
     CASE c.constraint_type WHEN 'PRIMARY KEY' THEN 'p' WHEN 'UNIQUE' THEN 'u' WHEN 'FOREIGN KEY' THEN 'f' ELSE 'c' END
         AS contype,
@@ -64,7 +74,7 @@ SELECT c.table_oid * 1000000 + c.constraint_index AS oid, c.constraint_name AS c
         ELSE 0 END AS conindid,
     0 AS conparentid, coalesce(r.table_oid, 0) AS confrelid, 'a' AS confupdtype, 'a' AS confdeltype,
     's' AS confmatchtype, true AS conislocal, 0 AS coninhcount, false AS connoinherit,
-    list_transform(c.constraint_column_indexes, lambda i: (i + 1)::SMALLINT) AS conkey, NULL::SMALLINT[] AS confkey,
+    list_transform(c.constraint_column_indexes, lambda i: (i + 1)::SMALLINT) AS conkey, fk.confkey,
     c.expression AS conbin,
     CASE WHEN c.constraint_type = 'CHECK' THEN 'CHECK (' || c.expression || ')'
         WHEN c.constraint_type = 'PRIMARY KEY' THEN 'PRIMARY KEY (' || array_to_string(c.constraint_column_names, ', ') || ')'
@@ -73,6 +83,7 @@ SELECT c.table_oid * 1000000 + c.constraint_index AS oid, c.constraint_name AS c
 FROM duckdb_constraints() c
 LEFT JOIN duckdb_tables() r ON r.table_name = c.referenced_table AND r.schema_name = c.schema_name
     AND r.database_name = c.database_name
+LEFT JOIN ({_REFERENCED_KEYS}) fk ON fk.table_oid = c.table_oid AND fk.constraint_index = c.constraint_index
 WHERE c.constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY', 'CHECK')"""
 
 _INDEX_KEYS = """

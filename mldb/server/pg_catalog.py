@@ -97,6 +97,8 @@ def intercept(connection, sql: str) -> Result | None:
     if first is None and _COMMENT_ON_CONSTRAINT.match(sql):
         connection._notice("WARNING", "01000", "mldb keeps no comments on constraints (DuckDB has none): not stored")
         return Result.done("COMMENT")
+    if first is None and DROP_TABLE.match(sql):
+        return drop_with_sequences(connection.session.execute, sql)
     if first is None:
         serial = serial_statements(sql)
         if serial is None:
@@ -403,3 +405,33 @@ def serial_statements(sql: str) -> list[str] | None:
             this=exp.Anonymous(this="nextval", expressions=[exp.Literal.string(sequence.sql(dialect="duckdb"))])))
         column.append("constraints", default)
     return before + [tree.sql(dialect="duckdb")] if before else None
+
+
+# -- DROP TABLE: a SERIAL column's sequence goes with its table, as in PostgreSQL -----------------
+DROP_TABLE = re.compile(r"^\s*DROP\s+TABLE\b", re.IGNORECASE)
+_NEXTVAL = r"regexp_extract(column_default, 'nextval\(''([^'']+)''', 1)"
+_OWNED = (f"SELECT DISTINCT {_NEXTVAL} FROM duckdb_columns() WHERE table_name = ? AND schema_name = coalesce(?, "
+          f"current_schema()) AND {_NEXTVAL} LIKE '%' || table_name || '_' || column_name || '_seq'")
+
+
+def drop_with_sequences(execute, sql: str):
+    """``DROP TABLE`` that also drops the sequences its SERIAL columns made (``<table>_<column>_seq``,
+    as ``serial_statements`` names them), as PostgreSQL drops a SERIAL column's owned sequence.
+    ``execute(sql, params=None)`` runs one statement; the DROP's own result is returned."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except sqlglot.errors.SqlglotError:
+        return execute(sql)
+    owned = []
+    for table in tree.find_all(exp.Table) if isinstance(tree, exp.Drop) else ():
+        try:
+            owned += [row[0] for row in execute(_OWNED, [table.name, table.db or None]).fetchall()]
+        except errors.Error:
+            pass  # (no such table: the DROP itself says so)
+    result = execute(sql)
+    for sequence in owned:
+        execute(f"DROP SEQUENCE IF EXISTS {sequence}")
+    return result
