@@ -436,11 +436,13 @@ def test_copy_errors_speak_postgresql_not_mldb_internal_sql(server, tmp_path):  
                 ("COPY words_v FROM STDIN", b"", psycopg.errors.WrongObjectType, "view"),
                 ("COPY words_t FROM STDIN (FORMAT csv)", b'1,2,"{1,2}"\n2,"3,{1,2}\n3,4,"{1,2}"\n',
                  psycopg.errors.BadCopyFileFormat, "unterminated CSV quoted field"),
+                ("COPY words_t FROM STDIN", b"1\t2\t{1,2}\n2\t3\t{1,2,3}\n", psycopg.errors.InvalidTextRepresentation,
+                 'line 2, column vec: invalid input value for type FLOAT[2]: "{1,2,3}"'),
         ]:
             with pytest.raises(error) as raised:
                 with con.cursor().copy(sql) as copy:
                     copy.write(data)
-            assert words in str(raised.value), str(raised.value)
+            assert words in str(raised.value) and "[1,2,3]" not in str(raised.value), str(raised.value)
     assert rows(server, "SELECT id FROM words_t") == [(0,)]
 
 

@@ -442,20 +442,32 @@ class Client:
             if statement.options.header == "match":
                 self._match_header(spool.path, statement.options, targets)
             load = copy_in.load_sql(statement, targets, spool.path, spool)
-            with self.session.transaction():  # the count check below undoes a short load
-                try:
+            try:
+                with self.session.transaction():  # the count check below undoes a short load
                     result = self.session.execute(load)
-                except errors.Error as error:
-                    if "CSV Error" not in str(error):
-                        raise
-                    # a malformed line (22P04, bad_copy_file_format) or a value of the wrong type (22P02)
-                    sqlstate = error.sqlstate if error.sqlstate.startswith("22") else "22P04"
-                    raise errors.DataError(copy_in.clean_error(str(error), statement, targets),
-                                           sqlstate=sqlstate) from None
-                copy_in.check_count(statement, spool, max(result.rowcount, 0))
+                    copy_in.check_count(statement, spool, max(result.rowcount, 0))
+            except errors.Error as error:
+                raise self._copy_error(error, statement, targets, spool) from None
             return f"COPY {max(result.rowcount, 0)}"
         finally:
             spool.close()
+
+    def _copy_error(self, error: errors.Error, statement: copy.Copy, targets, spool: copy_in.Spool) -> errors.Error:
+        """A malformed line (22P04, bad_copy_file_format) or a value of the wrong type (22P02) with
+        its line number; a value converted in SQL (an array, a blob) is found by a second read."""
+        if "CSV Error" in str(error):
+            sqlstate = error.sqlstate if error.sqlstate.startswith("22") else "22P04"
+            return errors.DataError(copy_in.clean_error(str(error), statement, targets), sqlstate=sqlstate)
+        if not error.sqlstate.startswith("22"):
+            return error
+        try:
+            locate = copy_in.locate_sql(statement, targets, spool.path, spool)
+            found = self.session.sql(locate).fetchone() if locate else None
+        except errors.Error:  # (inside the user's failed transaction block: DuckDB's message as it is)
+            found = None
+        if found is None:
+            return error
+        return errors.DataError(copy_in.located_error(statement, targets, str(error), found), sqlstate=error.sqlstate)
 
     def _receive_copy(self, spool: copy_in.Spool) -> None:
         """CopyData into the spool until CopyDone; CopyFail ends it with an error (Flush and Sync

@@ -128,11 +128,44 @@ def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool
     (and refuses one over 2 MB): PostgreSQL takes fields up to 1 GB, so the limit is the whole
     spool's size (a CSV record may span lines; the limit costs nothing when unused), and a long
     line is read single-threaded (the parallel reader cannot take one over its buffer)."""
+    reader, selects, _ = _reading(copy, targets, path, spool)
+    names = [name for name, _ in targets]
+    select = f"SELECT {', '.join(selects)} FROM {reader}"
+    if copy.where:
+        select = f"SELECT * FROM ({select}) AS copy_rows ({', '.join(names)}) WHERE {copy.where}"
+    return f"INSERT INTO {copy.table} ({', '.join(names)}) {select}"
+
+
+def locate_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool) -> str | None:
+    """The first row whose value (read as text) does not convert to its column's type: ``line,
+    column index, the text as sent``. Run only after the load failed on a conversion, to name
+    the line and the user's spelling (``{1,2,3}``, not mldb's ``[1,2,3]``)."""
+    reader, selects, texts = _reading(copy, targets, path, spool, parallel=False)
+    if not texts:
+        return None
+    checks = [(index, f"TRY({selects[index]}) IS NULL AND {pre} IS NOT NULL") for index, pre in texts.items()]
+    which = "CASE " + " ".join(f"WHEN {check} THEN {index}" for index, check in checks) + " END"
+    raw = "CASE " + " ".join(f"WHEN {check} THEN c{index}" for index, check in checks) + " END"
+    return (f"SELECT line, bad, raw FROM (SELECT row_number() OVER () AS line, {which} AS bad, {raw} AS raw "
+            f"FROM {reader}) WHERE bad IS NOT NULL ORDER BY line LIMIT 1")
+
+
+def located_error(copy: Copy, targets: list[tuple[str, str]], message: str, found: tuple) -> str:
+    line, index, raw = found
+    name, kind = targets[index]
+    reason = re.sub(r"with value '.*?' can't", f"with value '{shortened(str(raw))}' can't", message.split("\n")[0])
+    return (f'COPY {copy.table}, line {line + (1 if copy.options.header else 0)}, column {name[1:-1]}: '
+            f'invalid input value for type {kind}: "{shortened(str(raw))}"\n{reason}')
+
+
+def _reading(copy: Copy, targets, path: str, spool: Spool | None, parallel: bool = True):
+    """``read_csv(path, <PostgreSQL's options>)``, each column's conversion to its type, and the
+    text (before conversion) of the columns converted in SQL."""
     options, text = copy.options, copy.options.format == "text"
     names = [name for name, _ in targets]
     force_not_null = _positions(options.force_not_null, names, "FORCE_NOT_NULL")
     force_null = _positions(options.force_null, names, "FORCE_NULL")
-    read_types, selects = [], []
+    read_types, selects, texts = [], [], {}
     for index, (_, kind) in enumerate(targets):
         typed = _TYPED.match(kind) is not None and index not in force_null
         read_types.append(f"'c{index}': '{kind if typed else 'VARCHAR'}'")
@@ -140,6 +173,7 @@ def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool
         if not typed:
             value = _unescaped(value) if text else value
             value = f"nullif({value}, {literal(options.null)})" if index in force_null else value
+            texts[index] = value
             value = _converted(value, kind)
         selects.append(value)
     settings = {"columns": "{" + ", ".join(read_types) + "}", "delim": literal(options.delimiter),
@@ -148,15 +182,12 @@ def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool
                 "auto_detect": "false", "allow_quoted_nulls": "false", "strict_mode": "true",
                 "encoding": literal(options.encoding),
                 "max_line_size": str(max(_MAX_LINE, spool.size + 2) if spool else _MAX_LINE)}
-    if spool is not None and spool.longest > _LONG:
+    if not parallel or (spool is not None and spool.longest > _LONG):
         settings["parallel"] = "false"
     if force_not_null:
         settings["force_not_null"] = "[" + ", ".join(f"'c{i}'" for i in force_not_null) + "]"
     reader = f"read_csv({literal(path)}, " + ", ".join(f"{key} = {value}" for key, value in settings.items()) + ")"
-    select = f"SELECT {', '.join(selects)} FROM {reader}"
-    if copy.where:
-        select = f"SELECT * FROM ({select}) AS copy_rows ({', '.join(names)}) WHERE {copy.where}"
-    return f"INSERT INTO {copy.table} ({', '.join(names)}) {select}"
+    return reader, selects, texts
 
 
 def header_sql(path: str, options: Options, count: int) -> str:
