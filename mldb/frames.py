@@ -124,20 +124,41 @@ def candidates(tokens, scope: Scope | None) -> list[str]:
     return [token.text for token in tokens if token.text in scope and is_frame(scope.get(token.text))]
 
 
-def read_names(tree: exp.Expression, schema=None) -> set[str]:
+def read_names(tree: exp.Expression, schema=None, database=None) -> set[str]:
     """Names the statement reads a table from, minus its CTEs: unqualified, or qualified by
-    the default schema (``main.df``, as DuckDB's replacement scan). ``schema()`` gives the
-    current schema; it is asked only when a qualified name is met."""
+    the default schema and database (``main.df``, ``memory.main.df``, as DuckDB's replacement
+    scan). ``schema()`` / ``database()`` are asked only when a qualified name is met."""
     ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
     names = set()
     for table in tree.find_all(exp.Table):
-        if table.args.get("catalog") or table.name in ctes:
+        if table.name in ctes:
+            continue
+        if table.args.get("catalog") and (database is None or table.catalog.lower() != database().lower()):
             continue
         if table.args.get("db") and (schema is None or table.db != schema()):
             continue
         if isinstance(table.parent, _READS) or table.arg_key == "source":
             names.add(table.name)
     return names
+
+
+def without_database(statement, names: list[str], database):
+    """``statement`` with ``database.`` dropped before ``database.schema.name`` of each frame
+    name (its view is temporary: DuckDB finds it as ``schema.name``), or ``None`` if none.
+    ``database()`` (the current database's name) is asked only when such a name is met."""
+    from sqlglot.tokens import TokenType
+
+    tokens, cut = statement.tokens, []
+    for i in range(len(tokens) - 4):
+        if (tokens[i + 1].token_type == TokenType.DOT and tokens[i + 3].token_type == TokenType.DOT
+                and tokens[i + 4].text in names and tokens[i].text.lower() == database().lower()):
+            cut.append((tokens[i].start - statement.offset, tokens[i + 1].end + 1 - statement.offset))
+    if not cut:
+        return None
+    text = statement.text
+    for start, end in reversed(cut):
+        text = text[:start] + text[end:]
+    return text
 
 
 _STORED = frozenset({"VIEW", "MACRO", "FUNCTION", "TABLE MACRO"})  # objects kept that re-read their query

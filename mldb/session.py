@@ -117,7 +117,9 @@ class Session:
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
         prefix, inner = _split_explain(statement)
-        self._scan(inner, scope)
+        scanned = self._scan(inner, scope)
+        if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
+            statement = inner = scanned
         if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
             return self._run_plain(statement, params)
         tree = parse(inner)
@@ -241,13 +243,15 @@ class Session:
         self.running = None
 
     # -- replacement scans (frames.py) --------------------------------------------------------
-    def _scan(self, statement: Statement, scope: frames.Scope | None) -> None:
-        """Register the frames of ``scope`` the statement reads and DuckDB has no table for."""
+    def _scan(self, statement: Statement, scope: frames.Scope | None) -> Statement:
+        """Register the frames of ``scope`` the statement reads and DuckDB has no table for;
+        the statement to run (a frame named ``database.schema.name`` is read as ``schema.name``)."""
         names = frames.candidates(statement.tokens, scope)
         if not names:
-            return
+            return statement
         tree = parse(statement)
-        read = sorted(frames.read_names(tree, self.current_schema) & set(names)) if tree is not None else []
+        read = sorted(frames.read_names(tree, self.current_schema, self._database_name) & set(names)) \
+            if tree is not None else []
         read = [name for name in read if name in self._scanned or not self._is_relation(name)]
         if (refusal := frames.stored_reader(tree, read, scope)) is not None:
             raise refusal
@@ -256,6 +260,11 @@ class Session:
                 self.con.complete()  # (a status row of the statement before may be unread)
                 self.con.register(name, frames.scannable(scope.get(name)))
                 self._scanned.append(name)
+        text = frames.without_database(statement, read, self._database_name) if read else None
+        return statement if text is None else split_statements(text)[0]
+
+    def _database_name(self) -> str:
+        return self.sql("SELECT current_database()").fetchall()[0][0]
 
     def _is_relation(self, name: str) -> bool:
         """Whether DuckDB resolves ``name`` to a table or view (it wins over a Python variable)."""

@@ -357,6 +357,12 @@ def test_a_frame_qualified_by_the_default_schema_is_read_as_duckdb_reads_it(con)
     raw.close()
     assert con.execute("SELECT sum(g) FROM main.gdf").fetchall() == [(3,)]
     assert con.execute("SELECT sum(x.g) FROM main.gdf AS x JOIN gdf AS y USING (g)").fetchall() == [(3,)]
+    assert con.execute("SELECT sum(g) FROM api.main.gdf").fetchall() == [(3,)]  # (the file is api.db)
+    memory = mldb.connect()
+    assert memory.execute("SELECT sum(g) FROM memory.main.gdf WHERE g > ?", [1]).fetchall() == [(2,)]
+    memory.close()
+    with pytest.raises(mldb.ProgrammingError):  # another database is no frame
+        con.execute("SELECT * FROM other.main.gdf")
     with pytest.raises(mldb.ProgrammingError):  # another schema is no frame
         con.execute("SELECT * FROM other.gdf")
     assert gdf is not None
