@@ -9,7 +9,9 @@ namespace. Before a statement runs, a name it reads a table from (FROM, JOIN, DE
 SUMMARIZE, PIVOT, a model's FROM) that is bound in that scope to a frame and is not a
 table or view DuckDB can see is registered on the session's connection as a temporary
 view; the session drops those views before its next statement. A table of that name
-wins, as in DuckDB. Statements naming no such variable are not parsed here.
+wins, as in DuckDB. Statements naming no such variable are not parsed here. A statement
+that stores a query (CREATE VIEW, CREATE MACRO) may not read a frame: the view it would
+read through lives for one statement, so the stored object would break at once.
 """
 
 from __future__ import annotations
