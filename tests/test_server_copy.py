@@ -436,6 +436,10 @@ def test_copy_errors_speak_postgresql_not_mldb_internal_sql(server, tmp_path):  
                 ("COPY words_v FROM STDIN", b"", psycopg.errors.WrongObjectType, "view"),
                 ("COPY words_t FROM STDIN (FORMAT csv)", b'1,2,"{1,2}"\n2,"3,{1,2}\n3,4,"{1,2}"\n',
                  psycopg.errors.BadCopyFileFormat, "unterminated CSV quoted field"),
+                ("COPY words_t (id, v) FROM STDIN", b"1\t2\n2\t1e400\n", psycopg.errors.NumericValueOutOfRange,
+                 'line 2, column v: "1e400" is out of range for type double precision'),
+                ("COPY words_t (id, v) FROM STDIN (FORMAT csv, HEADER)", b"id,v\n1,1e300\n2,-Infinity\n3,-1e309\n",
+                 psycopg.errors.NumericValueOutOfRange, 'line 4, column v: "-1e309" is out of range'),
                 ("COPY words_t FROM STDIN", b"1\t2\t{1,2}\n2\t3\t{1,2,3}\n", psycopg.errors.InvalidTextRepresentation,
                  'line 2, column vec: invalid input value for type FLOAT[2]: "{1,2,3}"'),
         ]:

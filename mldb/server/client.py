@@ -431,7 +431,7 @@ class Client:
     def _copy_in(self, statement: copy.Copy, params) -> str:
         """CopyInResponse, spool the CopyData, then one INSERT through the session: ``COPY n``."""
         targets = copy_in.columns_sql(copy.target_description(self.session, statement))
-        spool = copy_in.Spool(statement.options)
+        spool = copy_in.Spool(statement.options, floats=any(kind in ("FLOAT", "DOUBLE") for _, kind in targets))
         try:
             load = copy_in.load_sql(statement, targets, spool.path)  # (its option errors come before any data)
             self.send(protocol.copy_response(b"G", len(targets)))
@@ -446,6 +446,10 @@ class Client:
                 with self.session.transaction():  # the count check below undoes a short load
                     result = self.session.execute(load)
                     copy_in.check_count(statement, spool, max(result.rowcount, 0))
+                    check = copy_in.range_sql(statement, targets, spool.path, spool)
+                    found = self.session.sql(check).fetchone() if check else None
+                    if found is not None:
+                        raise copy_in.range_error(statement, targets, found)
             except errors.Error as error:
                 raise self._copy_error(error, statement, targets, spool) from None
             return f"COPY {max(result.rowcount, 0)}"

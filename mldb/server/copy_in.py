@@ -20,6 +20,9 @@ from mldb.server.copy import Copy, CopyError, Options, literal
 
 _LONG = 1 << 20  # a line longer than this is measured exactly and read with DuckDB's single-threaded reader
 _MAX_LINE = 2_000_000  # DuckDB's default max_line_size
+_HUGE = re.compile(rb"[eE][-+]?0*(?:[3-9][0-9]|[0-9]{3})|[0-9]{39}")  # 1e30 and beyond, or 39 digits
+# PostgreSQL's name and the least value that rounds past the type's largest
+_FLOAT_LIMITS = {"DOUBLE": ("double precision", "1.7976931348623157e308"), "FLOAT": ("real", "3.4028235677973366e38")}
 
 
 class Spool:
@@ -29,7 +32,7 @@ class Spool:
     know: such escapes become ``\\xNN`` as they come (C-speed search; only chunks holding one
     are rewritten), and the SQL decoding turns them back into the character."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, floats: bool = False):
         handle, self.path = tempfile.mkstemp(prefix="mldb-copy-", suffix=".csv")
         self.file = os.fdopen(handle, "wb", buffering=1 << 20)
         self.size = 0
@@ -39,6 +42,8 @@ class Spool:
         self._open_line = 0  # bytes of the line still open at the end of the data so far
         self._quote = (options.quote or "").encode()[:1] if options.format == "csv" else b""
         self._tail = b""  # the last bytes written (for the end-of-data marker)
+        self.huge = False  # a number that may be out of a float's range was seen (checked after the load)
+        self._huge = _HUGE if floats else None
         self._carry = b""  # trailing backslashes held back until the next chunk
         delimiter = options.delimiter.encode()
         self._escaped = (b"\\" + delimiter) if options.format == "text" else None
@@ -65,6 +70,7 @@ class Spool:
         """Count the lines and the longest one at C speed (bytes.count/find; the lines inside a
         chunk are split only when the chunk's middle is longer than the longest line so far)."""
         self.quoted = self.quoted or (bool(self._quote) and self._quote in data)
+        self.huge = self.huge or (self._huge is not None and self._huge.search(data) is not None)
         newlines = data.count(b"\n")
         if not newlines:
             self._open_line += len(data)
@@ -264,3 +270,28 @@ def check_count(copy: Copy, spool: Spool, inserted: int) -> None:
     if inserted != max(sent, 0):
         raise CopyError(f"COPY {copy.table}: {max(sent, 0)} lines were sent but {inserted} rows were read "
                         "(a blank line, or a line the reader could not take); nothing was inserted", "22P04")
+
+
+def range_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool) -> str | None:
+    """The first float value out of its type's range, as ``line, column index, text`` (DuckDB reads
+    ``1e400`` as Infinity; PostgreSQL refuses it: 22003). Only when the spool holds a huge exponent."""
+    floats = [(index, kind) for index, (_, kind) in enumerate(targets) if kind in _FLOAT_LIMITS]
+    if not spool.huge or not floats:
+        return None
+    every = [(name, "VARCHAR") for name, _ in targets]
+    reader, _, _ = _reading(copy, every, path, spool, parallel=False)
+    checks = [(index, f"abs(TRY_CAST(c{index} AS DOUBLE)) > {_FLOAT_LIMITS[kind][1]} AND NOT "
+                      f"regexp_matches(c{index}, '^\\s*[-+]?inf', 'i')") for index, kind in floats]
+    which = "CASE " + " ".join(f"WHEN {check} THEN {index}" for index, check in checks) + " END"
+    raw = "CASE " + " ".join(f"WHEN {check} THEN c{index}" for index, check in checks) + " END"
+    return (f"SELECT line, bad, raw FROM (SELECT row_number() OVER () AS line, {which} AS bad, {raw} AS raw "
+            f"FROM {reader}) WHERE bad IS NOT NULL ORDER BY line LIMIT 1")
+
+
+def range_error(copy: Copy, targets: list[tuple[str, str]], found: tuple) -> CopyError:
+    line, index, raw = found
+    name, kind = targets[index]
+    return CopyError(f'COPY {copy.table}, line {line + (1 if copy.options.header else 0)}, column {name[1:-1]}: '
+                     f'"{shortened(str(raw))}" is out of range for type {_FLOAT_LIMITS[kind][0]}', "22003")
+
+
