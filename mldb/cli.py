@@ -7,8 +7,10 @@
     mldb -csv | -json | -jsonlines | -markdown | -line | -box | -table | -duckbox | -list | -html
     mldb serve shop.db --port 5433       PostgreSQL wire protocol (see mldb.server)
 
-Scripts (``-c``, ``-f``, stdin, ``.read``) stop at the first error, print it on stderr with
-the file, line and statement, and exit with status 1. Their output is never cut; the
+An error prints on stderr with the file, line and statement, and the exit status is 1. As in
+DuckDB's CLI, ``-c`` and ``-f`` stop at their first error, so does a ``.read`` file (an error
+of the input that read it), while stdin goes on with the next statement; ``-bail`` (``.bail
+on``) stops everything at the first error. Output of ``-c``, ``-f`` and stdin is never cut; the
 interactive shell shows at most ``.maxrows`` rows of a grid and says how many there were.
 Dot commands (``.help`` lists them) are in ``mldb.cli_commands``, output modes in
 ``mldb.cli_output``.
@@ -26,7 +28,7 @@ import os
 import sys
 
 from mldb import errors
-from mldb.cli_commands import Quit, Runner, interruptible  # noqa: F401 - interruptible: used by mldb.magic
+from mldb.cli_commands import Quit, Runner, Stopped, decoded, interruptible  # noqa: F401 - interruptible: used by mldb.magic
 from mldb.cli_output import MODES, Printer, Settings
 
 PROMPT, CONTINUATION = "mldb> ", "  ...> "
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = options.inputs + [("sql", text) for text in options.sql]
     interactive = not inputs and sys.stdin.isatty()
     printer = Printer(_settings(options), limited=interactive and sys.stdout.isatty())
-    runner = Runner(connection, printer, timer=options.timing, bail=not interactive,
+    runner = Runner(connection, printer, timer=options.timing, bail=options.bail,
                     connect=lambda path: _connect(options, path))
     try:
         with _leaving(runner):
@@ -91,9 +93,11 @@ def _run(runner: Runner, inputs: list[tuple[str, str]], interactive: bool) -> in
             else:
                 runner.run_lines(value.splitlines())
         if not inputs:
-            runner.run_lines((line.rstrip("\n") for line in sys.stdin), "<stdin>")
+            runner.run_lines(decoded(sys.stdin.buffer), "<stdin>", stop=False)
     except Quit as stop:
         return stop.code
+    except Stopped:  # -c or -f had an error: the rest of the command line is not run (as DuckDB)
+        return 1
     return 1 if runner.failed else 0
 
 
@@ -123,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-separator", metavar="SEP", help="column separator (csv: ',', list: '|')")
     parser.add_argument("-nullvalue", metavar="TEXT", default="NULL", help="how NULL is printed (default NULL)")
     parser.add_argument("-bail", action="store_true",
-                        help="stop at the first error (always so for scripts; kept for DuckDB's users)")
+                        help="stop at the first error, also on stdin (-c, -f and .read files always stop at theirs)")
     parser.add_argument("--timing", action="store_true", help="print how long each statement took")
     parser.add_argument("--udfs", action="append", default=[], metavar="FILE",
                         help="load the model UDFs defined in this Python file (repeatable)")

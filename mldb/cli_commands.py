@@ -3,9 +3,12 @@
 One ``Runner`` serves every input (the terminal, ``-c``, ``-f FILE``, stdin, ``.read FILE``):
 a line starting with ``.`` when no statement is pending is a dot command; other lines are
 collected until the text ends with a top-level ``;`` and then run, statement by statement.
-An error is printed on stderr with where it happened (``script.sql:4:``) and the statement;
-with ``bail`` (the default when not interactive, as psql's ON_ERROR_STOP) reading stops there
-and the command exits with status 1.
+An error is printed on stderr with where it happened (``script.sql:4:``) and the statement,
+and the command's exit status becomes 1. What happens next is what DuckDB's CLI does: a file
+(``-f``, ``.read``) and ``-c`` stop at their first error (a failed ``.read`` is an error of the
+input that read it); stdin and the terminal go on with the next statement. ``bail``
+(``-bail``, ``.bail on``) stops everything at the first error. Scripts are read as UTF-8;
+``.read`` may nest at most ``MAX_DEPTH`` files deep (as sqlite3's shell; DuckDB's crashes).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import shlex
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 from mldb import errors
-from mldb.cli_output import MODES, Printer
+from mldb.cli_output import MODES, OutputError, Printer
 
 HELP = """\
-.bail on|off             stop at the first error (default: on, but off in the interactive shell)
+.bail on|off             stop everything at the first error (default off: stdin goes on; a file stops)
 .exit ?CODE?             leave, with exit status CODE (also .quit)
 .headers on|off          print column names
 .help                    this list
@@ -50,8 +54,15 @@ class CommandError(Exception):
     """A dot command used wrongly (printed like an SQL error, and counted as one)."""
 
 
+class Stopped(Exception):
+    """An input that stops at its first error (a file, ``-c``) had one; already printed."""
+
+
+MAX_DEPTH = 25  # files read by .read inside each other (sqlite3's shell's limit)
+
+
 class Runner:
-    def __init__(self, connection, printer: Printer, *, timer: bool = False, bail: bool = True, connect=None):
+    def __init__(self, connection, printer: Printer, *, timer: bool = False, bail: bool = False, connect=None):
         self.connection = connection
         self._connect = connect  # path -> a new connection, for .open
         self.printer = printer
@@ -61,20 +72,41 @@ class Runner:
         self._once = False  # .once: back to stdout after the next result
         self.pending: list[str] = []  # lines of a statement not yet ended by ';'
         self._pending_line = 0
+        self._stops: list[bool] = []  # for each input being read, innermost last: stops at an error?
+        self._depth = 0  # files being read by .read
 
     # -- input ---------------------------------------------------------------------------------
-    def run_lines(self, lines, source: str | None = None) -> None:
-        """Run a whole input (a file, stdin, a -c argument), and what is left unended at its end."""
+    def run_lines(self, lines, source: str | None = None, *, stop: bool = True) -> None:
+        """Run a whole input (a file, stdin, a -c argument), and what is left unended at its end.
+        ``stop``: the input stops at its first error (raising ``Stopped`` out of here)."""
         outer, self.pending = self.pending, []
+        self._stops.append(stop)
         try:
             for number, line in enumerate(lines, start=1):
+                if isinstance(line, NotText):  # (from decoded): not text, read no further
+                    self._fail(f"Error: not valid UTF-8: byte 0x{line.byte:02x} at byte offset {line.offset}; "
+                               "scripts are read as UTF-8", source, number)
+                    return
                 self.feed(line, source, number)
             if "".join(self.pending).strip():
-                self._run_pending(source)
+                self._guarded(self._run_pending, source)
         finally:
+            self._stops.pop()
             self.pending = outer
 
     def feed(self, line: str, source: str | None = None, number: int = 0) -> None:
+        self._guarded(self._feed, line, source, number)
+
+    def _guarded(self, step, *args) -> None:
+        """``step(*args)``; an error that stopped an inner input (a ``.read`` file) ends there
+        unless this input stops at errors too."""
+        try:
+            step(*args)
+        except Stopped:
+            if self._stops and self._stops[-1]:
+                raise
+
+    def _feed(self, line: str, source: str | None, number: int) -> None:
         if line.startswith(".") and (not self.pending or _only_comments(self.pending)):
             self.pending = []
             self._command(line, source, number)
@@ -103,12 +135,21 @@ class Runner:
     def run_sql(self, sql: str, source: str | None = None, line: int = 0) -> None:
         started = time.perf_counter()
         try:
-            interruptible(self.connection, lambda: self._execute_and_print(sql))
+            try:
+                interruptible(self.connection, lambda: self._execute_and_print(sql))
+            finally:
+                self._after_result()
         except errors.Error as error:
             self._fail(self.error_text(error), source, line, sql)
             return
-        finally:
-            self._after_result()
+        except OutputError as error:
+            self._fail(f"Error: {error}", source, line, sql)
+            return
+        except BrokenPipeError:  # the reader went away: mldb.cli stops quietly
+            raise
+        except OSError as error:  # writing the result (.output to a full disk, .once to /proc/...)
+            self._fail(f"Error: cannot write the result: {_os_text(error)}", source, line, sql)
+            return
         if self.timer:
             self.printer.out.write(f"Time: {(time.perf_counter() - started) * 1000:.1f} ms\n")
 
@@ -125,6 +166,8 @@ class Runner:
         sys.stderr.flush()
         if self.bail:
             raise Quit(1)
+        if self._stops and self._stops[-1]:
+            raise Stopped
 
     # -- dot commands --------------------------------------------------------------------------
     def _command(self, line: str, source: str | None, number: int) -> None:
@@ -145,12 +188,16 @@ class Runner:
             return
         try:
             handler(self, *args)
+        except (Quit, Stopped, BrokenPipeError):
+            raise
         except CommandError as error:
             self._fail(f"Error: {name}: {error}", source, number)
         except errors.Error as error:
             self._fail(self.error_text(error), source, number)
         except OSError as error:
-            self._fail(f"Error: {name}: {error.strerror}: {error.filename}", source, number)
+            self._fail(f"Error: {name}: {_os_text(error)}", source, number)
+        except Exception as error:  # noqa: BLE001 - no traceback reaches the user from a dot command
+            self._fail(f"Error: {name}: {type(error).__name__}: {error}", source, number)
 
     def _quit(self, code: str = "0") -> None:
         raise Quit(_number(code))
@@ -180,7 +227,10 @@ class Runner:
         self.printer.settings.nullvalue = unescape(text)
 
     def _separator(self, text: str) -> None:
-        self.printer.settings.separator = unescape(text)
+        separator = unescape(text)
+        if not separator and self.printer.settings.mode == "csv":
+            raise CommandError("csv mode needs a separator of at least one character")
+        self.printer.settings.separator = separator
 
     def _maxrows(self, count: str | None = None) -> None:
         if count is None:
@@ -205,17 +255,28 @@ class Runner:
     def _close_output(self) -> None:
         stream, self.printer.stream = self.printer.stream, None
         if stream is not None:
-            stream.close()
+            try:
+                stream.close()  # writes what is buffered: it may fail (.once /proc/version)
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, stream.name) from None
 
     def read_file(self, path: str) -> None:
-        """Run the file's lines as they are read (``-f FILE``, ``.read FILE``)."""
+        """Run the file's lines as they are read (``-f FILE``, ``.read FILE``); it stops at its
+        first error (raising ``Stopped``), as in DuckDB's CLI."""
+        if self._depth >= MAX_DEPTH:
+            raise CommandError(f"input nesting limit ({MAX_DEPTH}) reached reading {path!r}; "
+                               "does a file .read itself?")
         try:
-            script = open(os.path.expanduser(path), encoding="utf-8")  # noqa: SIM115 - closed below
+            script = open(os.path.expanduser(path), "rb")  # noqa: SIM115 - closed below
         except OSError as error:
-            self._fail(f"Error: cannot open {path!r}: {error.strerror}", None, 0)
+            self._fail(f"Error: cannot open {path!r}: {error.strerror or error}", None, 0)
             return
-        with script:
-            self.run_lines((line.rstrip("\n") for line in script), path)
+        self._depth += 1
+        try:
+            with script:
+                self.run_lines(decoded(script), path)
+        finally:
+            self._depth -= 1
 
     def _open(self, path: str = ":memory:") -> None:
         """Leave the current database (committing, as leaving the shell does) for ``path``."""
@@ -281,6 +342,31 @@ def interruptible(connection, work):
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+class NotText(NamedTuple):
+    """In place of a line that is not valid UTF-8: its first bad byte and where it is in the file."""
+
+    byte: int
+    offset: int
+
+
+def decoded(lines):
+    """Lines of a binary file as text without their line end; where one is not valid UTF-8, a
+    ``NotText`` and nothing after it."""
+    offset = 0
+    for number, raw in enumerate(lines):
+        try:
+            text = raw.decode("utf-8-sig" if number == 0 else "utf-8")
+        except UnicodeDecodeError as error:
+            yield NotText(raw[error.start], offset + error.start)
+            return
+        offset += len(raw)
+        yield text[:-1].removesuffix("\r") if text.endswith("\n") else text
+
+
+def _os_text(error: OSError) -> str:
+    return f"{error.strerror or error}: {error.filename}" if error.filename else str(error.strerror or error)
 
 
 def _on_off(value: str) -> bool:

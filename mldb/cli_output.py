@@ -15,6 +15,12 @@ CLI prints it, and whole batches are converted at once. The line modes write eac
 it arrives; the grid modes need every row for their widths, so in the interactive shell they
 show at most ``maxrows`` rows and say how many there were. Output that is not the interactive
 terminal (``-c``, ``-f``, stdin, ``.output FILE``) is never cut.
+
+As DuckDB's CLI: the grids (table, box, markdown and duckbox) show a newline, carriage return
+or tab in a value as ``\\n``, ``\\r``, ``\\t`` (raw, they would break the grid), markdown writes
+``|`` as ``\\|``, and csv takes a separator of any length. Unlike DuckDB's, the JSON modes write
+a non-finite FLOAT or DOUBLE as the string ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (as
+PostgreSQL's ``to_json``), not as a bare ``Infinity``, which is not JSON.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ BATCH = 64 * 1024
 # DuckDB's JSON mode prints these as JSON numbers, booleans, JSON, arrays and objects; any other type
 # (DECIMAL and HUGEINT included, as DuckDB does) as a JSON string of its text
 _JSON_NATIVE = re.compile(r"^(BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT)|FLOAT|DOUBLE|JSON)$|\]$|^(STRUCT|MAP|UNION)\(")
+_FLOATS = re.compile(r"^(FLOAT|DOUBLE)(\[\d*\])*$")  # (lists of them hold no strings for the regex below)
 _NUMERIC = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\))$")
 
 # a grid's frame: the top rule, the rule under the header and the bottom rule as
@@ -50,6 +57,15 @@ _FRAMES = {
     "box": (("┌", "─", "┬", "┐"), ("├", "─", "┼", "┤"), ("└", "─", "┴", "┘"), ("│", "│", "│")),
     "markdown": (None, ("|", "-", "|", "|"), None, ("|", "|", "|")),
 }
+
+
+class OutputError(ValueError):
+    """The result cannot be written in the current settings (csv with an empty separator)."""
+
+
+# in a grid cell (as DuckDB's duckbox writes them)
+_GRID_ESCAPES = (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_MARKDOWN_ESCAPES = _GRID_ESCAPES + (("|", "\\|"),)
 
 
 @dataclass
@@ -144,14 +160,17 @@ class Printer:
         limit = self.settings.maxrows if self._on_terminal and self.settings.maxrows > 0 else None
         if self.settings.mode == "duckbox":
             return self._duckbox(names, types, batches, limit)
+        mode = self.settings.mode
+        escapes = _MARKDOWN_ESCAPES if mode == "markdown" else _GRID_ESCAPES
         rows, total = [], 0
         for batch in batches:
             if limit is None or len(rows) < limit:
-                rows.extend(self._texts(batch.slice(0, None if limit is None else limit - len(rows)), types))
+                part = batch.slice(0, None if limit is None else limit - len(rows))
+                rows.extend(self._rows(part, types, lambda texts, _: [_replaced(text, escapes) for text in texts]))
             total += batch.num_rows
-        mode = self.settings.mode
         aligns = [bool(_NUMERIC.match(kind)) for kind in types]
-        self.out.write(_render_grid(_FRAMES[mode], names if self.settings.header else None, rows, aligns))
+        header = [_escaped(name, escapes) for name in names] if self.settings.header else None
+        self.out.write(_render_grid(_FRAMES[mode], header, rows, aligns))
         if len(rows) < total:
             self.out.write(f"({total} rows, {len(rows)} shown; .maxrows 0 shows all)\n")
         elif mode == "table":
@@ -173,11 +192,24 @@ class Printer:
 
     # -- line modes: each batch written as it comes ---------------------------------------------
     def _csv(self, names, types, batches) -> None:
-        writer = csv.writer(self.out, delimiter=self.settings.column_separator, lineterminator="\n")
+        separator = self.settings.column_separator
+        if not separator:
+            raise OutputError("csv mode needs a separator of at least one character")
+        if len(separator) > 1:  # Python's csv module takes one character; DuckDB's CLI any text
+            return self._csv_long(names, types, batches, separator)
+        writer = csv.writer(self.out, delimiter=separator, lineterminator="\n")
         if self.settings.header:
             writer.writerow(names)
         for batch in batches:
             writer.writerows(self._texts(batch, types))
+
+    def _csv_long(self, names, types, batches, separator: str) -> None:
+        """CSV with a separator of several characters, quoted as the csv module quotes (a field
+        holding the separator, a quote or a line end), in DuckDB over whole batches."""
+        if self.settings.header:
+            self.out.write(separator.join(_csv_quoted_text(name, separator) for name in names) + "\n")
+        self._write_lines(types, batches, lambda values, _: f" || {_literal(separator)} || ".join(
+            _csv_quoted(value, separator) for value in values))
 
     def _list(self, names, types, batches) -> None:
         separator = self.settings.column_separator
@@ -233,8 +265,11 @@ def _json_object(names: list[str], types: list[str]):
         for index, (key, value, kind) in enumerate(zip(keys, typed, types)):
             if not _JSON_NATIVE.search(kind):
                 value = f"CAST({value} AS VARCHAR)"
+            text = f"CAST(to_json({value}) AS VARCHAR)"
+            if _FLOATS.match(kind):  # DuckDB writes a bare Infinity / NaN: as strings, valid JSON
+                text = f"regexp_replace({text}, '(-?Infinity|NaN)', '\"\\1\"', 'g')"
             opener = "{" if index == 0 else ","
-            parts.append(f"{_literal(opener + key)} || coalesce(CAST(to_json({value}) AS VARCHAR), 'null')")
+            parts.append(f"{_literal(opener + key)} || coalesce({text}, 'null')")
         return " || ".join(parts) + " || '}'" if parts else "'{}'"
 
     return line
@@ -264,6 +299,31 @@ def _render_grid(frame, names: list[str] | None, rows: list[tuple], numeric: lis
     out += [line(row) for row in rows]
     out += [rule(bottom)] if bottom else []
     return "".join(out)
+
+
+def _replaced(value: str, replacements) -> str:
+    """A SQL expression: ``value`` with each (old, new) of ``replacements`` made."""
+    for old, new in replacements:
+        value = f"replace({value}, {_literal(old)}, {_literal(new)})"
+    return value
+
+
+def _escaped(text: str, replacements) -> str:
+    for old, new in replacements:
+        text = text.replace(old, new)
+    return text
+
+
+def _csv_quoted(value: str, separator: str) -> str:
+    """A SQL expression: ``value`` as a CSV field, quoted where it must be."""
+    must = " OR ".join(f"contains({value}, {_literal(text)})" for text in (separator, '"', "\n", "\r"))
+    return f"""CASE WHEN {must} THEN '"' || replace({value}, '"', '""') || '"' ELSE {value} END"""
+
+
+def _csv_quoted_text(text: str, separator: str) -> str:
+    if any(part in text for part in (separator, '"', "\n", "\r")):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _width(text: str) -> int:
@@ -299,6 +359,4 @@ def _escape(text: str) -> str:
 
 
 def _sql_escape(value: str) -> str:
-    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#39;")):
-        value = f"replace({value}, {_literal(raw)}, {_literal(escaped)})"
-    return value
+    return _replaced(value, (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#39;")))

@@ -44,15 +44,42 @@ def test_command_mode_error_exit_status_and_duckdbs_whole_message(db_path):
     assert lines[at + 1] == " " * len("LINE 1: SELECT * FROM ") + "^" * len("missing")
 
 
-def test_script_on_stdin_runs_in_order_and_stops_at_first_error(db_path):
+def test_script_on_stdin_goes_on_after_an_error_as_duckdb(db_path):
     script = ("CREATE TABLE s(a INTEGER);\nINSERT INTO s VALUES (1), (2);\nSELECT sum(a) AS total FROM s;\n"
               "SELECT broken FROM s;\nINSERT INTO s VALUES (100);\n")
     result = run([db_path], stdin=script)
-    assert result.returncode == 1
-    assert "INSERT 2" in result.stdout and "total" in result.stdout
-    assert "broken" in result.stderr
-    check = run([db_path, "-c", "SELECT sum(a) FROM s"])
-    assert "3" in check.stdout and "103" not in check.stdout
+    assert result.returncode == 1  # an error happened, but DuckDB's CLI reads stdin to its end
+    assert "INSERT 2" in result.stdout and "total" in result.stdout and "INSERT 1" in result.stdout
+    assert result.stderr.startswith("<stdin>:4: Error") and "broken" in result.stderr
+    check = run([db_path, "-csv", "-c", "SELECT sum(a) AS s FROM s"])
+    assert check.stdout == "s\n103\n"
+
+
+@pytest.mark.parametrize("flags, prefix, failing", [
+    (["-bail"], "", "SELECT broken;\n"),
+    ([], ".bail on\n", "SELECT broken;\n"),
+    (["-bail"], "", ".read {inner}\n"),
+], ids=["flag", "dot-command", "flag-and-read"])
+def test_bail_stops_stdin_at_the_first_error(tmp_path, flags, prefix, failing):
+    inner = tmp_path / "inner.sql"
+    inner.write_text("SELECT 1 AS one;\nSELECT broken;\n")
+    result = run(["-csv", *flags], stdin=prefix + failing.format(inner=inner) + "SELECT 'after' AS w;\n")
+    assert result.returncode == 1 and "broken" in result.stderr
+    assert "after" not in result.stdout
+
+
+def test_files_and_c_stop_at_their_first_error_as_duckdb(tmp_path):
+    inner = tmp_path / "inner.sql"
+    inner.write_text("SELECT 1 AS one;\nSELECT broken;\nSELECT 2 AS two;\n")
+    on_stdin = run(["-csv"], stdin=f".read {inner}\nSELECT 'after' AS w;\n")  # the file stops, stdin goes on
+    assert (on_stdin.returncode, on_stdin.stdout) == (1, "one\n1\nw\nafter\n")
+    assert on_stdin.stderr.startswith(f"{inner}:2: Error")
+    outer = tmp_path / "outer.sql"
+    outer.write_text(f".read {inner}\nSELECT 'after' AS w;\n")  # a failed .read stops the file reading it
+    nested = run(["-csv", "-f", str(outer), "-c", "SELECT 'next' AS n"])
+    assert (nested.returncode, nested.stdout) == (1, "one\n1\n")
+    commands = run(["-csv", "-c", "SELECT broken", "-c", "SELECT 'next' AS n"])
+    assert (commands.returncode, commands.stdout) == (1, "")
 
 
 def test_timing_flag(db_path):
@@ -186,7 +213,7 @@ def test_json_types_as_duckdb_writes_them():
                                  "0.1::FLOAT AS g, TIMESTAMP '2024-01-01 10:00:00' AS ts, MAP {'k': 1} AS m, "
                                  "[1.5, NULL] AS l, '00000000-0000-0000-0000-000000000001'::UUID AS u, "
                                  "'{\"a\": [1]}'::JSON AS j"])
-    assert result.stdout == ('[{"d":"12.5","h":"3","b":true,"x":NaN,"g":0.10000000149011612,'
+    assert result.stdout == ('[{"d":"12.5","h":"3","b":true,"x":"NaN","g":0.10000000149011612,'
                              '"ts":"2024-01-01 10:00:00","m":{"k":1},"l":[1.5,null],'
                              '"u":"00000000-0000-0000-0000-000000000001","j":{"a":[1]}}]\n')
     empty = run(["-json", "-c", "SELECT 1 AS a WHERE false"])
@@ -308,8 +335,8 @@ def test_open_switches_to_another_database(tmp_path, db_path):
 
 
 def test_unknown_dot_command_is_an_error(sample_db):
-    result = run([sample_db], stdin=".frobnicate\nSELECT 1;\n")
-    assert result.returncode == 1 and result.stdout == ""
+    result = run([sample_db, "-csv"], stdin=".frobnicate\nSELECT 1 AS one;\n")
+    assert result.returncode == 1 and result.stdout == "one\n1\n"  # stdin goes on, as in DuckDB
     assert "<stdin>:1: Error: unknown command '.frobnicate'" in result.stderr
     bad_mode = run([sample_db], stdin=".mode nonsense\n")
     assert bad_mode.returncode == 1 and "unknown mode 'nonsense'" in bad_mode.stderr
@@ -399,3 +426,78 @@ def test_readme_command_line_example_prints_what_it_shows():
     assert command.startswith("$ mldb ")
     result = run(shlex.split(command[len("$ mldb "):]))
     assert result.stdout.splitlines() == expected
+
+
+def test_read_of_itself_stops_at_the_nesting_limit(tmp_path):
+    script = tmp_path / "self.sql"
+    script.write_text(f"SELECT 1 AS one;\n.read {script}\nSELECT 2 AS two;\n")
+    result = run(["-csv", "-f", str(script)])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == (f"{script}:2: Error: .read: input nesting limit (25) reached reading '{script}'; "
+                             "does a file .read itself?\n")
+    assert result.stdout == "one\n1\n" * 25  # each level ran its first line, none its last
+
+
+def test_a_script_not_in_utf8_is_a_clear_error(tmp_path):
+    script = tmp_path / "bad8.sql"
+    script.write_bytes(b"SELECT 1 AS one;\n\xff\xfe SELECT 2;\nSELECT 3;\n")
+    message = "Error: not valid UTF-8: byte 0xff at byte offset 17; scripts are read as UTF-8\n"
+    result = run(["-csv", "-f", str(script)])
+    assert (result.returncode, result.stdout, result.stderr) == (1, "one\n1\n", f"{script}:2: {message}")
+    read = run(["-csv"], stdin=f".read {script}\nSELECT 'after' AS w;\n")
+    assert (read.returncode, read.stdout, read.stderr) == (1, "one\n1\nw\nafter\n", f"{script}:2: {message}")
+    piped = subprocess.run(MLDB + ["-csv"], input=script.read_bytes(), capture_output=True, timeout=120)
+    assert (piped.returncode, piped.stdout) == (1, b"one\n1\n")
+    assert piped.stderr.decode() == f"<stdin>:2: {message}"
+    bom = tmp_path / "bom.sql"
+    bom.write_bytes(b"\xef\xbb\xbfSELECT 1 AS one;\r\n.mode json\r\nSELECT 2 AS two;\r\n")  # Windows' editors
+    assert run(["-csv", "-f", str(bom)]).stdout == 'one\n1\n[{"two":2}]\n'
+
+
+def test_csv_separator_of_any_length_as_duckdb():
+    result = run(["-csv", "-separator", "::", "-c", "SELECT 1 AS a, 'x::y' AS \"b::c\", 'q\"' AS d, NULL AS e"])
+    assert (result.returncode, result.stdout) == (0, 'a::"b::c"::d::e\n1::"x::y"::"q"""::NULL\n')
+    several = run(["-csv", "-separator", "::", "-c", "SELECT range AS n, 'v' AS v FROM range(70000)"])
+    assert several.stdout.splitlines()[-1] == "69999::v"  # more than one batch
+    empty = run(["-csv", "-separator", "", "-c", "SELECT 1 AS a"])
+    assert (empty.returncode, empty.stdout) == (1, "")
+    assert empty.stderr == "Error: csv mode needs a separator of at least one character\n"
+    dot = run(["-csv"], stdin=".separator ''\nSELECT 1 AS a;\n")
+    assert dot.returncode == 1 and dot.stdout == "a\n1\n"
+    assert dot.stderr == "<stdin>:1: Error: .separator: csv mode needs a separator of at least one character\n"
+
+
+def test_dot_commands_that_cannot_write_or_read_say_so(tmp_path):
+    once = run(["-csv"], stdin=".once /proc/version\nSELECT 1 AS a;\nSELECT 2 AS b;\n")
+    assert once.returncode == 1 and "Traceback" not in once.stderr
+    assert once.stderr.startswith("<stdin>:")
+    assert "/proc/version" in once.stderr and once.stdout == "b\n2\n"
+    folder = run(["-csv"], stdin=f".output {tmp_path}\n.read {tmp_path}\nSELECT 3 AS c;\n")
+    assert folder.returncode == 1 and "Traceback" not in folder.stderr
+    assert folder.stderr.count("Is a directory") == 2 and folder.stdout == "c\n3\n"
+
+
+_BREAKING = "SELECT 'a' || chr(10) || 'b' AS \"x|y\", 'c' || chr(9) || 'd' || chr(13) || 'e' AS t, 'p|q' AS p"
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("box", "┌──────┬─────────┬─────┐\n│ x|y  │    t    │  p  │\n├──────┼─────────┼─────┤\n"
+            "│ a\\nb │ c\\td\\re │ p|q │\n└──────┴─────────┴─────┘\n"),
+    ("table", "+------+---------+-----+\n| x|y  |    t    |  p  |\n+------+---------+-----+\n"
+              "| a\\nb | c\\td\\re | p|q |\n+------+---------+-----+\n(1 row)\n"),
+    ("markdown", "| x\\|y |    t    |  p   |\n|------|---------|------|\n| a\\nb | c\\td\\re | p\\|q |\n"),
+])
+def test_grids_escape_line_breaks_tabs_and_markdown_pipes_as_duckdb(mode, expected):
+    result = run([f"-{mode}", "-c", _BREAKING])  # duckbox (DuckDB's own renderer) writes \n \t \r so too
+    assert (result.returncode, result.stdout) == (0, expected)
+
+
+def test_json_writes_non_finite_floats_as_strings_so_it_stays_json():
+    sql = ("SELECT 'inf'::DOUBLE AS a, '-inf'::FLOAT AS b, 'nan'::DOUBLE AS c, [1.5, 'inf'::DOUBLE] AS l, "
+           "NULL::DOUBLE AS n, 2.5::DOUBLE AS f, 'Infinity' AS s")
+    result = run(["-json", "-c", sql])
+    assert result.stdout == ('[{"a":"Infinity","b":"-Infinity","c":"NaN","l":[1.5,"Infinity"],"n":null,'
+                             '"f":2.5,"s":"Infinity"}]\n')
+    json.loads(result.stdout, parse_constant=lambda word: pytest.fail(f"not JSON: {word}"))
+    lines = run(["-jsonlines", "-c", "SELECT 'nan'::DOUBLE AS c"])
+    assert lines.stdout == '{"c":"NaN"}\n'
