@@ -469,3 +469,13 @@ def test_floats_read_as_postgresql_writes_them_in_select_and_copy(server):  # no
         assert con.execute("SELECT r, d FROM fl_t WHERE i = 0").fetchone() == (0.1, 3.0)
         assert con.execute("SELECT r FROM fl_t WHERE i = 0", binary=True).fetchone()[0] == pytest.approx(0.1, abs=1e-7)
     assert rows(server, "SELECT 1e6::REAL::TEXT IS NOT NULL, 1e6::REAL")[0][1] == 1e6
+
+
+def test_a_map_reads_the_same_in_select_and_copy(server):  # noqa: F811
+    run(server, "CREATE OR REPLACE TABLE map_t AS SELECT i, MAP {false: 0.45, true: i + 0.5}::MAP(BOOLEAN, DOUBLE) AS m, "
+                "MAP {'a': [1, 2], 'b': NULL}::MAP(VARCHAR, INTEGER[]) AS n FROM range(300) t(i)")
+    copied = psql(server, "COPY (SELECT m, n FROM map_t ORDER BY i) TO STDOUT").stdout.splitlines()
+    selected = psql(server, "\\pset format unaligned", "\\pset fieldsep '\\t'", "\\pset tuples_only on",
+                    "SELECT m, n FROM map_t ORDER BY i").stdout.splitlines()
+    assert [line for line in selected if line.startswith("{")] == copied
+    assert copied[0] == "{false=0.45, true=0.5}\t{a=[1, 2], b=NULL}" and copied[299].startswith("{false=0.45, true=299.5}")

@@ -60,6 +60,29 @@ def _text_str(value) -> bytes:
     return str(value).encode()
 
 
+def _duckdb_text(value) -> str:
+    """A value inside a MAP as DuckDB's cast to VARCHAR writes it (``true``, ``NULL``, ``[1, 2]``)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_duckdb_text, value)) + "]"
+    if isinstance(value, dict):
+        return _map_text(value)
+    return str(value)
+
+
+def _map_text(value) -> str:
+    pairs = value.items() if isinstance(value, dict) else value  # a dict, or Arrow's list of (key, value)
+    return "{" + ", ".join(f"{_duckdb_text(key)}={_duckdb_text(item)}" for key, item in pairs) + "}"
+
+
+def _text_map(value) -> bytes:
+    """A MAP as DuckDB's text (and COPY TO STDOUT) writes it: ``{false=0.45, true=0.1}``."""
+    return _map_text(value).encode()
+
+
 _FRACTION_ZEROS = re.compile(r"(\.\d*?)0+(?=$|[+-])")
 _WHOLE_HOUR_OFFSET = re.compile(r"([+-]\d\d):00$")
 
@@ -262,6 +285,7 @@ _SCALARS = {
     "UUID": _scalar(UUID, 16, _text_str, lambda v: v.bytes),
     "JSON": _scalar(JSON, -1, _text_str, _bin_text),
 }
+_MAP_TYPE = _scalar(TEXT, -1, _text_map, lambda value: _text_map(value))
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 _ARRAY = re.compile(r"^(.*)\[\d*\]$")
 
@@ -272,6 +296,8 @@ def pg_type(duckdb_type: str) -> PgType:
     found = _SCALARS.get(name)
     if found is not None:
         return found
+    if name.startswith("MAP("):
+        return _MAP_TYPE
     decimal = _DECIMAL.fullmatch(name)
     if decimal:
         precision, scale = int(decimal.group(1)), int(decimal.group(2))
