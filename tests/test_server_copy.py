@@ -453,11 +453,11 @@ def test_copy_errors_speak_postgresql_not_mldb_internal_sql(server, tmp_path):  
 def test_floats_read_as_postgresql_writes_them_in_select_and_copy(server):  # noqa: F811
     run(server, "CREATE OR REPLACE TABLE fl_t AS SELECT i, CASE WHEN i IN (4, 500) THEN 1234567 WHEN i IN (5, 501) "
                 "THEN 1e6 ELSE i % 3 + 0.1 END::REAL AS r, CASE WHEN i = 0 THEN 3 WHEN i = 1 THEN 1e16 WHEN i = 2 "
-                "THEN 1e-5 WHEN i = 3 THEN 'inf'::DOUBLE WHEN i IN (4, 500) THEN 1.5e15 WHEN i IN (5, 501) THEN -1e15 "
+                "THEN 1e-5 WHEN i = 3 THEN 'inf'::DOUBLE WHEN i IN (6, 502) THEN '-0'::DOUBLE WHEN i IN (4, 500) THEN 1.5e15 WHEN i IN (5, 501) THEN -1e15 "
                 "ELSE i + 0.1 END AS d FROM range(1000) t(i)")
     expected = {0: ("0.1", "3"), 1: ("1.1", "1e+16"), 2: ("2.1", "1e-05"), 3: ("0.1", "Infinity"),
                  4: ("1.234567e+06", "1.5e+15"), 5: ("1e+06", "-1e+15"), 500: ("1.234567e+06", "1.5e+15"),
-                 501: ("1e+06", "-1e+15"), 999: ("0.1", "999.1")}
+                 501: ("1e+06", "-1e+15"), 6: ("0.1", "-0"), 502: ("1.1", "-0"), 999: ("0.1", "999.1")}
     copied = psql(server, "COPY (SELECT i, r, d FROM fl_t ORDER BY i) TO STDOUT").stdout.splitlines()
     selected = psql(server, "\\pset format unaligned", "\\pset fieldsep '\\t'", "\\pset tuples_only on",
                     "SELECT i, r, d FROM fl_t ORDER BY i").stdout.splitlines()

@@ -110,6 +110,7 @@ def _float_sql(column: str, high: str) -> str:
     return (f"(CASE WHEN isnan({column}) THEN 'NaN' WHEN isinf({column}) THEN "
             f"(CASE WHEN {column} > 0 THEN 'Infinity' ELSE '-Infinity' END) "
             f"WHEN contains({text}, 'e') THEN {text} WHEN abs({column}) >= {high} THEN {exponent} "
+            f"WHEN {column} = 0 AND signbit({column}) THEN '-0' "
             f"WHEN {column} = trunc({column}) THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
             f"ELSE {text} END)")
 
