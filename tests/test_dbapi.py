@@ -263,6 +263,7 @@ def test_one_connection_is_safe_to_share_between_threads():
 
 def test_interrupt_reaches_a_running_statement_while_another_thread_waits():
     import threading
+    import time
 
     con = mldb.connect()
     outcome = {}
@@ -284,6 +285,7 @@ def test_interrupt_reaches_a_running_statement_while_another_thread_waits():
     started.wait()
     while con.session.lock.acquire(blocking=False):  # until the long statement holds the session
         con.session.lock.release()
+        time.sleep(0.001)
     waiting = threading.Thread(target=waiting_one)
     waiting.start()
     while long.is_alive():  # interrupt() does not wait for the lock; repeated if it came before DuckDB began
