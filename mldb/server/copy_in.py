@@ -20,7 +20,8 @@ from mldb.server.copy import Copy, CopyError, Options, literal
 
 _LONG = 1 << 20  # a line longer than this is measured exactly and read with DuckDB's single-threaded reader
 _MAX_LINE = 2_000_000  # DuckDB's default max_line_size
-_HUGE = re.compile(rb"[eE][-+]?0*(?:[3-9][0-9]|[0-9]{3})|[0-9]{39}")  # 1e30 and beyond, or 39 digits
+# an exponent of 30 and beyond (a literal first letter keeps the search at C speed: [eE] would not)
+_HUGE = (re.compile(rb"e[-+]?0*(?:[3-9][0-9]|[0-9]{3})"), re.compile(rb"E[-+]?0*(?:[3-9][0-9]|[0-9]{3})"))
 # PostgreSQL's name and the least value that rounds past the type's largest
 _FLOAT_LIMITS = {"DOUBLE": ("double precision", "1.7976931348623157e308"), "FLOAT": ("real", "3.4028235677973366e38")}
 
@@ -37,7 +38,7 @@ class Spool:
         self.file = os.fdopen(handle, "wb", buffering=1 << 20)
         self.size = 0
         self.lines = 0  # newline-ended lines so far (a last line without one is counted by ``finish``)
-        self.longest = 0  # the longest physical line seen, in bytes (sets DuckDB's max_line_size)
+        self.longest = 0  # the longest physical line seen, in bytes (past _LONG: read single-threaded)
         self.quoted = False  # a CSV quote byte was seen (a record may then span lines)
         self._open_line = 0  # bytes of the line still open at the end of the data so far
         self._quote = (options.quote or "").encode()[:1] if options.format == "csv" else b""
@@ -67,10 +68,11 @@ class Spool:
             self._measure(data)
 
     def _measure(self, data: bytes) -> None:
-        """Count the lines and the longest one at C speed (bytes.count/find; the lines inside a
-        chunk are split only when the chunk's middle is longer than the longest line so far)."""
+        """Count the lines and measure the longest one (exactly when it ends a chunk or spans chunks;
+        inside a chunk only whether it passes ``_LONG``) at C speed: bytes.count/find, no loop per line."""
         self.quoted = self.quoted or (bool(self._quote) and self._quote in data)
-        self.huge = self.huge or (self._huge is not None and self._huge.search(data) is not None)
+        if self._huge is not None and not self.huge:
+            self.huge = self._huge[0].search(data) is not None or (b"E" in data and self._huge[1].search(data) is not None)
         newlines = data.count(b"\n")
         if not newlines:
             self._open_line += len(data)
@@ -79,8 +81,10 @@ class Spool:
         self.lines += newlines
         first, last = data.find(b"\n"), data.rfind(b"\n")
         self.longest = max(self.longest, self._open_line + first)
-        if last - first > max(self.longest, _LONG):
-            self.longest = max(self.longest, max(map(len, data[first + 1 : last].split(b"\n"))))
+        if last - first > _LONG >= self.longest:  # a line over _LONG holds a newline-free aligned half-window
+            half = _LONG // 2
+            if any(data.find(b"\n", start, start + half) == -1 for start in range(first + 1, last - half + 1, half)):
+                self.longest = _LONG + 1
         self._open_line = len(data) - last - 1
         self.longest = max(self.longest, self._open_line)
 
