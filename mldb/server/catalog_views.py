@@ -30,6 +30,10 @@ _TYPNAMES = ("('int4', 'integer'), ('int8', 'bigint'), ('int2', 'smallint'), ('f
              "('timestamp', 'timestamp without time zone'), ('timestamptz', 'timestamp with time zone'), "
              "('time', 'time without time zone'), ('timetz', 'time with time zone')")
 
+_CATALOG_OID = {"pg_class": 1259, "pg_type": 1247, "pg_constraint": 2606, "pg_namespace": 2615, "pg_proc": 1255,
+                "pg_attribute": 1249, "pg_index": 2610}
+_CATALOG_OIDS = " ".join(f"WHEN '{name}' THEN {oid}" for name, oid in _CATALOG_OID.items())
+
 # name -> body; created in this order (later ones read earlier ones)
 MACROS = {
     "mldb_pg_base_type": f"(t) AS {_BASE_TYPE}",
@@ -37,11 +41,15 @@ MACROS = {
     "mldb_format_type": f"(p_type, p_typemod := NULL) AS (SELECT coalesce(any_value(mldb_n.pg), any_value(mldb_t.typname)) "
                         f"FROM pg_catalog.pg_type mldb_t LEFT JOIN (VALUES {_TYPNAMES}) mldb_n(duck, pg) ON mldb_n.duck = mldb_t.typname "
                         f"WHERE mldb_t.oid = p_type)",
+    # visible: in the current schema or the connection's temporary one (as PostgreSQL's pg_temp)
     "mldb_table_is_visible": "(p_relation) AS p_relation IN (SELECT oid FROM pg_catalog.pg_class WHERE relnamespace IN "
-                             "(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema()))",
+                             "(SELECT oid FROM duckdb_schemas() WHERE database_name = current_database() AND "
+                             "schema_name = current_schema() OR database_name = 'temp'))",
     "mldb_get_expr": "(p_expression, p_relation, p_pretty := false) AS p_expression",
     "mldb_name_parts": "(p_name) AS string_split(replace(p_name::VARCHAR, '\"', ''), '.')",
-    "mldb_regclass_oid": "(p_name) AS coalesce(TRY_CAST(p_name AS BIGINT), (SELECT any_value(mldb_c.oid) "
+    # the system catalogs by PostgreSQL's own oids (pg_description.classoid names one of these)
+    "mldb_regclass_oid": "(p_name) AS coalesce(TRY_CAST(p_name AS BIGINT), CASE replace(p_name::VARCHAR, 'pg_catalog.', '') "
+                         f"{_CATALOG_OIDS} END, (SELECT any_value(mldb_c.oid) "
                          "FROM pg_catalog.pg_class mldb_c JOIN pg_catalog.pg_namespace mldb_n ON mldb_n.oid = mldb_c.relnamespace "
                          "WHERE mldb_c.relname = mldb_name_parts(p_name)[-1] AND (len(mldb_name_parts(p_name)) = 1 "
                          "AND mldb_table_is_visible(mldb_c.oid) OR mldb_n.nspname = mldb_name_parts(p_name)[-2])))",
@@ -109,6 +117,8 @@ VIEWS = {
                 "coalesce(c.relreplident, 'd') AS relreplident, coalesce(k.checks, 0)::SMALLINT AS relchecks, "
                 "coalesce(k.foreign > 0 OR r.referenced, false) AS relhastriggers), false AS relforcerowsecurity "
                 "FROM pg_catalog.pg_class c "
+                "ANTI JOIN (SELECT unnest($MLDB_VIEWS) AS name) mine ON c.relkind = 'v' AND c.relpersistence = 't' "
+                "AND c.relname = mine.name "
                 "LEFT JOIN (SELECT table_oid, count(*) FILTER (WHERE constraint_type = 'CHECK') AS checks, "
                 "count(*) FILTER (WHERE constraint_type = 'FOREIGN KEY') AS foreign FROM duckdb_constraints() "
                 "GROUP BY table_oid) k ON k.table_oid = c.oid "
@@ -134,12 +144,12 @@ VIEWS = {
                     "AS attstorage, '' AS attcompression FROM duckdb_columns() WHERE NOT internal",
     # DuckDB's pg_description without duckdb_functions() (most of its cost: thousands of built-in
     # functions, none with a comment) and with rows only for objects that have a comment
-    "pg_description": "SELECT * FROM (SELECT table_oid AS objoid, database_oid AS classoid, 0 AS objsubid, comment AS description "
-                      "FROM duckdb_tables() UNION ALL SELECT table_oid, database_oid, column_index, comment FROM duckdb_columns() "
-                      "UNION ALL SELECT view_oid, database_oid, 0, comment FROM duckdb_views() WHERE NOT internal "
-                      "UNION ALL SELECT index_oid, database_oid, 0, comment FROM duckdb_indexes() "
-                      "UNION ALL SELECT sequence_oid, database_oid, 0, comment FROM duckdb_sequences() "
-                      "UNION ALL SELECT type_oid, database_oid, 0, comment FROM duckdb_types() WHERE NOT internal) "
+    "pg_description": "SELECT * FROM (SELECT table_oid AS objoid, 1259 AS classoid, 0 AS objsubid, comment AS description "
+                      "FROM duckdb_tables() UNION ALL SELECT table_oid, 1259, column_index, comment FROM duckdb_columns() "
+                      "UNION ALL SELECT view_oid, 1259, 0, comment FROM duckdb_views() WHERE NOT internal "
+                      "UNION ALL SELECT index_oid, 1259, 0, comment FROM duckdb_indexes() "
+                      "UNION ALL SELECT sequence_oid, 1259, 0, comment FROM duckdb_sequences() "
+                      "UNION ALL SELECT type_oid, 1247, 0, comment FROM duckdb_types() WHERE NOT internal) "
                       "WHERE description IS NOT NULL",
     "pg_attrdef": "SELECT table_oid * 10000 + column_index AS oid, table_oid AS adrelid, column_index::SMALLINT AS adnum, "
                   "column_default AS adbin FROM duckdb_columns() WHERE column_default IS NOT NULL",
@@ -151,6 +161,9 @@ VIEWS = {
                 "list_transform(indkey, lambda k: 0) AS indclass, "
                 "array_to_string(list_transform(indkey, lambda k: '0'), ' ') AS indoption, "  # int2vector's text form
                 f"NULL::VARCHAR AS indexprs, NULL::VARCHAR AS indpred FROM ({_INDEXES})",
+    # with the connection's temporary schema, as PostgreSQL's pg_temp_<n>
+    "pg_namespace": "SELECT * FROM pg_catalog.pg_namespace UNION ALL SELECT oid, 'pg_temp_1', 0, NULL FROM duckdb_schemas() "
+                    "WHERE database_name = 'temp' AND schema_name = 'main'",
     "pg_am": "SELECT * FROM (VALUES (2, 'heap', 0, 't'), (403, 'btree', 0, 'i')) am(oid, amname, amhandler, amtype)",
     "pg_opclass": "SELECT 0 AS oid, 'default' AS opcname, 0 AS opcmethod, true AS opcdefault",
     "pg_collation": "SELECT 0 AS oid, 'default' AS collname, 0 AS collnamespace WHERE false",
@@ -186,6 +199,9 @@ RENAMED = {
     "format_type": "mldb_format_type",
     "json_build_object": "json_object",
 }
+
+
+VIEWS["pg_class"] = VIEWS["pg_class"].replace("$MLDB_VIEWS", str(list(VIEWS)))  # ours: not the client's
 
 
 def statements() -> list[str]:
