@@ -56,15 +56,19 @@ def _passes(check, value) -> bool:
         return False
 
 
+_INT32_MAX, _INT64 = 2**31 - 1, (-(2**63), 2**63 - 1)
+
+
 def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _INT32_MAX
 
 
 _CHECKS = (
-    ("epochs", _positive_int, "an integer >= 1"),
-    ("batch_size", _positive_int, "an integer >= 1"),
-    ("patience", _positive_int, "an integer >= 1"),
-    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    ("epochs", _positive_int, f"an integer from 1 to {_INT32_MAX}"),
+    ("batch_size", _positive_int, f"an integer from 1 to {_INT32_MAX}"),
+    ("patience", _positive_int, f"an integer from 1 to {_INT32_MAX}"),
+    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and _INT64[0] <= v <= _INT64[1],
+     "a 64-bit integer"),
     ("lr", lambda v: float(v) > 0, "a number > 0"),
     ("weight_decay", lambda v: float(v) >= 0, "a number >= 0"),
     ("dropout", lambda v: 0 <= float(v) < 1, "a number in [0, 1)"),
