@@ -62,6 +62,7 @@ class MldbDialect(DuckDBDialect):
     supports_statement_cache = False
     execution_ctx_cls = PGExecutionContext  # psycopg2's reads connection.notices
     supports_constraint_comments = False  # DuckDB has no COMMENT ON CONSTRAINT
+    _backslash_escapes = False  # DuckDB's strings are standard-conforming: a backslash is itself
 
     @classmethod
     def import_dbapi(cls):
