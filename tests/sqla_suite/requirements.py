@@ -154,6 +154,45 @@ class Requirements(SuiteRequirements):
     def fetch_ties(self):
         return _lacks("DuckDB has no FETCH FIRST ... WITH TIES")
 
+    computed_columns_stored = computed_columns_virtual = computed_columns
+    computed_columns_default_persisted = computed_columns_reflect_persisted = computed_columns
+    ctes_with_values = ctes
+    materialized_views_reflect_pk = materialized_views
+
+    @property
+    def async_dialect(self):
+        return _lacks("the runs use synchronous dialects (mldb://, postgresql+psycopg)")
+
+    @property
+    def dbapi_lastrowid(self):
+        return _lacks("no cursor.lastrowid, as in PostgreSQL: SQLAlchemy reads new keys with RETURNING")
+
+    emulated_lastrowid = emulated_lastrowid_even_with_sequences = dbapi_lastrowid
+
+    @property
+    def nvarchar_types(self):
+        return _lacks("PostgreSQL's dialect has no NVARCHAR")
+
+    @property
+    def reflect_tables_no_columns(self):
+        return _lacks("DuckDB refuses a table with no columns")
+
+    @property
+    def supports_bitwise_xor(self):
+        return _lacks("DuckDB has no # operator (PostgreSQL's XOR); it has xor()")
+
+    @property
+    def foreign_keys_reflect_as_index(self):
+        return _lacks("as in PostgreSQL, a foreign key has no index of its own")
+
+    @property
+    def unique_index_reflect_as_unique_constraints(self):
+        return _lacks("as in PostgreSQL, a unique index is not reflected as a unique constraint")
+
+    @property
+    def legacy_unconditional_json_extract(self):
+        return _lacks("a legacy behaviour of other backends' JSON functions, not PostgreSQL's")
+
     # -- what mldb has, which SuiteRequirements leaves closed --------------------------------------
     views = property(lambda self: _has())
     temporary_views = property(lambda self: _has())
