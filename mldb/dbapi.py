@@ -29,7 +29,7 @@ threadsafety = 2  # threads may share a connection: its cursors run one at a tim
 paramstyle = "qmark"  # also numeric ($1) and named ($name), as DuckDB accepts
 
 
-class Connection:
+class Connection(errors.ErrorClasses):
     def __init__(self, database: Database):
         self._database = database
         self._session = database.session()
@@ -163,17 +163,6 @@ class Connection:
                 self.close()
             except Exception:  # noqa: BLE001 - nothing can be reported from a finalizer
                 pass
-
-    Error = errors.Error
-    Warning = errors.Warning
-    InterfaceError = errors.InterfaceError
-    DatabaseError = errors.DatabaseError
-    DataError = errors.DataError
-    OperationalError = errors.OperationalError
-    IntegrityError = errors.IntegrityError
-    InternalError = errors.InternalError
-    ProgrammingError = errors.ProgrammingError
-    NotSupportedError = errors.NotSupportedError
 
     def _check_open(self) -> None:
         if self.closed:
@@ -404,8 +393,8 @@ class Relation:
         import pyarrow as pa
 
         reader, kept, count = self._whole().arrow_reader(), [], 0
-        for batch in reader:
-            kept.append(batch.slice(0, max_rows - count))
+        for part in reader:
+            kept.append(part.slice(0, max_rows - count))
             count += kept[-1].num_rows
             if count >= max_rows:
                 reader.close()

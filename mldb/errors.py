@@ -172,6 +172,22 @@ def _refine_sqlstate(kind: str, message: str, sqlstate: str) -> str:
     return sqlstate
 
 
+
+class ErrorClasses:
+    """PEP 249's exception classes as attributes: of the DB-API module SQLAlchemy is given,
+    and of a Connection (PEP 249's optional extension)."""
+
+    Warning = Warning
+    Error = Error
+    InterfaceError = InterfaceError
+    DatabaseError = DatabaseError
+    DataError = DataError
+    OperationalError = OperationalError
+    IntegrityError = IntegrityError
+    InternalError = InternalError
+    ProgrammingError = ProgrammingError
+    NotSupportedError = NotSupportedError
+
 # DuckDB's error kinds as its messages name them ("Conversion Error: ...") -> its Python classes
 _ERROR_KINDS = {
     "Invalid Input": "InvalidInputException", "Conversion": "ConversionException",

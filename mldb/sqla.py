@@ -25,22 +25,12 @@ from mldb import errors
 from mldb.server.pg_catalog import DROP_TABLE, drop_with_sequences, serial_statements
 
 
-class MldbDBAPI:
+class MldbDBAPI(errors.ErrorClasses):
     """The DB-API module SQLAlchemy sees: mldb's exception classes; ``$1`` parameters as in duckdb_engine."""
 
     paramstyle = "numeric_dollar"
     apilevel = "2.0"
-    threadsafety = 1
-    Warning = errors.Warning
-    Error = errors.Error
-    InterfaceError = errors.InterfaceError
-    DatabaseError = errors.DatabaseError
-    DataError = errors.DataError
-    OperationalError = errors.OperationalError
-    IntegrityError = errors.IntegrityError
-    InternalError = errors.InternalError
-    ProgrammingError = errors.ProgrammingError
-    NotSupportedError = errors.NotSupportedError
+    threadsafety = 2  # as mldb.threadsafety
 
     @staticmethod
     def Binary(value):  # noqa: N802 - the name PEP 249 requires
