@@ -213,6 +213,8 @@ def test_pg8000_reflection_of_columns_and_keys(served_schema):
     assert [c["name"] for c in inspector.get_columns("child")] == ["id", "parent_id", "score", "tag"]
     assert inspector.get_pk_constraint("child")["constrained_columns"] == ["id"]
     assert inspector.get_foreign_keys("child")[0]["referred_table"] == "parent"
+    indexes = inspector.get_indexes("child")  # pg_index.indoption is sent as int2vector, as pg8000's dialect wants
+    assert [(i["name"], i["column_names"], i["unique"]) for i in indexes] == [("child_score", ["score"], False)]
     with pytest.raises(NoSuchTableError):
         inspector.get_columns("no_such_table")
 

@@ -68,6 +68,8 @@ class Prepared:
                 self._columns = describe.result_columns(session, self.sql, self.spans, self._duckdb_types)
                 if self._columns is None and self.first_word in _READ_ONLY:
                     self._columns = self._run_for_columns(session)
+                if self._columns is not None:
+                    self._columns = catalog_typed(self.sql, self._columns)
         return self._columns
 
     def _run_for_columns(self, session) -> list[tuple[str, str]] | None:
@@ -104,9 +106,10 @@ class Portal:
         self._names = [column[0] for column in result.description]
         described = self.prepared.described_columns
         if described and len(described) == len(self._names):
-            self._types = [pg_type(kind) for _, kind in described]
+            self._types = [kind if isinstance(kind, PgType) else pg_type(kind) for _, kind in described]
         else:
-            self._types = [pg_type(str(column[1])) for column in result.description]
+            columns = [(column[0], str(column[1])) for column in result.description]
+            self._types = [pg_type(kind) for _, kind in catalog_typed(self.prepared.sql, columns)]
 
     def fields(self) -> list[tuple]:
         return row_fields(list(zip(self._names, self._types)), self.result_formats)
@@ -172,6 +175,14 @@ class Portal:
 
     def close(self) -> None:
         self.result, self._buffer, self.done = None, [], True
+
+
+def catalog_typed(sql: str, columns: list[tuple]) -> list[tuple]:
+    """(name, DuckDB type) pairs, with PostgreSQL's own types where a catalog column has one
+    DuckDB lacks: ``pg_index.indoption`` is an int2vector (pg8000 reads only that as a list)."""
+    if not any(name == "indoption" for name, _ in columns) or not describe.is_catalog_query(sql):
+        return columns
+    return [(name, types.INT2VECTOR_TYPE if name == "indoption" else kind) for name, kind in columns]
 
 
 def row_fields(columns, formats: list[int]) -> list[tuple]:

@@ -22,7 +22,7 @@ import numpy as np
 
 Encoder = Callable[[object], bytes]
 
-BOOL, BYTEA, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 19, 20, 21, 23, 25, 26
+BOOL, BYTEA, NAME, INT8, INT2, INT2VECTOR, INT4, TEXT, OID = 16, 17, 19, 20, 21, 22, 23, 25, 26
 JSON, FLOAT4, FLOAT8, UNKNOWN, BPCHAR, VARCHAR = 114, 700, 701, 705, 1042, 1043
 DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB = 1082, 1083, 1114, 1184, 1186, 1700, 2950, 3802
 
@@ -32,7 +32,8 @@ ARRAY_OF = {
     NUMERIC: 1231, UUID: 2951, JSON: 199, NAME: 1003, OID: 1028, BPCHAR: 1014, JSONB: 3807,
 }
 ELEMENT_OF = {array: element for element, array in ARRAY_OF.items()}
-NAMES = {BOOL: "bool", BYTEA: "bytea", NAME: "name", INT8: "int8", INT2: "int2", INT4: "int4", TEXT: "text",
+NAMES = {BOOL: "bool", BYTEA: "bytea", NAME: "name", INT8: "int8", INT2: "int2", INT2VECTOR: "int2vector",
+         INT4: "int4", TEXT: "text",
          OID: "oid", JSON: "json", FLOAT4: "float4", FLOAT8: "float8", BPCHAR: "bpchar", VARCHAR: "varchar",
          DATE: "date", TIME: "time", TIMESTAMP: "timestamp", TIMESTAMPTZ: "timestamptz", INTERVAL: "interval",
          NUMERIC: "numeric", UUID: "uuid", JSONB: "jsonb"}
@@ -286,6 +287,7 @@ _SCALARS = {
     "JSON": _scalar(JSON, -1, _text_str, _bin_text),
 }
 _MAP_TYPE = _scalar(TEXT, -1, _text_map, lambda value: _text_map(value))
+INT2VECTOR_TYPE = _scalar(INT2VECTOR, -1, _text_str, _bin_text)  # pg_index.indoption's "0 0" (text only)
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 _ARRAY = re.compile(r"^(.*)\[\d*\]$")
 
