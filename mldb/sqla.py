@@ -143,6 +143,12 @@ class MldbDialect(DuckDBDialect):
                 found[table].append(tuple(rest))
         return found
 
+    def get_multi_columns(self, connection, schema=None, filter_names=None, **kw):
+        """PostgreSQL's reflection, asked for the current schema by name: with ``schema=None`` it
+        would take every table DuckDB calls visible (mldb's own, other schemas' of the same name)."""
+        found = super().get_multi_columns(connection, schema=self._schema(schema), filter_names=filter_names, **kw)
+        return [((schema, table), columns) for (_, table), columns in found]
+
     def get_multi_pk_constraint(self, connection, schema=None, filter_names=None, **kw):
         names = self._tables(connection, schema, filter_names, **kw)
         for table, found in self._constraints(connection, schema, "PRIMARY KEY", names).items():

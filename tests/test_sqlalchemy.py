@@ -124,6 +124,22 @@ def test_in_process_reflection(engine):
     assert "models" in sa.inspect(engine).get_table_names(schema="mldb")  # still reachable by schema
 
 
+def test_in_process_reflection_of_many_tables_stays_in_its_schema(engine):
+    """get_multi_columns / MetaData.reflect: the current schema only, not mldb's own tables, and
+    not a same-named table of another schema (its columns were merged in)."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (a INTEGER)"))
+        connection.execute(sa.text("CREATE SCHEMA other"))
+        connection.execute(sa.text("CREATE TABLE other.t (a INTEGER, b INTEGER)"))
+    inspector = sa.inspect(engine)
+    assert {key: [c["name"] for c in columns] for key, columns in inspector.get_multi_columns().items()} == \
+        {(None, "t"): ["a"]}
+    assert [c["name"] for c in inspector.get_multi_columns(schema="other")[("other", "t")]] == ["a", "b"]
+    metadata = sa.MetaData()
+    metadata.reflect(engine)
+    assert list(metadata.tables) == ["t"] and list(metadata.tables["t"].columns.keys()) == ["a"]
+
+
 def test_in_process_pandas_round_trip_keeps_types(engine):
     _check_pandas(engine)
 
