@@ -18,7 +18,6 @@ import pytest
 from conftest_server import raw_connect, read_until, send, server  # noqa: F401 - the fixture
 
 PSQL = shutil.which("psql")
-pytestmark = pytest.mark.skipif(PSQL is None, reason="psql is not installed (.ci/setup_server.sh installs it)")
 
 
 def psql(served, *commands: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -69,8 +69,6 @@ def parameter_count(spans: list[Span]) -> int:
 # kept per text (the parse and the DESCRIBEs cost more than running the query).
 _CATALOG_PREFIXES = ("pg_", "duckdb_", "mldb_")
 _CACHE_LIMIT = 1024
-_catalog_types: dict[str, list[str | None]] = {}
-_catalog_columns: dict[tuple, list[tuple[str, str]] | None] = {}
 
 
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
@@ -100,11 +98,12 @@ def _remember(cache: dict, key, value):
 
 def infer_types(session, sql: str, spans: list[Span]) -> list[str | None]:
     """The DuckDB type each parameter takes from its context, ``None`` where nothing tells."""
-    if sql in _catalog_types:
-        return list(_catalog_types[sql])
+    cache, key = session.database.described, ("types", sql)  # (per database: its catalog's shape)
+    if key in cache:
+        return list(cache[key])
     types = _infer_types(session, sql, spans)
     if is_catalog_query(sql):
-        _remember(_catalog_types, sql, list(types))
+        _remember(cache, key, list(types))
     return types
 
 
@@ -229,12 +228,12 @@ def returns_rows(first_word: str, sql: str) -> bool:
 
 def result_columns(session, sql: str, spans: list[Span], types: list[str | None]) -> list[tuple[str, str]] | None:
     """(name, DuckDB type) of each result column, from DESCRIBE with typed NULL parameters."""
-    key = (sql, tuple(types))
-    if key in _catalog_columns:
-        return _catalog_columns[key]
+    cache, key = session.database.described, ("columns", sql, tuple(types))
+    if key in cache:
+        return cache[key]
     columns = _result_columns(session, sql, spans, types)
     if columns is not None and is_catalog_query(sql):
-        _remember(_catalog_columns, key, columns)
+        _remember(cache, key, columns)
     return columns
 
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import re
-import weakref
 
 from mldb import errors
 from mldb.result import Result
@@ -327,23 +326,20 @@ def _no_rows(sql: str) -> str:
     return f"SELECT {columns} WHERE false"
 
 
-_READY = weakref.WeakSet()  # sessions whose temporary catalog objects were made outside a transaction
-
-
 def _create_temporary(session) -> None:
     try:
         for definition in _TEMPORARY:
             session.sql(definition)
     except errors.Error:
         return  # (a database opened read-only still answers DuckDB's own pg_catalog)
-    _READY.add(session)
+    session.catalog_ready = True  # made outside a transaction: they stay for the session's life
 
 
 def _ensure_temporary(connection) -> None:
     """Create the temporary catalog objects if the start-up did not. Made inside a client's
     transaction they vanish with its rollback, so they count as made for good only outside one;
     inside, look first."""
-    if connection.session in _READY or getattr(connection, "catalog_ready", False):
+    if getattr(connection.session, "catalog_ready", False) or getattr(connection, "catalog_ready", False):
         return
     outside = getattr(connection, "transaction", b"I") == b"I"
     if outside or not connection.session.sql(
