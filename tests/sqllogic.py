@@ -2,7 +2,9 @@
 
 Records are separated by blank lines:
 
-    statement ok | statement error      then SQL; for error, optionally ---- and a message fragment
+    statement ok | statement error [Class] [SQLSTATE]
+                                        then SQL; for error, optionally ---- and a message fragment;
+                                        Class (e.g. ProgrammingError) and SQLSTATE (e.g. 22023) are checked
     query <types> [rowsort|valuesort]   then SQL, ----, expected rows (values tab-separated)
     restart                             close and reopen the same database file
     # comment
@@ -23,6 +25,8 @@ class Record:
     line: int
     sql: str = ""
     expect_error: bool = False
+    error_class: str = ""  # e.g. "ProgrammingError": the mldb error class the statement must raise
+    sqlstate: str = ""  # e.g. "22023": the SQLSTATE it must carry
     expected: list[str] = field(default_factory=list)
     types: str = ""
     sort: str = ""
@@ -55,11 +59,19 @@ def _record(block: list[str], line: int) -> Record:
     if words[0] == "restart":
         return Record("restart", line)
     if words[0] == "statement":
-        return Record("statement", line, sql, expect_error=words[1] == "error", expected=expected)
+        extra = words[2:]
+        error_class = next((w for w in extra if not _is_sqlstate(w)), "")
+        sqlstate = next((w for w in extra if _is_sqlstate(w)), "")
+        return Record("statement", line, sql, expect_error=words[1] == "error", expected=expected,
+                      error_class=error_class, sqlstate=sqlstate)
     if words[0] == "query":
         sort = words[2] if len(words) > 2 else ""
         return Record("query", line, sql, expected=expected, types=words[1], sort=sort)
     raise ValueError(f"line {line}: unknown record {block[0]!r}")
+
+
+def _is_sqlstate(word: str) -> bool:
+    return len(word) == 5 and word[:2].isalnum() and word[:2].upper() == word[:2]
 
 
 def format_row(row: tuple, types: str) -> list[str]:

@@ -42,6 +42,12 @@ def _statement(connection, record: Record, where: str) -> None:
         connection.execute(record.sql)
     fragment = "\n".join(record.expected).strip()
     assert fragment in str(caught.value), f"{where}: expected an error containing {fragment!r}, got {caught.value}"
+    if record.error_class:
+        assert type(caught.value).__name__ == record.error_class, \
+            f"{where}: expected {record.error_class}, got {type(caught.value).__name__}: {caught.value}"
+    if record.sqlstate:
+        assert caught.value.sqlstate == record.sqlstate, \
+            f"{where}: expected SQLSTATE {record.sqlstate}, got {caught.value.sqlstate}: {caught.value}"
 
 
 def _query(connection, record: Record, where: str) -> None:
