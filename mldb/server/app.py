@@ -5,6 +5,9 @@ not hold up the others. Every way to stop a statement goes through its session's
 ``interrupt()`` (mldb's steps stop at their next batch, DuckDB at its next vector; the
 statement rolls back and fails with SQLSTATE 57014):
 
+Connection slots, the authentication deadline and the refusals are ``limits.Limits``; the
+watchdog closes connections that have not authenticated in time.
+
 - a CancelRequest (psql's Ctrl-C, psycopg's ``cancel()``) with the connection's key;
 - the watchdog, when the client hangs up while its statement runs (its socket is
   polled for the peer's FIN, as PostgreSQL's ``client_connection_check_interval``);
@@ -28,6 +31,7 @@ import time
 
 from mldb.server import protocol
 from mldb.server.client import Client
+from mldb.server.limits import Limits, too_many_for_user
 
 log = logging.getLogger("mldb.server")
 
@@ -40,11 +44,11 @@ _CLOSED = (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL)
 
 class Server:
     def __init__(self, database, host: str = "127.0.0.1", port: int = 5433, *, secret=None,
-                 auth_method: str = "scram-sha-256", max_connections: int = 100, grace: float = 0.0,
+                 auth_method: str = "scram-sha-256", limits: Limits = Limits(), grace: float = 0.0,
                  tls=None, tls_required: bool = False):
         self.database, self.secret, self.auth_method = database, secret, auth_method
         self.tls, self.tls_required = tls, tls_required  # an ssl.SSLContext (mldb.server.tls), or None
-        self.max_connections, self.grace = max_connections, grace
+        self.limits, self.grace = limits, grace
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=128)
         self.listener.settimeout(_WATCH_EVERY)
         self.address = self.listener.getsockname()
@@ -56,21 +60,41 @@ class Server:
         self._pids = itertools.count(1000)
 
     # -- connection registry (used by Client) ------------------------------------------------
-    def register(self, connection: Client) -> None:
-        """Give a connection its process id and cancel key (BackendKeyData) and list it."""
+    def register(self, connection: Client) -> str | None:
+        """Give a new connection its process id, cancel key (BackendKeyData) and a slot, or the
+        reason there is none (limits.Limits.admit)."""
+        host = connection.address[0]
         with self._lock:
             connection.pid, connection.secret = next(self._pids), secrets.randbits(31)
+            waiting = [c for c in self._connections.values() if not c.authenticated]
+            authenticating = [c for c in waiting if not c.dropped]
+            # (a dropped connection still counts for its address until its thread ends: closing it
+            # early must not let that address try more passwords)
+            from_address = sum(c.address[0] == host for c in waiting)
+            slots = sum(not c.dropped for c in self._connections.values())
+            verdict = self.limits.admit(slots, len(authenticating), from_address)
+            if verdict == "refuse":
+                return self.limits.refusal(from_address, host)
+            if verdict == "replace":
+                _drop(min(authenticating, key=lambda c: c.started), "closed: its slot went to a newer connection")
             self._connections[connection.pid] = connection
+        return None
+
+    def authenticated(self, connection: Client, user: str) -> str | None:
+        """Mark a connection authenticated, or say why it may not go on (--max-connections-per-user)."""
+        limit = self.limits.max_connections_per_user
+        with self._lock:
+            if connection.dropped:
+                return connection.dropped
+            if limit and sum(c.authenticated and c.user == user for c in self._connections.values()) >= limit:
+                return too_many_for_user(user)
+            connection.authenticated, connection.user = True, user
+        return None
 
     def unregister(self, connection: Client) -> None:
         with self._lock:
             self._connections.pop(connection.pid, None)
             self._threads.discard(threading.current_thread())
-
-    def full(self) -> bool:
-        """More clients than --max-connections (the asking one counted)."""
-        with self._lock:
-            return sum(c.session is not None for c in self._connections.values()) >= self.max_connections
 
     def cancel(self, pid: int, secret: int) -> None:
         """CancelRequest: interrupt that connection's running statement if the key matches."""
@@ -113,6 +137,7 @@ class Server:
         while the statement was between two steps would otherwise be lost)."""
         while not self.stopping:
             time.sleep(_WATCH_EVERY)
+            self._expire()
             with self._lock:
                 running = [c for c in self._connections.values() if c.busy and c.session is not None]
             for connection in running:
@@ -121,6 +146,15 @@ class Server:
                     connection.outcome = _HUNG_UP
                 if connection.outcome == _HUNG_UP or connection.cancel_message == connection.message:
                     _interrupt(connection)
+
+    def _expire(self) -> None:
+        """Close connections that have not authenticated within --auth-timeout (as PostgreSQL's
+        authentication_timeout: without a message; the handshake or read in progress fails)."""
+        deadline = time.monotonic() - self.limits.auth_timeout
+        with self._lock:
+            for connection in self._connections.values():
+                if not connection.authenticated and not connection.dropped and connection.started < deadline:
+                    _drop(connection, "authentication timeout")
 
     def stop(self) -> None:
         """Shut down (called from a signal handler): a second call stops waiting for running statements."""
@@ -197,6 +231,13 @@ def _hung_up(sock: socket.socket) -> bool:
         return False
     except (OSError, ValueError):  # (a closed socket has no file descriptor any more)
         return True
+
+
+def _drop(connection: Client, reason: str) -> None:
+    """Close a connection that has not authenticated: its thread's read fails and it ends."""
+    connection.dropped = reason
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
 
 
 def _end(connection: Client) -> None:

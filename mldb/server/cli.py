@@ -1,5 +1,5 @@
 """``mldb serve DB [--host 127.0.0.1] [--port 5433] [--password ... | --password-file ...]
-[--tls-cert FILE --tls-key FILE [--tls-required]]``."""
+[--tls-cert FILE --tls-key FILE [--require-tls]] [connection limits]``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 
 from mldb import errors
 from mldb.server.auth import METHODS, Secret
+from mldb.server.limits import Limits
 
 
 def serve_main(argv: list[str]) -> int:
@@ -28,6 +29,7 @@ def serve_main(argv: list[str]) -> int:
         return 2
     try:
         tls = _tls(options)
+        limits = _limits(options)
     except ValueError as error:
         print(f"mldb serve: {error}", file=sys.stderr)
         return 2
@@ -41,7 +43,7 @@ def serve_main(argv: list[str]) -> int:
         return 1
     try:
         server = Server(database, options.host, options.port, secret=secret, auth_method=options.auth_method,
-                        max_connections=options.max_connections, grace=options.grace, tls=tls,
+                        limits=limits, grace=options.grace, tls=tls,
                         tls_required=options.tls_required)
     except OSError as error:
         database.close()
@@ -53,6 +55,8 @@ def serve_main(argv: list[str]) -> int:
     if secret is None and not _is_loopback(options.host):
         print("mldb serve: warning: --insecure: anyone who can reach this address can read and change the database",
               file=sys.stderr)
+    if (warning := _clear_text_warning(options, secret, tls)) is not None:
+        print(warning, file=sys.stderr)
     host, port = server.address[:2]
     auth = f"password ({options.auth_method})" if secret else "no password (trust)"
     encryption = ("TLS required" if options.tls_required else "TLS available") if tls else "no TLS"
@@ -72,23 +76,71 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--auth-method", choices=METHODS, default="scram-sha-256",
                         help="how clients prove the password (default scram-sha-256; md5/password for old clients)")
     parser.add_argument("--insecure", action="store_true", help="allow a non-local address without a password")
-    parser.add_argument("--max-connections", type=int, default=100, help="most clients at once (default 100)")
     parser.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
                         help="on SIGTERM/SIGINT, how long running statements may finish before they are "
                              "interrupted and rolled back (default 0: at once; a second signal ends the wait)")
     parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain): clients may ask for TLS "
                                                             "(sslmode=require); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
-    parser.add_argument("--tls-required", action="store_true",
+    parser.add_argument("--require-tls", "--tls-required", dest="tls_required", action="store_true",
                         help="refuse clients that do not use TLS (default: TLS is the client's choice)")
+    _limit_options(parser.add_argument_group(
+        "connection limits", "Every connection holds a slot from the moment it is accepted. A start-up "
+        "packet over 10,000 bytes or a password message over 65,535 bytes is refused before it is read "
+        "(08P01). A connection refused for want of a slot gets 53300."))
     return parser
+
+
+def _limit_options(group) -> None:
+    default = Limits()
+    group.add_argument("--max-connections", type=int, default=default.max_connections, metavar="N",
+                       help=f"most connections at once, authenticated or not (default {default.max_connections})")
+    group.add_argument("--reserved-connections", type=int, metavar="N",
+                       help=f"the last N slots are for authenticated clients: when connections still "
+                            f"authenticating hold all the others, a new one replaces the oldest of them "
+                            f"(default {default.reserved_connections}, fewer if --max-connections is smaller)")
+    group.add_argument("--max-connections-per-user", type=int, default=0, metavar="N",
+                       help="most authenticated connections per user name (default 0: no limit)")
+    group.add_argument("--max-auth-per-address", type=int, default=default.max_authenticating_per_address,
+                       metavar="N", help=f"most connections from one address that are authenticating at once; "
+                                         f"more are refused (default {default.max_authenticating_per_address})")
+    group.add_argument("--auth-timeout", type=float, default=default.auth_timeout, metavar="SECONDS",
+                       help=f"time a connection has for TLS, start-up and authentication before it is closed "
+                            f"(default {default.auth_timeout:g})")
+    group.add_argument("--auth-delay", type=float, default=default.auth_delay, metavar="SECONDS",
+                       help=f"wait before answering a wrong password, to slow guessing "
+                            f"(default {default.auth_delay:g})")
+
+
+def _limits(options) -> Limits:
+    """The connection limits of the options (ValueError: which one is out of range)."""
+    reserved = options.reserved_connections
+    if reserved is None:
+        reserved = min(Limits().reserved_connections, max(options.max_connections - 1, 0))
+    return Limits(max_connections=options.max_connections, reserved_connections=reserved,
+                  max_connections_per_user=options.max_connections_per_user,
+                  max_authenticating_per_address=options.max_auth_per_address,
+                  auth_timeout=options.auth_timeout, auth_delay=options.auth_delay)
+
+
+def _clear_text_warning(options, secret, tls) -> str | None:
+    """A warning when a password protects a non-local address that clients may reach without TLS."""
+    if secret is None or _is_loopback(options.host) or options.tls_required:
+        return None
+    exposed = {"password": "the password itself travels in clear text",
+               "md5": "md5 sends a hash of the password that an eavesdropper can attack offline (md5 is weak)",
+               "scram-sha-256": "scram-sha-256 does not reveal the password, but queries and results travel "
+                                "unencrypted (with --auth-method password or md5 the password would be "
+                                "exposed)"}[options.auth_method]
+    who = "for clients that do not ask for TLS" if tls else f"on {options.host} without TLS"
+    return f"mldb serve: warning: {who}, {exposed}; give --tls-cert/--tls-key and --require-tls"
 
 
 def _tls(options):
     """The server's SSLContext, or None without --tls-cert/--tls-key (ValueError: a clear reason)."""
     if not options.tls_cert and not options.tls_key:
         if options.tls_required:
-            raise ValueError("--tls-required needs --tls-cert and --tls-key")
+            raise ValueError("--require-tls needs --tls-cert and --tls-key")
         return None
     if not options.tls_cert or not options.tls_key:
         raise ValueError("--tls-cert and --tls-key go together: give both")

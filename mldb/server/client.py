@@ -30,7 +30,6 @@ log = logging.getLogger("mldb.server")
 
 _FLUSH_AT = 1 << 16
 _COPY_BATCH = 65_536  # rows per Arrow batch of COPY TO STDOUT
-_STARTUP_TIMEOUT = 60.0  # seconds for start-up and authentication, as PostgreSQL's authentication_timeout
 _TX_END = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
 _TX_BEGIN = frozenset({"BEGIN", "START"})
 _IMPLICIT_OK = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "INSERT", "UPDATE", "DELETE", "MERGE",
@@ -64,13 +63,16 @@ class Client:
         self.outcome = "closed"
         self.pid = self.secret = 0
         self.encrypted = False  # TLS (mldb.server.tls)
-        server.register(self)  # last: other threads may look at it from now on
+        self.started = time.monotonic()
+        self.authenticated, self.user = False, None  # set by the server, under its lock (limits.py)
+        self.dropped = None  # why the server closed it before it authenticated
+        self.refusal = server.register(self)  # last: other threads may look at it from now on
 
     # -- lifetime ------------------------------------------------------------------------------
     def serve(self) -> None:
-        started = time.monotonic()
         try:
-            self.sock.settimeout(_STARTUP_TIMEOUT)  # a client that connects and says nothing is dropped
+            # (the watchdog enforces the total; a refused one holds no slot: a second per read)
+            self.sock.settimeout(1.0 if self.refusal else self.server.limits.auth_timeout)
             if self._startup():
                 self.sock.settimeout(None)
                 self._loop()
@@ -88,10 +90,12 @@ class Client:
         finally:
             self._close()
             self.server.unregister(self)
-            user = self.params.get("user", "-")
-            log.info("connection %s:%s user=%s app=%s queries=%d duration=%.3fs %s", *self.address[:2], user,
-                     self.params.get("application_name", "-") or "-", self.queries,
-                     time.monotonic() - started, self.outcome)
+            self._log(self.dropped or self.outcome)
+
+    def _log(self, outcome: str) -> None:
+        log.info("connection %s:%s user=%s app=%s queries=%d duration=%.3fs %s", *self.address[:2],
+                 self.params.get("user", "-"), self.params.get("application_name", "-") or "-", self.queries,
+                 time.monotonic() - self.started, outcome)
 
     def _close(self) -> None:
         for portal in self.portals.values():
@@ -155,6 +159,10 @@ class Client:
             self.outcome = f"unsupported protocol {code >> 16}.{code & 0xFFFF}"
             self._fatal(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: server supports 3.0", "0A000")
             return False
+        if self.refusal is not None:  # (after the startup packet: libpq reads no error before it)
+            self.outcome = f"refused: {self.refusal}"
+            self._fatal(self.refusal, "53300")
+            return False
         self.params = protocol.startup_parameters(body)
         self.params.update(pg_catalog.command_line_options(self.params.get("options", "")))
         if code != protocol.PROTOCOL_3 or any(name.startswith("_pq_.") for name in self.params):
@@ -167,11 +175,12 @@ class Client:
             self.outcome = "no user name"
             self._fatal("no PostgreSQL user name specified in startup packet", "28000")
             return False
-        if self.server.full():
-            self.outcome = "too many clients"
-            self._fatal("sorry, too many clients already", "53300")
-            return False
         if not self._authenticate():
+            return False
+        refusal = self.server.authenticated(self, self.params["user"])
+        if refusal is not None:
+            self.outcome = f"refused: {refusal}"
+            self._fatal(refusal, "53300")
             return False
         self.session = self.server.database.session()
         self.session.load_udfs_allowed = False  # LOAD UDFS would run a file's code on the server
@@ -204,6 +213,7 @@ class Client:
                               self._password_message)
         except auth.AuthenticationFailed:
             self.outcome = "authentication failed"
+            time.sleep(self.server.limits.auth_delay)  # as PostgreSQL's auth_delay: slows password guessing
             self._fatal(f'password authentication failed for user "{self.params["user"]}"', "28P01")
             return False
         return True
@@ -213,9 +223,10 @@ class Client:
         self.flush()
 
     def _password_message(self) -> bytes:
-        kind, body = protocol.read_message(self.rfile)
+        """A PasswordMessage/SASL response body, refused before it is read when over MAX_AUTH_MESSAGE."""
+        kind, body = protocol.read_message(self.rfile, protocol.MAX_AUTH_MESSAGE)
         if kind != b"p":
-            raise auth.AuthenticationFailed()
+            raise ProtocolViolation(f"expected password response, got message type {kind!r}")
         return body
 
     def _greet(self) -> None:

@@ -17,6 +17,7 @@ CANCEL_REQUEST = 80877102
 
 MAX_STARTUP = 10_000  # as PostgreSQL: a longer startup packet is invalid
 MAX_MESSAGE = 1 << 28  # 256 MiB: a longer message is refused and the connection closed
+MAX_AUTH_MESSAGE = 65_535  # password and SASL messages, as PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH
 
 _INT32 = struct.Struct("!i")
 _HEADER = struct.Struct("!ci")
@@ -54,10 +55,11 @@ def read_startup(stream) -> tuple[int, bytes]:
     return _INT32.unpack_from(body)[0], body[4:]
 
 
-def read_message(stream) -> tuple[bytes, bytes]:
-    """One typed frontend message: (type byte, body)."""
+def read_message(stream, limit: int = MAX_MESSAGE) -> tuple[bytes, bytes]:
+    """One typed frontend message: (type byte, body). A length over ``limit`` is refused before
+    anything of the body is read."""
     kind, length = _HEADER.unpack(_read_exact(stream, 5))
-    if length < 4 or length > MAX_MESSAGE:
+    if length < 4 or length > limit:
         raise ProtocolViolation(f"invalid message length {length} for message type {kind!r}")
     return kind, _read_exact(stream, length - 4)
 
