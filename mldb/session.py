@@ -65,6 +65,8 @@ class Session:
         self.lock = threading.RLock()
         self.in_transaction = False  # an explicit transaction (BEGIN ... COMMIT) is open
         self.load_udfs_allowed = True  # a wire client may not run a file's code on the server
+        self.access = None  # a wire client's ClientAccess (mldb.server.access): what it may run
+        self.changed_settings: set[str] = set()  # settings a wire client changed (its RESET ALL resets them)
         self.running: Execution | None = None  # the statement running or streaming now
         self.statement: Execution | None = None  # the step (TRAIN, CREATE INDEX, ...) running now, if any
         self._pending: Result | None = None  # the result open on ``con``
@@ -198,6 +200,8 @@ class Session:
             execution = self.database.start(self, sql)  # a view may call mldb's functions
         self.running = execution
         result = None
+        if self.access is not None:
+            sql = self.access.admit(sql, self.changed_settings)
         try:
             if execution is not None and self.database.stored_functions:
                 # (inside an aborted transaction this fails as the statement itself would)
@@ -212,7 +216,8 @@ class Session:
         except duckdb.Error as error:
             if execution is not None:
                 execution.finish(success=False)
-            raise errors.translate(error, sql) from None
+            translated = errors.translate(error, sql)
+            raise (self.access.explained(translated) if self.access is not None else translated) from None
         if result is None:
             result = Result.from_duckdb(self.con, status, execution)
         if result.streaming:

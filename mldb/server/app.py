@@ -30,6 +30,7 @@ import threading
 import time
 
 from mldb.server import protocol
+from mldb.server.access import ClientAccess
 from mldb.server.client import Client
 from mldb.server.limits import Limits, too_many_for_user
 
@@ -45,8 +46,10 @@ _CLOSED = (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL)
 class Server:
     def __init__(self, database, host: str = "127.0.0.1", port: int = 5433, *, secret=None,
                  auth_method: str = "scram-sha-256", limits: Limits = Limits(), grace: float = 0.0,
-                 tls=None, tls_required: bool = False):
+                 tls=None, tls_required: bool = False, access: ClientAccess | None = None):
         self.database, self.secret, self.auth_method = database, secret, auth_method
+        self.access = access or ClientAccess()  # what clients may run and read (mldb.server.access)
+        self.access.restrict_files(database)
         self.tls, self.tls_required = tls, tls_required  # an ssl.SSLContext (mldb.server.tls), or None
         self.limits, self.grace = limits, grace
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=128)

@@ -1,5 +1,5 @@
 """``mldb serve DB [--host 127.0.0.1] [--port 5433] [--password ... | --password-file ...]
-[--tls-cert FILE --tls-key FILE [--require-tls]] [connection limits]``."""
+[--tls-cert FILE --tls-key FILE [--require-tls]] [connection limits] [--data-dir DIR] [--export-dir DIR] [--allow-admin]``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import sys
 
 from mldb import errors
+from mldb.server.access import ClientAccess
 from mldb.server.auth import METHODS, Secret
 from mldb.server.limits import Limits
 
@@ -30,6 +31,7 @@ def serve_main(argv: list[str]) -> int:
     try:
         tls = _tls(options)
         limits = _limits(options)
+        access = _access(options)
     except ValueError as error:
         print(f"mldb serve: {error}", file=sys.stderr)
         return 2
@@ -44,7 +46,7 @@ def serve_main(argv: list[str]) -> int:
     try:
         server = Server(database, options.host, options.port, secret=secret, auth_method=options.auth_method,
                         limits=limits, grace=options.grace, tls=tls,
-                        tls_required=options.tls_required)
+                        tls_required=options.tls_required, access=access)
     except OSError as error:
         database.close()
         print(f"mldb serve: cannot listen on {options.host}:{options.port}: {error.strerror}", file=sys.stderr)
@@ -60,7 +62,8 @@ def serve_main(argv: list[str]) -> int:
     host, port = server.address[:2]
     auth = f"password ({options.auth_method})" if secret else "no password (trust)"
     encryption = ("TLS required" if options.tls_required else "TLS available") if tls else "no TLS"
-    print(f"mldb serve: {options.database} on {host}:{port}, {auth}, {encryption}", file=sys.stderr, flush=True)
+    print(f"mldb serve: {options.database} on {host}:{port}, {auth}, {encryption}; {access.describe()}",
+          file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 
@@ -88,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
         "connection limits", "Every connection holds a slot from the moment it is accepted. A start-up "
         "packet over 10,000 bytes or a password message over 65,535 bytes is refused before it is read "
         "(08P01). A connection refused for want of a slot gets 53300."))
+    access = parser.add_argument_group(
+        "what clients may do", "By default a client changes only its own session's settings (SET runs as "
+        "SET SESSION), may not administer the server (SET GLOBAL, server-wide settings, ATTACH/DETACH, "
+        "INSTALL/LOAD, CREATE SECRET, LOAD UDFS: SQLSTATE 42501) and reads or writes no file of the server's.")
+    access.add_argument("--data-dir", metavar="DIR",
+                        help="clients may read files in DIR (read_csv, read_parquet, COPY FROM, ...)")
+    access.add_argument("--export-dir", metavar="DIR",
+                        help="clients may write files in DIR (COPY ... TO, EXPORT DATABASE) and read them back")
+    access.add_argument("--allow-file-access", action="store_true",
+                        help="clients may read and write any file the server's user can (trusted clients only)")
+    access.add_argument("--allow-admin", action="store_true",
+                        help="clients may change server-wide settings, ATTACH, INSTALL/LOAD extensions, "
+                             "manage secrets and LOAD UDFS (runs Python on the server: trusted clients only)")
     return parser
 
 
@@ -134,6 +150,14 @@ def _clear_text_warning(options, secret, tls) -> str | None:
                                 "exposed)"}[options.auth_method]
     who = "for clients that do not ask for TLS" if tls else f"on {options.host} without TLS"
     return f"mldb serve: warning: {who}, {exposed}; give --tls-cert/--tls-key and --require-tls"
+
+
+def _access(options) -> ClientAccess:
+    for flag, directory in (("--data-dir", options.data_dir), ("--export-dir", options.export_dir)):
+        if directory and not os.path.isdir(directory):
+            raise ValueError(f"{flag} {directory}: no such directory")
+    return ClientAccess(allow_admin=options.allow_admin, allow_file_access=options.allow_file_access,
+                        data_dir=options.data_dir, export_dir=options.export_dir)
 
 
 def _tls(options):

@@ -81,6 +81,8 @@ class Client:
         except ProtocolViolation as error:
             self.outcome = f"protocol violation: {error}"
             self._fatal(str(error), "08P01")
+        except TimeoutError:  # (only start-up reads have a timeout)
+            self.outcome = "authentication timeout"
         except OSError as error:
             self.outcome = f"socket error: {error.strerror or error}"
         except Exception:  # noqa: BLE001 - a bug here must end this connection only, and be logged
@@ -183,7 +185,8 @@ class Client:
             self._fatal(refusal, "53300")
             return False
         self.session = self.server.database.session()
-        self.session.load_udfs_allowed = False  # LOAD UDFS would run a file's code on the server
+        self.session.access = self.server.access  # its settings stay its own; no admin statements, few files
+        self.session.load_udfs_allowed = self.server.access.allow_admin  # LOAD UDFS runs a file's code here
         self._greet()
         return True
 
@@ -455,10 +458,10 @@ class Client:
             load = copy_in.load_sql(statement, targets, spool.path, spool)
             try:
                 with self.session.transaction():  # the count check below undoes a short load
-                    result = self.session.execute(load)
+                    with load.registered(self.session) as sql:
+                        result = self.session.execute(sql)
                     copy_in.check_count(statement, spool, max(result.rowcount, 0))
-                    check = copy_in.range_sql(statement, targets, spool.path, spool)
-                    found = self.session.sql(check).fetchone() if check else None
+                    found = self._spooled_row(copy_in.range_sql(statement, targets, spool.path, spool))
                     if found is not None:
                         raise copy_in.range_error(statement, targets, found)
             except errors.Error as error:
@@ -476,8 +479,7 @@ class Client:
         if not error.sqlstate.startswith("22"):
             return error
         try:
-            locate = copy_in.locate_sql(statement, targets, spool.path, spool)
-            found = self.session.sql(locate).fetchone() if locate else None
+            found = self._spooled_row(copy_in.locate_sql(statement, targets, spool.path, spool))
         except errors.Error:  # (inside the user's failed transaction block: DuckDB's message as it is)
             found = None
         if found is None:
@@ -503,8 +505,15 @@ class Client:
             elif kind not in (b"H", b"S"):
                 raise ProtocolViolation(f"unexpected message type {kind!r} during COPY from stdin")
 
+    def _spooled_row(self, spooled: copy_in.Spooled | None) -> tuple | None:
+        """The first row of a statement over the spool's rows (None for no statement)."""
+        if spooled is None:
+            return None
+        with spooled.registered(self.session) as sql:
+            return self.session.sql(sql).fetchone()
+
     def _match_header(self, path: str, options: copy.Options, targets: list[tuple[str, str]]) -> None:
-        row = self.session.sql(copy_in.header_sql(path, options, len(targets))).fetchone() or ()
+        row = self._spooled_row(copy_in.header_sql(path, options, len(targets))) or ()
         for number, ((name, _), found) in enumerate(zip(targets, row), 1):
             if found != name[1:-1].replace('""', '"'):
                 raise ClientError(f'column name mismatch in header line field {number}: got "{found}", '

@@ -11,19 +11,70 @@ spelling (``t``/``f``, ``{1,2}``, ``\\x0a``) become DuckDB's in the same SELECT.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+from typing import NamedTuple
+
+import duckdb
+
+from mldb import errors
 
 from mldb.server.copy import Copy, CopyError, Options, literal
 
 
 _LONG = 1 << 20  # a line longer than this is measured exactly and read with DuckDB's single-threaded reader
 _MAX_LINE = 2_000_000  # DuckDB's default max_line_size
+_BATCH = 65_536  # rows per Arrow batch from the private reader
+_STREAM_FAILED = "reading the stream registered as"
 # an exponent of 30 and beyond (a literal first letter keeps the search at C speed: [eE] would not)
 _HUGE = (re.compile(rb"e[-+]?0*(?:[3-9][0-9]|[0-9]{3})"), re.compile(rb"E[-+]?0*(?:[3-9][0-9]|[0-9]{3})"))
 # PostgreSQL's name and the least value that rounds past the type's largest
 _FLOAT_LIMITS = {"DOUBLE": ("double precision", "1.7976931348623157e308"), "FLOAT": ("real", "3.4028235677973366e38")}
+
+
+ROWS = "mldb_copy_rows"  # the spool's rows as a statement reads them (see ``Spooled``)
+
+
+class Spooled(NamedTuple):
+    """A statement over the spool's rows: ``sql`` reads them as ``ROWS``, which ``reader`` (a
+    ``read_csv(...)`` call) yields. The reader runs in a private DuckDB instance, its Arrow
+    stream registered as ``ROWS`` on the client's connection for that one statement: the
+    served database reads no file outside the client's directories (mldb.server.access), and
+    the spool is the server's file, not the client's."""
+
+    sql: str
+    reader: str
+
+    @contextlib.contextmanager
+    def registered(self, session):
+        """Run ``sql`` through ``session`` inside this block; errors of a lazily read batch keep
+        DuckDB's class (the stream wraps them in an InvalidInput error)."""
+        private = duckdb.connect()
+        try:
+            try:
+                stream = private.sql(f"SELECT * FROM {self.reader}").to_arrow_reader(_BATCH)
+            except duckdb.Error as error:
+                raise errors.translate(error) from None
+            session.register(ROWS, stream)
+            try:
+                yield self.sql
+            except errors.Error as error:
+                raise _unwrapped(error) from None
+            finally:
+                with contextlib.suppress(errors.Error):
+                    session.unregister(ROWS)
+        finally:
+            private.close()
+
+
+def _unwrapped(error: errors.Error) -> errors.Error:
+    message = str(error)
+    if _STREAM_FAILED not in message:
+        return error
+    inner = message.split("IOError: ", 1)[-1]
+    return errors.DataError(inner, sqlstate="22P02" if inner.startswith("Conversion Error") else "22P04")
 
 
 class Spool:
@@ -131,8 +182,9 @@ def columns_sql(description) -> list[tuple[str, str]]:
     return [('"' + column[0].replace('"', '""') + '"', str(column[1])) for column in description]
 
 
-def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool | None = None) -> str:
-    """``INSERT INTO t (cols) SELECT <conversions> FROM read_csv(path, <PostgreSQL's options>)``.
+def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool | None = None) -> Spooled:
+    """``INSERT INTO t (cols) SELECT <conversions> FROM rows``, rows being ``read_csv(path,
+    <PostgreSQL's options>)``.
 
     DuckDB's reader silently reads nothing from a line over about 33 MB past its ``max_line_size``
     (and refuses one over 2 MB): PostgreSQL takes fields up to 1 GB, so the limit is the whole
@@ -140,13 +192,13 @@ def load_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool
     line is read single-threaded (the parallel reader cannot take one over its buffer)."""
     reader, selects, _ = _reading(copy, targets, path, spool)
     names = [name for name, _ in targets]
-    select = f"SELECT {', '.join(selects)} FROM {reader}"
+    select = f"SELECT {', '.join(selects)} FROM {ROWS}"
     if copy.where:
         select = f"SELECT * FROM ({select}) AS copy_rows ({', '.join(names)}) WHERE {copy.where}"
-    return f"INSERT INTO {copy.table} ({', '.join(names)}) {select}"
+    return Spooled(f"INSERT INTO {copy.table} ({', '.join(names)}) {select}", reader)
 
 
-def locate_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool) -> str | None:
+def locate_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool) -> Spooled | None:
     """The first row whose value (read as text) does not convert to its column's type: ``line,
     column index, the text as sent``. Run only after the load failed on a conversion, to name
     the line and the user's spelling (``{1,2,3}``, not mldb's ``[1,2,3]``)."""
@@ -156,8 +208,8 @@ def locate_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spo
     checks = [(index, f"TRY({selects[index]}) IS NULL AND {pre} IS NOT NULL") for index, pre in texts.items()]
     which = "CASE " + " ".join(f"WHEN {check} THEN {index}" for index, check in checks) + " END"
     raw = "CASE " + " ".join(f"WHEN {check} THEN c{index}" for index, check in checks) + " END"
-    return (f"SELECT line, bad, raw FROM (SELECT row_number() OVER () AS line, {which} AS bad, {raw} AS raw "
-            f"FROM {reader}) WHERE bad IS NOT NULL ORDER BY line LIMIT 1")
+    return Spooled(f"SELECT line, bad, raw FROM (SELECT row_number() OVER () AS line, {which} AS bad, "
+                   f"{raw} AS raw FROM {ROWS}) WHERE bad IS NOT NULL ORDER BY line LIMIT 1", reader)
 
 
 def located_error(copy: Copy, targets: list[tuple[str, str]], message: str, found: tuple) -> str:
@@ -200,12 +252,13 @@ def _reading(copy: Copy, targets, path: str, spool: Spool | None, parallel: bool
     return reader, selects, texts
 
 
-def header_sql(path: str, options: Options, count: int) -> str:
+def header_sql(path: str, options: Options, count: int) -> Spooled:
     """The header line's fields (HEADER MATCH compares them with the column names)."""
     columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(count)) + "}"
-    return (f"SELECT * FROM read_csv({literal(path)}, columns = {columns}, delim = {literal(options.delimiter)}, "
-            f"quote = {literal(options.quote or '')}, escape = {literal(options.escape or '')}, header = false, "
-            f"auto_detect = false, strict_mode = false, null_padding = true) LIMIT 1")
+    return Spooled(f"SELECT * FROM {ROWS} LIMIT 1",
+                   f"read_csv({literal(path)}, columns = {columns}, delim = {literal(options.delimiter)}, "
+                   f"quote = {literal(options.quote or '')}, escape = {literal(options.escape or '')}, header = false, "
+                   f"auto_detect = false, strict_mode = false, null_padding = true)")
 
 
 def _positions(wanted, names: list[str], option: str) -> set[int]:
@@ -276,7 +329,7 @@ def check_count(copy: Copy, spool: Spool, inserted: int) -> None:
                         "(a blank line, or a line the reader could not take); nothing was inserted", "22P04")
 
 
-def range_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool) -> str | None:
+def range_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spool) -> Spooled | None:
     """The first float value out of its type's range, as ``line, column index, text`` (DuckDB reads
     ``1e400`` as Infinity; PostgreSQL refuses it: 22003). Only when the spool holds a huge exponent."""
     floats = [(index, kind) for index, (_, kind) in enumerate(targets) if kind in _FLOAT_LIMITS]
@@ -288,8 +341,8 @@ def range_sql(copy: Copy, targets: list[tuple[str, str]], path: str, spool: Spoo
                       f"regexp_matches(c{index}, '^\\s*[-+]?inf', 'i')") for index, kind in floats]
     which = "CASE " + " ".join(f"WHEN {check} THEN {index}" for index, check in checks) + " END"
     raw = "CASE " + " ".join(f"WHEN {check} THEN c{index}" for index, check in checks) + " END"
-    return (f"SELECT line, bad, raw FROM (SELECT row_number() OVER () AS line, {which} AS bad, {raw} AS raw "
-            f"FROM {reader}) WHERE bad IS NOT NULL ORDER BY line LIMIT 1")
+    return Spooled(f"SELECT line, bad, raw FROM (SELECT row_number() OVER () AS line, {which} AS bad, "
+                   f"{raw} AS raw FROM {ROWS}) WHERE bad IS NOT NULL ORDER BY line LIMIT 1", reader)
 
 
 def range_error(copy: Copy, targets: list[tuple[str, str]], found: tuple) -> CopyError:

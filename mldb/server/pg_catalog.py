@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from mldb import errors
@@ -44,7 +45,7 @@ _SET = re.compile(r"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_][\w.]*)\s*(?:=|\
 _SET_NAMES = re.compile(r"^\s*SET\s+(?:SESSION\s+)?NAMES\b", re.IGNORECASE)
 _SET_TIME_ZONE = re.compile(r"^\s*SET\s+(?:SESSION\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 _SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*|TRANSACTION\s+ISOLATION\s+LEVEL)\s*;?\s*$", re.IGNORECASE)
-_RESET = re.compile(r"^\s*(?:RESET\s+\w+|RESET\s+ALL|DISCARD\s+ALL)\s*;?\s*$", re.IGNORECASE)
+_RESET = re.compile(r"^\s*(?:RESET\s+(\w+)|RESET\s+ALL|DISCARD\s+ALL)\s*;?\s*$", re.IGNORECASE)
 _FIRST = re.compile(r"^\s*(SET|SHOW|RESET|DISCARD|COPY|SAVEPOINT|RELEASE|ROLLBACK\s+TO|DEALLOCATE)\b", re.IGNORECASE)
 _COMMENT_ON_CONSTRAINT = re.compile(r"^\s*COMMENT\s+ON\s+CONSTRAINT\b", re.IGNORECASE)
 _COPY_STDIO = re.compile(r"\b(STDIN|STDOUT)\b|/dev/std(in|out|err)", re.IGNORECASE)
@@ -70,7 +71,7 @@ def apply_startup(startup: dict[str, str], session) -> None:
     zone = startup.get("TimeZone") or startup.get("timezone")
     if zone:
         try:
-            session.sql(f"SET TimeZone = '{zone.replace(chr(39), chr(39) * 2)}'")
+            session.sql(f"SET SESSION TimeZone = '{zone.replace(chr(39), chr(39) * 2)}'")  # this client's only
         except errors.Error:
             pass  # a zone DuckDB does not know: keep the server's
 
@@ -119,7 +120,7 @@ def intercept(connection, sql: str) -> Result | None:
                                        "use INSERT, or COPY to or from a file on the server", sqlstate="0A000")
     if word == "COPY":
         return None
-    return Result.done(" ".join(sql.split()[:2]).upper().rstrip(";")) if _RESET.match(sql) else None
+    return _reset(connection, sql) if _RESET.match(sql) else None
 
 
 def _savepoint(connection, word: str) -> Result:
@@ -160,7 +161,8 @@ def _set(connection, sql: str) -> Result | None:
         statement = "RESET TimeZone" if value.upper() in ("LOCAL", "DEFAULT") else f"SET TimeZone = {value}"
         return connection.session.execute(statement)
     match = _SET.match(sql)
-    if match is None or _is_duckdb_setting(connection.session, match.group(1)):
+    if match is None or match.group(1).upper() in ("GLOBAL", "VARIABLE") \
+            or _is_duckdb_setting(connection.session, match.group(1)):
         return None
     name, value = match.group(1), match.group(2).strip().strip("'\"")
     if name.lower() == "client_encoding" and value.upper().replace("-", "") not in ("UTF8", "UNICODE"):
@@ -168,6 +170,25 @@ def _set(connection, sql: str) -> Result | None:
                                        sqlstate="22023")
     connection.params[name.lower()] = value
     return Result.done("SET")
+
+
+def _reset(connection, sql: str) -> Result | None:
+    """``RESET name``: DuckDB's own settings are reset by DuckDB (for this session: see
+    mldb.server.access); a client parameter (application_name, ...) here. ``RESET ALL`` and
+    ``DISCARD ALL`` reset every DuckDB setting this client changed."""
+    name = _RESET.match(sql).group(1)
+    tag = " ".join(sql.split()[:2]).upper().rstrip(";")
+    if name is not None and name.upper() != "ALL":
+        if _is_duckdb_setting(connection.session, name):
+            return None
+        connection.params.pop(name.lower(), None)
+        return Result.done(tag)
+    session = connection.session
+    for setting in sorted(session.changed_settings):
+        with contextlib.suppress(errors.Error):  # (a name the client set that DuckDB never took)
+            session.sql(f"RESET SESSION {'TimeZone' if setting == 'time zone' else setting}")
+    session.changed_settings.clear()
+    return Result.done(tag)
 
 
 def _show(connection, sql: str) -> Result | None:

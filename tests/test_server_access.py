@@ -1,0 +1,201 @@
+"""What a client of ``mldb serve`` may do (issue 12): its SETs stay its own, it cannot
+administer the server, and it reads and writes files only in --data-dir / --export-dir.
+Real server subprocesses, real psycopg clients."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+import mldb
+from conftest_server import start_server  # noqa: E402  (tests/ is on sys.path)
+
+
+def _connect(served, **extra):
+    return psycopg.connect(served.dsn(**extra), autocommit=True)
+
+
+def _refused(con, sql: str) -> str:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+        con.execute(sql)
+    assert caught.value.sqlstate == "42501"
+    return str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("access")
+    data, export, outside = root / "data", root / "export", root / "outside"
+    for directory in (data, export, outside):
+        directory.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,x\n2,y\n")
+    (outside / "secret.txt").write_text("the server's own file\n")
+    (outside / "secret.csv").write_text("a\n1\n")
+    return root, data, export, outside
+
+
+@pytest.fixture(scope="module")
+def served(dirs):
+    root, data, export, _ = dirs
+    server = start_server(root, "--data-dir", str(data), "--export-dir", str(export))
+    yield server
+    server.stop()
+
+
+# -- settings ---------------------------------------------------------------------------------
+def test_a_clients_set_changes_only_its_own_session(served):
+    with _connect(served) as a, _connect(served) as b:
+        a.execute("SET default_order = 'DESC'")
+        order = "SELECT i FROM range(3) t(i) ORDER BY i"
+        assert [r[0] for r in a.execute(order)] == [2, 1, 0]
+        assert [r[0] for r in b.execute(order)] == [0, 1, 2]
+        a.execute("SET TimeZone = 'Asia/Tokyo'")
+        b_zone = b.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+        assert b_zone != "Asia/Tokyo"
+        a.execute("RESET default_order")  # RESET undoes the client's own change
+        assert [r[0] for r in a.execute(order)] == [0, 1, 2]
+        a.execute("PRAGMA default_order = 'DESC'")  # PRAGMA x = v is a SET too
+        assert [r[0] for r in a.execute(order)] == [2, 1, 0]
+        assert [r[0] for r in b.execute(order)] == [0, 1, 2]
+        a.execute("RESET ALL")
+        assert [r[0] for r in a.execute(order)] == [0, 1, 2]
+        assert a.execute("SELECT current_setting('TimeZone')").fetchone()[0] == b_zone
+
+
+def test_a_new_connection_starts_from_the_servers_settings(served):
+    with _connect(served) as a:
+        a.execute("SET default_order = 'DESC'")
+        a.execute("SET VARIABLE mine = 42")
+        with _connect(served) as c:
+            assert c.execute("SELECT current_setting('default_order')").fetchone()[0].upper().startswith("ASC")
+            assert c.execute("SELECT getvariable('mine')").fetchone()[0] is None
+
+
+@pytest.mark.parametrize("sql", [
+    "SET memory_limit = '1GB'",
+    "SET threads = 1",
+    "SET enable_external_access = true",
+    "SET lock_configuration = true",
+    "SET GLOBAL default_order = 'DESC'",
+    "RESET GLOBAL default_order",
+    "PRAGMA threads = 1",
+    "SET temp_directory = '/tmp'",
+])
+def test_server_wide_settings_are_refused_and_unchanged(served, sql):
+    with _connect(served) as a, _connect(served) as b:
+        before = b.execute("SELECT name, value FROM duckdb_settings() ORDER BY name").fetchall()
+        message = _refused(a, sql)
+        assert "--allow-admin" in message or "not allowed" in message
+        assert b.execute("SELECT name, value FROM duckdb_settings() ORDER BY name").fetchall() == before
+        assert a.execute("SELECT 1").fetchone() == (1,)  # the connection goes on
+
+
+@pytest.mark.parametrize("sql", [
+    "ATTACH ':memory:' AS other",
+    "DETACH shop",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "CREATE SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')",
+    "DROP SECRET s",
+    "CALL enable_logging()",
+    "SELECT * FROM enable_logging()",
+    "PRAGMA enable_checkpoint_on_shutdown",
+    "COPY FROM DATABASE shop TO other",
+    "LOAD UDFS FROM 'udfs/anything.py'",
+])
+def test_administration_is_refused(served, sql):
+    with _connect(served) as a:
+        _refused(a, sql)
+        assert a.execute("SELECT count(*) FROM duckdb_databases() WHERE NOT internal").fetchone()[0] == 1
+        assert a.execute("SELECT 41 + 1").fetchone() == (42,)
+
+
+def test_session_settings_and_read_only_pragmas_stay_allowed(served):
+    with _connect(served) as a:
+        a.execute("CREATE TABLE IF NOT EXISTS pragma_t(i INTEGER)")
+        assert a.execute("PRAGMA table_info('pragma_t')").fetchall()[0][1] == "i"
+        a.execute("SET SESSION preserve_insertion_order = false")
+        a.execute("SET search_path = 'main'")
+        a.execute("USE main")
+        assert a.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is False
+
+
+# -- files --------------------------------------------------------------------------------------
+def test_files_outside_the_data_dir_cannot_be_read(served, dirs):
+    _, _, _, outside = dirs
+    with _connect(served) as a:
+        for sql in (f"SELECT * FROM read_text('{outside}/secret.txt')", "SELECT * FROM read_text('/etc/passwd')",
+                    f"SELECT * FROM glob('{outside}/*')", f"SELECT * FROM '{outside}/secret.csv'",
+                    f"SELECT * FROM read_csv('{outside}/../data/../outside/secret.txt')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                a.execute(sql)
+
+
+def test_files_in_the_data_dir_can_be_read(served, dirs):
+    _, data, _, _ = dirs
+    with _connect(served) as a:
+        assert a.execute(f"SELECT sum(a) FROM read_csv('{data}/rows.csv')").fetchone()[0] == 3
+        a.execute("CREATE OR REPLACE TABLE loaded(a INTEGER, b VARCHAR)")
+        a.execute(f"COPY loaded FROM '{data}/rows.csv' (HEADER)")
+        assert a.execute("SELECT count(*) FROM loaded").fetchone()[0] == 2
+
+
+def test_copy_to_writes_only_inside_the_export_dir(served, dirs):
+    _, data, export, outside = dirs
+    with _connect(served) as a:
+        a.execute(f"COPY (SELECT 1 AS one) TO '{export}/out.csv' (HEADER)")
+        assert (export / "out.csv").read_text().splitlines() == ["one", "1"]
+        assert a.execute(f"SELECT count(*) FROM read_csv('{export}/out.csv')").fetchone()[0] == 1  # read back
+        for target in (outside / "evil.csv", data / "evil.csv", export / ".." / "evil.csv"):
+            _refused(a, f"COPY (SELECT 'x') TO '{target}' (HEADER false, QUOTE '')")
+            assert not os.path.exists(target)
+        _refused(a, f"COPY (SELECT 1) TO ('{export}/' || '../evil.csv')")
+        _refused(a, f"EXPORT DATABASE '{outside}/dump'")
+        assert not (outside / "dump").exists()
+
+
+def test_without_directories_no_file_is_read_or_written(tmp_path):
+    server = start_server(tmp_path)
+    try:
+        with _connect(server) as a:
+            _refused(a, f"COPY (SELECT 1) TO '{tmp_path}/out.csv'")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                a.execute(f"SELECT * FROM glob('{tmp_path}/*')")
+        assert "no admin statements" in server.log and "read none, write none" in server.log
+    finally:
+        server.stop()
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_allow_admin_and_allow_file_access_open_it_up(tmp_path):
+    (tmp_path / "f.txt").write_text("hello")
+    server = start_server(tmp_path, "--allow-admin", "--allow-file-access")
+    try:
+        with _connect(server) as a, _connect(server) as b:
+            a.execute("SET GLOBAL default_order = 'DESC'")
+            assert [r[0] for r in b.execute("SELECT i FROM range(2) t(i) ORDER BY i")] == [1, 0]
+            assert a.execute(f"SELECT content FROM read_text('{tmp_path}/f.txt')").fetchone()[0] == "hello"
+            a.execute("ATTACH ':memory:' AS scratch")
+            a.execute("DETACH scratch")
+    finally:
+        server.stop()
+
+
+def test_in_process_users_keep_full_access(tmp_path):
+    (tmp_path / "f.txt").write_text("mine")
+    with mldb.connect(str(tmp_path / "local.db")) as con:
+        assert con.execute(f"SELECT content FROM read_text('{tmp_path}/f.txt')").fetchone()[0] == "mine"
+        con.execute("SET default_order = 'DESC'")
+        assert [r[0] for r in con.execute("SELECT i FROM range(2) t(i) ORDER BY i").fetchall()] == [1, 0]
+
+
+def test_serve_help_says_what_clients_may_do(tmp_path):
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-m", "mldb.server", "serve", "--help"], capture_output=True,
+                           text=True, check=True).stdout
+    for flag in ("--data-dir", "--export-dir", "--allow-admin", "--allow-file-access", "42501"):
+        assert flag in shown
