@@ -14,18 +14,24 @@ type or a value out of range is refused with what was expected. Every refusal is
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from mldb import errors
 
-_KINDS = ("int", "number", "text", "bool", "sizes")
+_KINDS = ("int", "number", "text", "bool", "sizes", "bytes")
 _TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option: ``kind`` is int, number, text, bool or sizes (a list of positive ints).
+    """One option: ``kind`` is int, number, text, bool, sizes (a list of positive ints) or
+    bytes (a memory size: a number of bytes or a text such as '8GB' or '512MiB', read as DuckDB's
+    ``memory_limit`` is: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024).
 
     ``low``/``high`` bound an int or number (inclusive unless ``open_low``/``open_high``);
     ``choices`` lists the allowed texts (compared lower-cased); ``most`` caps a list's length."""
@@ -51,7 +57,7 @@ class Option:
                 return None
             raise self._error(where, value)
         checked = getattr(self, f"_{self.kind}")(value, where)
-        if self.kind in ("int", "number") and not self._in_range(checked):
+        if self.kind in ("int", "number", "bytes") and not self._in_range(checked):
             raise self._error(where, value)
         return checked
 
@@ -66,6 +72,8 @@ class Option:
             return "a string"
         if self.kind == "sizes":
             return "a list of positive integers, e.g. [64, 32]" + (f" (at most {self.most})" if self.most else "")
+        if self.kind == "bytes":
+            return "a memory size such as '8GB' or '512MiB'" + self._range_text()
         noun = "an integer" if self.kind == "int" else "a number"
         return noun + self._range_text()
 
@@ -133,6 +141,16 @@ class Option:
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
             raise self._error(where, value)
         return list(value)
+
+    def _bytes(self, value, where):
+        if isinstance(value, bool):
+            raise self._error(where, value)
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+        match = _SIZE.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise self._error(where, value)
+        return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
 
     def _error(self, where: str, value) -> errors.ProgrammingError:
         found = "NULL" if value is None else repr(value)

@@ -66,7 +66,7 @@ def load_file(con, path: str) -> list[UdfSpec]:
         for name, fn in found.items():
             _register(con, fn.__mldb_udf__, fn)
             registered.append(fn.__mldb_udf__)
-    except duckdb.Error as error:
+    except (duckdb.Error, TypeError, ValueError) as error:  # (a name or type that is not a string)
         for spec in registered:
             con.remove_function(spec.name)
         raise errors.ProgrammingError(f"cannot register the UDFs of {path}: {error}") from None
@@ -86,7 +86,7 @@ def _import(path: str):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as error:  # the user's file: any failure is a loading error
+    except (Exception, SystemExit) as error:  # the user's file: any failure (even exit()) is a loading error
         raise errors.ProgrammingError(f"loading UDF file {path} failed: {type(error).__name__}: {error}") from None
     return module
 

@@ -196,7 +196,7 @@ def test_a_list_column_with_one_length_is_indexed(con):
 
 @pytest.mark.parametrize("sql, error, message", [
     ("CREATE INDEX bad ON pts USING FAISS (grp)", mldb.ProgrammingError, "not a vector"),
-    ("CREATE INDEX bad ON pts USING FAISS (v) WITH (metric = 'hamming')", mldb.ProgrammingError, "not supported"),
+    ("CREATE INDEX bad ON pts USING FAISS (v) WITH (metric = 'hamming')", mldb.ProgrammingError, "option metric must be one of 'cosine', 'l2', 'ip'; found 'hamming'"),
     ("CREATE INDEX pts_v ON pts USING FAISS (v)", mldb.ProgrammingError, "already exists"),
     ("DROP INDEX missing_index", mldb.ProgrammingError, "does not exist"),
     ("SELECT id FROM pts ORDER BY array_cosine_distance(v, [1, 2]::FLOAT[2]) LIMIT 3", mldb.DataError,

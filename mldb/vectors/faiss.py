@@ -22,16 +22,37 @@ The committed state of each index is kept per database (``mldb.vectors.store.Vec
 from __future__ import annotations
 
 import io
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
+from mldb.options import Option, Schema
+
 METRICS = {"cosine": "array_cosine_distance", "l2": "array_distance", "ip": "array_negative_inner_product"}
 KINDS = ("flat", "hnsw", "ivf")
-DEFAULTS = {"metric": "cosine", "type": "hnsw", "m": 32, "ef_construction": 64, "ef_search": 64,
-            "nlist": 0, "nprobe": 16}
+MAX_LIST = 1 << 20  # nlist and nprobe: FAISS's largest documented IVF (IVF1048576)
+# CREATE INDEX ... USING FAISS (col) WITH (...). Bounds are FAISS's own: HNSW computes
+# 1 / log(m), so m = 1 segfaults and m = 0 aborts (m >= 2); an IVF search requires nprobe > 0
+# (and uses min(nprobe, nlist)); ef_* are candidate-list sizes (>= 1). The upper bounds keep a
+# typo (m = 100000) from building a graph of gigabytes. ``max_memory`` (default: half the
+# machine's memory, see ``memory_limit``) caps the build's estimated bytes and is not stored.
+OPTIONS = Schema(
+    "CREATE INDEX ... USING FAISS",
+    Option("metric", "text", "cosine", choices=tuple(METRICS)),
+    Option("type", "text", "hnsw", choices=KINDS),
+    Option("key", "text"),
+    Option("m", "int", 32, low=2, high=256),
+    Option("ef_construction", "int", 64, low=1, high=1 << 16),
+    Option("ef_search", "int", 64, low=1, high=1 << 16),
+    Option("nlist", "int", 0, low=0, high=MAX_LIST),
+    Option("nprobe", "int", 16, low=1, high=MAX_LIST),
+    Option("max_memory", "bytes", low=1),
+)
+APPLIES = {"hnsw": ("m", "ef_construction", "ef_search"), "ivf": ("nlist", "nprobe"), "flat": ()}
+TUNING = ("m", "ef_construction", "ef_search", "nlist", "nprobe")  # the options that depend on the type
 EXACT_BELOW = 10_000  # a filter letting at most this many rows through is answered exactly
 DEAD_FRACTION = 0.25  # rebuild once this share of positions is dead
 _BUILD_STEP_HNSW = 4096  # rows added to an HNSW graph between two cancel checks (it is the slow kind)
@@ -61,6 +82,27 @@ class IndexState:
     @property
     def needs_compaction(self) -> bool:
         return len(self.keys) > 0 and (len(self.keys) - self.live_count) > DEAD_FRACTION * len(self.keys)
+
+
+def index_bytes(rows: int, dim: int, kind: str, m: int) -> int:
+    """About what an index of ``rows`` vectors holds: the vectors (float32), an HNSW graph
+    (2m neighbours of 4 bytes per vector at its lowest level) and the keys, hashes and alive flags."""
+    links = 8 * m if kind == "hnsw" else 0
+    return rows * (4 * dim + links + 17)
+
+
+def build_bytes(rows: int, dim: int, kind: str, m: int) -> int:
+    """About the most a build holds at once: the index and two more copies of the vectors
+    (as read from the table, and as prepared for FAISS)."""
+    return index_bytes(rows, dim, kind, m) + 2 * 4 * rows * dim
+
+
+def memory_limit() -> int:
+    """The default ``max_memory`` of a build: half the machine's memory (8 GiB where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
 
 
 def _faiss():
@@ -168,7 +210,8 @@ def _faiss_search(state: IndexState, queries: np.ndarray, k: int, mask: np.ndarr
     if state.kind == "hnsw":
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(int(state.options["ef_search"]), k))
     elif state.kind == "ivf":
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=int(state.options["nprobe"]))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=max(1, int(state.options["nprobe"])))
+        # (max: an index made before options were checked may hold nprobe = 0)
     else:
         params = faiss.SearchParameters(sel=selector)
     scores, positions = state.index.search(queries, k, params=params)

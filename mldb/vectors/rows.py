@@ -100,8 +100,26 @@ def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple
         sql += f" AND {key} IN (SELECT unnest(?::BIGINT[]))"
         params = [keys.tolist()]
     table = _arrow(session, sql, params)
+    _check_keys_present(table["k"], info)
     return (table["k"].to_numpy(), table["h"].to_numpy().astype(np.uint64),
             _matrix(table["v"].combine_chunks(), info))
+
+
+def vector_count(session, info: IndexInfo) -> tuple[int, int]:
+    """(rows with a vector, their length): the declared length, else the longest list's."""
+    column = _quote(info.column)
+    longest = "0" if info.dim else f"max(len({column}))"
+    count, dim = one(session, f"SELECT count(*), {longest} FROM {info.qualified_table} WHERE {column} IS NOT NULL")
+    return int(count), int(info.dim or dim or 0)
+
+
+def _check_keys_present(keys, info: IndexInfo) -> None:
+    """A row with a vector needs a key: the index finds rows by it."""
+    if keys.null_count:
+        raise errors.IntegrityError(
+            f"index {info.name} needs a value in key column {info.table}.{info.key} for every row with a "
+            f"vector in {info.column}; {keys.null_count} row{'s' if keys.null_count > 1 else ''} would have NULL",
+            sqlstate="23502")
 
 
 def _arrow(runner, sql: str, params=None):
@@ -135,6 +153,7 @@ def read_hashes(session, info: IndexInfo, vectors_changed: bool = True) -> tuple
     hashed = f", hash({column}) AS h" if vectors_changed else ""
     table = _arrow(session, f"SELECT {key}::BIGINT AS k{hashed} FROM {info.qualified_table} "
                           f"WHERE {column} IS NOT NULL")
+    _check_keys_present(table["k"], info)
     keys = table["k"].to_numpy()
     _check_unique(keys, info)
     return keys, (table["h"].to_numpy().astype(np.uint64) if vectors_changed else None)
@@ -153,8 +172,9 @@ def _check_unique(keys: np.ndarray, info: IndexInfo) -> None:
 def build_state(session, info: IndexInfo) -> fx.IndexState:
     keys, hashes, vectors = read_rows(session, info)
     _check_unique(keys, info)
-    if np.isnan(vectors).any():
-        raise errors.DataError(f"column {info.column} of {info.table} holds NaN values")
+    if not np.isfinite(vectors).all():
+        raise errors.DataError(f"column {info.column} of {info.table} holds NaN or infinite values; "
+                               "a FAISS index needs finite numbers", sqlstate="22023")
     return fx.build(info.name, keys, hashes, vectors, info.options | {"metric": info.metric, "type": info.kind},
                     check=session.check_cancel)
 
@@ -186,8 +206,9 @@ def sync(session, info: IndexInfo, state: fx.IndexState, vectors_changed: bool =
     state = fx.remove(state, gone)
     if new.any():
         new_keys, new_hashes, vectors = read_rows(session, info, keys[new])
-        if np.isnan(vectors).any():
-            raise errors.DataError(f"column {info.column} of {info.table} would hold NaN values")
+        if not np.isfinite(vectors).all():
+            raise errors.DataError(f"column {info.column} of {info.table} would hold NaN or infinite values; "
+                                   f"index {info.name} needs finite numbers", sqlstate="22023")
         state = fx.add(state, new_keys, new_hashes, vectors)
     return state, bool(len(gone) or new.any())
 

@@ -9,6 +9,7 @@ search and the query's embedding happen in the operator, never while planning.
 from __future__ import annotations
 
 import numpy as np
+import sqlglot
 from sqlglot import exp
 
 from mldb import errors
@@ -165,7 +166,11 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     schema, name = (parts[-2] if len(parts) > 1 else None), parts[-1]
     alias = table.alias or "vector_search"
     info = _index_on(context.session, schema, name, column.name, None)
-    function = _distance_function(context.session, schema, name, column.name, info.metric if info else "cosine")
+    column_type = _column_type(context.session, schema, name, column.name)
+    function = fx.METRICS[info.metric if info else "cosine"]
+    if column_type is not None and column_type.endswith("[]"):
+        function = function.replace("array_", "list_")  # DuckDB's distance for FLOAT[]
+    query, k = _checked_query(query, column_type), _checked_k(k)
     distance = exp.Anonymous(this=function, expressions=[exp.column(column.name, table=alias), query])
     inner = (exp.select(f"{alias}.*").select(exp.alias_(distance.copy(), "distance"))
              .from_(exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None,
@@ -176,15 +181,60 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     context.note(f"VECTOR_SEARCH over {name}.{column.name}")
 
 
-def _distance_function(session, schema, table, column, metric: str) -> str:
-    """DuckDB's distance for the column: ``array_*`` for FLOAT[n], ``list_*`` for FLOAT[]."""
-    function = fx.METRICS[metric]
+# What VECTOR_SEARCH checks when the statement runs (DuckDB's error() with an mldb class and
+# SQLSTATE that ``errors.translate`` restores): a NULL query vector, or one with a NULL, NaN or
+# infinite value, would give every row a NULL or NaN distance and so an arbitrary top k.
+_QUERY_CHECK = (
+    "(SELECT CASE WHEN q IS NULL THEN error('mldb[DataError/22004] VECTOR_SEARCH: the query vector is NULL') "
+    "WHEN list_count(q::DOUBLE[]) < len(q::DOUBLE[]) OR NOT isfinite(list_max(q::DOUBLE[])) "
+    "OR NOT isfinite(list_min(q::DOUBLE[])) THEN error('mldb[DataError/22023] VECTOR_SEARCH: the query vector "
+    "holds NULL, NaN or infinite values; it needs finite numbers') ELSE q END FROM (SELECT mldb_query AS q))")
+_K_CHECK = (
+    "(SELECT CASE WHEN k >= 1 AND k = floor(k) THEN k::BIGINT ELSE error('mldb[ProgrammingError/22023] "
+    "VECTOR_SEARCH: k must be a positive integer; found ' || coalesce(k::VARCHAR, 'NULL')) END "
+    "FROM (SELECT try_cast(mldb_k AS DOUBLE) AS k))")
+
+
+def _checked_query(query: exp.Expression, column_type: str | None) -> exp.Expression:
+    """``q`` -> ``(SELECT CASE WHEN q IS NULL THEN error(...) ... ELSE q END ...)``, see ``_QUERY_CHECK``.
+    The guard remembers ``q`` (``_unchecked``) so that an indexed search reads a parameter or
+    ``EMBED('text')`` directly (``_search`` checks the vector then). A bare parameter takes the
+    column's type (DuckDB folds a distance of an untyped NULL to NULL without evaluating the guard)."""
+    if isinstance(query, exp.Null):
+        raise errors.DataError("VECTOR_SEARCH: the query vector is NULL", sqlstate="22004")
+    if isinstance(query, exp.Placeholder) and column_type is not None:
+        query = exp.cast(query, column_type)
+    guard = sqlglot.parse_one(_QUERY_CHECK, dialect=MLDB)
+    next(c for c in guard.find_all(exp.Column) if c.name == "mldb_query").replace(query)
+    guard.meta["vector_query"] = query
+    return guard
+
+
+def _unchecked(query: exp.Expression) -> exp.Expression:
+    return query.meta.get("vector_query", query) if query.meta else query
+
+
+def _checked_k(k: exp.Expression) -> exp.Expression:
+    """VECTOR_SEARCH's k must be a positive integer (LIMIT NULL would return the whole table,
+    LIMIT 2.5 three rows): a literal is checked now, anything else when the statement runs."""
+    if isinstance(k, exp.Literal) and k.is_int and int(k.name) >= 1:
+        return k
+    if isinstance(k, (exp.Literal, exp.Null, exp.Neg, exp.Boolean)):
+        raise errors.ProgrammingError(f"VECTOR_SEARCH: k must be a positive integer; found {k.sql(dialect=MLDB)}",
+                                      sqlstate="22023")
+    guard = sqlglot.parse_one(_K_CHECK, dialect=MLDB)
+    next(c for c in guard.find_all(exp.Column) if c.name == "mldb_k").replace(k)
+    return guard
+
+
+def _column_type(session, schema, table, column) -> str | None:
+    """The column's DuckDB type; None when ``table`` is not a table (a view, a CTE: DuckDB judges)."""
     try:
         schema, table = rows.resolve_table(session, schema, table)
     except errors.ProgrammingError:
-        return function  # not a table (a view, a CTE): DuckDB judges
+        return None
     types = {name.lower(): kind for name, kind in rows.column_types(session, schema, table).items()}
-    return function.replace("array_", "list_") if types.get(column.lower(), "").endswith("[]") else function
+    return types.get(column.lower())
 
 
 def _push_filter(table: exp.Table, inner: exp.Select) -> None:
@@ -320,6 +370,7 @@ def _index_on(session, schema, table, column, metric) -> store.IndexInfo | None:
 
 def _embedded_model(context, query: exp.Expression) -> str:
     """For EXPLAIN: the embedding model of an ``EMBED('text')`` query vector."""
+    query = _unchecked(query)
     if isinstance(query, Embed):
         model, _ = _model(context.session, query.args.get("expression"))
         return f"; query vector: EMBED with model {model}"
@@ -351,6 +402,7 @@ def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Ex
 
 def _direct_vector(query: exp.Expression, context, execution):
     """The query vector without a DuckDB round trip when it is a parameter or ``EMBED('text')``."""
+    query = _unchecked(query)
     inner = query.this if isinstance(query, exp.Cast) else query
     if isinstance(inner, exp.Placeholder) and context.params is not None:
         name = inner.args.get("this")
@@ -400,7 +452,8 @@ def _key(table: exp.Table, info: store.IndexInfo) -> exp.Column:
 
 def _search(state, vector, k, allowed):
     if vector is None:
-        raise errors.DataError(f"the query vector for index {state.name} is NULL")
+        raise errors.DataError(f"the query vector for index {state.name} is NULL; it needs {state.dim} numbers",
+                               sqlstate="22004")
     try:
         vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
     except (TypeError, ValueError):
@@ -408,4 +461,7 @@ def _search(state, vector, k, allowed):
     if vector.shape[1] != state.dim:
         raise errors.DataError(f"the query vector has {vector.shape[1]} values; index {state.name} "
                                f"holds {state.dim}-dimensional vectors", sqlstate="22023")
+    if not np.isfinite(vector).all():  # (a NULL value reads as NaN)
+        raise errors.DataError(f"the query vector for index {state.name} holds NULL, NaN or infinite values; "
+                               "it needs finite numbers", sqlstate="22023")
     return fx.search(state, vector, k, None if allowed is None else np.asarray(allowed, dtype=np.int64))

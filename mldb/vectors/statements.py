@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from sqlglot import exp
 
 from mldb import errors
 from mldb.vectors import faiss as fx
 from mldb.vectors import rows, store
 from mldb.result import Result
-
-_INTEGER_OPTIONS = ("m", "ef_construction", "ef_search", "nlist", "nprobe")
 
 
 def create_index(session, node, params) -> Result:
@@ -21,7 +21,8 @@ def create_index(session, node, params) -> Result:
     change of the table (SQLSTATE 40001). Writes committed before that are caught up with
     when the index is published (``VectorState.committed``)."""
     name = node.this.name
-    options = _options(node.args.get("options"))
+    options = _options(node.args.get("options"), name)
+    max_memory = options.pop("max_memory", None)  # (for this statement only: not stored)
     table = node.args["table"]
     vectors = store.vector_state(session)
     with session.transaction():
@@ -31,6 +32,7 @@ def create_index(session, node, params) -> Result:
             raise errors.ProgrammingError(f"index {name} already exists", sqlstate="42P07")
         schema, table_name = rows.resolve_table(session, table.db or None, table.name)
         info = _describe(session, name, schema, table_name, node.args["column"].name, options)
+        _check_build(session, info, max_memory)
         entry = vectors.create(session, info)
         try:
             _hold_table(session, schema, table_name)
@@ -70,33 +72,87 @@ def _describe(session, name: str, schema: str, table: str, column: str, options:
     return store.IndexInfo(name, schema, table, found, key, metric, kind, options, dim, store.new_build_id())
 
 
-def _options(node: exp.Tuple | None) -> dict:
-    """``WITH (metric = 'cosine', type = 'hnsw', m = 32, ...)`` -> a checked dict with defaults."""
-    options = dict(fx.DEFAULTS)
+def _options(node: exp.Tuple | None, name: str) -> dict:
+    """``WITH (metric = 'cosine', type = 'hnsw', m = 32, ...)`` -> the options checked by
+    ``fx.OPTIONS``, with defaults. An option of another index type (``m`` with ``type = 'flat'``)
+    is refused rather than ignored. HNSW's ``ef_construction`` (the candidates each vector's
+    ``m`` links are chosen from) may not be below ``m`` (fewer candidates than links leaves
+    the graph poorly connected); left out, it is ``max(64, m)``."""
+    where = f"index {name}"
+    given = {}
     for item in node.expressions if node is not None else []:
         if not isinstance(item, exp.EQ):
-            raise errors.ProgrammingError(f"index options are name = value pairs, got {item.sql()}")
-        key, value = item.this.name.lower(), item.expression
-        if key not in options and key != "key":
-            raise errors.ProgrammingError(f"unknown FAISS index option {key}; known: key, {', '.join(options)}")
-        options[key] = _option_value(key, value)
-    if options["metric"] not in fx.METRICS:
-        raise errors.ProgrammingError(f"metric '{options['metric']}' is not supported by a FAISS index; "
-                                      f"use one of: {', '.join(fx.METRICS)}", sqlstate="22023")
-    if options["type"] not in fx.KINDS:
-        raise errors.ProgrammingError(f"index type '{options['type']}' is not supported; "
-                                      f"use one of: {', '.join(fx.KINDS)}", sqlstate="22023")
+            raise errors.ProgrammingError(f"{where}: options are name = value pairs, got {item.sql()}",
+                                          sqlstate="42601")
+        given[item.this.name.lower()] = _literal(item.this.name, item.expression, where)
+    options = fx.OPTIONS.complete(given, where)
+    kind, takes = options["type"], fx.APPLIES[options["type"]]
+    foreign = sorted(set(given) & set(fx.TUNING) - set(takes))
+    if foreign:
+        takes_text = ", ".join(takes) if takes else "no tuning options"
+        raise errors.ProgrammingError(f"{where}: type '{kind}' takes {takes_text}; remove {', '.join(foreign)}",
+                                      sqlstate="22023")
+    if "ef_construction" not in given:
+        options["ef_construction"] = max(options["ef_construction"], options["m"])
+    elif options["ef_construction"] < options["m"]:
+        raise errors.ProgrammingError(
+            f"{where}: ef_construction ({options['ef_construction']}) must be at least m ({options['m']}): each "
+            "vector's m links are chosen among ef_construction candidates", sqlstate="22023")
     return options
 
 
-def _option_value(key: str, value: exp.Expression):
-    text = value.name if isinstance(value, (exp.Literal, exp.Column, exp.Identifier)) else value.sql()
-    if key in _INTEGER_OPTIONS:
-        if not (isinstance(value, exp.Literal) and value.is_int and int(text) >= 0):
-            raise errors.ProgrammingError(f"index option {key} must be a non-negative integer, got {value.sql()}",
-                                          sqlstate="22023")
-        return int(text)
-    return text if key == "key" else text.lower()
+def _literal(key: str, value: exp.Expression, where: str):
+    """An option's value as Python: a string, a number, a boolean, NULL or a bare word (``type = hnsw``)."""
+    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and not value.this.is_string:
+        return -_literal(key, value.this, where)
+    if isinstance(value, exp.Literal):
+        return value.name if value.is_string else (int(value.name) if value.is_int else float(value.name))
+    if isinstance(value, exp.Boolean):
+        return value.this
+    if isinstance(value, exp.Null):
+        return None
+    if isinstance(value, (exp.Column, exp.Identifier, exp.Var)):
+        return value.name
+    raise errors.ProgrammingError(f"{where}: option {key} must be a constant (a number, a string or a word); "
+                                  f"found {value.sql()}", sqlstate="22023")
+
+
+def _check_build(session, info: store.IndexInfo, max_memory: int | None) -> None:
+    """Refuse, before anything is read, a build FAISS cannot do or that would not fit:
+    vectors of no known or zero length, an IVF index with more lists than rows to train
+    them on, or an estimated size (``fx.build_bytes``) above ``max_memory``."""
+    count, dim = rows.vector_count(session, info)
+    where = f"index {info.name} on {info.table}.{info.column}"
+    if dim == 0:
+        found = "vectors of length 0" if count else "no vectors yet, so their length is unknown"
+        raise errors.ProgrammingError(f"{where}: the column holds {found}; declare it FLOAT[n] or create the "
+                                      "index once it holds vectors", sqlstate="22023")
+    nlist = info.options.get("nlist", 0)
+    if info.kind == "ivf" and nlist > count:
+        instead = f"use nlist <= {count}, or" if count else "create the index once the table has rows, or use"
+        raise errors.ProgrammingError(
+            f"{where}: nlist = {nlist} needs at least {nlist} rows to train its lists; the table has {count} "
+            f"(FAISS advises 39 rows a list); {instead} nlist = 0 to choose it from the rows", sqlstate="22023")
+    need = fx.build_bytes(count, dim, info.kind, info.options.get("m", 0))
+    limit = max_memory or fx.memory_limit()
+    if need > limit:
+        default = "" if max_memory else " (half the machine's memory)"
+        raise errors.OperationalError(
+            f"{where}: building it would take about {_size(need)} ({count} rows of {dim} dimensions"
+            f"{', HNSW graph with m = ' + str(info.options['m']) if info.kind == 'hnsw' else ''}); the limit is "
+            f"{_size(limit)}{default}; raise it with WITH (max_memory = '{_rounded_up(need)}')",
+            sqlstate="54000")
+
+
+def _rounded_up(count: int) -> str:
+    return f"{math.ceil(count / 10**9)}GB" if count >= 10**9 else f"{math.ceil(count / 10**6)}MB"
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
 
 
 def _duckdb_index_exists(session, name: str) -> bool:
@@ -147,6 +203,9 @@ def _parameter(placeholder: exp.Placeholder, params):
     if params is None:
         raise errors.ProgrammingError("LOAD UDFS FROM ? needs a parameter: the file name")
     if isinstance(params, dict):
+        if placeholder.name not in params:
+            raise errors.ProgrammingError(f"LOAD UDFS FROM ${placeholder.name} needs a parameter "
+                                          f"'{placeholder.name}': the file name")
         return params[placeholder.name]
     index = int(placeholder.name) - 1 if placeholder.name.isdigit() else 0
     values = list(params)

@@ -629,8 +629,7 @@ def catalog_ready(session) -> bool:
 
 
 def _estimated_bytes(state: fx.IndexState) -> int:
-    links = 8 * int(state.options.get("m", 32)) if state.kind == "hnsw" else 0
-    return len(state.keys) * (4 * state.dim + links + 17)
+    return fx.index_bytes(len(state.keys), state.dim, state.kind, int(state.options.get("m", 32)))
 
 
 def new_build_id() -> str:
