@@ -104,6 +104,9 @@ def test_server_wide_settings_are_refused_and_unchanged(served, sql):
     "PRAGMA enable_checkpoint_on_shutdown",
     "COPY FROM DATABASE shop TO other",
     "LOAD UDFS FROM 'udfs/anything.py'",
+    "SELECT * FROM query('SELECT * FROM enable_' || 'logging()')",
+    "SET enable_profiling = 'json'",
+    "PRAGMA enable_progress_bar",
 ])
 def test_administration_is_refused(served, sql):
     with _connect(served) as a:
@@ -153,6 +156,7 @@ def test_copy_to_writes_only_inside_the_export_dir(served, dirs):
             assert not os.path.exists(target)
         _refused(a, f"COPY (SELECT 1) TO ('{export}/' || '../evil.csv')")
         _refused(a, f"EXPORT DATABASE '{outside}/dump'")
+        _refused(a, f"PREPARE write_it AS COPY (SELECT 'x') TO '{data}/evil.csv'")
         assert not (outside / "dump").exists()
 
 

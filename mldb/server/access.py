@@ -36,12 +36,16 @@ from mldb.frontend.dialect import MLDB
 
 _ADMIN_TYPES = {"ATTACH": "ATTACH", "DETACH": "DETACH", "LOAD": "INSTALL / LOAD of an extension",
                 "EXTENSION": "CREATE EXTENSION", "COPY_DATABASE": "COPY FROM DATABASE"}
-# Read-only pragmas, and the two that change only the session (enable/disable_profiling is LOCAL).
+# Read-only pragmas.
 _READ_PRAGMAS = {"table_info", "show_tables", "show_tables_expanded", "show", "database_list", "database_size",
                  "version", "platform", "functions", "collations", "storage_info", "metadata_info", "user_agent",
-                 "table_storage_info", "show_databases", "enable_progress_bar", "disable_progress_bar"}
+                 "table_storage_info", "show_databases"}
 # Table functions that reconfigure the whole database (a file-logging target broke every statement).
 _GLOBAL_FUNCTIONS = ("enable_logging", "disable_logging", "truncate_duckdb_logs")
+_DYNAMIC_SQL = ("query", "query_table")
+# Session settings whose effect lands on the server's stdout or files, not with the client.
+_SERVER_OUTPUT = ("enable_profiling", "profiling_output", "profile_output", "profiling_mode",
+                  "enable_progress_bar", "enable_progress_bar_print")
 _SCOPES = ("GLOBAL", "SESSION", "LOCAL", "VARIABLE")
 _SERVER_WIDE = ("cannot be set locally", "cannot be set as a session variable")
 
@@ -100,6 +104,13 @@ class ClientAccess:
                 self._check_pragma(text)
             if any(name in text.lower() for name in _GLOBAL_FUNCTIONS):
                 raise refused("DuckDB's logging functions reconfigure the whole server: not allowed for clients")
+            if _calls(text, _DYNAMIC_SQL):
+                raise refused("query() / query_table() run SQL built at run time, which the server cannot check "
+                              "before it runs: not allowed for clients of this server")
+        if kind == "PREPARE":
+            inner = _prepared(text)
+            if inner is not None:
+                self._admit_one(inner, None)
         if kind in ("COPY", "EXPORT") and not self.allow_file_access:
             self._check_write(text, kind)
         if kind == "SET":
@@ -131,6 +142,9 @@ class ClientAccess:
         name = _setting_name(named)
         if changed is not None and name.isascii() and name.replace(" ", "_").isidentifier():
             changed.add(name)  # (only plain names: RESET ALL writes them into SQL)
+        if name.split(" ")[0] in _SERVER_OUTPUT and not self.allow_admin:
+            raise refused(f"{name} writes to the server's own output, not to you: not allowed for clients "
+                          "(EXPLAIN ANALYZE shows a statement's profile)")
         if scope in _SCOPES:
             return text
         return f"{'RESET' if word == 'RESET' else 'SET'} SESSION {tail[rest[0].start:]}"
@@ -166,6 +180,26 @@ def refused(message: str) -> errors.ProgrammingError:
 
 def _tokens(text: str):
     return MLDB.Tokenizer().tokenize(text)
+
+
+def _calls(text: str, names: tuple[str, ...]) -> bool:
+    """Whether ``text`` calls one of the functions ``names`` (a name token followed by "(")."""
+    tokens = _tokens(text)
+    return any(t.text.lower() in names and n.token_type == TokenType.L_PAREN for t, n in zip(tokens, tokens[1:]))
+
+
+def _prepared(text: str):
+    """The statement ``PREPARE name AS <statement>`` prepares (DuckDB's Statement), or None."""
+    first = _tokens(text)[0]
+    tail = text[first.end + 1:]  # (sqlglot reads PREPARE as a command: its tail is tokenized on its own)
+    at = next((t for t in _outer_tokens(tail) if t.text.upper() == "AS"), None)
+    if at is None:
+        return None
+    try:
+        inner = duckdb.extract_statements(tail[at.end + 1:])
+    except duckdb.Error:
+        return None
+    return inner[0] if len(inner) == 1 else None
 
 
 def _setting_name(tokens) -> str:
