@@ -239,6 +239,9 @@ class Session:
             raise
         except duckdb.Error as error:  # e.g. registering a frame DuckDB cannot scan (no columns)
             raise errors.translate(error) from None
+        except RecursionError:  # sqlglot reads nested expressions recursively (PREDICT(PREDICT(...)) 500 deep)
+            raise errors.ProgrammingError("statement too deeply nested: simplify it (PostgreSQL's stack depth "
+                                          "limit)", sqlstate="54001") from None
         except (OverflowError, ValueError) as error:  # a value out of range for a step (epochs = 10**30)
             raise errors.DataError(f"value out of range: {error}", sqlstate="22003" if isinstance(error, OverflowError)
                                    else "22023") from error
