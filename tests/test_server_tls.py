@@ -1,10 +1,11 @@
 """TLS for ``mldb serve --tls-cert/--tls-key`` with psql and psycopg (a self-signed certificate
-made here with the openssl CLI), ``--tls-required``, SSLRequest/GSSENCRequest answers, and a
-certificate that cannot be used."""
+made here with the openssl CLI), ``--require-tls`` (alias ``--tls-required``), SSLRequest/GSSENCRequest
+answers, a certificate that cannot be used, and the warning for passwords that may travel in clear."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -116,9 +117,10 @@ def test_bytes_sent_before_the_handshake_are_not_read_as_encrypted(tls_server):
         assert con.execute("SELECT 1").fetchone() == (1,)  # the server goes on
 
 
-def test_tls_required_refuses_plain_clients(tmp_path, certificate):
+@pytest.mark.parametrize("flag", ["--require-tls", "--tls-required"])
+def test_tls_required_refuses_plain_clients(tmp_path, certificate, flag):
     cert, key = certificate
-    served = start_server(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), "--tls-required")
+    served = start_server(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), flag)
     try:
         assert "TLS required" in served.log
         with pytest.raises(psycopg.OperationalError, match="only TLS connections") as refused:
@@ -149,3 +151,27 @@ def test_unusable_certificate_stops_the_server_with_a_clear_error(tmp_path, cert
     assert done.returncode == 2
     assert expected in done.stderr
     assert not (tmp_path / "x.db").exists()  # refused before the database was opened
+
+
+@pytest.mark.parametrize("method, exposed", [
+    ("password", "the password itself travels in clear text"),
+    ("md5", "md5 sends a hash of the password that an eavesdropper can attack offline (md5 is weak)"),
+    ("scram-sha-256", "scram-sha-256 does not reveal the password, but queries and results travel unencrypted"),
+])
+def test_password_on_a_non_local_address_without_tls_warns(tmp_path, method, exposed):
+    served = start_server(tmp_path, "--host", "0.0.0.0", "--password", "pw", "--auth-method", method)
+    assert served.stop() == 0
+    warning = re.search(r"mldb serve: warning: on 0\.0\.0\.0 without TLS, (.*)", served.log).group(1)
+    assert warning.startswith(exposed) and warning.endswith("; give --tls-cert/--tls-key and --require-tls")
+
+
+def test_clear_text_warning_only_where_tls_may_be_skipped(tmp_path, certificate):
+    cert, key = (str(path) for path in certificate)
+    optional = start_server(tmp_path, "--host", "0.0.0.0", "--password", "pw", "--tls-cert", cert, "--tls-key", key)
+    assert optional.stop() == 0
+    assert "warning: for clients that do not ask for TLS, scram-sha-256 does not reveal" in optional.log
+    for args in (["--host", "0.0.0.0", "--password", "pw", "--tls-cert", cert, "--tls-key", key, "--require-tls"],
+                 ["--password", "pw", "--auth-method", "password"]):  # TLS required; a local address
+        served = start_server(tmp_path, *args)
+        assert served.stop() == 0
+        assert "mldb serve: warning" not in served.log
