@@ -235,3 +235,116 @@ def _eventually(check, seconds: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+# -- eight clients, one misbehaving -----------------------------------------------------------------
+
+
+def _login(port: int, password: str = PASSWORD) -> socket.socket:
+    """A raw connection past cleartext-password authentication (ReadyForQuery read)."""
+    sock = _open(port)
+    assert _auth_request(sock) == 3
+    sock.sendall(b"p" + struct.pack("!i", 4 + len(password) + 1) + password.encode() + b"\0")
+    kind = b""
+    while kind not in (b"Z", b"E"):
+        kind, body = read_message(sock)
+    if kind == b"E":
+        raise ConnectionRefusedError(error_fields(body)["M"])
+    return sock
+
+
+def _misbehave(port: int, dsn: str, flooded: threading.Event, seen: list) -> list[socket.socket]:
+    """Open 200 connections that never authenticate (from 10 addresses), then send huge messages,
+    wrong passwords and a storm of SETs; what the server answered goes to ``seen``."""
+    held = []
+    for n in range(200):
+        try:
+            held.append(_open(port, f"127.0.0.{2 + n % 10}"))
+        except OSError:
+            seen.append("connect failed")
+    for sock in held:  # the server has answered each (an authentication request, a refusal or a close)
+        try:
+            sock.recv(1)
+        except OSError:
+            pass
+    flooded.set()
+    for packet in (struct.pack("!ii", CLAIMED, 196608), _startup_packet()):
+        with _open(port, "127.0.0.12", startup=False) as sock:
+            sock.sendall(packet)
+            if packet != _startup_packet():  # a huge startup packet
+                seen.append(error_fields(read_message(sock)[1])["C"])
+                continue
+            _auth_request(sock)  # a huge password message
+            sock.sendall(b"p" + struct.pack("!i", CLAIMED))
+            seen.append(error_fields(read_message(sock)[1])["C"])
+    with _login(port) as sock:  # a huge query after logging in
+        sock.sendall(b"Q" + struct.pack("!i", 1 << 30))
+        seen.append(error_fields(read_message(sock)[1])["C"])
+    for _ in range(3):
+        try:
+            _login(port, "wrong").close()
+        except ConnectionRefusedError as refused:
+            seen.append(str(refused))
+    with psycopg.connect(dsn, autocommit=True) as con:
+        for n in range(300):
+            for sql in (f"SET VARIABLE storm = {n}", "SET default_order = 'DESC'", "SET threads = 1",
+                        f"SET application_name = 'storm{n}'", "RESET default_order"):
+                try:
+                    con.execute(sql)
+                except psycopg.Error as error:
+                    seen.append(error.sqlstate)
+    return held
+
+
+def test_eight_clients_one_misbehaving(tmp_path):
+    served = _serve(tmp_path, "--auth-delay", "0.2", method="password")
+    with psycopg.connect(_dsn(served), autocommit=True) as setup:
+        setup.execute("CREATE TABLE numbers AS SELECT i FROM range(1000) t(i)")
+    connected, flooded = threading.Barrier(8), threading.Event()
+    checked, failures, seen, held = {}, [], [], []
+
+    def good(n: int) -> None:
+        try:
+            count = 0
+            for round in range(3):  # a connection made before the flood, then two made during it
+                with psycopg.connect(_dsn(served, application_name=f"good{n}"), autocommit=True) as con:
+                    if round == 0:
+                        connected.wait(60)
+                    for k in range(20):
+                        rows = con.execute("SELECT i FROM numbers WHERE i %% 7 = %s ORDER BY i LIMIT 3", [n]).fetchall()
+                        assert rows == [(n,), (n + 7,), (n + 14,)], rows
+                        assert con.execute("SELECT sum(i) FROM range(%s) t(i)", [k * 100]).fetchone() == \
+                            (sum(range(k * 100)) if k else None,)
+                        count += 1
+                if round == 0:
+                    flooded.wait(120)
+            checked[n] = count
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append((n, repr(error)))
+
+    def bad() -> None:
+        connected.wait(60)
+        try:
+            held.extend(_misbehave(served.port, _dsn(served), flooded, seen))
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(("misbehaving", repr(error)))
+        finally:
+            flooded.set()
+
+    threads = [threading.Thread(target=good, args=(n,)) for n in range(7)] + [threading.Thread(target=bad)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert failures == []
+        assert checked == {n: 60 for n in range(7)}  # every query of the seven, with the right rows
+        assert seen[:3] == ["08P01", "08P01", "08P01"]  # huge startup, password and query messages
+        assert seen[3:6] == ['password authentication failed for user "tester"'] * 3
+        assert set(seen[6:]) == {"42501"}  # SET threads: server-wide, refused for a client
+        assert "its slot went to a newer connection" in served.log
+        assert _query(served) == (42,)
+    finally:
+        for sock in held:
+            sock.close()
+        served.stop()

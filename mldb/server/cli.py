@@ -1,5 +1,6 @@
 """``mldb serve DB [--host 127.0.0.1] [--port 5433] [--password ... | --password-file ...]
-[--tls-cert FILE --tls-key FILE [--require-tls]] [connection limits] [--data-dir DIR] [--export-dir DIR] [--allow-admin]``."""
+[--tls-cert FILE --tls-key FILE [--require-tls]] [connection limits] [--data-dir DIR] [--export-dir DIR]
+[--allow-admin]``."""
 
 from __future__ import annotations
 
