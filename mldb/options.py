@@ -34,7 +34,9 @@ class Option:
     ``memory_limit`` is: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024).
 
     ``low``/``high`` bound an int or number (inclusive unless ``open_low``/``open_high``);
-    ``choices`` lists the allowed texts (compared lower-cased); ``most`` caps a list's length."""
+    ``choices`` lists the allowed texts (compared lower-cased); ``pattern`` is a regular expression a
+    text must match whole instead (lower-cased, e.g. ``cuda:N``); ``hint`` says what a valid value looks
+    like when the kind, range and choices do not say it well; ``most`` caps a list's length."""
 
     name: str
     kind: str
@@ -46,6 +48,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     most: int | None = None
     nullable: bool = False
+    pattern: str | None = None
+    hint: str | None = None
 
     def __post_init__(self):
         assert self.kind in _KINDS, self.kind
@@ -64,6 +68,8 @@ class Option:
     @property
     def expected(self) -> str:
         """What a valid value looks like, for an error message."""
+        if self.hint:
+            return self.hint
         if self.choices:
             return "one of " + ", ".join(f"'{c}'" for c in self.choices)
         if self.kind == "bool":
@@ -121,6 +127,10 @@ class Option:
     def _text(self, value, where):
         if not isinstance(value, str) or isinstance(value, bool):
             raise self._error(where, value)
+        if self.pattern is not None:
+            if not re.fullmatch(self.pattern, value.strip().lower()):
+                raise self._error(where, value)
+            return value.strip().lower()
         if self.choices is None:
             return value
         if value.lower() not in self.choices:
@@ -187,4 +197,6 @@ class Schema:
 def _shown(bound) -> str:
     if bound is None:
         return ""
+    if isinstance(bound, int):  # (exact, as an integer option's range is)
+        return str(bound)
     return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else f"{bound:g}"

@@ -10,6 +10,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from mldb import errors
+from mldb.frontend.expressions import MldbFunction
 from mldb.frontend.grammar import load_grammars
 
 _GRAMMARS = load_grammars()
@@ -57,6 +58,19 @@ class MLDB(DuckDB):
                 self._retreat(start)
             return super()._parse_statement()
 
+        def validate_expression(self, expression, args=None):
+            """A call of one of mldb's functions without its arguments says how it is called
+            (sqlglot would say "Required keyword: 'this' missing for Embed"; DuckDB, given the
+            statement, "Did you mean product?")."""
+            if isinstance(expression, MldbFunction) and expression.error_messages(args):
+                name = expression.sql_name()
+                found = f"{len(args)} argument{'s' if len(args) != 1 else ''}" if args else "no arguments"
+                try:
+                    self.raise_error(f"{name} is called as {expression.usage or name + '(...)'}; found {found}")
+                except ParseError as error:
+                    raise FunctionCallError(str(error), error.errors) from None
+            return super().validate_expression(expression, args)
+
         def _parse_projections(self):
             """Each projection remembers where its text is (``SPAN``), so a rewritten one
             can keep the column name DuckDB gives the text as the user wrote it."""
@@ -68,6 +82,10 @@ class MLDB(DuckDB):
             if node is not None and first is not None and self._prev is not None:
                 node.meta[SPAN] = (first.start, self._prev.end)
             return node
+
+
+class FunctionCallError(ParseError):
+    """A call of one of mldb's functions that cannot be right: a syntax error whatever the statement."""
 
 
 _DIALECT = MLDB()
@@ -151,7 +169,8 @@ def parse(statement: Statement) -> exp.Expression | None:
     try:
         trees = _DIALECT.parser().parse(statement.tokens, statement.text)
     except ParseError as error:
-        if statement.first_word in STATEMENT_RULES and _is_mldb_statement(statement):
+        if isinstance(error, FunctionCallError) or (statement.first_word in STATEMENT_RULES
+                                                    and _is_mldb_statement(statement)):
             raise _syntax_error(error, statement) from None
         return None
     tree = trees[0] if trees else None

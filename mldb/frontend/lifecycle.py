@@ -9,19 +9,19 @@ Both are replaced by the rule ``mldb.lifecycle.rules:rewrite_lifecycle``.
 
 from __future__ import annotations
 
-from sqlglot import exp
-
 from mldb.frontend.expressions import MldbFunction
 
 
 class Drift(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
+    usage = "DRIFT(model, (query) [, psi_threshold => x, ks_threshold => x, ks_alpha => x]), in FROM"
 
 
 class Lineage(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
+    usage = "LINEAGE(table or model), in FROM"
 
 
 FUNCTIONS = {

@@ -9,7 +9,7 @@ rules in ``mldb.models.rules`` replace with calls of the registered Arrow UDFs.
     TRAIN churn [PREDICT t] [FROM src] [USING alg] [WITH (...)]
     TRAIN churn FROM SNAPSHOT [VERSION n] [WITH (...)]
     SHOW MODELS | DESCRIBE MODEL m | SHOW VERSIONS OF MODEL m
-    DEPLOY MODEL m VERSION n | DROP MODEL [IF EXISTS] m
+    DEPLOY MODEL m VERSION n | DROP MODEL [IF EXISTS] m [CASCADE | RESTRICT]
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class DeployModel(MldbStatement):
 
 
 class DropModel(MldbStatement):
-    arg_types = {"this": True, "exists": False}
+    """``cascade``: drop the views that call the model too (RESTRICT, the default, refuses)."""
+
+    arg_types = {"this": True, "exists": False, "cascade": False}
 
 
 # -- function nodes --------------------------------------------------------------------
@@ -61,23 +63,28 @@ class Predict(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
     _sql_names = ["PREDICT"]
+    usage = "PREDICT(model [, feature, ...]), or in FROM: PREDICT(model, (query))"
 
 
 class PredictProba(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
     _sql_names = ["PREDICT_PROBA"]
+    usage = "PREDICT_PROBA(model [, feature, ...])"
 
 
 class Evaluate(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
     _sql_names = ["EVALUATE"]
+    usage = "EVALUATE(model, (query)), in FROM"
 
 
 # -- parse rules -----------------------------------------------------------------------
 def _model_name(parser) -> str:
     """A model name: an identifier (possibly dotted) or a string literal ('churn@2')."""
+    if _at_end(parser):
+        parser.raise_error(f"Expecting a model name after {parser._prev.text.upper()}")
     if parser._match(TokenType.STRING):
         return parser._prev.text
     table = parser._parse_table_parts()
@@ -118,7 +125,10 @@ def _clauses(parser, node: exp.Expression) -> exp.Expression:
         else:
             node.set("source", _source(parser))
     if parser._match(TokenType.USING):
-        node.set("algorithm", parser._parse_id_var(any_token=True))
+        algorithm = None if _at_end(parser) else parser._parse_id_var(any_token=True)
+        if algorithm is None:
+            parser.raise_error("Expecting an algorithm after USING: linear, logistic, mlp or auto")
+        node.set("algorithm", algorithm)
     node.set("options", _options(parser))
     return node
 
@@ -179,7 +189,11 @@ def _parse_drop(parser) -> exp.Expression | None:
     if not parser._match_text_seq("DROP", "MODEL"):
         return None
     exists = parser._match_text_seq("IF", "EXISTS")
-    return DropModel(this=_model_name(parser), exists=exists or None)
+    name = _model_name(parser)
+    cascade = parser._match_text_seq("CASCADE")
+    if not cascade:
+        parser._match_text_seq("RESTRICT")
+    return DropModel(this=name, exists=exists or None, cascade=cascade or None)
 
 
 STATEMENTS = {

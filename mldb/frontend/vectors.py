@@ -41,6 +41,7 @@ class Embed(MldbFunction):
 
     arg_types = {"this": True, "expression": False}
     _sql_names = ["EMBED"]
+    usage = "EMBED(text [, 'model'])"
 
 
 class VectorSearch(MldbFunction):
@@ -49,6 +50,7 @@ class VectorSearch(MldbFunction):
     arg_types = {"expressions": True}
     is_var_len_args = True
     _sql_names = ["VECTOR_SEARCH"]
+    usage = "VECTOR_SEARCH(table, column, query_vector, k), in FROM"
 
 
 def _at_end(parser) -> bool:

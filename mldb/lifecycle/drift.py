@@ -31,8 +31,14 @@ import pyarrow.compute as pc
 
 from mldb import errors
 from mldb.lifecycle import stats
+from mldb.options import Option, Schema
 
-DEFAULTS = {"psi_threshold": 0.2, "ks_threshold": 0.1, "ks_alpha": 0.05}
+OPTIONS = Schema(
+    "DRIFT",
+    Option("psi_threshold", "number", 0.2, low=0),
+    Option("ks_threshold", "number", 0.1, low=0, high=1),  # (the KS statistic lies in [0, 1])
+    Option("ks_alpha", "number", 0.05, low=0, high=1),  # (a p-value)
+)
 PREDICTION = "(prediction)"
 _EMPTY_BIN = 1e-4
 
@@ -43,16 +49,8 @@ SCHEMA = pa.schema([
 
 
 def thresholds(options: dict) -> dict:
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise errors.ProgrammingError(
-            f"DRIFT: unknown option {', '.join(sorted(unknown))}; known options: {', '.join(DEFAULTS)}")
-    merged = dict(DEFAULTS)
-    for key, value in options.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise errors.ProgrammingError(f"DRIFT: option {key} must be a non-negative number, got {value!r}")
-        merged[key] = float(value)
-    return merged
+    """DRIFT's ``name => value`` options checked, with the defaults of those not given."""
+    return OPTIONS.complete(options)
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:

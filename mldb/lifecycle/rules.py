@@ -49,7 +49,8 @@ def _replace_drift(tree: exp.Expression, node: Drift, context) -> None:
     args = [a for a in node.expressions if not isinstance(a, (exp.Kwarg, exp.PropertyEQ, exp.EQ))]
     if len(args) != 2:
         raise errors.ProgrammingError("DRIFT takes a model and a query: DRIFT(model, (SELECT ...))")
-    model, query, options, alias = _name(args[0], "model"), _query(args[1]), _options(node), table.alias or "drift"
+    model, query, alias = _name(args[0], "model"), _query(args[1]), table.alias or "drift"
+    options = drift.thresholds(_options(node))  # (a bad option is refused when planning, not running)
     placeholder = _values(drift.SCHEMA.empty_table(), alias)
     table.replace(placeholder)
 
@@ -82,14 +83,11 @@ def _query(arg: exp.Expression) -> str:
 
 
 def _options(node: exp.Expression) -> dict:
-    options = {}
-    for arg in node.expressions:
-        if isinstance(arg, (exp.Kwarg, exp.PropertyEQ, exp.EQ)):
-            value = arg.expression
-            if not isinstance(value, exp.Literal) or value.is_string:
-                raise errors.ProgrammingError(f"DRIFT option {arg.this.name} must be a number, found {value.sql()}")
-            options[arg.this.name.lower()] = float(value.this)
-    return options
+    """The ``name => value`` arguments (checked by ``drift.OPTIONS`` when DRIFT runs)."""
+    from mldb.frontend.expressions import value_of
+
+    return {arg.this.name.lower(): value_of(arg.expression, "DRIFT option values")
+            for arg in node.expressions if isinstance(arg, (exp.Kwarg, exp.PropertyEQ, exp.EQ))}
 
 
 _NO_ROWS = ("NULL::VARCHAR AS feature, NULL::VARCHAR AS statistic, NULL::DOUBLE AS value, "

@@ -74,7 +74,7 @@ def snapshot_query(con, model: str, version: int) -> str:
     if row is None or not row["stored"]:
         raise errors.ProgrammingError(
             f"model '{model}' version {version} has no snapshot of its training data; "
-            "train it WITH (snapshot = true) to keep one")
+            "train it WITH (snapshot = true) to keep one", sqlstate="55000")
     return f'SELECT * FROM mldb."{row["table_name"]}"'
 
 

@@ -54,6 +54,13 @@ def build(hyper: dict):
     return nn.Sequential(*layers)
 
 
+def parameters(hyper: dict) -> int:
+    """How many weights ``build(hyper)`` would allocate (each layer's matrix and bias)."""
+    hidden = list(hyper["hidden"]) if hyper["algorithm"] == "mlp" else []
+    widths = [hyper["inputs"], *hidden, hyper["outputs"]]
+    return sum((width + 1) * after for width, after in zip(widths, widths[1:]))
+
+
 def dump(module) -> bytes:
     import torch
 

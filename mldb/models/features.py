@@ -10,6 +10,11 @@ A fitted feature is a plain dict ``{"name", "type", "kind", "encoding", "width",
 - ``date``      DATE / TIMESTAMP: year, month, day, weekday (+ hour) standardised
 
 Everything is vectorized over whole Arrow arrays (pyarrow.compute + numpy).
+
+NaN is NULL: a NaN training value is left out of the mean, and a NaN (or NULL) value is
+encoded as the mean. An infinite value cannot be scaled: training refuses it (``DataError``
+22003, naming the column); at PREDICT, where a model has no say over its inputs, it is
+encoded as a missing value is.
 """
 
 from __future__ import annotations
@@ -77,12 +82,39 @@ def fit_feature(model: str, name: str, sql_type: str, array, embed_model: str | 
         found = "only NULLs" if kind == "null" else f"type {sql_type}"
         raise errors.DataError(f"model '{model}': feature column '{name}' has {found}, which mldb cannot use "
                                f"as a feature; leave it out of the training query")
-    if array.null_count == len(array):
-        raise errors.DataError(f"model '{model}': feature column '{name}' is NULL in every training row")
+    mask = known(array)
+    if array.null_count == len(array) or (mask is not None and not pc.any(mask).as_py()):
+        raise errors.DataError(f"model '{model}': feature column '{name}' is NULL in every training row"
+                               + ("" if array.null_count == len(array) else " (NaN counts as NULL)"))
     feature = {"name": name, "type": sql_type, "kind": kind}
     if kind == "text":
         return feature | _fit_text(array, embed_model)
     return feature | _FITTERS[kind](array)
+
+
+def known(array) -> pa.Array | None:
+    """A mask of the values that are neither NULL nor NaN (``None`` when every value is known)."""
+    array = _plain(array)
+    valid = pc.is_valid(array)
+    if pa.types.is_floating(array.type):
+        valid = pc.and_(valid, pc.invert(pc.is_nan(array)))
+    return None if pc.all(valid).as_py() is not False else valid
+
+
+def check_finite(model: str, what: str, values) -> None:
+    """Refuse ``inf`` / ``-inf`` in training values (a column, or a vector column's components):
+    no mean or scale can be computed with them."""
+    values = _plain(values)
+    if kind_of(values.type) == "vector":
+        values = pc.list_flatten(values)
+    if not pa.types.is_floating(values.type):
+        return
+    infinite = pc.sum(pc.is_inf(values)).as_py() or 0
+    if infinite:
+        raise errors.DataError(
+            f"model '{model}': {what} holds {infinite} infinite value{'s' if infinite > 1 else ''} (inf or -inf), "
+            "which cannot be scaled; filter them out (WHERE isfinite(...)) or replace them (NULLIF, CASE); "
+            "NaN counts as NULL", sqlstate="22003")
 
 
 def _fit_numeric(array: pa.Array) -> dict:

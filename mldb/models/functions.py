@@ -122,6 +122,11 @@ def _classification(ref):
         proba = maps.items.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
         proba = np.asarray(proba, dtype=np.float64).reshape(len(labels), len(model.classes))
         known = y >= 0  # rows whose label the model never saw cannot be scored; they are left out
+        if len(y) and not known.any():
+            raise errors.DataError(
+                f"EVALUATE: none of the {len(y)} labels of '{model.target}' is a class model '{model.name}' "
+                f"knows ({', '.join(map(repr, model.classes[:10]))}{', ...' if len(model.classes) > 10 else ''}); "
+                f"found e.g. {labels[0].as_py()!r}")
         result = evaluate.classification(y[known], proba[known])
         return _struct([result], evaluate.CLASSIFICATION)
 

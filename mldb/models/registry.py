@@ -224,6 +224,20 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     return name.lower(), int(version)
 
 
+def model_name(written: str, statement: str) -> str:
+    """The name a statement that manages a whole model takes (CREATE MODEL, TRAIN, DROP MODEL ...).
+
+    'm@2' names a version of m (PREDICT('m@2')); as a name it would create, train or drop m."""
+    name = str(written).strip()
+    if not name:
+        raise errors.ProgrammingError(f"{statement}: a model name cannot be empty", sqlstate="42602")
+    if "@" in name:
+        raise errors.ProgrammingError(
+            f"{statement}: invalid model name '{written}': '@' separates a model from a version "
+            f"(as in PREDICT('m@2')), so a model name cannot contain it", sqlstate="42602")
+    return name.lower()
+
+
 # -- reading the catalog ---------------------------------------------------------------
 def _database(source):
     """The Database of a Session or an Execution (or the Database itself)."""
@@ -262,6 +276,40 @@ def unknown_model(source, name: str) -> errors.ProgrammingError:
     names = [row[0] for row in _query(source, "SELECT name FROM mldb.models ORDER BY name", [])]
     known = f"models: {', '.join(names)}" if names else "there are no models yet"
     return errors.ProgrammingError(f"model '{name}' does not exist ({known})", sqlstate="42704")
+
+
+_MODEL_CALLS = ("mldb_predict", "mldb_evaluate")  # what PREDICT / EVALUATE become in a view's SQL
+
+
+def views_using(source, name: str) -> list[tuple[str, str]]:
+    """The views that call model ``name`` (or one of its versions): (name as shown, quoted path)."""
+    rows = _query(source, "SELECT database_name, schema_name, view_name, sql FROM duckdb_views() "
+                          "WHERE NOT internal AND (sql ILIKE '%mldb_predict%' OR sql ILIKE '%mldb_evaluate%') "
+                          "ORDER BY ALL", [])
+    return [(view if schema == "main" else f"{schema}.{view}", ".".join(map(_quoted, (database, schema, view))))
+            for database, schema, view, sql in rows if name in _models_called(sql)]
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _models_called(sql: str) -> set[str]:
+    """The model names in ``mldb_predict_*('m', ...)`` / ``mldb_evaluate_*('m@2', ...)`` calls (tokens, not a parse:
+    a view written for DuckDB alone may hold syntax sqlglot does not read)."""
+    from sqlglot.errors import TokenError
+    from sqlglot.tokens import TokenType
+
+    from mldb.frontend import MLDB
+
+    try:
+        tokens = MLDB().tokenize(sql)
+    except TokenError:
+        return set()
+    calls = zip(tokens, tokens[1:], tokens[2:])  # function name, (, 'model'
+    return {ref.text.partition("@")[0].strip().lower() for function, paren, ref in calls
+            if function.text.lower().startswith(_MODEL_CALLS) and paren.token_type == TokenType.L_PAREN
+            and ref.token_type == TokenType.STRING}
 
 
 def versions(source, name: str) -> list[int]:

@@ -12,7 +12,6 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.models import Evaluate, Predict, PredictProba
-from mldb.models import features as encoders
 from mldb.models import registry
 from mldb.plan.rules import written_at
 
@@ -115,6 +114,21 @@ def check_columns(model: registry.ModelVersion, columns: dict[str, str]) -> None
                 f"({feature['kind']}); found {found}", sqlstate="42804")
 
 
+def check_target(model: registry.ModelVersion, found: str) -> None:
+    """EVALUATE compares the query's target with the model's labels or values: one of another type
+    would match none of them and every metric would be NULL."""
+    if sql_kind(found) == "null":
+        return
+    if model.task == "regression":
+        fits = sql_kind(found) == "numeric"
+    else:
+        fits = registry.output_of(model.task, found) == model.output and sql_kind(found) == sql_kind(model.target_type)
+    if not fits:
+        raise errors.ProgrammingError(
+            f"EVALUATE: model '{model.name}' predicts '{model.target}' as {model.target_type}; the query's "
+            f"'{model.target}' is {found}; cast it (CAST({model.target} AS {model.target_type}))", sqlstate="42804")
+
+
 def sql_kind(sql_type: str) -> str | None:
     """The encoder kind of a DuckDB type name ('numeric', 'text', 'date', 'vector')."""
     upper = sql_type.upper()
@@ -202,6 +216,7 @@ def _evaluate_table(ref: str, model, query: exp.Query, columns: dict | None, pla
                 f"EVALUATE: model '{model.name}' needs the target column '{target}' in the query; "
                 f"it has: {', '.join(columns)}", sqlstate="42703")
         check_columns(model, columns)
+        check_target(model, next(t for n, t in columns.items() if n.lower() == target.lower()))
     feats = [exp.column(n, quoted=True) for n in model.feature_names]
     truth = exp.column(target, quoted=True)
     if model.task == "regression":

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
+from mldb.frontend.expressions import value_of
 from mldb.models import algorithms, registry, train
 from mldb import features
 from mldb.result import Result
@@ -26,7 +27,7 @@ from mldb.result import Result
 
 # -- CREATE MODEL / TRAIN ----------------------------------------------------------------
 def create_model(session, node, params) -> Result:
-    name = registry.parse_ref(node.this)[0]
+    name = registry.model_name(node.this, "CREATE MODEL")
     existing = registry.model_row(session, name)
     if existing is not None and node.args.get("exists"):
         return _summary(session, name, existing[1], "CREATE MODEL")
@@ -39,7 +40,7 @@ def create_model(session, node, params) -> Result:
 
 
 def train_model(session, node, params) -> Result:
-    name = registry.parse_ref(node.this)[0]
+    name = registry.model_name(node.this, "TRAIN")
     row = registry.model_row(session, name)
     if row is None:
         raise registry.unknown_model(session, name)
@@ -55,6 +56,11 @@ def train_model(session, node, params) -> Result:
 
 
 def _snapshot_query(session, name: str, version: int) -> str:
+    known = registry.versions(session, name)
+    if version not in known:
+        raise errors.ProgrammingError(f"TRAIN {name} FROM SNAPSHOT VERSION {version}: model '{name}' has no "
+                                      f"version {version} (versions: {', '.join(map(str, known))})",
+                                      sqlstate="42704")
     query = features.fact("snapshot_query", session, name, version)
     if query is None:
         raise errors.ProgrammingError(f"TRAIN {name} FROM SNAPSHOT: no snapshot of the training data of "
@@ -64,7 +70,7 @@ def _snapshot_query(session, name: str, version: int) -> str:
 
 def _train(session, name: str, definition: dict, *, replace: bool, status: str) -> Result:
     algorithms.check(name, definition["algorithm"])
-    train.check_options(name, definition["options"])
+    definition["options"] = train.OPTIONS.check(definition["options"], f"model '{name}'")
     table, types = _read(session, definition["query"])
     trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
                         check_cancel=session.check_cancel)
@@ -87,9 +93,21 @@ def _read(session, query: str) -> tuple[pa.Table, dict[str, str]]:
     result = session.execute(query)
     if not result.has_rows:
         raise errors.ProgrammingError(f"the training query returns no rows to train on: {query}")
+    _check_names(query, [column[0] for column in result.description])
     types = {column[0]: str(column[1]) for column in result.description}
     reader = result.arrow_reader(64 * 1024)
     return pa.Table.from_batches(list(reader), schema=reader.schema), types
+
+
+def _check_names(query: str, names: list[str]) -> None:
+    """Every column of the training query needs its own name (as SQL compares names, ignoring case)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            raise errors.ProgrammingError(
+                f"the training query has two columns named '{name}'; give each column its own name "
+                f"(e.g. SELECT {seen[name.lower()]}, {name} AS {name}_2 ...): {query}", sqlstate="42701")
+        seen[name.lower()] = name
 
 
 def _next_version(session, name: str) -> int:
@@ -169,25 +187,8 @@ def options_of(node) -> dict:
     for item in options.expressions:
         if not isinstance(item, exp.EQ):
             raise errors.ProgrammingError(f"WITH options are key = value pairs; found {item.sql(dialect=MLDB)}")
-        result[item.this.name.lower()] = _value(item.expression)
+        result[item.this.name.lower()] = value_of(item.expression, "WITH option values")
     return result
-
-
-def _value(node: exp.Expression):
-    if isinstance(node, exp.Literal):
-        return node.this if node.is_string else json.loads(node.this)
-    if isinstance(node, exp.Boolean):
-        return node.this
-    if isinstance(node, exp.Null):
-        return None
-    if isinstance(node, exp.Neg):
-        return -_value(node.this)
-    if isinstance(node, (exp.Array, exp.Tuple)):
-        return [_value(item) for item in node.expressions]
-    if isinstance(node, (exp.Column, exp.Identifier, exp.Var)):
-        return node.name
-    raise errors.ProgrammingError(f"WITH option values are numbers, strings, booleans or [lists]; "
-                                  f"found {node.sql(dialect=MLDB)}")
 
 
 def source_tables(query: str) -> list[str]:
@@ -253,7 +254,7 @@ def _sources(session, model) -> list[str] | None:
 
 
 def show_versions(session, node, params) -> Result:
-    name = registry.parse_ref(node.this)[0]
+    name = registry.model_name(node.this, "SHOW VERSIONS")
     if registry.model_row(session, name) is None:
         raise registry.unknown_model(session, name)
     changed = _data_changed(session, name)
@@ -275,7 +276,7 @@ def _data_changed(session, name: str) -> list[tuple] | None:
 
 
 def deploy_model(session, node, params) -> Result:
-    name = registry.parse_ref(node.this)[0]
+    name = registry.model_name(node.this, "DEPLOY MODEL")
     version = int(node.args["version"].name)
     registry.load_model(session, f"{name}@{version}")  # raises for a missing model or version
     with session.database.lock, session.transaction():
@@ -286,12 +287,24 @@ def deploy_model(session, node, params) -> Result:
 
 
 def drop_model(session, node, params) -> Result:
-    name = registry.parse_ref(node.this)[0]
+    """DROP MODEL [IF EXISTS] m [CASCADE | RESTRICT]: as PostgreSQL drops a table, a model that a
+    view calls is kept (2BP01) unless CASCADE drops those views with it."""
+    name = registry.model_name(node.this, "DROP MODEL")
     if registry.model_row(session, name) is None:
         if node.args.get("exists"):
             return Result.done("DROP MODEL")
         raise registry.unknown_model(session, name)
     with session.database.lock, session.transaction():
+        views = registry.views_using(session, name)
+        if views and not node.args.get("cascade"):
+            shown = ", ".join(view for view, _ in views)
+            many = len(views) > 1
+            raise errors.ProgrammingError(
+                f"cannot drop model '{name}' because view{'s' if many else ''} {shown} depend{'' if many else 's'} "
+                f"on it; drop {'them' if many else 'it'} first, or use DROP MODEL {name} CASCADE to drop "
+                f"{'them' if many else 'it'} too", sqlstate="2BP01")
+        for _, path in views:
+            session.sql(f"DROP VIEW {path}")
         _delete(session, name)
     registry.invalidate(session, name)
     return Result.done("DROP MODEL")

@@ -7,7 +7,6 @@ writes it to the catalog in one transaction.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -16,10 +15,30 @@ import pyarrow as pa
 
 from mldb import errors
 from mldb.models import algorithms, evaluate, features
+from mldb.options import Option, Schema
 
-DEFAULTS = {"epochs": 50, "batch_size": 256, "lr": 0.01, "seed": 42, "valid_fraction": 0.2,
-            "patience": 5, "weight_decay": 0.0, "hidden": [64, 64], "dropout": 0.0}
-OPTIONS = set(DEFAULTS) | {"device", "task", "snapshot", "log_sample", "embed_model"}
+_INT32_MAX = 2**31 - 1
+MAX_PARAMETERS = 50_000_000  # the default memory guard: about 200 MB of float32 weights (x4 with Adam's state)
+
+OPTIONS = Schema(
+    "CREATE MODEL / TRAIN",
+    Option("epochs", "int", 50, low=1, high=_INT32_MAX),
+    Option("batch_size", "int", 256, low=1, high=_INT32_MAX),
+    Option("lr", "number", 0.01, low=0, high=10, open_low=True),  # (a float32 overflows well before 1e308)
+    Option("seed", "int", 42, low=0, high=2**63 - 1),  # (numpy refuses a negative seed)
+    Option("valid_fraction", "number", 0.2, low=0, high=1, open_high=True),
+    Option("patience", "int", 5, low=1, high=_INT32_MAX),
+    Option("weight_decay", "number", 0.0, low=0, high=10),
+    Option("hidden", "sizes", [64, 64], most=16),
+    Option("dropout", "number", 0.0, low=0, high=1, open_high=True),
+    Option("device", "text", "auto", pattern=r"auto|cpu|cuda(:\d+)?", hint="'cpu', 'cuda', 'cuda:N' or 'auto'"),
+    Option("task", "text", "auto", choices=("auto", "classification", "binary", "multiclass", "regression")),
+    Option("snapshot", "bool", False),
+    Option("log_sample", "number", low=0, high=1),
+    Option("embed_model", "text"),
+    Option("max_parameters", "int", MAX_PARAMETERS, low=1),
+)
+HYPER = ("epochs", "batch_size", "lr", "seed", "valid_fraction", "patience", "weight_decay", "hidden", "dropout")
 
 
 @dataclass
@@ -39,115 +58,127 @@ class Trained:
     seconds: float = 0.0
 
 
-def check_options(model: str, options: dict) -> None:
-    unknown = sorted(set(options) - OPTIONS)
-    if unknown:
-        raise errors.ProgrammingError(f"model '{model}': unknown option(s) {', '.join(unknown)}; "
-                                      f"known: {', '.join(sorted(OPTIONS))}")
-    for name, check, wanted in _CHECKS:
-        if name in options and not _passes(check, options[name]):
-            raise errors.ProgrammingError(f"model '{model}': option {name} must be {wanted}; found {options[name]!r}")
-
-
-def _passes(check, value) -> bool:
-    try:
-        return bool(check(value))
-    except (TypeError, ValueError):
-        return False
-
-
-_INT32_MAX, _INT64 = 2**31 - 1, (-(2**63), 2**63 - 1)
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _INT32_MAX
-
-
-_CHECKS = (
-    ("epochs", _positive_int, f"an integer from 1 to {_INT32_MAX}"),
-    ("batch_size", _positive_int, f"an integer from 1 to {_INT32_MAX}"),
-    ("patience", _positive_int, f"an integer from 1 to {_INT32_MAX}"),
-    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and _INT64[0] <= v <= _INT64[1],
-     "a 64-bit integer"),
-    ("lr", lambda v: float(v) > 0, "a number > 0"),
-    ("weight_decay", lambda v: float(v) >= 0, "a number >= 0"),
-    ("dropout", lambda v: 0 <= float(v) < 1, "a number in [0, 1)"),
-    ("valid_fraction", lambda v: 0 <= float(v) < 1, "a number in [0, 1)"),
-    ("device", lambda v: str(v).lower() in ("auto", "cpu", "cuda") or str(v).lower().startswith("cuda:"),
-     "'cpu', 'cuda', 'cuda:N' or 'auto'"),
-    ("hidden", lambda v: isinstance(v, list) and v and all(map(_positive_int, v)), "a list of sizes, e.g. [64, 32]"),
-)
-
-
 def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorithm: str | None,
         options: dict, check_cancel=lambda: None) -> Trained:
     """Train on ``table`` (feature columns + ``target``); ``types`` are the columns' SQL types.
 
-    ``check_cancel()`` is called between batches and raises to stop the training."""
+    ``options`` are checked against :data:`OPTIONS`. A NaN counts as NULL (a NaN target drops the
+    row, a NaN feature is imputed as NULL is); an infinite value in a feature or a numeric target
+    is refused (``DataError`` 22003, naming the column). ``check_cancel()`` is called between
+    batches and raises to stop the training."""
     started = time.perf_counter()
-    check_options(model, options)
-    hyper = DEFAULTS | {k: v for k, v in options.items() if k in DEFAULTS}
+    given = OPTIONS.check(options, f"model '{model}'")
+    options = OPTIONS.defaults | given
+    device = _device(model, options["device"])
+    hyper = {name: options[name] for name in HYPER}
     table = _drop_null_targets(model, table, target)
-    task = features.infer_task(model, target, table[target], options.get("task"))
-    train_idx, valid_idx = _split(len(table), hyper["valid_fraction"], hyper["seed"])
-    if "batch_size" not in options:  # small tables: at least ~16 steps an epoch, or a few epochs barely move
-        hyper["batch_size"] = min(DEFAULTS["batch_size"], max(16, len(train_idx) // 16))
-    names = [name for name in table.column_names if name != target]
-    if not names:
-        raise errors.DataError(f"model '{model}': the training query has no feature columns besides '{target}'")
+    task = features.infer_task(model, target, table[target], options["task"])
+    train_idx, valid_idx = _split(model, len(table), hyper["valid_fraction"], hyper["seed"])
+    if "batch_size" not in given:  # small tables: at least ~16 steps an epoch, or a few epochs barely move
+        hyper["batch_size"] = min(OPTIONS.defaults["batch_size"], max(16, len(train_idx) // 16))
+    names = _feature_names(model, table, target, task)
     rows = pa.array(train_idx)  # encoders see the training rows only, one column copied at a time
     fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), table[n].take(rows),
                                    options.get("embed_model")) for n in names]
     target_encoder = features.fit_target(task, table[target].take(rows))
+    hyper |= {"algorithm": algorithms.resolve(model, algorithm, task, len(table)),
+              "inputs": sum(feature["width"] for feature in fitted),
+              "outputs": 1 if task == "regression" else len(target_encoder["classes"])}
+    _check_size(model, hyper, options["max_parameters"])
     x = features.transform(model, fitted, [table[n] for n in names])
     y = features.encode_target(task, target_encoder, table[target])
-    outputs = 1 if task == "regression" else len(target_encoder["classes"])
-    hyper |= {"algorithm": algorithms.resolve(model, algorithm, task, len(table)),
-              "inputs": x.shape[1], "outputs": outputs}
-    device = _device(options)
-    try:
-        module, log, metrics = _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder,
-                                            check_cancel)
-    except errors.DataError as error:
-        raise errors.DataError(f"model '{model}': {error}") from None
+    module, log, metrics = _train(model, x, y, task, (train_idx, valid_idx), hyper, device, target_encoder,
+                                  check_cancel)
     return Trained(task, hyper["algorithm"], fitted, target_encoder, hyper, algorithms.dump(module), metrics,
                    log, len(table), len(train_idx), len(valid_idx), device, time.perf_counter() - started)
 
 
+def _feature_names(model: str, table: pa.Table, target: str, task: str) -> list[str]:
+    """The feature columns, each checked (as a numeric target is) for infinite values."""
+    names = [name for name in table.column_names if name != target]
+    if not names:
+        raise errors.DataError(f"model '{model}': the training query has no feature columns besides '{target}'")
+    for name in names:
+        features.check_finite(model, f"feature column '{name}'", table[name])
+    if task == "regression":
+        features.check_finite(model, f"target column '{target}'", table[target])
+    return names
+
+
+def _check_size(model: str, hyper: dict, limit: int) -> None:
+    """The memory guard: refuse a network with more than ``limit`` weights before torch allocates it."""
+    count = algorithms.parameters(hyper)
+    if count > limit:
+        shape = f"hidden = {hyper['hidden']}, " if hyper["algorithm"] == "mlp" else ""
+        raise errors.OperationalError(
+            f"model '{model}': {hyper['algorithm']} with {shape}{hyper['inputs']} inputs and {hyper['outputs']} "
+            f"outputs would have {count:,} parameters (about {count * 4 / 1e9:.3g} GB of float32 weights), "
+            f"more than max_parameters = {limit:,}; use smaller hidden layers, or raise the limit with "
+            f"WITH (max_parameters = ...)", sqlstate="54000")
+
+
+def _train(model, x, y, task, split, hyper, device, target_encoder, check_cancel):
+    """The training loop, with its failures said in the model's name: a diverged run, and torch
+    running out of memory (OperationalError 53200) rather than torch's own RuntimeError."""
+    import torch
+
+    try:
+        return _train_loop(x, y, task, *split, hyper, device, target_encoder, check_cancel)
+    except errors.DataError as error:
+        raise errors.DataError(f"model '{model}': {error}") from None
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        raise _out_of_memory(model, error) from None
+    except RuntimeError as error:
+        if "allocate" not in str(error):  # (torch reports a failed CPU allocation as a RuntimeError)
+            raise
+        raise _out_of_memory(model, error) from None
+
+
+def _out_of_memory(model: str, error: Exception) -> errors.OperationalError:
+    return errors.OperationalError(f"model '{model}': training ran out of memory ({str(error).splitlines()[0]}); "
+                                   "use smaller hidden layers or a smaller batch_size", sqlstate="53200")
+
+
 def _drop_null_targets(model: str, table: pa.Table, target: str) -> pa.Table:
+    """The rows whose target is known (not NULL, not NaN)."""
     if target not in table.column_names:
         raise errors.ProgrammingError(f"model '{model}': target column '{target}' is not in the training query; "
-                                      f"it has: {', '.join(table.column_names)}")
-    column = table[target]
-    if column.null_count:
-        import pyarrow.compute as pc
-
-        table = table.filter(pc.is_valid(column))
+                                      f"it has: {', '.join(table.column_names)}", sqlstate="42703")
+    known = features.known(table[target])
+    if known is not None:
+        table = table.filter(known)
     if len(table) == 0:
         raise errors.DataError(f"model '{model}': the training query returned no rows with a non-NULL "
                                f"'{target}'; nothing to train on")
     return table
 
 
-def _split(rows: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(model: str, rows: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(rows)
     valid = int(round(rows * float(valid_fraction))) if rows >= 10 else 0
+    if valid >= rows:
+        raise errors.DataError(f"model '{model}': valid_fraction = {valid_fraction} leaves none of the {rows} rows "
+                               "to train on; use a smaller valid_fraction")
     return np.sort(order[valid:]), np.sort(order[:valid])
 
 
-def _device(options: dict) -> str:
+def _device(model: str, wanted: str) -> str:
+    """'auto' takes a GPU when torch sees one and the CPU otherwise. 'cuda' or 'cuda:N' asks for a
+    GPU: training on the CPU without a word would mislead, so a GPU torch cannot see is an error."""
     import torch
 
-    wanted = str(options.get("device", "auto")).lower()
-    if wanted == "cpu":
-        return "cpu"
-    if wanted.startswith("cuda") or wanted == "auto":
-        return ("cuda" if wanted == "auto" else wanted) if torch.cuda.is_available() else "cpu"
-    raise errors.ProgrammingError(f"unknown device '{wanted}': use 'cpu', 'cuda' or 'auto'")
+    if wanted in ("cpu", "auto"):
+        return "cuda" if wanted == "auto" and torch.cuda.is_available() else "cpu"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(wanted.partition(":")[2] or 0) < count:
+        return wanted
+    seen = (f"torch sees {count} CUDA GPU{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1})" if count
+            else "torch sees no CUDA GPU on this machine")
+    raise errors.ProgrammingError(f"model '{model}': device = '{wanted}' is not available: {seen}; use "
+                                  "device = 'cpu', or 'auto' to train on a GPU when there is one", sqlstate="22023")
 
 
-def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder,
-                                            check_cancel):
+def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder, check_cancel):
     import torch
 
     torch.manual_seed(int(hyper["seed"]))
