@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
 import psycopg
 import pytest
-from conftest_server import error_fields, read_message, start_server
+from conftest_server import ROOT, error_fields, read_message, start_server
 
 PASSWORD = "s3cret-Pass"
 CLAIMED = 250_000_000  # bytes a hostile message says it carries
@@ -235,6 +237,21 @@ def _eventually(check, seconds: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-connections", "5", "--reserved-connections", "5"], "reserved connections must be at least 0 and less "
+                                                                 "than max connections (5), found 5"),
+    (["--max-connections", "0"], "max connections must be at least 1, found 0"),
+    (["--max-auth-per-address", "0"], "max authenticating connections per address must be at least 1"),
+    (["--auth-timeout", "0"], "auth timeout must be more than 0 seconds"),
+    (["--auth-delay", "20"], "auth delay must be at least 0 and less than the auth timeout (10.0 s), found 20.0"),
+], ids=["reserved", "max", "per-address", "timeout", "delay"])
+def test_limits_out_of_range_stop_the_server(tmp_path, args, message):
+    done = subprocess.run([sys.executable, "-m", "mldb.server", "serve", str(tmp_path / "x.db"), "--port", "0", *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and f"mldb serve: {message}" in done.stderr
+    assert not (tmp_path / "x.db").exists()
 
 
 # -- eight clients, one misbehaving -----------------------------------------------------------------
