@@ -169,6 +169,13 @@ def _check_unique(keys: np.ndarray, info: IndexInfo) -> None:
 
 
 
+def check_finite(vectors: np.ndarray, info: IndexInfo) -> None:
+    """New rows for an index: FAISS ranks NaN and infinite values arbitrarily."""
+    if not np.isfinite(vectors).all():
+        raise errors.DataError(f"column {info.column} of {info.table} would hold NaN or infinite values; "
+                               f"index {info.name} needs finite numbers", sqlstate="22023")
+
+
 def build_state(session, info: IndexInfo) -> fx.IndexState:
     keys, hashes, vectors = read_rows(session, info)
     _check_unique(keys, info)
@@ -206,9 +213,7 @@ def sync(session, info: IndexInfo, state: fx.IndexState, vectors_changed: bool =
     state = fx.remove(state, gone)
     if new.any():
         new_keys, new_hashes, vectors = read_rows(session, info, keys[new])
-        if not np.isfinite(vectors).all():
-            raise errors.DataError(f"column {info.column} of {info.table} would hold NaN or infinite values; "
-                                   f"index {info.name} needs finite numbers", sqlstate="22023")
+        check_finite(vectors, info)
         state = fx.add(state, new_keys, new_hashes, vectors)
     return state, bool(len(gone) or new.any())
 

@@ -45,7 +45,8 @@ import numpy as np
 
 from mldb import errors
 from mldb.vectors import faiss as fx
-from mldb.vectors.rows import _quote, _same, _vectors_of, build_state, one, read_hashes, read_rows, sync
+from mldb.vectors.rows import (_quote, _same, _vectors_of, build_state, check_finite, one, read_hashes, read_rows,
+                               sync)
 
 LOCK_TIMEOUT = 10.0  # seconds a write waits for another transaction's change of the same index (then 40001)
 CHECKPOINT_CHANGES = 1000  # committed changes of an index between two rewrites of its bytes
@@ -358,9 +359,7 @@ class VectorState:
         gone = state.keys[live[~_same(state.keys[live], live_hashes, keys, hashes)]]
         new = keys[~_same(keys, hashes, state.keys[live], live_hashes)]
         if len(new):
-            _, _, vectors = read_rows(session, info, new)
-            if np.isnan(vectors).any():
-                raise errors.DataError(f"column {info.column} of {info.table} would hold NaN values")
+            check_finite(read_rows(session, info, new)[2], info)
         if not (len(gone) or len(new)) and not txn.changed(info.build_id):
             return
         txn.held[info.build_id].extend([gone, new])
