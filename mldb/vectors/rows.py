@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 _VECTOR_TYPE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\)|INTEGER|BIGINT|SMALLINT|TINYINT)\[(\d*)\]$")
 _INLINE_KEYS = 4096  # up to this many keys are read with a constant IN list (DuckDB filters in the scan)
-_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+# Key types: the index keeps keys as BIGINT (a UBIGINT above 2^63 - 1 could not be read back)
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
 
 
 def one(runner, sql: str, params=None):
@@ -74,7 +75,8 @@ def key_column(session, schema: str, table: str, types: dict[str, str], requeste
                 f"a FAISS index needs an integer column that identifies the rows of {table} "
                 f"(a primary key or a column named id); name one with WITH (key = 'column')")
     if types[chosen].upper() not in _INTEGER_TYPES:
-        raise errors.ProgrammingError(f"key column {chosen} of {table} is {types[chosen]}, not an integer")
+        raise errors.ProgrammingError(f"key column {chosen} of {table} is {types[chosen]}, not an integer type "
+                                      "that fits BIGINT (a FAISS index keeps keys as BIGINT)", sqlstate="42804")
     return chosen, chosen == constrained
 
 

@@ -455,7 +455,8 @@ def _search(state, vector, k, allowed):
         raise errors.DataError(f"the query vector for index {state.name} is NULL; it needs {state.dim} numbers",
                                sqlstate="22004")
     try:
-        vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        with np.errstate(over="ignore"):  # beyond float32: infinite, refused below
+            vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
     except (TypeError, ValueError):
         raise errors.DataError(f"the query vector for index {state.name} is not a list of numbers") from None
     if vector.shape[1] != state.dim:
