@@ -3,7 +3,7 @@
 A client asks with an SSLRequest before its startup packet; the server answers ``S`` and
 the handshake wraps the socket (``Client._startup``), or ``N`` when TLS is not configured.
 TLS 1.2 is the least version accepted. Clients are not asked for certificates (the
-password, if any, authenticates them); ``--tls-required`` refuses clients that do not
+password, if any, authenticates them); ``--require-tls`` (``--tls-required``) refuses clients that do not
 ask for TLS.
 """
 
