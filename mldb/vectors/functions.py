@@ -50,13 +50,15 @@ def _register_embed(database, dim: int, query: bool = False) -> None:
     ref = weakref.ref(database)
 
     def embed(texts, model, execution_id):
-        from mldb.vectors.embedding import embed_arrow
+        from mldb.vectors.embedding import canonical, embed_arrow
 
         if len(texts) == 0:
             return embed_arrow(texts, None, dim)
         database = ref()
         execution = database.execution(execution_id[0].as_py()) if database is not None else None
         try:
+            if database is not None and database.file_roots is not None:  # (called by name, not through EMBED)
+                canonical(model[0].as_py(), database.file_roots)
             return embed_arrow(texts, model[0].as_py(), dim, execution)
         except errors.Error as error:
             raise errors.FunctionError(error) from None

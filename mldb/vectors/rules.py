@@ -111,7 +111,7 @@ def _model(session, argument: exp.Expression | None) -> tuple[str, int]:
                          [name])
         name = row[0] if row else name
     try:
-        model = embedding.canonical(name)
+        model = embedding.canonical(name, session.database.file_roots)
         return model, embedding.dimension(model)
     except embedding.UnknownModel as error:
         raise errors.ProgrammingError(str(error).replace(name, argument.name), sqlstate="42704") from None
