@@ -122,6 +122,8 @@ def _clauses(parser, node: exp.Expression) -> exp.Expression:
             node.set("snapshot", exp.true())
             if parser._match_text_seq("VERSION"):
                 node.set("snapshot_version", parser._parse_number())
+                if node.args.get("snapshot_version") is None:
+                    parser.raise_error("Expecting a version number after FROM SNAPSHOT VERSION")
         else:
             node.set("source", _source(parser))
     if parser._match(TokenType.USING):

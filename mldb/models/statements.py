@@ -186,7 +186,8 @@ def options_of(node) -> dict:
     result = {}
     for item in options.expressions:
         if not isinstance(item, exp.EQ):
-            raise errors.ProgrammingError(f"WITH options are key = value pairs; found {item.sql(dialect=MLDB)}")
+            raise errors.ProgrammingError(f"WITH options are key = value pairs; found {item.sql(dialect=MLDB)}",
+                                          sqlstate="42601")
         result[item.this.name.lower()] = value_of(item.expression, "WITH option values")
     return result
 
