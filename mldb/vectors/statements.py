@@ -7,6 +7,7 @@ import math
 from sqlglot import exp
 
 from mldb import errors
+from mldb.frontend.expressions import value_of
 from mldb.vectors import faiss as fx
 from mldb.vectors import rows, store
 from mldb.result import Result
@@ -84,7 +85,7 @@ def _options(node: exp.Tuple | None, name: str) -> dict:
         if not isinstance(item, exp.EQ):
             raise errors.ProgrammingError(f"{where}: options are name = value pairs, got {item.sql()}",
                                           sqlstate="42601")
-        given[item.this.name.lower()] = _literal(item.this.name, item.expression, where)
+        given[item.this.name.lower()] = value_of(item.expression, f"{where}: option values")
     options = fx.OPTIONS.complete(given, where)
     kind, takes = options["type"], fx.APPLIES[options["type"]]
     foreign = sorted(set(given) & set(fx.TUNING) - set(takes))
@@ -99,22 +100,6 @@ def _options(node: exp.Tuple | None, name: str) -> dict:
             f"{where}: ef_construction ({options['ef_construction']}) must be at least m ({options['m']}): each "
             "vector's m links are chosen among ef_construction candidates", sqlstate="22023")
     return options
-
-
-def _literal(key: str, value: exp.Expression, where: str):
-    """An option's value as Python: a string, a number, a boolean, NULL or a bare word (``type = hnsw``)."""
-    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and not value.this.is_string:
-        return -_literal(key, value.this, where)
-    if isinstance(value, exp.Literal):
-        return value.name if value.is_string else (int(value.name) if value.is_int else float(value.name))
-    if isinstance(value, exp.Boolean):
-        return value.this
-    if isinstance(value, exp.Null):
-        return None
-    if isinstance(value, (exp.Column, exp.Identifier, exp.Var)):
-        return value.name
-    raise errors.ProgrammingError(f"{where}: option {key} must be a constant (a number, a string or a word); "
-                                  f"found {value.sql()}", sqlstate="22023")
 
 
 def _check_build(session, info: store.IndexInfo, max_memory: int | None) -> None:
