@@ -57,8 +57,9 @@ def after_train(session, model: str, version: int, train_table: pa.Table, featur
         con.execute(f"INSERT INTO mldb.feature_stats SELECT * FROM {name}")
     query = _training_query(con, model, version)
     lineage.record_training(con, model, version, list(source_tables) + (lineage.tables_read(query) if query else []))
-    log_sample = _sample_option(options)
-    snapshots.save(con, model, version, train_table, store=_true(options.get("snapshot")), log_sample=log_sample)
+    # (options were checked by mldb.models.train.OPTIONS: snapshot a bool, log_sample a fraction)
+    snapshots.save(con, model, version, train_table, store=bool(options.get("snapshot")),
+                   log_sample=options.get("log_sample"))
     lifecycle_state(session.database).sample_rates.pop(model, None)  # read again once committed
 
 
@@ -70,19 +71,6 @@ def _training_predictions(session, model: str, version: int, table: pa.Table) ->
         return None
     outputs = load_model(session, f"{model}@{version}").predict(table)
     return outputs.combine_chunks() if isinstance(outputs, pa.ChunkedArray) else outputs
-
-
-def _sample_option(options: dict) -> float | None:
-    rate = options.get("log_sample")
-    if rate is None:
-        return None
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise errors.ProgrammingError(f"log_sample must be a fraction between 0 and 1, got {rate!r}")
-    return float(rate)
-
-
-def _true(value) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() in ("true", "on", "yes", "1")) or value == 1
 
 
 @_translated
