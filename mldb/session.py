@@ -341,8 +341,11 @@ class Session:
     # -- helpers for steps ---------------------------------------------------------------------
     @_locked
     def sql(self, sql: str, params=None):
-        """Run internal SQL on this session's connection, translating errors."""
+        """Run internal SQL on this session's connection, translating errors. A wire client's
+        session checks it too (it may hold the client's text: a DESCRIBE of its statement)."""
         self.release_result()
+        if self.access is not None:
+            sql = self.access.admit(sql, self.changed_settings)
         try:
             return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
         except duckdb.Error as error:

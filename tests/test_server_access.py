@@ -226,3 +226,52 @@ def test_a_models_embedding_model_loads_only_from_the_data_dir(served):
         before = a.execute("SELECT count(*) FROM mldb.models").fetchone()[0]
         _refused(a, f"CREATE MODEL by_note PREDICT even FROM notes WITH (embed_model = '{elsewhere}')")
         assert a.execute("SELECT count(*) FROM mldb.models").fetchone()[0] == before
+
+
+# -- what an attacker tried (the probe of issue 12) ---------------------------------------------
+def test_a_prepared_statement_holds_one_statement(served):
+    with _connect(served) as a, _connect(served) as b:
+        before = b.execute("SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
+        result = a.pgconn.prepare(b"two", b"SELECT 1; SET GLOBAL threads = 1")
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42601"
+        assert b"multiple commands" in result.error_message
+        assert b.execute("SELECT current_setting('threads'), current_setting('memory_limit')").fetchone() == before
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT * FROM enable_' || 'logging()'))",
+    "SELECT * FROM query_table('t')",
+    "SET max_expression_depth = 10000000",
+    "SET python_enable_replacements = true",
+    "SET log_query_path = '{data}/log.csv'",
+    "SELECT * FROM enable_profiling(format := 'json', save_location := '{data}/profile.json')",
+    "EXPLAIN ANALYZE COPY (SELECT 'x') TO '{data}/explained.csv'",
+    "COPY (SELECT 'x') TO '{export}/p' (FORMAT csv, PER_THREAD_OUTPUT, FILENAME_PATTERN '../data/code{{i}}', "
+    "FILE_EXTENSION 'py')",
+    "IMPORT DATABASE '{export}'",
+    "RESET threads",
+])
+def test_what_the_attacker_tried_is_refused(served, dirs, sql):
+    _, data, export, _ = dirs
+    before = sorted(os.listdir(data))
+    with _connect(served) as a:
+        _refused(a, sql.format(data=data, export=export))
+        assert a.execute("SELECT count(*) FROM duckdb_logs").fetchone()[0] == 0  # logging stayed off
+    assert sorted(os.listdir(data)) == before
+    with _connect(served) as fresh:  # the server is up and unchanged for a new client
+        assert fresh.execute("SELECT current_setting('max_expression_depth')").fetchone()[0] == 1000
+
+
+def test_names_in_strings_and_columns_are_not_refused(served):
+    with _connect(served) as a:
+        assert a.execute("SELECT 'enable_logging', 'query(' AS query").fetchone() == ("enable_logging", "query(")
+
+
+def test_a_statement_over_64_kib_is_checked_too(served):
+    wide = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(12_000))
+    assert len(wide) > 65_536
+    with _connect(served) as a:
+        assert len(a.execute(wide).fetchone()) == 12_000
+        _refused(a, wide + "; SET GLOBAL default_order = 'DESC'")
+        _refused(a, f"SELECT * FROM query('SELECT 1') WHERE {' OR '.join(['true'] * 20_000)}")
+        assert [r[0] for r in a.execute("SELECT i FROM range(2) t(i) ORDER BY i")] == [0, 1]

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import duckdb
 from sqlglot.tokens import TokenType
 
 from mldb import errors
+from mldb.frontend import split_statements
 from mldb.frontend.dialect import MLDB
 
 _ADMIN_TYPES = {"ATTACH": "ATTACH", "DETACH": "DETACH", "LOAD": "INSTALL / LOAD of an extension",
@@ -41,13 +43,25 @@ _READ_PRAGMAS = {"table_info", "show_tables", "show_tables_expanded", "show", "d
                  "version", "platform", "functions", "collations", "storage_info", "metadata_info", "user_agent",
                  "table_storage_info", "show_databases"}
 # Table functions that reconfigure the whole database (a file-logging target broke every statement).
-_GLOBAL_FUNCTIONS = ("enable_logging", "disable_logging", "truncate_duckdb_logs")
-_DYNAMIC_SQL = ("query", "query_table")
-# Session settings whose effect lands on the server's stdout or files, not with the client.
-_SERVER_OUTPUT = ("enable_profiling", "profiling_output", "profile_output", "profiling_mode",
-                  "enable_progress_bar", "enable_progress_bar_print")
+# Functions that reconfigure or write for the whole server (logging, profiling to a file).
+_SERVER_FUNCTIONS = {"enable_logging", "disable_logging", "truncate_duckdb_logs", "enable_profiling",
+                     "disable_profiling"}
+# Functions that run SQL built at run time: the server could not check it first.
+_DYNAMIC_SQL = {"query", "query_table", "json_execute_serialized_sql"}
+# The settings a client may change for its session: they shape its own results only. Others
+# act on the server (threads, memory), write files (log_query_path, profiling_output), print
+# on the server (enable_progress_bar), read the server's Python objects
+# (python_enable_replacements) or let the parser recurse until the process dies
+# (max_expression_depth).
+_CLIENT_SETTINGS = {"timezone", "time zone", "calendar", "default_order", "default_null_order", "null_order",
+                    "default_collation", "search_path", "schema", "preserve_insertion_order", "integer_division",
+                    "ieee_floating_point_ops", "errors_as_json", "explain_output", "order_by_non_integer_literal",
+                    "scalar_subquery_error_on_multiple_rows", "max_execution_time", "show_behavior"}
+_SHOWN_SETTINGS = sorted(_CLIENT_SETTINGS - {"time zone"})
+_FILE_NAMING = {"FILENAME_PATTERN", "FILE_EXTENSION"}
+_EXACT_BELOW = 65_536  # statements up to this size are classified by DuckDB's parser (see _statements)
 _SCOPES = ("GLOBAL", "SESSION", "LOCAL", "VARIABLE")
-_SERVER_WIDE = ("cannot be set locally", "cannot be set as a session variable")
+_SERVER_WIDE = ("cannot be set locally", "cannot be reset locally", "cannot be set as a session variable")
 
 
 @dataclass
@@ -85,48 +99,59 @@ class ClientAccess:
     def admit(self, sql: str, changed: set[str] | None = None) -> str:
         """``sql`` as the client may run it (settings made session-local), or 42501.
         ``changed`` collects the settings the client changed (for RESET ALL / DISCARD ALL)."""
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error:
+        statements = _statements(sql)
+        if statements is None:
             return sql  # DuckDB will refuse it with its own syntax error
         admitted = [self._admit_one(statement, changed) for statement in statements]
-        if all(new is old.query for new, old in zip(admitted, statements)):
+        if all(new is old.text for new, old in zip(admitted, statements)):
             return sql
         return ";\n".join(statement.strip().rstrip(";") for statement in admitted)
 
-    def _admit_one(self, statement, changed: set[str] | None) -> str:
-        kind, text = statement.type.name, statement.query
+    def _admit_one(self, statement: _Statement, changed: set[str] | None) -> str:
+        kind, text = statement.kind, statement.text
         if not self.allow_admin:
-            if kind in _ADMIN_TYPES:
-                raise refused(f"{_ADMIN_TYPES[kind]} is not allowed for clients of this server")
-            if kind in ("CREATE", "DROP") and _is_secret(text):
-                raise refused("secrets are kept for the whole server: CREATE / DROP SECRET is not allowed for clients")
-            if kind == "PRAGMA":
-                self._check_pragma(text)
-            if any(name in text.lower() for name in _GLOBAL_FUNCTIONS):
-                raise refused("DuckDB's logging functions reconfigure the whole server: not allowed for clients")
-            if _calls(text, _DYNAMIC_SQL):
-                raise refused("query() / query_table() run SQL built at run time, which the server cannot check "
-                              "before it runs: not allowed for clients of this server")
-        if kind == "PREPARE":
-            inner = _prepared(text)
+            self._check_admin(statement)
+        if kind in ("PREPARE", "EXPLAIN"):  # judged as the statement they prepare or run
+            inner = _inner(statement)
             if inner is not None:
                 self._admit_one(inner, None)
         if kind in ("COPY", "EXPORT") and not self.allow_file_access:
-            self._check_write(text, kind)
+            self._check_write(statement)
         if kind == "SET":
             return self._session_setting(text, changed)
         return text
 
-    def _check_pragma(self, text: str) -> None:
-        tokens = _tokens(text)
-        name = tokens[1].text.lower() if len(tokens) > 1 else ""
+    def _check_admin(self, statement: _Statement) -> None:
+        kind = statement.kind
+        if kind in _ADMIN_TYPES:
+            raise refused(f"{_ADMIN_TYPES[kind]} is not allowed for clients of this server")
+        lower = statement.text.lower()  # (a cheap look first: tokens only where a name appears at all)
+        if kind in ("CREATE", "DROP") and "secret" in lower and "SECRET" in statement.words[:5]:
+            raise refused("secrets are kept for the whole server: CREATE / DROP SECRET is not allowed for clients")
+        if kind == "PRAGMA":
+            self._check_pragma(statement)
+        if not any(name in lower for name in _SERVER_FUNCTIONS | _DYNAMIC_SQL):
+            return
+        names = statement.names
+        found = sorted(names & _SERVER_FUNCTIONS)
+        if found:
+            raise refused(f"{found[0]}() reconfigures the whole server: not allowed for clients of this server")
+        if statement.calls & _DYNAMIC_SQL:
+            raise refused("query(), query_table() and json_execute_serialized_sql() run SQL built at run time, "
+                          "which the server cannot check before it runs: not allowed for clients of this server")
+
+    def _check_pragma(self, statement: _Statement) -> None:
+        words = statement.words
+        if words[0] == "IMPORT":
+            raise refused("IMPORT DATABASE runs the SQL files of a directory: not allowed for clients of this server")
+        name = words[1].lower() if len(words) > 1 else ""
         if name not in _READ_PRAGMAS:
             raise refused(f"PRAGMA {name} is not allowed for clients of this server (it may change the whole "
                           "server); use SET for your session's settings")
 
     def _session_setting(self, text: str, changed: set[str] | None) -> str:
-        """SET / RESET / PRAGMA x = v as the session-only form; USE and variables as they are."""
+        """SET / RESET / PRAGMA x = v as the session-only form of a setting a client may change;
+        USE and variables as they are."""
         first = _tokens(text)[0]
         word, tail = first.text.upper(), text[first.end + 1:]
         rest = _tokens(tail)  # (sqlglot reads RESET as a command: its tail is tokenized on its own)
@@ -141,18 +166,20 @@ class ClientAccess:
             raise refused(f"{word} GLOBAL changes every client's setting: not allowed for clients of this server")
         named = rest[1:] if scope in _SCOPES else rest
         name = _setting_name(named)
-        if changed is not None and name.isascii() and name.replace(" ", "_").isidentifier():
-            changed.add(name)  # (only plain names: RESET ALL writes them into SQL)
-        if name.split(" ")[0] in _SERVER_OUTPUT and not self.allow_admin:
-            raise refused(f"{name} writes to the server's own output, not to you: not allowed for clients "
-                          "(EXPLAIN ANALYZE shows a statement's profile)")
+        if not self.allow_admin and name not in _CLIENT_SETTINGS:
+            raise refused(f"setting {name or '?'} is not one a client of this server may change (it is the "
+                          f"server's, or acts beyond your session; mldb serve --allow-admin lets clients change "
+                          f"any); you may SET {', '.join(_SHOWN_SETTINGS)}")
+        if changed is not None and name in _CLIENT_SETTINGS:
+            changed.add(name)  # (RESET ALL writes these names into SQL: only known ones)
         if scope in _SCOPES:
             return text
         return f"{'RESET' if word == 'RESET' else 'SET'} SESSION {tail[rest[0].start:]}"
 
-    def _check_write(self, text: str, kind: str) -> None:
-        """A COPY TO file or EXPORT DATABASE must name a path inside ``export_dir``."""
-        target = _write_target(text, kind)
+    def _check_write(self, statement: _Statement) -> None:
+        """A COPY TO file or EXPORT DATABASE must name a path inside ``export_dir``, and name
+        its files itself (FILENAME_PATTERN / FILE_EXTENSION with a path would lead elsewhere)."""
+        target = _write_target(statement)
         if target is _NO_WRITE:
             return
         if self.export_dir is None:
@@ -161,6 +188,11 @@ class ClientAccess:
         if not isinstance(target, str) or not _inside(target, self.export_dir):
             raise refused(f"COPY TO / EXPORT may write only inside the server's export directory "
                           f"{self.export_dir}; write to a literal path there")
+        tokens = statement.tokens
+        for token, value in zip(tokens, tokens[1:]):
+            if token.text.upper() in _FILE_NAMING and any(part in value.text for part in ("/", "\\", "..")):
+                raise refused(f"{token.text.upper()} may not hold a path: files are written inside the export "
+                              "directory")
 
     # -- errors DuckDB raises for a session-only SET ---------------------------------------------
     @staticmethod
@@ -183,24 +215,101 @@ def _tokens(text: str):
     return MLDB.Tokenizer().tokenize(text)
 
 
-def _calls(text: str, names: tuple[str, ...]) -> bool:
-    """Whether ``text`` calls one of the functions ``names`` (a name token followed by "(")."""
-    tokens = _tokens(text)
-    return any(t.text.lower() in names and n.token_type == TokenType.L_PAREN for t, n in zip(tokens, tokens[1:]))
+class _Statement:
+    """One statement: DuckDB's kind (``SET``, ``COPY``, ...) and its text; tokens when asked."""
+
+    def __init__(self, kind: str, text: str):
+        self.kind, self.text = kind, text
+
+    @cached_property
+    def tokens(self) -> list:
+        """sqlglot's tokens; for a statement sqlglot reads as a command (CALL, PREPARE, RESET, ...)
+        its tail, one string token there, tokenized on its own (offsets then count from the tail)."""
+        tokens = _tokens(self.text)
+        if len(tokens) > 1 and tokens[0].token_type == TokenType.COMMAND:
+            return [tokens[0], *_tokens(self.text[tokens[0].end + 1:])]
+        return tokens
+
+    @cached_property
+    def words(self) -> list[str]:
+        return [t.text.upper() for t in self.tokens if t.token_type != TokenType.STRING] or [""]
+
+    @cached_property
+    def names(self) -> set[str]:
+        """Every word that is not a string or a number, lower-cased (function and table names among them)."""
+        return {t.text.lower() for t in self.tokens if t.token_type not in (TokenType.STRING, TokenType.NUMBER)}
+
+    @cached_property
+    def calls(self) -> set[str]:
+        """The names followed by "(" (function calls)."""
+        tokens = self.tokens
+        return {t.text.lower() for t, n in zip(tokens, tokens[1:])
+                if n.token_type == TokenType.L_PAREN and t.token_type != TokenType.STRING}
 
 
-def _prepared(text: str):
-    """The statement ``PREPARE name AS <statement>`` prepares (DuckDB's Statement), or None."""
-    first = _tokens(text)[0]
-    tail = text[first.end + 1:]  # (sqlglot reads PREPARE as a command: its tail is tokenized on its own)
-    at = next((t for t in _outer_tokens(tail) if t.text.upper() == "AS"), None)
-    if at is None:
-        return None
-    try:
-        inner = duckdb.extract_statements(tail[at.end + 1:])
-    except duckdb.Error:
-        return None
-    return inner[0] if len(inner) == 1 else None
+def _statements(sql: str) -> list[_Statement] | None:
+    """The statements of ``sql`` with DuckDB's kinds; None when it does not parse.
+
+    DuckDB's parser holds Python's GIL (every client waits while it runs: about 4 s for a
+    300,000-item select list), so a statement over ``_EXACT_BELOW`` characters is split and
+    classified from sqlglot's tokens instead (Python code, which lets other threads run)."""
+    if len(sql) <= _EXACT_BELOW:
+        try:
+            return [_Statement(s.type.name, s.query) for s in duckdb.extract_statements(sql)]
+        except duckdb.Error:
+            return None
+    parts = split_statements(sql)
+    if parts is None:
+        raise errors.ProgrammingError("a statement of over 64 KiB that cannot be tokenized: refused unread",
+                                      sqlstate="54000")
+    return [_Statement(_kind(part.text), part.text) for part in parts]
+
+
+# First words -> DuckDB's statement kind (for statements too large for DuckDB's parser here).
+_KINDS = {**dict.fromkeys(("SELECT", "WITH", "VALUES", "FROM", "TABLE", "(", "SHOW", "DESCRIBE", "SUMMARIZE",
+                           "PIVOT", "UNPIVOT"), "SELECT"),
+          **dict.fromkeys(("SET", "RESET", "USE"), "SET"), "INSTALL": "LOAD", "FORCE": "LOAD",
+          **{word: word for word in ("INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE",
+                                     "COMMENT", "EXPLAIN", "PREPARE", "EXECUTE", "COPY", "EXPORT", "ATTACH",
+                                     "DETACH", "LOAD", "CALL", "PRAGMA", "IMPORT")}}
+
+
+def _kind(text: str) -> str:
+    words = _Statement("", text).words
+    kind = _KINDS.get(words[0], "UNKNOWN")
+    if kind == "COPY" and words[1:3] == ["FROM", "DATABASE"]:
+        return "COPY_DATABASE"
+    if kind == "PRAGMA" and "=" in words[:4]:
+        return "SET"
+    return "PRAGMA" if kind == "IMPORT" else kind
+
+
+def _inner(statement: _Statement) -> _Statement | None:
+    """What ``PREPARE name AS <statement>`` prepares or ``EXPLAIN [ANALYZE] [(...)] <statement>`` runs."""
+    first = _tokens(statement.text)[0]
+    tail = statement.text[first.end + 1:]  # (sqlglot reads PREPARE as a command: its tail is tokenized on its own)
+    outer = _outer_tokens(tail)
+    if statement.kind == "PREPARE":
+        at = next((t for t in outer if t.text.upper() == "AS"), None)
+    else:
+        skipped = [t for t in outer[:2] if t.text.upper() in ("ANALYZE", "ANALYSE", "(")]
+        at = skipped[-1] if skipped else None
+        if at is not None and at.token_type == TokenType.L_PAREN:  # EXPLAIN (FORMAT json): skip to its ")"
+            at = _closing(tail, at)
+    body = tail[at.end + 1:] if at is not None else tail
+    inner = _statements(body)
+    return inner[0] if inner and len(inner) == 1 else None
+
+
+def _closing(text: str, opening):
+    depth = 0
+    for token in _tokens(text):
+        if token.start < opening.start:
+            continue
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
+        if depth == 0:
+            return token
+    return opening
 
 
 def _setting_name(tokens) -> str:
@@ -213,20 +322,15 @@ def _setting_name(tokens) -> str:
     return " ".join(names).lower()
 
 
-def _is_secret(text: str) -> bool:
-    words = [t.text.upper() for t in _tokens(text)[:5]]
-    return "SECRET" in words
-
-
-def _write_target(text: str, kind: str):
+def _write_target(statement: _Statement):
     """The file a COPY ... TO or EXPORT DATABASE writes (a str), ``_NO_WRITE`` for COPY FROM,
     None when it is not one literal path. Read from the tokens at parenthesis depth 0 (sqlglot
     reads neither ``EXPORT DATABASE`` nor every COPY form): ``COPY <t or (query)> TO 'path'
     [WITH] [(options)]`` and ``EXPORT DATABASE [db TO] 'path' [(options)]``; any other shape
     (an expression for the path) is None, and refused."""
-    outer = _outer_tokens(text)
+    outer = _outer_tokens(statement.text)
     words = [t.text.upper() if t.token_type != TokenType.STRING else None for t in outer]
-    if kind == "COPY":
+    if statement.kind == "COPY":
         at = next((i for i, w in enumerate(words) if i > 1 and w in ("TO", "FROM")), None)
         if at is None or words[at] == "FROM":
             return _NO_WRITE if at is not None else None

@@ -320,6 +320,8 @@ class Client:
         name, sql, oids = payload.cstring(), payload.cstring(), payload.int32_list()
         if name and name in self.statements:
             raise ClientError(f'prepared statement "{name}" already exists', "42P05")
+        if len(split_statements(sql) or ()) > 1:
+            raise ClientError("cannot insert multiple commands into a prepared statement", "42601")
         self.statements[name] = Prepared.create(pg_catalog.translate_introspection(self, sql), oids)
         self.send(protocol.PARSE_COMPLETE)
 
