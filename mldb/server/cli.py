@@ -93,9 +93,11 @@ def _parser() -> argparse.ArgumentParser:
         "packet over 10,000 bytes or a password message over 65,535 bytes is refused before it is read "
         "(08P01). A connection refused for want of a slot gets 53300."))
     access = parser.add_argument_group(
-        "what clients may do", "By default a client changes only its own session's settings (SET runs as "
-        "SET SESSION), may not administer the server (SET GLOBAL, server-wide settings, ATTACH/DETACH, "
-        "INSTALL/LOAD, CREATE SECRET, LOAD UDFS: SQLSTATE 42501) and reads or writes no file of the server's.")
+        "what clients may do", "By default a client changes only its own session's settings, and only those "
+        "that shape its own results (TimeZone, default_order, search_path, ...: SET runs as SET SESSION); it may "
+        "not administer the server (SET GLOBAL, server-wide settings, ATTACH/DETACH, INSTALL/LOAD, IMPORT "
+        "DATABASE, secrets, logging, query(), LOAD UDFS: SQLSTATE 42501) and reads or writes no file of the "
+        "server's, embedding models by path included.")
     access.add_argument("--data-dir", metavar="DIR",
                         help="clients may read files in DIR (read_csv, read_parquet, COPY FROM, ...)")
     access.add_argument("--export-dir", metavar="DIR",
