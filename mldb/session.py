@@ -77,6 +77,11 @@ class Session:
         self.generation = 0  # counts statements and registrations (a Relation's result may be stale)
         self.con.execute("SET python_enable_replacements = false")  # it would look at mldb's frames: see frames.py
 
+    def restrict(self, access) -> None:
+        """A wire client's session: every SQL text on ``con`` passes ``access`` first (mldb.server.access)."""
+        self.access = access
+        self.con = access.checked(self.con, self.changed_settings)
+
     # -- the entry point -------------------------------------------------------------------
     @_locked
     def execute(self, sql: str, params=None, scope: frames.Scope | None = None) -> Result:
@@ -200,8 +205,6 @@ class Session:
             execution = self.database.start(self, sql)  # a view may call mldb's functions
         self.running = execution
         result = None
-        if self.access is not None:
-            sql = self.access.admit(sql, self.changed_settings)
         try:
             if execution is not None and self.database.stored_functions:
                 # (inside an aborted transaction this fails as the statement itself would)
@@ -341,11 +344,8 @@ class Session:
     # -- helpers for steps ---------------------------------------------------------------------
     @_locked
     def sql(self, sql: str, params=None):
-        """Run internal SQL on this session's connection, translating errors. A wire client's
-        session checks it too (it may hold the client's text: a DESCRIBE of its statement)."""
+        """Run internal SQL on this session's connection, translating errors."""
         self.release_result()
-        if self.access is not None:
-            sql = self.access.admit(sql, self.changed_settings)
         try:
             return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
         except duckdb.Error as error:

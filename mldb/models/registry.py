@@ -383,8 +383,22 @@ def _read_version(source, name: str, version: int) -> ModelVersion:
                                       sqlstate="42704")
     (version, algorithm, task, target, target_type, classes, hyper, feats, encoder, metrics, created,
      weights) = rows[0]
+    _check_embed_models(source, _json(feats))
     return ModelVersion(name, version, algorithm, task, target, target_type, _json(classes), _json(hyper),
                         _json(feats), _json(encoder), _json(metrics), created, bytes(weights))
+
+
+def _check_embed_models(source, features: list[dict]) -> None:
+    """A served database loads embedding models only from its clients' directories: the path
+    stored with a text feature is checked as EMBED's is (mldb.model_versions is writable)."""
+    roots = _database(source).file_roots
+    if roots is None:
+        return
+    from mldb.vectors import embedding
+
+    for feature in features or []:
+        if isinstance(feature, dict) and feature.get("embed_model"):
+            embedding.canonical(str(feature["embed_model"]), roots)
 
 
 def _json(text):

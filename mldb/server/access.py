@@ -76,8 +76,22 @@ class ClientAccess:
         self.data_dir = _real(self.data_dir)
         self.export_dir = _real(self.export_dir)
         self.readable = [d for d in (self.data_dir, self.export_dir) if d]
+        self.builtin_functions: set[str] = set()  # learnt by ``bind``
+        self.builtin_relations: set[str] = set()
 
     # -- the server's database ----------------------------------------------------------------
+    def bind(self, database) -> None:
+        """Apply to the server's database: restrict its files; learn the names a client's objects
+        may not take (a macro named ``lower`` or a view named ``pg_class`` in ``main`` would
+        replace DuckDB's for every client, and for mldb's own catalog queries)."""
+        self.restrict_files(database)
+        root = database.root
+        self.builtin_functions = {row[0].lower() for row in root.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE internal").fetchall()}
+        self.builtin_relations = {row[0].lower() for row in root.execute(
+            "SELECT DISTINCT view_name FROM duckdb_views() WHERE internal").fetchall()} | {
+            name for name in self.builtin_functions if name.startswith(("duckdb_", "pragma_"))}
+
     def restrict_files(self, database) -> None:
         """Limit the database's file access to ``readable`` (for good: DuckDB cannot turn it back on)."""
         if self.allow_file_access:
@@ -123,6 +137,8 @@ class ClientAccess:
 
     def _check_admin(self, statement: _Statement) -> None:
         kind = statement.kind
+        if kind == "UNKNOWN":
+            raise refused(f"{' '.join(statement.words[:2])} is not allowed for clients of this server")
         if kind in _ADMIN_TYPES:
             raise refused(f"{_ADMIN_TYPES[kind]} is not allowed for clients of this server")
         lower = statement.text.lower()  # (a cheap look first: tokens only where a name appears at all)
@@ -130,6 +146,8 @@ class ClientAccess:
             raise refused("secrets are kept for the whole server: CREATE / DROP SECRET is not allowed for clients")
         if kind == "PRAGMA":
             self._check_pragma(statement)
+        if kind in ("CREATE", "ALTER"):
+            self._check_shadowing(statement)
         if not any(name in lower for name in _SERVER_FUNCTIONS | _DYNAMIC_SQL):
             return
         names = statement.names
@@ -139,6 +157,18 @@ class ClientAccess:
         if statement.calls & _DYNAMIC_SQL:
             raise refused("query(), query_table() and json_execute_serialized_sql() run SQL built at run time, "
                           "which the server cannot check before it runs: not allowed for clients of this server")
+
+    def _check_shadowing(self, statement: _Statement) -> None:
+        """A lasting macro or function may not take a built-in function's name, nor a view or
+        table a system view's (a TEMP one shadows them for its own session only)."""
+        words = statement.words
+        if kind_name := _created(words):
+            kind, name = kind_name
+            taken = self.builtin_functions if kind in ("MACRO", "FUNCTION") else self.builtin_relations
+            if name in taken:
+                raise refused(f"{kind} {name}: DuckDB has a built-in {'function' if kind in ('MACRO', 'FUNCTION') else 'view'} "
+                              f"of that name, which it would replace for every client; choose another name "
+                              f"(or CREATE TEMP {kind} for your session only)")
 
     def _check_pragma(self, statement: _Statement) -> None:
         words = statement.words
@@ -194,6 +224,10 @@ class ClientAccess:
                 raise refused(f"{token.text.upper()} may not hold a path: files are written inside the export "
                               "directory")
 
+    def checked(self, con, changed: set[str]) -> _CheckedConnection:
+        """``con`` with every SQL text run through it admitted first (see ``_CheckedConnection``)."""
+        return _CheckedConnection(con, lambda sql: self.admit(sql, changed))
+
     # -- errors DuckDB raises for a session-only SET ---------------------------------------------
     @staticmethod
     def explained(error: errors.Error) -> errors.Error:
@@ -205,6 +239,35 @@ class ClientAccess:
 
 
 _NO_WRITE = object()
+
+
+class _CheckedConnection:
+    """A wire client's DuckDB connection, through which all SQL of its session runs: the
+    client's statements and mldb's own. mldb's code builds SQL from the mldb.* catalog
+    tables, which a client can write (a training query, a snapshot's table name), and runs
+    subqueries while planning (DRIFT's): checking every text here, not at each place that
+    builds one, keeps a stored text from doing what the client could not do directly."""
+
+    def __init__(self, con, admit):
+        self._con, self._admit = con, admit
+
+    def execute(self, sql, *args, **kwargs):
+        return self._con.execute(self._admit(sql), *args, **kwargs)
+
+    def sql(self, sql, *args, **kwargs):
+        return self._con.sql(self._admit(sql), *args, **kwargs)
+
+    def executemany(self, sql, *args, **kwargs):
+        return self._con.executemany(self._admit(sql), *args, **kwargs)
+
+    def query(self, sql, *args, **kwargs):
+        return self._con.query(self._admit(sql), *args, **kwargs)
+
+    def cursor(self):
+        return _CheckedConnection(self._con.cursor(), self._admit)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
 
 
 def refused(message: str) -> errors.ProgrammingError:
@@ -258,6 +321,8 @@ def _statements(sql: str) -> list[_Statement] | None:
             return [_Statement(s.type.name, s.query) for s in duckdb.extract_statements(sql)]
         except duckdb.Error:
             return None
+        except ValueError:  # a kind the Python binding has no name for (UPDATE EXTENSIONS)
+            return [_Statement("UNKNOWN", sql)]
     parts = split_statements(sql)
     if parts is None:
         raise errors.ProgrammingError("a statement of over 64 KiB that cannot be tokenized: refused unread",
@@ -269,6 +334,8 @@ def _statements(sql: str) -> list[_Statement] | None:
 _KINDS = {**dict.fromkeys(("SELECT", "WITH", "VALUES", "FROM", "TABLE", "(", "SHOW", "DESCRIBE", "SUMMARIZE",
                            "PIVOT", "UNPIVOT"), "SELECT"),
           **dict.fromkeys(("SET", "RESET", "USE"), "SET"), "INSTALL": "LOAD", "FORCE": "LOAD",
+          **{word: "TRANSACTION" for word in ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT")},
+          **{word: "CALL" for word in ("CHECKPOINT", "VACUUM", "ANALYZE", "DEALLOCATE")},
           **{word: word for word in ("INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE",
                                      "COMMENT", "EXPLAIN", "PREPARE", "EXECUTE", "COPY", "EXPORT", "ATTACH",
                                      "DETACH", "LOAD", "CALL", "PRAGMA", "IMPORT")}}
@@ -277,11 +344,33 @@ _KINDS = {**dict.fromkeys(("SELECT", "WITH", "VALUES", "FROM", "TABLE", "(", "SH
 def _kind(text: str) -> str:
     words = _Statement("", text).words
     kind = _KINDS.get(words[0], "UNKNOWN")
+    if kind == "UPDATE" and words[1:2] == ["EXTENSIONS"]:
+        return "UNKNOWN"
     if kind == "COPY" and words[1:3] == ["FROM", "DATABASE"]:
         return "COPY_DATABASE"
     if kind == "PRAGMA" and "=" in words[:4]:
         return "SET"
     return "PRAGMA" if kind == "IMPORT" else kind
+
+
+def _created(words: list[str]) -> tuple[str, str] | None:
+    """(kind, lower-cased name) of a lasting object ``CREATE [OR REPLACE] MACRO|FUNCTION|VIEW|TABLE
+    [IF NOT EXISTS] [schema.]name`` or ``ALTER VIEW|TABLE ... RENAME TO name`` makes; None for
+    a TEMP object or another statement."""
+    if words[0] == "ALTER" and "RENAME" in words and words[words.index("RENAME") + 1:][:1] == ["TO"]:
+        at = words.index("RENAME") + 2
+        return (words[1], words[at].lower()) if len(words) > at else None
+    if words[0] != "CREATE" or any(w in ("TEMP", "TEMPORARY") for w in words[1:4]):
+        return None
+    kind = next((w for w in words[1:4] if w in ("MACRO", "FUNCTION", "VIEW", "TABLE")), None)
+    if kind is None:
+        return None
+    rest = words[words.index(kind) + 1:]
+    if rest[:3] == ["IF", "NOT", "EXISTS"]:
+        rest = rest[3:]
+    while len(rest) > 2 and rest[1] == ".":  # schema.name, catalog.schema.name
+        rest = rest[2:]
+    return (kind, rest[0].lower()) if rest else None
 
 
 def _inner(statement: _Statement) -> _Statement | None:

@@ -49,7 +49,7 @@ class Server:
                  tls=None, tls_required: bool = False, access: ClientAccess | None = None):
         self.database, self.secret, self.auth_method = database, secret, auth_method
         self.access = access or ClientAccess()  # what clients may run and read (mldb.server.access)
-        self.access.restrict_files(database)
+        self.access.bind(database)
         self.tls, self.tls_required = tls, tls_required  # an ssl.SSLContext (mldb.server.tls), or None
         self.limits, self.grace = limits, grace
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=128)

@@ -185,7 +185,7 @@ class Client:
             self._fatal(refusal, "53300")
             return False
         self.session = self.server.database.session()
-        self.session.access = self.server.access  # its settings stay its own; no admin statements, few files
+        self.session.restrict(self.server.access)  # its settings stay its own; no admin statements, few files
         self.session.load_udfs_allowed = self.server.access.allow_admin  # LOAD UDFS runs a file's code here
         self._greet()
         return True
