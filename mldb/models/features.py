@@ -308,6 +308,12 @@ def infer_task(model: str, target: str, array, requested: str | None = None) -> 
 
 
 def fit_target(task: str, array) -> dict:
+    """The target's encoder: a regression target's mean and scale (fitted on the training rows), or a
+    classifier's classes. :func:`mldb.models.train.fit` passes every row with a known target for a
+    classifier, not the training split alone: the classes are what the column holds, as an ENUM's values
+    are, and a user expects a class in the data (if only in one row that the split put among the
+    validation rows) to be one the model knows and is scored on, not an internal error. A class with no
+    training row is still never predicted with any confidence; the validation metrics show it."""
     array = _plain(array)
     if task == "regression":
         mean, std = _scaling(_floats(array))

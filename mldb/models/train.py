@@ -80,7 +80,7 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
     rows = pa.array(train_idx)  # encoders see the training rows only, one column copied at a time
     fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), table[n].take(rows),
                                    options.get("embed_model")) for n in names]
-    target_encoder = features.fit_target(task, table[target].take(rows))
+    target_encoder = features.fit_target(task, table[target] if task != "regression" else table[target].take(rows))
     hyper |= {"algorithm": algorithms.resolve(model, algorithm, task, len(table)),
               "inputs": sum(feature["width"] for feature in fitted),
               "outputs": 1 if task == "regression" else len(target_encoder["classes"])}
