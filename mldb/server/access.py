@@ -25,9 +25,9 @@ In-process users (``mldb.connect``) have no ``ClientAccess``: they keep full acc
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import duckdb
 from sqlglot.tokens import TokenType
@@ -78,6 +78,7 @@ class ClientAccess:
         self.readable = [d for d in (self.data_dir, self.export_dir) if d]
         self.builtin_functions: set[str] = set()  # learnt by ``bind``
         self.builtin_relations: set[str] = set()
+        self._verdict = functools.lru_cache(maxsize=4096)(self._judge)  # (refusals are not kept: they raise)
 
     # -- the server's database ----------------------------------------------------------------
     def bind(self, database) -> None:
@@ -112,14 +113,23 @@ class ClientAccess:
     # -- each statement -------------------------------------------------------------------------
     def admit(self, sql: str, changed: set[str] | None = None) -> str:
         """``sql`` as the client may run it (settings made session-local), or 42501.
-        ``changed`` collects the settings the client changed (for RESET ALL / DISCARD ALL)."""
+        ``changed`` collects the settings the client changed (for RESET ALL / DISCARD ALL).
+        The verdict depends on the text alone, so it is kept per text (mldb's own statements
+        and a client's repeat: checking costs 50-200 us, a cached verdict about 1 us)."""
+        admitted, names = self._verdict(sql) if len(sql) <= _EXACT_BELOW else self._judge(sql)
+        if changed is not None:
+            changed.update(names)
+        return admitted
+
+    def _judge(self, sql: str) -> tuple[str, frozenset[str]]:
         statements = _statements(sql)
         if statements is None:
-            return sql  # DuckDB will refuse it with its own syntax error
-        admitted = [self._admit_one(statement, changed) for statement in statements]
+            return sql, frozenset()  # DuckDB will refuse it with its own syntax error
+        names: set[str] = set()
+        admitted = [self._admit_one(statement, names) for statement in statements]
         if all(new is old.text for new, old in zip(admitted, statements)):
-            return sql
-        return ";\n".join(statement.strip().rstrip(";") for statement in admitted)
+            return sql, frozenset(names)
+        return ";\n".join(statement.strip().rstrip(";") for statement in admitted), frozenset(names)
 
     def _admit_one(self, statement: _Statement, changed: set[str] | None) -> str:
         kind, text = statement.kind, statement.text
@@ -284,7 +294,7 @@ class _Statement:
     def __init__(self, kind: str, text: str):
         self.kind, self.text = kind, text
 
-    @cached_property
+    @functools.cached_property
     def tokens(self) -> list:
         """sqlglot's tokens; for a statement sqlglot reads as a command (CALL, PREPARE, RESET, ...)
         its tail, one string token there, tokenized on its own (offsets then count from the tail)."""
@@ -293,16 +303,16 @@ class _Statement:
             return [tokens[0], *_tokens(self.text[tokens[0].end + 1:])]
         return tokens
 
-    @cached_property
+    @functools.cached_property
     def words(self) -> list[str]:
         return [t.text.upper() for t in self.tokens if t.token_type != TokenType.STRING] or [""]
 
-    @cached_property
+    @functools.cached_property
     def names(self) -> set[str]:
         """Every word that is not a string or a number, lower-cased (function and table names among them)."""
         return {t.text.lower() for t in self.tokens if t.token_type not in (TokenType.STRING, TokenType.NUMBER)}
 
-    @cached_property
+    @functools.cached_property
     def calls(self) -> set[str]:
         """The names followed by "(" (function calls)."""
         tokens = self.tokens
