@@ -5,6 +5,7 @@ inside a transaction. The SQL-level cases live in sql/errors/models.test and lif
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import torch
@@ -103,3 +104,36 @@ def test_drop_model_cascade_rolls_back_with_its_transaction(people):
         people.execute("DROP MODEL m")
     assert caught.value.sqlstate == "2BP01" and "view scored depends on it" in str(caught.value)
     assert _catalog(people) == before
+
+
+def test_two_concurrent_create_model_of_one_name_one_wins_the_other_gets_42710(tmp_path):
+    """Training runs unlocked; the name is looked at again under the lock, so the loser of the race
+    fails as a second CREATE MODEL does instead of silently adding version 2 to the winner's model."""
+    path = str(tmp_path / "race.db")
+    with mldb.connect(path) as con:
+        con.execute(_PEOPLE)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def create():
+        con = mldb.connect(path)
+        barrier.wait()
+        try:
+            con.execute("CREATE MODEL n PREDICT old FROM people WITH (epochs = 2)")
+            outcomes.append("ok")
+        except mldb.Error as error:
+            outcomes.append(error)
+        finally:
+            con.close()
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = [outcome for outcome in outcomes if outcome != "ok"]
+    assert outcomes.count("ok") == 1 and len(failed) == 1
+    assert isinstance(failed[0], mldb.ProgrammingError) and failed[0].sqlstate == "42710"
+    assert "model 'n' already exists" in str(failed[0])
+    with mldb.connect(path) as con:
+        assert con.execute("SELECT model, version FROM mldb.model_versions").fetchall() == [("n", 1)]
+        assert _catalog(con)[:2] == (1, 1)

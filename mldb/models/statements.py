@@ -33,11 +33,10 @@ def create_model(session, node, params) -> Result:
     if existing is not None and node.args.get("exists"):
         return _summary(session, name, existing[1], "CREATE MODEL")
     if existing is not None and not node.args.get("replace"):
-        raise errors.ProgrammingError(f"model '{name}' already exists; use CREATE OR REPLACE MODEL to start "
-                                      f"over or TRAIN {name} for a new version", sqlstate="42710")
+        raise _exists(name)
     definition = {"target": node.args["target"].name, "query": _query_sql(node.args["source"]),
                   "algorithm": _name(node.args.get("algorithm")), "options": options_of(node)}
-    return _train(session, name, definition, replace=existing is not None, status="CREATE MODEL")
+    return _train(session, name, definition, status="CREATE MODEL", replace=bool(node.args.get("replace")))
 
 
 def train_model(session, node, params) -> Result:
@@ -53,7 +52,7 @@ def train_model(session, node, params) -> Result:
     if node.args.get("snapshot"):
         version = node.args.get("snapshot_version")
         definition["query"] = _snapshot_query(session, name, int(version.name) if version else latest)
-    return _train(session, name, definition, replace=False, status="TRAIN")
+    return _train(session, name, definition, status="TRAIN")
 
 
 def _snapshot_query(session, name: str, version: int) -> str:
@@ -69,7 +68,7 @@ def _snapshot_query(session, name: str, version: int) -> str:
     return query
 
 
-def _train(session, name: str, definition: dict, *, replace: bool, status: str) -> Result:
+def _train(session, name: str, definition: dict, *, status: str, replace: bool = False) -> Result:
     algorithms.check(name, definition["algorithm"])
     definition["options"] = train.OPTIONS.check(definition["options"], f"model '{name}'")
     if definition["options"].get("embed_model") and session.database.file_roots is not None:
@@ -78,6 +77,7 @@ def _train(session, name: str, definition: dict, *, replace: bool, status: str) 
     trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
                         check_cancel=session.check_cancel)
     with session.database.lock, session.transaction():
+        replace = _still_free(session, name, status, replace)
         version = 1 if replace else _next_version(session, name)
         if replace:
             _delete(session, name)
@@ -89,6 +89,24 @@ def _train(session, name: str, definition: dict, *, replace: bool, status: str) 
                      definition["options"])
     registry.invalidate(session, name)
     return _summary(session, name, version, status)
+
+
+def _still_free(session, name: str, status: str, replace: bool) -> bool:
+    """Whether the model row must be replaced, looked at again under the database's lock: training ran
+    unlocked, so another connection may have created (or dropped) the model meanwhile. A CREATE MODEL
+    that lost that race fails as PostgreSQL's CREATE TABLE does (42710), rather than adding version 2 to
+    the winner's model; a TRAIN of a model dropped meanwhile fails as for an unknown model (42704)."""
+    exists = registry.model_row(session, name) is not None
+    if status == "TRAIN" and not exists:
+        raise registry.unknown_model(session, name)
+    if status == "CREATE MODEL" and exists and not replace:
+        raise _exists(name)
+    return status == "CREATE MODEL" and exists
+
+
+def _exists(name: str) -> errors.ProgrammingError:
+    return errors.ProgrammingError(f"model '{name}' already exists; use CREATE OR REPLACE MODEL to start "
+                                   f"over or TRAIN {name} for a new version", sqlstate="42710")
 
 
 def _read(session, query: str) -> tuple[pa.Table, dict[str, str]]:
