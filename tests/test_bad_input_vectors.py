@@ -151,3 +151,34 @@ def test_load_udfs_of_bad_files(con, tmp_path):
     with pytest.raises(mldb.ProgrammingError, match=r"LOAD UDFS FROM \$file needs a parameter 'file'"):
         con.execute("LOAD UDFS FROM $file", {})  # was: a KeyError
     assert con.execute("SELECT count(*) FROM vecs").fetchone() == (60,)
+
+
+def test_a_renamed_table_keeps_its_index_after_reopening(tmp_path):
+    path = str(tmp_path / "renamed.db")
+    with mldb.connect(path) as con:
+        con.execute("CREATE TABLE t(id INTEGER, v FLOAT[2])")
+        con.execute("INSERT INTO t VALUES (1, [1, 0]), (2, [0, 1])")
+        con.execute("CREATE INDEX i ON t USING FAISS (v) WITH (metric = 'l2', type = 'flat')")
+        con.execute("ALTER TABLE t RENAME TO t2")
+        con.execute("INSERT INTO t2 VALUES (3, [0.9, 0.1])")
+    with mldb.connect(path) as con:
+        assert con.execute("SELECT name, table_name, row_count FROM mldb.indexes").fetchall() == [("i", "t2", 3)]
+        sql = "SELECT id FROM t2 ORDER BY array_distance(v, [1, 0]::FLOAT[2]) LIMIT 2"
+        assert any("FAISS search: index i" in note for key, note in con.execute("EXPLAIN " + sql).fetchall()
+                   if key == "mldb_rewrite")
+        assert con.execute(sql).fetchall() == [(1,), (3,)]
+
+
+def test_a_literal_query_vector_searches_alike_in_and_out_of_a_transaction(con):
+    con.execute("CREATE INDEX i ON vecs USING FAISS (v) WITH (metric = 'cosine', type = 'flat')")
+    sql = "SELECT id FROM VECTOR_SEARCH(vecs, v, [1, 0, 1], 4)"
+    autocommit = con.execute(sql).fetchall()
+    con.execute("BEGIN")
+    con.execute("UPDATE vecs SET v = v WHERE id = 0")  # this session's change: DuckDB searches exactly
+    assert con.execute(sql).fetchall() == autocommit
+    con.execute("ROLLBACK")
+    before = _state(con)
+    with pytest.raises(mldb.DataError, match="beyond float32's range") as caught:
+        con.execute("SELECT id FROM VECTOR_SEARCH(vecs, v, [1e39, 0, 1], 4)")
+    assert caught.value.sqlstate == "22003"
+    assert _state(con) == before

@@ -19,6 +19,7 @@ fails and its transaction can no longer commit: DuckDB rolls it back.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from sqlglot.tokens import TokenType
 
@@ -34,7 +35,9 @@ def on_write(session, statement, phase) -> bool:
     vectors = store.vector_state(session)
     if phase == "before":
         session.release_result()  # (the session's BEGIN result must not outlive a failing write)
-        for entry in _targets(session, statement):
+        targets = _targets(session, statement)
+        _check_alter(session, statement, targets)
+        for entry in targets:
             vectors.lock_for_write(session, entry)
         return True
     try:
@@ -75,12 +78,87 @@ def _targets(session, statement) -> list[store.IndexEntry]:
 def _follow(session, vectors: store.VectorState, statement, entry: store.IndexEntry) -> None:
     info = entry.info
     if not _still_there(session, info):
-        vectors.drop(session, entry)  # its table or column was dropped
+        _lost(session, vectors, statement, entry)
         return
     changed = _vectors_changed(statement, info)
     if changed is None:
         return  # an UPDATE of other columns
     vectors.follow(session, entry, changed)
+
+
+def _lost(session, vectors: store.VectorState, statement, entry: store.IndexEntry) -> None:
+    """The indexed table or column is gone: DROP TABLE drops the index with it, ALTER TABLE
+    ... RENAME TO takes it along; any other ALTER that lost it is refused (nothing is lost silently)."""
+    info = entry.info
+    alter = _alter(statement)
+    if statement.first_word != "ALTER":
+        vectors.drop(session, entry)
+    elif alter is not None and alter.action == "rename_table" and _names(alter, info):
+        vectors.rename_table(session, entry, alter.target)
+        if not _still_there(session, entry.info):
+            raise _depends(info, info.column)
+    else:
+        raise _depends(info, info.column)
+
+
+def _check_alter(session, statement, targets: list[store.IndexEntry]) -> None:
+    """Before ALTER TABLE runs: refuse to rename, retype or drop a column an index uses."""
+    alter = _alter(statement)
+    if alter is None or alter.action not in ("rename_column", "retype", "drop_column"):
+        return
+    for entry in targets:
+        info = entry.info
+        if _names(alter, info) and alter.column.lower() in (info.column.lower(), info.key.lower()):
+            raise _depends(info, alter.column)
+
+
+def _depends(info: store.IndexInfo, column: str) -> errors.Error:
+    role = "keys on" if column.lower() == info.key.lower() and column.lower() != info.column.lower() else "depends on"
+    return errors.ProgrammingError(f"index {info.name} {role} column {column} of {info.table}; "
+                                   f"DROP INDEX {info.name} first", sqlstate="2BP01")
+
+
+@dataclass
+class _Alter:
+    schema: str | None
+    table: str
+    action: str  # rename_table, rename_column, retype, drop_column or other
+    column: str = ""
+    target: str = ""  # the new name of a RENAME
+
+
+def _alter(statement) -> _Alter | None:
+    """What an ALTER TABLE does, read from its tokens (sqlglot's parser misreads
+    ``RENAME v TO w`` and ``DROP v``)."""
+    tokens = [token for token in statement.tokens if token.token_type != TokenType.SEMICOLON]
+    words = [token.text.upper() if token.token_type != TokenType.IDENTIFIER else "" for token in tokens]
+    if words[:2] != ["ALTER", "TABLE"]:
+        return None
+    at = 4 if words[2:4] == ["IF", "EXISTS"] else 2
+    parts = [tokens[at].text] if at < len(tokens) else []
+    while at + 2 < len(tokens) and tokens[at + 1].token_type == TokenType.DOT:
+        at += 2
+        parts.append(tokens[at].text)
+    rest, texts = words[at + 1:], [token.text for token in tokens[at + 1:]]
+    if not parts or not rest:
+        return None
+    found = _Alter(parts[-2] if len(parts) > 1 else None, parts[-1], "other")
+    if rest[:2] == ["RENAME", "TO"] and len(texts) > 2:
+        found.action, found.target = "rename_table", texts[2]
+    elif rest[0] in ("RENAME", "ALTER", "DROP"):
+        skip = 1 + (rest[1:2] == ["COLUMN"])
+        skip += 2 * (rest[skip:skip + 2] == ["IF", "EXISTS"])
+        if skip < len(texts):
+            found.column = texts[skip]
+            found.action = {"RENAME": "rename_column", "DROP": "drop_column"}.get(rest[0], "other")
+            if rest[0] == "ALTER" and "TYPE" in rest[skip + 1:]:
+                found.action = "retype"
+    return found
+
+
+def _names(alter: _Alter, info: store.IndexInfo) -> bool:
+    return (alter.table.lower() == info.table.lower()
+            and (alter.schema is None or alter.schema.lower() == info.schema.lower()))
 
 
 def _poison(session, error: errors.Error) -> None:

@@ -51,6 +51,17 @@ def column_types(session, schema: str, table: str) -> dict[str, str]:
     return dict(rows)
 
 
+def relation_columns(session, schema: str | None, name: str) -> dict[str, str]:
+    """Column -> type of the table or view ``name`` as a query resolves it (a temporary one
+    first); empty when there is none."""
+    rows = session.sql(
+        "SELECT database_name, column_name, data_type FROM duckdb_columns() WHERE lower(table_name) = lower(?) "
+        "AND lower(schema_name) = lower(coalesce(?, current_schema())) "
+        "AND database_name IN (current_database(), 'temp') "
+        "ORDER BY database_name = 'temp' DESC, column_index", [name, schema]).fetchall()
+    return {column: data_type for database, column, data_type in rows if database == rows[0][0]}
+
+
 def vector_length(data_type: str) -> int | None:
     """3 for FLOAT[3]; 0 for a list such as FLOAT[]; None when the type is not a vector."""
     match = _VECTOR_TYPE.match(data_type.upper())
@@ -93,7 +104,7 @@ def _primary_key(session, schema: str, table: str) -> str | None:
 def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(keys, hashes, vectors) of the table's rows with a non-NULL vector (only ``keys`` if given)."""
     key, column = _quote(info.key), _quote(info.column)
-    sql = (f"SELECT {key}::BIGINT AS k, hash({column}) AS h, {column}::FLOAT[] AS v "
+    sql = (f"SELECT {key}::BIGINT AS k, hash({column}) AS h, try_cast({column} AS FLOAT[]) AS v "
            f"FROM {info.qualified_table} WHERE {column} IS NOT NULL")
     params = None
     if keys is not None and len(keys) <= _INLINE_KEYS:  # a constant list: a filter inside the scan
@@ -102,9 +113,31 @@ def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple
         sql += f" AND {key} IN (SELECT unnest(?::BIGINT[]))"
         params = [keys.tolist()]
     table = _arrow(session, sql, params)
+    if table["v"].combine_chunks().flatten().null_count:  # a NULL value, or one beyond float32's range
+        _check_float32_range(session, info)
     _check_keys_present(table["k"], info)
     return (table["k"].to_numpy(), table["h"].to_numpy().astype(np.uint64),
             _matrix(table["v"].combine_chunks(), info))
+
+
+_FLOAT32_MAX = "3.4028234663852886e38"
+
+
+def _check_float32_range(session, info: IndexInfo) -> None:
+    """A DOUBLE vector beyond float32's range cannot be indexed (FAISS keeps float32): say
+    which row holds one, rather than DuckDB's failed cast in mldb's own SQL."""
+    key, column = _quote(info.key), _quote(info.column)
+    row = one(session, f"SELECT {key}, {column}::VARCHAR FROM {info.qualified_table} "
+                       f"WHERE greatest(list_max({column}::DOUBLE[]), -list_min({column}::DOUBLE[])) > {_FLOAT32_MAX} "
+                       f"LIMIT 1")
+    if row is not None:
+        raise errors.DataError(f"index {info.name}: column {info.column} of {info.table} holds a value beyond "
+                               f"float32's range (magnitude above 3.4e38) in the row with {info.key} = {row[0]} "
+                               f"({_shortened(row[1])}); a FAISS index keeps float32 vectors", sqlstate="22003")
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def vector_count(session, info: IndexInfo) -> tuple[int, int]:

@@ -166,11 +166,11 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     schema, name = (parts[-2] if len(parts) > 1 else None), parts[-1]
     alias = table.alias or "vector_search"
     info = _index_on(context.session, schema, name, column.name, None)
-    column_type = _column_type(context.session, schema, name, column.name)
+    column_type = _column_type(context.session, table, schema, name, column.name)
     function = fx.METRICS[info.metric if info else "cosine"]
     if column_type is not None and column_type.endswith("[]"):
         function = function.replace("array_", "list_")  # DuckDB's distance for FLOAT[]
-    query, k = _checked_query(query, column_type), _checked_k(k)
+    query, k = _checked_query(query, column.name, column_type, info is not None), _checked_k(k)
     distance = exp.Anonymous(this=function, expressions=[exp.column(column.name, table=alias), query])
     inner = (exp.select(f"{alias}.*").select(exp.alias_(distance.copy(), "distance"))
              .from_(exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None,
@@ -183,35 +183,51 @@ def _replace_vector_search(table: exp.Table, context) -> None:
 
 # What VECTOR_SEARCH checks when the statement runs (DuckDB's error() with an mldb class and
 # SQLSTATE that ``errors.translate`` restores): a NULL query vector, or one with a NULL, NaN or
-# infinite value, would give every row a NULL or NaN distance and so an arbitrary top k.
+# infinite value, would give every row a NULL or NaN distance and so an arbitrary top k; one of
+# another length, or (for a FLOAT column or a FAISS index) beyond float32's range, cannot be cast.
 _QUERY_CHECK = (
     "(SELECT CASE WHEN q IS NULL THEN error('mldb[DataError/22004] VECTOR_SEARCH: the query vector is NULL') "
+    "WHEN {length} <> 0 AND len(q::DOUBLE[]) <> {length} THEN error('mldb[DataError/22023] VECTOR_SEARCH: "
+    "the query vector has ' || len(q::DOUBLE[]) || ' values; column ' || {column} || ' holds {length}-dimensional "
+    "vectors') "
     "WHEN list_count(q::DOUBLE[]) < len(q::DOUBLE[]) OR NOT isfinite(list_max(q::DOUBLE[])) "
     "OR NOT isfinite(list_min(q::DOUBLE[])) THEN error('mldb[DataError/22023] VECTOR_SEARCH: the query vector "
-    "holds NULL, NaN or infinite values; it needs finite numbers') ELSE q END FROM (SELECT mldb_query AS q))")
+    "holds NULL, NaN or infinite values; it needs finite numbers') "
+    "WHEN {float32} AND greatest(list_max(q::DOUBLE[]), -list_min(q::DOUBLE[])) > 3.4028234663852886e38 "
+    "THEN error('mldb[DataError/22003] VECTOR_SEARCH: the query vector holds values beyond float32''s range "
+    "(magnitude above 3.4e38)') ELSE q END FROM (SELECT mldb_query AS q))")
 _K_CHECK = (
     "(SELECT CASE WHEN k >= 1 AND k = floor(k) THEN k::BIGINT ELSE error('mldb[ProgrammingError/22023] "
     "VECTOR_SEARCH: k must be a positive integer; found ' || coalesce(k::VARCHAR, 'NULL')) END "
     "FROM (SELECT try_cast(mldb_k AS DOUBLE) AS k))")
 
 
-def _checked_query(query: exp.Expression, column_type: str | None) -> exp.Expression:
-    """``q`` -> ``(SELECT CASE WHEN q IS NULL THEN error(...) ... ELSE q END ...)``, see ``_QUERY_CHECK``.
-    The guard remembers ``q`` (``_unchecked``) so that an indexed search reads a parameter or
-    ``EMBED('text')`` directly (``_search`` checks the vector then). A bare parameter takes the
-    column's type (DuckDB folds a distance of an untyped NULL to NULL without evaluating the guard)."""
+def _checked_query(query: exp.Expression, column: str, column_type: str | None,
+                   indexed: bool) -> exp.Expression:
+    """``q`` -> ``CAST((SELECT CASE WHEN q IS NULL THEN error(...) ... ELSE q END ...) AS <column type>)``,
+    see ``_QUERY_CHECK``: a list literal such as ``[1, 0]`` takes the column's type, so the exact
+    search (DuckDB's) takes what FAISS takes. The guard remembers the cast ``q`` (``_unchecked``)
+    so that an indexed search reads a parameter or ``EMBED('text')`` directly (``_search``
+    checks the vector then)."""
     if isinstance(query, exp.Null):
         raise errors.DataError("VECTOR_SEARCH: the query vector is NULL", sqlstate="22004")
-    if isinstance(query, exp.Placeholder) and column_type is not None:
-        query = exp.cast(query, column_type)
-    guard = sqlglot.parse_one(_QUERY_CHECK, dialect=MLDB)
+    length = rows.vector_length(column_type) if column_type else 0
+    float32 = indexed or (column_type or "").upper().startswith(("FLOAT", "REAL"))
+    guard = sqlglot.parse_one(_QUERY_CHECK.format(length=length or 0, column=exp.Literal.string(column).sql(),
+                                                  float32="true" if float32 else "false"), dialect=MLDB)
     next(c for c in guard.find_all(exp.Column) if c.name == "mldb_query").replace(query)
+    if column_type is not None:
+        query, guard = exp.cast(query.copy(), column_type), exp.cast(guard, column_type)
     guard.meta["vector_query"] = query
     return guard
 
 
 def _unchecked(query: exp.Expression) -> exp.Expression:
     return query.meta.get("vector_query", query) if query.meta else query
+
+
+def _uncast(query: exp.Expression) -> exp.Expression:
+    return query.this if isinstance(query, exp.Cast) else query
 
 
 def _checked_k(k: exp.Expression) -> exp.Expression:
@@ -227,14 +243,22 @@ def _checked_k(k: exp.Expression) -> exp.Expression:
     return guard
 
 
-def _column_type(session, schema, table, column) -> str | None:
-    """The column's DuckDB type; None when ``table`` is not a table (a view, a CTE: DuckDB judges)."""
-    try:
-        schema, table = rows.resolve_table(session, schema, table)
-    except errors.ProgrammingError:
+def _column_type(session, node: exp.Table, schema, table, column) -> str | None:
+    """The vector column's DuckDB type, from the table or view ``table``; None when ``table``
+    is a CTE or unknown (DuckDB judges). A missing or non-vector column is refused here."""
+    if any(cte.alias_or_name.lower() == table.lower() for cte in node.root().find_all(exp.CTE)):
         return None
-    types = {name.lower(): kind for name, kind in rows.column_types(session, schema, table).items()}
-    return types.get(column.lower())
+    types = rows.relation_columns(session, schema, table)
+    if not types:
+        return None
+    found = {name.lower(): kind for name, kind in types.items()}.get(column.lower())
+    if found is None:
+        raise errors.ProgrammingError(f"VECTOR_SEARCH: column {column} does not exist in {table}; it has: "
+                                      f"{', '.join(types)}", sqlstate="42703")
+    if rows.vector_length(found) is None:
+        raise errors.ProgrammingError(f"VECTOR_SEARCH: column {column} of {table} is {found}, not a vector "
+                                      "(FLOAT[n], DOUBLE[n] or a list of numbers)", sqlstate="42804")
+    return found
 
 
 def _push_filter(table: exp.Table, inner: exp.Select) -> None:
@@ -370,7 +394,7 @@ def _index_on(session, schema, table, column, metric) -> store.IndexInfo | None:
 
 def _embedded_model(context, query: exp.Expression) -> str:
     """For EXPLAIN: the embedding model of an ``EMBED('text')`` query vector."""
-    query = _unchecked(query)
+    query = _uncast(_unchecked(query))
     if isinstance(query, Embed):
         model, _ = _model(context.session, query.args.get("expression"))
         return f"; query vector: EMBED with model {model}"
@@ -402,8 +426,8 @@ def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Ex
 
 def _direct_vector(query: exp.Expression, context, execution):
     """The query vector without a DuckDB round trip when it is a parameter or ``EMBED('text')``."""
-    query = _unchecked(query)
-    inner = query.this if isinstance(query, exp.Cast) else query
+    query = _uncast(_unchecked(query))
+    inner = _uncast(query)
     if isinstance(inner, exp.Placeholder) and context.params is not None:
         name = inner.args.get("this")
         if isinstance(context.params, dict):
@@ -455,14 +479,17 @@ def _search(state, vector, k, allowed):
         raise errors.DataError(f"the query vector for index {state.name} is NULL; it needs {state.dim} numbers",
                                sqlstate="22004")
     try:
-        with np.errstate(over="ignore"):  # beyond float32: infinite, refused below
-            vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        wide = np.asarray(vector, dtype=np.float64).reshape(1, -1)
     except (TypeError, ValueError):
         raise errors.DataError(f"the query vector for index {state.name} is not a list of numbers") from None
-    if vector.shape[1] != state.dim:
-        raise errors.DataError(f"the query vector has {vector.shape[1]} values; index {state.name} "
+    if wide.shape[1] != state.dim:
+        raise errors.DataError(f"the query vector has {wide.shape[1]} values; index {state.name} "
                                f"holds {state.dim}-dimensional vectors", sqlstate="22023")
-    if not np.isfinite(vector).all():  # (a NULL value reads as NaN)
+    if not np.isfinite(wide).all():  # (a NULL value reads as NaN)
         raise errors.DataError(f"the query vector for index {state.name} holds NULL, NaN or infinite values; "
                                "it needs finite numbers", sqlstate="22023")
+    if np.abs(wide).max() > np.finfo(np.float32).max:
+        raise errors.DataError(f"the query vector for index {state.name} holds values beyond float32's range "
+                               "(magnitude above 3.4e38); FAISS keeps float32 vectors", sqlstate="22003")
+    vector = wide.astype(np.float32)
     return fx.search(state, vector, k, None if allowed is None else np.asarray(allowed, dtype=np.int64))

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import numpy as np
@@ -160,6 +160,7 @@ class Txn:
     created: dict = field(default_factory=dict)  # build_id -> IndexEntry made by CREATE INDEX
     dropped: dict = field(default_factory=dict)  # build_id -> IndexEntry removed by DROP INDEX (or DROP TABLE)
     visible: dict = field(default_factory=dict)  # build_id -> version this transaction's snapshot sees
+    renamed: dict = field(default_factory=dict)  # build_id -> (IndexEntry, its IndexInfo before ALTER TABLE RENAME)
 
     def changed(self, build_id: str) -> bool:
         return any(len(keys) for keys in self.held.get(build_id, ()))
@@ -423,6 +424,14 @@ class VectorState:
             return
         txn.dropped[build_id] = entry
 
+    def rename_table(self, session, entry: IndexEntry, table: str) -> None:
+        """ALTER TABLE ... RENAME TO: the index follows its table (as PostgreSQL's do); the
+        old name comes back if the transaction rolls back. The caller holds the write lock."""
+        session.sql("UPDATE mldb.index_definitions SET table_name = ? WHERE build_id = ?", [table, entry.build_id])
+        with self.mutex:
+            self.txn(session).renamed.setdefault(entry.build_id, (entry, entry.info))
+            entry.info = replace(entry.info, table=table)
+
     # -- the end of a transaction ------------------------------------------------------------------------
     def committed(self, session) -> None:
         with self.mutex:
@@ -449,6 +458,8 @@ class VectorState:
                 return
             for build_id in txn.created:
                 self.entries.pop(build_id, None)
+            for entry, info in txn.renamed.values():
+                entry.info = info
         self._release(session, txn)
 
     def _release(self, session, txn: Txn) -> None:
