@@ -137,3 +137,24 @@ def test_two_concurrent_create_model_of_one_name_one_wins_the_other_gets_42710(t
     with mldb.connect(path) as con:
         assert con.execute("SELECT model, version FROM mldb.model_versions").fetchall() == [("n", 1)]
         assert _catalog(con)[:2] == (1, 1)
+
+
+def test_deploy_of_a_version_with_another_signature_is_refused_while_views_call_the_model(people):
+    """A TRAIN while an older version is deployed serves nothing new, so it may change the target;
+    deploying that version would break the view, and is refused as such a TRAIN is (2BP01)."""
+    people.execute("CREATE MODEL m PREDICT old FROM people WITH (epochs = 1)")
+    people.execute("CREATE VIEW scored AS SELECT PREDICT(m) AS p FROM people")
+    people.execute("TRAIN m WITH (epochs = 1)")
+    people.execute("DEPLOY MODEL m VERSION 1")
+    people.execute("TRAIN m PREDICT age WITH (epochs = 1)")
+    before = _catalog(people)
+    with pytest.raises(mldb.ProgrammingError) as caught:
+        people.execute("DEPLOY MODEL m VERSION 3")
+    assert caught.value.sqlstate == "2BP01"
+    assert ("cannot DEPLOY MODEL m VERSION 3: view scored calls model 'm', whose deployed version predicts "
+            "'old' (BOOLEAN) from age (INTEGER); the new version would predict 'age' (INTEGER) from old "
+            "(BOOLEAN)") in str(caught.value)
+    assert _catalog(people) == before
+    assert people.execute("SELECT deployed_version FROM mldb.models").fetchone() == (1,)
+    people.execute("DEPLOY MODEL m VERSION 2")
+    assert people.execute("SELECT count(*) FROM scored WHERE p IS NOT NULL").fetchone() == (200,)

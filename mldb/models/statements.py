@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
-from mldb.models import algorithms, registry, train
+from mldb.models import algorithms, dependents, registry, train
 from mldb import features
 from mldb.result import Result
 from mldb.vectors import embedding
@@ -74,10 +74,12 @@ def _train(session, name: str, definition: dict, *, status: str, replace: bool =
     if definition["options"].get("embed_model") and session.database.file_roots is not None:
         embedding.canonical(definition["options"]["embed_model"], session.database.file_roots)  # a served database
     table, types = _read(session, definition["query"])
+    _check_views(session, name, definition, types, status)
     trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
                         check_cancel=session.check_cancel)
     with session.database.lock, session.transaction():
         replace = _still_free(session, name, status, replace)
+        _check_views(session, name, definition, types, status)
         version = 1 if replace else _next_version(session, name)
         if replace:
             _delete(session, name)
@@ -102,6 +104,19 @@ def _still_free(session, name: str, status: str, replace: bool) -> bool:
     if status == "CREATE MODEL" and exists and not replace:
         raise _exists(name)
     return status == "CREATE MODEL" and exists
+
+
+def _check_views(session, name: str, definition: dict, types: dict[str, str], status: str) -> None:
+    """Refuse (2BP01) a version that would be served with another target or other feature columns
+    while views call the model (see :mod:`mldb.models.dependents`). A TRAIN while an older version
+    is deployed serves nothing new; DEPLOY MODEL checks that version when it is deployed."""
+    row = registry.model_row(session, name)
+    if row is None or (status == "TRAIN" and row[1] != row[2]):
+        return
+    target = definition["target"]
+    new = dependents.signature(target, types.get(target), [(n, t) for n, t in types.items() if n != target])
+    doing = f"TRAIN {name}" if status == "TRAIN" else f"CREATE OR REPLACE MODEL {name}"
+    dependents.check(session, name, new, doing)
 
 
 def _exists(name: str) -> errors.ProgrammingError:
@@ -302,6 +317,8 @@ def deploy_model(session, node, params) -> Result:
     version = int(node.args["version"].name)
     registry.load_model(session, f"{name}@{version}")  # raises for a missing model or version
     with session.database.lock, session.transaction():
+        dependents.check(session, name, dependents.of_version(session, name, version),
+                         f"DEPLOY MODEL {name} VERSION {version}")
         session.sql("UPDATE mldb.models SET deployed_version = ?, updated_at = current_localtimestamp() "
                     "WHERE name = ?", [version, name])
     registry.invalidate(session, name)
