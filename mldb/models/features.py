@@ -12,9 +12,11 @@ A fitted feature is a plain dict ``{"name", "type", "kind", "encoding", "width",
 Everything is vectorized over whole Arrow arrays (pyarrow.compute + numpy).
 
 NaN is NULL: a NaN training value is left out of the mean, and a NaN (or NULL) value is
-encoded as the mean. An infinite value cannot be scaled: training refuses it (``DataError``
-22003, naming the column); at PREDICT, where a model has no say over its inputs, it is
-encoded as a missing value is.
+encoded as the mean. The network computes in float32: an infinite value, or one beyond float32's
+range (about 3.4e38), cannot be scaled. Training refuses it (``DataError`` 22003, naming the
+column); at PREDICT, where a model has no say over its inputs, such a value (or one whose scaled
+value is beyond float32's range) is encoded as a missing value is, as NULL and NaN are, always,
+without numpy warnings: ``PREDICT(r, 'inf')``, ``PREDICT(r, 1e39)`` and ``PREDICT(r, NULL)`` agree.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pyarrow.compute as pc
 
 from mldb import errors
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_CATEGORIES = 50  # one-hot at most this many values (most frequent first)
 LONG_TEXT = 30.0  # average length above which a many-valued text column counts as free text
 _DATE_PARTS = ("year", "month", "day", "day_of_week")
@@ -115,6 +118,11 @@ def check_finite(model: str, what: str, values) -> None:
             f"model '{model}': {what} holds {infinite} infinite value{'s' if infinite > 1 else ''} (inf or -inf), "
             "which cannot be scaled; filter them out (WHERE isfinite(...)) or replace them (NULLIF, CASE); "
             "NaN counts as NULL", sqlstate="22003")
+    huge = pc.sum(pc.greater(pc.abs(values), FLOAT32_MAX)).as_py() or 0
+    if huge:
+        raise errors.DataError(
+            f"model '{model}': {what} holds {huge} value{'s' if huge > 1 else ''} beyond the range of the model's "
+            f"float32 inputs (about ±3.4e38); scale them down or filter them out", sqlstate="22003")
 
 
 def _fit_numeric(array: pa.Array) -> dict:
@@ -184,6 +192,12 @@ def transform(model: str, features: list[dict], arrays: list) -> np.ndarray:
     """
     rows = len(arrays[0]) if arrays else 0
     out = np.zeros((rows, sum(feature["width"] for feature in features)), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # (out of float32's range: missing, see the module)
+        _fill(model, features, arrays, out)
+    return out
+
+
+def _fill(model: str, features: list[dict], arrays: list, out: np.ndarray) -> None:
     at, scaled, means, stds = 0, [], [], []
     for feature, array in zip(features, arrays):
         array = _plain(array)
@@ -192,13 +206,18 @@ def transform(model: str, features: list[dict], arrays: list) -> np.ndarray:
             scaled.append(at)
             means.append(feature["mean"])
             stds.append(feature["std"])
-            out[:, at] = np.nan if pa.types.is_null(array.type) else _floats(array)
+            out[:, at] = np.nan if pa.types.is_null(array.type) else _in_float32(_floats(array))
         elif not pa.types.is_null(array.type):
             out[:, at : at + feature["width"]] = _ENCODERS[feature["encoding"]](feature, array)
         at += feature["width"]
     if scaled:
         _scale_columns(out, scaled, np.asarray(means, np.float32), np.asarray(stds, np.float32))
-    return out
+
+
+def _in_float32(values: np.ndarray) -> np.ndarray:
+    """float64 values with those beyond float32's range made NaN (missing), so none turns into inf."""
+    beyond = np.abs(values) > FLOAT32_MAX
+    return np.where(beyond, np.nan, values) if beyond.any() else values
 
 
 def _scale_columns(out: np.ndarray, columns: list[int], means: np.ndarray, stds: np.ndarray) -> None:
@@ -223,7 +242,7 @@ def check_type(model: str, feature: dict, arrow_type: pa.DataType) -> None:
 
 def _standardize(feature: dict, values: np.ndarray) -> np.ndarray:
     mean, std = np.asarray(feature["mean"]), np.asarray(feature["std"])
-    scaled = (values - mean) / std
+    scaled = _in_float32((_in_float32(values) - mean) / std)
     return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
 
 
