@@ -31,10 +31,27 @@ def resolve(model: str, algorithm: str | None, task: str, rows: int) -> str:
         return "linear" if task == "regression" else "logistic"
     if algorithm == "logistic" and task == "regression":
         raise errors.ProgrammingError(f"model '{model}': logistic regression needs a classification target; "
-                                      "use linear or mlp for a numeric target")
+                                      "use linear or mlp for a numeric target", sqlstate="22023")
     if algorithm == "linear" and task != "regression":
-        return "logistic"  # a linear model of the class logits
+        raise errors.ProgrammingError(f"model '{model}': USING linear is linear regression, for a numeric "
+                                      f"target; this is a {task} target: use logistic (or mlp, or auto)",
+                                      sqlstate="22023")
     return algorithm
+
+
+MLP_ONLY = ("hidden", "dropout")
+
+
+def check_options(model: str, algorithm: str | None, options: dict) -> None:
+    """Options of the MLP given with USING linear or logistic are refused (22023), not ignored."""
+    algorithm = check(model, algorithm)
+    given = [name for name in MLP_ONLY if name in options]
+    if algorithm in ("linear", "logistic") and given:
+        raise errors.ProgrammingError(
+            f"model '{model}': option{'s' if len(given) > 1 else ''} {', '.join(given)} appl"
+            f"{'y' if len(given) > 1 else 'ies'} only to USING mlp (or auto when it picks an MLP); "
+            f"USING {algorithm} has no hidden layers; leave {'them' if len(given) > 1 else 'it'} out",
+            sqlstate="22023")
 
 
 def build(hyper: dict):

@@ -298,32 +298,51 @@ _ENCODERS = {"onehot": _encode_onehot, "embed": _encode_embed,
 MAX_INTEGER_CLASSES = 20
 
 
-def infer_task(model: str, target: str, array, requested: str | None = None) -> str:
-    """'binary' | 'multiclass' | 'regression' from the target's type (and values)."""
+def infer_task(model: str, target: str, array, requested: str | None = None, sql_type: str | None = None) -> str:
+    """'binary' | 'multiclass' | 'regression' from the target's type (and values).
+
+    A requested ``task`` is checked, never silently overridden: 'binary' with more than two
+    classes, 'multiclass' with two, and a classification of a non-integer number (its PREDICT
+    would turn into text labels) are refused (22023) saying what the target holds."""
     array = _plain(array)
-    kind = kind_of(array.type)
-    if requested in ("regression", "classification", "binary", "multiclass"):
-        task = requested
-    elif pa.types.is_boolean(array.type) or kind == "text":
-        task = "classification"
-    elif pa.types.is_integer(array.type):
-        distinct = len(pc.unique(array.drop_null()))
-        task = "classification" if distinct <= MAX_INTEGER_CLASSES else "regression"
-    elif kind == "numeric":
-        task = "regression"
-    else:
-        raise errors.DataError(f"model '{model}': target column '{target}' has type {array.type}; "
+    kind, shown = kind_of(array.type), sql_type or str(array.type)
+    if kind not in ("numeric", "text"):
+        raise errors.DataError(f"model '{model}': target column '{target}' has type {shown}; "
                                "a target must be BOOLEAN, VARCHAR/ENUM, an integer or a number")
+    task = _task_of(array, kind) if requested in (None, "auto") else requested
     if task == "regression":
         if kind != "numeric" or pa.types.is_boolean(array.type):
-            raise errors.DataError(f"model '{model}': regression needs a numeric target; '{target}' is {array.type}")
+            raise errors.DataError(f"model '{model}': regression needs a numeric target; '{target}' is {shown}")
         return task
-    classes = len(pc.unique(array.drop_null()))
-    if classes < 2:
-        found = pc.unique(array.drop_null()).to_pylist()
-        raise errors.DataError(f"model '{model}': target '{target}' has one class ({found[0]!r}) in the training "
-                               "rows; a classifier needs at least two")
-    return "binary" if classes == 2 else "multiclass"
+    _check_classified(model, target, array, requested, shown)
+    found = pc.unique(array.drop_null())
+    if len(found) < 2:
+        raise errors.DataError(f"model '{model}': target '{target}' has one class ({found[0].as_py()!r}) in the "
+                               "training rows; a classifier needs at least two")
+    inferred = "binary" if len(found) == 2 else "multiclass"
+    if requested in ("binary", "multiclass") and requested != inferred:
+        raise errors.ProgrammingError(
+            f"model '{model}': task = '{requested}' but target '{target}' has {len(found)} classes in the "
+            f"training rows; use task = '{inferred}', 'classification' or 'auto'", sqlstate="22023")
+    return inferred
+
+
+def _task_of(array: pa.Array, kind: str) -> str:
+    if pa.types.is_boolean(array.type) or kind == "text":
+        return "classification"
+    if pa.types.is_integer(array.type):
+        distinct = len(pc.unique(array.drop_null()))
+        return "classification" if distinct <= MAX_INTEGER_CLASSES else "regression"
+    return "regression"
+
+
+def _check_classified(model: str, target: str, array: pa.Array, requested: str | None, shown: str) -> None:
+    """A classifier's target is BOOLEAN, text or an integer: a DOUBLE's values are not classes."""
+    if kind_of(array.type) == "numeric" and not (pa.types.is_boolean(array.type) or pa.types.is_integer(array.type)):
+        raise errors.ProgrammingError(
+            f"model '{model}': task = '{requested}' needs a BOOLEAN, text or integer target; '{target}' is "
+            f"{shown}, whose values are not classes; use task = 'regression', or cast the target "
+            f"(e.g. CAST({target} AS INTEGER))", sqlstate="22023")
 
 
 def fit_target(task: str, array) -> dict:

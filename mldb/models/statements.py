@@ -71,6 +71,7 @@ def _snapshot_query(session, name: str, version: int) -> str:
 def _train(session, name: str, definition: dict, *, status: str, replace: bool = False) -> Result:
     algorithms.check(name, definition["algorithm"])
     definition["options"] = train.OPTIONS.check(definition["options"], f"model '{name}'")
+    algorithms.check_options(name, definition["algorithm"], definition["options"])
     if definition["options"].get("embed_model") and session.database.file_roots is not None:
         embedding.canonical(definition["options"]["embed_model"], session.database.file_roots)  # a served database
     table, types = _read(session, definition["query"])

@@ -72,7 +72,7 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
     device = _device(model, options["device"])
     hyper = {name: options[name] for name in HYPER}
     table = _drop_null_targets(model, table, target)
-    task = features.infer_task(model, target, table[target], options["task"])
+    task = features.infer_task(model, target, table[target], options["task"], types.get(target))
     train_idx, valid_idx = _split(model, len(table), hyper["valid_fraction"], hyper["seed"])
     if "batch_size" not in given:  # small tables: at least ~16 steps an epoch, or a few epochs barely move
         hyper["batch_size"] = min(OPTIONS.defaults["batch_size"], max(16, len(train_idx) // 16))
