@@ -100,7 +100,7 @@ def known(array) -> pa.Array | None:
     array = _plain(array)
     valid = pc.is_valid(array)
     if pa.types.is_floating(array.type):
-        valid = pc.and_(valid, pc.invert(pc.is_nan(array)))
+        valid = pc.and_kleene(valid, pc.invert(pc.is_nan(array)))  # (a NULL's is_nan is NULL: and_ gave NULL)
     return None if pc.all(valid).as_py() is not False else valid
 
 

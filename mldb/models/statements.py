@@ -225,7 +225,11 @@ def options_of(node) -> dict:
         if not isinstance(item, exp.EQ):
             raise errors.ProgrammingError(f"WITH options are key = value pairs; found {item.sql(dialect=MLDB)}",
                                           sqlstate="42601")
-        result[item.this.name.lower()] = value_of(item.expression, "WITH option values")
+        key = item.this.name.lower()
+        if key in result:
+            raise errors.ProgrammingError(f"option {key} given twice in WITH (...); give each option once",
+                                          sqlstate="42710")
+        result[key] = value_of(item.expression, "WITH option values")
     return result
 
 
@@ -315,7 +319,7 @@ def _data_changed(session, name: str) -> list[tuple] | None:
 
 def deploy_model(session, node, params) -> Result:
     name = registry.model_name(node.this, "DEPLOY MODEL")
-    version = int(node.args["version"].name)
+    version = _version_number(node.args["version"], f"DEPLOY MODEL {name} VERSION")
     registry.load_model(session, f"{name}@{version}")  # raises for a missing model or version
     with session.database.lock, session.transaction():
         dependents.check(session, name, dependents.of_version(session, name, version),
@@ -324,6 +328,15 @@ def deploy_model(session, node, params) -> Result:
                     "WHERE name = ?", [version, name])
     registry.invalidate(session, name)
     return Result.done("DEPLOY MODEL")
+
+
+def _version_number(node, where: str) -> int:
+    """A version is a positive integer (22023 otherwise, rather than Python's int() message)."""
+    text = node.name
+    if not text.isdigit():
+        raise errors.ProgrammingError(f"{where}: a version is a positive integer (as SHOW VERSIONS lists); "
+                                      f"found {text}", sqlstate="22023")
+    return int(text)
 
 
 def drop_model(session, node, params) -> Result:

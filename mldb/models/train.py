@@ -112,9 +112,17 @@ def _check_size(model: str, hyper: dict, limit: int) -> None:
         shape = f"hidden = {hyper['hidden']}, " if hyper["algorithm"] == "mlp" else ""
         raise errors.OperationalError(
             f"model '{model}': {hyper['algorithm']} with {shape}{hyper['inputs']} inputs and {hyper['outputs']} "
-            f"outputs would have {count:,} parameters (about {count * 4 / 1e9:.3g} GB of float32 weights), "
+            f"outputs would have {count:,} parameters ({_size(count * 4)} of float32 weights), "
             f"more than max_parameters = {limit:,}; use smaller hidden layers, or raise the limit with "
             f"WITH (max_parameters = ...)", sqlstate="54000")
+
+
+def _size(count: int) -> str:
+    """A byte count as people read it: '24 bytes', '3.2 MB', '1.6 GB' (powers of 1000, as DuckDB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"about {count / scale:.3g} {unit}"
+    return f"{count} bytes"
 
 
 def _train(model, x, y, task, split, hyper, device, target_encoder, check_cancel):
