@@ -45,10 +45,13 @@ def train_model(session, node, params) -> Result:
     if row is None:
         raise registry.unknown_model(session, name)
     _, _, latest, target, algorithm, query, stored_options = row
-    options = (json.loads(stored_options) if stored_options else {}) | options_of(node)
+    stored = json.loads(stored_options) if stored_options else {}
+    algorithm = _name(node.args.get("algorithm")) or algorithm
+    if algorithm in ("linear", "logistic"):  # (TRAIN m USING logistic after an MLP: its hidden is not inherited)
+        stored = {key: value for key, value in stored.items() if key not in algorithms.MLP_ONLY}
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
                   "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
-                  "algorithm": _name(node.args.get("algorithm")) or algorithm, "options": options}
+                  "algorithm": algorithm, "options": stored | options_of(node)}
     if node.args.get("snapshot"):
         version = node.args.get("snapshot_version")
         definition["query"] = _snapshot_query(session, name, int(version.name) if version else latest)
