@@ -182,3 +182,19 @@ def test_a_literal_query_vector_searches_alike_in_and_out_of_a_transaction(con):
         con.execute("SELECT id FROM VECTOR_SEARCH(vecs, v, [1e39, 0, 1], 4)")
     assert caught.value.sqlstate == "22003"
     assert _state(con) == before
+
+
+def test_embed_of_a_parameter_that_is_not_text(con):
+    with pytest.raises(mldb.ProgrammingError, match=r"EMBED expects text \(VARCHAR\); parameter \$1 is INTEGER") \
+            as caught:
+        con.execute("SELECT EMBED(?)", [5])
+    assert caught.value.sqlstate == "42804"
+    assert len(con.execute("SELECT EMBED(?)", ["hi"]).fetchone()[0]) == 384
+
+
+def test_an_ivf_index_on_few_rows_prints_no_faiss_warning(con, capfd):
+    before = con.execute("SELECT id FROM vecs ORDER BY array_distance(v, [1, 0, 0]::FLOAT[3]), id LIMIT 5").fetchall()
+    con.execute("CREATE INDEX i ON vecs USING FAISS (v) WITH (metric = 'l2', type = 'ivf', nlist = 8, nprobe = 8)")
+    after = con.execute("SELECT id FROM vecs ORDER BY array_distance(v, [1, 0, 0]::FLOAT[3]) LIMIT 5").fetchall()
+    assert sorted(after) == sorted(before)
+    assert "WARNING" not in capfd.readouterr().err

@@ -28,7 +28,9 @@ class CreateFaissIndex(MldbStatement):
 
 
 class DropFaissIndex(MldbStatement):
-    arg_types = {"this": True, "exists": False}
+    """``behavior``: CASCADE or RESTRICT (nothing depends on a FAISS index: both just drop it)."""
+
+    arg_types = {"this": True, "exists": False, "behavior": False}
 
 
 class LoadUdfs(MldbStatement):
@@ -85,9 +87,10 @@ def _parse_drop(parser) -> exp.Expression | None:
         return None
     exists = parser._match_text_seq("IF", "EXISTS")
     name = parser._parse_table_parts()
+    behavior = next((word for word in ("CASCADE", "RESTRICT") if parser._match_text_seq(word)), None)
     if name is None or not _at_end(parser):
         return None
-    return DropFaissIndex(this=name, exists=exists or None)
+    return DropFaissIndex(this=name, exists=exists or None, behavior=behavior)
 
 
 def _parse_load(parser) -> exp.Expression | None:

@@ -136,6 +136,7 @@ def build(name: str, keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, 
         nlist = int(options["nlist"]) or max(1, min(4096, int(np.sqrt(len(data))), len(data) // 39))
         nlist = min(nlist, max(1, len(data)))
         index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
+        index.cp.min_points_per_centroid = 1  # (few rows per list is the user's choice: no WARNING on stderr)
         index.train(data if len(data) else np.zeros((1, dim), dtype=np.float32))
         index.make_direct_map()
     else:

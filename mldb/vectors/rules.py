@@ -38,7 +38,10 @@ def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
     ``mldb_embed_query_384``, a function DuckDB does not evaluate while planning, so an
     EXPLAIN computes no embedding.
     """
-    for node in list(tree.find_all(Embed)):
+    embeds = list(tree.find_all(Embed))
+    if any(not p.args.get("this") for node in embeds for p in node.this.find_all(exp.Placeholder)):
+        _number_placeholders(tree)  # the text is read more than once (``_text_guard``): ``?`` must become ``$n``
+    for node in embeds:
         with written_at(node):
             model, dim = _model(context.session, node.args.get("expression"))
             _check_text(node.this)
@@ -56,7 +59,26 @@ def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
 
 
 def _udf_call(function: str, text: exp.Expression, model: str, execution: exp.Expression) -> exp.Expression:
+    if not _is_text(text):
+        text = _text_guard(text)
     return exp.Anonymous(this=function, expressions=[text, exp.Literal.string(model), execution])
+
+
+# EMBED's text, typed when DuckDB binds it (a column, a parameter): VARCHAR as it is, an ENUM as
+# its label, NULL as NULL, anything else an error (DuckDB folds typeof(), so this costs nothing)
+_TEXT_CHECK = ("CASE WHEN typeof(mldb_text) IN ('VARCHAR', '\"NULL\"') OR typeof(mldb_text) LIKE 'ENUM(%' "
+               "THEN mldb_text::VARCHAR ELSE error('mldb[ProgrammingError/42804] EMBED expects text (VARCHAR); ' "
+               "|| {what} || ' is ' || typeof(mldb_text) || '; cast it to VARCHAR') END")
+
+
+def _text_guard(text: exp.Expression) -> exp.Expression:
+    what = text.sql(dialect=MLDB)
+    if isinstance(text, (exp.Column, exp.Placeholder)):
+        what = f"{'column' if isinstance(text, exp.Column) else 'parameter'} {what}"
+    guard = sqlglot.parse_one(_TEXT_CHECK.format(what=exp.Literal.string(what).sql(dialect=MLDB)), dialect=MLDB)
+    for column in [c for c in guard.find_all(exp.Column) if c.name == "mldb_text"]:
+        column.replace(text.copy())
+    return guard
 
 
 def _is_text(node: exp.Expression) -> bool:
@@ -105,7 +127,7 @@ def _model(session, argument: exp.Expression | None) -> tuple[str, int]:
         return embedding.DEFAULT_MODEL, 384
     if not (isinstance(argument, exp.Literal) and argument.is_string):
         raise errors.ProgrammingError(f"the model of EMBED must be a string literal, got {argument.sql()}")
-    name = argument.name
+    name, row = argument.name, None
     if store.catalog_ready(session):
         row = store.one(session, "SELECT path FROM mldb.embedding_models WHERE lower(name) = lower(?) LIMIT 1",
                          [name])
@@ -114,6 +136,11 @@ def _model(session, argument: exp.Expression | None) -> tuple[str, int]:
         model = embedding.canonical(name, session.database.file_roots)
         return model, embedding.dimension(model)
     except embedding.UnknownModel as error:
+        if row:
+            raise errors.ProgrammingError(
+                f"embedding model '{argument.name}' is registered in mldb.embedding_models with path '{name}', "
+                "which is not a sentence-transformers model directory (no modules.json or config.json)",
+                sqlstate="42704") from None
         raise errors.ProgrammingError(str(error).replace(name, argument.name), sqlstate="42704") from None
     except (OSError, ValueError) as error:
         raise errors.ProgrammingError(f"cannot load embedding model '{argument.name}': {error}",

@@ -22,6 +22,8 @@ def create_index(session, node, params) -> Result:
     change of the table (SQLSTATE 40001). Writes committed before that are caught up with
     when the index is published (``VectorState.committed``)."""
     name = node.this.name
+    if not name.strip():
+        raise errors.ProgrammingError("an index needs a name; found an empty one", sqlstate="42602")
     options = _options(node.args.get("options"), name)
     max_memory = options.pop("max_memory", None)  # (for this statement only: not stored)
     table = node.args["table"]
@@ -85,7 +87,10 @@ def _options(node: exp.Tuple | None, name: str) -> dict:
         if not isinstance(item, exp.EQ):
             raise errors.ProgrammingError(f"{where}: options are name = value pairs, got {item.sql()}",
                                           sqlstate="42601")
-        given[item.this.name.lower()] = value_of(item.expression, f"{where}: option values")
+        key = item.this.name.lower()
+        if key in given:
+            raise errors.ProgrammingError(f"{where}: option {key} given twice", sqlstate="42601")
+        given[key] = value_of(item.expression, f"{where}: option values")
     options = fx.OPTIONS.complete(given, where)
     kind, takes = options["type"], fx.APPLIES[options["type"]]
     foreign = sorted(set(given) & set(fx.TUNING) - set(takes))
@@ -152,7 +157,8 @@ def drop_index(session, node, params) -> Result:
     with session.transaction():
         entry = vectors.find(session, name)
         if entry is None:  # not ours: DuckDB drops its own index or says it does not exist
-            session.sql(f"DROP INDEX {'IF EXISTS ' if exists else ''}{node.this.sql(dialect='duckdb')}")
+            behavior = f" {node.args['behavior']}" if node.args.get("behavior") else ""
+            session.sql(f"DROP INDEX {'IF EXISTS ' if exists else ''}{node.this.sql(dialect='duckdb')}{behavior}")
             return Result.done("DROP INDEX")
         if not vectors.lock_for_write(session, entry):  # waits for a transaction changing it
             if exists:
