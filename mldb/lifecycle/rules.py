@@ -86,8 +86,16 @@ def _options(node: exp.Expression) -> dict:
     """The ``name => value`` arguments (checked by ``drift.OPTIONS`` when DRIFT runs)."""
     from mldb.frontend.expressions import value_of
 
-    return {arg.this.name.lower(): value_of(arg.expression, "DRIFT option values")
-            for arg in node.expressions if isinstance(arg, (exp.Kwarg, exp.PropertyEQ, exp.EQ))}
+    result = {}
+    for arg in node.expressions:
+        if not isinstance(arg, (exp.Kwarg, exp.PropertyEQ, exp.EQ)):
+            continue
+        key = arg.this.name.lower()
+        if key in result:  # (as the models' WITH options: one would silently win)
+            raise errors.ProgrammingError(f"DRIFT: option {key} given twice; give each option once",
+                                          sqlstate="42710")
+        result[key] = value_of(arg.expression, "DRIFT option values")
+    return result
 
 
 _NO_ROWS = ("NULL::VARCHAR AS feature, NULL::VARCHAR AS statistic, NULL::DOUBLE AS value, "
