@@ -53,11 +53,15 @@ def numbers(array: pa.Array | pa.ChunkedArray, kind: str) -> tuple[np.ndarray, i
     if kind == "text":
         array = pc.utf8_length(_as_strings(array))
     elif pa.types.is_temporal(array.type):
-        array = _temporal_as_int(array)
+        return _finite(_temporal_as_float(array))
     try:
         values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise errors.ProgrammingError(f"expected a number, found a column of type {array.type}") from None
+    return _finite(values)
+
+
+def _finite(values: np.ndarray) -> tuple[np.ndarray, int]:
     finite = values[np.isfinite(values)]
     return finite, len(values) - len(finite)
 
@@ -126,10 +130,24 @@ def _as_strings(array):
     return pc.cast(array, pa.string())
 
 
-def _temporal_as_int(array):
-    """Dates as days, timestamps as microseconds since the epoch."""
+def _temporal_as_float(array) -> np.ndarray:
+    """Dates as days, timestamps as microseconds since the epoch, as float64 (NULL as NaN);
+    'infinity' / '-infinity' (the integer type's extremes, as DuckDB stores them) as inf / -inf, so
+    they count as missing as a float column's inf does. (Microseconds beyond 2**53, after the year
+    2255, lose their last digits: no matter for statistics.)"""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
     if pa.types.is_date(array.type):
-        return pc.cast(pc.cast(array, pa.date32()), pa.int32())
+        ints, top = pc.cast(pc.cast(array, pa.date32()), pa.int32()), np.iinfo(np.int32).max
+    elif pa.types.is_timestamp(array.type):
+        ints, top = pc.cast(array, pa.int64()), np.iinfo(np.int64).max
+        scale = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}[array.type.unit]
+    else:
+        ints, top = pc.cast(array, pa.int64()), None
+    raw = ints.to_numpy(zero_copy_only=False)
+    values = np.array(pc.cast(ints, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
+    if top is not None:
+        values[np.abs(np.nan_to_num(np.asarray(raw, dtype=np.float64))) >= float(top)] = np.inf
     if pa.types.is_timestamp(array.type):
-        return pc.cast(pc.cast(array, pa.timestamp("us")), pa.int64())
-    return pc.cast(array, pa.int64())
+        values = values * scale
+    return values

@@ -31,6 +31,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_CATEGORIES = 50  # one-hot at most this many values (most frequent first)
 LONG_TEXT = 30.0  # average length above which a many-valued text column counts as free text
 _DATE_PARTS = ("year", "month", "day", "day_of_week")
+MAX_YEAR = 30000  # Arrow's year/month/day are wrong beyond about ±32767 ('infinity' included)
+_MAX_DAYS = (MAX_YEAR - 1970) * 365
 
 
 # -- kinds of columns ------------------------------------------------------------------
@@ -89,6 +91,9 @@ def fit_feature(model: str, name: str, sql_type: str, array, embed_model: str | 
     if array.null_count == len(array) or (mask is not None and not pc.any(mask).as_py()):
         raise errors.DataError(f"model '{model}': feature column '{name}' is NULL in every training row"
                                + ("" if array.null_count == len(array) else " (NaN counts as NULL)"))
+    if kind == "vector" and not (pc.max(pc.list_value_length(array)).as_py() or 0):
+        raise errors.DataError(f"model '{model}': feature column '{name}' holds only empty lists, which have "
+                               f"nothing to learn from; leave it out of the training query")
     feature = {"name": name, "type": sql_type, "kind": kind}
     if kind == "text":
         return feature | _fit_text(array, embed_model)
@@ -110,6 +115,14 @@ def check_finite(model: str, what: str, values) -> None:
     values = _plain(values)
     if kind_of(values.type) == "vector":
         values = pc.list_flatten(values)
+    if kind_of(values.type) == "date":
+        far = int(_far_dates(values).sum())
+        if far:
+            raise errors.DataError(
+                f"model '{model}': {what} holds {far} date/time value{'s' if far > 1 else ''} that "
+                f"{'are' if far > 1 else 'is'} infinite or beyond year {MAX_YEAR} either way, which cannot be "
+                "encoded; filter them out (WHERE isfinite(...)) or replace them (CASE)", sqlstate="22003")
+        return
     if not pa.types.is_floating(values.type):
         return
     infinite = pc.sum(pc.is_inf(values)).as_py() or 0
@@ -168,6 +181,7 @@ def _fit_embedding(array: pa.Array, embed_model: str | None) -> dict | None:
 
 def _fit_vector(array: pa.Array) -> dict:
     lengths = pc.list_value_length(array).drop_null().to_numpy()
+    lengths = lengths[lengths > 0]  # (an empty list is a missing value, imputed as NULL is)
     dim = int(np.bincount(lengths).argmax()) if len(lengths) else 0
     values = _vectors(array, dim)
     mean, std = _scaling(values)
@@ -279,7 +293,24 @@ def _encode_vector(feature: dict, array: pa.Array) -> np.ndarray:
 
 
 def _date_parts(array: pa.Array, parts: list[str]) -> np.ndarray:
-    return np.stack([_floats(getattr(pc, part)(array)) for part in parts], axis=1)
+    """The parts as float64 columns; a value beyond ``MAX_YEAR`` (at PREDICT: training refuses it) is
+    missing, as NULL is."""
+    values = np.stack([_floats(getattr(pc, part)(array)) for part in parts], axis=1)
+    far = _far_dates(array)
+    if far.any():
+        values[far] = np.nan
+    return values
+
+
+def _far_dates(array: pa.Array) -> np.ndarray:
+    """A mask of the DATE / TIMESTAMP values that are infinite or beyond ``MAX_YEAR`` either way."""
+    if pa.types.is_date(array.type):
+        days = pc.cast(pc.cast(array, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
+    else:
+        per_day = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}[array.type.unit]
+        days = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False) // per_day
+    days = np.nan_to_num(np.asarray(days, dtype=np.float64))  # (NULL, as NaN, is not far)
+    return np.abs(days) > _MAX_DAYS
 
 
 def _encode_date(feature: dict, array: pa.Array) -> np.ndarray:
