@@ -137,7 +137,15 @@ def _regression(ref):
     def metrics(model_ref, targets, predictions):
         y = np.asarray(_one(targets).to_numpy(zero_copy_only=False), dtype=np.float64)
         predicted = np.asarray(_one(predictions).to_numpy(zero_copy_only=False), dtype=np.float64)
-        return _struct([evaluate.regression(y, predicted)], evaluate.REGRESSION)
+        infinite = int(np.isinf(y).sum())
+        if infinite:  # (as training refuses them; no error can be measured against them)
+            model = load_model(_open(ref), _model_ref(model_ref))
+            raise errors.DataError(
+                f"EVALUATE: target column '{model.target}' holds {infinite} infinite value"
+                f"{'s' if infinite > 1 else ''} (inf or -inf), against which no error can be measured; filter "
+                "them out (WHERE isfinite(...)); NaN counts as NULL", sqlstate="22003")
+        known = ~np.isnan(y)  # NaN is NULL, as in training: the row is left out
+        return _struct([evaluate.regression(y[known], predicted[known])], evaluate.REGRESSION)
 
     return metrics
 

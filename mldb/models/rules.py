@@ -36,7 +36,8 @@ def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
         if not isinstance(function, (Predict, Evaluate)):
             continue
         ref, model, query = _table_arguments(function, context)
-        columns = _describe(context, query, quiet=context.params is not None)  # (?) cannot be described
+        columns = _describe(context, query, quiet=context.params is not None,  # (?) cannot be described
+                            unique=None if isinstance(function, Predict) else "EVALUATE's query")
         build = _predict_table if isinstance(function, Predict) else _evaluate_table
         select = build(ref, model, query, columns, context)
         alias = table.alias or ("predict" if isinstance(function, Predict) else "evaluate")
@@ -168,7 +169,9 @@ def _ancestors(node: exp.Expression):
         node = node.parent
 
 
-def _describe(context, query: exp.Expression, quiet: bool = False) -> dict[str, str] | None:
+def _describe(context, query: exp.Expression, quiet: bool = False, unique: str | None = None) -> dict[str, str] | None:
+    """The query's columns and their types; with ``unique`` (what to call the query), two columns of
+    one name are refused (42701), as in a training query."""
     if next(query.find_all(*_MODEL_FUNCTIONS), None) is not None:
         return None  # nested model calls are rewritten later; DuckDB checks the columns then
     try:
@@ -177,6 +180,10 @@ def _describe(context, query: exp.Expression, quiet: bool = False) -> dict[str, 
         if quiet:
             return None
         raise
+    if unique is not None:
+        from mldb.models.statements import _check_names
+
+        _check_names(query.sql(dialect=MLDB), [row[0] for row in rows], unique)
     return {row[0]: row[1] for row in rows}
 
 

@@ -139,13 +139,14 @@ def _read(session, query: str) -> tuple[pa.Table, dict[str, str]]:
     return pa.Table.from_batches(list(reader), schema=reader.schema), types
 
 
-def _check_names(query: str, names: list[str]) -> None:
-    """Every column of the training query needs its own name (as SQL compares names, ignoring case)."""
+def _check_names(query: str, names: list[str], what: str = "the training query") -> None:
+    """Every column of the training (or EVALUATE's) query needs its own name (as SQL compares names,
+    ignoring case): of two, one would silently be used."""
     seen: dict[str, str] = {}
     for name in names:
         if name.lower() in seen:
             raise errors.ProgrammingError(
-                f"the training query has two columns named '{name}'; give each column its own name "
+                f"{what} has two columns named '{name}'; give each column its own name "
                 f"(e.g. SELECT {seen[name.lower()]}, {name} AS {name}_2 ...): {query}", sqlstate="42701")
         seen[name.lower()] = name
 
