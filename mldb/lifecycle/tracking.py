@@ -105,14 +105,18 @@ def snapshot_query(session, model: str, version: int) -> str:
 
 @_translated
 def forget_model(session, model: str) -> None:
-    """Remove a dropped model's statistics, snapshots and training edges (its log stays)."""
+    """Remove a dropped (or replaced) model's statistics, snapshots and lineage edges, those into it
+    (training) and those out of it (predictions), so that a new model of the name starts clean (its log
+    stays)."""
     con = session.con
     for (table,) in con.execute("SELECT table_name FROM mldb.snapshots WHERE model = ? AND stored",
                                 [model]).fetchall():
         con.execute(f"DROP TABLE IF EXISTS mldb.{snapshots.quoted(table)}")
     for table in ("feature_stats", "snapshots"):
         con.execute(f"DELETE FROM mldb.{table} WHERE model = ?", [model])
-    con.execute("DELETE FROM mldb.lineage WHERE target = ? AND kind = 'training'", [model])
+    # (by kind: a table, or an EMBED model, of the same name keeps its own edges)
+    con.execute("DELETE FROM mldb.lineage WHERE (target = ? AND kind = 'training') OR (source = ? AND kind = 'prediction')",
+                [model, model])
 
 
 # -- predictions --------------------------------------------------------------------------
