@@ -251,25 +251,53 @@ PROBE = textwrap.dedent("""
             log.write(".")
         return epoch(*args, **kwargs)
     train._epoch = counted
+    from mldb import session
+    execute = session.Session.execute
+    def marked(*args, **kwargs):  # a statement began: the moment a cancel has something to stop
+        with open(os.environ["MLDB_TEST_STATEMENTS"], "a") as log:
+            log.write(".")
+        return execute(*args, **kwargs)
+    session.Session.execute = marked
     from mldb.cli import main
     sys.exit(main())
 """)
 
 
 class Probe:
-    """An ``mldb`` command (serve or shell) in a subprocess that counts the epochs it trains."""
+    """An ``mldb`` command (serve or shell) in a subprocess that counts the epochs it trains
+    and the statements it begins (a fixed wait instead failed on a loaded machine: the
+    Ctrl-C came before the shell had read the line, and cancelled only the input)."""
 
     def __init__(self, directory: Path):
         self.counter = directory / f"epochs-{uuid.uuid4().hex[:8]}"
         self.counter.write_text("")
+        self.begun = directory / f"statements-{uuid.uuid4().hex[:8]}"
+        self.begun.write_text("")
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                    "MLDB_TEST_EPOCHS": str(self.counter)}
+                    "MLDB_TEST_EPOCHS": str(self.counter), "MLDB_TEST_STATEMENTS": str(self.begun)}
         self.env.pop("PYTEST_CURRENT_TEST", None)
         self.command = [sys.executable, "-c", PROBE]
 
     @property
     def epochs(self) -> int:
         return len(self.counter.read_text())
+
+    @property
+    def statements(self) -> int:
+        return len(self.begun.read_text())
+
+    def running(self, kind: str):
+        """A condition true once the next statement of ``kind`` is under way: for TRAIN its
+        first epoch, for the others their start and a second more (into DuckDB's work)."""
+        epochs, statements, since = self.epochs, self.statements, []
+
+        def condition() -> bool:
+            if kind == "train":
+                return self.epochs > epochs
+            if not since and self.statements > statements:
+                since.append(time.monotonic())
+            return bool(since) and time.monotonic() - since[0] >= 1.0
+        return condition
 
 
 class Server:
@@ -293,6 +321,9 @@ class Server:
     @property
     def epochs(self) -> int:
         return self.probe.epochs
+
+    def running(self, kind: str):
+        return self.probe.running(kind)
 
     def dsn(self) -> str:
         return f"host=127.0.0.1 port={self.port} user=tester dbname=served"
@@ -326,9 +357,9 @@ def server(tmp_path_factory):
 def test_psycopg_cancel_request(server, kind):
     import psycopg
 
-    before, epochs_before = server.state(), server.epochs
+    before = server.state()
     with server.connect() as con:
-        started = (lambda: server.epochs > epochs_before) if kind == "train" else after(2.0)
+        started = server.running(kind)
         error = cancelled(lambda: con.execute(statement(kind)), started, con.cancel_safe)
         assert isinstance(error, psycopg.errors.QueryCanceled) and error.sqlstate == "57014", error
         assert CANCELED.search(str(error))
@@ -345,13 +376,12 @@ PSQL = shutil.which("psql")
 @pytest.mark.parametrize("kind", ["train", "plain"])
 def test_psql_ctrl_c_sends_a_cancel_request(server, kind):
     assert PSQL is not None, "psql is installed by .ci/setup_server.sh"
-    before, epochs_before = server.state(), server.epochs
+    before, running = server.state(), server.running(kind)
     psql = subprocess.Popen([PSQL, "-h", "127.0.0.1", "-p", str(server.port), "-U", "tester", "-d", "served", "-X",
                              "-c", statement(kind)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PGCONNECT_TIMEOUT": "30"})
     try:
-        start = after(2.0)
-        wait_until(lambda: server.epochs > epochs_before if kind == "train" else start(), "the statement to get going")
+        wait_until(running, "the statement to get going")
         psql.send_signal(signal.SIGINT)  # what Ctrl-C does: psql sends a CancelRequest
         out, err = psql.communicate(timeout=LIMIT)
     finally:
@@ -371,7 +401,7 @@ HUNG_UP = "client disconnected during a statement"  # the access log's outcome f
 @pytest.mark.parametrize("kind", ["train", "plain"])
 def test_client_that_dies_mid_statement_stops_it(server, kind):
     before = server.state()
-    epochs_before, hung_up = server.epochs, server.log.count(HUNG_UP)
+    running, hung_up = server.running(kind), server.log.count(HUNG_UP)
     script = textwrap.dedent(f"""
         import psycopg, time
         con = psycopg.connect("{server.dsn()}", autocommit=True)
@@ -384,8 +414,7 @@ def test_client_that_dies_mid_statement_stops_it(server, kind):
     client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert client.stdout.readline().strip() == "sent"
-        start = after(2.0)
-        wait_until(lambda: server.epochs > epochs_before if kind == "train" else start(), "the statement to start")
+        wait_until(running, "the statement to start")
     finally:
         client.kill()  # the socket closes with the process
         client.wait()
@@ -398,11 +427,10 @@ def test_client_that_says_goodbye_mid_statement_stops_it(server, kind):
     from conftest_server import raw_connect, send
 
     before = server.state()
-    epochs_before, hung_up = server.epochs, server.log.count(HUNG_UP)
+    running, hung_up = server.running(kind), server.log.count(HUNG_UP)
     sock = raw_connect(server.port)
     send(sock, b"Q", statement(kind).encode() + b"\0")
-    start = after(2.0)
-    wait_until(lambda: server.epochs > epochs_before if kind == "train" else start(), "the statement to start")
+    wait_until(running, "the statement to start")
     send(sock, b"X")
     sock.close()
     _assert_stopped_after_hang_up(server, before, hung_up)
@@ -426,7 +454,7 @@ def test_sigterm_stops_a_running_statement_and_exits_cleanly(tmp_path, kind):
         with served.connect() as con:
             for sql in SETUP[:2]:
                 con.execute(sql)
-        before, epochs_before = served.state(), served.epochs
+        before, running = served.state(), served.running(kind)
         heard: list[BaseException] = []
 
         def run() -> None:
@@ -438,8 +466,7 @@ def test_sigterm_stops_a_running_statement_and_exits_cleanly(tmp_path, kind):
 
         client = threading.Thread(target=run)
         client.start()
-        start = after(2.0)
-        wait_until(lambda: served.epochs > epochs_before if kind == "train" else start(), "the statement to start")
+        wait_until(running, "the statement to start")
         served.process.send_signal(signal.SIGTERM)
         status = served.process.wait(timeout=LIMIT)
         client.join(timeout=LIMIT)
@@ -471,9 +498,9 @@ def test_ctrl_c_in_the_shell_cancels_and_returns_to_the_prompt(tmp_path, kind):
     shell.logfile_read = seen = io.StringIO()  # everything the terminal showed
     try:
         shell.expect_exact("mldb> ")
+        running = probe.running(kind)
         shell.sendline(statement(kind) + ";")
-        start = after(2.0)
-        wait_until(lambda: probe.epochs > 0 if kind == "train" else start(), "the statement to get going")
+        wait_until(running, "the statement to get going")
         shell.sendintr()  # Ctrl-C: the terminal sends SIGINT to the shell
         shell.expect(r"Error \(OperationalError, SQLSTATE 57014\): (.*)\r?\n")
         assert CANCELED.search(shell.match.group(1))
