@@ -23,6 +23,7 @@ import duckdb
 
 from mldb import catalog, errors
 from mldb.execution import Execution
+from mldb.plan.cache import CatalogVersion
 
 _OPEN: "weakref.WeakValueDictionary[str, Database]" = weakref.WeakValueDictionary()  # file -> its Database
 _OPEN_LOCK = threading.RLock()  # (re-entered when a forgotten Connection is collected inside it)
@@ -84,6 +85,7 @@ class Database:
         self._state = {feature.name: feature.make_state(self) for feature in self.features if feature.make_state}
         self.file_roots: list[str] | None = None  # served: the only directories clients' model paths may name
         self.described: dict = {}  # the wire server's catalog queries: parameter/result types per SQL text
+        self.catalog_version = CatalogVersion()  # moves with every change planning may read (mldb.plan.cache)
         for feature in self.features:
             if feature.register_functions is not None:
                 feature.register_functions(self)

@@ -29,6 +29,7 @@ from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
 from mldb.frontend.positions import as_written
+from mldb.plan import cache, template
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
 from mldb.result import Result
 
@@ -39,6 +40,9 @@ _COMMIT = frozenset({"COMMIT", "END"})
 _ROLLBACK = frozenset({"ROLLBACK", "ABORT"})
 _ENDS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})  # statuses of transaction statements: no view runs in them
 _SETTINGS = frozenset({"USE", "SET", "RESET", "PRAGMA", "CALL"})  # may change the current schema
+# statements that change no catalog (every other one moves the catalog version: mldb.plan.cache)
+_READS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "(", "INSERT", "UPDATE", "DELETE", "EXPLAIN",
+                    "DESCRIBE", "SHOW", "SUMMARIZE"})
 
 
 def _locked(method):
@@ -75,6 +79,8 @@ class Session:
         self._scanned: list[str] = []  # replacement-scan views registered for the last statement
         self._nested = 0  # how many execute() calls are running (a step runs SQL through execute too)
         self.generation = 0  # counts statements and registrations (a Relation's result may be stale)
+        self.plans = cache.PlanCache()  # planned statements by shape (mldb.plan.cache)
+        self._catalog_changed = False  # the open transaction ran a statement that may change the catalog
         self.con.execute("SET python_enable_replacements = false")  # it would look at mldb's frames: see frames.py
 
     def restrict(self, access) -> None:
@@ -123,12 +129,34 @@ class Session:
             self._schema = None
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
+        if word in _READS and not (word == "EXPLAIN" and "ANALYZE" in statement.words):
+            return self._execute_statement(statement, params, scope)
+        with self._changing_catalog():
+            return self._execute_statement(statement, params, scope)
+
+    @contextlib.contextmanager
+    def _changing_catalog(self):
+        """Around a statement that may change the catalog: no plan made before it runs after it."""
+        self._catalog_changed = self._catalog_changed or self.in_transaction
+        self.database.catalog_version.move()
+        try:
+            yield
+        finally:
+            self.database.catalog_version.move()
+
+    def _execute_statement(self, statement: Statement, params, scope: frames.Scope | None) -> Result:
         prefix, inner = _split_explain(statement)
         scanned = self._scan(inner, scope)
         if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
             statement = inner = scanned
         if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
             return self._run_plain(statement, params)
+        plan_key = None
+        if not prefix and not self._scanned:
+            plan_key = cache.key(inner.text, params, self.current_schema(), self.database.catalog_version.value)
+            plan = self.plans.get(plan_key)
+            if plan is not None:
+                return self._run_plan(statement, plan, params, self.database.start(self, inner.text))
         tree = parse(inner)
         if tree is None:
             return self._run_plain(statement, params)
@@ -138,19 +166,21 @@ class Session:
             return self._run_step(tree, params)
         execution = self.database.start(self, inner.text)
         try:
-            return self._run_planned(statement, tree, params, execution, prefix)
+            return self._run_planned(statement, tree, params, execution, prefix, plan_key)
         except BaseException:
             execution.finish(success=False)
             raise
 
-    def _run_planned(self, statement: Statement, tree, params, execution: Execution, explain: str) -> Result:
+    def _run_planned(self, statement: Statement, tree, params, execution: Execution, explain: str,
+                     plan_key=None) -> Result:
         planner = Planner(self, params, execution.id)
         tree = rewrite(tree, planner)
         if not planner.notes:
             execution.finish()
             return self._run_plain(statement, params)
         if explain:
-            plan = self._run_sql(explain + tree.sql(dialect=MLDB), planner.params, "EXPLAIN")
+            sql, explain_params = template.plain(tree, planner.params)
+            plan = self._run_sql(explain + sql, explain_params, "EXPLAIN")
             execution.finish()
             return self._hold(_explained(plan, planner.notes), "EXPLAIN")
         for callback, always in planner.finishers:
@@ -160,8 +190,20 @@ class Session:
             if operator.run is not None:
                 execution.check()
                 operator.run(execution)
-        stream = not _small(tree)  # a few rows are cheaper as a plain result than as an Arrow stream
-        return self._run_plain(statement, planner.params, tree.sql(dialect=MLDB), execution, stream)
+        plan = cache.compile_plan(planner, tree)
+        if plan_key is not None and planner.cacheable:
+            self.plans.put(plan_key, plan)
+        return self._run_plan(statement, plan, planner.params, execution)
+
+    def _run_plan(self, statement: Statement, plan: cache.Plan, params, execution: Execution) -> Result:
+        """Fill the plan's holes (its operators run: a FAISS search, a query's embedding), then DuckDB."""
+        try:
+            self.running = execution
+            sql, params = plan.filled(execution, params)
+            return self._run_plain(statement, params, sql, execution, plan.stream)
+        except BaseException:
+            execution.finish(success=False)
+            raise
 
     def _run_step(self, node: MldbStatement, params) -> Result:
         step = _features().STEPS.get(type(node))
@@ -291,6 +333,7 @@ class Session:
     def register(self, name: str, value) -> None:
         """``Connection.register``: a temporary view of this session over ``value``."""
         self.generation += 1
+        self.database.catalog_version.move()  # (a view of that name may hide a table a plan reads)
         self.release_result()
         self._drop_scans()
         try:
@@ -302,6 +345,7 @@ class Session:
     @_locked
     def unregister(self, name: str) -> None:
         self.generation += 1
+        self.database.catalog_version.move()
         self.release_result()
         self._drop_scans()
         try:
@@ -396,6 +440,9 @@ class Session:
     def _ended(self, committed: bool) -> None:
         """Tell every feature; each one hears of it even if another fails (their locks must go)."""
         self.in_transaction = False
+        if self._catalog_changed:  # what it changed becomes visible to the others, or goes away
+            self._catalog_changed = False
+            self.database.catalog_version.move()
         failure = None
         for listener in _features().each("on_commit" if committed else "on_rollback"):
             try:
@@ -482,16 +529,6 @@ class Session:
     def _check_open(self) -> None:
         if self.closed:
             raise errors.InterfaceError("the connection or cursor is closed")
-
-
-_SMALL_LIMIT = 2048  # rows: a statement limited to this many is not worth an Arrow stream
-
-
-def _small(tree) -> bool:
-    """Whether the statement returns at most a few rows (a literal top-level LIMIT, e.g. a top-k search)."""
-    limit = tree.args.get("limit") if isinstance(tree, exp.Query) else None
-    count = getattr(limit, "expression", None)
-    return isinstance(count, exp.Literal) and count.is_int and int(count.name) <= _SMALL_LIMIT
 
 
 def _features():

@@ -5,9 +5,12 @@ functions (or a pattern such as ``ORDER BY array_cosine_distance(...) LIMIT k`` 
 indexed column) with DuckDB SQL. Rules are pure: they read the catalog through
 ``planner.session`` but never search an index, embed text, compute DRIFT or write.
 Work that must happen when the statement runs is added as an operator
-(``planner.operator(description, run)``): ``run(execution)`` is called after planning,
-before DuckDB executes the SQL, and may fill in the tree (a FAISS search writes the
-keys it found). ``EXPLAIN`` lists every operator and runs none of them.
+(``planner.operator(description, fill=fill)``): ``fill(execution, filling)`` is called
+after planning, before DuckDB executes the SQL, and fills the holes a rule left in the
+statement (``mldb.plan.template``: a FAISS search writes the keys it found), so the plan
+can be cached and run again without sqlglot (``mldb.plan.cache``). An operator given as
+``run(execution)`` changes the tree instead; its statement is planned each time it runs.
+``EXPLAIN`` lists every operator and runs none of them.
 
 The rules come from the features (``mldb.features.RULES``), in feature order.
 """
@@ -23,6 +26,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend.expressions import MldbFunction
 from mldb.frontend.names import name_projections
+from mldb.plan.template import EXECUTION, Filling, hole
 
 if TYPE_CHECKING:
     from mldb.execution import Execution
@@ -34,7 +38,8 @@ EXECUTION_VARIABLE = "mldb_execution"  # the session variable a stored query's f
 @dataclass
 class Operator:
     description: str  # for EXPLAIN: "FAISS search: index docs_v (hnsw, cosine), top 10"
-    run: Callable[["Execution"], None] | None = None
+    run: Callable[["Execution"], None] | None = None  # changes the tree (the plan is not cached)
+    fill: Callable[["Execution", Filling], None] | None = None  # fills the statement's holes
 
 
 @dataclass
@@ -46,15 +51,28 @@ class Planner:
     operators: list[Operator] = field(default_factory=list)
     finishers: list[tuple[Callable, bool]] = field(default_factory=list)
     tree: exp.Expression | None = None
+    holes: int = 0  # holes made so far (each one gets its own name)
 
     def note(self, text: str) -> None:
         """Record a rewrite (shown by EXPLAIN; a statement with none runs as written)."""
         self.notes.append(text)
 
-    def operator(self, description: str, run: Callable[["Execution"], None] | None = None) -> None:
-        """An ML operator of the plan: shown by EXPLAIN, ``run`` when the statement executes."""
-        self.operators.append(Operator(description, run))
+    def operator(self, description: str, run: Callable[["Execution"], None] | None = None, *,
+                 fill: Callable[["Execution", Filling], None] | None = None) -> None:
+        """An ML operator of the plan: shown by EXPLAIN, ``run`` / ``fill`` when the statement executes."""
+        self.operators.append(Operator(description, run, fill))
         self.notes.append(description)
+
+    def hole(self, default: exp.Expression | None = None) -> exp.Expression:
+        """A new hole in the statement, standing for ``default`` until an operator fills it."""
+        self.holes += 1
+        return hole(f"h{self.holes}", default)
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the plan may run again as rendered: no operator changes the tree, and
+        nothing is left to do once the statement finished (``mldb.plan.cache``)."""
+        return not self.finishers and all(operator.run is None for operator in self.operators)
 
     def on_finish(self, callback: Callable[["Execution"], None], *, always: bool = False) -> None:
         """Run ``callback(execution)`` once the statement's result is done (see ``Execution``)."""
@@ -72,7 +90,7 @@ class Planner:
         if self.stored:
             self.session.database.stored_functions = True
             return exp.Anonymous(this="getvariable", expressions=[exp.Literal.string(EXECUTION_VARIABLE)])
-        return exp.Literal.number(self.execution_id)
+        return hole(EXECUTION, exp.Literal.number(self.execution_id))
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from mldb import errors
 from mldb.frontend.dialect import MLDB
 from mldb.frontend.vectors import Embed, VectorSearch
 from mldb.plan.rules import written_at
+from mldb.plan.template import EXECUTION, Filling, render
 from mldb.vectors import embedding
 from mldb.vectors import faiss as fx
 from mldb.vectors import rows, store
@@ -51,10 +52,10 @@ def rewrite_embed(tree: exp.Expression, context) -> exp.Expression:
             context.operator(f"EMBED: model {model} ({dim} dimensions) -> {function}, Arrow batches")
             continue
         function = ensure_embed_function(context.session.database, dim, query=True)
-        call = _udf_call(function, node.this, model, context.execution_argument())
-        node.replace(call)
+        spot = context.hole(_udf_call(function, node.this, model, context.execution_argument()))
+        node.replace(spot)
         context.operator(f"EMBED: model {model} ({dim} dimensions), the query text embedded once when the "
-                         "statement runs", _embed_once(call, tree, node.this.name, model, dim))
+                         "statement runs", fill=_embed_once(spot.name, node.this.name, model, dim))
     return tree
 
 
@@ -85,28 +86,18 @@ def _is_text(node: exp.Expression) -> bool:
     return isinstance(node, exp.Literal) and node.is_string
 
 
-def _embed_once(call: exp.Expression, root: exp.Expression, text: str, model: str, dim: int):
-    def run(execution) -> None:
-        if not _attached(call, root):
+def _embed_once(spot: str, text: str, model: str, dim: int):
+    def fill(execution, filling) -> None:
+        if not filling.has(spot):
             return  # an index search replaced the expression that held it
         vector = embedding.embed_texts([text], model, execution)[0]
-        values = exp.Array(expressions=[exp.Literal.number(repr(float(x))) for x in vector])
-        call.replace(exp.cast(values, f"FLOAT[{dim}]"))
+        filling.fill(spot, _vector_literal(vector, f"FLOAT[{dim}]"))
 
-    return run
+    return fill
 
 
-def _attached(node: exp.Expression, root: exp.Expression) -> bool:
-    """Is ``node`` still part of the tree under ``root`` (a replaced node keeps its parent link)?"""
-    while node is not root:
-        parent = node.parent
-        if parent is None:
-            return False
-        value = parent.args.get(node.arg_key)
-        if value is not node and not (isinstance(value, list) and any(item is node for item in value)):
-            return False
-        node = parent
-    return True
+def _vector_literal(vector, data_type: str) -> str:
+    return f"[{', '.join(map(repr, np.asarray(vector, dtype=np.float64).tolist()))}]::{data_type}"
 
 
 def _embed_calls(tree: exp.Expression, context) -> exp.Expression:
@@ -115,7 +106,7 @@ def _embed_calls(tree: exp.Expression, context) -> exp.Expression:
         model, dim = _model(context.session, node.args.get("expression"))
         _check_text(node.this)
         function = ensure_embed_function(context.session.database, dim)
-        replacement = _udf_call(function, node.this, model, exp.Literal.number(context.execution_id))
+        replacement = _udf_call(function, node.this, model, context.execution_argument())
         if node is tree:
             return replacement
         node.replace(replacement)
@@ -309,51 +300,71 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
     table, call, column, query, metric, k = match
     info = _index_on(context.session, table.db or None, table.name, column, metric)
     if info is None:
-        return  # no index: DuckDB searches exactly
+        _explain_no_index(context, table, column, metric)
+        return  # DuckDB searches exactly
     root = select.root()
     if any(not p.args.get("this") for p in root.find_all(exp.Placeholder)):
         _number_placeholders(root)  # the query is evaluated apart: ``?`` must become ``$n``
+    query = _typed_query(context, table, column, query)
     embedded = _embedded_model(context, query)
+    filtered = select.args.get("where") is not None
+    source, probe = _query_source(context, query), _probe(context, select, table, info, query)
+    key = _key(table, info).sql(dialect=MLDB)
+    spots = _search_holes(select, call, context)
 
-    def search(execution) -> None:
+    def search(execution, filling) -> None:
         """When the statement runs: the query vector (and the keys a WHERE lets through),
-        then FAISS's top k, written into the statement as a key list. When the index cannot
-        answer for this statement's snapshot (see ``store.searchable``), the statement
-        stays as written and DuckDB searches exactly."""
+        then FAISS's top k, written into the statement's holes. When the index cannot
+        answer for this statement's snapshot (see ``store.searchable``), the holes keep
+        the statement as written and DuckDB searches exactly."""
         state = store.searchable(context.session, info)
         if state is None:
             return
-        vector, allowed = _evaluate(context, select, table, info, query, execution)
+        vector, allowed = _evaluate(context, None if filtered else source, probe, execution, filling)
         execution.check()
         keys, distances = _search(state, vector, k, allowed)
-        _use_results(select, call, _key(table, info), keys[0], distances[0])
-        _drop_unused_parameters(root, context)
+        _use_results(filling, spots, key, keys[0], distances[0])
 
-    where = " with the WHERE's keys" if select.args.get("where") is not None else ""
+    where = " with the WHERE's keys" if filtered else ""
     context.operator(f"FAISS search: index {info.name} ({info.kind}, {info.metric}) on {info.table}.{info.column}, "
-                     f"top {k}{where}{embedded}", search)
+                     f"top {k}{where}{embedded}", fill=search)
 
 
-def _use_results(select: exp.Select, call: exp.Expression, key: exp.Column, keys, distances) -> None:
-    """WHERE key IN (found), ORDER BY the FAISS rank, and the distance from FAISS wherever
-    the query selects it (so DuckDB reads only the rows found, and not their vectors).
-    Nodes are built fresh rather than copied: sqlglot's deep copies cost more than the search."""
-    if len(keys) == 0:
-        select.where(exp.false(), copy=False)
-        return
-
-    def found() -> list[exp.Literal]:
-        return [exp.Literal.number(int(value)) for value in keys]
-
-    def rank() -> exp.Expression:
-        return exp.Anonymous(this="list_position", expressions=[exp.Array(expressions=found()), key.copy()])
-
-    select.where(exp.In(this=key, expressions=found()), copy=False)
-    select.args["order"].expressions[0].set("this", rank())
+def _search_holes(select: exp.Select, call: exp.Expression, context) -> dict[str, list[str]]:
+    """Holes where the search writes its results: the WHERE (``AND <filter>``), the ORDER BY
+    and every projection of the distance. Until filled they hold the statement as written."""
+    spots = {"filter": [], "rank": [], "distance": []}
+    ordered = select.args["order"].expressions[0]
     for projection in select.expressions:
-        if isinstance(projection, exp.Alias) and projection.this == call:
-            values = exp.Array(expressions=[exp.Literal.number(repr(float(d))) for d in distances])
-            projection.set("this", exp.Anonymous(this="list_extract", expressions=[exp.cast(values, "FLOAT[]"), rank()]))
+        if isinstance(projection, exp.Alias) and (projection.this == call or _aliased(select, projection.this) == call):
+            spot = context.hole(projection.this)
+            projection.set("this", spot)
+            spots["distance"].append(spot.name)
+    spot = context.hole(ordered.this)
+    ordered.set("this", spot)
+    spots["rank"].append(spot.name)
+    spot = context.hole(exp.true())
+    select.where(spot, copy=False)
+    spots["filter"].append(spot.name)
+    return spots
+
+
+def _use_results(filling, spots: dict[str, list[str]], key: str, keys, distances) -> None:
+    """WHERE key IN (found), ORDER BY the FAISS rank, and the distance from FAISS wherever
+    the query selects it (so DuckDB reads only the rows found, and not their vectors)."""
+    if len(keys) == 0:
+        for name in spots["filter"]:
+            filling.fill(name, "false")
+        return
+    found = ", ".join(map(str, keys.tolist()))
+    rank = f"list_position([{found}], {key})"
+    for name in spots["filter"]:
+        filling.fill(name, f"{key} IN ({found})")
+    for name in spots["rank"]:
+        filling.fill(name, rank)
+    for name in spots["distance"]:
+        values = ", ".join(map(repr, distances.astype(np.float64).tolist()))
+        filling.fill(name, f"list_extract([{values}]::FLOAT[], {rank})")
 
 
 def _top_k_pattern(select: exp.Select):
@@ -428,67 +439,81 @@ def _embedded_model(context, query: exp.Expression) -> str:
     return ""
 
 
-def _evaluate(context, select: exp.Select, table: exp.Table, info, query: exp.Expression, execution):
-    """(query vector, keys the WHERE lets through or None) in one DuckDB round trip.
+def _query_source(context, query: exp.Expression):
+    """How a search reads its query vector without DuckDB: ("parameter", name) or
+    ("embed", text, model); None when only DuckDB can evaluate it (``_probe``)."""
+    query = _uncast(_unchecked(query))
+    inner = _uncast(query)
+    if isinstance(inner, exp.Placeholder):
+        return "parameter", str(inner.args.get("this"))
+    if isinstance(query, Embed) and isinstance(query.this, exp.Literal) and query.this.is_string:
+        model, _ = _model(context.session, query.args.get("expression"))
+        return "embed", query.this.name, model
+    return None
 
-    Parameters were numbered (``?`` -> ``$n``) so the copies here and the statement
-    share them; every parameter is also selected, as DuckDB wants each one used.
-    """
-    if select.args.get("where") is None:
-        direct = _direct_vector(query, context, execution)
-        if direct is not None:
-            return direct, None
+
+def _probe(context, select: exp.Select, table: exp.Table, info, query: exp.Expression) -> str:
+    """The SQL (with holes) that evaluates the query vector and the keys a WHERE lets
+    through, in one DuckDB round trip: ``SELECT <q> AS q, <keys or NULL> AS allowed``."""
     allowed = exp.null()
     if select.args.get("where") is not None:
         keys = exp.select(f"list({_key(table, info).sql(dialect=MLDB)}::BIGINT)").from_(table.copy())
         allowed = exp.func("coalesce", exp.Subquery(this=keys.where(select.args["where"].this.copy())),
                            exp.cast(exp.Array(expressions=[]), "BIGINT[]"))
     probe = exp.select(exp.alias_(query.copy(), "q"), exp.alias_(allowed, "allowed"))
-    padding = _parameter_padding(context.params)
-    if padding:
-        probe = probe.from_(exp.Subquery(this=exp.select(*padding), alias=exp.TableAlias(this=exp.to_identifier("p"))))
-    probe = _embed_calls(probe, context)
-    return store.one(context.session, probe.sql(dialect=MLDB), context.params)
+    return render(_embed_calls(probe, context))
 
 
-def _direct_vector(query: exp.Expression, context, execution):
-    """The query vector without a DuckDB round trip when it is a parameter or ``EMBED('text')``."""
-    query = _uncast(_unchecked(query))
-    inner = _uncast(query)
-    if isinstance(inner, exp.Placeholder) and context.params is not None:
-        name = inner.args.get("this")
-        if isinstance(context.params, dict):
-            value = context.params.get(name)
-        else:
-            value = context.params[int(name) - 1] if str(name).isdigit() else None
-        return value if isinstance(value, (list, tuple, np.ndarray)) else None  # else DuckDB casts it
-    if isinstance(query, Embed) and isinstance(query.this, exp.Literal) and query.this.is_string:
-        model, _ = _model(context.session, query.args.get("expression"))
-        return embedding.embed_texts([query.this.name], model, execution)[0]
-    return None
+def _evaluate(context, source, probe: str, execution, filling):
+    """(query vector, keys the WHERE lets through or None) for this run: without DuckDB
+    when the vector is a parameter or ``EMBED('text')`` and no WHERE filters (``source``)."""
+    if source is not None:
+        direct = _direct_vector(context, source, execution, filling.params)
+        if direct is not None:
+            return direct, None
+    text = Filling(probe, filling.params)
+    text.fill(EXECUTION, str(execution.id))
+    sql, params = text.bind()
+    return store.one(context.session, sql, params)
 
 
-def _parameter_padding(params) -> list[exp.Expression]:
-    if not params:
-        return []
-    names = list(params) if isinstance(params, dict) else [str(i) for i in range(1, len(params) + 1)]
-    return [exp.alias_(exp.Placeholder(this=name), f"p{i}") for i, name in enumerate(names)]
-
-
-def _drop_unused_parameters(root: exp.Expression, context) -> None:
-    """The query vector's parameter may be gone from the statement: pass DuckDB only those left."""
-    params = context.params
-    if not params:
-        return
-    used = {p.args.get("this") for p in root.find_all(exp.Placeholder)}
+def _direct_vector(context, source, execution, params):
+    """The query vector of a parameter (a list or an array; anything else DuckDB casts) or of ``EMBED('text')``."""
+    if source[0] == "embed":
+        return embedding.embed_texts([source[1]], source[2], execution)[0]
+    name = source[1]
     if isinstance(params, dict):
-        context.params = {name: value for name, value in params.items() if name in used} or None
+        value = params.get(name)
+    elif params is not None and name.isdigit() and int(name) <= len(params):
+        value = params[int(name) - 1]
+    else:
+        return None
+    return value if isinstance(value, (list, tuple, np.ndarray)) else None
+
+
+def _typed_query(context, table: exp.Table, column: str, query: exp.Expression) -> exp.Expression:
+    """A bare parameter as the query vector takes the column's type: DuckDB reads a Python
+    list of floats as DOUBLE[], which no distance function takes with a FLOAT[n] column."""
+    if not isinstance(query, exp.Placeholder):
+        return query
+    types = rows.relation_columns(context.session, table.db or None, table.name)
+    column_type = {name.lower(): kind for name, kind in types.items()}.get(column.lower())
+    if column_type is None or rows.vector_length(column_type) is None:
+        return query
+    typed = exp.cast(query.copy(), column_type)
+    query.replace(typed)
+    return typed
+
+
+def _explain_no_index(context, table: exp.Table, column: str, metric: str) -> None:
+    """An index on the column with another metric cannot answer: EXPLAIN says so."""
+    if not store.catalog_ready(context.session):
         return
-    kept = sorted(int(number) for number in used if number and str(number).isdigit())
-    renumber = {str(old): str(new) for new, old in enumerate(kept, start=1)}
-    for placeholder in root.find_all(exp.Placeholder):
-        placeholder.set("this", renumber[str(placeholder.args["this"])])
-    context.params = [params[old - 1] for old in kept] or None
+    for info in store.for_table(context.session, table.db or None, table.name):
+        if info.column.lower() == column.lower():
+            context.note(f"exact search (no FAISS): index {info.name} on {info.table}.{info.column} uses metric "
+                         f"{info.metric}; the query orders by {fx.METRICS[metric]} ({metric})")
+            return
 
 
 def _number_placeholders(root: exp.Expression) -> None:
