@@ -323,6 +323,8 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
         vector, allowed = _evaluate(context, None if filtered else source, probe, execution, filling)
         execution.check()
         keys, distances = _search(state, vector, k, allowed)
+        if len(keys[0]) < k:
+            return  # fewer than k rows with a vector: DuckDB's exact search adds those without one (NULLs last)
         _use_results(filling, spots, key, keys[0], distances[0])
 
     where = " with the WHERE's keys" if filtered else ""
@@ -492,9 +494,10 @@ def _direct_vector(context, source, execution, params):
 
 
 def _typed_query(context, table: exp.Table, column: str, query: exp.Expression) -> exp.Expression:
-    """A bare parameter as the query vector takes the column's type: DuckDB reads a Python
-    list of floats as DOUBLE[], which no distance function takes with a FLOAT[n] column."""
-    if not isinstance(query, exp.Placeholder):
+    """A bare parameter or list as the query vector takes the column's type: DuckDB reads a
+    Python list of floats as DOUBLE[] (a list literal as DECIMAL[]), which no distance
+    function takes with a FLOAT[n] column."""
+    if not isinstance(query, (exp.Placeholder, exp.Array)):
         return query
     types = rows.relation_columns(context.session, table.db or None, table.name)
     column_type = {name.lower(): kind for name, kind in types.items()}.get(column.lower())

@@ -1,0 +1,211 @@
+"""Every spelling of a kNN query uses the FAISS index and gives the rows exact search gives;
+a repeated statement runs its cached plan, which never outlives a change of the catalog."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mldb
+from mldb.vectors import faiss as fx
+
+DIM = 16
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+
+
+def _literal(query: np.ndarray) -> str:
+    return "[" + ", ".join(repr(float(x)) for x in query) + "]"
+
+
+@pytest.fixture
+def con(tmp_path):
+    connection = mldb.connect(str(tmp_path / "knn.db"))
+    connection.execute(f"CREATE TABLE pts(id INTEGER PRIMARY KEY, grp INTEGER, v FLOAT[{DIM}])")
+    connection.execute(f"INSERT INTO pts SELECT id, id % 5, v::FLOAT[{DIM}] FROM "
+                       "(SELECT unnest(range(0, 300)) AS id, unnest(?::FLOAT[][]) AS v)", [_vectors(300).tolist()])
+    connection.execute("INSERT INTO pts VALUES (300, 0, NULL), (301, 1, NULL)")  # rows without a vector
+    connection.execute("CREATE TABLE plain AS SELECT * FROM pts")  # the same rows, no index: exact search
+    connection.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    yield connection
+    if not connection.closed:
+        connection.close()
+
+
+@pytest.fixture
+def searches(monkeypatch):
+    """How many FAISS searches ran."""
+    count = {"search": 0}
+    real = fx.search
+
+    def counted(*args, **kwargs):
+        count["search"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fx, "search", counted)
+    return count
+
+
+QUERY = _vectors(1, seed=7)[0]
+CAST = f"::FLOAT[{DIM}]"
+# (query vector as written, parameters)
+FORMS = {
+    "literal list": (_literal(QUERY), None),
+    "cast literal": (_literal(QUERY) + CAST, None),
+    "? list": ("?", [QUERY.tolist()]),
+    "? numpy": ("?", [QUERY]),
+    "?::FLOAT[n]": ("?" + CAST, [QUERY.tolist()]),
+    "$1": ("$1", [QUERY.tolist()]),
+    "$1::FLOAT[n]": ("$1" + CAST, [QUERY.tolist()]),
+    "$name": ("$q", {"q": QUERY.tolist()}),
+    "subquery": ("(SELECT v FROM queries WHERE id = 1)", None),
+}
+
+
+def _ids(con, sql, params=None):
+    return [row[0] for row in con.execute(sql, params).fetchall()]
+
+
+def _notes(con, sql, params=None):
+    return [value for key, value in con.execute("EXPLAIN " + sql, params).fetchall() if key == "mldb_rewrite"]
+
+
+def _shapes(vector: str, where: str = "", k: int = 7):
+    """The statements of one query vector: ORDER BY <distance> (plain, aliased) and VECTOR_SEARCH."""
+    return [
+        f"SELECT id FROM {{t}} {where} ORDER BY array_cosine_distance(v, {vector}) LIMIT {k}",
+        f"SELECT id, array_cosine_distance(v, {vector}) AS d FROM {{t}} {where} ORDER BY d LIMIT {k}",
+        f"SELECT id FROM VECTOR_SEARCH({{t}}, v, {vector}, {k}) {where}",
+    ]
+
+
+def _with_queries(con):
+    con.execute(f"CREATE TABLE IF NOT EXISTS queries AS SELECT 1 AS id, ?::FLOAT[{DIM}] AS v", [QUERY.tolist()])
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("where", ["", "WHERE grp = 2"])
+def test_each_form_uses_the_index_and_gives_the_exact_rows(con, searches, form, where):
+    _with_queries(con)
+    vector, params = FORMS[form]
+    reference = _shapes("?" + CAST, where)  # DuckDB itself takes no bare list or DOUBLE[] parameter
+    for shape, exact_shape in zip(_shapes(vector, where), reference):
+        exact = _ids(con, exact_shape.format(t="plain"), [QUERY.tolist()])
+        assert len(exact) == 7
+        indexed = shape.format(t="pts")
+        notes = _notes(con, indexed, params)
+        assert any(note.startswith("FAISS search: index pts_v") for note in notes), (indexed, notes)
+        before = searches["search"]
+        assert _ids(con, indexed, params) == exact, indexed
+        assert _ids(con, indexed, params) == exact, indexed  # the cached plan, run again
+        assert searches["search"] == before + 2, indexed
+
+
+def test_every_form_gives_the_same_rows_as_the_others(con):
+    _with_queries(con)
+    found = {form: _ids(con, _shapes(vector)[0].format(t="pts"), params) for form, (vector, params) in FORMS.items()}
+    assert len({tuple(rows) for rows in found.values()}) == 1, found
+
+
+def test_explain_runs_no_search(con, searches):
+    _with_queries(con)
+    for vector, params in FORMS.values():
+        for shape in _shapes(vector, "WHERE grp = 1"):
+            _notes(con, shape.format(t="pts"), params)
+    assert searches["search"] == 0
+
+
+def test_deleted_updated_rows_empty_table_and_large_k(con):
+    con.execute("DELETE FROM pts WHERE id % 3 = 0")
+    con.execute("DELETE FROM plain WHERE id % 3 = 0")
+    moved = _vectors(1, seed=99)[0].tolist()
+    for table in ("pts", "plain"):
+        con.execute(f"UPDATE {table} SET v = ?::FLOAT[{DIM}] WHERE id IN (1, 2)", [moved])
+    for vector, params in (FORMS["?::FLOAT[n]"], ("$q" + CAST, {"q": QUERY.tolist()})):
+        for shape in _shapes(vector, "WHERE grp <> 4", k=500):  # k beyond the table: every row with a vector
+            assert _ids(con, shape.format(t="pts"), params) == _ids(con, shape.format(t="plain"), params)
+    every = con.execute("SELECT count(*) FROM pts").fetchone()[0]
+    assert len(_ids(con, _shapes("?", k=500)[0].format(t="pts"), [QUERY.tolist()])) == every == 201  # NULLs last
+    con.execute("DELETE FROM pts")
+    for shape in _shapes("?"):
+        assert _ids(con, shape.format(t="pts"), [QUERY.tolist()]) == []
+
+
+def test_embed_query_text_uses_the_index(con, searches):
+    con.execute("CREATE TABLE docs(id INTEGER PRIMARY KEY, body VARCHAR)")
+    con.execute("INSERT INTO docs VALUES (1, 'cheap flights'), (2, 'sourdough bread'), (3, 'airline tickets')")
+    con.execute("CREATE TABLE doc_plain AS SELECT id, EMBED(body) AS v FROM docs")
+    con.execute("CREATE TABLE doc_vecs AS SELECT * FROM doc_plain")
+    con.execute("CREATE INDEX doc_vecs_v ON doc_vecs USING FAISS (v) WITH (type = 'flat')")
+    for shape in _shapes("EMBED('plane tickets')", k=2):
+        exact = _ids(con, shape.format(t="doc_plain"))
+        assert _ids(con, shape.format(t="doc_vecs")) == exact == _ids(con, shape.format(t="doc_vecs"))
+    assert searches["search"] == 6
+
+
+# -- the plan cache never serves a stale plan ----------------------------------------------------
+
+SQL = f"SELECT id FROM pts ORDER BY array_cosine_distance(v, ?{CAST}) LIMIT 5"
+
+
+def test_dropping_and_recreating_the_index_or_table_replans(con, searches):
+    params = [QUERY.tolist()]
+    exact = _ids(con, SQL.replace("pts", "plain"), params)
+    assert _ids(con, SQL, params) == exact and searches["search"] == 1
+    con.execute("DROP INDEX pts_v")
+    assert _ids(con, SQL, params) == exact and searches["search"] == 1  # exact: no index to search
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    assert _ids(con, SQL, params) == exact and searches["search"] == 2
+    con.execute("DROP TABLE pts")
+    con.execute(f"CREATE TABLE pts(id INTEGER PRIMARY KEY, grp INTEGER, v FLOAT[{DIM}])")
+    con.execute("INSERT INTO pts SELECT id + 1000, grp, v FROM plain WHERE id < 50")
+    rows = _ids(con, SQL, params)
+    assert searches["search"] == 2 and rows == [i + 1000 for i in _ids(con, SQL.replace("pts", "plain WHERE id < 50"),
+                                                                       params)]
+
+
+def test_a_rolled_back_create_index_replans(con, searches):
+    params = [QUERY.tolist()]
+    con.execute("DROP INDEX pts_v")
+    exact = _ids(con, SQL, params)
+    con.execute("BEGIN")
+    con.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    assert _ids(con, SQL, params) == exact and searches["search"] == 1
+    con.execute("ROLLBACK")
+    assert _ids(con, SQL, params) == exact and searches["search"] == 1
+    notes = _notes(con, SQL, params)
+    assert not any("FAISS" in note for note in notes)
+
+
+def test_another_connections_ddl_replans(con, searches, tmp_path):
+    params = [QUERY.tolist()]
+    other = mldb.connect(str(tmp_path / "knn.db"))
+    exact = _ids(con, SQL, params)
+    assert searches["search"] == 1
+    other.execute("DROP INDEX pts_v")
+    assert _ids(con, SQL, params) == exact and searches["search"] == 1
+    other.execute("BEGIN")
+    other.execute("CREATE INDEX pts_v ON pts USING FAISS (v) WITH (type = 'flat')")
+    assert _ids(con, SQL, params) == exact and searches["search"] == 1  # not committed: not seen
+    other.execute("COMMIT")
+    assert _ids(con, SQL, params) == exact and searches["search"] == 2
+    other.close()
+
+
+def test_an_index_with_another_metric_says_why_in_explain(con):
+    notes = _notes(con, f"SELECT id FROM pts ORDER BY array_distance(v, ?{CAST}) LIMIT 3", [QUERY.tolist()])
+    assert any("exact search (no FAISS): index pts_v" in note and "cosine" in note for note in notes), notes
+
+
+def test_template_binds_only_the_parameters_left():
+    from mldb.frontend import parse, split_statements
+    from mldb.plan.template import Filling, hole, render
+
+    tree = parse(split_statements("SELECT a FROM t WHERE b = $2 ORDER BY c($1) LIMIT 3")[0])
+    tree.args["order"].expressions[0].set("this", hole("rank", tree.args["order"].expressions[0].this))
+    filling = Filling(render(tree), ["vector", "b"])
+    assert filling.bind() == ("SELECT a FROM t WHERE b = $2 ORDER BY C($1) LIMIT 3", ["vector", "b"])
+    filling.fill("rank", "list_position([3, 1], a)")
+    assert filling.bind() == ("SELECT a FROM t WHERE b = $1 ORDER BY list_position([3, 1], a) LIMIT 3", ["b"])
