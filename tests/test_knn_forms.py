@@ -78,6 +78,8 @@ def _shapes(vector: str, where: str = "", k: int = 7):
         f"SELECT id FROM {{t}} {where} ORDER BY array_cosine_distance(v, {vector}) LIMIT {k}",
         f"SELECT id, array_cosine_distance(v, {vector}) AS d FROM {{t}} {where} ORDER BY d LIMIT {k}",
         f"SELECT id FROM VECTOR_SEARCH({{t}}, v, {vector}, {k}) {where}",
+        f"SELECT id, grp FROM {{t}} {where} ORDER BY array_cosine_distance(v, {vector}) LIMIT {k}",  # reads rows
+        f"SELECT * FROM VECTOR_SEARCH({{t}}, v, {vector}, {k}) {where}",
     ]
 
 
@@ -109,6 +111,22 @@ def test_every_form_gives_the_same_rows_as_the_others(con):
     assert len({tuple(rows) for rows in found.values()}) == 1, found
 
 
+def test_a_statement_of_keys_and_distances_reads_no_rows(con):
+    """Index-only: the keys and distances come from the index; other columns from the rows found."""
+    params = [QUERY.tolist()]
+    shapes = _shapes("?" + CAST, "WHERE grp = 3")
+    only, fetch, search = shapes[1], shapes[3], shapes[4]
+    assert any("index-only" in note for note in _notes(con, only.format(t="pts"), params))
+    assert any("reads the rows found by key" in note for note in _notes(con, fetch.format(t="pts"), params))
+    assert any("reads the rows found by key" in note for note in _notes(con, search.format(t="pts"), params))
+    keys = con.execute(only.format(t="pts"), params).fetchall()
+    exact = con.execute(only.format(t="plain").replace("ORDER BY d", "ORDER BY d + 0"), params).fetchall()
+    assert [k for k, _ in keys] == [k for k, _ in exact]
+    assert np.allclose([d for _, d in keys], [d for _, d in exact], atol=1e-5)
+    assert con.execute(only.format(t="pts"), params).description[0][1] == con.execute(
+        only.format(t="plain"), params).description[0][1]  # the key keeps its type (INTEGER)
+
+
 def test_explain_runs_no_search(con, searches):
     _with_queries(con)
     for vector, params in FORMS.values():
@@ -136,13 +154,13 @@ def test_deleted_updated_rows_empty_table_and_large_k(con):
 def test_embed_query_text_uses_the_index(con, searches):
     con.execute("CREATE TABLE docs(id INTEGER PRIMARY KEY, body VARCHAR)")
     con.execute("INSERT INTO docs VALUES (1, 'cheap flights'), (2, 'sourdough bread'), (3, 'airline tickets')")
-    con.execute("CREATE TABLE doc_plain AS SELECT id, EMBED(body) AS v FROM docs")
+    con.execute("CREATE TABLE doc_plain AS SELECT id, id % 2 AS grp, EMBED(body) AS v FROM docs")
     con.execute("CREATE TABLE doc_vecs AS SELECT * FROM doc_plain")
     con.execute("CREATE INDEX doc_vecs_v ON doc_vecs USING FAISS (v) WITH (type = 'flat')")
     for shape in _shapes("EMBED('plane tickets')", k=2):
         exact = _ids(con, shape.format(t="doc_plain"))
         assert _ids(con, shape.format(t="doc_vecs")) == exact == _ids(con, shape.format(t="doc_vecs"))
-    assert searches["search"] == 6
+    assert searches["search"] == 2 * len(_shapes(""))
 
 
 # -- the plan cache never serves a stale plan ----------------------------------------------------

@@ -195,8 +195,25 @@ def _replace_vector_search(table: exp.Table, context) -> None:
                               alias=exp.TableAlias(this=exp.to_identifier(alias))))
              .order_by(exp.Ordered(this=distance, nulls_first=False)).limit(k))
     _push_filter(table, inner)
-    table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    outer = table.parent.parent if isinstance(table.parent, exp.From) else None
+    subquery = exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+    table.replace(subquery)
+    if info is not None and _reads_only(outer, subquery, {info.key.lower(), "distance"}):
+        inner.expressions[0].replace(exp.column(info.key, table=alias, quoted=True))  # (not ``alias.*``)
     context.note(f"VECTOR_SEARCH over {name}.{column.name}")
+
+
+def _reads_only(outer, subquery: exp.Subquery, names: set[str]) -> bool:
+    """Whether the query around VECTOR_SEARCH reads no column of it but ``names``."""
+    if not isinstance(outer, exp.Select) or outer.args.get("joins"):
+        return False
+    inside = {id(node) for node in subquery.walk()}
+    for node in outer.walk():
+        if id(node) in inside:
+            continue
+        if isinstance(node, exp.Star) or (isinstance(node, exp.Column) and node.name.lower() not in names):
+            return False
+    return True
 
 
 # What VECTOR_SEARCH checks when the statement runs (DuckDB's error() with an mldb class and
@@ -310,7 +327,8 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
     filtered = select.args.get("where") is not None
     source, probe = _query_source(context, query), _probe(context, select, table, info, query)
     key = _key(table, info).sql(dialect=MLDB)
-    spots = _search_holes(select, call, context)
+    spots, only_keys = _search_holes(select, call, table, info, context)
+    only_keys = _key_type(context, table, info) if only_keys else None
 
     def search(execution, filling) -> None:
         """When the statement runs: the query vector (and the keys a WHERE lets through),
@@ -325,41 +343,77 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
         keys, distances = _search(state, vector, k, allowed)
         if len(keys[0]) < k:
             return  # fewer than k rows with a vector: DuckDB's exact search adds those without one (NULLs last)
-        _use_results(filling, spots, key, keys[0], distances[0])
+        _use_results(filling, spots, key, keys[0], distances[0], only_keys)
 
     where = " with the WHERE's keys" if filtered else ""
+    reads = "; reads only the keys found (index-only)" if only_keys else "; reads the rows found by key"
     context.operator(f"FAISS search: index {info.name} ({info.kind}, {info.metric}) on {info.table}.{info.column}, "
-                     f"top {k}{where}{embedded}", fill=search)
+                     f"top {k}{where}{embedded}{reads}", fill=search)
 
 
-def _search_holes(select: exp.Select, call: exp.Expression, context) -> dict[str, list[str]]:
+def _search_holes(select: exp.Select, call: exp.Expression, table: exp.Table, info, context):
     """Holes where the search writes its results: the WHERE (``AND <filter>``), the ORDER BY
-    and every projection of the distance. Until filled they hold the statement as written."""
-    spots = {"filter": [], "rank": [], "distance": []}
-    ordered = select.args["order"].expressions[0]
-    for projection in select.expressions:
-        if isinstance(projection, exp.Alias) and (projection.this == call or _aliased(select, projection.this) == call):
-            spot = context.hole(projection.this)
-            projection.set("this", spot)
-            spots["distance"].append(spot.name)
-    spot = context.hole(ordered.this)
-    ordered.set("this", spot)
-    spots["rank"].append(spot.name)
+    and every projection of the distance; and, when the statement reads nothing but the key
+    and the distance (``_index_only``), the table and the whole WHERE. Until filled they
+    hold the statement as written."""
+    spots = {"filter": [], "rank": [], "distance": [], "table": [], "where": []}
+    distances = [p for p in select.expressions if isinstance(p, exp.Alias) and _is_call(select, p.this, call)]
+    only_keys = _index_only(select, distances, table, info.key)
+    for projection in distances:
+        spots["distance"].append(_hole_at(projection, "this", context))
+    spots["rank"].append(_hole_at(select.args["order"].expressions[0], "this", context))
     spot = context.hole(exp.true())
     select.where(spot, copy=False)
     spots["filter"].append(spot.name)
-    return spots
+    if only_keys:
+        spots["where"].append(_hole_at(select.args["where"], "this", context))
+        spots["table"].append(_hole_at(table.parent, "this", context))
+    return spots, only_keys
 
 
-def _use_results(filling, spots: dict[str, list[str]], key: str, keys, distances) -> None:
+def _hole_at(parent: exp.Expression, arg: str, context) -> str:
+    spot = context.hole(parent.args[arg])
+    parent.set(arg, spot)
+    return spot.name
+
+
+def _is_call(select: exp.Select, node: exp.Expression, call: exp.Expression) -> bool:
+    return node == call or _aliased(select, node) == call
+
+
+def _index_only(select: exp.Select, distances: list, table: exp.Table, key: str) -> bool:
+    """Whether the statement needs nothing of the table but the key and the distance (both
+    from the index): then the rows found are not read from the table at all."""
+    if not isinstance(table.parent, exp.From) or table.args.get("db") or table.args.get("catalog"):
+        return False
+    for projection in select.expressions:
+        if any(projection is d for d in distances):
+            continue
+        if projection.find(exp.Star, exp.Select) is not None:
+            return False
+        for column in projection.find_all(exp.Column):
+            if column.name.lower() != key.lower() or column.table not in ("", table.alias_or_name):
+                return False
+    return True
+
+
+def _use_results(filling, spots: dict[str, list[str]], key: str, keys, distances, only_keys) -> None:
     """WHERE key IN (found), ORDER BY the FAISS rank, and the distance from FAISS wherever
-    the query selects it (so DuckDB reads only the rows found, and not their vectors)."""
+    the query selects it (so DuckDB reads only the rows found, and not their vectors); when
+    only the key is read (``only_keys``: its type, name and the table's), the table is the
+    list of keys found."""
     if len(keys) == 0:
         for name in spots["filter"]:
             filling.fill(name, "false")
         return
     found = ", ".join(map(str, keys.tolist()))
     rank = f"list_position([{found}], {key})"
+    if only_keys:
+        for name in spots["where"]:
+            filling.fill(name, "true")  # (the keys found already satisfy it)
+        for name in spots["table"]:
+            key_type, column, alias = only_keys
+            filling.fill(name, f"(SELECT unnest([{found}]::{key_type}[]) AS {column}) AS {alias}")
     for name in spots["filter"]:
         filling.fill(name, f"{key} IN ({found})")
     for name in spots["rank"]:
@@ -506,6 +560,16 @@ def _typed_query(context, table: exp.Table, column: str, query: exp.Expression) 
     typed = exp.cast(query.copy(), column_type)
     query.replace(typed)
     return typed
+
+
+def _key_type(context, table: exp.Table, info) -> tuple[str, str, str] | None:
+    """(the key's type, its quoted name, the table's quoted name) for an index-only read."""
+    types = rows.relation_columns(context.session, table.db or None, table.name)
+    key_type = {name.lower(): kind for name, kind in types.items()}.get(info.key.lower())
+    if key_type is None:
+        return None
+    quoted = exp.to_identifier(info.key, quoted=True).sql(dialect=MLDB)
+    return key_type, quoted, exp.to_identifier(table.alias_or_name, quoted=True).sql(dialect=MLDB)
 
 
 def _explain_no_index(context, table: exp.Table, column: str, metric: str) -> None:
