@@ -93,7 +93,8 @@ def test_explain_shows_the_index(con):
     assert not any(key == "mldb_rewrite" for key, _ in con.execute(query).fetchall())
     con.execute("CREATE INDEX pts_v ON pts USING FAISS (v)")
     notes = [value for key, value in con.execute(query).fetchall() if key == "mldb_rewrite"]
-    assert notes == ["FAISS search: index pts_v (hnsw, cosine) on pts.v, top 3", "executor: local (this process)"]
+    assert notes == ["FAISS search: index pts_v (hnsw, cosine) on pts.v, top 3; reads only the keys found (index-only)",
+                     "executor: local (this process)"]
 
 
 def test_dml_keeps_the_index_in_step(con):

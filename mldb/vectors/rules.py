@@ -407,20 +407,22 @@ def _use_results(filling, spots: dict[str, list[str]], key: str, keys, distances
             filling.fill(name, "false")
         return
     found = ", ".join(map(str, keys.tolist()))
-    rank = f"list_position([{found}], {key})"
+    values = ", ".join(map(repr, distances.astype(np.float64).tolist()))
+    rank, distance = f"list_position([{found}], {key})", f"list_extract([{values}]::FLOAT[], {{rank}})"
     if only_keys:
+        key_type, column, alias = only_keys
         for name in spots["where"]:
             filling.fill(name, "true")  # (the keys found already satisfy it)
         for name in spots["table"]:
-            key_type, column, alias = only_keys
-            filling.fill(name, f"(SELECT unnest([{found}]::{key_type}[]) AS {column}) AS {alias}")
+            filling.fill(name, f"(SELECT unnest([{found}]::{key_type}[]) AS {column}, unnest([{values}]::FLOAT[]) AS "
+                               f"mldb_distance, unnest(range(1, {len(keys) + 1})) AS mldb_rank) AS {alias}")
+        rank, distance = f"{alias}.mldb_rank", f"{alias}.mldb_distance"
     for name in spots["filter"]:
         filling.fill(name, f"{key} IN ({found})")
     for name in spots["rank"]:
         filling.fill(name, rank)
     for name in spots["distance"]:
-        values = ", ".join(map(repr, distances.astype(np.float64).tolist()))
-        filling.fill(name, f"list_extract([{values}]::FLOAT[], {rank})")
+        filling.fill(name, distance.format(rank=rank))
 
 
 def _top_k_pattern(select: exp.Select):
