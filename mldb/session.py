@@ -29,7 +29,7 @@ from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
 from mldb.frontend.positions import as_written
-from mldb.plan import cache, template
+from mldb.plan import cache, literals, template
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
 from mldb.result import Result
 
@@ -151,33 +151,37 @@ class Session:
             statement = inner = scanned
         if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
             return self._run_plain(statement, params)
-        plan_key = None
-        if not prefix and not self._scanned:
-            plan_key = cache.key(inner.text, params, self.current_schema(), self.database.catalog_version.value)
+        plan_key, written = None, (statement, params)
+        if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
+            text, params = literals.parameterized(inner, params) or (inner.text, params)
+            plan_key = cache.key(text, params, self.current_schema(), self.database.catalog_version.value)
             plan = self.plans.get(plan_key)
             if plan is not None:
                 return self._run_plan(statement, plan, params, self.database.start(self, inner.text))
+            if text is not inner.text:  # (a query vector written as a list literal is now a parameter)
+                statement = inner = literals.statement_of(text) or written[0]
+                params = params if inner is not written[0] else written[1]
         tree = parse(inner)
         if tree is None:
-            return self._run_plain(statement, params)
+            return self._run_plain(*written)
         if isinstance(tree, MldbStatement):
             if prefix:
                 raise errors.NotSupportedError(f"EXPLAIN of {inner.first_word} is not supported")
             return self._run_step(tree, params)
         execution = self.database.start(self, inner.text)
         try:
-            return self._run_planned(statement, tree, params, execution, prefix, plan_key)
+            return self._run_planned(statement, tree, params, execution, prefix, plan_key, written)
         except BaseException:
             execution.finish(success=False)
             raise
 
     def _run_planned(self, statement: Statement, tree, params, execution: Execution, explain: str,
-                     plan_key=None) -> Result:
+                     plan_key=None, written=None) -> Result:
         planner = Planner(self, params, execution.id)
         tree = rewrite(tree, planner)
-        if not planner.notes:
+        if not planner.notes:  # (as written: a query vector literal made a parameter goes back in the text)
             execution.finish()
-            return self._run_plain(statement, params)
+            return self._run_plain(*(written or (statement, params)))
         if explain:
             sql, explain_params = template.plain(tree, planner.params)
             plan = self._run_sql(explain + sql, explain_params, "EXPLAIN")
@@ -440,15 +444,15 @@ class Session:
     def _ended(self, committed: bool) -> None:
         """Tell every feature; each one hears of it even if another fails (their locks must go)."""
         self.in_transaction = False
-        if self._catalog_changed:  # what it changed becomes visible to the others, or goes away
-            self._catalog_changed = False
-            self.database.catalog_version.move()
         failure = None
         for listener in _features().each("on_commit" if committed else "on_rollback"):
             try:
                 listener(self)
             except Exception as error:  # noqa: BLE001 - re-raised below, after the others ran
                 failure = failure or error
+        if self._catalog_changed:  # what it changed is now visible to the others (indexes published), or gone
+            self._catalog_changed = False
+            self.database.catalog_version.move()
         if failure is not None:
             raise failure
 

@@ -227,3 +227,49 @@ def test_template_binds_only_the_parameters_left():
     assert filling.bind() == ("SELECT a FROM t WHERE b = $2 ORDER BY C($1) LIMIT 3", ["vector", "b"])
     filling.fill("rank", "list_position([3, 1], a)")
     assert filling.bind() == ("SELECT a FROM t WHERE b = $1 ORDER BY list_position([3, 1], a) LIMIT 3", ["b"])
+
+
+def test_a_repeated_statement_is_parsed_once_per_catalog_version(con, searches, monkeypatch):
+    from mldb import session
+
+    parsed = []
+    real = session.parse
+    monkeypatch.setattr(session, "parse", lambda statement: parsed.append(statement.text) or real(statement))
+    for seed in range(3):  # new query vectors, one plan
+        assert len(_ids(con, SQL, [_vectors(1, seed=seed)[0].tolist()])) == 5
+    assert len(parsed) == 1 and searches["search"] == 3
+    con.execute("BEGIN")
+    con.execute("DROP INDEX pts_v")
+    exact = _ids(con, SQL.replace("pts", "plain"), [QUERY.tolist()])
+    assert _ids(con, SQL, [QUERY.tolist()]) == exact and searches["search"] == 3  # dropped in this transaction
+    con.execute("ROLLBACK")
+    assert _ids(con, SQL, [QUERY.tolist()]) == exact and searches["search"] == 4  # the index is back
+    assert parsed.count(SQL) == 3  # planned again after the DROP and after the ROLLBACK
+
+
+@pytest.mark.parametrize("written", ["[{}]", "[{}]::FLOAT[16]"])
+def test_a_query_vector_literal_runs_the_cached_plan_of_its_shape(con, searches, monkeypatch, written):
+    """A list literal as the query vector is a parameter: a new vector is a new text, not a new plan."""
+    from mldb import session
+
+    parsed = []
+    real = session.parse
+    monkeypatch.setattr(session, "parse", lambda statement: parsed.append(statement.text) or real(statement))
+    for seed in range(3):
+        query = _vectors(1, seed=seed)[0]
+        vector = written.format(", ".join(repr(float(x)) for x in query))
+        for shape, exact_shape in zip(_shapes(vector, "WHERE grp = $g"), _shapes("$q" + CAST, "WHERE grp = $g")):
+            exact = _ids(con, exact_shape.format(t="plain"), {"q": query.tolist(), "g": 2})
+            assert _ids(con, shape.format(t="pts"), {"g": 2}) == exact
+    assert len([text for text in parsed if "pts" in text]) == len(_shapes(""))  # each shape planned once
+    assert searches["search"] == 3 * len(_shapes(""))
+
+
+def test_a_literal_where_no_index_is_used_runs_as_written(con):
+    literal = "[" + ", ".join(["0.5"] * DIM) + "]"
+    with pytest.raises(mldb.ProgrammingError, match="DECIMAL"):  # DuckDB's own error, about what was written
+        con.execute(f"SELECT id FROM plain ORDER BY array_cosine_distance(v, {literal}) LIMIT 3")
+    import duckdb
+
+    sql = "SELECT list_cosine_distance([1.0, 0.0], [0.5, 0.5]) AS d, typeof(d)"
+    assert con.execute(sql).fetchall() == duckdb.connect().execute(sql).fetchall()  # (DECIMAL literals, as written)

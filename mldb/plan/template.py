@@ -47,11 +47,15 @@ class _Generator(MLDB.Generator):
 
 
 _Generator.TRANSFORMS = {**MLDB.Generator.TRANSFORMS, Hole: _Generator.hole_sql}
+# Anywhere else (a rule that DESCRIBEs a subquery holding one), a hole is the SQL it stands for.
+MLDB.Generator.TRANSFORMS[Hole] = lambda generator, node: generator.sql(node, "expression")
 
 
 def render(node: exp.Expression) -> str:
-    """SQL text with holes and parameter marks (``Filling`` turns it into DuckDB's SQL)."""
-    return _Generator(dialect=MLDB).generate(node)
+    """SQL text with holes and parameter marks (``Filling`` turns it into DuckDB's SQL).
+    The tree is rendered as it is, not copied (its last use: a copy of a statement with a
+    list literal of 384 numbers costs more than the search), and may be changed."""
+    return _Generator(dialect=MLDB).generate(node, copy=False)
 
 
 def plain(node: exp.Expression, params) -> tuple[str, object]:

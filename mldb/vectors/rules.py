@@ -322,13 +322,16 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
     root = select.root()
     if any(not p.args.get("this") for p in root.find_all(exp.Placeholder)):
         _number_placeholders(root)  # the query is evaluated apart: ``?`` must become ``$n``
-    query = _typed_query(context, table, column, query)
+    types = {name.lower(): kind for name, kind in rows.relation_columns(context.session, table.db or None,
+                                                                         table.name).items()}
+    query = _typed_query(types.get(column.lower()), query)
     embedded = _embedded_model(context, query)
     filtered = select.args.get("where") is not None
-    source, probe = _query_source(context, query), _probe(context, select, table, info, query)
+    source = _query_source(context, query)
+    probe = None if source and source[0] == "literal" and not filtered else _probe(context, select, table, info, query)
     key = _key(table, info).sql(dialect=MLDB)
     spots, only_keys = _search_holes(select, call, table, info, context)
-    only_keys = _key_type(context, table, info) if only_keys else None
+    only_keys = _key_type(types, table, info) if only_keys else None
 
     def search(execution, filling) -> None:
         """When the statement runs: the query vector (and the keys a WHERE lets through),
@@ -498,12 +501,14 @@ def _embedded_model(context, query: exp.Expression) -> str:
 
 
 def _query_source(context, query: exp.Expression):
-    """How a search reads its query vector without DuckDB: ("parameter", name) or
-    ("embed", text, model); None when only DuckDB can evaluate it (``_probe``)."""
+    """How a search reads its query vector without DuckDB: ("parameter", name), ("literal",
+    values) or ("embed", text, model); None when only DuckDB can evaluate it (``_probe``)."""
     query = _uncast(_unchecked(query))
     inner = _uncast(query)
     if isinstance(inner, exp.Placeholder):
         return "parameter", str(inner.args.get("this"))
+    if isinstance(inner, exp.Array) and (values := _numbers(inner)) is not None:
+        return "literal", values
     if isinstance(query, Embed) and isinstance(query.this, exp.Literal) and query.this.is_string:
         model, _ = _model(context.session, query.args.get("expression"))
         return "embed", query.this.name, model
@@ -522,7 +527,7 @@ def _probe(context, select: exp.Select, table: exp.Table, info, query: exp.Expre
     return render(_embed_calls(probe, context))
 
 
-def _evaluate(context, source, probe: str, execution, filling):
+def _evaluate(context, source, probe: str | None, execution, filling):
     """(query vector, keys the WHERE lets through or None) for this run: without DuckDB
     when the vector is a parameter or ``EMBED('text')`` and no WHERE filters (``source``)."""
     if source is not None:
@@ -539,6 +544,8 @@ def _direct_vector(context, source, execution, params):
     """The query vector of a parameter (a list or an array; anything else DuckDB casts) or of ``EMBED('text')``."""
     if source[0] == "embed":
         return embedding.embed_texts([source[1]], source[2], execution)[0]
+    if source[0] == "literal":
+        return source[1]
     name = source[1]
     if isinstance(params, dict):
         value = params.get(name)
@@ -549,25 +556,35 @@ def _direct_vector(context, source, execution, params):
     return value if isinstance(value, (list, tuple, np.ndarray)) else None
 
 
-def _typed_query(context, table: exp.Table, column: str, query: exp.Expression) -> exp.Expression:
+def _numbers(array: exp.Array) -> np.ndarray | None:
+    """The values of a list literal of numbers (``[0.1, -2, 3e-5]``), else None."""
+    values = []
+    for item in array.expressions:
+        negative = isinstance(item, exp.Neg)
+        item = item.this if negative else item
+        if not (isinstance(item, exp.Literal) and not item.is_string):
+            return None
+        values.append(-float(item.name) if negative else float(item.name))
+    return np.asarray(values, dtype=np.float64)
+
+
+def _typed_query(column_type: str | None, query: exp.Expression) -> exp.Expression:
     """A bare parameter or list as the query vector takes the column's type: DuckDB reads a
     Python list of floats as DOUBLE[] (a list literal as DECIMAL[]), which no distance
     function takes with a FLOAT[n] column."""
     if not isinstance(query, (exp.Placeholder, exp.Array)):
         return query
-    types = rows.relation_columns(context.session, table.db or None, table.name)
-    column_type = {name.lower(): kind for name, kind in types.items()}.get(column.lower())
     if column_type is None or rows.vector_length(column_type) is None:
         return query
-    typed = exp.cast(query.copy(), column_type)
+    typed = exp.Cast(to=exp.DataType.build(column_type, dialect=MLDB))
     query.replace(typed)
+    typed.set("this", query)  # (no copy: a list literal of 384 numbers is costly to copy)
     return typed
 
 
-def _key_type(context, table: exp.Table, info) -> tuple[str, str, str] | None:
+def _key_type(types: dict[str, str], table: exp.Table, info) -> tuple[str, str, str] | None:
     """(the key's type, its quoted name, the table's quoted name) for an index-only read."""
-    types = rows.relation_columns(context.session, table.db or None, table.name)
-    key_type = {name.lower(): kind for name, kind in types.items()}.get(info.key.lower())
+    key_type = types.get(info.key.lower())
     if key_type is None:
         return None
     quoted = exp.to_identifier(info.key, quoted=True).sql(dialect=MLDB)
