@@ -326,6 +326,7 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
                                                                          table.name).items()}
     query = _typed_query(types.get(column.lower()), query)
     embedded = _embedded_model(context, query)
+    subject = "VECTOR_SEARCH: the query vector" if query.meta.get("vector_query") is not None else None
     filtered = select.args.get("where") is not None
     source = _query_source(context, query)
     probe = None if source and source[0] == "literal" and not filtered else _probe(context, select, table, info, query)
@@ -343,7 +344,7 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
             return
         vector, allowed = _evaluate(context, None if filtered else source, probe, execution, filling)
         execution.check()
-        keys, distances = _search(state, vector, k, allowed)
+        keys, distances = _search(state, vector, k, allowed, subject)
         if len(keys[0]) < k:
             return  # fewer than k rows with a vector: DuckDB's exact search adds those without one (NULLs last)
         _use_results(filling, spots, key, keys[0], distances[0], only_keys)
@@ -612,22 +613,24 @@ def _key(table: exp.Table, info: store.IndexInfo) -> exp.Column:
     return exp.column(info.key, table=table.alias_or_name, quoted=True)
 
 
-def _search(state, vector, k, allowed):
+def _search(state, vector, k, allowed, subject: str | None = None):
+    """FAISS's top k for a checked query vector; ``subject`` names it in errors (VECTOR_SEARCH's own words)."""
+    subject = subject or f"the query vector for index {state.name}"
     if vector is None:
-        raise errors.DataError(f"the query vector for index {state.name} is NULL; it needs {state.dim} numbers",
+        raise errors.DataError(f"{subject} is NULL; it needs {state.dim} numbers",
                                sqlstate="22004")
     try:
         wide = np.asarray(vector, dtype=np.float64).reshape(1, -1)
     except (TypeError, ValueError):
-        raise errors.DataError(f"the query vector for index {state.name} is not a list of numbers") from None
+        raise errors.DataError(f"{subject} is not a list of numbers") from None
     if wide.shape[1] != state.dim:
         raise errors.DataError(f"the query vector has {wide.shape[1]} values; index {state.name} "
                                f"holds {state.dim}-dimensional vectors", sqlstate="22023")
     if not np.isfinite(wide).all():  # (a NULL value reads as NaN)
-        raise errors.DataError(f"the query vector for index {state.name} holds NULL, NaN or infinite values; "
+        raise errors.DataError(f"{subject} holds NULL, NaN or infinite values; "
                                "it needs finite numbers", sqlstate="22023")
     if np.abs(wide).max() > np.finfo(np.float32).max:
-        raise errors.DataError(f"the query vector for index {state.name} holds values beyond float32's range "
+        raise errors.DataError(f"{subject} holds values beyond float32's range "
                                "(magnitude above 3.4e38); FAISS keeps float32 vectors", sqlstate="22003")
     vector = wide.astype(np.float32)
     return fx.search(state, vector, k, None if allowed is None else np.asarray(allowed, dtype=np.int64))
