@@ -30,6 +30,7 @@ from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
 from mldb.frontend.positions import as_written
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
+from mldb.prepared import Plans
 from mldb.result import Result
 
 __all__ = ["Database", "Session", "open_database"]
@@ -75,6 +76,7 @@ class Session:
         self._scanned: list[str] = []  # replacement-scan views registered for the last statement
         self._nested = 0  # how many execute() calls are running (a step runs SQL through execute too)
         self.generation = 0  # counts statements and registrations (a Relation's result may be stale)
+        self.plans = Plans()  # DuckDB prepared statements of the texts this session runs again
         self.con.execute("SET python_enable_replacements = false")  # it would look at mldb's frames: see frames.py
 
     def restrict(self, access) -> None:
@@ -121,6 +123,7 @@ class Session:
         word = statement.first_word
         if word in _SETTINGS:
             self._schema = None
+            self.plans.forget(self.con)  # (a name may mean another table now)
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
         prefix, inner = _split_explain(statement)
@@ -187,7 +190,7 @@ class Session:
         if statement.first_word in _WRITE_WORDS:
             listeners = [listener for listener in _features().each("on_write") if listener(self, statement, "check")]
         if not listeners:
-            return self._run_sql(sql, params, statement.first_word, execution, stream)
+            return self._run_sql(sql, params, statement.first_word, execution, stream, prepare=sql == statement.text)
         with self.transaction():
             for listener in listeners:
                 listener(self, statement, "before")
@@ -199,7 +202,7 @@ class Session:
         return result
 
     def _run_sql(self, sql: str, params, status: str, execution: Execution | None = None,
-                 stream: bool = True) -> Result:
+                 stream: bool = True, prepare: bool = False) -> Result:
         rewritten = execution is not None and stream  # a planned statement: a SELECT of it streams Arrow batches
         if execution is None and self.database.stored_functions and status not in _ENDS:
             execution = self.database.start(self, sql)  # a view may call mldb's functions
@@ -211,7 +214,7 @@ class Session:
                 self.con.execute(f"SET VARIABLE {EXECUTION_VARIABLE} = {execution.id}")
             if rewritten:
                 result = Result.stream(self.con, sql, params, status, execution, self._holder_connection)
-            if result is None:
+            if result is None and not (prepare and self._run_prepared(sql, params, status)):
                 if params is None:
                     self.con.execute(sql)
                 else:
@@ -226,6 +229,10 @@ class Session:
         if result.streaming:
             self._pending = result
         return result
+
+    def _run_prepared(self, sql: str, params, status: str) -> bool:
+        """A text this session ran before, as DuckDB's prepared statement (``mldb.prepared``)."""
+        return not self.in_transaction and self.plans.execute(self.con, sql, params, status)
 
     def _guarded(self, run, *args) -> Result:
         """Run a statement; a cancel of any kind reaches the caller as SQLSTATE 57014."""
