@@ -283,3 +283,70 @@ def test_wire_queries_from_many_clients_at_once():
     server.stop()
     thread.join()
     assert failures == []
+
+
+# -- DataRow messages of whole batches (mldb.server.columns) ---------------------------------------
+
+_TYPED = {  # DuckDB type: SQL of a few values of it, NULL among them
+    "INTEGER": "[1, -2147483648, 2147483647, NULL]", "BIGINT": "[0, -9223372036854775808, 9223372036854775807]",
+    "SMALLINT": "[1, -32768, NULL]", "TINYINT": "[-128, 127]", "UTINYINT": "[0, 255]", "USMALLINT": "[65535]",
+    "UINTEGER": "[4294967295, 0]", "UBIGINT": "[18446744073709551615, NULL]", "HUGEINT": "[-170141183460469231731687303715884105728]",
+    "DOUBLE": "[0.1, -0.0, 1e300, 5e-324, 'nan'::DOUBLE, 'inf'::DOUBLE, 123456789012345678, NULL]",
+    "FLOAT": "[0.1, 3.4e38, 1e-45, 'nan'::FLOAT, 1234567]", "DECIMAL(38,10)": "[-12345.6789, 0, NULL]",
+    "DECIMAL(4,1)": "[999.9, -0.1]", "BOOLEAN": "[true, false, NULL]",
+    "VARCHAR": "['', 'hé \"quoted\", {braces}', E'tab\\tnew\\nline', '☃ NULL \\\\', NULL]",
+    "BLOB": "['\\x00\\xff'::BLOB, ''::BLOB]", "DATE": "['2024-02-29', '0001-01-01', '9999-12-31', NULL]",
+    "TIMESTAMP": "['2024-01-02 03:04:05.123456', '1970-01-01', NULL]", "TIMESTAMP_S": "['2024-01-02 03:04:05']",
+    "TIMESTAMP_MS": "['2024-01-02 03:04:05.123']", "TIMESTAMP_NS": "['2024-01-02 03:04:05.123456789']",
+    "TIMESTAMPTZ": "['2024-01-02 03:04:05+00', NULL]", "TIME": "['13:14:15.000016', '00:00:00']",
+    "INTERVAL": "[INTERVAL 2 DAY + INTERVAL 3661 SECOND, INTERVAL 5 MICROSECOND, INTERVAL 14 MONTH, NULL]",
+    "UUID": "['00000000-0000-0000-0000-000000003039', NULL]", "JSON": "['{\"k\": [1, 2]}', NULL]",
+    "INTEGER[]": "[[1, NULL, 3], [], NULL]", "VARCHAR[]": "[['a b', '', 'NULL', NULL, '\"q\"']]",
+    "DOUBLE[][]": "[[[1.5, 2.0], [3.0, NULL]]]", "MAP(VARCHAR, INTEGER)": "[MAP {'a': 1, 'b': NULL}, NULL]",
+    "STRUCT(a INTEGER, b VARCHAR)": "[{'a': 1, 'b': 'x'}, NULL]", "INTEGER[3]": "[[1, 2, 3]]",
+}
+
+
+def _per_value_rows(con, sql: str, kinds, formats) -> bytes:
+    """The DataRow messages of ``sql`` encoded value by value (``types``' encoders): the plain path."""
+    from mldb.server import protocol
+
+    encoders = [kind.binary if fmt else kind.text for kind, fmt in zip(kinds, formats)]
+    rows = con.execute(sql).fetchall()
+    return b"".join(protocol.data_row([None if v is None else e(v) for e, v in zip(encoders, row)]) for row in rows)
+
+
+@pytest.mark.parametrize("fmt", [0, 1])
+@pytest.mark.parametrize("duckdb_type", list(_TYPED))
+def test_batch_data_rows_are_the_per_value_bytes(duckdb_type, fmt):
+    from mldb.server import protocol
+    from mldb.server.columns import data_rows, encode_column
+    from mldb.server.types import pg_type
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    sql = f"SELECT v, 7::BIGINT AS k FROM (SELECT unnest({_TYPED[duckdb_type]}::{duckdb_type}[]) AS v)"
+    kinds = [pg_type(str(column[1])) for column in con.execute(sql).description]
+    con.complete()
+    batch = con.sql(sql).to_arrow_table().combine_chunks().to_batches()[0]
+    formats = [fmt, fmt]
+    columnar = protocol.data_rows([encode_column(batch.column(i), kind, fmt) for i, kind in enumerate(kinds)])
+    assert data_rows(batch, kinds, formats) == columnar
+    assert columnar == _per_value_rows(con, sql, kinds, formats)
+
+
+def test_fixed_width_rows_with_and_without_nulls():
+    from mldb.server.columns import data_rows
+    from mldb.server.types import pg_type
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for nulls in ("NULL", "1"):
+        sql = (f"SELECT i::BIGINT AS a, (i * 0.5)::DOUBLE AS b, i::INTEGER AS c, i::SMALLINT AS d, (i % 2 = 0) AS e, "
+               f"(i * 0.25)::FLOAT AS f, DATE '2024-01-01' + i::INTEGER AS g, TIMESTAMP '2024-01-01' + "
+               f"to_seconds(i) AS h, CASE WHEN i = 3 THEN {nulls} ELSE i END AS n FROM range(5000) t(i)")
+        kinds = [pg_type(str(column[1])) for column in con.execute(sql).description]
+        con.complete()
+        batch = con.sql(sql).to_arrow_table().combine_chunks().to_batches()[0]
+        for formats in ([1] * 9, [0] * 9, [1] * 8 + [0]):
+            assert data_rows(batch, kinds, formats) == _per_value_rows(con, sql, kinds, formats)

@@ -107,7 +107,8 @@ def main() -> None:
     con = mldb.connect(str(folder / "bench.db"))
     prepare(con, rows)
     server = Server(con._session.database, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
     dsn = f"host=127.0.0.1 port={server.address[1]} user=bench dbname=bench"
     figures: dict[str, list[float]] = {}
     with multiprocessing.get_context("spawn").Pool(4) as pool:
@@ -120,6 +121,7 @@ def main() -> None:
                                   ("fetch wire binary", lambda: wire_fetch(dsn))):
                 figures.setdefault(name, []).append(measure())
     server.stop()
+    serving.join()
     report({name: statistics.median(values) for name, values in figures.items()}, rounds, rows)
 
 
