@@ -136,8 +136,8 @@ class Statement:
         return sum(t.token_type in (TokenType.PLACEHOLDER, TokenType.PARAMETER) for t in self.tokens)
 
 
-_CACHED_BELOW = 16_384  # characters: longer texts (bulk INSERTs, generated SQL) are rarely sent twice
-_SHAPES = 2048  # texts kept by the shape cache
+_CACHED_BELOW = 2048  # characters: longer texts (bulk INSERTs, literal vectors) are rarely sent twice, and their trees are big
+_SHAPES = 1024  # texts kept by the shape cache (with their trees: a few MB in all)
 
 
 def _shifted(token: Token, by: int) -> Token:

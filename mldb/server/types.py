@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import math
 import re
 import struct
@@ -405,6 +406,7 @@ _BINARY_PARSERS: dict[int, Callable[[bytes], object]] = {
 }
 
 
+@functools.lru_cache(maxsize=None)  # (a few dozen types and two formats; Bind asks for each value)
 def param_decoder(oid: int, fmt: int) -> Callable[[bytes], object]:
     """bytes -> the Python value to bind for a parameter of this type and format (0 text, 1 binary)."""
     element = ELEMENT_OF.get(oid)
