@@ -122,8 +122,7 @@ class Session:
     def _execute_one(self, statement: Statement, params, scope: frames.Scope | None = None) -> Result:
         word = statement.first_word
         if word in _SETTINGS:
-            self._schema = None
-            self.plans.forget(self.con)  # (a name may mean another table now)
+            self.settings_changed()
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
         prefix, inner = _split_explain(statement)
@@ -145,6 +144,11 @@ class Session:
         except BaseException:
             execution.finish(success=False)
             raise
+
+    def settings_changed(self) -> None:
+        """The search path or a setting may have changed: a name may mean another table now."""
+        self._schema = None
+        self.plans.forget(self.con)
 
     def _run_planned(self, statement: Statement, tree, params, execution: Execution, explain: str) -> Result:
         planner = Planner(self, params, execution.id)

@@ -259,6 +259,20 @@ def test_wire_prepared_statement_after_the_catalog_changed(server):  # noqa: F81
             assert con.execute("SELECT * FROM wire_cache WHERE a >= %s", ["a"]).fetchall() == [("other",)]
 
 
+def test_wire_plans_follow_the_search_path_through_reset_all(server):  # noqa: F811
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.execute("CREATE TABLE path_t AS SELECT 'main' AS s")
+        con.execute("CREATE SCHEMA path_other")
+        con.execute("CREATE TABLE path_other.path_t AS SELECT 'other' AS s")
+        for setting, expected in ((None, "main"), ("SET search_path = 'path_other'", "other"),
+                                  ("RESET ALL", "main"), ("SET search_path = 'path_other'", "other"),
+                                  ("DISCARD ALL", "main")):
+            if setting:
+                con.execute(setting)
+            for _ in range(8):
+                assert con.execute("SELECT s FROM path_t WHERE s >= %s", [""]).fetchall() == [(expected,)]
+
+
 def test_wire_queries_from_many_clients_at_once():
     con = mldb.connect()
     server = Server(con._session.database, "127.0.0.1", 0)
