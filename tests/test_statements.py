@@ -275,10 +275,10 @@ def test_wire_plans_follow_the_search_path_through_reset_all(server):  # noqa: F
 
 def test_wire_queries_from_many_clients_at_once():
     con = mldb.connect()
-    server = Server(con._session.database, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    listener = Server(con._session.database, "127.0.0.1", 0)
+    thread = threading.Thread(target=listener.serve_forever, daemon=True)
     thread.start()
-    dsn = f"host=127.0.0.1 port={server.address[1]} user=u dbname=d"
+    dsn = f"host=127.0.0.1 port={listener.address[1]} user=u dbname=d"
     failures = []
 
     def client(offset: int) -> None:
@@ -294,7 +294,7 @@ def test_wire_queries_from_many_clients_at_once():
         each.start()
     for each in clients:
         each.join()
-    server.stop()
+    listener.stop()
     thread.join()
     assert failures == []
 
@@ -304,7 +304,8 @@ def test_wire_queries_from_many_clients_at_once():
 _TYPED = {  # DuckDB type: SQL of a few values of it, NULL among them
     "INTEGER": "[1, -2147483648, 2147483647, NULL]", "BIGINT": "[0, -9223372036854775808, 9223372036854775807]",
     "SMALLINT": "[1, -32768, NULL]", "TINYINT": "[-128, 127]", "UTINYINT": "[0, 255]", "USMALLINT": "[65535]",
-    "UINTEGER": "[4294967295, 0]", "UBIGINT": "[18446744073709551615, NULL]", "HUGEINT": "[-170141183460469231731687303715884105728]",
+    "UINTEGER": "[4294967295, 0]", "UBIGINT": "[18446744073709551615, NULL]",
+    "HUGEINT": "[-170141183460469231731687303715884105728]",
     "DOUBLE": "[0.1, -0.0, 1e300, 5e-324, 'nan'::DOUBLE, 'inf'::DOUBLE, 123456789012345678, NULL]",
     "FLOAT": "[0.1, 3.4e38, 1e-45, 'nan'::FLOAT, 1234567]", "DECIMAL(38,10)": "[-12345.6789, 0, NULL]",
     "DECIMAL(4,1)": "[999.9, -0.1]", "BOOLEAN": "[true, false, NULL]",

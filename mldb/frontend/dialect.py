@@ -136,7 +136,7 @@ class Statement:
         return sum(t.token_type in (TokenType.PLACEHOLDER, TokenType.PARAMETER) for t in self.tokens)
 
 
-_CACHED_BELOW = 2048  # characters: longer texts (bulk INSERTs, literal vectors) are rarely sent twice, and their trees are big
+_CACHED_BELOW = 2048  # characters: longer texts (bulk INSERTs, literal vectors) rarely come twice; their trees are big
 _SHAPES = 1024  # texts kept by the shape cache (with their trees: a few MB in all)
 
 

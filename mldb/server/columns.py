@@ -33,15 +33,10 @@ _STRINGS = frozenset({types.TEXT, types.JSON})
 def data_rows(batch: pa.RecordBatch, kinds: list[PgType], formats: list[int]) -> bytes:
     """The DataRow messages of a whole batch, in each column's format (0 text, 1 binary)."""
     columns = [batch.column(i) for i in range(batch.num_columns)]
-    fixed = []
-    for array, kind, fmt in zip(columns, kinds, formats):
-        values = _fixed_values(array, kind) if fmt and not array.null_count else None
-        if values is None:
-            break
-        fixed.append(values)
-    else:
-        if fixed:
-            return protocol.fixed_data_rows(fixed)
+    fixed = [_fixed_values(array, kind) if fmt and not array.null_count else None
+             for array, kind, fmt in zip(columns, kinds, formats)]
+    if fixed and all(values is not None for values in fixed):
+        return protocol.fixed_data_rows(fixed)
     return protocol.data_rows([encode_column(array, kind, fmt) for array, kind, fmt in zip(columns, kinds, formats)])
 
 

@@ -100,8 +100,8 @@ def prepare(con, rows: int) -> None:
 
 
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
     rows = int(sys.argv[3]) if len(sys.argv) > 3 else 1_000_000
     folder = Path(tempfile.mkdtemp(prefix="mldb-bench-statements-"))
     con = mldb.connect(str(folder / "bench.db"))
