@@ -145,11 +145,6 @@ class Session:
             execution.finish(success=False)
             raise
 
-    def settings_changed(self) -> None:
-        """The search path or a setting may have changed: a name may mean another table now."""
-        self._schema = None
-        self.plans.forget(self.con)
-
     def _run_planned(self, statement: Statement, tree, params, execution: Execution, explain: str) -> Result:
         planner = Planner(self, params, execution.id)
         tree = rewrite(tree, planner)
@@ -369,6 +364,11 @@ class Session:
         if self._schema is None:
             self._schema = self.sql("SELECT current_schema()").fetchall()[0][0]
         return self._schema
+
+    def settings_changed(self) -> None:
+        """The search path or a setting may have changed: a name may mean another table now."""
+        self._schema = None
+        self.plans.forget(self.con)
 
     def check_cancel(self) -> None:
         """Raise SQLSTATE 57014 if the running statement was cancelled (steps call it between batches)."""
