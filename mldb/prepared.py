@@ -40,7 +40,7 @@ _SEEN_ONCE = ""  # a text seen once (prepared on its second run)
 _NAMES = itertools.count(1)
 
 
-class Plans:
+class PreparedStatements:
     """One session's prepared statements, keyed by the statement text."""
 
     def __init__(self):

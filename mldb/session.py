@@ -30,7 +30,7 @@ from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
 from mldb.frontend.positions import as_written
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
-from mldb.prepared import Plans
+from mldb.prepared import PreparedStatements
 from mldb.result import Result
 
 __all__ = ["Database", "Session", "open_database"]
@@ -68,6 +68,7 @@ class Session:
         self.load_udfs_allowed = True  # a wire client may not run a file's code on the server
         self.access = None  # a wire client's ClientAccess (mldb.server.access): what it may run
         self.changed_settings: set[str] = set()  # settings a wire client changed (its RESET ALL resets them)
+        self.prepared = PreparedStatements()  # DuckDB's prepared statements of texts run again (mldb.prepared)
         self.running: Execution | None = None  # the statement running or streaming now
         self.statement: Execution | None = None  # the step (TRAIN, CREATE INDEX, ...) running now, if any
         self._pending: Result | None = None  # the result open on ``con``
@@ -76,7 +77,6 @@ class Session:
         self._scanned: list[str] = []  # replacement-scan views registered for the last statement
         self._nested = 0  # how many execute() calls are running (a step runs SQL through execute too)
         self.generation = 0  # counts statements and registrations (a Relation's result may be stale)
-        self.plans = Plans()  # DuckDB prepared statements of the texts this session runs again
         self.con.execute("SET python_enable_replacements = false")  # it would look at mldb's frames: see frames.py
 
     def restrict(self, access) -> None:
@@ -122,7 +122,7 @@ class Session:
     def _execute_one(self, statement: Statement, params, scope: frames.Scope | None = None) -> Result:
         word = statement.first_word
         if word in _SETTINGS:
-            self.settings_changed()
+            self._schema = None
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
         prefix, inner = _split_explain(statement)
@@ -232,7 +232,10 @@ class Session:
 
     def _run_prepared(self, sql: str, params, status: str) -> bool:
         """A text this session ran before, as DuckDB's prepared statement (``mldb.prepared``)."""
-        return not self.in_transaction and self.plans.execute(self.con, sql, params, status)
+        if status in _SETTINGS:  # (a name may mean another table after it)
+            self.prepared.forget(self.con)
+            return False
+        return not self.in_transaction and self.prepared.execute(self.con, sql, params, status)
 
     def _guarded(self, run, *args) -> Result:
         """Run a statement; a cancel of any kind reaches the caller as SQLSTATE 57014."""
@@ -368,7 +371,7 @@ class Session:
     def settings_changed(self) -> None:
         """The search path or a setting may have changed: a name may mean another table now."""
         self._schema = None
-        self.plans.forget(self.con)
+        self.prepared.forget(self.con)
 
     def check_cancel(self) -> None:
         """Raise SQLSTATE 57014 if the running statement was cancelled (steps call it between batches)."""

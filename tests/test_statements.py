@@ -90,7 +90,7 @@ def test_repeated_text_is_prepared_and_gives_the_same_rows():
     con, reference = _both(["CREATE TABLE kv AS SELECT i AS k, 'v' || i AS v FROM range(100) t(i)"])
     for i in (0, 5, 99, 1000):
         _same(con, reference, "SELECT v FROM kv WHERE k = ?", [i])
-    assert "mldb_plan_" in (con._session.plans._names.get("SELECT v FROM kv WHERE k = ?") or "")
+    assert "mldb_plan_" in (con._session.prepared._names.get("SELECT v FROM kv WHERE k = ?") or "")
 
 
 @pytest.mark.parametrize("value", [0, -2**31, 2**31 - 1, 2**31, -2**63, 2**63 - 1, 2**64, 1.5, -0.0,
@@ -224,7 +224,7 @@ def test_many_texts_keep_few_prepared_statements():
     for i in range(200):
         for _ in range(2):
             assert con.execute(f"SELECT {i} + ?", [1]).fetchone()[0] == i + 1
-    plans = con._session.plans._names
+    plans = con._session.prepared._names
     assert sum(1 for name in plans.values() if name) <= 64
     prepared = con.execute("SELECT count(*) FROM duckdb_prepared_statements() WHERE name LIKE 'mldb_plan_%'")
     assert prepared.fetchone()[0] <= 64
