@@ -107,7 +107,7 @@ class Result:
         if self._stream is not None:
             rows = self._streamed(lambda stream: stream.fetchmany(size))
         else:
-            rows = self._fetch(lambda rows: rows.fetchmany(size))
+            rows = self._fetch(lambda rows: rows.fetchmany(size), arrow=False)
         if len(rows) < size:
             self.finish()
         return rows
@@ -115,7 +115,7 @@ class Result:
     def fetchall(self):
         if self._stream is not None:
             return self._streamed_rest(lambda stream: stream.fetchmany(None))
-        return self._fetch_rest(lambda rows: rows.fetchall())
+        return self._fetch_rest(lambda rows: rows.fetchall(), arrow=False)
 
     def arrow(self):
         if self._stream is not None:
@@ -232,11 +232,12 @@ class Result:
             raise errors.ProgrammingError(f"{self.status} returned no rows to fetch")
         return self.cursor
 
-    def _fetch(self, fetch):
-        return self._reading(lambda: fetch(self._rows()))  # (the cursor read under the lock: a spill moves it)
+    def _fetch(self, fetch, arrow: bool = True):
+        # (the cursor read under the lock: a spill moves it)
+        return self._reading(lambda: fetch(self._rows()), arrow)
 
-    def _fetch_rest(self, fetch):
-        rows = self._fetch(fetch)
+    def _fetch_rest(self, fetch, arrow: bool = True):
+        rows = self._fetch(fetch, arrow)
         self.finish()
         return rows
 
@@ -248,11 +249,11 @@ class Result:
         self.finish()
         return rows
 
-    def _reading(self, read):
+    def _reading(self, read, arrow: bool = True):
         """``read()`` with DuckDB's errors translated; a failed read ends the statement."""
         with self.lock:
             try:
-                return _guard(read)
+                return _guard(read, arrow)
             except BaseException:
                 self.finish(success=False)
                 raise
@@ -415,8 +416,12 @@ def _is_count(description) -> bool:
     return bool(description) and len(description) == 1 and description[0][0] == "Count"
 
 
-def _guard(fetch):
+def _guard(fetch, arrow: bool = True):
+    """``fetch()`` with DuckDB's errors translated (tuples: without the warnings filter, a few
+    us of a cheap statement's fetch; only Arrow output warns)."""
     try:
+        if not arrow:
+            return fetch()
         with warnings.catch_warnings():
             # DuckDB warns that Arrow from a DB-API result copies; the rows are already computed.
             warnings.simplefilter("ignore", UserWarning)

@@ -31,6 +31,7 @@ from mldb.frontend.expressions import MldbStatement
 from mldb.frontend.positions import as_written
 from mldb.plan import cache, literals, template
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
+from mldb.prepared import PreparedStatements
 from mldb.result import Result
 
 __all__ = ["Database", "Session", "open_database"]
@@ -71,6 +72,7 @@ class Session:
         self.load_udfs_allowed = True  # a wire client may not run a file's code on the server
         self.access = None  # a wire client's ClientAccess (mldb.server.access): what it may run
         self.changed_settings: set[str] = set()  # settings a wire client changed (its RESET ALL resets them)
+        self.prepared = PreparedStatements()  # DuckDB's prepared statements of texts run again (mldb.prepared)
         self.running: Execution | None = None  # the statement running or streaming now
         self.statement: Execution | None = None  # the step (TRAIN, CREATE INDEX, ...) running now, if any
         self._pending: Result | None = None  # the result open on ``con``
@@ -233,7 +235,7 @@ class Session:
         if statement.first_word in _WRITE_WORDS:
             listeners = [listener for listener in _features().each("on_write") if listener(self, statement, "check")]
         if not listeners:
-            return self._run_sql(sql, params, statement.first_word, execution, stream)
+            return self._run_sql(sql, params, statement.first_word, execution, stream, prepare=sql == statement.text)
         with self.transaction():
             for listener in listeners:
                 listener(self, statement, "before")
@@ -245,7 +247,7 @@ class Session:
         return result
 
     def _run_sql(self, sql: str, params, status: str, execution: Execution | None = None,
-                 stream: bool = True) -> Result:
+                 stream: bool = True, prepare: bool = False) -> Result:
         rewritten = execution is not None and stream  # a planned statement: a SELECT of it streams Arrow batches
         if execution is None and self.database.stored_functions and status not in _ENDS:
             execution = self.database.start(self, sql)  # a view may call mldb's functions
@@ -254,10 +256,11 @@ class Session:
         try:
             if execution is not None and self.database.stored_functions:
                 # (inside an aborted transaction this fails as the statement itself would)
-                self.con.execute(f"SET VARIABLE {EXECUTION_VARIABLE} = {execution.id}")
+                # (mldb's own text, new for every statement: a wire client's access check would not keep it)
+                getattr(self.con, "unchecked", self.con).execute(f"SET VARIABLE {EXECUTION_VARIABLE} = {execution.id}")
             if rewritten:
                 result = Result.stream(self.con, sql, params, status, execution, self._holder_connection)
-            if result is None:
+            if result is None and not (prepare and self._run_prepared(sql, params, status)):
                 if params is None:
                     self.con.execute(sql)
                 else:
@@ -272,6 +275,13 @@ class Session:
         if result.streaming:
             self._pending = result
         return result
+
+    def _run_prepared(self, sql: str, params, status: str) -> bool:
+        """A text this session ran before, as DuckDB's prepared statement (``mldb.prepared``)."""
+        if status in _SETTINGS:  # (a name may mean another table after it)
+            self.prepared.forget(self.con)
+            return False
+        return not self.in_transaction and self.prepared.execute(self.con, sql, params, status)
 
     def _guarded(self, run, *args) -> Result:
         """Run a statement; a cancel of any kind reaches the caller as SQLSTATE 57014."""
@@ -405,6 +415,11 @@ class Session:
         if self._schema is None:
             self._schema = self.sql("SELECT current_schema()").fetchall()[0][0]
         return self._schema
+
+    def settings_changed(self) -> None:
+        """The search path or a setting may have changed: a name may mean another table now."""
+        self._schema = None
+        self.prepared.forget(self.con)
 
     def check_cancel(self) -> None:
         """Raise SQLSTATE 57014 if the running statement was cancelled (steps call it between batches)."""

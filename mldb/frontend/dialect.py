@@ -1,8 +1,16 @@
-"""The mldb sqlglot dialect (DuckDB plus mldb's statements and functions) and the splitter."""
+"""The mldb sqlglot dialect (DuckDB plus mldb's statements and functions) and the splitter.
+
+Splitting and parsing are pure functions of the text, so both are kept per text (the
+statement-shape cache): a client that sends the same statement again (a loop of
+``execute(sql, params)``, a prepared statement of the wire server) is neither tokenized
+nor parsed again. A kept ``Statement`` is shared: its tokens are read-only, and ``parse``
+hands out a copy of its tree (rewrite rules change trees in place).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
@@ -96,8 +104,9 @@ class Statement:
     """One statement of a SQL string: its original text and its tokens."""
 
     text: str
-    tokens: list[Token]
+    tokens: list[Token]  # read-only: a statement of the shape cache is shared by every caller
     offset: int = 0  # where ``text`` starts in the string it was split from (token positions count from there)
+    tree: object = field(default=None, repr=False, compare=False)  # ``parse``'s, once parsed (read-only)
 
     def rest(self) -> "Statement | None":
         """The statement after its first word, re-tokenized (sqlglot reads e.g. EXPLAIN's
@@ -107,35 +116,55 @@ class Statement:
         parts = split_statements(self.text[start - self.offset :])
         if not parts:
             return None
-        inner = parts[0]
-        for token in inner.tokens:  # positions count from the whole string again
-            token.start += start
-            token.end += start
-        return Statement(inner.text, inner.tokens, start + inner.offset)
+        inner = parts[0]  # (positions count from the whole string again: shifted copies, the cache's stay)
+        return Statement(inner.text, [_shifted(token, start) for token in inner.tokens], start + inner.offset)
 
-    @property
+    @functools.cached_property
     def words(self) -> set[str]:
         return {token.text.upper() for token in self.tokens}
 
-    @property
+    @functools.cached_property
     def first_word(self) -> str:
         return self.tokens[0].text.upper() if self.tokens else ""
 
-    @property
+    @functools.cached_property
     def has_mldb(self) -> bool:
         return not TRIGGERS.isdisjoint(self.words)
 
-    @property
+    @functools.cached_property
     def placeholders(self) -> int:
         return sum(t.token_type in (TokenType.PLACEHOLDER, TokenType.PARAMETER) for t in self.tokens)
+
+
+_CACHED_BELOW = 2048  # characters: longer texts (bulk INSERTs, literal vectors) rarely come twice; their trees are big
+_SHAPES = 1024  # texts kept by the shape cache (with their trees: a few MB in all)
+
+
+def _shifted(token: Token, by: int) -> Token:
+    return Token(token.token_type, token.text, token.line, token.col, token.start + by, token.end + by,
+                 token.comments)
 
 
 def split_statements(sql: str) -> list[Statement] | None:
     """Split on top-level semicolons using sqlglot's tokenizer (strings and comments stay whole).
 
     Returns ``None`` when the tokenizer cannot read the text; the caller then hands the
-    whole string to DuckDB unchanged.
+    whole string to DuckDB unchanged. A text seen before is not tokenized again (its
+    statements are shared: read-only).
     """
+    if len(sql) >= _CACHED_BELOW:
+        return _split(sql)
+    statements = _split_kept(sql)
+    return None if statements is None else list(statements)
+
+
+@functools.lru_cache(maxsize=_SHAPES)
+def _split_kept(sql: str) -> tuple[Statement, ...] | None:
+    statements = _split(sql)
+    return None if statements is None else tuple(statements)
+
+
+def _split(sql: str) -> list[Statement] | None:
     try:
         tokens = _DIALECT.tokenize(sql)
     except TokenError:
@@ -164,8 +193,18 @@ def parse(statement: Statement) -> exp.Expression | None:
     """Parse one statement with the mldb dialect; ``None`` when sqlglot cannot.
 
     An mldb statement that fails to parse is a syntax error (raised with its position);
-    anything else that sqlglot cannot read is left for DuckDB to judge.
+    anything else that sqlglot cannot read is left for DuckDB to judge. The tree is kept
+    on the statement (a statement of the shape cache is parsed once); each call gets a copy.
     """
+    if statement.tree is None:
+        statement.tree = _parse(statement) or _UNPARSED
+    return None if statement.tree is _UNPARSED else statement.tree.copy()
+
+
+_UNPARSED = object()  # ``Statement.tree`` of a statement sqlglot cannot read (DuckDB judges it)
+
+
+def _parse(statement: Statement) -> exp.Expression | None:
     try:
         trees = _DIALECT.parser().parse(statement.tokens, statement.text)
     except ParseError as error:

@@ -276,6 +276,12 @@ class _CheckedConnection:
     def cursor(self):
         return _CheckedConnection(self._con.cursor(), self._admit)
 
+    @property
+    def unchecked(self):
+        """The connection itself, for ``EXECUTE`` of a statement admitted when it was prepared
+        (``mldb.prepared``): its literals change every call, a verdict per text would not keep."""
+        return self._con
+
     def __getattr__(self, name):
         return getattr(self._con, name)
 

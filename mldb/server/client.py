@@ -548,8 +548,8 @@ class Client:
         self.send(protocol.error_fields(b"N", {"S": severity, "V": severity, "C": sqlstate, "M": message}))
 
     def _send_rows(self, portal: Portal, max_rows: int, describe_first: bool) -> None:
-        fields = portal.fields()
-        if describe_first and fields:
+        fields = portal.fields() if describe_first else None
+        if fields:
             self.send(protocol.row_description(fields))
         for row in portal.rows(max_rows):
             self.send(row)

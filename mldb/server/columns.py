@@ -1,10 +1,14 @@
 """Whole-batch encoding of large results: Arrow columns -> wire field values, no per-row Python.
 
-``encode_column(array, kind, fmt)`` returns a ``large_binary`` array holding each value's
-wire bytes (NULL stays NULL): Arrow compute kernels for the text format of numbers,
-strings, booleans, dates, timestamps and decimals; numpy byte-swapping for the binary
-format of fixed-width types; the per-value encoders of ``types`` for the rest.
-``protocol.data_rows`` then lays the columns out as DataRow messages in one pass.
+``data_rows(batch, kinds, formats)`` is one Arrow record batch as DataRow messages. When
+every column is sent in binary with one width and holds no NULL (ids, numbers, dates,
+timestamps: a PREDICT's output), every row has the same layout and the messages are one
+numpy structured array (``protocol.fixed_data_rows``). Otherwise ``encode_column(array,
+kind, fmt)`` gives each column as a ``large_binary`` array of each value's wire bytes
+(NULL stays NULL): Arrow compute kernels for the text format of numbers, strings,
+booleans, dates, timestamps and decimals; numpy byte-swapping for the binary format of
+fixed-width types; the per-value encoders of ``types`` for the rest; and
+``protocol.data_rows`` lays the columns out as DataRow messages in one pass.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mldb.server import types
+from mldb.server import protocol, types
 from mldb.server.types import PgType
 
 _BINARY = pa.large_binary()
@@ -24,6 +28,16 @@ _FIXED = {types.INT2: ">i2", types.INT4: ">i4", types.INT8: ">i8", types.OID: ">
           types.FLOAT8: ">f8", types.BOOL: "u1"}
 _TEXT_CAST = frozenset({types.INT2, types.INT4, types.INT8, types.OID, types.NUMERIC, types.DATE})
 _STRINGS = frozenset({types.TEXT, types.JSON})
+
+
+def data_rows(batch: pa.RecordBatch, kinds: list[PgType], formats: list[int]) -> bytes:
+    """The DataRow messages of a whole batch, in each column's format (0 text, 1 binary)."""
+    columns = [batch.column(i) for i in range(batch.num_columns)]
+    fixed = [_fixed_values(array, kind) if fmt and not array.null_count else None
+             for array, kind, fmt in zip(columns, kinds, formats)]
+    if fixed and all(values is not None for values in fixed):
+        return protocol.fixed_data_rows(fixed)
+    return protocol.data_rows([encode_column(array, kind, fmt) for array, kind, fmt in zip(columns, kinds, formats)])
 
 
 def encode_column(array: pa.Array, kind: PgType, fmt: int) -> pa.Array:
@@ -45,7 +59,8 @@ def _text_vectorized(array: pa.Array, kind: PgType) -> pa.Array | None:
     if oid in (types.FLOAT4, types.FLOAT8) and pa.types.is_floating(arrow):
         return _float_text(array, 6 if oid == types.FLOAT4 else 15)
     if oid == types.TIMESTAMP and pa.types.is_timestamp(arrow) and arrow.tz is None:
-        text = pc.cast(pc.cast(array, pa.timestamp("us")), pa.string())  # always 6 fractional digits
+        # (always 6 fractional digits; nanoseconds are cut off, as DuckDB's Python values have none)
+        text = pc.cast(pc.cast(array, pa.timestamp("us"), safe=False), pa.string())
         trimmed = pc.replace_substring_regex(pc.replace_substring_regex(text, r"0+$", ""), r"\.$", "")
         return pc.cast(trimmed, _BINARY)  # as PostgreSQL (and types._text_clock) writes it
     return None
@@ -55,15 +70,23 @@ def _binary_vectorized(array: pa.Array, kind: PgType) -> pa.Array | None:
     oid, arrow = kind.oid, array.type
     if oid in _STRINGS and (pa.types.is_string(arrow) or pa.types.is_large_string(arrow)):
         return pc.cast(array, _BINARY)
+    values = _fixed_values(array, kind)
+    return None if values is None else _fixed(values, array)
+
+
+def _fixed_values(array: pa.Array, kind: PgType) -> np.ndarray | None:
+    """The binary format of a fixed-width column as big-endian numpy values (0 where NULL),
+    None for a column of another type."""
+    oid, arrow = kind.oid, array.type
     if oid in _FIXED and (pa.types.is_integer(arrow) or pa.types.is_floating(arrow) or pa.types.is_boolean(arrow)):
         values = array.fill_null(False if pa.types.is_boolean(arrow) else 0).to_numpy(zero_copy_only=False)
-        return _fixed(values.astype(_FIXED[oid]), array)
+        return values.astype(_FIXED[oid])
     if oid == types.DATE and pa.types.is_date32(arrow):
         days = array.cast(pa.int32()).fill_null(0).to_numpy() - _DAYS_2000
-        return _fixed(days.astype(">i4"), array)
+        return days.astype(">i4")
     if oid in (types.TIMESTAMP, types.TIMESTAMPTZ) and pa.types.is_timestamp(arrow):
-        micros = pc.cast(array, pa.timestamp("us", arrow.tz)).cast(pa.int64()).fill_null(0).to_numpy()
-        return _fixed((micros - _MICROS_2000).astype(">i8"), array)
+        micros = pc.cast(array, pa.timestamp("us", arrow.tz), safe=False).cast(pa.int64()).fill_null(0).to_numpy()
+        return (micros - _MICROS_2000).astype(">i8")
     return None
 
 

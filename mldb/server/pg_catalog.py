@@ -188,6 +188,7 @@ def _reset(connection, sql: str) -> Result | None:
         with contextlib.suppress(errors.Error):  # (a name the client set that DuckDB never took)
             session.sql(f"RESET SESSION {'TimeZone' if setting == 'time zone' else setting}")
     session.changed_settings.clear()
+    session.settings_changed()
     return Result.done(tag)
 
 

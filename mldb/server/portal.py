@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 
 from mldb.server import describe, protocol, types
-from mldb.server.columns import encode_column
+from mldb.server.columns import data_rows
 from mldb.server.types import PgType, pg_type
 
 _BATCH = 256  # rows fetched as Python tuples first: small results never pay for Arrow
@@ -143,9 +143,8 @@ class Portal:
         """The rest of a large result in Arrow batches, encoded column by column (``columns``)."""
         formats = self._formats()
         for batch in self.result.arrow_reader(_ARROW_BATCH):
-            fields = [encode_column(batch.column(i), kind, fmt) for i, (kind, fmt) in enumerate(zip(self._types, formats))]
             if batch.num_rows:
-                yield protocol.data_rows(fields)
+                yield data_rows(batch, self._types, formats)
             self.sent += batch.num_rows
         self.done = True
 

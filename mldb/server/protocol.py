@@ -230,6 +230,23 @@ def data_rows(fields: list) -> bytes:
     return memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
 
 
+def fixed_data_rows(columns: list) -> bytes:
+    """DataRow messages for columns of fixed-width binary values without NULLs: ``columns`` are
+    numpy arrays of equal length, each value already in its wire form (big-endian). Every row
+    has the same layout, so the messages are one packed numpy structured array."""
+    import numpy as np
+
+    fields = [("kind", "S1"), ("size", ">i4"), ("columns", ">i2")]
+    for number, values in enumerate(columns):
+        fields += [(f"length{number}", ">i4"), (f"value{number}", values.dtype)]
+    rows = np.empty(len(columns[0]), dtype=fields)
+    rows["kind"], rows["size"], rows["columns"] = b"D", rows.dtype.itemsize - 1, len(columns)
+    for number, values in enumerate(columns):
+        rows[f"length{number}"] = values.dtype.itemsize
+        rows[f"value{number}"] = values
+    return rows.tobytes()
+
+
 def copy_data_rows(lines) -> bytes:
     """One CopyData message per row: ``lines`` is an Arrow ``large_binary`` array of rows
     without their newline."""

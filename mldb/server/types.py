@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import math
 import re
 import struct
@@ -135,7 +136,16 @@ def _text_bytea(value) -> bytes:
     return b"\\x" + bytes(value).hex().encode()
 
 
-def _text_interval(value: dt.timedelta) -> bytes:
+def _as_timedelta(value) -> dt.timedelta:
+    """An interval as DuckDB's Python API gives it (a month is 30 days); Arrow's values
+    (``MonthDayNano``, in large results encoded from Arrow batches) become the same."""
+    if isinstance(value, dt.timedelta):
+        return value
+    return dt.timedelta(days=value.months * 30 + value.days, microseconds=value.nanoseconds // 1000)
+
+
+def _text_interval(value) -> bytes:
+    value = _as_timedelta(value)
     seconds = value.seconds
     clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     if value.microseconds:
@@ -194,7 +204,8 @@ def _bin_time(value: dt.time) -> bytes:
     return struct.pack("!q", micros)
 
 
-def _bin_interval(value: dt.timedelta) -> bytes:
+def _bin_interval(value) -> bytes:
+    value = _as_timedelta(value)
     return struct.pack("!qii", value.seconds * 1_000_000 + value.microseconds, value.days, 0)
 
 
@@ -283,7 +294,7 @@ _SCALARS = {
     "TIMESTAMP_NS": _scalar(TIMESTAMP, 8, _text_clock, _bin_timestamp),
     "TIMESTAMP WITH TIME ZONE": _scalar(TIMESTAMPTZ, 8, _text_clock, _bin_timestamp),
     "INTERVAL": _scalar(INTERVAL, 16, _text_interval, _bin_interval),
-    "UUID": _scalar(UUID, 16, _text_str, lambda v: v.bytes),
+    "UUID": _scalar(UUID, 16, _text_str, lambda v: (v if isinstance(v, uuid.UUID) else uuid.UUID(v)).bytes),
     "JSON": _scalar(JSON, -1, _text_str, _bin_text),
 }
 _MAP_TYPE = _scalar(TEXT, -1, _text_map, lambda value: _text_map(value))
@@ -395,6 +406,7 @@ _BINARY_PARSERS: dict[int, Callable[[bytes], object]] = {
 }
 
 
+@functools.lru_cache(maxsize=None)  # (a few dozen types and two formats; Bind asks for each value)
 def param_decoder(oid: int, fmt: int) -> Callable[[bytes], object]:
     """bytes -> the Python value to bind for a parameter of this type and format (0 text, 1 binary)."""
     element = ELEMENT_OF.get(oid)
