@@ -12,9 +12,9 @@ threads win (0.7x) only on batches of 16k rows. So:
 - ``for_work(work)``: one thread per ``WORK_PER_THREAD`` (rows x parameters of one step),
   never more than the cores no other process is running on (``free_cores``).
 - ``torch_threads(n)``: a context manager that sets torch's intra-op threads for its block and
-  restores the previous setting. ``torch.set_num_threads`` is process-wide, so concurrent
-  operations (two sessions training at once) share one budget: while several are inside, each
-  gets ``free_cores // count`` (at least one), which never oversubscribes the cores.
+  restores the previous setting. With torch's OpenMP backend that setting belongs to the calling
+  thread once it has used torch (see the function), so two sessions training at once on two
+  threads do not change each other's; the second measures the first's threads as busy cores.
 - ``faiss_threads(n)``: the same for FAISS's OpenMP threads (``omp_set_num_threads`` holds for
   the calling thread only, so it needs no shared budget).
 - ``fixed(n)``: pin the count for everything inside (tests and benchmarks compare settings);
@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 
 WORK_PER_THREAD = 5e7  # rows x parameters of one step that make a second thread worth its barriers
 
-_lock = threading.Lock()
-_active: list[int] = []  # the thread counts wanted by the torch operations inside torch_threads
-_saved: int | None = None  # torch's setting before the first of them came in
 _fixed: int | None = None
 
 
@@ -94,32 +90,24 @@ def fixed(count: int):
 
 @contextlib.contextmanager
 def torch_threads(count: int):
-    """torch's intra-op threads set for the block (shared fairly with concurrent blocks), then restored."""
+    """torch's intra-op threads for the block on the calling thread, then its setting before.
+
+    With torch's OpenMP backend the setting is the calling thread's own once it has used torch
+    (``set_num_threads`` stores the OpenMP count of that thread, and a thread's first torch call
+    copies the last value set anywhere), so a block never changes what another session's thread
+    runs with. Concurrent blocks share the cores through ``free_cores``: the threads of one
+    running already count as busy when the next one measures."""
     import torch
 
-    global _saved
-    with _lock:
-        if not _active:
-            _saved = torch.get_num_threads()
-        _active.append(int(count))
-        _apply(torch)
+    share = _fixed if _fixed is not None else 1 if count <= 1 else min(int(count), free_cores())
+    before = torch.get_num_threads()
+    if share != before:
+        torch.set_num_threads(share)
     try:
         yield
     finally:
-        with _lock:
-            _active.remove(int(count))
-            if _active:
-                _apply(torch)
-            else:
-                torch.set_num_threads(_saved)
-
-
-def _apply(torch) -> None:
-    """The setting for the operations inside now: the least any wants, and with several, a
-    share of the free cores each (torch's setting is one for the whole process)."""
-    share = min(_active) if len(_active) == 1 else max(1, min(min(_active), free_cores() // len(_active)))
-    if torch.get_num_threads() != share:
-        torch.set_num_threads(share)
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
