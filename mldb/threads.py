@@ -16,7 +16,8 @@ threads win (0.7x) only on batches of 16k rows. So:
   thread once it has used torch (see the function), so two sessions training at once on two
   threads do not change each other's; the second measures the first's threads as busy cores.
 - ``faiss_threads(n)``: the same for FAISS's OpenMP threads (``omp_set_num_threads`` holds for
-  the calling thread only, so it needs no shared budget).
+  the calling thread only), with ``for_long_regions()`` for an index build: all the cores, as
+  raw FAISS uses, since its regions are thousands of inserts long.
 - ``fixed(n)``: pin the count for everything inside (tests and benchmarks compare settings);
   ``MLDB_THREADS`` in the environment caps every choice (as ``OMP_NUM_THREADS`` would).
 """
@@ -75,6 +76,16 @@ def for_work(work: float) -> int:
         return _fixed
     wanted = max(1, int(work // WORK_PER_THREAD))
     return 1 if wanted == 1 else min(wanted, free_cores())
+
+
+def for_long_regions() -> int:
+    """Threads for work whose parallel regions are long (FAISS adding thousands of vectors between
+    two barriers): every core this process may use. A core busy with another process slows such a
+    region in proportion, not 10-20x as a barrier every few microseconds does, and fewer threads
+    than cores only gives up this operation's share of a shared machine."""
+    if _fixed is not None:
+        return _fixed
+    return min(cores(), _cap()) if _cap() else cores()
 
 
 @contextlib.contextmanager

@@ -180,3 +180,9 @@ def test_a_float_column_with_a_null_element_is_refused(tmp_db):
     with pytest.raises(mldb.DataError, match="NaN or infinite"):
         tmp_db.execute("CREATE INDEX holes_v ON holes USING FAISS (v) WITH (type = 'flat')")
     assert tmp_db.execute("SELECT count(*) FROM mldb.indexes").fetchone()[0] == 0
+
+
+def test_long_regions_use_every_core_unless_capped(monkeypatch):
+    assert threads.for_long_regions() == threads.cores()
+    monkeypatch.setenv("MLDB_THREADS", "1")
+    assert threads.for_long_regions() == 1
