@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from mldb import errors
+from mldb import errors, threads
 from mldb.models import algorithms, evaluate, features
 from mldb.options import Option, Schema
 
@@ -127,11 +127,14 @@ def _size(count: int) -> str:
 
 def _train(model, x, y, task, split, hyper, device, target_encoder, check_cancel):
     """The training loop, with its failures said in the model's name: a diverged run, and torch
-    running out of memory (OperationalError 53200) rather than torch's own RuntimeError."""
+    running out of memory (OperationalError 53200) rather than torch's own RuntimeError. It runs
+    with the threads one step's size is worth (``mldb.threads``: one for small models)."""
     import torch
 
+    work = min(int(hyper["batch_size"]), len(split[0])) * algorithms.parameters(hyper)
     try:
-        return _train_loop(x, y, task, *split, hyper, device, target_encoder, check_cancel)
+        with threads.torch_threads(threads.for_work(work)):
+            return _train_loop(x, y, task, *split, hyper, device, target_encoder, check_cancel)
     except errors.DataError as error:
         raise errors.DataError(f"model '{model}': {error}") from None
     except (torch.OutOfMemoryError, MemoryError) as error:
@@ -238,7 +241,7 @@ def _epoch(module, optimizer, loss_fn, xt, yt, train_i, batch_size, generator, c
         loss = loss_fn(module(xt[batch]), yt[batch])
         loss.backward()
         optimizer.step()
-        total += loss.detach() * len(batch)
+        total.add_(loss.detach(), alpha=len(batch))  # (one op a step: the loop is torch-overhead bound)
     return float(total) / max(len(order), 1)
 
 

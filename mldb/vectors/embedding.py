@@ -23,13 +23,14 @@ from collections import OrderedDict
 import numpy as np
 import pyarrow as pa
 
-from mldb import errors, progress
+from mldb import errors, progress, threads
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = frozenset({DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "default"})
 CACHE_BYTES = 64 * 1024 * 1024
 PROGRESS_MIN_ROWS = 512  # a progress bar on a terminal's stderr from this many texts to encode
 PROGRESS_STEP = 256  # texts encoded between two looks at the progress bar and the cancel flag
+_BATCH = 64  # texts per forward pass
 
 _models: dict[str, object] = {}
 _load_lock = threading.Lock()
@@ -123,13 +124,16 @@ def _embed_unique(key: str, texts: list[str], execution=None) -> np.ndarray:
 
 def _encode(key: str, texts: list[str], execution=None) -> np.ndarray:
     model = load_model(key)
+    parameters = sum(weight.numel() for weight in model.parameters())
     show = len(texts) >= PROGRESS_MIN_ROWS and (sys.stderr.isatty() or progress.in_notebook())
     bar = _progress_bar(execution) if show else None
     parts = []
     for start in range(0, len(texts), PROGRESS_STEP):  # in steps: the bar moves and a cancel is seen
         if execution is not None:
             execution.check()
-        parts.append(model.encode(texts[start:start + PROGRESS_STEP], batch_size=64, convert_to_numpy=True))
+        batch = texts[start:start + PROGRESS_STEP]
+        with threads.torch_threads(threads.for_work(min(len(batch), _BATCH) * parameters)):  # see mldb.threads
+            parts.append(model.encode(batch, batch_size=_BATCH, convert_to_numpy=True))
         if bar is not None:
             bar.update(len(parts[-1]))
     return np.concatenate(parts).astype(np.float32, copy=False)

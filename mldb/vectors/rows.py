@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from mldb import errors
 from mldb.vectors import faiss as fx
@@ -101,10 +102,15 @@ def _primary_key(session, schema: str, table: str) -> str | None:
 
 # -- reading the table -------------------------------------------------------------------------
 
-def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(keys, hashes, vectors) of the table's rows with a non-NULL vector (only ``keys`` if given)."""
+def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None,
+              float_array: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, hashes, vectors) of the table's rows with a non-NULL vector (only ``keys`` if given).
+
+    ``float_array``: the column is FLOAT[n], read as it is (Arrow's fixed-size list, whose values
+    become the (rows, n) float32 matrix without a copy); other types are cast to FLOAT[] first."""
     key, column = _quote(info.key), _quote(info.column)
-    sql = (f"SELECT {key}::BIGINT AS k, hash({column}) AS h, try_cast({column} AS FLOAT[]) AS v "
+    vector = column if float_array else f"try_cast({column} AS FLOAT[])"
+    sql = (f"SELECT {key}::BIGINT AS k, hash({column}) AS h, {vector} AS v "
            f"FROM {info.qualified_table} WHERE {column} IS NOT NULL")
     params = None
     if keys is not None and len(keys) <= _INLINE_KEYS:  # a constant list: a filter inside the scan
@@ -113,11 +119,18 @@ def read_rows(session, info: IndexInfo, keys: np.ndarray | None = None) -> tuple
         sql += f" AND {key} IN (SELECT unnest(?::BIGINT[]))"
         params = [keys.tolist()]
     table = _arrow(session, sql, params)
-    if table["v"].combine_chunks().flatten().null_count:  # a NULL value, or one beyond float32's range
+    if not float_array and table["v"].combine_chunks().flatten().null_count:  # NULL, or beyond float32's range
         _check_float32_range(session, info)
     _check_keys_present(table["k"], info)
-    return (table["k"].to_numpy(), table["h"].to_numpy().astype(np.uint64),
-            _matrix(table["v"].combine_chunks(), info))
+    vectors = (_fixed_matrix(table["v"], info) if pa.types.is_fixed_size_list(table["v"].type)
+               else _matrix(table["v"].combine_chunks(), info))
+    return table["k"].to_numpy(), table["h"].to_numpy().astype(np.uint64), vectors
+
+
+def is_float_array(session, info: IndexInfo) -> bool:
+    """Whether the indexed column is FLOAT[n] (read without a cast by ``read_rows``)."""
+    declared = column_types(session, info.schema, info.table).get(info.column, "")
+    return declared.upper().startswith("FLOAT[") and vector_length(declared) not in (None, 0)
 
 
 _FLOAT32_MAX = "3.4028234663852886e38"
@@ -182,6 +195,18 @@ def _matrix(lists, info: IndexInfo) -> np.ndarray:
     return np.asarray(flat, dtype=np.float32).reshape(len(lists), dim)
 
 
+def _fixed_matrix(column: pa.ChunkedArray, info: IndexInfo) -> np.ndarray:
+    """A FLOAT[n] column as a (rows, n) float32 matrix: a view of Arrow's values (NULL elements
+    become NaN, refused later as not finite); chunks are joined in one copy."""
+    dim = column.type.list_size
+    if info.dim and dim != info.dim:
+        raise errors.DataError(f"index {info.name} holds {info.dim}-dimensional vectors; "
+                               f"column {info.column} now has {dim}")
+    parts = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    flat = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return flat.reshape(-1, dim)
+
+
 def read_hashes(session, info: IndexInfo, vectors_changed: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Keys (and ``hash(vector)`` unless ``vectors_changed`` is False) of the indexed rows."""
     key, column = _quote(info.key), _quote(info.column)
@@ -212,7 +237,7 @@ def check_finite(vectors: np.ndarray, info: IndexInfo) -> None:
 
 
 def build_state(session, info: IndexInfo) -> fx.IndexState:
-    keys, hashes, vectors = read_rows(session, info)
+    keys, hashes, vectors = read_rows(session, info, float_array=is_float_array(session, info))
     _check_unique(keys, info)
     if not np.isfinite(vectors).all():
         raise errors.DataError(f"column {info.column} of {info.table} holds NaN or infinite values; "
@@ -223,7 +248,7 @@ def build_state(session, info: IndexInfo) -> fx.IndexState:
 
 def _vectors_of(session, info: IndexInfo, keys: np.ndarray) -> np.ndarray:
     """The table's vectors for ``keys``, in that order (zeros for keys no longer there)."""
-    found, _, vectors = read_rows(session, info)
+    found, _, vectors = read_rows(session, info, float_array=is_float_array(session, info))
     out = np.zeros((len(keys), info.dim), dtype=np.float32)
     if len(found):
         order = np.argsort(found, kind="stable")
