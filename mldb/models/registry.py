@@ -154,7 +154,10 @@ class ModelVersion:
         with torch.inference_mode():  # (copies: ``out`` is the network's buffer, reused on the next call)
             if self.task != "regression":
                 return torch.softmax(out.double(), dim=1).numpy()
-            return out[:, 0].double().numpy() * self.target_encoder["std"] + self.target_encoder["mean"]
+            values = out[:, 0].numpy().astype(np.float64)
+        values *= self.target_encoder["std"]
+        values += self.target_encoder["mean"]
+        return values
 
     def predict(self, data) -> pa.Array:
         out = self.forward(data)

@@ -60,8 +60,14 @@ def timed(functions: list, repeat: int) -> list[float]:
 
 
 # -- PREDICT -------------------------------------------------------------------------------
-def mldb_predict(con):
-    return con.execute("SELECT PREDICT(bench) AS p FROM t").arrow()
+def mldb_predict(con, duckdb_threads: int | None = None):
+    if duckdb_threads is None:
+        return con.execute("SELECT PREDICT(bench) AS p FROM t").arrow()
+    con.execute(f"SET threads = {duckdb_threads}")
+    try:
+        return con.execute("SELECT PREDICT(bench) AS p FROM t").arrow()
+    finally:
+        con.execute("RESET threads")
 
 
 def hand_fetch(root, scale) -> np.ndarray:
@@ -196,8 +202,9 @@ def predict_rows(con, args, rows: int, sample: int) -> list:
     ours, theirs = mldb_predict(con)["p"].to_numpy(), hand()
     assert np.allclose(ours, theirs, atol=1e-4 * max(1.0, target["std"])), "mldb and the hand pipeline disagree"
     default = torch.get_num_threads()  # the hand-written code gets the better of one thread and torch's default
-    ours_s, hand_1, hand_n, forward_1, forward_n = timed(
-        [lambda: mldb_predict(con), threads(1, hand), threads(default, hand),
+    ours_s, ours_1, hand_1, hand_n, forward_1, forward_n = timed(
+        [lambda: mldb_predict(con), lambda: mldb_predict(con, duckdb_threads=1),
+         threads(1, hand), threads(default, hand),
          threads(1, lambda: forward(module, x)), threads(default, lambda: forward(module, x))], args.repeat)
     hand_s, forward_s = min(hand_1, hand_n), min(forward_1, forward_n)
     print(f"hand pipeline: {hand_1:.3f} s on 1 torch thread, {hand_n:.3f} s on {default}; "
@@ -205,6 +212,7 @@ def predict_rows(con, args, rows: int, sample: int) -> list:
     row_s = row_udf_seconds(root, module, scale, sample, rows)
     table = [
         ["PREDICT (mldb, SQL)", ours_s, ours_s / hand_s, forward_s / ours_s],
+        ["PREDICT, DuckDB SET threads = 1", ours_1, ours_1 / hand_s, forward_s / ours_1],
         [f"hand: DuckDB fetch + torch in {HAND_BATCH}-row batches (best threads)", hand_s, 1.0, forward_s / hand_s],
         ["torch forward alone (in-memory float32, best threads)", forward_s, forward_s / hand_s, 1.0],
         [f"row-at-a-time UDF (from {sample} rows)", row_s, row_s / hand_s, forward_s / row_s],
