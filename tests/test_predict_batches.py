@@ -156,6 +156,20 @@ def test_batches_of_other_sizes_reuse_no_stale_buffer(con):
         np.testing.assert_allclose(part, whole[start : start + size], rtol=1e-5, atol=1e-5)
 
 
+def test_big_calls_keep_no_buffers(con):
+    """A call above ``MAX_KEPT_ROWS`` (a whole table from Python) gets fresh buffers, twice the same rows."""
+    from mldb.models import inference
+
+    model = load_model(con, "reg")
+    table = con.database.root.sql(f"SELECT {', '.join(FEATURES)} FROM t ORDER BY id").to_arrow_table()
+    big = pa.concat_tables([table] * (inference.MAX_KEPT_ROWS // table.num_rows + 1))
+    first = model.predict(big).to_numpy()
+    second = model.predict(big).to_numpy()
+    assert len(first) > inference.MAX_KEPT_ROWS
+    np.testing.assert_array_equal(first, second)
+    assert all(rows <= inference.MAX_KEPT_ROWS for rows in getattr(model.network._kept._local, "kept", {}))
+
+
 def test_threads_keep_their_own_buffers(con):
     """Several Python threads predicting at once (as DuckDB's do) each get their own rows."""
     model = load_model(con, "reg")

@@ -3,9 +3,9 @@
 PREDICT calls the network once per DuckDB vector (2048 rows), from DuckDB's threads, many
 hundred times a second. Two costs that a plain ``module(x)`` pays on every call are cut here:
 
-- **Allocation.** The encoded input and each layer's output is a fresh tensor; from about 128 KB on (2048 rows x 64
-  floats is 512 KB) the allocator maps new pages from the kernel and faults them in, every
-  call. Measured here, 8192 rows through a 16-64-32-1 MLP: 3 ms with reused buffers against
+- **Allocation.** The encoded input and each layer's output is a fresh tensor; from about
+  128 KB on (2048 rows x 64 floats is 512 KB) the allocator maps new pages from the kernel
+  and faults them in, every call. Measured here, 8192 rows through a 16-64-32-1 MLP: 3 ms with reused buffers against
   14-17 ms with fresh ones. ``Network`` runs a ``Linear`` / ``Sequential(Linear, ReLU, ...)``
   module as ``addmm`` into per-thread buffers kept between calls (``relu_`` in place), and
   ``features.Encoder`` fills one kept matrix.
@@ -94,14 +94,21 @@ class Network:
         return self._kept.get(rows, lambda: [torch.empty(rows, weight.shape[1]) for weight, _, _ in self.layers])
 
 
+MAX_KEPT_ROWS = 65_536  # a bigger call (a whole table predicted from Python) gets buffers of its own
+
+
 class ThreadBuffers:
     """Buffers reused between calls, per thread and per row count (a few sizes: DuckDB's full
-    vectors and the last, shorter one). ``get(rows, make)`` returns this thread's, made once."""
+    vectors and the last, shorter one). ``get(rows, make)`` returns this thread's, made once;
+    above ``MAX_KEPT_ROWS`` rows, a new one each time (a cached model must not hold, say, a
+    1M-row training table's worth of buffers)."""
 
     def __init__(self):
         self._local = threading.local()
 
     def get(self, rows: int, make):
+        if rows > MAX_KEPT_ROWS:
+            return make()
         kept = getattr(self._local, "kept", None)
         if kept is None or len(kept) > 4 and rows not in kept:
             kept = self._local.kept = {}
