@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from mldb import errors
-from mldb.models import algorithms, features
+from mldb.models import algorithms, features, inference
 
 
 class ModelCache:
@@ -110,6 +110,8 @@ class ModelVersion:
     created_at: object
     weights: bytes = field(repr=False)
     _module: object = field(default=None, repr=False)
+    _encoder: object = field(default=None, repr=False)
+    _network: object = field(default=None, repr=False)
 
     @property
     def ref(self) -> str:
@@ -130,18 +132,32 @@ class ModelVersion:
             self._module = algorithms.load(self.hyperparameters, self.weights)
         return self._module
 
+    @property
+    def network(self) -> inference.Network:
+        if self._network is None:
+            self._network = inference.Network(self.module)
+        return self._network
+
+    @property
+    def encoder(self) -> features.Encoder:
+        if self._encoder is None:
+            self._encoder = features.Encoder(self.name, self.features)
+        return self._encoder
+
     # -- vectorized prediction ------------------------------------------------------------
     def forward(self, data) -> np.ndarray:
         """Raw outputs: class probabilities (n, k) or values (n,) in the target's units."""
         import torch
 
         arrays = self._arrays(data)
-        x = features.transform(self.name, self.features, arrays)
-        with torch.inference_mode():
-            out = self.module(torch.from_numpy(x))
+        out = self.network(torch.from_numpy(self.encoder(arrays)))
+        with torch.inference_mode():  # (copies: ``out`` is the network's buffer, reused on the next call)
             if self.task != "regression":
                 return torch.softmax(out.double(), dim=1).numpy()
-        return out[:, 0].double().numpy() * self.target_encoder["std"] + self.target_encoder["mean"]
+            values = out[:, 0].numpy().astype(np.float64)
+        values *= self.target_encoder["std"]
+        values += self.target_encoder["mean"]
+        return values
 
     def predict(self, data) -> pa.Array:
         out = self.forward(data)
