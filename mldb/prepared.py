@@ -17,9 +17,12 @@ What keeps the results the same as the plain path:
 - Functions are evaluated when the statement runs (``now()``, ``nextval``, ``getvariable``,
   ``current_setting``: checked), not when it is prepared.
 - Only outside an explicit transaction: a statement that fails there (a plan DuckDB refuses
-  to bind any more, a value that does not convert) ran in its own transaction, so it runs
-  again the plain way and its error is DuckDB's error for the text as written (a refused
-  plan is forgotten). Inside a transaction the first error would end the transaction.
+  to bind any more, a parameter of a type it does not take) ran in its own transaction, so it
+  runs again the plain way and its error is DuckDB's error for the text as written (a refused
+  plan is forgotten). Any other error (a division by zero, a conversion, a cancel) is the
+  statement's own and is raised as it is: running it again would run a failing query twice
+  (and its side effects, a ``nextval``, twice). Inside a transaction the first error would
+  end the transaction.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ _READS = frozenset({"SELECT", "WITH", "VALUES", "FROM", "TABLE"})
 _KEPT = 64  # prepared statements per session
 _WATCHED = 512  # texts remembered as seen once
 _LONGEST_TEXT = 256  # characters of a string parameter written as a literal (longer: the plain way)
-_BIND_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException,
-                duckdb.InvalidInputException)  # the plan no longer fits the catalog: prepare it again
+# the plan no longer fits the catalog: prepare it again (an InvalidInput error is the statement's own:
+# a division by zero)
+_BIND_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException)
 _SEEN_ONCE = ""  # a text seen once (prepared on its second run)
 _NAMES = itertools.count(1)
 
@@ -61,12 +65,13 @@ class PreparedStatements:
             return False
         try:
             getattr(con, "unchecked", con).execute(f"EXECUTE {name}{arguments}")
-        except duckdb.InterruptException:
-            raise
-        except duckdb.Error as error:
-            if isinstance(error, _BIND_ERRORS):
-                self._drop(con, sql)
+        except _BIND_ERRORS:  # the plan no longer fits: the plain way gives DuckDB's error for the text
+            self._drop(con, sql)
             return False
+        except duckdb.Error as error:
+            if name in str(error):  # a parameter's literal failed (nothing ran): DuckDB's error for the text
+                return False
+            raise
         return True
 
     def forget(self, con) -> None:

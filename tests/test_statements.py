@@ -194,6 +194,17 @@ def test_errors_are_the_plain_errors():
         assert "SELECT $1::INTEGER + 1" in str(caught.value) and "EXECUTE" not in str(caught.value)
 
 
+def test_a_failing_statement_runs_once():
+    """A statement's own error (a division by zero) from its prepared plan is raised as it is: the
+    statement does not run again the plain way (its nextval would count twice)."""
+    con, _ = _both(["CREATE SEQUENCE s", "CREATE TABLE z (a INTEGER)", "INSERT INTO z VALUES (0)"])
+    for _ in range(RUNS):
+        with pytest.raises(mldb.DataError, match="Division by zero") as caught:
+            con.execute("SELECT nextval('s'), 10 // (SELECT a FROM z)")
+        assert "mldb_plan" not in str(caught.value)
+    assert con.execute("SELECT currval('s')").fetchall() == [(RUNS,)]
+
+
 def test_inside_a_transaction_rows_and_errors_are_the_plain_ones():
     con = mldb.connect()
     con.execute("CREATE TABLE t(a INTEGER)")
