@@ -7,6 +7,7 @@ statements, or with the first run."""
 
 from __future__ import annotations
 
+import struct
 import threading
 
 import duckdb
@@ -376,3 +377,109 @@ def test_fixed_width_rows_with_and_without_nulls():
         batch = con.sql(sql).to_arrow_table().combine_chunks().to_batches()[0]
         for formats in ([1] * 9, [0] * 9, [1] * 8 + [0]):
             assert data_rows(batch, kinds, formats) == _per_value_rows(con, sql, kinds, formats)
+
+
+# -- dates and times beyond Python's years: every row of a large result written alike ----------------
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+@pytest.mark.parametrize("kind", ["DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP_NS", "TIMESTAMP_S", "TIME",
+                                  "DATE[]", "TIMESTAMPTZ[]"])
+def test_batch_rows_of_dates_beyond_python_years_are_the_per_value_bytes(kind, zone):
+    from mldb.server.columns import data_rows
+    from mldb.server.types import pg_type
+
+    odd = {"DATE": ["infinity", "-infinity", "0044-03-15 (BC)", "10000-01-01", "0001-01-01", "9999-12-31"],
+           "TIME": ["24:00:00", "00:00:00"], "TIMESTAMP_NS": ["infinity", "-infinity", "2262-01-01 00:00:00"]}
+    element = kind.rstrip("[]")
+    values = odd.get(element, ["infinity", "-infinity", "0044-03-15 (BC) 01:02:03.5", "10000-01-01 00:00:00",
+                               "0001-01-01 00:00:00", "9999-12-31 23:59:59"])
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{zone}'")
+    for value in values:
+        ordinary = "TIME '10:00:00'" if element == "TIME" else "TIMESTAMP '2024-01-02 03:04:05'"
+        item = f"CASE WHEN i % 3 = 0 THEN '{value}'::{element} WHEN i % 3 = 1 THEN NULL ELSE {ordinary}::{element} END"
+        sql = f"SELECT {f'[{item}, {item}]' if kind.endswith('[]') else item} AS v FROM range(9) t(i)"
+        kinds = [pg_type(str(column[1])) for column in con.execute(sql).description]
+        con.complete()
+        batch = con.sql(sql).to_arrow_table().combine_chunks().to_batches()[0]
+        for fmt in (0, 1):
+            assert data_rows(batch, kinds, [fmt]) == _per_value_rows(con, sql, kinds, [fmt]), (value, fmt)
+        without_nulls = f"SELECT v FROM ({sql}) WHERE v IS NOT NULL"
+        batch = con.sql(without_nulls).to_arrow_table().combine_chunks().to_batches()[0]
+        assert data_rows(batch, kinds, [1]) == _per_value_rows(con, without_nulls, kinds, [1]), value
+
+
+
+_ODD_TEMPORAL = {  # (DuckDB type, literal): PostgreSQL's text of it (None: see below)
+    ("DATE", "2024-02-29"): "2024-02-29", ("DATE", "0044-03-15 (BC)"): "0044-03-15 BC",
+    ("DATE", "10000-01-01"): "10000-01-01", ("DATE", "infinity"): None, ("DATE", "-infinity"): None,
+    ("TIMESTAMP", "2024-01-02 03:04:05.5"): "2024-01-02 03:04:05.5",
+    ("TIMESTAMP", "0044-03-15 (BC) 01:02:03.25"): "0044-03-15 01:02:03.25 BC",
+    ("TIMESTAMP", "10000-01-01 00:00:01"): "10000-01-01 00:00:01",
+    ("TIMESTAMP", "infinity"): None, ("TIMESTAMP", "-infinity"): None,
+    ("TIMESTAMPTZ", "2024-01-02 03:04:05+00"): "2024-01-02 03:04:05+00",
+    ("TIMESTAMPTZ", "0044-03-15 (BC) 01:02:03+00"): "0044-03-15 01:02:03+00 BC",
+    ("TIMESTAMPTZ", "0001-01-01 00:00:00+00"): "0001-01-01 00:00:00+00",
+    ("TIMESTAMPTZ", "infinity"): None, ("TIMESTAMPTZ", "-infinity"): None,
+    ("TIMESTAMP_NS", "2024-01-02 03:04:05.123456"): "2024-01-02 03:04:05.123456",
+    ("TIMESTAMP_NS", "infinity"): None, ("TIMESTAMP_NS", "-infinity"): None,
+    ("TIMESTAMP_MS", "0044-03-15 (BC) 01:02:03"): "0044-03-15 01:02:03 BC",
+    ("TIME", "13:14:15.5"): "13:14:15.5", ("TIME", "24:00:00"): "24:00:00",
+}
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_wire_dates_beyond_python_years_are_written_alike_in_every_row(server, binary):  # noqa: F811
+    """Rows 0 and 299 of a 600-row result hold the same value: row 0 is encoded value by value
+    (``types``), row 299 from an Arrow batch (``columns``); every row must be the same bytes, in
+    PostgreSQL's format (``... BC``, 24:00:00; binary: days / microseconds since 2000-01-01 of the
+    proleptic calendar). DuckDB's Python API gives ``date.max`` / ``datetime.max`` (``.min``) for
+    infinity, so the first rows cannot tell infinity from 9999-12-31: there only rows alike are checked."""
+    from psycopg.adapt import Loader
+
+    class Raw(Loader):
+        format = psycopg.pq.Format.BINARY if binary else psycopg.pq.Format.TEXT
+
+        def load(self, data):
+            return bytes(data)
+
+    columns = list(_ODD_TEMPORAL)
+    plain = {"DATE": "DATE '2024-01-01' + (i % 7)::INTEGER",
+             "TIME": "TIME '10:00:00' + to_seconds(i % 7)"}
+    selects = [f"CASE WHEN i IN (0, 299) THEN '{literal}'::{kind} WHEN i % 50 = 7 THEN NULL "
+               f"ELSE ({plain.get(kind, 'TIMESTAMP ' + repr('2024-01-01') + ' + to_seconds(i % 7)')})::{kind} END"
+               for kind, literal in columns]
+    sql = f"SELECT {', '.join(selects)} FROM range(600) t(i) ORDER BY i"
+    reference = duckdb.connect()  # the binary format's numbers, from DuckDB's own arithmetic
+    reference.execute("SET TimeZone = 'UTC'")
+    with psycopg.connect(server.dsn(), autocommit=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for name in ("date", "time", "timestamp", "timestamptz"):
+            con.adapters.register_loader(name, Raw)
+        rows = con.cursor(binary=binary).execute(sql).fetchall()
+    assert len(rows) == 600
+    for number, (kind, literal) in enumerate(columns):
+        assert rows[299][number] == rows[0][number], (kind, literal)
+        expected = _ODD_TEMPORAL[kind, literal]
+        if expected is not None and not binary:
+            assert rows[0][number] == expected.encode(), (kind, literal)
+        elif expected is not None:
+            if kind == "DATE":
+                days = reference.execute(f"SELECT date_diff('day', DATE '2000-01-01', '{literal}'::DATE)").fetchone()
+                assert rows[0][number] == struct.pack("!i", days[0]), (kind, literal)
+            elif kind == "TIME":
+                micros = reference.execute(f"SELECT epoch_us('{literal}'::TIME)").fetchone()
+                assert rows[0][number] == struct.pack("!q", micros[0]), (kind, literal)
+            else:
+                micros = reference.execute(f"SELECT epoch_us('{literal}'::{kind}::TIMESTAMPTZ)").fetchone()
+                assert rows[0][number] == struct.pack("!q", micros[0] - 946_684_800_000_000), (kind, literal)
+    assert rows[1] == rows[302] and rows[6] == rows[300]  # ordinary values: the first rows and a batch
+    assert rows[7] == rows[307] == (None,) * len(columns)
+    with psycopg.connect(server.dsn(), autocommit=True) as con:  # each value alone: a small result
+        con.execute("SET TimeZone = 'UTC'")
+        for name in ("date", "time", "timestamp", "timestamptz"):
+            con.adapters.register_loader(name, Raw)
+        for number, (kind, literal) in enumerate(columns):
+            alone = con.cursor(binary=binary).execute(f"SELECT '{literal}'::{kind}").fetchone()[0]
+            assert alone == rows[0][number], (kind, literal)

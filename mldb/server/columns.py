@@ -8,7 +8,9 @@ kind, fmt)`` gives each column as a ``large_binary`` array of each value's wire 
 (NULL stays NULL): Arrow compute kernels for the text format of numbers, strings,
 booleans, dates, timestamps and decimals; numpy byte-swapping for the binary format of
 fixed-width types; the per-value encoders of ``types`` for the rest; and
-``protocol.data_rows`` lays the columns out as DataRow messages in one pass.
+``protocol.data_rows`` lays the columns out as DataRow messages in one pass. A date, timestamp
+or time column holding a value beyond Python's types (infinity, a year before 1 or after 9999,
+24:00:00) is encoded value by value from DuckDB's own Python values of it, as the first rows are.
 """
 
 from __future__ import annotations
@@ -41,11 +43,69 @@ def data_rows(batch: pa.RecordBatch, kinds: list[PgType], formats: list[int]) ->
 
 
 def encode_column(array: pa.Array, kind: PgType, fmt: int) -> pa.Array:
-    encoded = _binary_vectorized(array, kind) if fmt else _text_vectorized(array, kind)
+    ordinary = _python_years(array)
+    encoded = None
+    if ordinary:
+        encoded = _binary_vectorized(array, kind) if fmt else _text_vectorized(array, kind)
     if encoded is None:
         encode = kind.binary if fmt else kind.text
-        encoded = pa.array([None if value is None else encode(value) for value in array.to_pylist()], _BINARY)
+        values = array.to_pylist() if ordinary else _duckdb_values(array)
+        encoded = pa.array([None if value is None else encode(value) for value in values], _BINARY)
     return encoded
+
+
+# Dates, timestamps and times beyond Python's types (DuckDB's infinity, years before 1 or after
+# 9999, 24:00:00) are rare: a column holding one is encoded value by value from the very values
+# DuckDB's Python API gives for them (the first rows of a result, ``portal``, are encoded from
+# those), so that every row of a result is written alike.
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31 in days since 1970-01-01
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_INFINITY = (-(1 << 63) + 1, (1 << 63) - 1)  # DuckDB's -infinity and infinity of a timestamp
+
+
+def _python_years(array: pa.Array) -> bool:
+    """Whether every date, timestamp or time in ``array`` (a list's items included) is one
+    Python's ``date``, ``datetime`` or ``time`` holds: True for other types; one vectorised min/max."""
+    arrow = array.type
+    if pa.types.is_list(arrow) or pa.types.is_large_list(arrow) or pa.types.is_fixed_size_list(arrow):
+        return _python_years(array.flatten())
+    if pa.types.is_date32(arrow):
+        low, high, values = _FIRST_DAY, _LAST_DAY, array.cast(pa.int32())
+    elif pa.types.is_timestamp(arrow):
+        per = _PER_SECOND[arrow.unit]
+        margin = 2 * 86_400 if arrow.tz else 0  # a zone's local time may cross a year the instant does not
+        low = max((_FIRST_DAY * 86_400 + margin) * per, _INFINITY[0] + 1)
+        high = min(((_LAST_DAY + 1) * 86_400 - margin) * per - 1, _INFINITY[1] - 1)
+        values = array.cast(pa.int64())
+    elif pa.types.is_time(arrow):
+        low, high, values = 0, 86_400 * _PER_SECOND[arrow.unit] - 1, array.cast(pa.int64())
+    else:
+        return True
+    if values.null_count == len(values):
+        return True
+    bounds = pc.min_max(values)
+    return bounds["min"].as_py() >= low and bounds["max"].as_py() <= high
+
+
+def _duckdb_values(array: pa.Array) -> list:
+    """``array``'s values as DuckDB's Python API gives them (``date.max`` for infinity, DuckDB's
+    text for a year before 1), read back by a private DuckDB connection in the array's time zone."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        zone = _zone(array.type)
+        if zone:
+            con.execute("SET TimeZone = ?", [zone])
+        return [row[0] for row in con.from_arrow(pa.table({"v": array})).fetchall()]
+    finally:
+        con.close()
+
+
+def _zone(arrow: pa.DataType) -> str | None:
+    while pa.types.is_list(arrow) or pa.types.is_large_list(arrow) or pa.types.is_fixed_size_list(arrow):
+        arrow = arrow.value_type
+    return arrow.tz if pa.types.is_timestamp(arrow) else None
 
 
 def _text_vectorized(array: pa.Array, kind: PgType) -> pa.Array | None:
@@ -81,6 +141,8 @@ def _fixed_values(array: pa.Array, kind: PgType) -> np.ndarray | None:
     if oid in _FIXED and (pa.types.is_integer(arrow) or pa.types.is_floating(arrow) or pa.types.is_boolean(arrow)):
         values = array.fill_null(False if pa.types.is_boolean(arrow) else 0).to_numpy(zero_copy_only=False)
         return values.astype(_FIXED[oid])
+    if oid in (types.DATE, types.TIMESTAMP, types.TIMESTAMPTZ) and not _python_years(array):
+        return None  # (infinity, years before 1: value by value, ``encode_column``)
     if oid == types.DATE and pa.types.is_date32(arrow):
         days = array.cast(pa.int32()).fill_null(0).to_numpy() - _DAYS_2000
         return days.astype(">i4")

@@ -91,9 +91,23 @@ _WHOLE_HOUR_OFFSET = re.compile(r"([+-]\d\d):00$")
 
 def _text_clock(value) -> bytes:
     """A time or timestamp as PostgreSQL writes it: no trailing zeros in the fraction
-    (``03:04:05``, ``03:04:05.5``), a whole-hour offset as ``+00``."""
-    text = _FRACTION_ZEROS.sub(r"\1", str(value)).replace(".+", "+").replace(".-", "-").rstrip(".")
-    return _WHOLE_HOUR_OFFSET.sub(r"\1", text).encode()
+    (``03:04:05``, ``03:04:05.5``), a whole-hour offset as ``+00``, a year before 1 as
+    ``0044-03-15 01:02:03+00 BC`` (DuckDB's Python value is then its text ``0044-03-15 (BC) 01:02:03+00``)."""
+    text, era = _era(str(value))
+    text = _FRACTION_ZEROS.sub(r"\1", text).replace(".+", "+").replace(".-", "-").rstrip(".")
+    return (_WHOLE_HOUR_OFFSET.sub(r"\1", text) + era).encode()
+
+
+def _text_date(value) -> bytes:
+    """A date as PostgreSQL writes it; one DuckDB's Python API cannot make a ``date`` of (before
+    year 1, after 9999) comes as DuckDB's text, ``0044-03-15 (BC)``: PostgreSQL's ``0044-03-15 BC``."""
+    text, era = _era(str(value))
+    return (text + era).encode()
+
+
+def _era(text: str) -> tuple[str, str]:
+    """DuckDB's ``(BC)`` after the date -> (the text without it, PostgreSQL's `` BC`` at the end)."""
+    return (text.replace(" (BC)", "", 1), " BC") if " (BC)" in text else (text, "")
 
 
 def _text_bool(value) -> bytes:
@@ -190,16 +204,57 @@ def _bin_text(value) -> bytes:
 
 
 def _bin_date(value: dt.date) -> bytes:
+    if isinstance(value, str):  # a year DuckDB's Python API cannot make a date of: its text
+        return struct.pack("!i", _text_micros(value) // _DAY_MICROS - _DAYS_2000)
     return struct.pack("!i", value.toordinal() - _EPOCH_DATE)
 
 
 def _bin_timestamp(value: dt.datetime) -> bytes:
+    if isinstance(value, str):  # (as for dates)
+        return struct.pack("!q", _text_micros(value) - _DAYS_2000 * _DAY_MICROS)
     if value.tzinfo is not None:
         return struct.pack("!q", (value - _EPOCH_TZ) // _MICRO)
     return struct.pack("!q", (value - _EPOCH) // _MICRO)
 
 
+_DAY_MICROS = 86_400_000_000
+_DAYS_2000 = 10_957  # 2000-01-01 in days since 1970-01-01
+_DUCKDB_CLOCK = re.compile(r"(-?\d+)-(\d\d)-(\d\d)( \(BC\))?(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
+                           r"(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?)?")
+
+
+def _text_micros(text: str) -> int:
+    """Microseconds since 1970-01-01 (UTC where an offset is given) of DuckDB's text of a date or
+    timestamp out of Python's years (``0044-03-15 (BC) 01:02:03+00``, ``10000-01-01``); the
+    proleptic Gregorian calendar with a year 0 (1 BC), as PostgreSQL's binary format counts."""
+    found = _DUCKDB_CLOCK.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"not a date or timestamp: {text!r}")
+    year, month, day, bc, hour, minute, second, fraction, sign, off_h, off_m, off_s = found.groups()
+    year = 1 - int(year) if bc else int(year)
+    seconds = int(hour or 0) * 3600 + int(minute or 0) * 60 + int(second or 0)
+    if sign:
+        offset = int(off_h) * 3600 + int(off_m or 0) * 60 + int(off_s or 0)
+        seconds -= offset if sign == "+" else -offset
+    return (_civil_days(year, int(month), int(day)) * 86_400 + seconds) * 1_000_000 + int((fraction or "").ljust(6, "0"))
+
+
+def _civil_days(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (astronomical year: 0 is 1 BC)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
+
+
 def _bin_time(value: dt.time) -> bytes:
+    if isinstance(value, str):  # 24:00:00, which Python's time cannot hold, comes as DuckDB's text
+        hour, minute, second = value.split(":")
+        whole, _, fraction = second.partition(".")
+        micros = ((int(hour) * 60 + int(minute)) * 60 + int(whole)) * 1_000_000 + int(fraction.ljust(6, "0"))
+        return struct.pack("!q", micros)
     micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
     return struct.pack("!q", micros)
 
@@ -286,7 +341,7 @@ _SCALARS = {
     "DOUBLE": _scalar(FLOAT8, 8, _text_float8, _packer("!d")),
     "VARCHAR": _TEXT_TYPE,
     "BLOB": _scalar(BYTEA, -1, _text_bytea, bytes),
-    "DATE": _scalar(DATE, 4, _text_str, _bin_date),
+    "DATE": _scalar(DATE, 4, _text_date, _bin_date),
     "TIME": _scalar(TIME, 8, _text_clock, _bin_time),
     "TIMESTAMP": _scalar(TIMESTAMP, 8, _text_clock, _bin_timestamp),
     "TIMESTAMP_S": _scalar(TIMESTAMP, 8, _text_clock, _bin_timestamp),
