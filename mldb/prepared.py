@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import secrets
 from collections import OrderedDict
 
 import duckdb
@@ -42,6 +43,7 @@ _LONGEST_TEXT = 256  # characters of a string parameter written as a literal (lo
 _BIND_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException)
 _SEEN_ONCE = ""  # a text seen once (prepared on its second run)
 _NAMES = itertools.count(1)
+_TOKEN = secrets.token_hex(6)  # in every name: a user's own PREPARE mldb_plan_1 cannot replace one of mldb's
 
 
 class PreparedStatements:
@@ -88,7 +90,7 @@ class PreparedStatements:
         if name != _SEEN_ONCE:
             self._names.move_to_end(sql)
             return name
-        name = f"mldb_plan_{next(_NAMES)}"
+        name = f"mldb_plan_{_TOKEN}_{next(_NAMES)}"
         try:
             con.execute(f"PREPARE {name} AS {sql}")
         except duckdb.TransactionException:  # an aborted transaction: maybe later

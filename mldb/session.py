@@ -153,9 +153,9 @@ class Session:
             statement = inner = scanned
         if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
             return self._run_plain(statement, params)
-        plan_key, written = None, (statement, params)
+        plan_key, written, marks = None, (statement, params), None
         if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
-            text, params = literals.parameterized(inner, params) or (inner.text, params)
+            text, params, marks = literals.parameterized(inner, params) or (inner.text, params, None)
             plan_key = cache.key(text, params, self.current_schema(), self.database.catalog_version.value)
             plan = self.plans.get(plan_key)
             if plan is not None:
@@ -172,15 +172,19 @@ class Session:
             return self._run_step(tree, params)
         execution = self.database.start(self, inner.text)
         try:
-            return self._run_planned(statement, tree, params, execution, prefix, plan_key, written)
+            return self._run_planned(statement, tree, params, execution, prefix, plan_key, written, marks)
         except BaseException:
             execution.finish(success=False)
             raise
 
     def _run_planned(self, statement: Statement, tree, params, execution: Execution, explain: str,
-                     plan_key=None, written=None) -> Result:
+                     plan_key=None, written=None, marks=None) -> Result:
         planner = Planner(self, params, execution.id)
+        if marks and not literals.faithful(tree, marks, before=True):
+            return self._run_written(written, execution)
         tree = rewrite(tree, planner)
+        if marks and not literals.faithful(tree, marks, before=False):
+            return self._run_written(written, execution)
         if not planner.notes:  # (as written: a query vector literal made a parameter goes back in the text)
             execution.finish()
             return self._run_plain(*(written or (statement, params)))
@@ -200,6 +204,12 @@ class Session:
         if plan_key is not None and planner.cacheable:
             self.plans.put(plan_key, plan)
         return self._run_plan(statement, plan, planner.params, execution)
+
+    def _run_written(self, written: tuple, execution: Execution) -> Result:
+        """The statement as written, when a query vector literal made a parameter would change what
+        it returns (``literals.faithful``): planned each time, as every new literal is a new text."""
+        statement, params = written
+        return self._run_planned(statement, parse(statement), params, execution, "", None, written)
 
     def _run_plan(self, statement: Statement, plan: cache.Plan, params, execution: Execution) -> Result:
         """Fill the plan's holes (its operators run: a FAISS search, a query's embedding), then DuckDB."""

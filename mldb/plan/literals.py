@@ -22,8 +22,11 @@ _NAME = "mldb_vector_{}"
 
 
 def parameterized(statement: Statement, params):
-    """(text, params) with each query-vector literal a parameter, or None when there is none
-    (or the statement's own parameters are of a kind this does not combine with)."""
+    """(text, params, marks) with each query-vector literal a parameter, or None when there is
+    none (or the statement's own parameters are of a kind this does not combine with). ``marks``
+    are the names of the parameters made from literals (``?`` are written ``$1``, ``$2`` ... in
+    text order, so every parameter has a name): ``faithful`` checks the plan used them only as
+    the query vector of a FAISS search."""
     tokens = statement.tokens
     found = list(_vector_literals(tokens))
     if not found:
@@ -31,17 +34,46 @@ def parameterized(statement: Statement, params):
     style = _style(tokens, params)
     if style is None:
         return None
-    text, at, pieces, values = statement.text, 0, [], []
     numbered = max((int(tokens[i + 1].text) for i, t in enumerate(tokens[:-1])
                     if t.token_type == TokenType.PARAMETER and tokens[i + 1].text.isdigit()), default=0)
-    for number, (first, last, vector) in enumerate(found):
-        start, end = tokens[first].start - statement.offset, tokens[last].end + 1 - statement.offset
-        marker = {"?": "?", "$": f"${numbered + number + 1}", "name": f"${_NAME.format(number)}"}[style]
-        pieces += [text[at:start], marker]
-        at = end
-        values.append((tokens[first].start, vector))
+    spans = [(tokens[first].start, tokens[last].end + 1, vector) for first, last, vector in found]
+    if style == "?":  # the user's ``?`` become ``$n`` too, numbered with the literals in text order
+        spans += [(t.start, t.end + 1, None) for t in tokens if t.token_type == TokenType.PLACEHOLDER]
+        spans.sort(key=lambda span: span[0])
+    text, at, pieces, values, marks = statement.text, 0, [], [], set()
+    for number, (start, end, vector) in enumerate(spans):
+        if style == "?":
+            marker = f"${number + 1}"
+        elif style == "$":
+            marker = f"${numbered + len(values) + 1}"
+        else:
+            marker = f"${_NAME.format(len(values))}"
+        pieces += [text[at:start - statement.offset], marker]
+        at = end - statement.offset
+        if vector is not None:
+            values.append((start, vector))
+            marks.add(marker[1:])
     text = "".join(pieces) + text[at:]
-    return text, _merged(style, tokens, params, values)
+    return text, _merged(style, tokens, params, values), marks
+
+
+def faithful(tree, marks: set[str], before: bool) -> bool:
+    """Whether the plan of the parameterized text is the written text's: before the rewrite, no
+    projection without an alias holds a literal made a parameter (its column name is the text
+    as written); after it, each is left only in a hole a FAISS search fills (it was the query
+    vector, so DuckDB never sees its type: a list literal is DECIMAL[], a parameter DOUBLE[])."""
+    from sqlglot import exp
+
+    from mldb.plan.template import Hole
+
+    def marked(node) -> bool:
+        return any(p.this in marks and (before or p.find_ancestor(Hole) is None)
+                   for p in node.find_all(exp.Placeholder))
+
+    if not before:
+        return not marked(tree)
+    return not any(not isinstance(projection, exp.Alias) and marked(projection)
+                   for select in tree.find_all(exp.Select) for projection in select.expressions)
 
 
 def statement_of(text: str) -> Statement | None:
