@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from sqlglot.tokens import TokenType
 
 from mldb import errors
+from mldb.frontend import split_statements
 from mldb.vectors import rows, store
 
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "TRUNCATE", "ALTER", "DROP", "CREATE"})
+_READS = frozenset({"SELECT", "FROM", "VALUES", "TABLE", "(", "DESCRIBE", "SHOW", "SUMMARIZE"})
 
 
 def on_write(session, statement, phase) -> bool:
+    if statement.first_word == "EXECUTE":
+        statement = _executed(session, statement)
     if phase == "check":
         return bool(_targets(session, statement))
     vectors = store.vector_state(session)
@@ -58,16 +62,41 @@ def on_rollback(session) -> None:
     store.vector_state(session).rolled_back(session)
 
 
+def _executed(session, statement):
+    """``EXECUTE name(...)`` of a statement the user prepared: the statement it runs (DuckDB's
+    text of it, from ``duckdb_prepared_statements()``), so that its write is followed as the
+    same statement run directly would be. When that text cannot be read, the EXECUTE itself:
+    ``_targets`` then takes it to write every indexed table (and ``_vectors_changed`` to
+    change any vector)."""
+    if len(statement.tokens) < 2:
+        return statement
+    try:
+        row = store.one(session, "SELECT statement FROM duckdb_prepared_statements() WHERE lower(name) = lower(?) "
+                                 "LIMIT 1", [statement.tokens[1].text])
+    except errors.Error:
+        return statement
+    if not row or not row[0]:
+        return statement  # (an unknown name: DuckDB's EXECUTE fails)
+    parts = split_statements(row[0])
+    if not parts or len(parts) != 1 or parts[0].first_word == "EXECUTE":
+        return statement
+    return parts[0]
+
+
 def _targets(session, statement) -> list[store.IndexEntry]:
     """Indexes on the tables the statement names (an over-approximation: any name token that matches)."""
     if statement.first_word == "WITH" and not statement.words & _WRITES:
         return []  # a query with CTEs: it reads
+    if statement.first_word in _READS:
+        return []  # (a prepared SELECT run by EXECUTE)
     if not store.catalog_ready(session):
         return []
     vectors = store.vector_state(session)
     tables = vectors.table_names()
     if not tables:
         return []
+    if statement.first_word == "EXECUTE":  # a prepared statement whose text is unknown: it may write any of them
+        return vectors.on_tables(session, tables)
     names = {token.text.lower() for token in statement.tokens
              if token.token_type not in (TokenType.STRING, TokenType.NUMBER)}
     if not names & tables:

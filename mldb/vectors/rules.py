@@ -183,7 +183,8 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     parts = [part.name for part in source.parts]
     schema, name = (parts[-2] if len(parts) > 1 else None), parts[-1]
     alias = table.alias or "vector_search"
-    info = _index_on(context.session, schema, name, column.name, None)
+    catalog = parts[-3] if len(parts) > 2 else None
+    info = _index_on(context.session, schema, name, column.name, None, catalog)
     column_type = _column_type(context.session, table, schema, name, column.name)
     function = fx.METRICS[info.metric if info else "cosine"]
     if column_type is not None and column_type.endswith("[]"):
@@ -192,7 +193,7 @@ def _replace_vector_search(table: exp.Table, context) -> None:
     distance = exp.Anonymous(this=function, expressions=[exp.column(column.name, table=alias), query])
     inner = (exp.select(f"{alias}.*").select(exp.alias_(distance.copy(), "distance"))
              .from_(exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None,
-                              alias=exp.TableAlias(this=exp.to_identifier(alias))))
+                              catalog=exp.to_identifier(catalog) if catalog else None, alias=exp.TableAlias(this=exp.to_identifier(alias))))
              .order_by(exp.Ordered(this=distance, nulls_first=False)).limit(k))
     _push_filter(table, inner)
     outer = table.parent.parent if isinstance(table.parent, exp.From) else None
@@ -315,10 +316,13 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
     if match is None:
         return
     table, call, column, query, metric, k = match
-    info = _index_on(context.session, table.db or None, table.name, column, metric)
+    info = _index_on(context.session, table.db or None, table.name, column, metric, table.catalog or None, context)
     if info is None:
         _explain_no_index(context, table, column, metric)
         return  # DuckDB searches exactly
+    if _calls_aggregate(context.session, select, call):
+        context.note("exact search (no FAISS): the SELECT list calls an aggregate function over the table")
+        return
     root = select.root()
     if any(not p.args.get("this") for p in root.find_all(exp.Placeholder)):
         _number_placeholders(root)  # the query is evaluated apart: ``?`` must become ``$n``
@@ -442,11 +446,41 @@ def _top_k_pattern(select: exp.Select):
         return None
     if any(select.args.get(key) for key in ("joins", "group", "having", "distinct", "qualify", "windows")):
         return None
+    if _over_rows(select):
+        return None
     limit, offset = _integer(limit.expression), _integer((select.args.get("offset") or exp.Offset()).expression, 0)
     found = _column_and_query(call.expressions, table)
     if found is None or limit is None or offset is None:
         return None
     return table, call, found[0], found[1], metric, limit + offset
+
+
+def _over_rows(select: exp.Select) -> bool:
+    """Whether the SELECT list or ORDER BY computes over more than one row of the table: a
+    window function (``count(*) OVER ()``), an aggregate (without GROUP BY the query is one
+    row over the whole table) or a set-returning ``unnest``. Over the k rows found by an index
+    it would give another result than DuckDB's exact search (subqueries are their own)."""
+    nodes = [*select.expressions, *select.args["order"].expressions]
+    for node in nodes:
+        for found in node.find_all(exp.Window, exp.AggFunc, exp.Explode, exp.Unnest):
+            if found.find_ancestor(exp.Select) is select or found.find_ancestor(exp.Select) is None:
+                return True
+    return False
+
+
+def _calls_aggregate(session, select: exp.Select, call: exp.Expression) -> bool:
+    """Whether a function sqlglot does not know (``mode(x)``, a user's aggregate) in the
+    SELECT list is one of DuckDB's aggregates (see ``_over_rows``)."""
+    names = {node.name.lower() for projection in select.expressions for node in projection.find_all(exp.Anonymous)
+             if node.find_ancestor(exp.Select) is select and node != call}
+    if not names:
+        return False
+    try:
+        row = store.one(session, "SELECT count(*) FROM duckdb_functions() WHERE function_type = 'aggregate' "
+                                 "AND lower(function_name) IN (SELECT unnest($1::VARCHAR[]))", [sorted(names)])
+    except errors.Error:
+        return True
+    return bool(row and row[0])
 
 
 def _aliased(select: exp.Select, ordered: exp.Expression) -> exp.Expression:
@@ -483,13 +517,42 @@ def _constant(node: exp.Expression) -> bool:
     return all(id(column.find_ancestor(exp.Select)) in subqueries for column in node.find_all(exp.Column))
 
 
-def _index_on(session, schema, table, column, metric) -> store.IndexInfo | None:
+def _index_on(session, schema, table, column, metric, catalog=None, context=None) -> store.IndexInfo | None:
     if not store.catalog_ready(session):
         return None
     for info in store.for_table(session, schema, table):
         if info.column.lower() == column.lower() and (metric is None or info.metric == metric):
+            hidden = _hidden(session, schema, table, catalog)
+            if hidden is not None:
+                if context is not None:
+                    context.note(f"exact search (no FAISS): {hidden}; index {info.name} is on "
+                                 f"{info.schema}.{info.table}")
+                return None
             return info
     return None
+
+
+def _hidden(session, schema, table, catalog) -> str | None:
+    """Why the name does not mean the indexed table as DuckDB resolves it, or None.
+
+    DuckDB looks for ``t`` and ``main.t`` in the connection's temporary catalog first: a
+    ``CREATE TEMP TABLE t`` / ``TEMP VIEW t``, or a registered frame (``register('t', ...)``,
+    a temporary view), hides the table of the index. ``db.schema.t`` names its database.
+    (Plans are cached by the catalog version, which CREATE, DROP, register and unregister
+    move.)"""
+    try:
+        if catalog:
+            current = store.one(session, "SELECT current_database()")[0]
+            return None if catalog.lower() == current.lower() else f"{catalog}.{schema}.{table} is in database {catalog}"
+        if schema is not None and schema.lower() != "main":
+            return None
+        row = store.one(session, "SELECT kind FROM (SELECT 'table' AS kind FROM duckdb_tables() WHERE database_name = "
+                                 "'temp' AND schema_name = 'main' AND lower(table_name) = lower($1) UNION ALL "
+                                 "SELECT 'view' FROM duckdb_views() WHERE database_name = 'temp' AND schema_name = "
+                                 "'main' AND lower(view_name) = lower($1)) LIMIT 1", [table])
+    except errors.Error:
+        return "the catalog cannot be read now"  # (DuckDB's exact search says why, if it fails too)
+    return None if row is None else f"temporary {row[0]} {table} hides the table (DuckDB reads temp.{table})"
 
 
 def _embedded_model(context, query: exp.Expression) -> str:
@@ -597,7 +660,7 @@ def _explain_no_index(context, table: exp.Table, column: str, metric: str) -> No
     if not store.catalog_ready(context.session):
         return
     for info in store.for_table(context.session, table.db or None, table.name):
-        if info.column.lower() == column.lower():
+        if info.column.lower() == column.lower() and info.metric != metric:
             context.note(f"exact search (no FAISS): index {info.name} on {info.table}.{info.column} uses metric "
                          f"{info.metric}; the query orders by {fx.METRICS[metric]} ({metric})")
             return
