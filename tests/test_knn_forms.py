@@ -386,3 +386,23 @@ def test_window_functions_and_aggregates_are_computed_over_the_table(con, projec
     indexed, exact = _both(con, inner, [QUERY.tolist()])
     assert indexed == exact
     assert any(n.startswith("FAISS search") for n in _notes(con, inner.format(t="pts"), [QUERY.tolist()]))
+
+
+def test_execute_of_a_prepared_delete_through_the_server(tmp_path):
+    """The same through ``mldb serve``: a client's PREPARE / EXECUTE of a DELETE."""
+    psycopg = pytest.importorskip("psycopg")
+    from conftest_server import start_server
+
+    served = start_server(tmp_path)
+    try:
+        with psycopg.connect(served.dsn(), autocommit=True) as client:
+            client.execute("CREATE TABLE ex(id INT PRIMARY KEY, v FLOAT[2])")
+            client.execute("INSERT INTO ex VALUES (1, [1, 0]), (2, [0, 1]), (3, [1, 1])")
+            client.execute("CREATE INDEX ex_v ON ex USING FAISS (v) WITH (type = 'flat')")
+            client.execute("PREPARE del AS DELETE FROM ex WHERE id = $1")
+            client.execute("EXECUTE del(1)")
+            top = "SELECT id FROM ex ORDER BY array_cosine_distance(v, [1.0, 0.0]::FLOAT[2]) LIMIT {}"
+            assert client.execute(top.format(1)).fetchall() == [(3,)]
+            assert client.execute(top.format(3)).fetchall() == [(3,), (2,)]
+    finally:
+        served.stop()
