@@ -131,7 +131,7 @@ class Session:
             self._schema = None
         if word in _BEGIN or word in _COMMIT or word in _ROLLBACK:
             return self._transaction_statement(statement, params)
-        if word in _READS and not (word == "EXPLAIN" and "ANALYZE" in statement.words):
+        if word in _READS and _analyzed(statement).first_word in _READS:  # (EXPLAIN ANALYZE runs its statement)
             return self._execute_statement(statement, params, scope)
         with self._changing_catalog():
             return self._execute_statement(statement, params, scope)
@@ -190,7 +190,7 @@ class Session:
             return self._run_plain(*(written or (statement, params)))
         if explain:
             sql, explain_params = template.plain(tree, planner.params)
-            plan = self._run_sql(explain + sql, explain_params, "EXPLAIN")
+            plan = self._run_plain(statement, explain_params, explain + sql, stream=False)
             execution.finish()
             return self._hold(_explained(plan, planner.notes), "EXPLAIN")
         for callback, always in planner.finishers:
@@ -242,18 +242,19 @@ class Session:
                    execution: Execution | None = None, stream: bool = True) -> Result:
         sql = statement.text if sql is None else sql
         listeners = []
-        if statement.first_word in _WRITE_WORDS:
-            listeners = [listener for listener in _features().each("on_write") if listener(self, statement, "check")]
+        written = _analyzed(statement)  # (EXPLAIN ANALYZE runs its statement: a write is followed as one)
+        if written.first_word in _WRITE_WORDS:
+            listeners = [listener for listener in _features().each("on_write") if listener(self, written, "check")]
         if not listeners:
             return self._run_sql(sql, params, statement.first_word, execution, stream, prepare=sql == statement.text)
         with self.transaction():
             for listener in listeners:
-                listener(self, statement, "before")
+                listener(self, written, "before")
             result = self._run_sql(sql, params, statement.first_word, execution)
             if result.has_rows:  # INSERT ... RETURNING: the rows must be computed before the index follows
                 result.spill(self._holder_connection())
             for listener in listeners:
-                listener(self, statement, "after")
+                listener(self, written, "after")
         return result
 
     def _run_sql(self, sql: str, params, status: str, execution: Execution | None = None,
@@ -583,6 +584,14 @@ def _split_explain(statement: Statement) -> tuple[str, Statement]:
     if inner.first_word == "ANALYZE" and (analyzed := inner.rest()) is not None:
         prefix, inner = "EXPLAIN ANALYZE ", analyzed
     return prefix, inner
+
+
+def _analyzed(statement: Statement) -> Statement:
+    """The statement ``EXPLAIN ANALYZE <statement>`` runs (``statement`` itself otherwise)."""
+    if statement.first_word != "EXPLAIN":
+        return statement
+    prefix, inner = _split_explain(statement)
+    return inner if prefix == "EXPLAIN ANALYZE " else statement
 
 
 def _distribute(statements: list[Statement], params):

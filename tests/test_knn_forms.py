@@ -306,6 +306,24 @@ def test_execute_of_a_prepared_write_keeps_the_index_in_step(con, write):
     assert any(n.startswith("FAISS search") for n in _notes(con, _shapes("?" + CAST)[0].format(t="pts"), params))
 
 
+@pytest.mark.parametrize("analyze", [
+    "EXPLAIN ANALYZE DELETE FROM {t} WHERE id = {id}",
+    "EXPLAIN ANALYZE UPDATE {t} SET v = (SELECT v FROM {t} WHERE id = 299) WHERE id = {id}",
+    "EXPLAIN ANALYZE DELETE FROM {t} WHERE id = {id} AND array_cosine_distance(v, (SELECT v FROM {t} "
+    "WHERE id = {id})) < 1 AND EMBED('x') IS NOT NULL",  # (planned: EMBED)
+])
+def test_explain_analyze_of_a_write_keeps_the_index_in_step(con, analyze):
+    """EXPLAIN ANALYZE runs its statement: a write under it is followed as the write itself."""
+    params = [QUERY.tolist()]
+    nearest = _ids(con, f"SELECT id FROM plain ORDER BY array_cosine_distance(v, ?{CAST}) LIMIT 1", params)[0]
+    for t in ("pts", "plain"):
+        plan = con.execute(analyze.format(t=t, id=nearest)).fetchall()
+        assert plan
+    for shape in _shapes("?" + CAST)[:2] + _shapes("?" + CAST)[3:]:
+        indexed, exact = _both(con, shape, params)
+        assert [row[0] for row in indexed] == [row[0] for row in exact], shape
+
+
 def test_execute_in_a_transaction_and_of_a_read(con):
     params = [QUERY.tolist()]
     nearest = _ids(con, f"SELECT id FROM plain ORDER BY array_cosine_distance(v, ?{CAST}) LIMIT 1", params)[0]
