@@ -13,15 +13,16 @@ hundred times a second. Two costs that a plain ``module(x)`` pays on every call 
   on a batch of a few thousand rows two threads are slower than one, and while DuckDB runs
   PREDICT on each of its threads (torch releases the GIL in ``addmm``) they fight for the same
   cores (1M rows: 8.2 s with 2 torch threads and 1 DuckDB thread, 1.4 s with 1 and 1).
-  ``predict_threads`` picks the intra-op threads for one call; ``torch_threads`` sets them for
-  the call and puts the previous setting back.
+  ``predict_threads`` picks the intra-op threads for one call; ``mldb.threads.torch_threads``
+  sets them for the call and puts the previous setting back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
+
+from mldb.threads import torch_threads
 
 WORK_PER_THREAD = 5e8  # rows x weights of one call that make a second intra-op thread pay
 
@@ -39,24 +40,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """torch's intra-op threads set to ``count`` for the block, in the calling thread, and put back.
-
-    (torch's setting is OpenMP's, which each thread holds for itself: DuckDB's worker threads
-    and the caller's each set and restore their own.)"""
-    import torch
-
-    before = torch.get_num_threads()
-    if before != count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if before != count:
-            torch.set_num_threads(before)
 
 
 class Network:

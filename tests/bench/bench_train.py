@@ -32,6 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 import mldb  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_predict import timed  # noqa: E402  (interleaved medians, as every benchmark here)
+
 EPOCHS, BATCH, LR = 5, 256, 0.01
 PLANS = ("basic", "plus", "pro", "team", "enterprise")
 REGIONS = ("north", "south", "east", "west")
@@ -122,17 +125,6 @@ def hand_train(root, threads: int) -> float:
         return loss
     finally:
         torch.set_num_threads(before)
-
-
-def timed(functions: list, repeat: int) -> list[float]:
-    """Median seconds of each function, run in turn (interleaved)."""
-    times = [[] for _ in functions]
-    for _ in range(repeat):
-        for function, spent in zip(functions, times):
-            started = time.perf_counter()
-            function()
-            spent.append(time.perf_counter() - started)
-    return [statistics.median(spent) for spent in times]
 
 
 def busy_neighbour() -> subprocess.Popen:
