@@ -406,6 +406,45 @@ def test_window_functions_and_aggregates_are_computed_over_the_table(con, projec
     assert any(n.startswith("FAISS search") for n in _notes(con, inner.format(t="pts"), [QUERY.tolist()]))
 
 
+@pytest.mark.parametrize("shape", [
+    "SELECT id FROM {t} ORDER BY array_cosine_distance(v, ?" + CAST + ") NULLS FIRST LIMIT 3",
+    "SELECT id FROM {t} ORDER BY array_cosine_distance(v, ?" + CAST + ") LIMIT 2%",
+    "SELECT id FROM {t} TABLESAMPLE 20% (bernoulli, 7) ORDER BY array_cosine_distance(v, ?" + CAST + ") LIMIT 5",
+    "SELECT id FROM {t} USING SAMPLE 20% (bernoulli, 7) ORDER BY array_cosine_distance(v, ?" + CAST + ") LIMIT 5",
+    "SELECT id, mldb_test_count() AS n FROM {t} ORDER BY array_cosine_distance(v, ?" + CAST + ") LIMIT 3",
+    "SELECT id, mldb_test_rank(id) AS r FROM {t} ORDER BY array_cosine_distance(v, ?" + CAST + ") LIMIT 3",
+    "SELECT id, nextval('mldb_test_seq') - currval('mldb_test_seq') AS s FROM {t} "
+    "ORDER BY array_cosine_distance(v, ?" + CAST + ") LIMIT 3",
+])
+def test_orderings_samples_macros_and_volatile_functions_search_exactly(con, shape):
+    """What an index search over the k rows found cannot give (rows without a vector first, a
+    percentage of the table, a sample of it, a macro's window function or aggregate over the whole
+    table, a sequence advanced per row read) is left to DuckDB's exact search."""
+    con.execute("CREATE OR REPLACE MACRO mldb_test_count() AS count(*) OVER ()")
+    con.execute("CREATE OR REPLACE MACRO mldb_test_rank(x) AS row_number() OVER (ORDER BY x)")
+    con.execute("CREATE SEQUENCE IF NOT EXISTS mldb_test_seq")
+    con.execute("UPDATE pts SET v = NULL WHERE id = 5")
+    con.execute("UPDATE plain SET v = NULL WHERE id = 5")
+    params = [QUERY.tolist()]
+    indexed, exact = _both(con, shape, params)
+    assert indexed == exact
+    assert not any(n.startswith("FAISS search") for n in _notes(con, shape.format(t="pts"), params))
+
+
+@pytest.mark.parametrize("setting", ["SET default_order = 'desc'", "SET default_null_order = 'nulls_first'"])
+def test_a_default_ordering_setting_is_followed(con, setting):
+    con.execute("UPDATE pts SET v = NULL WHERE id = 5")
+    con.execute("UPDATE plain SET v = NULL WHERE id = 5")
+    params = [QUERY.tolist()]
+    shape = _shapes("?" + CAST)[0]
+    assert _both(con, shape, params)[0] == _both(con, shape, params)[1]  # (a plan made before the setting)
+    con.execute(setting)
+    indexed, exact = _both(con, shape, params)
+    assert indexed == exact
+    con.execute("RESET default_order; RESET default_null_order")
+    assert any(n.startswith("FAISS search") for n in _notes(con, shape.format(t="pts"), params))
+
+
 def test_execute_of_a_prepared_delete_through_the_server(tmp_path):
     """The same through ``mldb serve``: a client's PREPARE / EXECUTE of a DELETE."""
     psycopg = pytest.importorskip("psycopg")

@@ -321,7 +321,12 @@ def _rewrite_top_k(select: exp.Select, context) -> None:
         _explain_no_index(context, table, column, metric)
         return  # DuckDB searches exactly
     if _calls_aggregate(context.session, select, call):
-        context.note("exact search (no FAISS): the SELECT list calls an aggregate function over the table")
+        context.note("exact search (no FAISS): the SELECT list or ORDER BY calls an aggregate, a macro or a "
+                     "volatile function over the table's rows")
+        return
+    if not _default_order(context.session):
+        context.note("exact search (no FAISS): default_order / default_null_order make ORDER BY other than "
+                     "ascending with NULLs last")
         return
     root = select.root()
     if any(not p.args.get("this") for p in root.find_all(exp.Placeholder)):
@@ -438,16 +443,19 @@ def _top_k_pattern(select: exp.Select):
     order, limit = select.args.get("order"), select.args.get("limit")
     if order is None or limit is None or len(order.expressions) != 1 or order.expressions[0].args.get("desc"):
         return None
+    if order.expressions[0].args.get("nulls_first") or (limit.args.get("limit_options") or exp.Expression()).args.get(
+            "percent"):
+        return None  # (rows without a vector first; LIMIT 2%: DuckDB's exact search)
     call = _aliased(select, order.expressions[0].this)
     metric = _DISTANCES.get(call.name.lower()) if isinstance(call, exp.Anonymous) else None
     source = select.args.get("from_") or select.args.get("from")
     table = source.this if source else None
     if metric is None or not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         return None
-    if any(select.args.get(key) for key in ("joins", "group", "having", "distinct", "qualify", "windows")):
+    if any(select.args.get(key) for key in ("joins", "group", "having", "distinct", "qualify", "windows", "sample")):
         return None
-    if _over_rows(select):
-        return None
+    if table.args.get("sample") or _over_rows(select):
+        return None  # (TABLESAMPLE: the top k of the sample, not of the table)
     limit, offset = _integer(limit.expression), _integer((select.args.get("offset") or exp.Offset()).expression, 0)
     found = _column_and_query(call.expressions, table)
     if found is None or limit is None or offset is None:
@@ -459,25 +467,45 @@ def _over_rows(select: exp.Select) -> bool:
     """Whether the SELECT list or ORDER BY computes over more than one row of the table: a
     window function (``count(*) OVER ()``), an aggregate (without GROUP BY the query is one
     row over the whole table) or a set-returning ``unnest``. Over the k rows found by an index
-    it would give another result than DuckDB's exact search (subqueries are their own)."""
+    it would give another result than DuckDB's exact search (subqueries are their own); so would a
+    volatile function (``random()``, ``uuid()``; ``nextval`` in ``_calls_aggregate``), run once per row read."""
     nodes = [*select.expressions, *select.args["order"].expressions]
     for node in nodes:
-        for found in node.find_all(exp.Window, exp.AggFunc, exp.Explode, exp.Unnest):
+        for found in node.find_all(exp.Window, exp.AggFunc, exp.Explode, exp.Unnest, exp.Rand, exp.Uuid):
             if found.find_ancestor(exp.Select) is select or found.find_ancestor(exp.Select) is None:
                 return True
     return False
 
 
+_VOLATILE = frozenset({"nextval", "currval", "random", "uuid", "gen_random_uuid", "setseed", "uuidv4", "uuidv7"})
+_ORDER_SETTINGS = ("SELECT current_setting('default_order'), current_setting('default_null_order')")
+
+
+def _default_order(session) -> bool:
+    """Whether ``ORDER BY x`` means ascending with NULLs last here (``SET default_order = 'desc'``
+    or ``default_null_order = 'nulls_first'`` change it, and move the catalog version: plans follow)."""
+    try:
+        order, nulls = store.one(session, _ORDER_SETTINGS, None)
+    except errors.Error:
+        return False
+    return str(order).lower() in ("asc", "ascending") and str(nulls).lower() in ("nulls_last", "nulls last")
+
+
 def _calls_aggregate(session, select: exp.Select, call: exp.Expression) -> bool:
-    """Whether a function sqlglot does not know (``mode(x)``, a user's aggregate) in the
-    SELECT list is one of DuckDB's aggregates (see ``_over_rows``)."""
-    names = {node.name.lower() for projection in select.expressions for node in projection.find_all(exp.Anonymous)
+    """Whether a function sqlglot does not know in the SELECT list or ORDER BY is one of DuckDB's
+    aggregates (``mode(x)``, a user's aggregate), a macro (which may hold a window function or an
+    aggregate: ``count(*) OVER ()``) or volatile (``nextval``): each runs over the rows DuckDB reads,
+    which an index search cuts to k (see ``_over_rows``)."""
+    nodes = [*select.expressions, *select.args["order"].expressions]
+    names = {node.name.lower() for projection in nodes for node in projection.find_all(exp.Anonymous)
              if node.find_ancestor(exp.Select) is select and node != call}
     if not names:
         return False
+    if names & _VOLATILE:
+        return True
     try:
-        row = store.one(session, "SELECT count(*) FROM duckdb_functions() WHERE function_type = 'aggregate' "
-                                 "AND lower(function_name) IN (SELECT unnest($1::VARCHAR[]))", [sorted(names)])
+        row = store.one(session, "SELECT count(*) FROM duckdb_functions() WHERE function_type IN ('aggregate', "
+                                 "'macro') AND lower(function_name) IN (SELECT unnest($1::VARCHAR[]))", [sorted(names)])
     except errors.Error:
         return True
     return bool(row and row[0])
