@@ -19,10 +19,9 @@ hundred times a second. Two costs that a plain ``module(x)`` pays on every call 
 
 from __future__ import annotations
 
-import os
 import threading
 
-from mldb.threads import torch_threads
+from mldb.threads import cores, torch_threads
 
 WORK_PER_THREAD = 5e8  # rows x weights of one call that make a second intra-op thread pay
 
@@ -32,14 +31,7 @@ def predict_threads(rows: int, weights: int) -> int:
 
     One, unless the call is big enough that a second thread's barriers are paid back (a few
     hundred thousand rows of a small MLP); DuckDB already runs a call per core."""
-    return max(1, min(_cores(), int(rows * weights // WORK_PER_THREAD)))
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return max(1, min(cores(), int(rows * weights // WORK_PER_THREAD)))
 
 
 class Network:
