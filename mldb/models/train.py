@@ -7,6 +7,8 @@ writes it to the catalog in one transaction.
 
 from __future__ import annotations
 
+import threading
+
 import time
 from dataclasses import dataclass, field
 
@@ -189,12 +191,16 @@ def _device(model: str, wanted: str) -> str:
                                   "device = 'cpu', or 'auto' to train on a GPU when there is one", sqlstate="22023")
 
 
+_SEEDING = threading.Lock()
+
+
 def _train_loop(x, y, task, train_idx, valid_idx, hyper, device, target_encoder, check_cancel):
     import torch
 
-    torch.manual_seed(int(hyper["seed"]))
+    with _SEEDING:  # (torch's global generator draws the initial weights: two TRAINs at once must not interleave)
+        torch.manual_seed(int(hyper["seed"]))
+        module = algorithms.build(hyper).to(device)
     generator = torch.Generator().manual_seed(int(hyper["seed"]))
-    module = algorithms.build(hyper).to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=float(hyper["lr"]),
                                  weight_decay=float(hyper["weight_decay"]))
     loss_fn = torch.nn.MSELoss() if task == "regression" else torch.nn.CrossEntropyLoss()
