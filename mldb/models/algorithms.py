@@ -1,4 +1,5 @@
-"""The PyTorch modules behind ``USING linear | logistic | mlp | auto`` and their (de)serialisation.
+"""The algorithms: the PyTorch modules behind ``USING linear | logistic | mlp | auto`` and their
+(de)serialisation; ``USING lightgbm`` is trained and served by :mod:`mldb.models.boosting`.
 
 A module is rebuilt from its hyperparameters (plain JSON) and its ``state_dict``; the
 weights are stored with ``torch.save`` and read back with ``torch.load(weights_only=True)``,
@@ -11,7 +12,7 @@ import io
 
 from mldb import errors
 
-ALGORITHMS = ("linear", "logistic", "mlp", "auto")
+ALGORITHMS = ("linear", "logistic", "mlp", "lightgbm", "auto")
 AUTO_MLP_ROWS = 20_000  # auto: a linear/logistic model below this many rows, an MLP above
 
 

@@ -9,6 +9,10 @@ A fitted feature is a plain dict ``{"name", "type", "kind", "encoding", "width",
 - ``vector``    FLOAT[n] / LIST of numbers: each component standardised
 - ``date``      DATE / TIMESTAMP: year, month, day, weekday (+ hour) standardised
 
+Trees (``USING lightgbm``) take the same columns in a tree form (:class:`TreeEncoder`): ``raw``
+numbers, ``category`` codes for text, ``raw_vector`` / ``raw_date`` / ``raw_embed``; unscaled, missing
+values left missing (NaN).
+
 Everything is vectorized over whole Arrow arrays (pyarrow.compute + numpy).
 
 NaN is NULL: a NaN training value is left out of the mean, and a NaN (or NULL) value is
@@ -30,6 +34,7 @@ from mldb.models import inference
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_CATEGORIES = 50  # one-hot at most this many values (most frequent first)
+MAX_TREE_CATEGORIES = 1024  # category codes for trees: this many values (LightGBM bins at most max_bin of them)
 LONG_TEXT = 30.0  # average length above which a many-valued text column counts as free text
 _DATE_PARTS = ("year", "month", "day", "day_of_week")
 MAX_YEAR = 30000  # Arrow's year/month/day are wrong beyond about ±32767 ('infinity' included)
@@ -82,8 +87,9 @@ def _scaling(values: np.ndarray) -> tuple[list, list]:
 
 
 # -- fitting ---------------------------------------------------------------------------
-def fit_feature(model: str, name: str, sql_type: str, array, embed_model: str | None = None) -> dict:
-    """Fit one column's encoder on the training rows."""
+def fit_feature(model: str, name: str, sql_type: str, array, embed_model: str | None = None,
+                trees: bool = False) -> dict:
+    """Fit one column's encoder on the training rows (in the tree form for ``trees``: see :class:`TreeEncoder`)."""
     array = _plain(array)
     kind = kind_of(array.type)
     if kind is None or kind == "null":
@@ -98,6 +104,8 @@ def fit_feature(model: str, name: str, sql_type: str, array, embed_model: str | 
         raise errors.DataError(f"model '{model}': feature column '{name}' holds only empty lists, which have "
                                f"nothing to learn from; leave it out of the training query")
     feature = {"name": name, "type": sql_type, "kind": kind}
+    if trees:
+        return feature | _fit_tree(kind, array, embed_model)
     if kind == "text":
         return feature | _fit_text(array, embed_model)
     return feature | _FITTERS[kind](array)
@@ -182,22 +190,52 @@ def _fit_embedding(array: pa.Array, embed_model: str | None) -> dict | None:
     return {"encoding": "embed", "width": vectors.shape[1], "embed_model": embed_model, "mean": mean, "std": std}
 
 
-def _fit_vector(array: pa.Array) -> dict:
+def _vector_dim(array: pa.Array) -> int:
+    """The most frequent length of the non-empty lists."""
     lengths = pc.list_value_length(array).drop_null().to_numpy()
     lengths = lengths[lengths > 0]  # (an empty list is a missing value, imputed as NULL is)
-    dim = int(np.bincount(lengths).argmax()) if len(lengths) else 0
+    return int(np.bincount(lengths).argmax()) if len(lengths) else 0
+
+
+def _fit_vector(array: pa.Array) -> dict:
+    dim = _vector_dim(array)
     values = _vectors(array, dim)
     mean, std = _scaling(values)
     return {"encoding": "vector", "width": dim, "dim": dim, "mean": mean, "std": std}
 
 
 def _fit_date(array: pa.Array) -> dict:
-    parts = list(_DATE_PARTS) + (["hour"] if pa.types.is_timestamp(array.type) else [])
+    parts = _date_parts_of(array)
     mean, std = _scaling(_date_parts(array, parts))
     return {"encoding": "date", "width": len(parts), "parts": parts, "mean": mean, "std": std}
 
 
 _FITTERS = {"numeric": _fit_numeric, "vector": _fit_vector, "date": _fit_date}
+
+
+def _date_parts_of(array: pa.Array) -> list[str]:
+    return list(_DATE_PARTS) + (["hour"] if pa.types.is_timestamp(array.type) else [])
+
+
+def _fit_tree(kind: str, array: pa.Array, embed_model: str | None) -> dict:
+    """The tree form's encoder: nothing to fit for a number; a text column's categories (or, for long
+    free text, its EMBED width); a vector's length; a date's parts."""
+    if kind == "numeric":
+        return {"encoding": "raw", "width": 1}
+    if kind == "vector":
+        dim = _vector_dim(array)
+        return {"encoding": "raw_vector", "width": dim, "dim": dim}
+    if kind == "date":
+        parts = _date_parts_of(array)
+        return {"encoding": "raw_date", "width": len(parts), "parts": parts}
+    counts = pc.value_counts(array.drop_null())
+    values, frequencies = counts.field("values"), counts.field("counts").to_numpy()
+    embed = _embedder()
+    if len(values) > MAX_CATEGORIES and _mean_length(array) > LONG_TEXT and embed is not None:
+        width = len(embed([values[0].as_py()], embed_model)[0])
+        return {"encoding": "raw_embed", "width": width, "embed_model": embed_model}
+    order = np.argsort(-frequencies, kind="stable")[:MAX_TREE_CATEGORIES]
+    return {"encoding": "category", "width": 1, "categories": values.take(pa.array(order)).to_pylist()}
 
 
 # -- transforming ----------------------------------------------------------------------
@@ -260,6 +298,79 @@ class Encoder:
 def transform(model: str, features: list[dict], arrays: list) -> np.ndarray:
     """Encode the feature columns (in ``features`` order) into one C-contiguous float32 matrix."""
     return np.ascontiguousarray(Encoder(model, features)(arrays))
+
+
+class TreeEncoder:
+    """The tree form of a model's features (``USING lightgbm``): one float64 matrix, numbers unscaled,
+    text as category codes (passed to LightGBM as ``categorical_feature``, no one-hot), and every missing
+    value -- NULL, NaN, a NULL or wrong-length vector, a date beyond ``MAX_YEAR`` -- as NaN, which LightGBM
+    sends down the branch it learnt for missing values rather than imputing it. A text value not among
+    the training's categories gets the code one past them ('other'). Vectors, dates and long text keep
+    the columns of their network encodings (components, parts, EMBED's vector), unscaled.
+
+    As :class:`Encoder`: filled feature-major into a matrix reused per thread and row count; the
+    (rows, width) transposed view is F-contiguous, which LightGBM reads as a column-major matrix
+    without copying it."""
+
+    def __init__(self, model: str, features: list[dict]):
+        self.model, self.features = model, features
+        self.starts = np.cumsum([0] + [feature["width"] for feature in features])[:-1].tolist()
+        self.width = sum(feature["width"] for feature in features)
+        self.categorical = [at for at, f in zip(self.starts, features) if f["encoding"] == "category"]
+        self._categories = [pa.array(f["categories"], pa.string()) if f["encoding"] == "category" else None
+                            for f in features]
+        self._kept = inference.ThreadBuffers()
+
+    def __call__(self, arrays: list) -> np.ndarray:
+        """(rows, width) float64: a transposed view of this thread's feature-major matrix (reused by its
+        next call with as many rows)."""
+        rows = len(arrays[0]) if arrays else 0
+        out = self._kept.get(rows, lambda: np.empty((self.width, rows), dtype=np.float64))
+        for at, feature, categories, array in zip(self.starts, self.features, self._categories, arrays):
+            array = _plain(array)
+            check_type(self.model, feature, array.type)
+            end = at + feature["width"]
+            if pa.types.is_null(array.type):
+                out[at:end] = np.nan
+            elif categories is not None:
+                out[at] = _category_codes(array, categories)
+            elif feature["encoding"] == "raw":
+                out[at] = _floats(array)
+            else:
+                out[at:end] = _TREE_ENCODERS[feature["encoding"]](feature, array).T
+        return out.T
+
+
+def _category_codes(array: pa.Array, categories: pa.Array) -> np.ndarray:
+    """Each value's index among ``categories`` (float64), ``len(categories)`` for another value, NaN for NULL."""
+    codes = pc.fill_null(pc.index_in(array, value_set=categories), len(categories))
+    if array.null_count:
+        codes = pc.if_else(pc.is_valid(array), codes, pa.scalar(None, codes.type))
+    return _floats(codes)
+
+
+def _raw_embed(feature: dict, array: pa.Array) -> np.ndarray:
+    embed = _embedder()
+    if embed is None:
+        raise errors.OperationalError(f"feature '{feature['name']}' was encoded with EMBED, which is not available")
+    out = np.full((len(array), feature["width"]), np.nan)
+    valid = pc.is_valid(array)
+    if array.null_count < len(array):
+        texts = array.filter(valid).to_pylist()
+        out[valid.to_numpy(zero_copy_only=False)] = embed(texts, feature.get("embed_model"))
+    return out
+
+
+def _raw_date(feature: dict, array: pa.Array) -> np.ndarray:
+    parts = [part for part in feature["parts"] if part != "hour" or pa.types.is_timestamp(array.type)]
+    values = _date_parts(array, parts)
+    if len(parts) < len(feature["parts"]):
+        values = np.concatenate([values, np.full((len(array), 1), np.nan)], axis=1)
+    return values
+
+
+_TREE_ENCODERS = {"raw_vector": lambda feature, array: _vectors(array, feature["dim"]),
+                  "raw_date": _raw_date, "raw_embed": _raw_embed}
 
 
 def _in_float32(values: np.ndarray) -> np.ndarray:
@@ -337,11 +448,7 @@ def _far_dates(array: pa.Array) -> np.ndarray:
 
 
 def _encode_date(feature: dict, array: pa.Array) -> np.ndarray:
-    parts = [part for part in feature["parts"] if part != "hour" or pa.types.is_timestamp(array.type)]
-    values = _date_parts(array, parts)
-    if len(parts) < len(feature["parts"]):
-        values = np.concatenate([values, np.full((len(array), 1), np.nan)], axis=1)
-    return _standardize(feature, values)
+    return _standardize(feature, _raw_date(feature, array))
 
 
 _ENCODERS = {"onehot": _encode_onehot, "embed": _encode_embed,

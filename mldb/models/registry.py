@@ -112,6 +112,7 @@ class ModelVersion:
     _module: object = field(default=None, repr=False)
     _encoder: object = field(default=None, repr=False)
     _network: object = field(default=None, repr=False)
+    _booster: object = field(default=None, repr=False)
 
     @property
     def ref(self) -> str:
@@ -139,17 +140,31 @@ class ModelVersion:
         return self._network
 
     @property
-    def encoder(self) -> features.Encoder:
+    def booster(self):
+        """A lightgbm model's ``lightgbm.Booster``, read from its text model once."""
+        if self._booster is None:
+            from mldb.models import boosting
+
+            self._booster = boosting.load(self.weights)
+        return self._booster
+
+    @property
+    def encoder(self) -> features.Encoder | features.TreeEncoder:
         if self._encoder is None:
-            self._encoder = features.Encoder(self.name, self.features)
+            form = features.TreeEncoder if self.algorithm == "lightgbm" else features.Encoder
+            self._encoder = form(self.name, self.features)
         return self._encoder
 
     # -- vectorized prediction ------------------------------------------------------------
     def forward(self, data) -> np.ndarray:
         """Raw outputs: class probabilities (n, k) or values (n,) in the target's units."""
+        arrays = self._arrays(data)
+        if self.algorithm == "lightgbm":
+            from mldb.models import boosting
+
+            return boosting.predict(self, arrays)
         import torch
 
-        arrays = self._arrays(data)
         out = self.network(torch.from_numpy(self.encoder(arrays)))
         with torch.inference_mode():  # (copies: ``out`` is the network's buffer, reused on the next call)
             if self.task != "regression":

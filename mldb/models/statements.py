@@ -49,6 +49,8 @@ def train_model(session, node, params) -> Result:
     algorithm = _name(node.args.get("algorithm")) or algorithm
     if algorithm in ("linear", "logistic"):  # (TRAIN m USING logistic after an MLP: its hidden is not inherited)
         stored = {key: value for key, value in stored.items() if key not in algorithms.MLP_ONLY}
+    known = train.options_schema(algorithm).options  # (nor, after USING lightgbm, its num_leaves; or epochs after)
+    stored = {key: value for key, value in stored.items() if key in known}
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
                   "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
                   "algorithm": algorithm, "options": stored | options_of(node)}
@@ -73,7 +75,7 @@ def _snapshot_query(session, name: str, version: int) -> str:
 
 def _train(session, name: str, definition: dict, *, status: str, replace: bool = False) -> Result:
     algorithms.check(name, definition["algorithm"])
-    definition["options"] = train.OPTIONS.check(definition["options"], f"model '{name}'")
+    definition["options"] = train.check_options(name, definition["algorithm"], definition["options"])
     algorithms.check_options(name, definition["algorithm"], definition["options"])
     if definition["options"].get("embed_model") and session.database.file_roots is not None:
         embedding.canonical(definition["options"]["embed_model"], session.database.file_roots)  # a served database

@@ -22,23 +22,26 @@ from mldb.options import Option, Schema
 _INT32_MAX = 2**31 - 1
 MAX_PARAMETERS = 50_000_000  # the default memory guard: about 200 MB of float32 weights (x4 with Adam's state)
 
-OPTIONS = Schema(
+SHARED = (  # the options of every algorithm
+    Option("seed", "int", 42, low=0, high=2**63 - 1),  # (numpy refuses a negative seed)
+    Option("valid_fraction", "number", 0.2, low=0, high=1, open_high=True),
+    Option("task", "text", "auto", choices=("auto", "classification", "binary", "multiclass", "regression")),
+    Option("snapshot", "bool", False),
+    Option("log_sample", "number", low=0, high=1),
+    Option("embed_model", "text"),
+)
+OPTIONS = Schema(  # USING linear | logistic | mlp | auto
     "CREATE MODEL / TRAIN",
     Option("epochs", "int", 50, low=1, high=_INT32_MAX),
     Option("batch_size", "int", 256, low=1, high=_INT32_MAX),
     Option("lr", "number", 0.01, low=0, high=10, open_low=True),  # (a float32 overflows well before 1e308)
-    Option("seed", "int", 42, low=0, high=2**63 - 1),  # (numpy refuses a negative seed)
-    Option("valid_fraction", "number", 0.2, low=0, high=1, open_high=True),
     Option("patience", "int", 5, low=1, high=_INT32_MAX),
     Option("weight_decay", "number", 0.0, low=0, high=10),
     Option("hidden", "sizes", [64, 64], most=16),
     Option("dropout", "number", 0.0, low=0, high=1, open_high=True),
     Option("device", "text", "auto", pattern=r"auto|cpu|cuda(:\d+)?", hint="'cpu', 'cuda', 'cuda:N' or 'auto'"),
-    Option("task", "text", "auto", choices=("auto", "classification", "binary", "multiclass", "regression")),
-    Option("snapshot", "bool", False),
-    Option("log_sample", "number", low=0, high=1),
-    Option("embed_model", "text"),
     Option("max_parameters", "int", MAX_PARAMETERS, low=1),
+    *SHARED,
 )
 HYPER = ("epochs", "batch_size", "lr", "seed", "valid_fraction", "patience", "weight_decay", "hidden", "dropout")
 
@@ -60,39 +63,84 @@ class Trained:
     seconds: float = 0.0
 
 
+def options_schema(algorithm: str | None) -> Schema:
+    """The ``WITH (...)`` options ``USING algorithm`` takes: LightGBM's for lightgbm, the torch models'
+    (:data:`OPTIONS`) for linear, logistic, mlp and auto."""
+    if (algorithm or "auto").lower() == "lightgbm":
+        from mldb.models import boosting
+
+        return boosting.OPTIONS
+    return OPTIONS
+
+
+def check_options(model: str, algorithm: str | None, options: dict) -> dict:
+    """``options`` checked against ``options_schema(algorithm)`` and normalised. An option only the other
+    family takes (epochs with lightgbm, num_leaves with mlp) is refused (22023) naming who takes it."""
+    from mldb.models import boosting
+
+    schema = options_schema(algorithm)
+    other = OPTIONS if schema is boosting.OPTIONS else boosting.OPTIONS
+    foreign = sorted(name for name in options if name not in schema.options and name in other.options)
+    if foreign:
+        takers = "lightgbm" if other is boosting.OPTIONS else "linear, logistic, mlp and auto"
+        pairs = boosting.ALIASES if schema is boosting.OPTIONS else {v: k for k, v in boosting.ALIASES.items()}
+        instead = [f"{pairs[n]} for {n}" for n in foreign if n in pairs]
+        raise errors.ProgrammingError(
+            f"model '{model}': option{'s' if len(foreign) > 1 else ''} {', '.join(foreign)} appl"
+            f"{'y' if len(foreign) > 1 else 'ies'} only to USING {takers}, not USING {(algorithm or 'auto').lower()}"
+            + (f"; use {', '.join(instead)}" if instead else "") + f"; its options: {', '.join(sorted(schema.options))}",
+            sqlstate="22023")
+    return schema.check(options, f"model '{model}'")
+
+
 def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorithm: str | None,
         options: dict, check_cancel=lambda: None) -> Trained:
     """Train on ``table`` (feature columns + ``target``); ``types`` are the columns' SQL types.
 
-    ``options`` are checked against :data:`OPTIONS`. A NaN counts as NULL (a NaN target drops the
-    row, a NaN feature is imputed as NULL is); an infinite value in a feature or a numeric target
-    is refused (``DataError`` 22003, naming the column). ``check_cancel()`` is called between
-    batches and raises to stop the training."""
+    ``options`` are checked against :func:`options_schema`. A NaN counts as NULL (a NaN target drops the
+    row, a NaN feature is imputed as NULL is, or left missing for trees); an infinite value in a feature
+    or a numeric target is refused (``DataError`` 22003, naming the column). ``check_cancel()`` is called
+    between batches (boosting rounds) and raises to stop the training. The resolved algorithm picks the
+    trainer: LightGBM (:func:`mldb.models.boosting.fit`) or the torch loop here."""
     started = time.perf_counter()
-    given = OPTIONS.check(options, f"model '{model}'")
-    options = OPTIONS.defaults | given
-    device = _device(model, options["device"])
-    hyper = {name: options[name] for name in HYPER}
+    given = check_options(model, algorithm, options)
+    options = options_schema(algorithm).defaults | given
+    device = "cpu" if algorithms.check(model, algorithm) == "lightgbm" else _device(model, options["device"])
     table = _drop_null_targets(model, table, target)
     task = features.infer_task(model, target, table[target], options["task"], types.get(target))
-    train_idx, valid_idx = _split(model, len(table), hyper["valid_fraction"], hyper["seed"])
+    split = _split(model, len(table), options["valid_fraction"], options["seed"])
+    names = _feature_names(model, table, target, task)
+    resolved = algorithms.resolve(model, algorithm, task, len(table))
+    if resolved == "lightgbm":
+        from mldb.models import boosting
+
+        trained = boosting.fit(model, table, names, target, types, task, split, given, check_cancel)
+    else:
+        trained = _fit_network(model, table, names, target, types, task, split, resolved, options, given, device,
+                               check_cancel)
+    trained.seconds = time.perf_counter() - started
+    return trained
+
+
+def _fit_network(model, table, names, target, types, task, split, algorithm, options, given, device,
+                 check_cancel) -> Trained:
+    """USING linear | logistic | mlp: encoders fitted on the training rows, then the torch loop."""
+    hyper = {name: options[name] for name in HYPER}
+    train_idx, valid_idx = split
     if "batch_size" not in given:  # small tables: at least ~16 steps an epoch, or a few epochs barely move
         hyper["batch_size"] = min(OPTIONS.defaults["batch_size"], max(16, len(train_idx) // 16))
-    names = _feature_names(model, table, target, task)
     rows = pa.array(train_idx)  # encoders see the training rows only, one column copied at a time
     fitted = [features.fit_feature(model, n, types.get(n, str(table.schema.field(n).type)), table[n].take(rows),
                                    options.get("embed_model")) for n in names]
     target_encoder = features.fit_target(task, table[target] if task != "regression" else table[target].take(rows))
-    hyper |= {"algorithm": algorithms.resolve(model, algorithm, task, len(table)),
-              "inputs": sum(feature["width"] for feature in fitted),
+    hyper |= {"algorithm": algorithm, "inputs": sum(feature["width"] for feature in fitted),
               "outputs": 1 if task == "regression" else len(target_encoder["classes"])}
     _check_size(model, hyper, options["max_parameters"])
     x = features.transform(model, fitted, [table[n] for n in names])
     y = features.encode_target(task, target_encoder, table[target])
-    module, log, metrics = _train(model, x, y, task, (train_idx, valid_idx), hyper, device, target_encoder,
-                                  check_cancel)
-    return Trained(task, hyper["algorithm"], fitted, target_encoder, hyper, algorithms.dump(module), metrics,
-                   log, len(table), len(train_idx), len(valid_idx), device, time.perf_counter() - started)
+    module, log, metrics = _train(model, x, y, task, split, hyper, device, target_encoder, check_cancel)
+    return Trained(task, algorithm, fitted, target_encoder, hyper, algorithms.dump(module), metrics,
+                   log, len(table), len(train_idx), len(valid_idx), device)
 
 
 def _feature_names(model: str, table: pa.Table, target: str, task: str) -> list[str]:
