@@ -4,7 +4,7 @@ Features take the tree form (:class:`mldb.models.features.TreeEncoder`): numbers
 category codes passed as ``categorical_feature`` (no one-hot), and NULL / NaN left missing (NaN), which
 LightGBM sends down the branch it learnt for missing values. Training holds out the same seeded
 validation rows as the torch models (``train._split``) and stops early on their loss; each boosting
-round is a row of ``mldb.training_log``. The model is stored as LightGBM's own text model
+round is a row of ``mldb.training_log`` (its training loss measured on at most ``LOSS_SAMPLE`` training rows). The model is stored as LightGBM's own text model
 (``Booster.model_to_string``) and read back with ``lightgbm.Booster(model_str=...)``: no pickle.
 
 ``predict`` runs ``Booster.predict`` on a whole encoded batch; ``contributions`` (exact TreeSHAP) and
@@ -47,6 +47,7 @@ _PARAMS = ("num_leaves", "learning_rate", "feature_fraction", "bagging_fraction"
            "lambda_l2", "max_depth", "min_gain_to_split", "max_bin")
 _OBJECTIVES = {"binary": ("binary", "binary_logloss"), "multiclass": ("multiclass", "multi_logloss"),
                "regression": ("regression", "l2")}
+LOSS_SAMPLE = 10_000  # training rows the per-round training loss is measured on (see _loss_sample)
 ROWS_PER_THREAD = 20_000  # training rows that make one more OpenMP thread pay for its barriers
 PREDICT_ROWS_PER_THREAD = 20_000  # rows of one Booster.predict call worth one more thread
 
@@ -109,28 +110,35 @@ def _params(options: dict, given: dict, task: str, train_rows: int, classes: int
 
 
 def _boost(model, x, y, split, params, categorical, options, task, check_cancel):
-    """(booster, per-round log): ``lightgbm.train`` with the validation rows (if any) for early stopping."""
+    """(booster, per-round log): ``lightgbm.train`` scoring the validation rows (if any) each round."""
     lgb = _lightgbm()
     train_idx, valid_idx = split
     data = lgb.Dataset(x[train_idx], y[train_idx], categorical_feature=categorical, params=params)
-    sets, names = [data], ["train"]
+    sets = [_loss_sample(lgb, data, x, y, train_idx, categorical, params, int(options["seed"]))]
     if len(valid_idx):
         sets.append(lgb.Dataset(x[valid_idx], y[valid_idx], reference=data, categorical_feature=categorical,
                                 params=params))
-        names.append("valid")
-    history: dict = {}
-    callbacks = [lgb.record_evaluation(history), _each_round(check_cancel)]
-    if len(valid_idx) and options["early_stopping_rounds"]:
-        callbacks.append(lgb.early_stopping(options["early_stopping_rounds"], first_metric_only=True, verbose=False))
+    rounds = _Rounds(params["metric"], evaluate.PRIMARY[task], options["early_stopping_rounds"] if len(sets) > 1 else 0)
     try:
         booster = lgb.train(params, data, num_boost_round=options["num_iterations"], valid_sets=sets,
-                            valid_names=names, feval=_metric(task), callbacks=callbacks)
+                            valid_names=["train", "valid"][: len(sets)], feval=_metric(task, sets[-1]),
+                            callbacks=[_each_round(check_cancel), rounds])
     except lgb.basic.LightGBMError as error:
         raise errors.DataError(f"model '{model}': LightGBM could not train: {error}") from None
     except MemoryError as error:
         raise errors.OperationalError(f"model '{model}': training ran out of memory ({error}); use a smaller "
                                       "max_bin or num_leaves", sqlstate="53200") from None
-    return booster, _log(history, params["metric"], task)
+    return booster, rounds.log
+
+
+def _loss_sample(lgb, data, x, y, train_idx, categorical, params, seed: int):
+    """The rows the training loss is logged on: the training rows, or a fixed seeded sample of
+    ``LOSS_SAMPLE`` of them on a bigger table (LightGBM scores a data set each round: on all the training
+    rows that cost a tenth of the round)."""
+    if len(train_idx) <= LOSS_SAMPLE:
+        return data
+    sample = np.sort(np.random.default_rng(seed).choice(train_idx, LOSS_SAMPLE, replace=False))
+    return lgb.Dataset(x[sample], y[sample], reference=data, categorical_feature=categorical, params=params)
 
 
 def _each_round(check_cancel):
@@ -143,31 +151,43 @@ def _each_round(check_cancel):
     return callback
 
 
-def _metric(task: str):
-    """The validation metric (accuracy / r2) as LightGBM's ``feval`` (early stopping needs every data set
-    to have the same metrics, so the training rows get it too: one numpy pass a round)."""
+class _Rounds:
+    """The callback after each round: a log row (training and validation loss, the validation metric),
+    and early stopping as the torch loop does: ``stopping`` rounds without a lower validation loss end
+    the training, and the booster keeps the rounds up to the best (0: every round is run and kept)."""
+
+    def __init__(self, loss: str, metric: str, stopping: int):
+        self.loss, self.metric, self.stopping = loss, metric, stopping
+        self.log: list[dict] = []
+        self.best, self.best_round, self.best_results = float("inf"), 0, []
+
+    def __call__(self, env) -> None:
+        scores = {(data, name): value for data, name, value, *_ in env.evaluation_result_list}
+        scored = "valid" if ("valid", self.loss) in scores else "train"
+        loss = scores[(scored, self.loss)]
+        self.log.append({"epoch": env.iteration + 1, "train_loss": scores[("train", self.loss)], "valid_loss": loss,
+                         "valid_metric": scores[(scored, self.metric)], "metric_name": self.metric})
+        if loss < self.best:
+            self.best, self.best_round, self.best_results = loss, env.iteration, env.evaluation_result_list
+        if self.stopping and (env.iteration - self.best_round >= self.stopping or env.iteration == env.end_iteration - 1):
+            raise _lightgbm().callback.EarlyStopException(self.best_round, self.best_results)
+
+
+def _metric(task: str, scored):
+    """The validation metric (accuracy / r2) as LightGBM's ``feval``, computed on ``scored`` only."""
     name = evaluate.PRIMARY[task]
 
-    def metric(predictions: np.ndarray, data) -> tuple:
+    def metric(predictions: np.ndarray, data) -> list:
+        if data is not scored:
+            return []
         label = data.get_label()
         if task == "regression":
             total = float(((label - label.mean()) ** 2).sum())
-            return name, 1.0 - float(((predictions - label) ** 2).sum()) / total if total > 0 else 0.0, True
+            return [(name, 1.0 - float(((predictions - label) ** 2).sum()) / total if total > 0 else 0.0, True)]
         predicted = predictions.argmax(axis=1) if predictions.ndim == 2 else predictions > 0.5
-        return name, float(np.mean(predicted == label)), True
+        return [(name, float(np.mean(predicted == label)), True)]
 
     return metric
-
-
-def _log(history: dict, metric: str, task: str) -> list[dict]:
-    """One row per round run: train and validation loss, the validation metric (on the training rows
-    when there are no validation rows, as for the torch models)."""
-    scored = history.get("valid", history["train"])
-    name = evaluate.PRIMARY[task]
-    return [{"epoch": round_ + 1, "train_loss": train_loss, "valid_loss": valid_loss, "valid_metric": value,
-             "metric_name": name}
-            for round_, (train_loss, valid_loss, value) in
-            enumerate(zip(history["train"][metric], scored[metric], scored[name]))]
 
 
 def _metrics(task: str, y: np.ndarray, outputs: np.ndarray) -> dict:
