@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
-from mldb.models import algorithms, dependents, registry, train
+from mldb.models import algorithms, dependents, registry, search
 from mldb import features
 from mldb.result import Result
 from mldb.vectors import embedding
@@ -72,15 +72,14 @@ def _snapshot_query(session, name: str, version: int) -> str:
 
 
 def _train(session, name: str, definition: dict, *, status: str, replace: bool = False) -> Result:
-    algorithms.check(name, definition["algorithm"])
-    definition["options"] = train.OPTIONS.check(definition["options"], f"model '{name}'")
-    algorithms.check_options(name, definition["algorithm"], definition["options"])
+    definition["options"] = search.check(name, definition["algorithm"], definition["options"])
     if definition["options"].get("embed_model") and session.database.file_roots is not None:
         embedding.canonical(definition["options"]["embed_model"], session.database.file_roots)  # a served database
     table, types = _read(session, definition["query"])
     _check_views(session, name, definition, types, status)
-    trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
-                        check_cancel=session.check_cancel)
+    outcome = search.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
+                         check_cancel=session.check_cancel)
+    trained = outcome.trained
     with session.database.lock, session.transaction():
         replace = _still_free(session, name, status, replace)
         _check_views(session, name, definition, types, status)
@@ -89,6 +88,7 @@ def _train(session, name: str, definition: dict, *, status: str, replace: bool =
             _delete(session, name)
         _write_version(session, name, version, definition, trained, table, types)
         _write_model(session, name, version, definition, trained)
+        _write_trials(session, name, version, outcome.trials)
         registry.invalidate(session, name)
         for listener in features.each("on_trained"):
             listener(session, name, version, table, trained.features, source_tables(definition["query"]),
@@ -178,6 +178,22 @@ def _write_version(session, name, version, definition, trained, table, types) ->
             session.con.unregister("__mldb_training_log")
 
 
+_TRIALS = pa.schema([("trial", pa.int32()), ("algorithm", pa.string()), ("params", pa.string()),
+                     ("valid_metric", pa.float64()), ("metric_name", pa.string()), ("seconds", pa.float64()),
+                     ("chosen", pa.bool_()), ("status", pa.string()), ("error", pa.string())])
+
+
+def _write_trials(session, name: str, version: int, trials) -> None:
+    """One mldb.trials row per candidate the TRAIN tried (a plain TRAIN: one, chosen)."""
+    rows = pa.Table.from_pylist([trial.row(number) for number, trial in enumerate(trials, 1)], schema=_TRIALS)
+    session.con.register("__mldb_trials", rows)
+    try:
+        session.sql("INSERT INTO mldb.trials SELECT ?, ?, trial, algorithm, params, valid_metric, metric_name, "
+                    "seconds, chosen, status, error, current_localtimestamp() FROM __mldb_trials", [name, version])
+    finally:
+        session.con.unregister("__mldb_trials")
+
+
 def _write_model(session, name, version, definition, trained) -> None:
     """Insert the model row, or point it at the new version (when it followed the newest)."""
     session.sql(
@@ -193,7 +209,8 @@ def _write_model(session, name, version, definition, trained) -> None:
 
 def _delete(session, name: str) -> None:
     """Remove every version of ``name`` (DROP MODEL, CREATE OR REPLACE MODEL), with the lifecycle's records."""
-    for table, column in (("training_log", "model"), ("model_versions", "model"), ("models", "name")):
+    for table, column in (("training_log", "model"), ("trials", "model"), ("model_versions", "model"),
+                          ("models", "name")):
         session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
     for listener in features.each("on_model_dropped"):
         listener(session, name)

@@ -43,6 +43,19 @@ OPTIONS = Schema(
 HYPER = ("epochs", "batch_size", "lr", "seed", "valid_fraction", "patience", "weight_decay", "hidden", "dropout")
 
 
+def options_schema(algorithm: str) -> Schema:
+    """The WITH options ``algorithm`` takes (the torch models share :data:`OPTIONS`)."""
+    return OPTIONS
+
+
+def linear_for(model: str, table: pa.Table, target: str, types: dict[str, str], task: str | None) -> str:
+    """'linear' for a regression target, 'logistic' for a classification one (USING auto's first
+    candidate); a target fit would refuse raises as fit does."""
+    column = _drop_null_targets(model, table, target)[target]
+    return "linear" if features.infer_task(model, target, column, task, types.get(target)) == "regression" \
+        else "logistic"
+
+
 @dataclass
 class Trained:
     task: str
