@@ -109,6 +109,7 @@ def check(model: str, algorithm: str | None, options: dict) -> dict:
     if algorithm == "auto":
         return settings | _check_auto(model, settings, rest)
     schema = train.options_schema(algorithm)
+    _refuse_unknown(model, rest, [schema], tuple(SEARCH.options))
     if "search" not in settings:
         given = sorted(settings)
         if given:
@@ -140,18 +141,22 @@ def _check_auto(model: str, settings: dict, rest: dict) -> dict:
                                       "trials need one algorithm (USING linear, logistic, mlp or lightgbm)",
                                       sqlstate="22023")
     schemas = [train.options_schema(algorithm) for algorithm in _AUTO_ALGORITHMS]
-    unknown = sorted(name for name in rest if not any(name in schema.options for schema in schemas))
-    if unknown:
-        known = sorted({name for schema in schemas for name in schema.options} | set(SEARCH.options) - {"search",
-                                                                                                        "trials"})
-        raise errors.ProgrammingError(f"{where}: unknown option{'s' if len(unknown) > 1 else ''} "
-                                      f"{', '.join(unknown)}; known: {', '.join(known)}", sqlstate="22023")
+    _refuse_unknown(model, rest, schemas, ("time_budget",))
     checked = {}
     for schema in schemas:
         mine = {name: value for name, value in rest.items() if name in schema.options}
         _refuse_lists(model, schema, mine)
         checked |= schema.check(mine, where)
     return checked
+
+
+def _refuse_unknown(model: str, options: dict, schemas: list[Schema], extra: tuple[str, ...]) -> None:
+    """Options none of ``schemas`` knows, refused with every option the statement takes."""
+    unknown = sorted(name for name in options if not any(name in schema.options for schema in schemas))
+    if unknown:
+        known = sorted({name for schema in schemas for name in schema.options} | set(extra))
+        raise errors.ProgrammingError(f"model '{model}': unknown option{'s' if len(unknown) > 1 else ''} "
+                                      f"{', '.join(unknown)}; known: {', '.join(known)}", sqlstate="22023")
 
 
 def _refuse_lists(model: str, schema: Schema, options: dict) -> None:
