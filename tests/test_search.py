@@ -243,3 +243,35 @@ def test_auto_lists_time_budget_among_its_options(pts):
     with pytest.raises(mldb.ProgrammingError) as caught:
         pts.execute(f"{_CLASSIFY} WITH (budget = 5)")
     assert "time_budget" in str(caught.value).partition("known: ")[2]
+
+
+def test_train_using_another_algorithm_keeps_the_options_it_takes(pts):
+    pts.execute(f"{_CLASSIFY} USING auto WITH (time_budget = 1e-9, epochs = 2)")
+    pts.execute("TRAIN m USING mlp WITH (search = 'grid', hidden = [[4], [6]])")
+    assert [t["params"]["hidden"] for t in _trials(pts, "m", 2)] in ([[4], [6]], [[6], [4]])
+    assert all(t["params"]["epochs"] == 2 for t in _trials(pts, "m", 2))
+    pts.execute("TRAIN m USING auto WITH (time_budget = 1e-9)")  # (the search and its hidden space stay behind)
+    assert [t["algorithm"] for t in _trials(pts, "m", 3)] == ["logistic", "mlp", "lightgbm"]
+    assert json.loads(pts.execute("SELECT options FROM mldb.models").fetchone()[0]) == {
+        "time_budget": 1e-9, "epochs": 2}
+
+
+def test_a_cancel_stops_a_search_and_writes_nothing(pts, monkeypatch):
+    """The probe counts the trials train.fit is asked for (the real fit runs); the third cancels."""
+    from mldb.models import train
+
+    started, real_fit = [], train.fit
+
+    def counted(*args, **kwargs):
+        started.append(1)
+        if len(started) == 3:
+            pts.interrupt()
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", counted)
+    with pytest.raises(mldb.OperationalError) as caught:
+        pts.execute(f"{_CLASSIFY} USING logistic WITH (search = 'random', trials = 10000, epochs = 1, "
+                    "lr = [0.01, 0.1])")
+    assert caught.value.sqlstate == "57014"
+    assert len(started) == 3
+    assert pts.execute(_CATALOG).fetchone() == (0, 0, 0)

@@ -33,6 +33,7 @@ failed and the search goes on; when every trial fails, the first one's error is 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -84,8 +85,6 @@ class Trial:
     failure: Exception | None = field(default=None, repr=False)
 
     def row(self, number: int) -> dict:
-        import json
-
         params = self.trained.hyper if self.trained is not None else self.params
         return {"trial": number, "algorithm": self.algorithm, "params": json.dumps(params),
                 "valid_metric": self.metric, "metric_name": self.metric_name, "seconds": self.seconds,
@@ -220,7 +219,7 @@ def fit(model: str, table, target: str, types: dict[str, str], algorithm: str | 
     space = _space(model, options, schema, settings["search"])
     fixed = {key: value for key, value in options.items() if key not in {param.name for param in space}}
     trials = run.search(algorithm, fixed, space, settings["search"], settings.get("trials"),
-                        int(fixed.get("seed", train.OPTIONS.defaults["seed"])), f"SEARCH {model}")
+                        _seed(algorithm, fixed), f"SEARCH {model}")
     return _choose(trials)
 
 
@@ -256,8 +255,8 @@ class _Runner:
 
         from mldb.progress import bar
 
-        total = _grid_size(space) if kind == "grid" else DEFAULT_TRIALS
-        total = min(trials or total, total) if kind == "grid" else (trials or total)
+        size = _grid_size(space) if kind == "grid" else None
+        total = min(trials or size, size) if size else (trials or DEFAULT_TRIALS)
         done: list[Trial] = []
 
         def objective(proposal) -> float:
@@ -281,7 +280,7 @@ class _Runner:
 def _study(kind: str, space: list[Param], seed: int, trials: int):
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # (optuna logs every trial at INFO)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # (it logs each trial; mldb.trials records them)
     seed = seed % 2**32  # (numpy's RandomState takes 32 bits)
     if kind == "grid":
         sampler = optuna.samplers.GridSampler({p.name: list(range(len(p.values))) for p in space}, seed=seed)
@@ -299,6 +298,11 @@ def _suggest(proposal, param: Param):
     if param.kind in ("float", "log"):
         return proposal.suggest_float(param.name, *param.values, log=param.kind == "log")
     return param.values[proposal.suggest_categorical(param.name, list(range(len(param.values))))]
+
+
+def _seed(algorithm: str, options: dict) -> int:
+    """The model's seed, which also seeds the sampler."""
+    return int(options.get("seed", train.options_schema(algorithm).defaults.get("seed", 0)))
 
 
 def _grid_size(space: list[Param]) -> int:
@@ -353,8 +357,8 @@ def _auto(run: _Runner, options: dict) -> Outcome:
         fixed = _options_for("lightgbm", options)
         space = [param for param in space if param.name not in fixed]
         if space:
-            trials += run.search("lightgbm", fixed, space, "random", AUTO_SEARCH_TRIALS,
-                                 int(options.get("seed", train.OPTIONS.defaults["seed"])), f"AUTO {run.model}")
+            trials += run.search("lightgbm", fixed, space, "random", AUTO_SEARCH_TRIALS, _seed("lightgbm", fixed),
+                                 f"AUTO {run.model}")
     return _choose(trials)
 
 
@@ -375,3 +379,22 @@ def _options_for(algorithm: str, options: dict) -> dict:
     if algorithm in ("linear", "logistic"):
         kept = {name: value for name, value in kept.items() if name not in algorithms.MLP_ONLY}
     return kept
+
+
+def inherited(algorithm: str | None, stored: dict) -> dict:
+    """The stored options a ``TRAIN m USING <algorithm>`` keeps: those ``algorithm`` takes. A search's
+    settings and spaces stay with one algorithm (USING auto runs its own), ``time_budget`` with a
+    search or auto, and linear / logistic drop the MLP's hidden and dropout."""
+    algorithm = (algorithm or "auto").lower()
+    if algorithm == "auto":
+        schemas = [train.options_schema(name) for name in _AUTO_ALGORITHMS]
+        return {name: value for name, value in stored.items() if name == "time_budget" or any(
+            name in schema.options and not _is_space(schema.options[name], value) for schema in schemas)}
+    if algorithm not in algorithms.ALGORITHMS:
+        return stored  # (the statement refuses the algorithm)
+    schema = train.options_schema(algorithm)
+    searched = "search" in stored
+    return {name: value for name, value in stored.items()
+            if (name in schema.options and (searched or not _is_space(schema.options[name], value))
+                and not (algorithm in ("linear", "logistic") and name in algorithms.MLP_ONLY))
+            or (searched and name in SEARCH.options)}

@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
-from mldb.models import algorithms, dependents, registry, search
+from mldb.models import dependents, registry, search
 from mldb import features
 from mldb.result import Result
 from mldb.vectors import embedding
@@ -47,8 +47,7 @@ def train_model(session, node, params) -> Result:
     _, _, latest, target, algorithm, query, stored_options = row
     stored = json.loads(stored_options) if stored_options else {}
     algorithm = _name(node.args.get("algorithm")) or algorithm
-    if algorithm in ("linear", "logistic"):  # (TRAIN m USING logistic after an MLP: its hidden is not inherited)
-        stored = {key: value for key, value in stored.items() if key not in algorithms.MLP_ONLY}
+    stored = search.inherited(algorithm, stored)  # (TRAIN m USING logistic after an MLP: no hidden layers)
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
                   "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
                   "algorithm": algorithm, "options": stored | options_of(node)}
