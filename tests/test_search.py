@@ -275,3 +275,10 @@ def test_a_cancel_stops_a_search_and_writes_nothing(pts, monkeypatch):
     assert caught.value.sqlstate == "57014"
     assert len(started) == 3
     assert pts.execute(_CATALOG).fetchone() == (0, 0, 0)
+
+
+def test_a_search_with_a_spent_budget_keeps_its_first_trial(pts):
+    pts.execute(f"{_CLASSIFY} USING logistic WITH (search = 'random', trials = 5, time_budget = 1e-9, epochs = 2, "
+                "lr = [0.01, 0.1])")
+    trials = _trials(pts)
+    assert [(t["trial"], t["status"], t["chosen"]) for t in trials] == [(1, "trained", True)]

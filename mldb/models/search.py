@@ -8,7 +8,14 @@ Every TRAIN goes through :func:`fit`, which returns the chosen ``train.Trained``
 - a search, ``WITH (search = 'random' | 'grid' | 'tpe', trials = N, <option> = [...])``: optuna's
   RandomSampler, GridSampler or TPESampler, seeded with the model's ``seed``, proposes each trial;
 - ``USING auto``: the linear model for the task (logistic or linear), an MLP, LightGBM, then a short
-  random LightGBM search, each while ``time_budget`` seconds (default 60) remain.
+  random LightGBM search, while ``time_budget`` seconds (default 60) remain.
+
+The budget (``time_budget``: auto's, or a search's when given) counts from the first candidate,
+which always trains to its end. A later candidate is not started once the budget is spent
+(recorded as skipped) and is stopped between batches when it runs out (recorded as stopped).
+Auto also skips its later candidates when the first had fewer than 30 validation rows: on so few,
+one row is over 3% of accuracy, and comparing candidates would pick noise (and small tables stay
+cheap to train).
 
 The space (checked by :func:`check` before any data is read; every refusal is 22023):
 
@@ -71,7 +78,8 @@ class Param:
 
 @dataclass
 class Trial:
-    """One candidate as ``mldb.trials`` records it; ``status`` is trained, failed or skipped."""
+    """One candidate as ``mldb.trials`` records it; ``status`` is trained, failed, skipped (not
+    started: the budget was spent) or stopped (the budget ran out while it trained)."""
 
     algorithm: str
     params: dict
@@ -234,13 +242,17 @@ class _Runner:
     def spent(self) -> bool:
         return time.perf_counter() >= self.deadline
 
-    def one(self, algorithm: str, options: dict) -> Trial:
-        """One candidate; an mldb error (or a missing package) is its failure, not the statement's."""
+    def one(self, algorithm: str, options: dict, bounded: bool = True) -> Trial:
+        """One candidate; an mldb error (or a missing package) is its failure, not the statement's. A
+        ``bounded`` one is stopped (between batches) when the budget runs out; the first is not."""
         self.check_cancel()
         started = time.perf_counter()
         try:
             trained = train.fit(self.model, self.table, self.target, self.types, algorithm, options,
-                                self.check_cancel)
+                                self._bounded if bounded else self.check_cancel)
+        except _OverBudget:
+            return Trial(algorithm, options, "stopped", seconds=time.perf_counter() - started,
+                         error="time budget spent during training")
         except (errors.Error, ImportError) as error:
             if getattr(error, "sqlstate", None) == "57014":  # (a cancel stops the whole statement)
                 raise
@@ -248,9 +260,15 @@ class _Runner:
                          error=str(error), failure=error)
         return _trained_trial(algorithm, options, trained, time.perf_counter() - started)
 
-    def search(self, algorithm, fixed, space, kind, trials, seed, desc) -> list[Trial]:
-        """Up to ``trials`` trials proposed by optuna's sampler: the first always runs, the others
-        while the budget lasts. A failed trial is pruned for optuna (a grid point counts as done)."""
+    def _bounded(self) -> None:
+        self.check_cancel()
+        if self.spent():
+            raise _OverBudget()
+
+    def search(self, algorithm, fixed, space, kind, trials, seed, desc, first: bool = True) -> list[Trial]:
+        """Up to ``trials`` trials proposed by optuna's sampler, while the budget lasts (the ``first``
+        candidate of the TRAIN runs to its end). A failed trial is pruned for optuna (a grid point
+        counts as done)."""
         import optuna
 
         from mldb.progress import bar
@@ -261,7 +279,7 @@ class _Runner:
 
         def objective(proposal) -> float:
             sampled = {param.name: _suggest(proposal, param) for param in space}
-            trial = self.one(algorithm, fixed | sampled)
+            trial = self.one(algorithm, fixed | sampled, bounded=bool(done) or not first)
             done.append(trial)
             progress.update(1)
             if trial.status != "trained" or not math.isfinite(_score(trial)):
@@ -275,6 +293,10 @@ class _Runner:
         with bar(total=total, desc=desc, unit="trial") as progress:
             _study(kind, space, seed, total).optimize(objective, n_trials=total, callbacks=[budget])
         return done
+
+
+class _OverBudget(Exception):
+    """Raised between batches of a candidate still training when the time budget runs out."""
 
 
 def _study(kind: str, space: list[Param], seed: int, trials: int):
@@ -344,7 +366,7 @@ def _auto(run: _Runner, options: dict) -> Outcome:
     if run.deadline == math.inf:
         run.deadline = time.perf_counter() + AUTO_BUDGET
     first = train.linear_for(run.model, run.table, run.target, run.types, options.get("task"))
-    trials = [run.one(first, _options_for(first, options))]
+    trials = [run.one(first, _options_for(first, options), bounded=False)]
     for algorithm in ("mlp", "lightgbm"):
         why = _skip(run, trials[0])
         given = _options_for(algorithm, options)
@@ -358,7 +380,7 @@ def _auto(run: _Runner, options: dict) -> Outcome:
         space = [param for param in space if param.name not in fixed]
         if space:
             trials += run.search("lightgbm", fixed, space, "random", AUTO_SEARCH_TRIALS, _seed("lightgbm", fixed),
-                                 f"AUTO {run.model}")
+                                 f"AUTO {run.model}", first=False)
     return _choose(trials)
 
 
