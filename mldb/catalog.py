@@ -32,6 +32,10 @@ DDL: list[str] = [
     "created_at TIMESTAMP, weights BLOB, PRIMARY KEY (model, version))",
     "CREATE TABLE IF NOT EXISTS mldb.training_log (model VARCHAR, version INTEGER, epoch INTEGER, "
     "train_loss DOUBLE, valid_loss DOUBLE, valid_metric DOUBLE, metric_name VARCHAR, created_at TIMESTAMP)",
+    # one row per candidate a TRAIN tried (a search's trials, USING auto's algorithms; a plain TRAIN's one)
+    "CREATE TABLE IF NOT EXISTS mldb.trials (model VARCHAR, version INTEGER, trial INTEGER, algorithm VARCHAR, "
+    "params JSON, valid_metric DOUBLE, metric_name VARCHAR, seconds DOUBLE, chosen BOOLEAN, status VARCHAR, "
+    "error VARCHAR, created_at TIMESTAMP)",
     # -- vectors (issue: embed / faiss) ---------------------------------------------------
     "CREATE TABLE IF NOT EXISTS mldb.embedding_models (name VARCHAR NOT NULL, path VARCHAR NOT NULL, "
     "created_at TIMESTAMP DEFAULT current_timestamp)",

@@ -13,7 +13,6 @@ import io
 from mldb import errors
 
 ALGORITHMS = ("linear", "logistic", "mlp", "lightgbm", "auto")
-AUTO_MLP_ROWS = 20_000  # auto: a linear/logistic model below this many rows, an MLP above
 
 
 def check(model: str, algorithm: str | None) -> str:
@@ -25,10 +24,10 @@ def check(model: str, algorithm: str | None) -> str:
 
 
 def resolve(model: str, algorithm: str | None, task: str, rows: int) -> str:
+    """The algorithm one fit trains. Given 'auto' it is auto's first candidate, the linear model for
+    the task (USING auto itself tries more candidates: :mod:`mldb.models.search`)."""
     algorithm = check(model, algorithm)
     if algorithm == "auto":
-        if rows >= AUTO_MLP_ROWS:
-            return "mlp"
         return "linear" if task == "regression" else "logistic"
     if algorithm == "logistic" and task == "regression":
         raise errors.ProgrammingError(f"model '{model}': logistic regression needs a classification target; "

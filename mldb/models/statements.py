@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
-from mldb.models import algorithms, dependents, registry, train
+from mldb.models import dependents, registry, search
 from mldb import features
 from mldb.result import Result
 from mldb.vectors import embedding
@@ -47,10 +47,7 @@ def train_model(session, node, params) -> Result:
     _, _, latest, target, algorithm, query, stored_options = row
     stored = json.loads(stored_options) if stored_options else {}
     algorithm = _name(node.args.get("algorithm")) or algorithm
-    if algorithm in ("linear", "logistic"):  # (TRAIN m USING logistic after an MLP: its hidden is not inherited)
-        stored = {key: value for key, value in stored.items() if key not in algorithms.MLP_ONLY}
-    known = train.options_schema(algorithm).options  # (nor, after USING lightgbm, its num_leaves; or epochs after)
-    stored = {key: value for key, value in stored.items() if key in known}
+    stored = search.inherited(algorithm, stored)  # (TRAIN m USING logistic after an MLP: no hidden layers)
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
                   "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
                   "algorithm": algorithm, "options": stored | options_of(node)}
@@ -74,15 +71,14 @@ def _snapshot_query(session, name: str, version: int) -> str:
 
 
 def _train(session, name: str, definition: dict, *, status: str, replace: bool = False) -> Result:
-    algorithms.check(name, definition["algorithm"])
-    definition["options"] = train.check_options(name, definition["algorithm"], definition["options"])
-    algorithms.check_options(name, definition["algorithm"], definition["options"])
+    definition["options"] = search.check(name, definition["algorithm"], definition["options"])
     if definition["options"].get("embed_model") and session.database.file_roots is not None:
         embedding.canonical(definition["options"]["embed_model"], session.database.file_roots)  # a served database
     table, types = _read(session, definition["query"])
     _check_views(session, name, definition, types, status)
-    trained = train.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
-                        check_cancel=session.check_cancel)
+    outcome = search.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
+                         check_cancel=session.check_cancel)
+    trained = outcome.trained
     with session.database.lock, session.transaction():
         replace = _still_free(session, name, status, replace)
         _check_views(session, name, definition, types, status)
@@ -91,6 +87,7 @@ def _train(session, name: str, definition: dict, *, status: str, replace: bool =
             _delete(session, name)
         _write_version(session, name, version, definition, trained, table, types)
         _write_model(session, name, version, definition, trained)
+        _write_trials(session, name, version, outcome.trials)
         registry.invalidate(session, name)
         for listener in features.each("on_trained"):
             listener(session, name, version, table, trained.features, source_tables(definition["query"]),
@@ -180,6 +177,22 @@ def _write_version(session, name, version, definition, trained, table, types) ->
             session.con.unregister("__mldb_training_log")
 
 
+_TRIALS = pa.schema([("trial", pa.int32()), ("algorithm", pa.string()), ("params", pa.string()),
+                     ("valid_metric", pa.float64()), ("metric_name", pa.string()), ("seconds", pa.float64()),
+                     ("chosen", pa.bool_()), ("status", pa.string()), ("error", pa.string())])
+
+
+def _write_trials(session, name: str, version: int, trials) -> None:
+    """One mldb.trials row per candidate the TRAIN tried (a plain TRAIN: one, chosen)."""
+    rows = pa.Table.from_pylist([trial.row(number) for number, trial in enumerate(trials, 1)], schema=_TRIALS)
+    session.con.register("__mldb_trials", rows)
+    try:
+        session.sql("INSERT INTO mldb.trials SELECT ?, ?, trial, algorithm, params, valid_metric, metric_name, "
+                    "seconds, chosen, status, error, current_localtimestamp() FROM __mldb_trials", [name, version])
+    finally:
+        session.con.unregister("__mldb_trials")
+
+
 def _write_model(session, name, version, definition, trained) -> None:
     """Insert the model row, or point it at the new version (when it followed the newest)."""
     session.sql(
@@ -195,7 +208,8 @@ def _write_model(session, name, version, definition, trained) -> None:
 
 def _delete(session, name: str) -> None:
     """Remove every version of ``name`` (DROP MODEL, CREATE OR REPLACE MODEL), with the lifecycle's records."""
-    for table, column in (("training_log", "model"), ("model_versions", "model"), ("models", "name")):
+    for table, column in (("training_log", "model"), ("trials", "model"), ("model_versions", "model"),
+                          ("models", "name")):
         session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
     for listener in features.each("on_model_dropped"):
         listener(session, name)

@@ -46,6 +46,14 @@ OPTIONS = Schema(  # USING linear | logistic | mlp | auto
 HYPER = ("epochs", "batch_size", "lr", "seed", "valid_fraction", "patience", "weight_decay", "hidden", "dropout")
 
 
+def linear_for(model: str, table: pa.Table, target: str, types: dict[str, str], task: str | None) -> str:
+    """'linear' for a regression target, 'logistic' for a classification one (USING auto's first
+    candidate); a target fit would refuse raises as fit does."""
+    column = _drop_null_targets(model, table, target)[target]
+    return "linear" if features.infer_task(model, target, column, task, types.get(target)) == "regression" \
+        else "logistic"
+
+
 @dataclass
 class Trained:
     task: str
@@ -76,6 +84,13 @@ def options_schema(algorithm: str | None) -> Schema:
 def check_options(model: str, algorithm: str | None, options: dict) -> dict:
     """``options`` checked against ``options_schema(algorithm)`` and normalised. An option only the other
     family takes (epochs with lightgbm, num_leaves with mlp) is refused (22023) naming who takes it."""
+    refuse_foreign(model, algorithm, options)
+    return options_schema(algorithm).check(options, f"model '{model}'")
+
+
+def refuse_foreign(model: str, algorithm: str | None, options: dict) -> None:
+    """An option only the other family takes (epochs with lightgbm, num_leaves with mlp) is refused
+    (22023) naming who takes it."""
     from mldb.models import boosting
 
     schema = options_schema(algorithm)
@@ -90,7 +105,6 @@ def check_options(model: str, algorithm: str | None, options: dict) -> dict:
             f"{'y' if len(foreign) > 1 else 'ies'} only to USING {takers}, not USING {(algorithm or 'auto').lower()}"
             + (f"; use {', '.join(instead)}" if instead else "") + f"; its options: {', '.join(sorted(schema.options))}",
             sqlstate="22023")
-    return schema.check(options, f"model '{model}'")
 
 
 def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorithm: str | None,
