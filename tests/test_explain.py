@@ -291,6 +291,69 @@ def test_empty_query_gives_no_rows(con):
     assert con.execute("SELECT * FROM EXPLAIN_PREDICT(mb, (SELECT * FROM d WHERE false))").fetchall() == []
 
 
+# -- the grammar and the other frontends ----------------------------------------------------------------
+def test_grammar_parses_and_prints_both_functions_back():
+    from mldb.frontend import MLDB, parse, split_statements
+    from mldb.frontend import models as grammar
+
+    for sql in ("SELECT * FROM EXPLAIN_PREDICT(m, (SELECT * FROM t), top_k => 2) AS e",
+                "SELECT * FROM FEATURE_IMPORTANCE('m@2')", "SELECT * FROM FEATURE_IMPORTANCE(m, 2)"):
+        tree = parse(split_statements(sql)[0])
+        assert len(list(tree.find_all(grammar.ExplainPredict, grammar.FeatureImportance))) == 1
+        printed = tree.sql(dialect=MLDB)
+        assert printed == sql
+        assert parse(split_statements(printed)[0]) == tree
+
+
+def test_over_the_wire(tmp_path):
+    import psycopg
+    from conftest_server import start_server
+
+    served = start_server(tmp_path)
+    try:
+        with psycopg.connect(served.dsn(), autocommit=True) as wire:
+            wire.execute(DATA)
+            wire.execute(LABELS)
+            wire.execute(f"CREATE MODEL w PREDICT y FROM (SELECT {FEATURES}, y FROM d) USING logistic "
+                         "WITH (epochs = 30, lr = 0.05)")
+            rows = wire.execute(
+                "SELECT e.id, map_keys(e.contributions), e.baseline + list_sum(map_values(e.contributions)), "
+                "ln(PREDICT_PROBA(w, d.a, d.noise, d.c)['true'] / PREDICT_PROBA(w, d.a, d.noise, d.c)['false']) "
+                f"FROM EXPLAIN_PREDICT(w, {PROBE}, top_k => 3) e JOIN d USING (id) ORDER BY e.id").fetchall()
+            assert [row[0] for row in rows] == list(range(60))
+            assert all(sorted(row[1]) == ["a", "c", "noise"] for row in rows)
+            assert [row[2] for row in rows] == pytest.approx([row[3] for row in rows], abs=1e-4)
+            importance = wire.execute("SELECT feature, importance, method FROM FEATURE_IMPORTANCE(w)").fetchall()
+            assert importance[0][0] == "a" and sum(row[1] for row in importance) == pytest.approx(1.0)
+            with pytest.raises(psycopg.Error) as raised:
+                wire.execute("SELECT * FROM EXPLAIN_PREDICT(w, (SELECT a, c FROM d))")
+            assert raised.value.sqlstate == "42703" and "needs column 'noise'" in str(raised.value)
+            with pytest.raises(psycopg.Error) as raised:
+                wire.execute("SELECT * FROM FEATURE_IMPORTANCE(w, 5)")
+            assert raised.value.sqlstate == "42704"
+    finally:
+        served.stop()
+
+
+def test_in_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "cli.db")  # (the module's database is held open by this process)
+    with mldb.connect(path) as con:
+        con.execute(DATA)
+        con.execute(LABELS)
+        con.execute(f"CREATE MODEL b PREDICT y FROM (SELECT {FEATURES}, y FROM d) USING logistic WITH (epochs = 20)")
+        predicted = con.execute("SELECT PREDICT(b) FROM d WHERE id < 3 ORDER BY id").fetchall()
+    query = ("SELECT id, prediction, cardinality(contributions) AS n FROM EXPLAIN_PREDICT(b, (SELECT * FROM d "
+             "WHERE id < 3), top_k => 1) ORDER BY id; SELECT feature, method FROM FEATURE_IMPORTANCE(b) LIMIT 1")
+    done = subprocess.run([sys.executable, "-m", "mldb.cli", path, "-csv", "-c", query], capture_output=True,
+                          text=True, timeout=300)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == (["id,prediction,n"] + [f"{i},{str(p).lower()},1" for i, (p,) in
+                                                              enumerate(predicted)] + ["feature,method", "a,weight"])
+
+
 # -- last: closes the module's connection -------------------------------------------------------
 def test_explanations_persist_after_reopen(path, con):
     before = (explained(con, "mb"), con.execute("SELECT * FROM FEATURE_IMPORTANCE(k)").fetchall())
