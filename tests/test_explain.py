@@ -29,7 +29,7 @@ FEATURES = "a, noise, c"
 PROBE = f"(SELECT id, {FEATURES} FROM d WHERE id < 60)"
 MODELS = {  # name: (target, algorithm)
     "b": ("y", "logistic"), "k": ("k", "logistic"), "r": ("r", "linear"),
-    "mb": ("y", "mlp"), "mr": ("r", "mlp"),
+    "mb": ("y", "mlp"), "mk": ("k", "mlp"), "mr": ("r", "mlp"),
 }
 
 
@@ -76,18 +76,25 @@ def test_logistic_binary_adds_up_to_the_log_odds_of_predict_proba(con):
     assert len({row["baseline"] for row in rows}) == 1  # one baseline input for every row
 
 
+def logits(con, model):
+    """The module's own logits for the probe rows (not mldb's explanation code)."""
+    import torch
+
+    table = con.execute(f"SELECT * FROM {PROBE} ORDER BY id").arrow()
+    with torch.no_grad():
+        return model.module(torch.from_numpy(np.array(model.encoder([table[n] for n in model.feature_names]))))
+
+
 def test_logistic_multiclass_adds_up_to_the_predicted_class_logit(con):
     import torch
 
     rows = explained(con, "k")
     model = load_model(con, "k")
-    table = con.execute(f"SELECT * FROM {PROBE} ORDER BY id").arrow()
-    with torch.no_grad():  # the module's own logits, not mldb's explanation code
-        logits = model.module(torch.from_numpy(np.array(model.encoder([table[n] for n in model.feature_names]))))
-    best = logits.argmax(dim=1)
+    out = logits(con, model)
+    best = out.argmax(dim=1)
     assert [row["prediction"] for row in rows] == [model.classes[i] for i in best.tolist()]
     assert len({row["prediction"] for row in rows}) == 3
-    expected = logits.double()[torch.arange(len(best)), best].tolist()
+    expected = out.double()[torch.arange(len(best)), best].tolist()
     assert [total(row) for row in rows] == pytest.approx(expected, abs=1e-4)
 
 
@@ -101,11 +108,14 @@ def test_linear_regression_adds_up_to_the_predicted_value(con):
     assert abs(baseline - mean) < 0.05 * abs(mean)
 
 
-@pytest.mark.parametrize("model", ["mb", "mr"])
+@pytest.mark.parametrize("model", ["mb", "mk", "mr"])
 def test_mlp_integrated_gradients_add_up_within_five_percent(con, model):
     rows = explained(con, model)
     if model == "mb":
         raw = log_odds(con, model)
+    elif model == "mk":
+        out = logits(con, load_model(con, model)).double()
+        raw = out.max(dim=1).values.tolist()
     else:
         raw = [p for (p,) in con.execute(f"SELECT PREDICT(mr) FROM {PROBE} ORDER BY id").fetchall()]
     for row, value in zip(rows, raw):
@@ -169,7 +179,7 @@ def test_explain_shows_the_operator(con):
 
 # -- importances --------------------------------------------------------------------------------
 @pytest.mark.parametrize("model, method", [("b", "weight"), ("k", "weight"), ("r", "weight"),
-                                           ("mb", "permutation"), ("mr", "permutation")])
+                                           ("mb", "permutation"), ("mk", "permutation"), ("mr", "permutation")])
 def test_importance_sums_to_one_and_ranks_the_informative_feature_first(con, model, method):
     rows = con.execute(f"SELECT * FROM FEATURE_IMPORTANCE({model})").fetchall()
     assert [column[0] for column in con.execute(f"SELECT * FROM FEATURE_IMPORTANCE({model})").description] == \

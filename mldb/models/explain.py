@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from mldb import errors
+from mldb import errors, threads
 from mldb.models import features, registry
 
 TORCH_ALGORITHMS = ("linear", "logistic", "mlp")
@@ -83,20 +83,22 @@ def _integrated_gradients(model, x: np.ndarray, means: np.ndarray):
     import torch
 
     network = _double_network(model)
-    with torch.no_grad():
-        out = network(torch.from_numpy(x))
-        target = _predicted_class(model, out)
-        raw = _select(model, out[:, None, :], target)[:, 0].numpy()
-        baseline = _select(model, network(torch.from_numpy(means)[None]).expand(len(x), -1)[:, None, :],
-                           target)[:, 0].numpy()
-    columns = np.zeros_like(x)
-    todo = np.arange(len(x))
-    for steps in IG_STEPS:
-        if not len(todo):
-            break
-        columns[todo] = _path_integral(model, network, x[todo], means, target[todo], steps)
-        gap = np.abs(baseline[todo] + columns[todo].sum(axis=1) - raw[todo])
-        todo = todo[gap > IG_TOLERANCE * np.maximum(np.abs(raw[todo] - baseline[todo]), 1e-6)]
+    weights = sum(parameter.numel() for parameter in network.parameters())
+    with threads.torch_threads(threads.for_work(len(x) * IG_STEPS[0] * weights)):
+        with torch.no_grad():
+            out = network(torch.from_numpy(x))
+            target = _predicted_class(model, out)
+            raw = _select(model, out[:, None, :], target)[:, 0].numpy()
+            baseline = _select(model, network(torch.from_numpy(means)[None]).expand(len(x), -1)[:, None, :],
+                               target)[:, 0].numpy()
+        columns = np.zeros_like(x)
+        todo = np.arange(len(x))
+        for steps in IG_STEPS:
+            if not len(todo):
+                break
+            columns[todo] = _path_integral(model, network, x[todo], means, target[todo], steps)
+            gap = np.abs(baseline[todo] + columns[todo].sum(axis=1) - raw[todo])
+            todo = todo[gap > IG_TOLERANCE * np.maximum(np.abs(raw[todo] - baseline[todo]), 1e-6)]
     return raw, baseline, columns
 
 
@@ -214,19 +216,21 @@ def record(session, name: str, version: int, table: pa.Table, fitted, sources, o
     if model.algorithm not in TORCH_ALGORITHMS:
         return
     seed = int(model.hyperparameters.get("seed", 42))
-    train_x, valid_x, valid_y = _training_rows(model, table, seed)
-    means = train_x.mean(axis=0)
-    _write_baselines(session, model, means)
+    table, (train_idx, valid_idx) = _split(model, table, seed)
+    train_x = _encoded(model, table, train_idx)
+    _write_baselines(session, model, train_x.mean(axis=0))
     if model.algorithm == "mlp":
-        importance, method = _permutation_importance(model, valid_x, valid_y, seed), "permutation"
+        valid_y = features.encode_target(model.task, model.target_encoder, table[model.target].take(valid_idx))
+        importance = _permutation_importance(model, _encoded(model, table, valid_idx), valid_y, seed)
+        _write_importance(session, model, importance, "permutation")
     else:
-        importance, method = _weight_importance(model, train_x.std(axis=0)), "weight"
-    _write_importance(session, model, importance, method)
+        _write_importance(session, model, _weight_importance(model, train_x.std(axis=0)), "weight")
 
 
-def _training_rows(model, table: pa.Table, seed: int):
-    """The encoded training rows, the encoded validation rows and their encoded targets (each a seeded
-    sample of at most :data:`SAMPLE_ROWS`); without validation rows (a tiny table), the training rows."""
+def _split(model, table: pa.Table, seed: int) -> tuple[pa.Table, tuple[pa.Array, pa.Array]]:
+    """The rows with a known target and train.fit's split of them: training and validation row numbers,
+    each a seeded sample of at most :data:`SAMPLE_ROWS` (without validation rows, a tiny table's
+    training rows stand in, as in training)."""
     from mldb.models import train
 
     table = train._drop_null_targets(model.name, table, model.target)
@@ -235,14 +239,11 @@ def _training_rows(model, table: pa.Table, seed: int):
     if not len(valid_idx):
         valid_idx = train_idx
     rng = np.random.default_rng(seed)
-    train_idx, valid_idx = _sample(train_idx, rng), _sample(valid_idx, rng)
+    return table, (pa.array(_sample(train_idx, rng)), pa.array(_sample(valid_idx, rng)))
 
-    def encoded(index):
-        rows = pa.array(index)
-        return np.array(model.encoder([table[n].take(rows) for n in model.feature_names]), dtype=np.float64)
 
-    target = features.encode_target(model.task, model.target_encoder, table[model.target].take(pa.array(valid_idx)))
-    return encoded(train_idx), encoded(valid_idx), target
+def _encoded(model, table: pa.Table, rows: pa.Array) -> np.ndarray:
+    return np.array(model.encoder([table[n].take(rows) for n in model.feature_names]), dtype=np.float64)
 
 
 def _sample(index: np.ndarray, rng) -> np.ndarray:
@@ -276,7 +277,8 @@ def _permutation_importance(model, x: np.ndarray, y: np.ndarray, seed: int) -> n
 
     rng = np.random.default_rng(seed)
     drops = np.zeros(len(model.features))
-    with torch.no_grad():
+    work = len(x) * sum(parameter.numel() for parameter in module.parameters())
+    with torch.no_grad(), threads.torch_threads(threads.for_work(work)):
         base = measured()
         for index, (start, feature) in enumerate(zip(model.encoder.starts, model.features)):
             columns = slice(start, start + feature["width"])
