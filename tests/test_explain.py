@@ -214,8 +214,7 @@ def test_describe_model_shows_importance(con):
     assert described == dict(con.execute("SELECT feature, importance FROM FEATURE_IMPORTANCE(mb)").fetchall())
 
 
-def test_versions_keep_their_own_importances(path):
-    con = mldb.connect(path)
+def test_versions_keep_their_own_importances(con):
     con.execute("CREATE MODEL v PREDICT r FROM (SELECT a, noise, r FROM d) USING linear WITH (epochs = 40, lr = 0.05)")
     con.execute("TRAIN v FROM (SELECT a, noise, c, r FROM d)")
     assert sorted(f for (f,) in con.execute("SELECT feature FROM FEATURE_IMPORTANCE(v)").fetchall()) == \
@@ -234,12 +233,10 @@ def test_versions_keep_their_own_importances(path):
     left = con.execute("SELECT (SELECT count(*) FROM mldb.feature_importance WHERE model = 'v'), "
                        "(SELECT count(*) FROM mldb.explain_baselines WHERE model = 'v')").fetchone()
     assert left == (0, 0)
-    con.close()
 
 
 # -- the plot helper ----------------------------------------------------------------------------
-def test_plot_helper_draws_one_bar_per_feature(path):
-    con = mldb.connect(path)
+def test_plot_helper_draws_one_bar_per_feature(con):
     try:
         ax = plot.feature_importance(con, "mr")
         rows = con.execute("SELECT feature, importance FROM FEATURE_IMPORTANCE(mr)").fetchall()
@@ -249,10 +246,29 @@ def test_plot_helper_draws_one_bar_per_feature(path):
         assert ax.get_title() == "mr: feature importance" and "permutation" in ax.get_xlabel()
         assert len(plot.draw(con, "importance", "mr@1").patches) == 3
         with pytest.raises(mldb.ProgrammingError, match="model 'nope' does not exist"):
-            plot.feature_importance(con, "nope")
+            plot.feature_importance(con.cursor(), "nope")
     finally:
         plt.close("all")
-        con.close()
+
+
+def test_plot_magic_shows_importances(con):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from mldb.magic import MldbMagic
+
+    shell = InteractiveShell.instance()
+    shell.register_magics(MldbMagic(shell=shell))
+    shell.user_ns["explain_con"] = con
+    try:
+        shell.run_cell("%mldb --connect explain_con SELECT 1")
+        with capture_output() as captured:
+            result = shell.run_cell("%mldb --plot importance k")
+        assert result.success and result.result is None
+        assert [output.data["text/plain"] for output in captured.outputs] == ["<Figure size 640x360 with 1 Axes>"]
+        assert plt.get_fignums() == []
+    finally:
+        shell.user_ns.pop("explain_con")
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -364,17 +380,19 @@ def test_in_the_cli(tmp_path):
                                                               enumerate(predicted)] + ["feature,method", "a,weight"])
 
 
-# -- last: closes the module's connection -------------------------------------------------------
-def test_explanations_persist_after_reopen(path, con):
-    before = (explained(con, "mb"), con.execute("SELECT * FROM FEATURE_IMPORTANCE(k)").fetchall())
-    con.close()
-    reopened = mldb.connect(path)
-    try:
-        after = (explained(reopened, "mb"), reopened.execute("SELECT * FROM FEATURE_IMPORTANCE(k)").fetchall())
-    finally:
-        reopened.close()
-    assert after[1] == before[1]
+# -- persistence --------------------------------------------------------------------------------
+def test_explanations_persist_after_reopen(tmp_path):
+    path = str(tmp_path / "reopen.db")
+    with mldb.connect(path) as con:
+        con.execute(DATA)
+        con.execute(LABELS)
+        con.execute(f"CREATE MODEL p PREDICT k FROM (SELECT {FEATURES}, k FROM d) USING mlp "
+                    "WITH (epochs = 20, lr = 0.05, hidden = [8])")
+        before = (explained(con, "p"), con.execute("SELECT * FROM FEATURE_IMPORTANCE(p)").fetchall())
+    with mldb.connect(path) as reopened:
+        after = (explained(reopened, "p"), reopened.execute("SELECT * FROM FEATURE_IMPORTANCE(p)").fetchall())
+    assert after[1] == before[1] and len(after[1]) == 3
     assert [row["prediction"] for row in after[0]] == [row["prediction"] for row in before[0]]
     for new, old in zip(after[0], before[0]):
-        assert new["baseline"] == pytest.approx(old["baseline"], abs=1e-9)
+        assert new["baseline"] == old["baseline"] != 0.0
         assert new["contributions"] == pytest.approx(old["contributions"], abs=1e-9)
