@@ -169,6 +169,19 @@ def test_explain_predict_over_a_table_a_cte_and_a_join(con):
     assert joined == (800,)
 
 
+def test_a_view_of_explanations_follows_the_model_and_keeps_it(con):
+    con.execute(f"CREATE VIEW ev AS SELECT * FROM EXPLAIN_PREDICT(b, {PROBE}, top_k => 1)")
+    try:
+        rows = con.execute("SELECT id, prediction, contributions FROM ev ORDER BY id").fetchall()
+        assert [(i, p, c) for i, p, c in rows] == [(r["id"], r["prediction"], r["contributions"])
+                                                   for r in explained(con, "b", ", top_k => 1")]
+        with pytest.raises(mldb.ProgrammingError, match="view ev depends on it") as raised:
+            con.execute("DROP MODEL b")
+        assert raised.value.sqlstate == "2BP01"
+    finally:
+        con.execute("DROP VIEW ev")
+
+
 def test_explain_shows_the_operator(con):
     plan = con.execute(f"EXPLAIN SELECT * FROM EXPLAIN_PREDICT(mb, {PROBE}, top_k => 2)").fetchall()
     text = "\n".join(str(row) for row in plan)

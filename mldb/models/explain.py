@@ -34,6 +34,7 @@ from mldb.models import features, registry
 
 TORCH_ALGORITHMS = ("linear", "logistic", "mlp")
 SAMPLE_ROWS = 20_000  # training / validation rows measured at most (seeded sample above that)
+EMBED_SAMPLE_ROWS = 2_000  # ... for a model with a text feature, whose rows are embedded again to be measured
 PERMUTATION_REPEATS = 3
 IG_STEPS = (32, 128, 512, 2048)  # integrated gradients: steps tried in turn for the rows not yet within tolerance
 IG_TOLERANCE = 0.01  # of |raw - baseline|: the SPEC's bound for neural models is 5%
@@ -229,8 +230,8 @@ def record(session, name: str, version: int, table: pa.Table, fitted, sources, o
 
 def _split(model, table: pa.Table, seed: int) -> tuple[pa.Table, tuple[pa.Array, pa.Array]]:
     """The rows with a known target and train.fit's split of them: training and validation row numbers,
-    each a seeded sample of at most :data:`SAMPLE_ROWS` (without validation rows, a tiny table's
-    training rows stand in, as in training)."""
+    each a seeded sample of at most :data:`SAMPLE_ROWS` (:data:`EMBED_SAMPLE_ROWS` for a model that embeds
+    text). Without validation rows (a tiny table) the training rows stand in, as in training."""
     from mldb.models import train
 
     table = train._drop_null_targets(model.name, table, model.target)
@@ -239,15 +240,17 @@ def _split(model, table: pa.Table, seed: int) -> tuple[pa.Table, tuple[pa.Array,
     if not len(valid_idx):
         valid_idx = train_idx
     rng = np.random.default_rng(seed)
-    return table, (pa.array(_sample(train_idx, rng)), pa.array(_sample(valid_idx, rng)))
+    embeds = any(feature["encoding"] == "embed" for feature in model.features)
+    limit = EMBED_SAMPLE_ROWS if embeds else SAMPLE_ROWS
+    return table, (pa.array(_sample(train_idx, rng, limit)), pa.array(_sample(valid_idx, rng, limit)))
 
 
 def _encoded(model, table: pa.Table, rows: pa.Array) -> np.ndarray:
     return np.array(model.encoder([table[n].take(rows) for n in model.feature_names]), dtype=np.float64)
 
 
-def _sample(index: np.ndarray, rng) -> np.ndarray:
-    return index if len(index) <= SAMPLE_ROWS else np.sort(rng.choice(index, SAMPLE_ROWS, replace=False))
+def _sample(index: np.ndarray, rng, limit: int) -> np.ndarray:
+    return index if len(index) <= limit else np.sort(rng.choice(index, limit, replace=False))
 
 
 def _weight_importance(model, stds: np.ndarray) -> np.ndarray:
