@@ -36,6 +36,12 @@ DDL: list[str] = [
     "CREATE TABLE IF NOT EXISTS mldb.trials (model VARCHAR, version INTEGER, trial INTEGER, algorithm VARCHAR, "
     "params JSON, valid_metric DOUBLE, metric_name VARCHAR, seconds DOUBLE, chosen BOOLEAN, status VARCHAR, "
     "error VARCHAR, created_at TIMESTAMP)",
+    # explanations (mldb/models/explain.py): per version, each feature's importance and the mean of its
+    # encoded training columns (EXPLAIN_PREDICT's baseline input)
+    "CREATE TABLE IF NOT EXISTS mldb.feature_importance (model VARCHAR, version INTEGER, feature VARCHAR, "
+    "importance DOUBLE, method VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS mldb.explain_baselines (model VARCHAR, version INTEGER, feature VARCHAR, "
+    "mean DOUBLE[])",
     # -- vectors (issue: embed / faiss) ---------------------------------------------------
     "CREATE TABLE IF NOT EXISTS mldb.embedding_models (name VARCHAR NOT NULL, path VARCHAR NOT NULL, "
     "created_at TIMESTAMP DEFAULT current_timestamp)",

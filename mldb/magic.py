@@ -37,7 +37,7 @@ _QUERY_WORDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "
                           "PRAGMA", "EXPLAIN", "CALL", "PIVOT", "UNPIVOT"})
 USAGE = ("%mldb [--connect DB] [--pandas|--arrow] [--max-rows N] [NAME <<] SQL\n"
          "%%mldb [--pandas|--arrow] [--max-rows N] [DB or connection] [NAME <<]\n"
-         "%mldb --plot training|drift|volume MODEL [QUERY]")
+         "%mldb --plot training|drift|volume|importance MODEL [QUERY]")
 
 
 def load_ipython_extension(ipython) -> None:

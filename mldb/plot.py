@@ -5,6 +5,7 @@
     plot.training_curves(con, "churn@2")        # a pinned version
     plot.drift(con, "churn", "SELECT * FROM new_customers")
     plot.prediction_volume(con, "churn")
+    plot.feature_importance(con, "churn")       # FEATURE_IMPORTANCE as bars, the deployed version
 
 Each function returns the matplotlib ``Axes`` it drew on (a new figure unless ``ax`` is
 given). ``con`` is an mldb connection or cursor. Drift and prediction volume are drawn by
@@ -56,18 +57,32 @@ def prediction_volume(con, model: str, ax=None):
     return _lifecycle("prediction_volume_plot")(con, model, ax=ax)
 
 
+def feature_importance(con, model: str, ax=None):
+    """``FEATURE_IMPORTANCE(model)`` as horizontal bars, the most important feature on top.
+
+    ``model`` is a name (its deployed version) or ``'name@n'``."""
+    rows = con.execute(f"SELECT feature, importance, method FROM FEATURE_IMPORTANCE({_quoted(model)})").fetchall()
+    ax = ax if ax is not None else _new_axes()
+    ax.barh([row[0] for row in reversed(rows)], [row[1] for row in reversed(rows)])
+    ax.set(xlabel=f"importance ({rows[0][2] if rows else 'none'})", title=f"{model}: feature importance")
+    return ax
+
+
 def draw(con, kind: str, model: str, query: str | None = None):
-    """The magic's ``--plot KIND MODEL [QUERY]``: ``training``, ``drift`` (needs QUERY) or ``volume``."""
+    """The magic's ``--plot KIND MODEL [QUERY]``: ``training``, ``drift`` (needs QUERY), ``volume`` or
+    ``importance``."""
     if kind == "training":
         return training_curves(con, model)
     if kind == "volume":
         return prediction_volume(con, model)
+    if kind == "importance":
+        return feature_importance(con, model)
     if kind == "drift":
         if not query or not query.strip():
             raise errors.ProgrammingError("--plot drift needs a query for the new data, as in: "
                                           "%mldb --plot drift churn SELECT * FROM new_customers")
         return drift(con, model, query)
-    raise errors.ProgrammingError(f"unknown plot {kind!r}: use training, drift or volume")
+    raise errors.ProgrammingError(f"unknown plot {kind!r}: use training, drift, volume or importance")
 
 
 def _split_version(model: str) -> tuple[str, int | None]:
@@ -77,6 +92,10 @@ def _split_version(model: str) -> tuple[str, int | None]:
     if not version.isdigit():
         raise errors.ProgrammingError(f"{model!r}: a version after '@' is a whole number, as in 'churn@2'")
     return name, int(version)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _metric(best: dict) -> str:

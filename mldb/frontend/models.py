@@ -1,8 +1,9 @@
 """Grammar of models: CREATE MODEL / TRAIN / SHOW / DESCRIBE / DEPLOY / DROP and PREDICT et al.
 
 Statements become ``MldbStatement`` nodes run by ``mldb.models.statements``; the functions
-``PREDICT``, ``PREDICT_PROBA`` and ``EVALUATE`` become ``MldbFunction`` nodes that the
-rules in ``mldb.models.rules`` replace with calls of the registered Arrow UDFs.
+``PREDICT``, ``PREDICT_PROBA``, ``EVALUATE``, ``EXPLAIN_PREDICT`` and ``FEATURE_IMPORTANCE`` become
+``MldbFunction`` nodes that the rules in ``mldb.models.rules`` replace with calls of the registered
+Arrow UDFs (or, for FEATURE_IMPORTANCE, a query of ``mldb.feature_importance``).
 
     CREATE [OR REPLACE] MODEL [IF NOT EXISTS] churn PREDICT churned FROM customers
         [USING mlp] [WITH (epochs = 30, hidden = [64, 32])]
@@ -10,6 +11,7 @@ rules in ``mldb.models.rules`` replace with calls of the registered Arrow UDFs.
     TRAIN churn FROM SNAPSHOT [VERSION n] [WITH (...)]
     SHOW MODELS | DESCRIBE MODEL m | SHOW VERSIONS OF MODEL m
     DEPLOY MODEL m VERSION n | DROP MODEL [IF EXISTS] m [CASCADE | RESTRICT]
+    SELECT * FROM EXPLAIN_PREDICT(m, (query) [, top_k => n]) | SELECT * FROM FEATURE_IMPORTANCE(m [, version])
 """
 
 from __future__ import annotations
@@ -78,6 +80,23 @@ class Evaluate(MldbFunction):
     is_var_len_args = True
     _sql_names = ["EVALUATE"]
     usage = "EVALUATE(model, (query)), in FROM"
+
+
+class ExplainPredict(MldbFunction):
+    """``EXPLAIN_PREDICT(model, (query) [, top_k => n])`` in FROM: the query's rows with each prediction's
+    baseline and per-feature contributions (``mldb.models.explain``)."""
+
+    arg_types = {"expressions": True}
+    is_var_len_args = True
+    _sql_names = ["EXPLAIN_PREDICT"]
+    usage = "EXPLAIN_PREDICT(model, (query) [, top_k => n]), in FROM"
+
+
+class FeatureImportance(MldbFunction):
+    arg_types = {"expressions": True}
+    is_var_len_args = True
+    _sql_names = ["FEATURE_IMPORTANCE"]
+    usage = "FEATURE_IMPORTANCE(model [, version]), in FROM"
 
 
 # -- parse rules -----------------------------------------------------------------------
@@ -212,6 +231,9 @@ FUNCTIONS = {
     "PREDICT": lambda args: Predict(expressions=args),
     "PREDICT_PROBA": lambda args: PredictProba(expressions=args),
     "EVALUATE": lambda args: Evaluate(expressions=args),
+    "EXPLAIN_PREDICT": lambda args: ExplainPredict(expressions=args),
+    "FEATURE_IMPORTANCE": lambda args: FeatureImportance(expressions=args),
 }
 
-TRIGGERS = {"MODEL", "MODELS", "TRAIN", "DEPLOY", "PREDICT", "PREDICT_PROBA", "EVALUATE"}
+TRIGGERS = {"MODEL", "MODELS", "TRAIN", "DEPLOY", "PREDICT", "PREDICT_PROBA", "EVALUATE", "EXPLAIN_PREDICT",
+            "FEATURE_IMPORTANCE"}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from mldb.features import Feature
 from mldb.frontend.models import (CreateModel, DeployModel, DescribeModel, DropModel, ShowModels, ShowVersions,
                                   TrainModel)
-from mldb.models import functions, registry, rules, statements
+from mldb.models import explain, functions, registry, rules, statements
 
 FEATURE = Feature(
     name="models",
-    rules=(rules.rewrite_table_predict, rules.rewrite_model_functions),
+    rules=(rules.rewrite_table_predict, rules.rewrite_explanations, rules.rewrite_model_functions),
     statements={
         CreateModel: statements.create_model,
         TrainModel: statements.train_model,
@@ -23,4 +23,5 @@ FEATURE = Feature(
     make_state=registry.ModelCache,
     on_commit=registry.forget_committed,
     on_rollback=registry.forget_all,
+    on_trained=explain.record,
 )

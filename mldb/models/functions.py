@@ -6,6 +6,7 @@ the rewrite rules pick the one matching the model's target:
     mldb_predict_{varchar,double,bigint,boolean}(model, execution, f1, f2, ...)  -> the label / value
     mldb_predict_row_{...}(model, execution, f1, ...) -> STRUCT(prediction, probability)   (table form)
     mldb_predict_proba(model, execution, f1, ...)     -> MAP(VARCHAR, DOUBLE)
+    mldb_explain_{...}(model, execution, top_k, f1, ...) -> STRUCT(prediction, baseline, contributions)
     mldb_evaluate_classification(model, LIST(VARCHAR) targets, LIST(MAP) probabilities) -> STRUCT(metrics)
     mldb_evaluate_regression(model, LIST(DOUBLE) targets, LIST(DOUBLE) predictions)      -> STRUCT(metrics)
 
@@ -27,7 +28,7 @@ import pyarrow.compute as pc
 import weakref
 
 from mldb import errors
-from mldb.models import evaluate
+from mldb.models import evaluate, explain
 from mldb.models.registry import ARROW_OUTPUT, load_model
 
 SQL_OUTPUT = {"varchar": "VARCHAR", "double": "DOUBLE", "bigint": "BIGINT", "boolean": "BOOLEAN"}
@@ -42,6 +43,8 @@ def register(database) -> None:
         _create(con, f"mldb_predict_{suffix}", _predictor(ref, "predict", ARROW_OUTPUT[suffix]), sql_type)
         row_type = f"STRUCT(prediction {sql_type}, probability DOUBLE)"
         _create(con, f"mldb_predict_row_{suffix}", _predictor(ref, "predict_rows", None), row_type)
+        explained = f"STRUCT(prediction {sql_type}, baseline DOUBLE, contributions MAP(VARCHAR, DOUBLE))"
+        _create(con, f"mldb_explain_{suffix}", _explainer(ref, ARROW_OUTPUT[suffix]), explained)
     _create(con, "mldb_predict_proba", _predictor(ref, "predict_proba", None), "MAP(VARCHAR, DOUBLE)")
     _create(con, "mldb_evaluate_classification", _classification(ref), CLASSIFICATION_TYPE)
     _create(con, "mldb_evaluate_regression", _regression(ref), REGRESSION_TYPE)
@@ -95,6 +98,29 @@ def _predictor(ref, method: str, output_type):
         return out
 
     return predict
+
+
+def _explainer(ref, prediction_type):
+    """``fn(model, execution, top_k, *features)``: EXPLAIN_PREDICT's prediction, baseline and contributions
+    for the whole batch (``mldb.models.explain``); ``top_k`` 0 keeps every feature."""
+
+    def explain_batch(model_ref, execution_id, top_k, *arrays):
+        if len(model_ref) == 0:
+            return explain.empty_rows(prediction_type)
+        database = _open(ref)
+        execution = database.execution(execution_id[0].as_py())
+        if execution is not None:
+            execution.check()
+        source = execution if execution is not None else database
+        model = load_model(source, _model_ref(model_ref))
+        out = explain.explain_rows(source, model, list(arrays), top_k[0].as_py() or None)
+        if out.type.field("prediction").type != prediction_type:
+            prediction = out.field("prediction").cast(prediction_type)
+            out = pa.StructArray.from_arrays([prediction, out.field("baseline"), out.field("contributions")],
+                                             ["prediction", "baseline", "contributions"])
+        return out
+
+    return explain_batch
 
 
 def _record(execution, model, rows: int, seconds: float, outputs, arrays) -> None:

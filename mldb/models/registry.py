@@ -309,13 +309,14 @@ def unknown_model(source, name: str) -> errors.ProgrammingError:
     return errors.ProgrammingError(f"model '{name}' does not exist ({known})", sqlstate="42704")
 
 
-_MODEL_CALLS = ("mldb_predict", "mldb_evaluate")  # what PREDICT / EVALUATE become in a view's SQL
+_MODEL_CALLS = ("mldb_predict", "mldb_evaluate", "mldb_explain")  # what PREDICT / EVALUATE / EXPLAIN_PREDICT become
 
 
 def views_using(source, name: str) -> list[tuple[str, str]]:
     """The views that call model ``name`` (or one of its versions): (name as shown, quoted path)."""
     rows = _query(source, "SELECT database_name, schema_name, view_name, sql FROM duckdb_views() "
-                          "WHERE NOT internal AND (sql ILIKE '%mldb_predict%' OR sql ILIKE '%mldb_evaluate%') "
+                          "WHERE NOT internal AND (sql ILIKE '%mldb_predict%' OR sql ILIKE '%mldb_evaluate%' "
+                          "OR sql ILIKE '%mldb_explain%') "
                           "ORDER BY ALL", [])
     return [(view if schema == "main" else f"{schema}.{view}", ".".join(map(_quoted, (database, schema, view))))
             for database, schema, view, sql in rows if name in _models_called(sql)]

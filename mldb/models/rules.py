@@ -1,4 +1,5 @@
-"""Rewrite rules: PREDICT / PREDICT_PROBA / EVALUATE -> calls of the registered Arrow UDFs.
+"""Rewrite rules: PREDICT / PREDICT_PROBA / EVALUATE / EXPLAIN_PREDICT -> calls of the registered Arrow UDFs;
+FEATURE_IMPORTANCE -> a query of ``mldb.feature_importance``.
 
 The rewritten SQL names the model (not a version, unless pinned), so a view stays
 valid after a reopen and follows DEPLOY. Features are bound by name from the query
@@ -11,11 +12,12 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
-from mldb.frontend.models import Evaluate, Predict, PredictProba
-from mldb.models import registry
+from mldb.frontend.expressions import value_of
+from mldb.frontend.models import Evaluate, ExplainPredict, FeatureImportance, Predict, PredictProba
+from mldb.models import explain, registry
 from mldb.plan.rules import written_at
 
-_MODEL_FUNCTIONS = (Predict, PredictProba, Evaluate)
+_MODEL_FUNCTIONS = (Predict, PredictProba, Evaluate, ExplainPredict, FeatureImportance)
 
 
 def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
@@ -47,6 +49,106 @@ def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
     return tree
 
 
+def rewrite_explanations(tree: exp.Expression, context) -> exp.Expression:
+    """EXPLAIN_PREDICT and FEATURE_IMPORTANCE in FROM (innermost first: a query may hold another).
+
+    ``SELECT * FROM EXPLAIN_PREDICT(churn, (SELECT * FROM c), top_k => 2)`` ->
+    ``SELECT * FROM (SELECT * EXCLUDE (__mldb_x), __mldb_x.prediction AS prediction, __mldb_x.baseline AS
+    baseline, __mldb_x.contributions AS contributions FROM (SELECT *, mldb_explain_varchar('churn@1', <statement>,
+    2, age, plan) AS __mldb_x FROM (SELECT * FROM c) AS __mldb_in) AS __mldb_q) AS explain_predict``
+
+    ``SELECT * FROM FEATURE_IMPORTANCE(churn)`` -> ``SELECT * FROM (SELECT feature, importance, method FROM
+    mldb.feature_importance WHERE model = 'churn' AND version = 1 ORDER BY importance DESC, feature)
+    AS feature_importance`` (in a view: the version deployed when the view is read)
+    """
+    for node in reversed(list(tree.find_all(ExplainPredict, FeatureImportance))):
+        with written_at(node):
+            if not isinstance(node.parent, exp.Table):
+                raise errors.ProgrammingError(f"{node.sql_name()}(...) is a table function: use it in FROM, as "
+                                              f"SELECT * FROM {node.usage.partition(', in FROM')[0]}")
+            build = _explain_table if isinstance(node, ExplainPredict) else _importance_table
+            select, description = build(node, context)
+        table = node.parent
+        alias = table.alias or node.sql_name().lower()
+        table.replace(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+        context.operator(description)
+    return tree
+
+
+def _explain_table(node: ExplainPredict, context) -> tuple[exp.Select, str]:
+    positional = [argument for argument in node.expressions if not isinstance(argument, _NAMED)]
+    top_k = _top_k(node)
+    ref, model, query = _table_arguments(node, context, positional)
+    columns = _describe(context, query, quiet=context.params is not None)
+    if columns is not None:
+        check_columns(model, columns)
+    features = [exp.column(n, quoted=True) for n in model.feature_names]
+    call = _call(f"mldb_explain_{model.output}", ref, [exp.Literal.number(top_k or 0), *features], context)
+    inner = exp.select(exp.Star(), exp.alias_(call, "__mldb_x")).from_(query.subquery("__mldb_in"))
+    outer = [exp.Star(except_=[exp.column("__mldb_x")])]
+    outer += [exp.alias_(exp.Dot(this=exp.column("__mldb_x"), expression=exp.to_identifier(f)), f)
+              for f in ("prediction", "baseline", "contributions")]
+    method = {"lightgbm": "TreeSHAP", "mlp": "integrated gradients"}.get(model.algorithm, "exact linear")
+    kept = f", top {top_k}" if top_k else ""
+    return (exp.select(*outer).from_(inner.subquery("__mldb_q")),
+            f"EXPLAIN_PREDICT: model {model.ref} ({model.algorithm}, {model.task}), {method}{kept}, Arrow batches")
+
+
+_NAMED = (exp.Kwarg, exp.PropertyEQ)
+
+
+def _top_k(node: ExplainPredict) -> int | None:
+    """The ``top_k => n`` argument: a positive whole number (22023 otherwise), the only option."""
+    top_k = None
+    for argument in node.expressions:
+        if not isinstance(argument, _NAMED):
+            continue
+        key = argument.this.name.lower()
+        if key != "top_k":
+            raise errors.ProgrammingError(f"EXPLAIN_PREDICT: unknown option {key}; its one option is top_k => n",
+                                          sqlstate="22023")
+        if top_k is not None:
+            raise errors.ProgrammingError("EXPLAIN_PREDICT: top_k given twice; give it once", sqlstate="42710")
+        value = value_of(argument.expression, "EXPLAIN_PREDICT option values")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise errors.ProgrammingError(f"EXPLAIN_PREDICT: top_k is the number of contributions kept per row, "
+                                          f"a whole number of at least 1; found {value!r}", sqlstate="22023")
+        top_k = value
+    return top_k
+
+
+def _importance_table(node: FeatureImportance, context) -> tuple[exp.Select, str]:
+    arguments = node.expressions
+    if not 1 <= len(arguments) <= 2:
+        raise errors.ProgrammingError(f"FEATURE_IMPORTANCE takes (model [, version]); got {len(arguments)} "
+                                      "arguments")
+    name, pinned = registry.parse_ref(_written_ref(node))
+    version = _version_argument(arguments[1], name, pinned) if len(arguments) == 2 else pinned
+    model = registry.load_model(context.session, name if version is None else f"{name}@{version}")
+    explain.check_recorded(context.session, model)
+    if version is None and context.stored:  # a view shows the version deployed when it is read
+        which = f"(SELECT deployed_version FROM mldb.models WHERE name = {exp.Literal.string(name).sql()})"
+    else:
+        which = str(model.version)
+    select = exp.maybe_parse(
+        "SELECT feature, importance, method FROM mldb.feature_importance "
+        f"WHERE model = {exp.Literal.string(name).sql()} AND version = {which} ORDER BY importance DESC, feature",
+        dialect=MLDB)
+    method = {"lightgbm": "gain", "mlp": "permutation"}.get(model.algorithm, "weight")
+    return select, f"FEATURE_IMPORTANCE: model {model.ref} ({model.algorithm}), {method}, from mldb.feature_importance"
+
+
+def _version_argument(argument: exp.Expression, name: str, pinned: int | None) -> int:
+    value = value_of(argument, "FEATURE_IMPORTANCE's version") if isinstance(argument, exp.Literal) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise errors.ProgrammingError(f"FEATURE_IMPORTANCE: a version is a positive whole number (as SHOW "
+                                      f"VERSIONS lists); found {argument.sql(dialect=MLDB)}", sqlstate="22023")
+    if pinned is not None and pinned != value:
+        raise errors.ProgrammingError(f"FEATURE_IMPORTANCE: '{name}@{pinned}' and version {value} name two "
+                                      "versions; give the version once", sqlstate="22023")
+    return value
+
+
 def rewrite_model_functions(tree: exp.Expression, context) -> exp.Expression:
     """Scalar calls.
 
@@ -71,20 +173,22 @@ def rewrite_model_functions(tree: exp.Expression, context) -> exp.Expression:
 # -- the pieces --------------------------------------------------------------------------
 def _model_of(node: exp.Expression, context) -> tuple[str, registry.ModelVersion]:
     """The model reference as written ('churn' or 'churn@2') and its loaded version."""
-    arguments = node.expressions
-    first = arguments[0] if arguments else None
-    if isinstance(first, exp.Literal) and first.is_string:
-        ref = first.this
-    elif isinstance(first, (exp.Column, exp.Identifier)) and not getattr(first, "table", ""):
-        ref = first.name
-    else:
-        shown = first.sql(dialect=MLDB) if first is not None else "nothing"
-        raise errors.ProgrammingError(f"{node.sql_name()}: the first argument must be a model name; found {shown}")
-    name, version = registry.parse_ref(ref)
+    name, version = registry.parse_ref(_written_ref(node))
     model = registry.load_model(context.session, name if version is None else f"{name}@{version}")
     if version is None and context.stored:
         return name, model  # a view follows DEPLOY: the function resolves the name when it runs
     return model.ref, model  # a statement runs the version it was planned with
+
+
+def _written_ref(node: exp.Expression) -> str:
+    """The model as the call's first argument names it: ``churn`` or ``'churn@2'``."""
+    first = node.expressions[0] if node.expressions else None
+    if isinstance(first, exp.Literal) and first.is_string:
+        return first.this
+    if isinstance(first, (exp.Column, exp.Identifier)) and not getattr(first, "table", ""):
+        return first.name
+    shown = first.sql(dialect=MLDB) if first is not None else "nothing"
+    raise errors.ProgrammingError(f"{node.sql_name()}: the first argument must be a model name; found {shown}")
 
 
 def _feature_arguments(node, model: registry.ModelVersion, context) -> list[exp.Expression]:
@@ -187,8 +291,8 @@ def _describe(context, query: exp.Expression, quiet: bool = False, unique: str |
     return {row[0]: row[1] for row in rows}
 
 
-def _table_arguments(function, context):
-    arguments = function.expressions
+def _table_arguments(function, context, arguments: list | None = None):
+    arguments = function.expressions if arguments is None else arguments
     if len(arguments) != 2:
         raise errors.ProgrammingError(f"{function.sql_name()} in FROM takes (model, (query)); "
                                       f"got {len(arguments)} arguments")

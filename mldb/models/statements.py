@@ -208,8 +208,8 @@ def _write_model(session, name, version, definition, trained) -> None:
 
 def _delete(session, name: str) -> None:
     """Remove every version of ``name`` (DROP MODEL, CREATE OR REPLACE MODEL), with the lifecycle's records."""
-    for table, column in (("training_log", "model"), ("trials", "model"), ("model_versions", "model"),
-                          ("models", "name")):
+    for table, column in (("training_log", "model"), ("trials", "model"), ("feature_importance", "model"),
+                          ("explain_baselines", "model"), ("model_versions", "model"), ("models", "name")):
         session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
     for listener in features.each("on_model_dropped"):
         listener(session, name)
@@ -303,10 +303,11 @@ def describe_model(session, node, params) -> Result:
     shape = '[{"name": "VARCHAR", "type": "VARCHAR", "encoding": "VARCHAR", "width": "INTEGER"}]'
     session.sql(
         "SELECT u.f.name AS feature, u.f.type, u.f.encoding, u.f.width, v.model, v.version, v.task, v.algorithm, "
-        "v.target, v.target_type, coalesce(?::VARCHAR[], v.source_tables) AS sources "
+        "v.target, v.target_type, coalesce(?::VARCHAR[], v.source_tables) AS sources, fi.importance "
         "FROM (SELECT *, from_json(features, ?) AS parsed FROM mldb.model_versions "
         "WHERE model = ? AND version = ?) v, (SELECT unnest(v.parsed) AS f, generate_subscripts(v.parsed, 1) AS i) u "
-        "ORDER BY u.i", [_sources(session, model), shape, model.name, model.version])
+        "LEFT JOIN mldb.feature_importance fi ON fi.model = v.model AND fi.version = v.version "
+        "AND fi.feature = u.f.name ORDER BY u.i", [_sources(session, model), shape, model.name, model.version])
     return Result.from_duckdb(session.con, "DESCRIBE MODEL")
 
 
