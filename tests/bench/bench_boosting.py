@@ -60,11 +60,11 @@ def to_frame(table: pa.Table):
     return pa.table(columns, names=table.column_names).to_pandas()
 
 
-def hand_params(threads: int) -> dict:
-    return PARAMS | {"objective": "binary", "num_threads": threads, "seed": SEED, "verbosity": -1}
+def hand_params(num_threads: int) -> dict:
+    return PARAMS | {"objective": "binary", "num_threads": num_threads, "seed": SEED, "verbosity": -1}
 
 
-def hand_train(frame, threads: int):
+def hand_train(frame, num_threads: int):
     """The split, the Datasets (LightGBM's own pandas -> numpy step) and the boosting."""
     import lightgbm
 
@@ -74,7 +74,7 @@ def hand_train(frame, threads: int):
     x, y = frame[FEATURES], frame["y"].to_numpy().astype(np.int32)
     train_set = lightgbm.Dataset(x.iloc[train], y[train])
     valid_set = lightgbm.Dataset(x.iloc[valid], y[valid], reference=train_set)
-    return lightgbm.train(hand_params(threads), train_set, valid_sets=[valid_set],
+    return lightgbm.train(hand_params(num_threads), train_set, valid_sets=[valid_set],
                           callbacks=[lightgbm.early_stopping(EARLY_STOPPING, verbose=False)])
 
 
