@@ -372,7 +372,8 @@ def summary(dataset: Dataset, found: dict) -> tuple[str, bool | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(ALL_DATASETS), help=f"comma-separated: {', '.join(ALL_DATASETS)}")
+    parser.add_argument("--datasets", default=",".join(ALL_DATASETS),
+                        help=f"comma-separated: {', '.join(ALL_DATASETS)}")
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the generated 'mixed' dataset")
     parser.add_argument("--time-budget", type=float, default=60.0, help="seconds for USING auto")
     parser.add_argument("--threads", type=int, default=free_cores(),
@@ -401,10 +402,10 @@ def main() -> None:
     print()
     print("\n".join(lines))
     known = [beats for beats in wins if beats is not None]
-    print(f"\nlightgbm beats HistGradientBoosting on "
+    print("\nlightgbm beats HistGradientBoosting on "
           + (f"{sum(known)} of {len(known)} datasets (target: at least 2)" if known else "n/a (no mldb lightgbm)"))
-    print(f"{os.cpu_count()} cores, raw LightGBM on {args.threads} thread(s); generated rows {rows:,}; auto's time_budget {budget:g} s; split "
-          f"{1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} seeded ({SEED})")
+    print(f"{os.cpu_count()} cores, raw LightGBM on {args.threads} thread(s); generated rows {rows:,}; "
+          f"auto's time_budget {budget:g} s; split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} seeded ({SEED})")
 
 
 if __name__ == "__main__":
