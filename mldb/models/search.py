@@ -151,10 +151,13 @@ def _check_auto(model: str, settings: dict, rest: dict) -> dict:
     schemas = [train.options_schema(algorithm) for algorithm in _AUTO_ALGORITHMS]
     _refuse_unknown(model, rest, schemas, ("time_budget",))
     checked = {}
-    for schema in schemas:
-        mine = {name: value for name, value in rest.items() if name in schema.options}
+    for schema in schemas:  # (a shared option is checked by the first schema that takes it: device = 'cuda'
+        mine = {name: value for name, value in rest.items()  # is the torch candidates', see _options_for)
+                if name in schema.options and name not in checked}
         _refuse_lists(model, schema, mine)
         checked |= schema.check(mine, where)
+    if checked.get("device") not in (None, "auto", "cpu"):
+        train.device_for(model, checked["device"])  # (a GPU the machine lacks fails the statement, not a candidate)
     return checked
 
 
@@ -399,6 +402,8 @@ def _options_for(algorithm: str, options: dict) -> dict:
     """The options of an auto definition that ``algorithm`` takes (hidden and dropout: the MLP's only)."""
     schema = train.options_schema(algorithm)
     kept = {name: value for name, value in options.items() if name in schema.options}
+    if algorithm == "lightgbm" and kept.get("device") not in (None, "auto", "cpu"):
+        del kept["device"]  # (LightGBM trains on the CPU: a GPU asked of auto is for its torch candidates)
     if algorithm in ("linear", "logistic"):
         kept = {name: value for name, value in kept.items() if name not in algorithms.MLP_ONLY}
     return kept

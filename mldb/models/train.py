@@ -119,7 +119,7 @@ def fit(model: str, table: pa.Table, target: str, types: dict[str, str], algorit
     started = time.perf_counter()
     given = check_options(model, algorithm, options)
     options = options_schema(algorithm).defaults | given
-    device = "cpu" if algorithms.check(model, algorithm) == "lightgbm" else _device(model, options["device"])
+    device = "cpu" if algorithms.check(model, algorithm) == "lightgbm" else device_for(model, options["device"])
     table = _drop_null_targets(model, table, target)
     task = features.infer_task(model, target, table[target], options["task"], types.get(target))
     split = _split(model, len(table), options["valid_fraction"], options["seed"])
@@ -237,7 +237,7 @@ def _split(model: str, rows: int, valid_fraction: float, seed: int) -> tuple[np.
     return np.sort(order[valid:]), np.sort(order[:valid])
 
 
-def _device(model: str, wanted: str) -> str:
+def device_for(model: str, wanted: str) -> str:
     """'auto' takes a GPU when torch sees one and the CPU otherwise. 'cuda' or 'cuda:N' asks for a
     GPU: training on the CPU without a word would mislead, so a GPU torch cannot see is an error."""
     import torch
