@@ -49,7 +49,7 @@ def train_model(session, node, params) -> Result:
     algorithm = _name(node.args.get("algorithm")) or algorithm
     if algorithm in ("linear", "logistic"):  # (TRAIN m USING logistic after an MLP: its hidden is not inherited)
         stored = {key: value for key, value in stored.items() if key not in algorithms.MLP_ONLY}
-    known = train.options_schema(algorithm).options  # (nor, after USING lightgbm, its num_leaves; or epochs after)
+    known = train.options_schema(algorithm).options  # (nor another family's: num_leaves after lightgbm, epochs before)
     stored = {key: value for key, value in stored.items() if key in known}
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
                   "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
