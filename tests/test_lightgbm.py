@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 import mldb
@@ -26,9 +25,11 @@ CREATE TABLE shop AS SELECT *,
     hash(id + 99) % 2 = 0 AS coin
 FROM (SELECT i AS id,
     CASE WHEN i % 9 = 0 THEN NULL ELSE (hash(i) % 1000) / 100.0 END AS spend,
-    CASE WHEN i % 13 = 0 THEN NULL ELSE ['gold', 'silver', 'bronze', 'tin', 'iron'][(hash(i + 7) % 5 + 1)::BIGINT] END AS plan,
+    CASE WHEN i % 13 = 0 THEN NULL
+         ELSE ['gold', 'silver', 'bronze', 'tin', 'iron'][(hash(i + 7) % 5 + 1)::BIGINT] END AS plan,
     (hash(i + 11) % 100)::DOUBLE AS noise,
-    CASE WHEN i % 17 = 0 THEN NULL ELSE [(hash(i + 3) % 10)::FLOAT, (hash(i + 5) % 10)::FLOAT, 1.0]::FLOAT[3] END AS vec,
+    CASE WHEN i % 17 = 0 THEN NULL
+         ELSE [(hash(i + 3) % 10)::FLOAT, (hash(i + 5) % 10)::FLOAT, 1.0]::FLOAT[3] END AS vec,
     DATE '2024-01-01' + (hash(i + 13) % 300)::INTEGER AS seen
     FROM range({ROWS}) t(i))
 """
@@ -90,7 +91,8 @@ def test_multiclass_varchar_target(shop):
     rows(shop, f"CREATE MODEL tiers PREDICT tier FROM {training('tier')} USING lightgbm")
     result = evaluate(shop, "tiers")
     assert result["accuracy"] >= 0.98 and result["rows"] == ROWS // 5
-    assert rows(shop, "SELECT DISTINCT PREDICT(tiers) FROM shop ORDER BY 1") == [("high",), ("low",), ("mid",), ("none",)]
+    predicted = rows(shop, "SELECT DISTINCT PREDICT(tiers) FROM shop ORDER BY 1")
+    assert predicted == [("high",), ("low",), ("mid",), ("none",)]
     sums = rows(shop, "SELECT min(s), max(s) FROM (SELECT list_sum(map_values(PREDICT_PROBA(tiers))) AS s FROM shop)")
     assert sums[0][0] == pytest.approx(1.0, abs=1e-9) and sums[0][1] == pytest.approx(1.0, abs=1e-9)
     keys = rows(shop, "SELECT map_keys(PREDICT_PROBA(tiers)) FROM shop LIMIT 1")[0][0]
@@ -221,7 +223,7 @@ def test_versions_and_deploy_across_algorithms(shop):
 # -- PREDICT's other forms, EVALUATE, DRIFT, the prediction log --------------------------------------
 def test_table_form_and_evaluate_agree_with_predict(shop):
     rows(shop, f"CREATE MODEL tiers PREDICT tier FROM {training('tier')} USING lightgbm")
-    table = rows(shop, f"SELECT prediction, probability FROM PREDICT(tiers, (SELECT * FROM shop ORDER BY id))")
+    table = rows(shop, "SELECT prediction, probability FROM PREDICT(tiers, (SELECT * FROM shop ORDER BY id))")
     scalar = rows(shop, "SELECT PREDICT(tiers), list_max(map_values(PREDICT_PROBA(tiers))) FROM shop ORDER BY id")
     assert [row[0] for row in table] == [row[0] for row in scalar]
     assert np.allclose([row[1] for row in table], [row[1] for row in scalar])

@@ -103,7 +103,8 @@ def refuse_foreign(model: str, algorithm: str | None, options: dict) -> None:
         raise errors.ProgrammingError(
             f"model '{model}': option{'s' if len(foreign) > 1 else ''} {', '.join(foreign)} appl"
             f"{'y' if len(foreign) > 1 else 'ies'} only to USING {takers}, not USING {(algorithm or 'auto').lower()}"
-            + (f"; use {', '.join(instead)}" if instead else "") + f"; its options: {', '.join(sorted(schema.options))}",
+            + (f"; use {', '.join(instead)}" if instead else "")
+            + f"; its options: {', '.join(sorted(schema.options))}",
             sqlstate="22023")
 
 
