@@ -236,11 +236,10 @@ def linear_baseline(dataset: Dataset, data: Split):
     estimator = Ridge() if dataset.task == "regression" else LogisticRegression(max_iter=5000)
     pipeline = make_pipeline(prepare, estimator)
     x, y = _xy(dataset, data.train)
-    for name in dataset.categorical:
-        x[name] = x[name].astype(object).where(x[name].notna(), np.nan)
     test_x, _ = _xy(dataset, data.test)
-    for name in dataset.categorical:
-        test_x[name] = test_x[name].astype(object).where(test_x[name].notna(), np.nan)
+    for frame in (x, test_x):  # (SimpleImputer's constant fill wants object columns with NaN for NULL)
+        for name in dataset.categorical:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), np.nan)
     return _fit_score(dataset, data, lambda: pipeline.fit(x, y), lambda: pipeline.predict(test_x))
 
 
