@@ -148,7 +148,7 @@ def _clauses(parser, node: exp.Expression) -> exp.Expression:
     if parser._match(TokenType.USING):
         algorithm = None if _at_end(parser) else parser._parse_id_var(any_token=True)
         if algorithm is None:
-            parser.raise_error("Expecting an algorithm after USING: linear, logistic, mlp or auto")
+            parser.raise_error("Expecting an algorithm after USING: linear, logistic, mlp, lightgbm or auto")
         node.set("algorithm", algorithm)
     node.set("options", _options(parser))
     return node
