@@ -50,6 +50,11 @@ def models(con) -> None:
     show(con, "predict in any query", "SELECT id, plan, age, PREDICT(churn) AS will_churn, "
          "round(PREDICT_PROBA(churn)['true'], 3) AS p_churn FROM customers ORDER BY p_churn DESC LIMIT 5")
     show(con, "evaluate", "SELECT * FROM EVALUATE(churn, (SELECT * FROM customers WHERE id % 5 = 0))")
+    show(con, "gradient-boosted trees: a new version of the same model", "TRAIN churn USING lightgbm")
+    show(con, "which features matter", "SELECT * FROM FEATURE_IMPORTANCE(churn)")
+    show(con, "why each row got its prediction (baseline + contributions = the log-odds)",
+         "SELECT id, prediction, round(baseline, 3) AS baseline, contributions "
+         "FROM EXPLAIN_PREDICT(churn, (SELECT * FROM customers WHERE id < 3), top_k => 2)")
     show(con, "the registry is plain SQL", "SHOW MODELS")
 
 

@@ -17,7 +17,12 @@ def test_demo_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "north" in out and "1117" in out  # plain SQL
-    assert re.search(r"\| churn\s+\| 1\s+\| binary\s+\|", out)  # trained and registered
+    assert re.search(r"\| churn\s+\| 2\s+\| binary\s+\| lightgbm\s+\|", out)  # trained, retrained, registered
+    importance = out.split("which features matter")[1].split("\n-- ")[0]
+    shares = [float(share) for share in re.findall(r"\| ([\d.]+)\s+\| gain", importance)]
+    assert len(shares) == 4 and abs(sum(shares) - 1) < 1e-9
+    explained = out.split("why each row got its prediction")[1].split("\n-- ")[0]
+    assert len(re.findall(r"\{\w+=[-\d.e]+, \w+=[-\d.e]+\}", explained)) == 3  # top_k => 2: two features a row
     search = out.split("semantic search through the index")[1].split("\n-- ")[0]
     top = [line for line in search.splitlines() if line.startswith("| ") and "topic" not in line]
     assert top and all("travel" in line for line in top)  # cheap plane tickets -> travel articles
