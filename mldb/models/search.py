@@ -15,7 +15,8 @@ which always trains to its end. A later candidate is not started once the budget
 (recorded as skipped) and is stopped between batches when it runs out (recorded as stopped).
 Auto also skips its later candidates when the first had fewer than 30 validation rows: on so few,
 one row is over 3% of accuracy, and comparing candidates would pick noise (and small tables stay
-cheap to train).
+cheap to train). For the same reason the short LightGBM search needs 200 validation rows (a table of
+about 1,000): below that its trials differ by a row or two, and it would double the cost of auto.
 
 The space (checked by :func:`check` before any data is read; every refusal is 22023):
 
@@ -63,6 +64,7 @@ NOT_SEARCHED = ("seed", "valid_fraction", "task", "device", "snapshot", "log_sam
 AUTO_BUDGET = 60.0  # seconds
 AUTO_MIN_VALID_ROWS = 30  # below this, one accuracy point is over 3%: comparing candidates would pick noise
 AUTO_SEARCH_TRIALS = 8
+AUTO_SEARCH_MIN_VALID_ROWS = 200  # below this, the search's trials differ by a row or two: it would pick noise
 AUTO_SEARCH_SPACE = {"num_leaves": [7, 127], "learning_rate": [0.01, 0.3], "min_data_in_leaf": [5, 60],
                      "feature_fraction": [0.5, 1.0]}
 
@@ -363,7 +365,8 @@ _AUTO_ALGORITHMS = ("linear", "logistic", "mlp", "lightgbm")
 
 
 def _auto(run: _Runner, options: dict) -> Outcome:
-    """The linear model for the task, an MLP, LightGBM, then a short random LightGBM search."""
+    """The linear model for the task, an MLP, LightGBM, then (from AUTO_SEARCH_MIN_VALID_ROWS validation
+    rows) a short random LightGBM search."""
     if run.deadline == math.inf:
         run.deadline = time.perf_counter() + AUTO_BUDGET
     first = train.linear_for(run.model, run.table, run.target, run.types, options.get("task"))
@@ -373,7 +376,8 @@ def _auto(run: _Runner, options: dict) -> Outcome:
         given = _options_for(algorithm, options)
         trials.append(Trial(algorithm, given, "skipped", error=why) if why else run.one(algorithm, given))
     boosted = trials[-1]
-    if boosted.status == "trained" and not _skip(run, trials[0]):
+    if boosted.status == "trained" and not _skip(run, trials[0]) \
+            and boosted.trained.valid_rows >= AUTO_SEARCH_MIN_VALID_ROWS:
         schema = train.options_schema("lightgbm")
         space = [_param(run.model, schema.options[name], values, "random")
                  for name, values in AUTO_SEARCH_SPACE.items() if name in schema.options]
