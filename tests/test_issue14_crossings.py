@@ -233,6 +233,15 @@ def test_retraining_a_searched_lightgbm_model_repeats_its_search(con):
     check_choice(con, "s_re", 3)
 
 
+def test_a_repeated_value_in_a_grid_is_one_trial(con):
+    create(con, "rep", "pos", "USING lightgbm WITH (search = 'grid', num_leaves = [15, 15, 31], "
+                              "min_data_in_leaf = [5, 5.0])", "a, b", "lin")
+    rows = trials(con, "rep")
+    assert sorted(row["params"]["num_leaves"] for row in rows) == [15, 31]
+    assert {row["params"]["min_data_in_leaf"] for row in rows} == {5}
+    check_choice(con, "rep")
+
+
 @pytest.mark.parametrize("options, message", [
     ("search = 'random', num_leaves = [1, 5]", "option num_leaves must be an integer in [2, 131072]; found 1"),
     ("search = 'random', num_leaves = [15, 63], lr = [0.01, 0.1]", "use learning_rate for lr"),
@@ -375,3 +384,16 @@ def test_deploy_across_algorithms_and_explanations_follow(con):
         assert {m for _, m in importance(con, "d").values()} == {"gain"}
     finally:
         con.execute("DROP VIEW dv")
+
+
+def test_auto_takes_a_torch_device_and_trains_lightgbm_on_the_cpu(con):
+    create(con, "dev", "y", "USING auto WITH (device = 'cpu', epochs = 5)", "a, b", "lin")
+    rows = trials(con, "dev")
+    assert [(row["algorithm"], row["status"]) for row in rows] == [
+        ("linear", "trained"), ("mlp", "trained"), ("lightgbm", "trained")]
+    check_choice(con, "dev")
+    # a GPU device is the torch candidates': LightGBM (auto's candidate, or TRAIN m USING lightgbm) drops it
+    assert search.inherited("lightgbm", {"device": "cuda:1", "seed": 3, "epochs": 4}) == {"seed": 3}
+    assert search.inherited("lightgbm", {"device": "cpu", "seed": 3}) == {"device": "cpu", "seed": 3}
+    assert search._options_for("lightgbm", {"device": "cuda", "num_leaves": 7}) == {"num_leaves": 7}
+    assert search._options_for("mlp", {"device": "cuda", "num_leaves": 7}) == {"device": "cuda"}

@@ -25,7 +25,7 @@ The space (checked by :func:`check` before any data is read; every refusal is 22
 - For random and tpe, a list of two numbers is a range ``[low, high]``, integral for an integer
   option and real for a number option; a real range whose ``high`` is at least 10x a positive
   ``low`` (learning rates, regularisation) is sampled on a log scale. Any other list (one value,
-  three or more, texts, booleans, lists) is a set of choices.
+  three or more, texts, booleans, lists) is a set of choices (a value given twice is tried once).
 - For grid, every list is a set of choices (``[0.01, 0.1]`` is those two values), and ``trials``
   defaults to (and is capped at) the grid's size; fewer trials take a seeded random part of it.
   Random and tpe default to 10 trials.
@@ -154,9 +154,12 @@ def _check_auto(model: str, settings: dict, rest: dict) -> dict:
     _refuse_unknown(model, rest, schemas, ("time_budget",))
     checked = {}
     for schema in schemas:
-        mine = {name: value for name, value in rest.items() if name in schema.options}
+        mine = {name: value for name, value in rest.items() if name in schema.options
+                and not (schema is not train.OPTIONS and name in _TORCH_DEVICE)}
         _refuse_lists(model, schema, mine)
         checked |= schema.check(mine, where)
+    if "device" in checked:  # (a GPU the machine lacks is refused before any data is read)
+        train._device(model, checked["device"])
     return checked
 
 
@@ -193,7 +196,10 @@ def _param(model: str, option: Option, values: list, search: str) -> Param:
     if not values:
         raise errors.ProgrammingError(f"{where}: the search space of {option.name} is empty; give a range "
                                       "[low, high] or the values to try", sqlstate="22023")
-    checked = [option.check(value, where) for value in values]
+    checked = []
+    for value in values:  # (a repeated value would be a repeated trial)
+        value = option.check(value, where)
+        checked += [value] if value not in checked else []
     if search == "grid" or len(checked) != 2 or option.kind not in ("int", "number"):
         return Param(option.name, "choices", checked)
     low, high = checked
@@ -362,6 +368,8 @@ def _score(trial: Trial) -> float:
 
 # -- USING auto -------------------------------------------------------------------------------
 _AUTO_ALGORITHMS = ("linear", "logistic", "mlp", "lightgbm")
+# auto's device is the torch candidates' ('cuda' included); its LightGBM candidates train on the CPU
+_TORCH_DEVICE = ("device",)
 
 
 def _auto(run: _Runner, options: dict) -> Outcome:
@@ -403,15 +411,24 @@ def _options_for(algorithm: str, options: dict) -> dict:
     """The options of an auto definition that ``algorithm`` takes (hidden and dropout: the MLP's only)."""
     schema = train.options_schema(algorithm)
     kept = {name: value for name, value in options.items() if name in schema.options}
+    if algorithm == "lightgbm":
+        kept = _cpu_device(kept)
     if algorithm in ("linear", "logistic"):
         kept = {name: value for name, value in kept.items() if name not in algorithms.MLP_ONLY}
     return kept
 
 
+def _cpu_device(options: dict) -> dict:
+    """The options less a torch device ('cuda', 'cuda:N') LightGBM does not take: it trains on the CPU."""
+    if options.get("device", "auto") in ("auto", "cpu"):
+        return options
+    return {name: value for name, value in options.items() if name != "device"}
+
+
 def inherited(algorithm: str | None, stored: dict) -> dict:
     """The stored options a ``TRAIN m USING <algorithm>`` keeps: those ``algorithm`` takes. A search's
     settings and spaces stay with one algorithm (USING auto runs its own), ``time_budget`` with a
-    search or auto, and linear / logistic drop the MLP's hidden and dropout."""
+    search or auto, linear / logistic drop the MLP's hidden and dropout, and lightgbm a GPU device."""
     algorithm = (algorithm or "auto").lower()
     if algorithm == "auto":
         schemas = [train.options_schema(name) for name in _AUTO_ALGORITHMS]
@@ -421,6 +438,8 @@ def inherited(algorithm: str | None, stored: dict) -> dict:
         return stored  # (the statement refuses the algorithm)
     schema = train.options_schema(algorithm)
     searched = "search" in stored
+    if algorithm == "lightgbm":
+        stored = _cpu_device(stored)
     return {name: value for name, value in stored.items()
             if (name in schema.options and (searched or not _is_space(schema.options[name], value))
                 and not (algorithm in ("linear", "logistic") and name in algorithms.MLP_ONLY))
