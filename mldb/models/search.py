@@ -15,7 +15,8 @@ which always trains to its end. A later candidate is not started once the budget
 (recorded as skipped) and is stopped between batches when it runs out (recorded as stopped).
 Auto also skips its later candidates when the first had fewer than 30 validation rows: on so few,
 one row is over 3% of accuracy, and comparing candidates would pick noise (and small tables stay
-cheap to train).
+cheap to train). For the same reason the short LightGBM search needs 200 validation rows (a table of
+about 1,000): below that its trials differ by a row or two, and it would double the cost of auto.
 
 The space (checked by :func:`check` before any data is read; every refusal is 22023):
 
@@ -24,7 +25,7 @@ The space (checked by :func:`check` before any data is read; every refusal is 22
 - For random and tpe, a list of two numbers is a range ``[low, high]``, integral for an integer
   option and real for a number option; a real range whose ``high`` is at least 10x a positive
   ``low`` (learning rates, regularisation) is sampled on a log scale. Any other list (one value,
-  three or more, texts, booleans, lists) is a set of choices.
+  three or more, texts, booleans, lists) is a set of choices (a value given twice is tried once).
 - For grid, every list is a set of choices (``[0.01, 0.1]`` is those two values), and ``trials``
   defaults to (and is capped at) the grid's size; fewer trials take a seeded random part of it.
   Random and tpe default to 10 trials.
@@ -63,6 +64,7 @@ NOT_SEARCHED = ("seed", "valid_fraction", "task", "device", "snapshot", "log_sam
 AUTO_BUDGET = 60.0  # seconds
 AUTO_MIN_VALID_ROWS = 30  # below this, one accuracy point is over 3%: comparing candidates would pick noise
 AUTO_SEARCH_TRIALS = 8
+AUTO_SEARCH_MIN_VALID_ROWS = 200  # below this, the search's trials differ by a row or two: it would pick noise
 AUTO_SEARCH_SPACE = {"num_leaves": [7, 127], "learning_rate": [0.01, 0.3], "min_data_in_leaf": [5, 60],
                      "feature_fraction": [0.5, 1.0]}
 
@@ -151,13 +153,13 @@ def _check_auto(model: str, settings: dict, rest: dict) -> dict:
     schemas = [train.options_schema(algorithm) for algorithm in _AUTO_ALGORITHMS]
     _refuse_unknown(model, rest, schemas, ("time_budget",))
     checked = {}
-    for schema in schemas:  # (a shared option is checked by the first schema that takes it: device = 'cuda'
-        mine = {name: value for name, value in rest.items()  # is the torch candidates', see _options_for)
-                if name in schema.options and name not in checked}
+    for schema in schemas:
+        mine = {name: value for name, value in rest.items() if name in schema.options
+                and not (schema is not train.OPTIONS and name in _TORCH_DEVICE)}
         _refuse_lists(model, schema, mine)
         checked |= schema.check(mine, where)
-    if checked.get("device") not in (None, "auto", "cpu"):
-        train.device_for(model, checked["device"])  # (a GPU the machine lacks fails the statement, not a candidate)
+    if "device" in checked:  # (a GPU the machine lacks is refused before any data is read)
+        train.device_for(model, checked["device"])
     return checked
 
 
@@ -194,7 +196,10 @@ def _param(model: str, option: Option, values: list, search: str) -> Param:
     if not values:
         raise errors.ProgrammingError(f"{where}: the search space of {option.name} is empty; give a range "
                                       "[low, high] or the values to try", sqlstate="22023")
-    checked = [option.check(value, where) for value in values]
+    checked = []
+    for value in values:  # (a repeated value would be a repeated trial)
+        value = option.check(value, where)
+        checked += [value] if value not in checked else []
     if search == "grid" or len(checked) != 2 or option.kind not in ("int", "number"):
         return Param(option.name, "choices", checked)
     low, high = checked
@@ -363,10 +368,13 @@ def _score(trial: Trial) -> float:
 
 # -- USING auto -------------------------------------------------------------------------------
 _AUTO_ALGORITHMS = ("linear", "logistic", "mlp", "lightgbm")
+# auto's device is the torch candidates' ('cuda' included); its LightGBM candidates train on the CPU
+_TORCH_DEVICE = ("device",)
 
 
 def _auto(run: _Runner, options: dict) -> Outcome:
-    """The linear model for the task, an MLP, LightGBM, then a short random LightGBM search."""
+    """The linear model for the task, an MLP, LightGBM, then (from AUTO_SEARCH_MIN_VALID_ROWS validation
+    rows) a short random LightGBM search."""
     if run.deadline == math.inf:
         run.deadline = time.perf_counter() + AUTO_BUDGET
     first = train.linear_for(run.model, run.table, run.target, run.types, options.get("task"))
@@ -376,7 +384,8 @@ def _auto(run: _Runner, options: dict) -> Outcome:
         given = _options_for(algorithm, options)
         trials.append(Trial(algorithm, given, "skipped", error=why) if why else run.one(algorithm, given))
     boosted = trials[-1]
-    if boosted.status == "trained" and not _skip(run, trials[0]):
+    if boosted.status == "trained" and not _skip(run, trials[0]) \
+            and boosted.trained.valid_rows >= AUTO_SEARCH_MIN_VALID_ROWS:
         schema = train.options_schema("lightgbm")
         space = [_param(run.model, schema.options[name], values, "random")
                  for name, values in AUTO_SEARCH_SPACE.items() if name in schema.options]
@@ -402,17 +411,24 @@ def _options_for(algorithm: str, options: dict) -> dict:
     """The options of an auto definition that ``algorithm`` takes (hidden and dropout: the MLP's only)."""
     schema = train.options_schema(algorithm)
     kept = {name: value for name, value in options.items() if name in schema.options}
-    if algorithm == "lightgbm" and kept.get("device") not in (None, "auto", "cpu"):
-        del kept["device"]  # (LightGBM trains on the CPU: a GPU asked of auto is for its torch candidates)
+    if algorithm == "lightgbm":
+        kept = _cpu_device(kept)
     if algorithm in ("linear", "logistic"):
         kept = {name: value for name, value in kept.items() if name not in algorithms.MLP_ONLY}
     return kept
 
 
+def _cpu_device(options: dict) -> dict:
+    """The options less a torch device ('cuda', 'cuda:N') LightGBM does not take: it trains on the CPU."""
+    if options.get("device", "auto") in ("auto", "cpu"):
+        return options
+    return {name: value for name, value in options.items() if name != "device"}
+
+
 def inherited(algorithm: str | None, stored: dict) -> dict:
     """The stored options a ``TRAIN m USING <algorithm>`` keeps: those ``algorithm`` takes. A search's
     settings and spaces stay with one algorithm (USING auto runs its own), ``time_budget`` with a
-    search or auto, and linear / logistic drop the MLP's hidden and dropout."""
+    search or auto, linear / logistic drop the MLP's hidden and dropout, and lightgbm a GPU device."""
     algorithm = (algorithm or "auto").lower()
     if algorithm == "auto":
         schemas = [train.options_schema(name) for name in _AUTO_ALGORITHMS]
@@ -422,6 +438,8 @@ def inherited(algorithm: str | None, stored: dict) -> dict:
         return stored  # (the statement refuses the algorithm)
     schema = train.options_schema(algorithm)
     searched = "search" in stored
+    if algorithm == "lightgbm":
+        stored = _cpu_device(stored)
     return {name: value for name, value in stored.items()
             if (name in schema.options and (searched or not _is_space(schema.options[name], value))
                 and not (algorithm in ("linear", "logistic") and name in algorithms.MLP_ONLY))

@@ -97,7 +97,8 @@ def refuse_foreign(model: str, algorithm: str | None, options: dict) -> None:
     other = OPTIONS if schema is boosting.OPTIONS else boosting.OPTIONS
     foreign = sorted(name for name in options if name not in schema.options and name in other.options)
     if foreign:
-        takers = "lightgbm" if other is boosting.OPTIONS else "linear, logistic, mlp and auto"
+        takers = ("lightgbm" if other is boosting.OPTIONS else "mlp and auto"
+                  if set(foreign) <= set(algorithms.MLP_ONLY) else "linear, logistic, mlp and auto")
         pairs = boosting.ALIASES if schema is boosting.OPTIONS else {v: k for k, v in boosting.ALIASES.items()}
         instead = [f"{pairs[n]} for {n}" for n in foreign if n in pairs]
         raise errors.ProgrammingError(
