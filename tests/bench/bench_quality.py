@@ -262,7 +262,7 @@ def lightgbm_params(dataset: Dataset, classes: int, threads: int, train_rows: in
     """The parameters mldb's ``USING lightgbm`` trains with when given none: learning_rate 0.05,
     31 leaves, ``min_data_in_leaf`` / ``min_data_per_group`` shrunk on a small table, deterministic,
     row-wise histograms."""
-    leaf = int(min(20, max(2, train_rows // 50)))
+    leaf = int(min(20, max(2, train_rows // 10)))
     params = {"learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": leaf,
               "min_data_per_group": int(min(100, max(leaf, train_rows // 20))), "seed": MLDB_SEED,
               "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbosity": -1}
