@@ -398,3 +398,57 @@ def test_auto_takes_a_torch_device_and_trains_lightgbm_on_the_cpu(con):
     assert search.inherited("lightgbm", {"device": "cpu", "seed": 3}) == {"device": "cpu", "seed": 3}
     assert search._options_for("lightgbm", {"device": "cuda", "num_leaves": 7}) == {"num_leaves": 7}
     assert search._options_for("mlp", {"device": "cuda", "num_leaves": 7}) == {"device": "cuda"}
+
+
+# -- found by the attacker probe -----------------------------------------------------------------
+def test_an_untyped_null_is_encoded_as_a_null_text(con):
+    """PREDICT(m, 5, NULL) took no one-hot slot at all (every column 0) where NULL::VARCHAR takes the NULL slot."""
+    con.execute("CREATE OR REPLACE MODEL untyped PREDICT flip FROM (SELECT x1, color, flip FROM g) "
+                "USING logistic WITH (epochs = 5)")
+    untyped, typed = con.execute("SELECT PREDICT_PROBA(untyped, 0.2, NULL)['true'], "
+                                 "PREDICT_PROBA(untyped, 0.2, NULL::VARCHAR)['true']").fetchone()
+    assert untyped == typed
+    sums = [row[0] for row in con.execute(
+        "SELECT baseline + list_sum(map_values(contributions)) FROM EXPLAIN_PREDICT(untyped, (SELECT 0.2 AS x1, "
+        "NULL AS color)) UNION ALL SELECT baseline + list_sum(map_values(contributions)) FROM "
+        "EXPLAIN_PREDICT(untyped, (SELECT 0.2 AS x1, NULL::VARCHAR AS color))").fetchall()]
+    assert sums[0] == pytest.approx(sums[1], abs=1e-9)
+    assert sums[0] == pytest.approx(math.log(typed / (1 - typed)), abs=1e-4)
+
+
+def test_a_train_with_options_of_its_own_ends_the_stored_search(con):
+    con.execute("CREATE OR REPLACE MODEL ended PREDICT flip FROM (SELECT x1, x2, flip FROM g) USING lightgbm "
+                "WITH (search = 'random', trials = 2, num_leaves = [7, 31], time_budget = 100)")
+    con.execute("TRAIN ended WITH (num_leaves = 15)")
+    assert json.loads(con.execute("SELECT options FROM mldb.models WHERE name = 'ended'").fetchone()[0]) == \
+        {"num_leaves": 15}
+    assert con.execute(TRIALS, ["ended", 2]).fetchall()[0][2] is not None
+    assert len(con.execute(TRIALS, ["ended", 2]).fetchall()) == 1
+    assert json.loads(con.execute("SELECT hyperparameters FROM mldb.model_versions WHERE model = 'ended' "
+                                  "AND version = 2").fetchone()[0])["num_leaves"] == 15
+    con.execute("TRAIN ended USING logistic WITH (epochs = 2)")  # (another algorithm: a plain version too)
+    assert len(con.execute(TRIALS, ["ended", 3]).fetchall()) == 1
+    con.execute("TRAIN ended USING lightgbm WITH (search = 'grid', num_leaves = [7, 15])")  # (a new search)
+    assert len(con.execute(TRIALS, ["ended", 4]).fetchall()) == 2
+
+
+def test_a_grid_too_big_to_list_is_refused_before_anything_runs(con):
+    before = con.execute(CATALOG).fetchone()
+    with pytest.raises(mldb.ProgrammingError) as caught:
+        con.execute("CREATE MODEL huge PREDICT flip FROM g USING lightgbm WITH (search = 'grid', trials = 2, "
+                    + ", ".join(f"{name} = {list(range(2, 12))}" for name in
+                                ("num_leaves", "min_data_in_leaf", "max_bin", "bagging_freq", "max_depth")) + ")")
+    assert caught.value.sqlstate == "54000" and "100,000 points" in str(caught.value)
+    assert con.execute(CATALOG).fetchone() == before
+
+
+def test_a_bagging_fraction_alone_bags(con):
+    con.execute("CREATE OR REPLACE MODEL bagged PREDICT flip FROM (SELECT x1, x2, flip FROM g) USING lightgbm "
+                "WITH (bagging_fraction = 0.5)")
+    con.execute("CREATE OR REPLACE MODEL unbagged PREDICT flip FROM (SELECT x1, x2, flip FROM g) USING lightgbm")
+    hyper = [json.loads(con.execute("SELECT hyperparameters FROM mldb.model_versions WHERE model = ?",
+                                    [name]).fetchone()[0]) for name in ("bagged", "unbagged")]
+    assert hyper[0]["bagging_freq"] == 1 and hyper[1]["bagging_freq"] == 0
+    weights = [con.execute("SELECT weights FROM mldb.model_versions WHERE model = ?", [name]).fetchone()[0]
+               for name in ("bagged", "unbagged")]
+    assert weights[0] != weights[1]  # (bagging changed the trees)

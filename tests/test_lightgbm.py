@@ -296,7 +296,7 @@ def test_importance_finds_the_category(shop):
     ("lightgbm", "num_leaves = 1", "option num_leaves must be an integer in [2, 131072]; found 1"),
     ("lightgbm", "learning_rate = 0", "option learning_rate must be a number in (0, 10]"),
     ("lightgbm", "feature_fraction = 1.5", "option feature_fraction must be a number in (0, 1]"),
-    ("lightgbm", "max_depth = -2", "option max_depth must be an integer >= 1, or -1 for no limit"),
+    ("lightgbm", "max_depth = -2", "option max_depth must be an integer >= 1, or -1 (or 0) for no limit"),
     ("lightgbm", "num_iterations = 'many'", "option num_iterations must be an integer"),
     ("lightgbm", "epochs = 10", "option epochs applies only to USING linear, logistic, mlp and auto, not USING "
                                 "lightgbm; use num_iterations for epochs"),

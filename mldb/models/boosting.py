@@ -34,7 +34,7 @@ OPTIONS = Schema(
     Option("bagging_freq", "int", 0, low=0, high=_INT32_MAX),
     Option("lambda_l1", "number", 0.0, low=0, high=1e12),
     Option("lambda_l2", "number", 0.0, low=0, high=1e12),
-    Option("max_depth", "int", -1, low=-1, high=_INT32_MAX, hint="an integer >= 1, or -1 for no limit"),
+    Option("max_depth", "int", -1, low=-1, high=_INT32_MAX, hint="an integer >= 1, or -1 (or 0) for no limit"),
     Option("min_gain_to_split", "number", 0.0, low=0, high=1e12),
     Option("max_bin", "int", 255, low=2, high=65_535),
     Option("early_stopping_rounds", "int", 30, low=0, high=_INT32_MAX,
@@ -107,6 +107,8 @@ def _params(options: dict, task: str, train_rows: int, classes: int) -> dict:
                "seed": int(options["seed"]) % _INT32_MAX, "deterministic": True, "force_row_wise": True,
                "num_threads": train_threads(train_rows),
                "verbose": -1}
+    if params["bagging_fraction"] < 1 and not params["bagging_freq"]:
+        params["bagging_freq"] = 1  # (LightGBM bags only when bagging_freq > 0: a fraction alone would do nothing)
     if task == "multiclass":
         params["num_class"] = classes
     return params

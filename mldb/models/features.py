@@ -279,7 +279,9 @@ class Encoder:
         check_type(self.model, feature, array.type)
         if feature["encoding"] == "standard":  # (a value beyond float32's range turns inf here: missing)
             out[at] = np.nan if pa.types.is_null(array.type) else _floats(array)
-        elif not pa.types.is_null(array.type):
+        elif not pa.types.is_null(array.type) or feature["encoding"] in _TEXT_ENCODINGS:
+            if pa.types.is_null(array.type):  # (an untyped NULL is a NULL text: one-hot's NULL slot, EMBED's '')
+                array = pa.nulls(len(array), pa.string())
             out[at : at + feature["width"]] = _ENCODERS[feature["encoding"]](feature, array).T
 
     def _scale(self, out: np.ndarray) -> None:
@@ -451,6 +453,7 @@ def _encode_date(feature: dict, array: pa.Array) -> np.ndarray:
     return _standardize(feature, _raw_date(feature, array))
 
 
+_TEXT_ENCODINGS = ("onehot", "embed")
 _ENCODERS = {"onehot": _encode_onehot, "embed": _encode_embed,
              "vector": _encode_vector, "date": _encode_date}
 

@@ -61,6 +61,7 @@ DEFAULT_TRIALS = 10
 NOT_SEARCHED = ("seed", "valid_fraction", "task", "device", "snapshot", "log_sample", "embed_model",
                 "max_parameters")
 
+MAX_GRID = 10_000  # points: optuna's GridSampler lists them all before the first trial (30^9 of them took 23 GB)
 AUTO_BUDGET = 60.0  # seconds
 AUTO_MIN_VALID_ROWS = 30  # below this, one accuracy point is over 3%: comparing candidates would pick noise
 AUTO_SEARCH_TRIALS = 8
@@ -134,6 +135,11 @@ def check(model: str, algorithm: str | None, options: dict) -> dict:
     spaces = {name: value for name, value in rest.items() if name in schema.options
               and _is_space(schema.options[name], value)}
     space = [_param(model, schema.options[name], value, settings["search"]) for name, value in spaces.items()]
+    if settings["search"] == "grid" and _grid_size(space) > MAX_GRID:
+        raise errors.ProgrammingError(
+            f"{where}: the grid has {_grid_size(space):,} points ({' x '.join(str(len(p.values)) for p in space)}), "
+            f"more than {MAX_GRID:,}; give fewer values, or use search = 'random' or 'tpe' with trials = N",
+            sqlstate="54000")
     if not space:
         raise errors.ProgrammingError(
             f"{where}: search = '{settings['search']}' needs at least one option given as a list to search "
@@ -423,6 +429,22 @@ def _cpu_device(options: dict) -> dict:
     if options.get("device", "auto") in ("auto", "cpu"):
         return options
     return {name: value for name, value in options.items() if name != "device"}
+
+
+def retrained(stored: dict, given: dict, algorithm_given: bool) -> dict:
+    """The stored options a ``TRAIN m [USING x] [WITH (...)]`` starts from. A bare ``TRAIN m`` runs the
+    stored search again; a TRAIN that names an algorithm or options without a search of its own
+    (``search = ...`` or a list to search) trains one version with them: the old search ends."""
+    searching = "search" in given or any(isinstance(value, list) and name != "hidden" for name, value in given.items())
+    if searching or not (given or algorithm_given) or "search" not in stored:
+        return stored
+    return {name: value for name, value in stored.items()
+            if name not in ("search", "trials", "time_budget") and not (isinstance(value, list) and name != "hidden"
+                                                         or name == "hidden" and _nested(value))}
+
+
+def _nested(value) -> bool:
+    return isinstance(value, list) and any(isinstance(item, list) for item in value)
 
 
 def inherited(algorithm: str | None, stored: dict) -> dict:

@@ -47,6 +47,7 @@ def train_model(session, node, params) -> Result:
     _, _, latest, target, algorithm, query, stored_options = row
     stored = json.loads(stored_options) if stored_options else {}
     algorithm = _name(node.args.get("algorithm")) or algorithm
+    stored = search.retrained(stored, options_of(node), node.args.get("algorithm") is not None)
     stored = search.inherited(algorithm, stored)  # (TRAIN m USING logistic after an MLP: no hidden layers)
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
                   "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
