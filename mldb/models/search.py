@@ -433,18 +433,24 @@ def _cpu_device(options: dict) -> dict:
 
 def retrained(stored: dict, given: dict, algorithm_given: bool) -> dict:
     """The stored options a ``TRAIN m [USING x] [WITH (...)]`` starts from. A bare ``TRAIN m`` runs the
-    stored search again; a TRAIN that names an algorithm or options without a search of its own
-    (``search = ...`` or a list to search) trains one version with them: the old search ends."""
-    searching = "search" in given or any(isinstance(value, list) and name != "hidden" for name, value in given.items())
-    if searching or not (given or algorithm_given) or "search" not in stored:
+    stored search again, and so does one whose options leave some of its space to search (``WITH
+    (num_leaves = 20)`` fixes one of two searched options). A TRAIN that names an algorithm, or whose
+    options leave nothing to search, trains one version with them: the old search ends (unless the
+    TRAIN gives a search of its own)."""
+    if "search" not in stored or "search" in given or any(_searched(name, value) for name, value in given.items()):
+        return stored
+    left = any(_searched(name, value) for name, value in (stored | given).items())
+    if left and not algorithm_given:
         return stored
     return {name: value for name, value in stored.items()
-            if name not in ("search", "trials", "time_budget") and not (isinstance(value, list) and name != "hidden"
-                                                         or name == "hidden" and _nested(value))}
+            if name not in ("search", "trials", "time_budget") and not _searched(name, value)}
 
 
-def _nested(value) -> bool:
-    return isinstance(value, list) and any(isinstance(item, list) for item in value)
+def _searched(name: str, value) -> bool:
+    """Whether a stored option value is a search space (``hidden``'s own value is a list: its space a list of lists)."""
+    if name == "hidden":
+        return isinstance(value, list) and any(isinstance(item, list) for item in value)
+    return isinstance(value, list)
 
 
 def inherited(algorithm: str | None, stored: dict) -> dict:
