@@ -421,6 +421,15 @@ class Session:
             raise errors.translate(error, sql) from None
 
     @_locked
+    def sql_over(self, sql: str, rows, params=None):
+        """Internal SQL that reads the Arrow table ``rows`` as ``__mldb_rows`` (an INSERT of catalog rows)."""
+        self.con.register("__mldb_rows", rows)
+        try:
+            return self.sql(sql, params)
+        finally:
+            self.con.unregister("__mldb_rows")
+
+    @_locked
     def current_schema(self) -> str:
         """DuckDB's ``current_schema()``, read once per change of it (rules ask on every statement)."""
         if self._schema is None:

@@ -301,24 +301,16 @@ def _normalised(values: np.ndarray) -> np.ndarray:
 
 def _write_importance(session, model, importance: np.ndarray, method: str) -> None:
     rows = pa.table({"feature": model.feature_names, "importance": pa.array(importance, pa.float64())})
-    _insert(session, "INSERT INTO mldb.feature_importance SELECT ?, ?, feature, importance, ? FROM __mldb_rows",
-            rows, [model.name, model.version, method])
+    session.sql_over("INSERT INTO mldb.feature_importance SELECT ?, ?, feature, importance, ? FROM __mldb_rows",
+                     rows, [model.name, model.version, method])
 
 
 def _write_baselines(session, model, means: np.ndarray) -> None:
     starts = model.encoder.starts
     parts = [means[start : start + f["width"]].tolist() for start, f in zip(starts, model.features)]
     rows = pa.table({"feature": model.feature_names, "mean": pa.array(parts, pa.list_(pa.float64()))})
-    _insert(session, "INSERT INTO mldb.explain_baselines SELECT ?, ?, feature, mean FROM __mldb_rows",
-            rows, [model.name, model.version])
-
-
-def _insert(session, sql: str, rows: pa.Table, params: list) -> None:
-    session.con.register("__mldb_rows", rows)
-    try:
-        session.sql(sql, params)
-    finally:
-        session.con.unregister("__mldb_rows")
+    session.sql_over("INSERT INTO mldb.explain_baselines SELECT ?, ?, feature, mean FROM __mldb_rows",
+                     rows, [model.name, model.version])
 
 
 # -- FEATURE_IMPORTANCE -------------------------------------------------------------------

@@ -169,13 +169,9 @@ def _write_version(session, name, version, definition, trained, table, types) ->
          definition["query"], source_tables(definition["query"]), trained.rows, trained.train_rows,
          trained.valid_rows, fingerprint(table), trained.device, trained.seconds, trained.weights])
     if trained.log:
-        log = pa.Table.from_pylist(trained.log)
-        session.con.register("__mldb_training_log", log)
-        try:
-            session.sql("INSERT INTO mldb.training_log SELECT ?, ?, epoch, train_loss, valid_loss, valid_metric, "
-                        "metric_name, current_localtimestamp() FROM __mldb_training_log", [name, version])
-        finally:
-            session.con.unregister("__mldb_training_log")
+        session.sql_over("INSERT INTO mldb.training_log SELECT ?, ?, epoch, train_loss, valid_loss, valid_metric, "
+                         "metric_name, current_localtimestamp() FROM __mldb_rows", pa.Table.from_pylist(trained.log),
+                         [name, version])
 
 
 _TRIALS = pa.schema([("trial", pa.int32()), ("algorithm", pa.string()), ("params", pa.string()),
@@ -186,12 +182,8 @@ _TRIALS = pa.schema([("trial", pa.int32()), ("algorithm", pa.string()), ("params
 def _write_trials(session, name: str, version: int, trials) -> None:
     """One mldb.trials row per candidate the TRAIN tried (a plain TRAIN: one, chosen)."""
     rows = pa.Table.from_pylist([trial.row(number) for number, trial in enumerate(trials, 1)], schema=_TRIALS)
-    session.con.register("__mldb_trials", rows)
-    try:
-        session.sql("INSERT INTO mldb.trials SELECT ?, ?, trial, algorithm, params, valid_metric, metric_name, "
-                    "seconds, chosen, status, error, current_localtimestamp() FROM __mldb_trials", [name, version])
-    finally:
-        session.con.unregister("__mldb_trials")
+    session.sql_over("INSERT INTO mldb.trials SELECT ?, ?, trial, algorithm, params, valid_metric, metric_name, "
+                     "seconds, chosen, status, error, current_localtimestamp() FROM __mldb_rows", rows, [name, version])
 
 
 def _write_model(session, name, version, definition, trained) -> None:
