@@ -134,7 +134,7 @@ def deployed(con, model: str) -> int:
 
 # -- USING auto with real LightGBM --------------------------------------------------------------
 def test_auto_chooses_lightgbm_where_trees_clearly_win(con):
-    create(con, "auto_xor", "flip", "USING auto WITH (epochs = 20)")
+    create(con, "auto_xor", "flip", "USING auto WITH (epochs = 20, time_budget = 600)")
     rows = trials(con, "auto_xor")
     searched = ["lightgbm"] * search.AUTO_SEARCH_TRIALS
     assert [row["algorithm"] for row in rows] == ["logistic", "mlp", "lightgbm"] + searched
@@ -155,7 +155,7 @@ def test_auto_chooses_lightgbm_where_trees_clearly_win(con):
 
 
 def test_auto_on_a_small_linear_table_keeps_its_best_and_explains_it(con):
-    create(con, "auto_lin", "y", "USING auto WITH (epochs = 30)", "a, b", "lin")
+    create(con, "auto_lin", "y", "USING auto WITH (epochs = 30, time_budget = 600)", "a, b", "lin")
     rows = trials(con, "auto_lin")
     # 40 validation rows: the three candidates, no LightGBM search (its trials would differ by noise)
     assert [row["algorithm"] for row in rows] == ["linear", "mlp", "lightgbm"]
@@ -388,7 +388,7 @@ def test_deploy_across_algorithms_and_explanations_follow(con):
 
 
 def test_auto_takes_a_torch_device_and_trains_lightgbm_on_the_cpu(con):
-    create(con, "dev", "y", "USING auto WITH (device = 'cpu', epochs = 5)", "a, b", "lin")
+    create(con, "dev", "y", "USING auto WITH (device = 'cpu', epochs = 5, time_budget = 600)", "a, b", "lin")
     rows = trials(con, "dev")
     assert [(row["algorithm"], row["status"]) for row in rows] == [
         ("linear", "trained"), ("mlp", "trained"), ("lightgbm", "trained")]
