@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from mldb import errors, threads
 from mldb.models import evaluate, features, train
+from mldb.models.explain import fold, shares
 from mldb.options import Option, Schema
 
 _INT32_MAX = 2**31 - 1
@@ -258,18 +259,11 @@ def contributions(model, arrays: list) -> tuple[np.ndarray, np.ndarray, np.ndarr
         predicted = raw.argmax(axis=1)
         shap = shap.reshape(rows, raw.shape[1], -1)[np.arange(rows), predicted]
         raw = raw[np.arange(rows), predicted]
-    return raw, shap[:, -1].copy(), _per_feature(model, shap[:, :-1])
+    return raw, shap[:, -1].copy(), fold(model, shap[:, :-1])
 
 
 def importance(model) -> np.ndarray:
     """Each original feature's share of the trees' total split gain (sums to 1; equal shares for a
     model without a split, where no feature counts more than another)."""
     gain = np.asarray(model.booster.feature_importance(importance_type="gain"), dtype=np.float64)
-    per_feature = _per_feature(model, gain[None, :])[0]
-    total = per_feature.sum()
-    return per_feature / total if total > 0 else np.full(len(per_feature), 1.0 / len(per_feature))
-
-
-def _per_feature(model, columns: np.ndarray) -> np.ndarray:
-    """(n, encoded columns) -> (n, features): the columns of each feature summed."""
-    return np.add.reduceat(columns, model.encoder.starts, axis=1)
+    return shares(fold(model, gain[None, :])[0])

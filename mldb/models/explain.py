@@ -55,7 +55,7 @@ def contributions(source, model: registry.ModelVersion, arrays: list) -> tuple[n
     means = baseline_input(source, model)
     explain = _integrated_gradients if model.algorithm == "mlp" else _linear
     raw, baseline, columns = explain(model, x, means)
-    return raw, baseline, _fold(model, columns)
+    return raw, baseline, fold(model, columns)
 
 
 def _linear(model, x: np.ndarray, means: np.ndarray):
@@ -155,7 +155,7 @@ def _double_network(model):
     return kept["network"]
 
 
-def _fold(model, columns: np.ndarray) -> np.ndarray:
+def fold(model, columns: np.ndarray) -> np.ndarray:
     """Per encoded column -> per original feature (a one-hot feature's columns summed)."""
     return np.add.reduceat(columns, np.asarray(model.encoder.starts, dtype=np.intp), axis=1)
 
@@ -259,7 +259,7 @@ def _weight_importance(model, stds: np.ndarray) -> np.ndarray:
     weight = model.module.weight.detach().double().numpy()
     if model.task != "regression":
         weight = weight - weight.mean(axis=0)
-    return _normalised(_fold(model, (np.abs(weight).mean(axis=0) * stds)[None])[0])
+    return shares(fold(model, (np.abs(weight).mean(axis=0) * stds)[None])[0])
 
 
 def _permutation_importance(model, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
@@ -289,10 +289,10 @@ def _permutation_importance(model, x: np.ndarray, y: np.ndarray, seed: int) -> n
                 shuffled[:, columns] = original[rng.permutation(len(x)), columns]
                 drops[index] += measured() - base
             shuffled[:, columns] = original[:, columns]
-    return _normalised(np.maximum(drops / PERMUTATION_REPEATS, 0.0))
+    return shares(np.maximum(drops / PERMUTATION_REPEATS, 0.0))
 
 
-def _normalised(values: np.ndarray) -> np.ndarray:
+def shares(values: np.ndarray) -> np.ndarray:
     """Shares summing to 1; equal shares when nothing measured any effect."""
     values = np.nan_to_num(np.asarray(values, dtype=np.float64))
     total = values.sum()
