@@ -42,6 +42,9 @@ DDL: list[str] = [
     "importance DOUBLE, method VARCHAR)",
     "CREATE TABLE IF NOT EXISTS mldb.explain_baselines (model VARCHAR, version INTEGER, feature VARCHAR, "
     "mean DOUBLE[])",
+    # every change of a model's deployed version (mldb/models/deployments.py): what served before, and why
+    "CREATE TABLE IF NOT EXISTS mldb.deployments (model VARCHAR, version INTEGER, previous_version INTEGER, "
+    "reason VARCHAR, deployed_at TIMESTAMP)",
     # -- vectors (issue: embed / faiss) ---------------------------------------------------
     "CREATE TABLE IF NOT EXISTS mldb.embedding_models (name VARCHAR NOT NULL, path VARCHAR NOT NULL, "
     "created_at TIMESTAMP DEFAULT current_timestamp)",

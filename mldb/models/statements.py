@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
-from mldb.models import dependents, registry, search
+from mldb.models import dependents, deployments, registry, search
 from mldb import features
 from mldb.result import Result
 from mldb.vectors import embedding
@@ -86,8 +86,10 @@ def _train(session, name: str, definition: dict, *, status: str, replace: bool =
         version = 1 if replace else _next_version(session, name)
         if replace:
             _delete(session, name)
+        before = deployments.deployed(session, name)
         _write_version(session, name, version, definition, trained, table, types)
         _write_model(session, name, version, definition, trained)
+        deployments.record(session, name, deployments.deployed(session, name), before, "train")
         _write_trials(session, name, version, outcome.trials)
         registry.invalidate(session, name)
         for listener in features.each("on_trained"):
@@ -202,7 +204,8 @@ def _write_model(session, name, version, definition, trained) -> None:
 def _delete(session, name: str) -> None:
     """Remove every version of ``name`` (DROP MODEL, CREATE OR REPLACE MODEL), with the lifecycle's records."""
     for table, column in (("training_log", "model"), ("trials", "model"), ("feature_importance", "model"),
-                          ("explain_baselines", "model"), ("model_versions", "model"), ("models", "name")):
+                          ("explain_baselines", "model"), ("deployments", "model"), ("model_versions", "model"),
+                          ("models", "name")):
         session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
     for listener in features.each("on_model_dropped"):
         listener(session, name)
@@ -338,8 +341,10 @@ def deploy_model(session, node, params) -> Result:
     with session.database.lock, session.transaction():
         dependents.check(session, name, dependents.of_version(session, name, version),
                          f"DEPLOY MODEL {name} VERSION {version}")
+        before = deployments.deployed(session, name)
         session.sql("UPDATE mldb.models SET deployed_version = ?, updated_at = current_localtimestamp() "
                     "WHERE name = ?", [version, name])
+        deployments.record(session, name, version, before, "deploy")
     registry.invalidate(session, name)
     return Result.done("DEPLOY MODEL")
 

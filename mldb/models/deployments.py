@@ -1,0 +1,34 @@
+"""``mldb.deployments``: every change of a model's deployed version, with why it changed.
+
+``mldb.models.deployed_version`` says what serves now; this history says what served before, which
+ROLLBACK (a monitor's action) and a reviewer need. A row is written in the same transaction as the
+change itself: a TRAIN whose new version is served at once (``'train'``), DEPLOY MODEL (``'deploy'``),
+and the policies and monitors of SPEC section 11 with their own reasons.
+"""
+
+from __future__ import annotations
+
+
+def deployed(session, name: str) -> int | None:
+    """The version of ``name`` serving now (None: no such model)."""
+    row = session.sql("SELECT deployed_version FROM mldb.models WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def record(session, name: str, version: int, previous: int | None, reason: str) -> None:
+    """Note that ``version`` of ``name`` now serves in place of ``previous`` (unchanged: nothing noted)."""
+    if version == previous:
+        return
+    session.sql("INSERT INTO mldb.deployments (model, version, previous_version, reason, deployed_at) "
+                "VALUES (?, ?, ?, ?, current_localtimestamp())", [name, version, previous, reason])
+
+
+def previous(session, name: str) -> int | None:
+    """The version that served before the current one (the newest change that put the current version in
+    place names it), if it still exists; None when the model has only ever served one version."""
+    row = session.sql(
+        "SELECT d.previous_version FROM mldb.deployments d JOIN mldb.models m ON m.name = d.model "
+        "AND m.deployed_version = d.version JOIN mldb.model_versions v ON v.model = d.model "
+        "AND v.version = d.previous_version WHERE d.model = ? ORDER BY d.deployed_at DESC, d.rowid DESC LIMIT 1",
+        [name]).fetchone()
+    return row[0] if row else None
