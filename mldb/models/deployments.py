@@ -11,8 +11,8 @@ from __future__ import annotations
 
 def deployed(session, name: str) -> int | None:
     """The version of ``name`` serving now (None: no such model)."""
-    row = session.sql("SELECT deployed_version FROM mldb.models WHERE name = ?", [name]).fetchone()
-    return row[0] if row else None
+    rows = session.sql("SELECT deployed_version FROM mldb.models WHERE name = ?", [name]).fetchall()
+    return rows[0][0] if rows else None
 
 
 def record(session, name: str, version: int, previous: int | None, reason: str) -> None:
@@ -26,9 +26,9 @@ def record(session, name: str, version: int, previous: int | None, reason: str) 
 def previous(session, name: str) -> int | None:
     """The version that served before the current one (the newest change that put the current version in
     place names it), if it still exists; None when the model has only ever served one version."""
-    row = session.sql(
+    rows = session.sql(
         "SELECT d.previous_version FROM mldb.deployments d JOIN mldb.models m ON m.name = d.model "
         "AND m.deployed_version = d.version JOIN mldb.model_versions v ON v.model = d.model "
         "AND v.version = d.previous_version WHERE d.model = ? ORDER BY d.deployed_at DESC, d.rowid DESC LIMIT 1",
-        [name]).fetchone()
-    return row[0] if row else None
+        [name]).fetchall()
+    return rows[0][0] if rows else None
