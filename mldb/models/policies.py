@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
-from mldb.models import deployments, evaluate, features, functions, registry, rules
+from mldb.models import deployments, evaluate, features, functions, registry, rules, train
 
 POLICIES = ("if_better", "always", "never")
 OPTIONS = ("deploy", "holdout", "metric")
@@ -107,7 +107,8 @@ def prepare(session, name: str, policy: Policy, table: pa.Table, target: str, ty
     """Check the metric against the task and read the holdout, before the (long) training."""
     if policy.deploy != "if_better":
         return
-    task = features.infer_task(name, target, table[target], options.get("task"), types.get(target))
+    known = train._drop_null_targets(name, table, target)  # (as training will: its errors, first)
+    task = features.infer_task(name, target, known[target], options.get("task"), types.get(target))
     kind = "regression" if task == "regression" else "classification"
     if policy.metric is None:
         policy.metric = evaluate.PRIMARY[task]
@@ -135,10 +136,11 @@ def _read_holdout(session, query: str, target: str, statement: str) -> tuple[pa.
     if column is None:
         raise errors.ProgrammingError(f"{statement}: the holdout has no target column '{target}'; it has: "
                                       f"{', '.join(names)}", sqlstate="42703")
-    kept = table.filter(pc.is_valid(table[column]))
+    mask = features.known(table[column])  # (NULL and NaN targets are left out, as EVALUATE does)
+    kept = table if mask is None else table.filter(mask)
     if kept.num_rows == 0:
         raise _bad(f"{statement}: the holdout has no row with a '{target}' to score ({table.num_rows} rows, "
-                   f"every '{target}' NULL): {query}")
+                   f"every '{target}' NULL or NaN): {query}")
     return kept, {column[0]: str(column[1]) for column in result.description}
 
 
