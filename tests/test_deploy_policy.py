@@ -221,3 +221,23 @@ def test_a_regression_metric_for_a_classifier_is_refused_before_training(cur):
                     "metric = 'mae')")
     assert caught.value.sqlstate == "22023"
     assert one(cur, "SELECT count(*) FROM mldb.models") == [(0,)]
+
+
+def test_a_train_of_a_missing_target_fails_as_without_a_policy(cur):
+    cur.execute(f"CREATE MODEL m PREDICT label FROM good {_FAST})")
+    before = counts(cur)
+    with pytest.raises(mldb.ProgrammingError) as caught:
+        cur.execute("TRAIN m FROM (SELECT x, y FROM good) WITH (deploy = 'if_better', holdout = 'hold')")
+    assert caught.value.sqlstate == "42703" and "target column 'label' is not in the training query" in str(
+        caught.value)
+    assert counts(cur) == before
+
+
+def test_a_rolled_back_transaction_keeps_no_decision(cur):
+    cur.execute(f"CREATE MODEL m PREDICT label FROM bad {_FAST})")
+    cur.execute("BEGIN")
+    result = summary(cur, "TRAIN m FROM (SELECT * FROM good) WITH (deploy = 'if_better', holdout = 'hold')")
+    assert result["deployed"] is True and serving(cur) == 2 and len(decisions(cur)) == 1
+    cur.execute("ROLLBACK")
+    assert serving(cur) == 1 and decisions(cur) == [] and history(cur) == [(1, None, "train")]
+    assert one(cur, "SELECT PREDICT(m) = PREDICT('m@1') FROM hold LIMIT 1") == [(True,)]
