@@ -61,7 +61,7 @@ def history(cur) -> list[tuple]:
 def test_a_worse_challenger_loses_and_the_champion_keeps_serving(cur):
     cur.execute(f"CREATE MODEL m PREDICT label FROM good {_FAST})")
     before = one(cur, "SELECT PREDICT(m) FROM hold ORDER BY x, y")
-    result = summary(cur, f"TRAIN m FROM (SELECT * FROM bad) WITH (deploy = 'if_better', holdout = 'hold')")
+    result = summary(cur, "TRAIN m FROM (SELECT * FROM bad) WITH (deploy = 'if_better', holdout = 'hold')")
     assert list(result)[:8] == ["model", "version", "task", "algorithm", "rows", "metric", "value", "seconds"]
     assert result["version"] == 2 and result["deployed"] is False and result["champion_version"] == 1
     assert serving(cur) == 1
@@ -131,7 +131,7 @@ def test_a_first_version_serves(cur):
     assert result["deployed"] is True and result["champion_version"] is None and result["champion_value"] is None
     value = evaluated(cur, "m@1", "SELECT * FROM hold")["accuracy"]
     assert decisions(cur) == [(1, None, "accuracy", value, None, "SELECT * FROM hold", 262, True)]
-    assert serving(cur) == 1 and history(cur) == [(1, None, "if_better")]
+    assert serving(cur) == 1 and history(cur) == [(1, None, "train")]  # the policy chose nothing
     never = summary(cur, f"CREATE MODEL n PREDICT label FROM good {_FAST}, deploy = 'never')")
     assert never["deployed"] is True and serving(cur, "n") == 1  # nothing else could serve
 
@@ -203,7 +203,7 @@ def test_a_bad_policy_or_holdout_fails_the_train_and_writes_nothing(cur, options
 
 
 def test_a_holdout_the_new_version_cannot_score_rolls_the_train_back(cur):
-    cur.execute(f"CREATE TABLE wide AS SELECT x, y, x - y AS z, label FROM good")
+    cur.execute("CREATE TABLE wide AS SELECT x, y, x - y AS z, label FROM good")
     cur.execute(f"CREATE MODEL m PREDICT label FROM good {_FAST})")
     before = counts(cur)
     with pytest.raises(mldb.ProgrammingError) as caught:  # the champion reads x, y; the new version also z

@@ -222,8 +222,9 @@ def _as_text(labels: pa.Array) -> pa.Array:
 
 
 def record(session, name: str, version: int, policy: Policy, before: int | None) -> None:
-    """The deployment change (with the policy as its reason) and the if_better decision row."""
-    reason = policy.deploy or "train"
+    """The deployment change and the if_better decision row. The policy is the change's reason when it
+    chose between versions; a first version serves because nothing else can (``'train'``)."""
+    reason = policy.deploy if policy.deploy is not None and before is not None else "train"
     deployments.record(session, name, deployments.deployed(session, name), before, reason)
     decision = policy.decision
     if policy.deploy != "if_better" or decision is None:
