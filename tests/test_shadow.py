@@ -217,6 +217,19 @@ def test_drop_model_clears_the_shadow(tmp_db):
     assert rows(tmp_db, "SELECT count(*) FROM mldb.prediction_log WHERE shadow_of IS NOT NULL") == [(1,)]
 
 
+def test_a_shadow_with_fewer_features_is_fed_by_name(tmp_db):
+    tmp_db.execute(ROWS)
+    tmp_db.execute(f"CREATE MODEL sub PREDICT churned FROM ({FEATURES}) USING logistic WITH (epochs = 3)")
+    tmp_db.execute("TRAIN sub FROM (SELECT spend, age, churned FROM people) USING logistic WITH (epochs = 1, lr = 0.5)")
+    tmp_db.execute("DEPLOY MODEL sub VERSION 1")
+    tmp_db.execute("DEPLOY MODEL sub VERSION 2 AS SHADOW")
+    served, log = logged(tmp_db, "SELECT id, PREDICT(sub) FROM people ORDER BY id")
+    shadow = [row[0] for row in rows(tmp_db, "SELECT PREDICT('sub@2') FROM people ORDER BY id")]
+    expected = np.mean([mine == theirs for mine, (_, theirs) in zip(shadow, served)])
+    assert [(row[1], row[2], row[4]) for row in log] == [(1, 400, None), (2, 400, 1)]
+    assert log[1][5] == pytest.approx(expected) and json.loads(log[1][7])["shadow_errors"] == 0
+
+
 OLD_MODELS = ("CREATE TABLE mldb.models (name VARCHAR PRIMARY KEY, target VARCHAR, task VARCHAR, "
               "algorithm VARCHAR, deployed_version INTEGER, latest_version INTEGER, training_query VARCHAR, "
               "options JSON, created_at TIMESTAMP, updated_at TIMESTAMP)")

@@ -13,6 +13,13 @@ How a call asks for a shadow (the model reference the rewrite writes into the SQ
     'churn@2+3'  a statement planned with PREDICT(churn): version 2 served, version 3 its shadow
     'churn@2'    pinned (PREDICT('churn@2'), EVALUATE): no shadow
 
+A shadow is fed by name from the columns the deployed version is given, so it may have other
+features than the deployed version (DEPLOY accepts it): one it lacks makes each batch a shadow
+error. It must predict the same kind of output (labels or values). Plain DEPLOY MODEL clears it,
+DROP MODEL drops it with the model; when a rollback deploys the shadow's own version, nothing is
+shadowed. (EVALUATE in a view over an unpinned name calls the same function as PREDICT_PROBA and
+is shadowed too; in a statement it is pinned and is not.)
+
 The comparison of each batch (``Comparison``) goes to the ``on_prediction`` listeners with the
 shadow's outputs; the prediction log (``mldb.lifecycle``) writes one row per statement for the
 shadow with ``shadow_of``, ``agreement`` (classification: the share of rows whose labels equal
