@@ -83,6 +83,12 @@ DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS mldb.snapshots (
         model VARCHAR, version INTEGER, rows BIGINT, fingerprint VARCHAR, columns VARCHAR[],
         stored BOOLEAN, table_name VARCHAR, log_sample DOUBLE, created_at TIMESTAMP)""",
+    # -- shadow deployments (issue 15, mldb/models/shadow.py): the version scored beside the deployed one,
+    # and in the log, which deployed version a shadow's row shadowed and how far it agreed with it
+    "ALTER TABLE mldb.models ADD COLUMN IF NOT EXISTS shadow_version INTEGER",
+    "ALTER TABLE mldb.prediction_log ADD COLUMN IF NOT EXISTS shadow_of INTEGER",
+    "ALTER TABLE mldb.prediction_log ADD COLUMN IF NOT EXISTS agreement DOUBLE",
+    "ALTER TABLE mldb.prediction_log ADD COLUMN IF NOT EXISTS mean_abs_diff DOUBLE",
 ]
 
 

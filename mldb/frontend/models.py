@@ -10,7 +10,7 @@ Arrow UDFs (or, for FEATURE_IMPORTANCE, a query of ``mldb.feature_importance``).
     TRAIN churn [PREDICT t] [FROM src] [USING alg] [WITH (...)]
     TRAIN churn FROM SNAPSHOT [VERSION n] [WITH (...)]
     SHOW MODELS | DESCRIBE MODEL m | SHOW VERSIONS OF MODEL m
-    DEPLOY MODEL m VERSION n | DROP MODEL [IF EXISTS] m [CASCADE | RESTRICT]
+    DEPLOY MODEL m VERSION n [AS SHADOW] | DROP MODEL [IF EXISTS] m [CASCADE | RESTRICT]
     SELECT * FROM EXPLAIN_PREDICT(m, (query) [, top_k => n]) | SELECT * FROM FEATURE_IMPORTANCE(m [, version])
 """
 
@@ -49,7 +49,9 @@ class ShowVersions(MldbStatement):
 
 
 class DeployModel(MldbStatement):
-    arg_types = {"this": True, "version": True}
+    """``shadow``: AS SHADOW, the version is scored beside the deployed one (without it, the shadow is cleared)."""
+
+    arg_types = {"this": True, "version": True, "shadow": False}
 
 
 class DropModel(MldbStatement):
@@ -203,7 +205,10 @@ def _parse_deploy(parser) -> exp.Expression | None:
     version = parser._parse_number()
     if version is None:
         parser.raise_error("Expecting a version number")
-    return DeployModel(this=name, version=version)
+    shadow = parser._match_text_seq("AS")
+    if shadow and not parser._match_text_seq("SHADOW"):
+        parser.raise_error("Expecting SHADOW after DEPLOY MODEL <name> VERSION <n> AS")
+    return DeployModel(this=name, version=version, shadow=shadow or None)
 
 
 def _parse_drop(parser) -> exp.Expression | None:

@@ -1,4 +1,9 @@
-"""Writing ``mldb.prediction_log`` (one row per model version a statement called) and samples."""
+"""Writing ``mldb.prediction_log`` (one row per model version a statement called) and samples.
+
+A shadow's row (``mldb.models.shadow``) names the deployed version it shadowed in ``shadow_of``
+and how close it came: ``agreement`` (classification: the share of compared rows whose labels
+equal the served ones) or ``mean_abs_diff`` (regression); its summary counts the batches it
+could not score (``shadow_errors``, with the first ``shadow_error``)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ _STATEMENT_CHARS = 2000
 LOG_SCHEMA = pa.schema([
     ("model", pa.string()), ("version", pa.int32()), ("rows", pa.int64()), ("calls", pa.int32()),
     ("seconds", pa.float64()), ("started_at", pa.timestamp("us")), ("query_fingerprint", pa.string()),
-    ("statement", pa.string()), ("summary", pa.string()),
+    ("statement", pa.string()), ("summary", pa.string()), ("shadow_of", pa.int32()), ("agreement", pa.float64()),
+    ("mean_abs_diff", pa.float64()),
 ])
 
 
@@ -38,13 +44,33 @@ def query_fingerprint(statement: str | None) -> str | None:
 
 
 def summary(calls) -> str:
+    return json.dumps(_outputs(calls) | _shadow(calls))
+
+
+def _outputs(calls) -> dict:
     if calls.counts:
-        return json.dumps({"counts": calls.counts})
+        return {"counts": calls.counts}
     n, total, squares = calls.moments
     if not n:
-        return json.dumps({})
+        return {}
     mean = total / n
-    return json.dumps({"mean": mean, "std": float(np.sqrt(max(squares / n - mean * mean, 0.0))), "n": int(n)})
+    return {"mean": mean, "std": float(np.sqrt(max(squares / n - mean * mean, 0.0))), "n": int(n)}
+
+
+def _shadow(calls) -> dict:
+    if calls.shadow_of is None:
+        return {}
+    shown = {"compared": calls.compared, "shadow_errors": calls.errors}
+    return shown | ({"shadow_error": calls.error} if calls.error else {})
+
+
+def _comparison(calls) -> tuple[float | None, float | None]:
+    """(agreement, mean_abs_diff) of a shadow's row: the one its outputs measure (labels or values)."""
+    if calls.shadow_of is None or not calls.compared:
+        return None, None
+    if calls.regression:
+        return None, calls.abs_diff / calls.compared
+    return calls.matches / calls.compared, None
 
 
 def write(cursor, pending: dict, statement: str | None) -> None:
@@ -53,13 +79,16 @@ def write(cursor, pending: dict, statement: str | None) -> None:
     rows = [
         {"model": model, "version": version, "rows": calls.rows, "calls": calls.calls,
          "seconds": calls.seconds, "started_at": calls.started_at, "query_fingerprint": fingerprint,
-         "statement": text, "summary": summary(calls)}
+         "statement": text, "summary": summary(calls), "shadow_of": calls.shadow_of,
+         **dict(zip(("agreement", "mean_abs_diff"), _comparison(calls)))}
         for (_, model, version), calls in pending.items()
     ]
     with registered(cursor, pa.Table.from_pylist(rows, schema=LOG_SCHEMA)) as name:
         cursor.execute(
-            "INSERT INTO mldb.prediction_log SELECT model, version, rows, calls, seconds, started_at,"
-            f" now()::TIMESTAMP, query_fingerprint, statement, summary::JSON FROM {name}")
+            "INSERT INTO mldb.prediction_log (model, version, rows, calls, seconds, started_at, logged_at, "
+            "query_fingerprint, statement, summary, shadow_of, agreement, mean_abs_diff) "
+            "SELECT model, version, rows, calls, seconds, started_at, now()::TIMESTAMP, query_fingerprint, "
+            f"statement, summary::JSON, shadow_of, agreement, mean_abs_diff FROM {name}")
     for (_, model, version), calls in pending.items():
         for inputs, outputs in calls.samples:
             _write_samples(cursor, model, version, fingerprint, inputs, outputs)

@@ -76,7 +76,7 @@ WITH span AS (
               WHEN max(started_at) - min(started_at) > INTERVAL 3 HOUR THEN 'hour' ELSE 'minute' END AS unit
   FROM mldb.prediction_log WHERE model = ?)
 SELECT version, date_trunc(unit, started_at) AS period, sum(rows) AS rows, unit
-FROM mldb.prediction_log, span WHERE model = ? GROUP BY ALL ORDER BY version, period
+FROM mldb.prediction_log, span WHERE model = ? AND shadow_of IS NULL GROUP BY ALL ORDER BY version, period
 """
 
 

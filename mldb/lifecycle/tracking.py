@@ -4,8 +4,10 @@
   data's statistics, its lineage and its fingerprint (and a copy with ``snapshot``).
 - ``record_prediction``: from the PREDICT functions, once per Arrow batch. It only adds
   to the running statement's counters (a few microseconds per batch).
+  A shadow version's batches (``mldb.models.shadow``) come with their comparison with
+  the deployed version's outputs and are counted apart.
 - ``flush_predictions``: when that statement's result is done, write one
-  ``mldb.prediction_log`` row per (model, version) it called, and the sampled rows.
+  ``mldb.prediction_log`` row per (model, version) it called (and per shadow), and the sampled rows.
 - ``source_changed`` / ``snapshot_query``: for SHOW VERSIONS and TRAIN ... FROM SNAPSHOT.
 """
 
@@ -135,6 +137,22 @@ class _Calls:
     counts: dict = field(default_factory=dict)  # class -> count (labels)
     moments: np.ndarray = field(default_factory=lambda: np.zeros(3))  # n, sum, sum of squares (values)
     samples: list = field(default_factory=list)  # (inputs or None, outputs) Arrow pieces
+    shadow_of: int | None = None  # a shadow's counters: the deployed version it was compared with
+    compared: int = 0  # rows compared with the deployed version's outputs
+    matches: int = 0  # ... whose labels were equal (classification)
+    abs_diff: float = 0.0  # ... the sum of |shadow - served| (regression)
+    regression: bool = False  # a shadow of values (mean_abs_diff), else of labels (agreement)
+    errors: int = 0  # batches the shadow could not score
+    error: str | None = None  # the first of their errors
+
+    def compare(self, comparison) -> None:
+        self.regression = comparison.regression
+        self.compared += comparison.compared
+        self.matches += comparison.matches
+        self.abs_diff += comparison.abs_diff
+        if comparison.error is not None:
+            self.errors += 1
+            self.error = self.error or comparison.error[:500]
 
     def fold(self) -> None:
         """Summarise the kept batches in one vectorised pass and let them go."""
@@ -198,19 +216,31 @@ def _read_sample_rate(database, model: str) -> float:
 _random = np.random.default_rng()
 
 
-def record_prediction(execution, model, rows: int, seconds: float, outputs: pa.Array, inputs) -> None:
+def record_prediction(execution, model, rows: int, seconds: float, outputs: pa.Array | None, inputs,
+                      shadow=None) -> None:
     """Add one Arrow batch of predictions to the running statement's counters (a few microseconds).
 
     ``inputs()`` gives the feature columns as a zero-copy table; it is called only when
-    the model samples its inputs (``WITH (log_sample = ...)``).
+    the model samples its inputs (``WITH (log_sample = ...)``). A shadow's batch comes with its
+    ``shadow.Comparison`` (``outputs`` None when it failed) and is neither sampled nor mixed with
+    the counters of the same version served.
     """
-    rate = lifecycle_state(execution.database).sample_rate(model.name)
-    sample = _sample(rate, outputs, inputs()) if rate else None
-    calls = execution.tally(("prediction", model.name, model.version), lambda: _first_calls(execution))
+    if shadow is not None:
+        key = ("prediction", model.name, model.version, shadow.served_version)
+        calls = execution.tally(key, lambda: _first_calls(execution, shadow.served_version))
+        sample = None
+    else:
+        rate = lifecycle_state(execution.database).sample_rate(model.name)
+        sample = _sample(rate, outputs, inputs()) if rate else None
+        calls = execution.tally(("prediction", model.name, model.version), lambda: _first_calls(execution))
     with execution.lock:
         calls.rows += rows
         calls.calls += 1
         calls.seconds += seconds
+        if shadow is not None:
+            calls.compare(shadow)
+        if outputs is None:
+            return
         if calls.outputs and calls.outputs[0].type != outputs.type:
             calls.fold()  # PREDICT and PREDICT_PROBA of one model in one statement: summarise apart
         calls.outputs.append(outputs)
@@ -220,13 +250,13 @@ def record_prediction(execution, model, rows: int, seconds: float, outputs: pa.A
             calls.samples.append(sample)
 
 
-def _first_calls(execution) -> "_Calls":
+def _first_calls(execution, shadow_of: int | None = None) -> "_Calls":
     """The counters of a (model, version) a statement calls for the first time; the
     statement then writes its log when it finishes (once, for all its models)."""
     if "prediction_log" not in execution.tallies:
         execution.tallies["prediction_log"] = True
         execution.on_finish(flush_predictions)
-    return _Calls(_now())
+    return _Calls(_now(), shadow_of=shadow_of)
 
 
 def _sample(rate: float, outputs: pa.Array, inputs: pa.Table | None):
@@ -244,8 +274,8 @@ def flush_predictions(execution) -> None:
     Runs on a separate cursor of the root connection (the session's own connection may
     still hold the statement's result). Skipped on a read-only database.
     """
-    pending = {(None, key[1], key[2]): calls for key, calls in list(execution.tallies.items())
-               if isinstance(key, tuple) and key[0] == "prediction"}
+    pending = {(key[3] if len(key) > 3 else None, key[1], key[2]): calls
+               for key, calls in list(execution.tallies.items()) if isinstance(key, tuple) and key[0] == "prediction"}
     database = execution.database
     if not pending or database.read_only or database.closed:
         return

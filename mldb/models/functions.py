@@ -11,7 +11,8 @@ the rewrite rules pick the one matching the model's target:
     mldb_evaluate_regression(model, LIST(DOUBLE) targets, LIST(DOUBLE) predictions)      -> STRUCT(metrics)
 
 ``model`` is a name ('churn', resolved to the deployed version, in a view) or a pinned
-'churn@2' (what a statement's plan chose). ``execution`` is the id of the statement that
+'churn@2' (what a statement's plan chose), 'churn@2+3' when version 3 shadows it
+(``mldb.models.shadow``: the predict functions score the shadow on the same batch). ``execution`` is the id of the statement that
 calls (see ``mldb.execution``): its cancel flag is checked and its prediction log is
 told about every batch. Each call gets a whole DuckDB vector as Arrow arrays and runs
 one forward pass. The functions hold the database weakly: closing it frees them.
@@ -28,7 +29,7 @@ import pyarrow.compute as pc
 import weakref
 
 from mldb import errors
-from mldb.models import evaluate, explain
+from mldb.models import evaluate, explain, shadow
 from mldb.models.registry import ARROW_OUTPUT, load_model
 
 SQL_OUTPUT = {"varchar": "VARCHAR", "double": "DOUBLE", "bigint": "BIGINT", "boolean": "BOOLEAN"}
@@ -89,12 +90,16 @@ def _predictor(ref, method: str, output_type):
         execution = database.execution(execution_id[0].as_py())
         if execution is not None:
             execution.check()
-        model = load_model(execution if execution is not None else database, _model_ref(model_ref))
+        written, planned_shadow = shadow.split(_model_ref(model_ref))
+        model = load_model(execution if execution is not None else database, written)
         out = getattr(model, method)(list(arrays))
         if output_type is not None and out.type != output_type:
             out = out.cast(output_type)
         if execution is not None:
             _record(execution, model, len(model_ref), time.perf_counter() - started, out, arrays)
+            shadow_version = shadow.shadow_of(execution, written, planned_shadow, model)
+            if shadow_version is not None:
+                shadow.score(execution, model, shadow_version, out, arrays)
         return out
 
     return predict

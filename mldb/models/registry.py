@@ -4,8 +4,8 @@
 whose ``predict`` / ``predict_proba`` / ``predict_rows`` take Arrow data and return
 Arrow arrays; the PREDICT functions and other features (DRIFT) use the same object.
 
-Loaded versions and the deployed version of each name are cached in the database's
-``ModelCache`` (``database.state("models")``), which dies with the database;
+Loaded versions and the deployed (and shadow) version of each name are cached in the
+database's ``ModelCache`` (``database.state("models")``), which dies with the database;
 ``invalidate`` is called by TRAIN / DEPLOY / DROP, and a rollback empties it.
 """
 
@@ -36,6 +36,7 @@ class ModelCache:
     def __init__(self, database=None):
         self.lock = threading.Lock()
         self.resolved: dict[str, int] = {}  # name -> deployed version
+        self.shadows: dict[str, int | None] = {}  # name -> shadow version (None: no shadow)
         self.loaded: dict[tuple[str, int], ModelVersion] = {}
         self.overlays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> Overlay
 
@@ -43,9 +44,11 @@ class ModelCache:
         with self.lock:
             if name is None:
                 self.resolved.clear()
+                self.shadows.clear()
                 self.loaded.clear()
                 return
             self.resolved.pop(name, None)
+            self.shadows.pop(name, None)
             for key in [key for key in self.loaded if key[0] == name]:
                 del self.loaded[key]
 
@@ -76,6 +79,7 @@ class Overlay:
     """What one session's open transaction resolved and loaded, and the models it changed."""
 
     resolved: dict = field(default_factory=dict)  # name -> deployed version (None: dropped)
+    shadows: dict = field(default_factory=dict)  # name -> shadow version (None: none)
     loaded: dict = field(default_factory=dict)  # (name, version) -> ModelVersion
     changed: set = field(default_factory=set)
 
@@ -381,6 +385,26 @@ def resolve(source, ref: str) -> tuple[str, int]:
     return name, row[1]
 
 
+def shadow_version(source, name: str) -> int | None:
+    """The version of ``name`` that shadows its deployed one (``DEPLOY MODEL m VERSION n AS SHADOW``), or None.
+
+    Cached as ``resolve`` caches the deployed version: a Session (a statement's plan) asks the
+    catalog; the UDFs (a view's batches) use what was last read, inside a transaction its overlay.
+    """
+    cache = _cache(source)
+    overlay = cache.overlay(_session(source), create=_is_session(source))
+    if not _is_session(source):
+        if overlay is not None and name in overlay.shadows:
+            return overlay.shadows[name]
+        if name in cache.shadows:
+            return cache.shadows[name]
+    rows = _query(source, "SELECT shadow_version FROM mldb.models WHERE name = ?", [name])
+    shadow = rows[0][0] if rows else None
+    with cache.lock:
+        (overlay.shadows if overlay is not None else cache.shadows)[name] = shadow
+    return shadow
+
+
 def load_model(source, ref: str) -> ModelVersion:
     """The ModelVersion for ``'name'`` (deployed) or ``'name@n'``; cached per database."""
     name, version = resolve(source, ref)
@@ -449,6 +473,8 @@ def invalidate(source, name: str) -> None:
     overlay = cache.overlay(source, create=True) if _is_session(source) else None
     if overlay is not None:
         row = model_row(source, name)
+        shadow = _query(source, "SELECT shadow_version FROM mldb.models WHERE name = ?", [name])
         with cache.lock:
             overlay.changed.add(name)
             overlay.resolved[name] = row[1] if row is not None else None
+            overlay.shadows[name] = shadow[0][0] if shadow else None

@@ -14,7 +14,7 @@ from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
 from mldb.frontend.models import Evaluate, ExplainPredict, FeatureImportance, Predict, PredictProba
-from mldb.models import explain, registry
+from mldb.models import explain, registry, shadow
 from mldb.plan.rules import written_at
 
 _MODEL_FUNCTIONS = (Predict, PredictProba, Evaluate, ExplainPredict, FeatureImportance)
@@ -45,7 +45,7 @@ def rewrite_table_predict(tree: exp.Expression, context) -> exp.Expression:
         alias = table.alias or ("predict" if isinstance(function, Predict) else "evaluate")
         table.replace(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(alias))))
         context.operator(f"{function.sql_name()}: model {model.ref} ({model.algorithm}, {model.task}) "
-                         "over a subquery, Arrow batches")
+                         f"over a subquery, Arrow batches{shadow.described(ref)}")
     return tree
 
 
@@ -166,7 +166,7 @@ def rewrite_model_functions(tree: exp.Expression, context) -> exp.Expression:
         name = "mldb_predict_proba" if isinstance(node, PredictProba) else f"mldb_predict_{model.output}"
         node.replace(_call(name, ref, arguments, context))
         context.operator(f"{node.sql_name()}: model {model.ref} ({model.algorithm}, {model.task}) -> "
-                         f"{name}, {len(arguments)} features, Arrow batches")
+                         f"{name}, {len(arguments)} features, Arrow batches{shadow.described(ref)}")
     return tree
 
 
@@ -177,6 +177,8 @@ def _model_of(node: exp.Expression, context) -> tuple[str, registry.ModelVersion
     model = registry.load_model(context.session, name if version is None else f"{name}@{version}")
     if version is None and context.stored:
         return name, model  # a view follows DEPLOY: the function resolves the name when it runs
+    if version is None and isinstance(node, (Predict, PredictProba)):
+        return shadow.planned_ref(context.session, name, model), model  # ('churn@2+3': with its shadow)
     return model.ref, model  # a statement runs the version it was planned with
 
 

@@ -205,7 +205,9 @@ def _write_model(session, name, version, definition, trained, serves: bool | Non
     """Insert the model row, or point it at the new version: when ``serves`` (a deployment policy's
     decision), or, without one, when the deployed version was the newest."""
     session.sql(
-        "INSERT INTO mldb.models VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_localtimestamp(), current_localtimestamp()) "
+        "INSERT INTO mldb.models (name, target, task, algorithm, deployed_version, latest_version, training_query, "
+        "options, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_localtimestamp(), current_localtimestamp()) "
         "ON CONFLICT (name) DO UPDATE SET target = excluded.target, task = excluded.task, "
         "algorithm = excluded.algorithm, training_query = excluded.training_query, options = excluded.options, "
         "deployed_version = CASE WHEN ? THEN excluded.deployed_version WHEN ? THEN mldb.models.deployed_version "
@@ -311,7 +313,7 @@ def show_models(session, node, params) -> Result:
         "CASE WHEN m.deployed_version = m.latest_version THEN 'deployed' "
         "ELSE 'deployed (newest: ' || m.latest_version || ')' END AS status, "
         "CAST(CASE WHEN v.task = 'regression' THEN v.metrics->>'r2' ELSE v.metrics->>'accuracy' END AS DOUBLE) "
-        "AS metric, v.created_at FROM mldb.models m JOIN mldb.model_versions v "
+        "AS metric, v.created_at, m.shadow_version FROM mldb.models m JOIN mldb.model_versions v "
         "ON v.model = m.name AND v.version = m.deployed_version ORDER BY m.name")
     return Result.from_duckdb(session.con, "SHOW MODELS")
 
@@ -357,16 +359,43 @@ def _data_changed(session, name: str) -> list[tuple] | None:
 
 
 def deploy_model(session, node, params) -> Result:
+    """DEPLOY MODEL m VERSION n serves version n (and clears m's shadow); ... AS SHADOW scores n beside it."""
     name = registry.model_name(node.this, "DEPLOY MODEL")
     version = _version_number(node.args["version"], f"DEPLOY MODEL {name} VERSION")
-    registry.load_model(session, f"{name}@{version}")  # raises for a missing model or version
+    model = registry.load_model(session, f"{name}@{version}")  # raises for a missing model or version
+    if node.args.get("shadow"):
+        return _deploy_shadow(session, model)
     with session.database.lock, session.transaction():
         dependents.check(session, name, dependents.of_version(session, name, version),
                          f"DEPLOY MODEL {name} VERSION {version}")
         before = deployments.deployed(session, name)
-        session.sql("UPDATE mldb.models SET deployed_version = ?, updated_at = current_localtimestamp() "
-                    "WHERE name = ?", [version, name])
+        session.sql("UPDATE mldb.models SET deployed_version = ?, shadow_version = NULL, "
+                    "updated_at = current_localtimestamp() WHERE name = ?", [version, name])
         deployments.record(session, name, version, before, "deploy")
+    registry.invalidate(session, name)
+    return Result.done("DEPLOY MODEL")
+
+
+def _deploy_shadow(session, shadow) -> Result:
+    """Make ``shadow`` the version PREDICT of the model's name also scores (mldb.models.shadow). It must be
+    another version than the deployed one, of the same kind (labels or values), so the two can be compared;
+    its features may differ (a batch it cannot score is counted as a shadow error, not raised)."""
+    name, doing = shadow.name, f"DEPLOY MODEL {shadow.name} VERSION {shadow.version} AS SHADOW"
+    with session.database.lock, session.transaction():
+        deployed = deployments.deployed(session, name)
+        if deployed is None:
+            raise registry.unknown_model(session, name)
+        if deployed == shadow.version:
+            raise errors.ProgrammingError(f"{doing}: version {deployed} is the deployed version; a shadow is "
+                                          "another version, scored beside it", sqlstate="22023")
+        served = registry.load_model(session, f"{name}@{deployed}")
+        if (served.task == "regression") != (shadow.task == "regression"):
+            raise errors.ProgrammingError(
+                f"{doing}: version {shadow.version} is a {shadow.task} model and the deployed version {deployed} "
+                f"a {served.task} one; a shadow's outputs must be comparable with the deployed version's",
+                sqlstate="22023")
+        session.sql("UPDATE mldb.models SET shadow_version = ?, updated_at = current_localtimestamp() "
+                    "WHERE name = ?", [shadow.version, name])
     registry.invalidate(session, name)
     return Result.done("DEPLOY MODEL")
 

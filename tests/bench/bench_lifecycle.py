@@ -1,4 +1,4 @@
-"""Cost of the prediction log on a 1M-row PREDICT, and of DRIFT.
+"""Cost of the prediction log on a 1M-row PREDICT, of a shadow deployment, and of DRIFT.
 
     .venv/bin/python tests/bench/bench_lifecycle.py [rows]
 
@@ -7,7 +7,8 @@ prediction log on (what every user gets) and off (the lifecycle feature's
 ``on_prediction`` listener removed, so no batch is counted and no log row is written),
 alternating, and prints medians and the ratio. Also times ``record_prediction`` per
 batch on its own, writing one log row when a statement finishes, and DRIFT over the
-same rows.
+same rows. The shadow's cost: the same PREDICT with version 2 of churn (same algorithm,
+another seed) deployed AS SHADOW and without it (plain DEPLOY), alternating.
 """
 
 from __future__ import annotations
@@ -93,6 +94,19 @@ def flush_cost(con, repeats: int = 20) -> float:
     return statistics.median(spent) * 1e3
 
 
+def shadow_cost(con) -> tuple[list[float], list[float]]:
+    """Seconds of QUERY with churn's deployed version alone and with version 2 as its shadow (alternating)."""
+    con.execute("TRAIN churn USING logistic WITH (epochs = 2, seed = 7)")
+    con.execute("DEPLOY MODEL churn VERSION 1")
+    alone, shadowed = [], []
+    for _ in range(REPEATS):
+        con.execute("DEPLOY MODEL churn VERSION 1")  # (clears the shadow)
+        alone.append(timed(con, QUERY))
+        con.execute("DEPLOY MODEL churn VERSION 2 AS SHADOW")
+        shadowed.append(timed(con, QUERY))
+    return alone, shadowed
+
+
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     with tempfile.TemporaryDirectory() as folder:
@@ -106,6 +120,7 @@ def main() -> None:
         record = record_cost(con)
         flush = flush_cost(con)
         drift = [timed(con, "SELECT * FROM DRIFT(churn, customers)") for _ in range(3)]
+        alone, shadowed = shadow_cost(con)
         logged = con.execute("SELECT count(*) FROM mldb.prediction_log").fetchall()[0][0]
         con.close()
     print(f"{'case':<44}{'median s':>10}")
@@ -115,6 +130,9 @@ def main() -> None:
     print(f"{'record_prediction per 2048-row batch (us)':<44}{record:>10.1f}")
     print(f"{'flush: one prediction_log row (ms)':<44}{flush:>10.2f}")
     print(f"{f'DRIFT over {rows:,} rows':<44}{statistics.median(drift):>10.3f}")
+    print(f"{f'PREDICT {rows:,} rows, no shadow':<44}{statistics.median(alone):>10.3f}")
+    print(f"{f'PREDICT {rows:,} rows, with a shadow':<44}{statistics.median(shadowed):>10.3f}")
+    print(f"{'ratio shadow / no shadow':<44}{statistics.median(shadowed) / statistics.median(alone):>10.3f}")
     print(f"log rows written: {logged} (one per logged statement)")
 
 
