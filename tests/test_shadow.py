@@ -145,6 +145,7 @@ def test_a_view_resolves_the_shadow_when_read(shop):
 
 
 def test_plain_deploy_clears_the_shadow(shop):
+    shop.execute("DEPLOY MODEL reg VERSION 1")  # (the module's models are shared: no shadow left by other tests)
     shop.execute("DEPLOY MODEL clf VERSION 1")
     shop.execute("DEPLOY MODEL clf VERSION 3 AS SHADOW")
     shown = shop.execute("SHOW MODELS")
