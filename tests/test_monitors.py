@@ -109,6 +109,27 @@ def test_drift_monitor_retrains_on_the_day_drift_arrives(shop):
                       "AND kind = 'training'") == [("customers",)]
 
 
+def test_drift_monitor_deploys_the_challenger_only_if_it_beats_the_champion(shop):
+    """DEPLOY IF BETTER ON (holdout): TRAIN's deploy policy judges the new version against the serving one."""
+    add_day(shop, 1, shift=15.0)  # drift with the same rule: labelled data a good model gets right
+    add_day(shop, 2, shift=15.0, flip=True)  # the same customers with wrong labels: a model trained on them is bad
+    holdout = "SELECT age, plan, spend, churned FROM customers WHERE day = 1"
+    shop.execute(f"CREATE MONITOR loses ON MODEL churn CHECK DRIFT ({holdout}) THEN TRAIN FROM "
+                 f"(SELECT age, plan, spend, churned FROM customers WHERE day = 2) DEPLOY IF BETTER ON ({holdout})")
+    run = runner.run(shop.session, "loses")
+    assert (run["triggered"], run["outcome"], run["model_version_before"], run["model_version_after"]) == (
+        True, "ok", 1, 1)
+    assert "trained version 2" in run["message"] and "version 1 stays deployed" in run["message"]
+    assert rows(shop, "SELECT version, champion_version FROM mldb.deploy_decisions") == [(2, 1)]
+    shop.execute("DEPLOY MODEL churn VERSION 2")  # the bad version serves (by hand): a good challenger wins
+    shop.execute(f"CREATE MONITOR wins ON MODEL churn CHECK EVALUATE ({holdout}) WHEN accuracy < 0.8 THEN TRAIN FROM "
+                 f"(SELECT age, plan, spend, churned FROM customers WHERE day <= 1) DEPLOY IF BETTER ON ({holdout})")
+    run = runner.run(shop.session, "wins")
+    assert (run["outcome"], run["model_version_before"], run["model_version_after"]) == ("ok", 2, 3)
+    assert rows(shop, "SELECT version, champion_version FROM mldb.deploy_decisions ORDER BY version") == [
+        (2, 1), (3, 2)]
+
+
 def test_train_action_is_the_train_statement():
     monitor = store.Monitor(name="m", model="churn", check_kind="drift", check_query="SELECT 1", every=None,
                             condition="true", action="train", train_query="SELECT * FROM c WHERE plan = 'pro'",
