@@ -8,8 +8,12 @@ never by sleeping.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -204,7 +208,8 @@ def test_schedules_fire_at_the_simulated_times_and_not_twice(shop):
     assert [r["monitor"] for r in runner.run_due(session, now=start + hour)] == ["hourly"]
     assert runner.run_due(session, now=start + hour + timedelta(minutes=1)) == []  # not twice
     assert value(shop, "SELECT next_run_at FROM mldb.monitors WHERE name = 'hourly'") == start + 2 * hour
-    late = created(shop, "b_daily") + timedelta(hours=25, minutes=30)  # missed 23 hourly slots and the daily one: each runs once
+    # 23 hourly slots and the daily one were missed: each monitor runs once
+    late = created(shop, "b_daily") + timedelta(hours=25, minutes=30)
     assert [r["monitor"] for r in runner.run_due(session, now=late)] == ["b_daily", "hourly"]
     assert value(shop, "SELECT next_run_at FROM mldb.monitors WHERE name = 'hourly'") == start + 26 * hour
     b_daily_next = value(shop, "SELECT next_run_at FROM mldb.monitors WHERE name = 'b_daily'")
@@ -352,6 +357,51 @@ def test_cancel_reaches_a_monitors_train(shop, monkeypatch):
     assert rows(shop, "SELECT outcome, triggered, action, message FROM mldb.monitor_runs") == [
         ("error", True, "train", "canceling statement due to user request")]
     assert state_of(shop) == before
+
+
+KILLED_MID_TRAIN = """
+import sys, threading
+import mldb
+from mldb.models import train
+
+def stuck(*args, **kwargs):  # the monitor's TRAIN is under way: say so, then wait for the kill
+    open(sys.argv[2], "w").close()
+    threading.Event().wait()
+
+train._epoch = stuck
+mldb.connect(sys.argv[1]).execute("RUN MONITOR m").fetchall()
+"""
+
+
+def test_kill_9_in_a_monitors_train_leaves_the_last_committed_state(shop, tmp_path):
+    shop.execute("CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT age, plan, spend, churned FROM customers) "
+                 "WHEN rows > 0 THEN TRAIN")
+    before = state_of(shop)
+    shop.close()  # (one process writes a DuckDB file at a time)
+    marker, path = tmp_path / "training", str(tmp_path / "shop.db")
+    env = {**os.environ, "PYTHONPATH": str(Path(mldb.__file__).resolve().parent.parent)}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_TRAIN, path, str(marker)], env=env)
+    try:
+        for _ in range(1200):  # (at most 2 minutes for the child to import mldb and start training)
+            if marker.exists():
+                break
+            try:
+                child.wait(timeout=0.1)
+                break  # it ended by itself: failed below
+            except subprocess.TimeoutExpired:
+                pass
+        assert marker.exists(), f"the monitor's TRAIN never started (exit code {child.poll()})"
+    finally:
+        child.kill()  # SIGKILL: no cleanup of any kind
+        child.wait()
+    con = mldb.connect(path)
+    try:
+        assert state_of(con) == before
+        assert rows(con, "SELECT count(*) FROM mldb.monitor_runs") == [(0,)]
+        assert rows(con, "SELECT name FROM mldb.monitors") == [("m",)]
+        assert runner.run(con.session, "m")["outcome"] == "ok"  # no lock or claim survived the kill
+    finally:
+        con.close()
 
 
 def test_run_monitor_is_refused_inside_a_transaction(shop):
