@@ -271,6 +271,7 @@ def test_monitor_of_a_dropped_model_is_disabled_with_an_alert(shop):
     shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK DRIFT ({TODAY}) EVERY INTERVAL 1 DAY THEN ALERT")
     start = created(shop, "m")
     shop.execute("DROP MODEL churn")
+    assert shown(shop, "status") == ["model missing"]  # (disabled when it next runs)
     run, = runner.run_due(shop.session, now=start + DAY)
     assert (run["outcome"], run["action"]) == ("skipped", "disable") and "no longer exists" in run["message"]
     assert value(shop, "SELECT disabled FROM mldb.monitors") is True and shown(shop, "status") == ["disabled"]
