@@ -1,0 +1,305 @@
+"""Running monitors: ``mldb monitor DB`` over simulated days (``--now``), its exit codes and its
+loop, ``mldb serve``'s monitor thread with real clients, and kill -9 in the middle of a
+monitor's TRAIN. Real database files, real trained models, real subprocesses.
+
+Schedules are tested with the controllable clock (``--now``), never by sleeping; subprocesses
+are watched (their output, the epochs they train) with generous timeouts and no bound on speed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+import mldb
+from mldb.cli import main
+from conftest_server import ROOT, start_server
+from test_cancel import Probe, wait_until
+
+LIMIT = 180  # seconds a subprocess may take to reach a point the test waits for (a failure after that)
+DAY = "2027-01-0{} 12:00"  # simulated days, after the real time the monitors were created at
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def build_shop(path, rows: int = 300) -> None:
+    """Customers, model churn trained on them (version 1, deployed)."""
+    with mldb.connect(str(path)) as con:
+        con.execute(f"CREATE TABLE customers AS SELECT range AS id, (range % 60)::DOUBLE AS age, "
+                    f"range % 3 = 0 OR range % 60 < 10 AS churned FROM range({rows})")
+        con.execute("CREATE MODEL churn PREDICT churned FROM (SELECT age, churned FROM customers) "
+                    "USING logistic WITH (epochs = 3, seed = 1)")
+
+
+@pytest.fixture
+def shop(tmp_path):
+    path = tmp_path / "shop.db"
+    build_shop(path)
+    return path
+
+
+def run_monitor(capsys, path, *args: str) -> tuple[int, list[str]]:
+    """``mldb monitor PATH ARGS`` in this process: its exit status and the lines it printed."""
+    capsys.readouterr()
+    code = main(["monitor", str(path), *args])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def at(day: int, hour: int = 12, minute: int = 0) -> str:
+    return f"2027-01-{day:02d} {hour:02d}:{minute:02d}"
+
+
+def runs(path, monitor: str) -> list[tuple]:
+    with mldb.connect(str(path)) as con:
+        return con.execute("SELECT started_at, scheduled, triggered, action, outcome FROM mldb.monitor_runs "
+                           "WHERE monitor = ? ORDER BY id", [monitor]).fetchall()
+
+
+def committed_state(path) -> dict:
+    """What a killed or interrupted run must leave exactly as it was."""
+    with mldb.connect(str(path)) as con:
+        def rows(sql):
+            return con.execute(sql).fetchall()
+        return {"versions": rows("SELECT model, version, rows, fingerprint FROM mldb.model_versions ORDER BY ALL"),
+                "deployed": rows("SELECT name, deployed_version, latest_version FROM mldb.models ORDER BY name"),
+                "deployments": rows("SELECT model, version, previous_version, reason FROM mldb.deployments "
+                                    "ORDER BY ALL"),
+                "runs": rows("SELECT id, monitor, started_at, triggered, action, outcome, model_version_before, "
+                             "model_version_after FROM mldb.monitor_runs ORDER BY id"),
+                "monitors": rows("SELECT name, next_run_at, paused, disabled FROM mldb.monitors ORDER BY name"),
+                "alerts": rows("SELECT id, monitor, message FROM mldb.alerts ORDER BY id")}
+
+
+def monitor_process(path, *args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mldb.cli", "monitor", str(path), *args], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+# -- mldb monitor --once over simulated days -----------------------------------------------------
+
+def test_a_daily_monitor_fires_once_a_day_at_the_simulated_times(shop, capsys):
+    with mldb.connect(str(shop)) as con:
+        con.execute("CREATE MONITOR quality ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers) "
+                    "EVERY INTERVAL 1 DAY WHEN accuracy <= 1 THEN ALERT")
+    code, lines = run_monitor(capsys, shop, "--once", "--now", at(1))
+    assert code == 0 and len(lines) == 1, lines
+    assert lines[0].startswith("2027-01-01 12:00:00 quality on churn: ok, action alert, version 1")
+    for now in (at(1), at(1, 12, 30), at(2, 11, 59)):  # not due again within the day
+        assert run_monitor(capsys, shop, "--once", "--now", now) == (0, [])
+    code, lines = run_monitor(capsys, shop, "--once", "--now", at(2, 12, 1))
+    assert code == 0 and [line[:32] for line in lines] == ["2027-01-02 12:01:00 quality on c"]
+    assert run_monitor(capsys, shop, "--once", "--now", at(2, 18)) == (0, [])
+    code, lines = run_monitor(capsys, shop, "--once", "--now", at(6))  # days missed: one run, not one per day
+    assert code == 0 and len(lines) == 1
+    expected = [datetime.datetime(2027, 1, 1, 12), datetime.datetime(2027, 1, 2, 12, 1),
+                datetime.datetime(2027, 1, 6, 12)]
+    assert runs(shop, "quality") == [(when, True, True, "alert", "ok") for when in expected]
+    with mldb.connect(str(shop)) as con:
+        assert con.execute("SELECT count(*) FROM mldb.alerts WHERE monitor = 'quality'").fetchall() == [(3,)]
+
+
+def test_monitors_run_in_turn_and_a_failing_one_is_a_recorded_run_not_a_failed_command(shop, capsys):
+    with mldb.connect(str(shop)) as con:
+        con.execute("CREATE TABLE recent AS SELECT age, churned FROM customers")
+        con.execute("CREATE MONITOR fine ON MODEL churn CHECK EVALUATE (SELECT * FROM customers) "
+                    "EVERY INTERVAL 1 HOUR WHEN accuracy < 0 THEN ALERT")
+        con.execute("CREATE MONITOR broken ON MODEL churn CHECK EVALUATE (SELECT * FROM recent) "
+                    "EVERY INTERVAL 1 HOUR WHEN accuracy < 0 THEN ALERT")
+        con.execute("DROP TABLE recent")
+    code, lines = run_monitor(capsys, shop, "--once", "--now", at(1))
+    assert code == 0
+    described = {line.split()[2]: line for line in lines}
+    assert set(described) == {"fine", "broken"}
+    assert "fine on churn: ok, not triggered, version 1" in described["fine"]
+    assert "broken on churn: error, " in described["broken"] and "recent" in described["broken"]
+    assert [row[-1] for row in runs(shop, "broken")] == ["error"]
+    assert run_monitor(capsys, shop, "--once", "--now", at(1, 12, 59)) == (0, [])
+    code, lines = run_monitor(capsys, shop, "--once", "--now", at(1, 13))
+    assert code == 0 and len(lines) == 2
+
+
+# -- exit codes, bad arguments ---------------------------------------------------------------------
+
+def test_the_command_fails_only_when_the_database_cannot_be_opened(tmp_path, shop):
+    missing = tmp_path / "missing.db"
+    process = monitor_process(missing, "--once")
+    out, err = process.communicate(timeout=LIMIT)
+    assert process.returncode == 1 and out == ""
+    assert "cannot open" in err and "no such database file" in err and not missing.exists()
+    text = tmp_path / "notes.txt"
+    text.write_text("SELECT 1;\n")
+    process = monitor_process(text, "--once")
+    out, err = process.communicate(timeout=LIMIT)
+    assert process.returncode == 1 and "is not a DuckDB database" in err
+    with mldb.connect(str(shop)):  # this process holds the file: another cannot open it (as with mldb serve)
+        process = monitor_process(shop, "--once")
+        out, err = process.communicate(timeout=LIMIT)
+    assert process.returncode == 1 and f"cannot open {shop}" in err
+    process = monitor_process(shop, "--once")  # nothing due in the real present: quiet success
+    out, err = process.communicate(timeout=LIMIT)
+    assert (process.returncode, out) == (0, ""), err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--now", "2027-01-01 12:00"], "--now needs --once"),
+    (["--once", "--now", "tomorrow"], "a local time as 'YYYY-MM-DD HH:MM[:SS]'"),
+    (["--once", "--now", "2027-01-01T12:00+02:00"], "without a time zone"),
+    (["--interval", "0"], "a positive number of seconds"),
+])
+def test_bad_arguments_are_refused_before_the_database_is_opened(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit:
+        main(["monitor", str(tmp_path / "never.db"), *args])
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "never.db").exists()
+
+
+# -- the loop: every --interval seconds until SIGINT / SIGTERM ----------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_the_loop_runs_what_is_due_and_a_signal_ends_it_cleanly(shop, tmp_path, signum):
+    with mldb.connect(str(shop)) as con:  # due now (created now); then every day: one run in this test
+        con.execute("CREATE MONITOR quality ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers) "
+                    "EVERY INTERVAL 1 DAY WHEN accuracy <= 1 THEN ALERT")
+    output = tmp_path / "out.txt"
+    with open(output, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "mldb.cli", "monitor", str(shop), "--interval", "0.2"],
+                                   cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: "quality on churn: ok, action alert" in output.read_text(), "the first run", LIMIT)
+        process.send_signal(signum)
+        assert process.wait(timeout=LIMIT) == 0, output.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert output.read_text().count("quality on churn") == 1 and "Traceback" not in output.read_text()
+    assert [row[1:] for row in runs(shop, "quality")] == [(True, True, "alert", "ok")]
+
+
+# -- mldb serve: the monitor thread ----------------------------------------------------------------
+
+def test_serve_runs_a_due_monitor_while_a_client_is_connected_and_stops_cleanly(tmp_path):
+    build_shop(tmp_path / "shop.db")
+    with mldb.connect(str(tmp_path / "shop.db")) as con:
+        con.execute("CREATE MONITOR quality ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers) "
+                    "EVERY INTERVAL 1 DAY WHEN accuracy <= 1 THEN ALERT")
+    served = start_server(tmp_path, "--monitor-interval", "0.2")
+    try:
+        with psycopg.connect(served.dsn(), autocommit=True) as client:
+            def ran():
+                return client.execute("SELECT monitor, scheduled, action, outcome FROM mldb.monitor_runs").fetchall()
+            wait_until(ran, "the monitor's run", LIMIT)
+            assert ran() == [("quality", True, "alert", "ok")]
+            assert client.execute("SELECT count(*) FROM mldb.alerts").fetchall() == [(1,)]
+        assert served.stop() == 0
+    finally:
+        if served.process.poll() is None:
+            served.process.kill()
+    assert "mldb serve: stopped" in served.log and "Traceback" not in served.log
+    assert "monitor run: " in served.log and "quality on churn: ok, action alert" in served.log
+
+
+SLOW = {"rows": 200_000, "epochs": 400}  # a TRAIN of minutes: any early end is the test's doing
+
+
+def build_slow(path, monitor_rows: int) -> None:
+    """Model slow: version 1 trained on 30 rows with many epochs (fast), then pts grows to
+    ``monitor_rows`` rows: the monitor's TRAIN (every run: its condition always holds) trains on those."""
+    with mldb.connect(str(path)) as con:
+        con.execute(f"CREATE TABLE pts AS SELECT i::DOUBLE AS x, (i % 7)::DOUBLE AS y, i % 2 = 0 AS up "
+                    f"FROM range({monitor_rows}) t(i)")
+        con.execute(f"CREATE MODEL slow PREDICT up FROM (SELECT * FROM pts WHERE x < 30) USING mlp "
+                    f"WITH (epochs = {SLOW['epochs']}, patience = {SLOW['epochs']}, seed = 1)")
+        con.execute("CREATE MONITOR retrain ON MODEL slow CHECK EVALUATE (SELECT * FROM pts LIMIT 100) "
+                    "EVERY INTERVAL 1 DAY WHEN accuracy <= 1 THEN TRAIN FROM (SELECT * FROM pts)")
+
+
+def test_a_served_run_survives_its_client_crashing_and_shutdown_interrupts_a_run(tmp_path):
+    path = tmp_path / "served.db"
+    build_slow(path, monitor_rows=3000)
+    probe = Probe(tmp_path)
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([*probe.command, "serve", str(path), "--port", "0", "--monitor-interval", "0.2"],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=probe.env)
+    try:
+        wait_until(lambda: " on 127.0.0.1:" in log_path.read_text(), "the server to start", LIMIT)
+        port = int(log_path.read_text().split(" on 127.0.0.1:")[1].split(",")[0])
+        dsn = f"host=127.0.0.1 port={port} user=tester dbname=shop"
+        client = subprocess.Popen([sys.executable, "-c", "import psycopg, sys, time\n"
+                                   f"c = psycopg.connect({dsn!r}, autocommit=True)\n"
+                                   "c.execute('SELECT 1'); print('connected', flush=True); time.sleep(600)"],
+                                  stdout=subprocess.PIPE, text=True, env=ENV)
+        assert client.stdout.readline().strip() == "connected"
+        wait_until(lambda: probe.epochs > 0, "the monitor's TRAIN", LIMIT)
+        client.kill()  # kill -9 of a connected client while the monitor trains
+        client.wait(timeout=LIMIT)
+        with psycopg.connect(dsn, autocommit=True) as con:
+            def ran():
+                return con.execute("SELECT outcome, action, model_version_before, model_version_after "
+                                   "FROM mldb.monitor_runs").fetchall()
+            wait_until(ran, "the monitor's run", LIMIT)
+            assert ran() == [("ok", "train", 1, 2)]
+        assert probe.epochs == SLOW["epochs"]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=LIMIT) == 0
+    finally:
+        for process in (server, client):
+            if process.poll() is None:
+                process.kill()
+    assert "mldb serve: stopped" in log_path.read_text()
+
+
+def test_serve_shutdown_interrupts_a_run_in_progress_and_keeps_the_committed_state(tmp_path):
+    path = tmp_path / "served.db"
+    build_slow(path, monitor_rows=SLOW["rows"])
+    before = committed_state(path)
+    probe = Probe(tmp_path)
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([*probe.command, "serve", str(path), "--port", "0", "--monitor-interval", "0.2"],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=probe.env)
+    try:
+        wait_until(lambda: probe.epochs > 0, "the monitor's TRAIN", LIMIT)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=LIMIT) == 0, log_path.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert probe.epochs < SLOW["epochs"]
+    assert "mldb serve: stopped" in log_path.read_text() and "Traceback" not in log_path.read_text()
+    after = committed_state(path)
+    assert {key: value for key, value in after.items() if key != "runs"} == \
+        {key: value for key, value in before.items() if key != "runs"}
+    assert after["runs"][:len(before["runs"])] == before["runs"]
+    assert all(row[5] == "error" for row in after["runs"][len(before["runs"]):])  # at most a cancelled run
+
+
+# -- kill -9 in the middle of a monitor's TRAIN ------------------------------------------------------
+
+def test_kill_9_in_the_middle_of_a_monitors_train_leaves_the_last_committed_state(tmp_path, capsys):
+    path = tmp_path / "slow.db"
+    build_slow(path, monitor_rows=SLOW["rows"])
+    before = committed_state(path)
+    probe = Probe(tmp_path)
+    process = subprocess.Popen([*probe.command, "monitor", str(path), "--once", "--now", at(1)], cwd=ROOT,
+                               env=probe.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: probe.epochs > 0 or process.poll() is not None, "the monitor's TRAIN", LIMIT)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=LIMIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL and 0 < probe.epochs < SLOW["epochs"], process.stdout.read()
+    assert committed_state(path) == before  # the file opens; nothing of the run is there
+    with mldb.connect(str(path)) as con:  # the next run works (on fewer rows, to be quick)
+        con.execute("DELETE FROM pts WHERE x >= 300")
+    code, lines = run_monitor(capsys, path, "--once", "--now", at(1))
+    assert code == 0 and len(lines) == 1 and "retrain on slow: ok, action train, version 1 -> 2" in lines[0]
+    assert [row[1:] for row in runs(path, "retrain")] == [(True, True, "train", "ok")]
