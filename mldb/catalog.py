@@ -78,6 +78,22 @@ DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS mldb.snapshots (
         model VARCHAR, version INTEGER, rows BIGINT, fingerprint VARCHAR, columns VARCHAR[],
         stored BOOLEAN, table_name VARCHAR, log_sample DOUBLE, created_at TIMESTAMP)""",
+    # -- monitors (issue 15: mldb/monitors/) -------------------------------------------------
+    # a monitor's definition and schedule (``every`` NULL: it runs only by RUN MONITOR)
+    """CREATE TABLE IF NOT EXISTS mldb.monitors (
+        name VARCHAR PRIMARY KEY, model VARCHAR, check_kind VARCHAR, check_query VARCHAR, every INTERVAL,
+        condition VARCHAR, action VARCHAR, train_query VARCHAR, holdout_query VARCHAR, paused BOOLEAN,
+        disabled BOOLEAN, disabled_reason VARCHAR, next_run_at TIMESTAMP, created_at TIMESTAMP, statement VARCHAR)""",
+    "CREATE SEQUENCE IF NOT EXISTS mldb.monitor_run_ids",
+    # every run of a monitor (kept when the monitor is dropped: its history, as the prediction log)
+    """CREATE TABLE IF NOT EXISTS mldb.monitor_runs (
+        id BIGINT PRIMARY KEY, monitor VARCHAR, model VARCHAR, started_at TIMESTAMP, seconds DOUBLE,
+        values JSON, triggered BOOLEAN, action VARCHAR, outcome VARCHAR, message VARCHAR,
+        model_version_before INTEGER, model_version_after INTEGER, scheduled BOOLEAN)""",
+    "CREATE SEQUENCE IF NOT EXISTS mldb.alert_ids",
+    """CREATE TABLE IF NOT EXISTS mldb.alerts (
+        id BIGINT PRIMARY KEY, monitor VARCHAR, model VARCHAR, raised_at TIMESTAMP, message VARCHAR,
+        values JSON, acknowledged BOOLEAN, acknowledged_at TIMESTAMP)""",
 ]
 
 

@@ -5,7 +5,7 @@ A feature (models, vectors, lifecycle) is a package whose ``feature`` module exp
 registers on a database, its per-database state and the events it listens to. They are
 plain imports, so a missing or misspelled one fails when mldb is imported, and the
 order here is the order rules apply in. Dependencies point one way:
-lifecycle -> models -> vectors -> core; the core calls features only through this interface.
+monitors -> lifecycle -> models -> vectors -> core; the core calls features only through this interface.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ class Feature:
 def _load() -> tuple[Feature, ...]:
     from mldb.lifecycle.feature import FEATURE as LIFECYCLE
     from mldb.models.feature import FEATURE as MODELS
+    from mldb.monitors.feature import FEATURE as MONITORS
     from mldb.vectors.feature import FEATURE as VECTORS
 
-    return (MODELS, VECTORS, LIFECYCLE)
+    return (MODELS, VECTORS, LIFECYCLE, MONITORS)
 
 
 FEATURES: tuple[Feature, ...] = _load()

@@ -91,6 +91,9 @@ class MLDB(DuckDB):
                 node.meta[SPAN] = (first.start, self._prev.end)
             return node
 
+    class Generator(DuckDB.Generator):
+        TRANSFORMS = {**DuckDB.Generator.TRANSFORMS, **_merged("TRANSFORMS")}  # mldb's statements written back
+
 
 class FunctionCallError(ParseError):
     """A call of one of mldb's functions that cannot be right: a syntax error whatever the statement."""

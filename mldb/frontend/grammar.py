@@ -7,6 +7,7 @@ Each feature's grammar module may define any of:
   (the parser retreats and tries the next rule, then sqlglot's own grammar).
 - ``FUNCTIONS``: sqlglot function builders (``{NAME: builder(args)}``).
 - ``FUNCTION_PARSERS``: ``{NAME: fn(parser)}`` for functions with custom argument syntax.
+- ``TRANSFORMS``: ``{node class: fn(generator, node) -> str}``, how a node is written back as SQL.
 - ``TRIGGERS``: upper-case words; a statement whose tokens hold none of them skips
   parsing altogether and goes straight to DuckDB (the fast path).
 
@@ -18,6 +19,6 @@ from __future__ import annotations
 
 def load_grammars() -> list:
     """The grammar modules, in order (plain imports: a missing one fails at import time)."""
-    from mldb.frontend import lifecycle, models, vectors
+    from mldb.frontend import lifecycle, models, monitors, vectors
 
-    return [models, vectors, lifecycle]
+    return [models, vectors, lifecycle, monitors]

@@ -1,0 +1,106 @@
+"""A monitor's check: the values it measures and its WHEN condition over them.
+
+- ``CHECK DRIFT (query)`` runs DRIFT's own code (``mldb.lifecycle.drift``) on the query's rows against
+  the deployed version's training statistics and sums it up as ``drifted_features`` (features with a
+  drifted statistic), ``max_psi``, ``max_ks`` (over the features), ``prediction_psi`` (the model's
+  outputs) and ``rows``.
+- ``CHECK EVALUATE (query)`` is ``SELECT * FROM EVALUATE(model, (query))``: every metric column of the
+  model's task (``accuracy ... rows`` or ``mae ... rows``).
+
+A condition is a SQL expression over those names, evaluated by DuckDB over a one-row relation of the
+values, so it means what it would in a WHERE clause (NULL, e.g. a metric of no rows, does not hold).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+
+from mldb import errors
+from mldb.frontend import MLDB
+from mldb.lifecycle import drift
+from mldb.models import evaluate, registry
+
+DRIFT_VALUES = {"drifted_features": "BIGINT", "max_psi": "DOUBLE", "max_ks": "DOUBLE", "prediction_psi": "DOUBLE",
+                "rows": "BIGINT"}
+DEFAULT_CONDITION = {"drift": "drifted_features >= 1"}  # (EVALUATE has no sensible default: WHEN is required)
+
+
+def value_types(kind: str, task: str) -> dict[str, str]:
+    """The names a check of ``kind`` measures for a model of ``task``, with their SQL types."""
+    if kind == "drift":
+        return DRIFT_VALUES
+    names = evaluate.REGRESSION if task == "regression" else evaluate.CLASSIFICATION
+    return {name: "BIGINT" if name == "rows" else "DOUBLE" for name in names}
+
+
+def measure(session, kind: str, model: str, query: str) -> dict:
+    """The check's values now, over the deployed version of ``model``."""
+    return _drift(session, model, query) if kind == "drift" else _evaluate(session, model, query)
+
+
+def _drift(session, model: str, query: str) -> dict:
+    version = registry.load_model(session, model)
+    table = session.execute(query).arrow()
+    if table.num_rows == 0:  # nothing new to compare: no value, so no condition holds
+        return {name: None for name in DRIFT_VALUES} | {"rows": 0}
+    saved = drift.saved_stats(session.con, version.name, version.version)
+    rows = drift.drift_rows(saved, table, version.predict, drift.thresholds({})).to_pylist()  # (one per statistic)
+    features = [row for row in rows if row["feature"] != drift.PREDICTION]
+    return {"drifted_features": len({row["feature"] for row in features if row["drifted"]}),
+            "max_psi": _largest(features, "psi"), "max_ks": _largest(features, "ks"),
+            "prediction_psi": _largest([row for row in rows if row["feature"] == drift.PREDICTION], "psi"),
+            "rows": table.num_rows}
+
+
+def _largest(rows: list[dict], statistic: str) -> float | None:
+    values = [row["value"] for row in rows if row["statistic"] == statistic]
+    return max(values) if values else None
+
+
+def _evaluate(session, model: str, query: str) -> dict:
+    result = session.execute(f"SELECT * FROM EVALUATE({_string(model)}, ({query}))")
+    table: pa.Table = result.arrow()
+    return {name: table.column(name)[0].as_py() for name in table.column_names}
+
+
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# -- conditions ----------------------------------------------------------------------------
+def condition_sql(node: exp.Expression | None, kind: str, types: dict[str, str], session) -> str:
+    """The WHEN condition as SQL, checked: it names only the check's values (42703) and is a boolean
+    (42804). Without WHEN: the check's default (DRIFT), or an error (EVALUATE)."""
+    if node is None:
+        if kind not in DEFAULT_CONDITION:
+            raise errors.ProgrammingError(
+                f"CHECK {kind.upper()} needs a WHEN condition over its values ({', '.join(types)}), "
+                f"e.g. WHEN accuracy < 0.9", sqlstate="42601")
+        return DEFAULT_CONDITION[kind]
+    unknown = sorted({column.sql(dialect=MLDB) for column in node.find_all(exp.Column)
+                      if column.table or column.name.lower() not in types})
+    if unknown:
+        raise errors.ProgrammingError(
+            f"WHEN names {', '.join(unknown)}; a CHECK {kind.upper()} has the values {', '.join(types)}",
+            sqlstate="42703")
+    sql = node.sql(dialect=MLDB)
+    relation, params = _relation(types, {})
+    found = session.sql(f"SELECT typeof(({sql})) FROM ({relation}) AS monitor_values", params).fetchall()[0][0]
+    if found not in ("BOOLEAN", '"NULL"', "NULL"):
+        raise errors.ProgrammingError(f"WHEN needs a boolean condition; {sql} is {found}", sqlstate="42804")
+    return sql
+
+
+def holds(session, condition: str, types: dict[str, str], values: dict) -> bool:
+    """Whether ``condition`` is true of ``values`` (NULL: it does not hold)."""
+    relation, params = _relation(types, values)
+    found = session.sql(f"SELECT CAST(({condition}) AS BOOLEAN) FROM ({relation}) AS monitor_values",
+                        params).fetchall()[0][0]
+    return bool(found)
+
+
+def _relation(types: dict[str, str], values: dict) -> tuple[str, list]:
+    columns = ", ".join(f"CAST(? AS {kind}) AS {exp.to_identifier(name, quoted=True).sql(dialect=MLDB)}"
+                        for name, kind in types.items())
+    return f"SELECT {columns}", [values.get(name) for name in types]
