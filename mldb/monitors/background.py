@@ -105,13 +105,15 @@ def describe_run(run: dict) -> str:
     """One line for a run row: when, which monitor, the outcome, the action and the versions."""
     started = run.get("started_at")
     when = started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else str(started or "")
-    action = run.get("action") if run.get("triggered") else None
     before, after = run.get("model_version_before"), run.get("model_version_after")
-    versions = f"version {before}" if before == after else f"version {before} -> {after}"
-    parts = [f"{when} {run.get('monitor')} on {run.get('model')}: {run.get('outcome')}",
-             f"action {action}" if action else "not triggered", versions]
+    parts = [f"{when} {run.get('monitor')} on {run.get('model')}: {run.get('outcome')}"]
+    if run.get("triggered"):
+        parts.append(f"action {run.get('action')}")
+    elif run.get("triggered") is False:
+        parts.append("not triggered")
+    parts.append(f"version {before}" if before == after else f"version {before} -> {after}")
     if run.get("message"):
-        parts.append(str(run["message"]))
+        parts.append(str(run["message"]).strip().splitlines()[0])  # (DuckDB's messages go on with hints)
     return ", ".join(parts)
 
 
