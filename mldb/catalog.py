@@ -45,6 +45,11 @@ DDL: list[str] = [
     # every change of a model's deployed version (mldb/models/deployments.py): what served before, and why
     "CREATE TABLE IF NOT EXISTS mldb.deployments (model VARCHAR, version INTEGER, previous_version INTEGER, "
     "reason VARCHAR, deployed_at TIMESTAMP)",
+    # every decision of TRAIN ... WITH (deploy = 'if_better') (mldb/models/policies.py): both versions' metric
+    # on the same holdout rows, and whether the new version serves
+    "CREATE TABLE IF NOT EXISTS mldb.deploy_decisions (model VARCHAR, version INTEGER, champion_version INTEGER, "
+    "metric VARCHAR, value DOUBLE, champion_value DOUBLE, holdout VARCHAR, holdout_rows BIGINT, deployed BOOLEAN, "
+    "decided_at TIMESTAMP)",
     # -- vectors (issue: embed / faiss) ---------------------------------------------------
     "CREATE TABLE IF NOT EXISTS mldb.embedding_models (name VARCHAR NOT NULL, path VARCHAR NOT NULL, "
     "created_at TIMESTAMP DEFAULT current_timestamp)",

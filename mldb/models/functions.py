@@ -141,39 +141,51 @@ def _one(array):
 def _classification(ref):
     def metrics(model_ref, targets, probabilities):
         model = load_model(_open(ref), _model_ref(model_ref))
-        labels, maps = _one(targets), _one(probabilities)
-        classes = pa.array(model.classes, pa.string())
-        y = pc.fill_null(pc.index_in(labels, value_set=classes), -1).to_numpy(zero_copy_only=False)
-        offsets = maps.offsets.to_numpy()
-        proba = maps.items.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
-        proba = np.asarray(proba, dtype=np.float64).reshape(len(labels), len(model.classes))
-        known = y >= 0  # rows whose label the model never saw cannot be scored; they are left out
-        if len(y) and not known.any():
-            raise errors.DataError(
-                f"EVALUATE: none of the {len(y)} labels of '{model.target}' is a class model '{model.name}' "
-                f"knows ({', '.join(map(repr, model.classes[:10]))}{', ...' if len(model.classes) > 10 else ''}); "
-                f"found e.g. {labels[0].as_py()!r}")
-        result = evaluate.classification(y[known], proba[known])
+        result = classification_metrics(model, _one(targets), _one(probabilities))
         return _struct([result], evaluate.CLASSIFICATION)
 
     return metrics
 
 
+def classification_metrics(model, labels: pa.Array, maps: pa.MapArray) -> dict:
+    """EVALUATE's classification metrics of ``model`` from the labels as text and its PREDICT_PROBA maps
+    (also what a deployment policy compares versions with: mldb/models/policies.py)."""
+    classes = pa.array(model.classes, pa.string())
+    y = pc.fill_null(pc.index_in(labels, value_set=classes), -1).to_numpy(zero_copy_only=False)
+    offsets = maps.offsets.to_numpy()
+    proba = maps.items.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
+    proba = np.asarray(proba, dtype=np.float64).reshape(len(labels), len(model.classes))
+    known = y >= 0  # rows whose label the model never saw cannot be scored; they are left out
+    if len(y) and not known.any():
+        raise errors.DataError(
+            f"EVALUATE: none of the {len(y)} labels of '{model.target}' is a class model '{model.name}' "
+            f"knows ({', '.join(map(repr, model.classes[:10]))}{', ...' if len(model.classes) > 10 else ''}); "
+            f"found e.g. {labels[0].as_py()!r}")
+    return evaluate.classification(y[known], proba[known])
+
+
 def _regression(ref):
     def metrics(model_ref, targets, predictions):
-        y = np.asarray(_one(targets).to_numpy(zero_copy_only=False), dtype=np.float64)
-        predicted = np.asarray(_one(predictions).to_numpy(zero_copy_only=False), dtype=np.float64)
-        infinite = int(np.isinf(y).sum())
-        if infinite:  # (as training refuses them; no error can be measured against them)
-            model = load_model(_open(ref), _model_ref(model_ref))
-            raise errors.DataError(
-                f"EVALUATE: target column '{model.target}' holds {infinite} infinite value"
-                f"{'s' if infinite > 1 else ''} (inf or -inf), against which no error can be measured; filter "
-                "them out (WHERE isfinite(...)); NaN counts as NULL", sqlstate="22003")
-        known = ~np.isnan(y)  # NaN is NULL, as in training: the row is left out
-        return _struct([evaluate.regression(y[known], predicted[known])], evaluate.REGRESSION)
+        result = regression_metrics(lambda: load_model(_open(ref), _model_ref(model_ref)), _one(targets),
+                                    _one(predictions))
+        return _struct([result], evaluate.REGRESSION)
 
     return metrics
+
+
+def regression_metrics(model, targets: pa.Array, predictions: pa.Array) -> dict:
+    """EVALUATE's regression metrics from the targets and PREDICT's values (as DOUBLE); ``model()`` gives
+    the model, only needed to word an error."""
+    y = np.asarray(targets.to_numpy(zero_copy_only=False), dtype=np.float64)
+    predicted = np.asarray(predictions.to_numpy(zero_copy_only=False), dtype=np.float64)
+    infinite = int(np.isinf(y).sum())
+    if infinite:  # (as training refuses them; no error can be measured against them)
+        raise errors.DataError(
+            f"EVALUATE: target column '{model().target}' holds {infinite} infinite value"
+            f"{'s' if infinite > 1 else ''} (inf or -inf), against which no error can be measured; filter "
+            "them out (WHERE isfinite(...)); NaN counts as NULL", sqlstate="22003")
+    known = ~np.isnan(y)  # NaN is NULL, as in training: the row is left out
+    return evaluate.regression(y[known], predicted[known])
 
 
 def _struct(rows: list[dict], names: tuple) -> pa.StructArray:

@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
-from mldb.models import dependents, deployments, registry, search
+from mldb.models import dependents, deployments, policies, registry, search
 from mldb import features
 from mldb.result import Result
 from mldb.vectors import embedding
@@ -34,9 +34,11 @@ def create_model(session, node, params) -> Result:
         return _summary(session, name, existing[1], "CREATE MODEL")
     if existing is not None and not node.args.get("replace"):
         raise _exists(name)
+    options, policy = policies.take(options_of(node), f"CREATE MODEL {name}")
     definition = {"target": node.args["target"].name, "query": _query_sql(node.args["source"]),
-                  "algorithm": _name(node.args.get("algorithm")), "options": options_of(node)}
-    return _train(session, name, definition, status="CREATE MODEL", replace=bool(node.args.get("replace")))
+                  "algorithm": _name(node.args.get("algorithm")), "options": options}
+    return _train(session, name, definition, status="CREATE MODEL", replace=bool(node.args.get("replace")),
+                  policy=policy)
 
 
 def train_model(session, node, params) -> Result:
@@ -46,16 +48,17 @@ def train_model(session, node, params) -> Result:
         raise registry.unknown_model(session, name)
     _, _, latest, target, algorithm, query, stored_options = row
     stored = json.loads(stored_options) if stored_options else {}
+    given, policy = policies.take(options_of(node), f"TRAIN {name}")  # (the statement's, never stored)
     algorithm = _name(node.args.get("algorithm")) or algorithm
-    stored = search.retrained(stored, options_of(node), node.args.get("algorithm") is not None)
+    stored = search.retrained(stored, given, node.args.get("algorithm") is not None)
     stored = search.inherited(algorithm, stored)  # (TRAIN m USING logistic after an MLP: no hidden layers)
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
                   "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
-                  "algorithm": algorithm, "options": stored | options_of(node)}
+                  "algorithm": algorithm, "options": stored | given}
     if node.args.get("snapshot"):
         version = node.args.get("snapshot_version")
         definition["query"] = _snapshot_query(session, name, int(version.name) if version else latest)
-    return _train(session, name, definition, status="TRAIN")
+    return _train(session, name, definition, status="TRAIN", policy=policy)
 
 
 def _snapshot_query(session, name: str, version: int) -> str:
@@ -71,32 +74,40 @@ def _snapshot_query(session, name: str, version: int) -> str:
     return query
 
 
-def _train(session, name: str, definition: dict, *, status: str, replace: bool = False) -> Result:
+def _train(session, name: str, definition: dict, *, status: str, replace: bool = False,
+           policy: policies.Policy | None = None) -> Result:
+    policy = policy or policies.Policy()
     definition["options"] = search.check(name, definition["algorithm"], definition["options"])
     if definition["options"].get("embed_model") and session.database.file_roots is not None:
         embedding.canonical(definition["options"]["embed_model"], session.database.file_roots)  # a served database
     table, types = _read(session, definition["query"])
-    _check_views(session, name, definition, types, status)
+    planned = policies.planned(policy, status)
+    _check_views(session, name, definition, types, status, planned)
+    policies.prepare(session, name, policy, table, definition["target"], types, definition["options"],
+                     f"{status} {name}")  # (a bad holdout fails before the training)
     outcome = search.fit(name, table, definition["target"], types, definition["algorithm"], definition["options"],
                          check_cancel=session.check_cancel)
     trained = outcome.trained
     with session.database.lock, session.transaction():
         replace = _still_free(session, name, status, replace)
-        _check_views(session, name, definition, types, status)
+        _check_views(session, name, definition, types, status, planned)
         version = 1 if replace else _next_version(session, name)
         if replace:
             _delete(session, name)
         before = deployments.deployed(session, name)
         _write_version(session, name, version, definition, trained, table, types)
-        _write_model(session, name, version, definition, trained)
-        deployments.record(session, name, deployments.deployed(session, name), before, "train")
+        serves = policies.decide(session, name, version, policy, before)
+        if serves and planned is False:  # (if_better: decided only now)
+            _check_views(session, name, definition, types, status, serves)
+        _write_model(session, name, version, definition, trained, serves)
+        policies.record(session, name, version, policy, before)
         _write_trials(session, name, version, outcome.trials)
         registry.invalidate(session, name)
         for listener in features.each("on_trained"):
             listener(session, name, version, table, trained.features, source_tables(definition["query"]),
                      definition["options"])
     registry.invalidate(session, name)
-    return _summary(session, name, version, status)
+    return _summary(session, name, version, status, policy.decision)
 
 
 def _still_free(session, name: str, status: str, replace: bool) -> bool:
@@ -112,12 +123,14 @@ def _still_free(session, name: str, status: str, replace: bool) -> bool:
     return status == "CREATE MODEL" and exists
 
 
-def _check_views(session, name: str, definition: dict, types: dict[str, str], status: str) -> None:
+def _check_views(session, name: str, definition: dict, types: dict[str, str], status: str,
+                 serves: bool | None = None) -> None:
     """Refuse (2BP01) a version that would be served with another target or other feature columns
     while views call the model (see :mod:`mldb.models.dependents`). A TRAIN while an older version
-    is deployed serves nothing new; DEPLOY MODEL checks that version when it is deployed."""
+    is deployed serves nothing new (unless ``serves``: a deployment policy decides); DEPLOY MODEL
+    checks that version when it is deployed."""
     row = registry.model_row(session, name)
-    if row is None or (status == "TRAIN" and row[1] != row[2]):
+    if row is None or serves is False or (serves is None and status == "TRAIN" and row[1] != row[2]):
         return
     target = definition["target"]
     new = dependents.signature(target, types.get(target), [(n, t) for n, t in types.items() if n != target])
@@ -188,36 +201,45 @@ def _write_trials(session, name: str, version: int, trials) -> None:
                      "seconds, chosen, status, error, current_localtimestamp() FROM __mldb_rows", rows, [name, version])
 
 
-def _write_model(session, name, version, definition, trained) -> None:
-    """Insert the model row, or point it at the new version (when it followed the newest)."""
+def _write_model(session, name, version, definition, trained, serves: bool | None = None) -> None:
+    """Insert the model row, or point it at the new version: when ``serves`` (a deployment policy's
+    decision), or, without one, when the deployed version was the newest."""
     session.sql(
         "INSERT INTO mldb.models VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_localtimestamp(), current_localtimestamp()) "
         "ON CONFLICT (name) DO UPDATE SET target = excluded.target, task = excluded.task, "
         "algorithm = excluded.algorithm, training_query = excluded.training_query, options = excluded.options, "
-        "deployed_version = CASE WHEN mldb.models.deployed_version = mldb.models.latest_version "
+        "deployed_version = CASE WHEN ? THEN excluded.deployed_version WHEN ? THEN mldb.models.deployed_version "
+        "WHEN mldb.models.deployed_version = mldb.models.latest_version "
         "THEN excluded.deployed_version ELSE mldb.models.deployed_version END, "
         "latest_version = excluded.latest_version, updated_at = excluded.updated_at",
         [name, definition["target"], trained.task, definition["algorithm"] or "auto", version, version,
-         definition["query"], json.dumps(definition["options"])])
+         definition["query"], json.dumps(definition["options"]), serves is True, serves is False])
 
 
 def _delete(session, name: str) -> None:
     """Remove every version of ``name`` (DROP MODEL, CREATE OR REPLACE MODEL), with the lifecycle's records."""
     for table, column in (("training_log", "model"), ("trials", "model"), ("feature_importance", "model"),
-                          ("explain_baselines", "model"), ("deployments", "model"), ("model_versions", "model"),
+                          ("explain_baselines", "model"), ("deployments", "model"), ("deploy_decisions", "model"),
+                          ("model_versions", "model"),
                           ("models", "name")):
         session.sql(f"DELETE FROM mldb.{table} WHERE {column} = ?", [name])
     for listener in features.each("on_model_dropped"):
         listener(session, name)
 
 
-def _summary(session, name: str, version: int, status: str) -> Result:
+def _summary(session, name: str, version: int, status: str, decision=None) -> Result:
+    """TRAIN's row; with a deployment policy, also whether the version serves and the comparison."""
+    extra, values = "", []
+    if decision is not None:
+        extra = (", ? AS deployed, CAST(? AS INTEGER) AS champion_version, CAST(? AS DOUBLE) AS holdout_value, "
+                 "CAST(? AS DOUBLE) AS champion_value")
+        values = [decision.serves, decision.champion, decision.value, decision.champion_value]
     session.sql(
         "SELECT model, version, task, algorithm, rows, "
         "CASE WHEN task = 'regression' THEN 'r2' ELSE 'accuracy' END AS metric, "
         "CAST(CASE WHEN task = 'regression' THEN metrics->>'r2' ELSE metrics->>'accuracy' END AS DOUBLE) AS value, "
-        "round(train_seconds, 3) AS seconds FROM mldb.model_versions WHERE model = ? AND version = ?",
-        [name, version])
+        f"round(train_seconds, 3) AS seconds{extra} FROM mldb.model_versions WHERE model = ? AND version = ?",
+        [*values, name, version])
     return Result.from_duckdb(session.con, status)
 
 

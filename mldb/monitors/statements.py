@@ -110,10 +110,13 @@ def run_monitor(session, node, params) -> Result:
 def show_monitors(session, node, params) -> Result:
     session.sql(
         "SELECT m.name, m.model, m.check_kind AS check, m.every, m.condition, m.action, "
-        "CASE WHEN m.disabled THEN 'disabled' WHEN m.paused THEN 'paused' ELSE 'active' END AS status, "
+        "CASE WHEN m.disabled THEN 'disabled' WHEN models.name IS NULL THEN 'model missing' "
+        "WHEN m.paused THEN 'paused' ELSE 'active' END AS status, "
         "m.next_run_at, r.started_at AS last_run_at, r.outcome AS last_outcome, "
         "coalesce(a.open_alerts, 0) AS open_alerts, m.created_at FROM mldb.monitors m "
-        "LEFT JOIN (SELECT monitor, max(id) AS id FROM mldb.monitor_runs GROUP BY monitor) last ON last.monitor = m.name "
+        "LEFT JOIN mldb.models models ON models.name = m.model "
+        "LEFT JOIN (SELECT monitor, max(id) AS id FROM mldb.monitor_runs GROUP BY monitor) last "
+        "ON last.monitor = m.name "
         "LEFT JOIN mldb.monitor_runs r ON r.id = last.id "
         "LEFT JOIN (SELECT monitor, count(*) AS open_alerts FROM mldb.alerts WHERE NOT acknowledged "
         "GROUP BY monitor) a ON a.monitor = m.name ORDER BY m.name")

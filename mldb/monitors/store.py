@@ -8,6 +8,7 @@ once never take the same one, whatever their transactions see.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -94,7 +95,7 @@ def write_run(session, monitor: Monitor, *, started_at: datetime, seconds: float
     """Insert one mldb.monitor_runs row; the row written, as a dict."""
     run_id = session.sql("SELECT nextval('mldb.monitor_run_ids')").fetchall()[0][0]
     row = dict(zip(_RUN, (run_id, monitor.name, monitor.model, started_at, seconds,
-                          None if values is None else json.dumps(values), triggered, action, outcome, message,
+                          _json(values), triggered, action, outcome, message,
                           before, after, scheduled)))
     session.sql(f"INSERT INTO mldb.monitor_runs ({', '.join(_RUN)}) VALUES ({', '.join('?' for _ in _RUN)})",
                 list(row.values()))
@@ -105,8 +106,7 @@ def raise_alert(session, monitor: Monitor, message: str, values: dict | None, wh
     alert_id = session.sql("SELECT nextval('mldb.alert_ids')").fetchall()[0][0]
     session.sql("INSERT INTO mldb.alerts (id, monitor, model, raised_at, message, values, acknowledged) "
                 "VALUES (?, ?, ?, ?, ?, ?, false)",
-                [alert_id, monitor.name, monitor.model, when, message,
-                 None if values is None else json.dumps(values)])
+                [alert_id, monitor.name, monitor.model, when, message, _json(values)])
     return alert_id
 
 
@@ -118,3 +118,11 @@ def acknowledge(session, alert_id: int, when: datetime) -> bool:
     if not found[0][0]:
         session.sql("UPDATE mldb.alerts SET acknowledged = true, acknowledged_at = ? WHERE id = ?", [when, alert_id])
     return True
+
+
+def _json(values: dict | None) -> str | None:
+    """Values as JSON (a NaN or infinite metric, which JSON cannot hold, as null)."""
+    if values is None:
+        return None
+    return json.dumps({name: None if isinstance(value, float) and not math.isfinite(value) else value
+                       for name, value in values.items()})
