@@ -192,8 +192,13 @@ def test_the_loop_runs_what_is_due_and_a_signal_ends_it_cleanly(shop, tmp_path, 
     printed = output.read_text()
     assert "Traceback" not in printed
     recorded = runs(shop, "quality")  # each run printed once, as it was recorded
-    assert printed.count("quality on churn: ok, action alert") == len(recorded) >= 1
-    assert {row[1:] for row in recorded} == {(True, True, "alert", "ok")}
+    done = [row for row in recorded if row[-1] == "ok"]
+    assert printed.count("quality on churn: ok, action alert") == len(done) >= 1
+    assert {row[1:] for row in done} == {(True, True, "alert", "ok")}
+    interrupted = recorded[len(done):]  # the signal may come during a run: it is cancelled, recorded, logged
+    assert recorded[:len(done)] == done and len(interrupted) <= 1
+    assert all(row[-1] == "error" for row in interrupted)
+    assert ("the run in progress was interrupted" in printed) == bool(interrupted)
 
 
 # -- mldb serve: the monitor thread ----------------------------------------------------------------
