@@ -19,6 +19,7 @@ committed state) and exit 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
@@ -104,18 +105,16 @@ def _open(path: str):
     return open_database(path)
 
 
-class _stopped_by_signals:
-    """SIGINT and SIGTERM set an event (the main thread then stops the scheduler) instead of
-    raising in whatever the main thread was doing; the old handlers come back after."""
-
-    def __enter__(self) -> threading.Event:
-        self.event = threading.Event()
-        self.previous = {signum: signal.signal(signum, lambda *_: self.event.set())
-                         for signum in (signal.SIGINT, signal.SIGTERM)}
-        return self.event
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self.previous.items():
+@contextlib.contextmanager
+def _stopped_by_signals():
+    """SIGINT and SIGTERM set the event yielded (the main thread then stops the scheduler) instead
+    of raising in whatever the main thread was doing; the old handlers come back after."""
+    event = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: event.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
