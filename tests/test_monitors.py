@@ -322,13 +322,16 @@ def in_thread(run) -> tuple[threading.Thread, dict]:
 
 def test_concurrent_run_monitor_runs_it_once(shop, tmp_path, monkeypatch):
     shop.execute("CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT age, plan, spend, churned FROM customers) "
-                 "WHEN rows > 0 THEN TRAIN")
+                 "EVERY INTERVAL 1 HOUR WHEN rows > 0 THEN TRAIN")
+    shop.execute("CREATE MONITOR same_model ON MODEL churn CHECK EVALUATE customers WHEN rows > 0 THEN ALERT")
     gate = Gate(monkeypatch)
     first_con, second_con = mldb.connect(str(tmp_path / "shop.db")), mldb.connect(str(tmp_path / "shop.db"))
     try:
         thread, first = in_thread(lambda: first_con.execute("RUN MONITOR m").fetchall())
         assert gate.started.wait(120), "the first run's TRAIN never started"
         second = second_con.execute("RUN MONITOR m").fetchall()
+        other = runner.run(second_con.session, "same_model")  # one run per model at a time
+        due = runner.run_due(second_con.session, now=created(second_con, "m") + timedelta(hours=2))
         gate.release.set()
         thread.join(120)
     finally:
@@ -339,8 +342,13 @@ def test_concurrent_run_monitor_runs_it_once(shop, tmp_path, monkeypatch):
     outcome = 8  # (column of outcome in mldb.monitor_runs)
     assert first["value"][0][outcome] == "ok" and second[0][outcome] == "skipped"
     assert "already running" in second[0][9]
+    assert other["outcome"] == "skipped" and other["message"] == "monitor m of model churn is running"
+    assert due == []  # passed over while it runs: still due
+    next_run = value(shop, "SELECT next_run_at FROM mldb.monitors WHERE name = 'm'")
+    assert next_run == created(shop, "m") + timedelta(hours=1)
     assert rows(shop, "SELECT outcome, count(*) FROM mldb.monitor_runs GROUP BY ALL ORDER BY ALL") == [
-        ("ok", 1), ("skipped", 1)]
+        ("ok", 1), ("skipped", 2)]
+    assert value(shop, "SELECT count(*) FROM mldb.alerts") == 0
     assert value(shop, "SELECT latest_version FROM mldb.models") == 2  # trained once
 
 

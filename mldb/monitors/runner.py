@@ -6,8 +6,9 @@ the action fails, that transaction is rolled back and the run is recorded, in a 
 own, with outcome ``'error'`` and the message, so nothing else changed. A cancel (SQLSTATE 57014) is
 recorded the same way and then reaches the caller.
 
-A monitor runs once at a time per database: a second ``run`` while it runs (another session or
-thread) records outcome ``'skipped'`` (``run_due`` just passes it over). A monitor whose model is gone
+A monitor runs once at a time per database, and so does each model's: a second ``run`` while it (or
+another monitor of its model) runs, in another session or thread, records outcome ``'skipped'``
+(``run_due`` just passes it over; it stays due). A monitor whose model is gone
 is disabled with an alert (outcome ``'skipped'``) instead of failing at every tick; RESUME re-enables
 it once the model is back. PAUSE stops scheduled runs only: RUN MONITOR still runs a paused monitor.
 
@@ -28,22 +29,29 @@ from mldb.monitors import actions, checks, clock, store
 
 
 class MonitorState:
-    """Per database: which monitors are running now (in any session of this process)."""
+    """Per database: which monitors (and so which models) are running now, in any session of this process.
+    One run per model at a time: two monitors of one model would each change what serves."""
 
     def __init__(self, database=None):
         self.lock = threading.Lock()
-        self.running: set[str] = set()
+        self.running: dict[str, str] = {}  # monitor -> its model
+        self.models: dict[str, str] = {}  # model -> the monitor running on it
 
-    def claim(self, name: str) -> bool:
+    def claim(self, name: str, model: str) -> str | None:
+        """Mark ``name`` running; None, or why it cannot run now (it, or another monitor of its model, runs)."""
         with self.lock:
             if name in self.running:
-                return False
-            self.running.add(name)
-            return True
+                return f"monitor {name} is already running"
+            if model in self.models:
+                return f"monitor {self.models[model]} of model {model} is running"
+            self.running[name], self.models[model] = model, name
+            return None
 
     def release(self, name: str) -> None:
         with self.lock:
-            self.running.discard(name)
+            model = self.running.pop(name, None)
+            if self.models.get(model) == name:
+                del self.models[model]
 
 
 def state(database) -> MonitorState:
@@ -55,9 +63,9 @@ def run(session, name: str, *, now: datetime | None = None, scheduled: bool = Fa
     now = now or clock.now()
     _outside_transaction(session)
     monitor = store.get(session, name)
-    if not state(session.database).claim(name):
-        return _record(session, monitor, now, 0.0, outcome="skipped", scheduled=scheduled,
-                       message=f"monitor {name} is already running")
+    busy = state(session.database).claim(name, monitor.model)
+    if busy is not None:
+        return _record(session, monitor, now, 0.0, outcome="skipped", scheduled=scheduled, message=busy)
     try:
         return _run_claimed(session, store.get(session, name), now, scheduled)
     finally:
@@ -69,15 +77,15 @@ def run_due(session, now: datetime | None = None) -> list[dict]:
     now = now or clock.now()
     _outside_transaction(session)
     rows = []
-    for name in store.due(session, now):
-        if not state(session.database).claim(name):
-            continue  # running now (RUN MONITOR, another thread): that run is this one
+    for due in store.due(session, now):
+        if state(session.database).claim(due.name, due.model) is not None:
+            continue  # it (or another monitor of its model) runs now: it stays due for the next call
         try:
-            monitor = store.find(session, name)  # (read again: another session may have run it meanwhile)
+            monitor = store.find(session, due.name)  # (read again: another session may have run it meanwhile)
             if monitor is not None and not monitor.paused and not monitor.disabled and _is_due(monitor, now):
                 rows.append(_run_claimed(session, monitor, now, scheduled=True))
         finally:
-            state(session.database).release(name)
+            state(session.database).release(due.name)
     return rows
 
 

@@ -24,17 +24,25 @@ from mldb.result import Result
 # -- CREATE MONITOR ---------------------------------------------------------------------
 def create_monitor(session, node, params) -> Result:
     name = _monitor_name(node.name, "CREATE MONITOR")
-    existing = store.find(session, name)
-    if existing is not None and node.args.get("exists"):
+    if _taken(session, name, node):
         return Result.done("CREATE MONITOR")
-    if existing is not None and not node.args.get("replace"):
-        raise errors.ProgrammingError(f"monitor '{name}' already exists; use CREATE OR REPLACE MONITOR to "
-                                      f"redefine it", sqlstate="42710")
     monitor = _definition(session, name, node)
     with session.database.lock, session.transaction():
+        if _taken(session, name, node):  # (looked at again under the lock: another session may have made it)
+            return Result.done("CREATE MONITOR")
         store.delete(session, name)
         store.insert(session, monitor, node.sql(dialect=MLDB))
     return Result.done("CREATE MONITOR")
+
+
+def _taken(session, name: str, node) -> bool:
+    """Whether the name is taken and IF NOT EXISTS says do nothing; 42710 when taken without OR REPLACE."""
+    if store.find(session, name) is None or node.args.get("replace"):
+        return False
+    if node.args.get("exists"):
+        return True
+    raise errors.ProgrammingError(f"monitor '{name}' already exists; use CREATE OR REPLACE MONITOR to redefine it",
+                                  sqlstate="42710")
 
 
 def _definition(session, name: str, node) -> store.Monitor:

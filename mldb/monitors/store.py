@@ -82,11 +82,11 @@ def set_next_run(session, name: str, when: datetime | None) -> None:
     session.sql("UPDATE mldb.monitors SET next_run_at = ? WHERE name = ?", [when, name])
 
 
-def due(session, now: datetime) -> list[str]:
+def due(session, now: datetime) -> list[Monitor]:
     """Active, unpaused monitors whose next run is at or before ``now``, in name order."""
-    rows = session.sql("SELECT name FROM mldb.monitors WHERE NOT paused AND NOT disabled AND next_run_at <= ? "
-                       "ORDER BY name", [now]).fetchall()
-    return [row[0] for row in rows]
+    rows = session.sql(f"SELECT {', '.join(_COLUMNS)} FROM mldb.monitors WHERE NOT paused AND NOT disabled "
+                       "AND next_run_at <= ? ORDER BY name", [now]).fetchall()
+    return [Monitor(*row) for row in rows]
 
 
 def write_run(session, monitor: Monitor, *, started_at: datetime, seconds: float, values: dict | None,
