@@ -6,6 +6,7 @@
     mldb shop.db < script.sql            a script on stdin; echo "SELECT 1" | mldb -csv
     mldb -csv | -json | -jsonlines | -markdown | -line | -box | -table | -duckbox | -list | -html
     mldb serve shop.db --port 5433       PostgreSQL wire protocol (see mldb.server)
+    mldb monitor shop.db --once          run the due monitors, then exit (see mldb.monitors.cli)
 
 An error prints on stderr with the file, line and statement, and the exit status is 1. As in
 DuckDB's CLI, ``-c`` and ``-f`` stop at their first error, so does a ``.read`` file (an error
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from mldb.server.cli import serve_main
 
         return serve_main(argv[1:])
+    if argv[:1] == ["monitor"]:
+        from mldb.monitors.cli import monitor_main
+
+        return monitor_main(argv[1:])
     options = _parser().parse_args(argv)
     problem = _not_a_database(options.database) or _not_sql(options)
     if problem:
@@ -111,7 +116,7 @@ class _Input(argparse.Action):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mldb", description="mldb: ML in SQL over DuckDB.", allow_abbrev=False,
                                      epilog="Also: mldb serve DB [--host H] [--port P] (PostgreSQL wire "
-                                            "protocol). In the shell, .help lists the dot commands.")
+                                            "protocol); mldb monitor DB [--once] (run the due monitors). In the shell, .help lists the dot commands.")
     parser.set_defaults(inputs=[], mode=None, header=True)
     parser.add_argument("database", nargs="?", default=":memory:", help="database file (default: in memory)")
     parser.add_argument("sql", nargs="*", help="SQL to run, then exit (as -c)")

@@ -8,6 +8,7 @@
     %mldb SELECT * FROM {table!i}   {name!i}: the variable's string as a quoted identifier
     %mldb SELECT * FROM df          a pandas / polars / pyarrow frame of the notebook (replacement scan)
     %mldb --plot training churn     a model's training curves (see mldb.plot)
+    %mldb --plot monitor churn_drift   a monitor's history: values, thresholds, actions
     %config MldbMagic.max_rows = 50 rows shown per result (the note gives the total)
 
 Without a database the cells share one in-memory database per kernel. An error shows
@@ -37,7 +38,8 @@ _QUERY_WORDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "
                           "PRAGMA", "EXPLAIN", "CALL", "PIVOT", "UNPIVOT"})
 USAGE = ("%mldb [--connect DB] [--pandas|--arrow] [--max-rows N] [NAME <<] SQL\n"
          "%%mldb [--pandas|--arrow] [--max-rows N] [DB or connection] [NAME <<]\n"
-         "%mldb --plot training|drift|volume|importance MODEL [QUERY]")
+         "%mldb --plot training|drift|volume|importance MODEL [QUERY]\n"
+         "%mldb --plot monitor MONITOR")
 
 
 def load_ipython_extension(ipython) -> None:

@@ -6,11 +6,13 @@
     plot.drift(con, "churn", "SELECT * FROM new_customers")
     plot.prediction_volume(con, "churn")
     plot.feature_importance(con, "churn")       # FEATURE_IMPORTANCE as bars, the deployed version
+    plot.monitor_history(con, "churn_drift")    # a monitor's values over time, thresholds and actions
 
 Each function returns the matplotlib ``Axes`` it drew on (a new figure unless ``ax`` is
 given). ``con`` is an mldb connection or cursor. Drift and prediction volume are drawn by
-the lifecycle feature (``mldb.lifecycle.plots``); these functions forward to it. The
-``%mldb --plot KIND MODEL [QUERY]`` magic calls :func:`draw`.
+the lifecycle feature (``mldb.lifecycle.plots``), a monitor's history by the monitors feature
+(``mldb.monitors.plots``); these functions forward to them. The ``%mldb --plot KIND MODEL
+[QUERY]`` magic calls :func:`draw`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ def prediction_volume(con, model: str, ax=None):
     return _lifecycle("prediction_volume_plot")(con, model, ax=ax)
 
 
+def monitor_history(con, monitor: str, ax=None):
+    """A monitor's checked values over time from ``mldb.monitor_runs``, with the thresholds of its
+    condition and its actions (retrain, rollback, alert) and errors marked (monitors feature)."""
+    return _feature("mldb.monitors.plots", "monitor_history_plot", "monitors")(con, monitor, ax=ax)
+
+
 def feature_importance(con, model: str, ax=None):
     """``FEATURE_IMPORTANCE(model)`` as horizontal bars, the most important feature on top.
 
@@ -69,20 +77,25 @@ def feature_importance(con, model: str, ax=None):
 
 
 def draw(con, kind: str, model: str, query: str | None = None):
-    """The magic's ``--plot KIND MODEL [QUERY]``: ``training``, ``drift`` (needs QUERY), ``volume`` or
-    ``importance``."""
+    """The magic's ``--plot KIND MODEL [QUERY]``: ``training``, ``drift`` (needs QUERY), ``volume``,
+    ``importance``, or ``monitor`` (then MODEL names a monitor)."""
     if kind == "training":
         return training_curves(con, model)
     if kind == "volume":
         return prediction_volume(con, model)
     if kind == "importance":
         return feature_importance(con, model)
+    if kind == "monitor":
+        if query and query.strip():
+            raise errors.ProgrammingError("--plot monitor takes the monitor's name only, as in: "
+                                          "%mldb --plot monitor churn_drift")
+        return monitor_history(con, model)
     if kind == "drift":
         if not query or not query.strip():
             raise errors.ProgrammingError("--plot drift needs a query for the new data, as in: "
                                           "%mldb --plot drift churn SELECT * FROM new_customers")
         return drift(con, model, query)
-    raise errors.ProgrammingError(f"unknown plot {kind!r}: use training, drift, volume or importance")
+    raise errors.ProgrammingError(f"unknown plot {kind!r}: use training, drift, volume, importance or monitor")
 
 
 def _split_version(model: str) -> tuple[str, int | None]:
@@ -112,14 +125,18 @@ def _new_axes():
 
 
 def _lifecycle(function: str):
-    """``mldb.lifecycle.plots.<function>``, or a clear error while that feature is missing."""
+    return _feature("mldb.lifecycle.plots", function, "lifecycle")
+
+
+def _feature(module_name: str, function: str, feature: str):
+    """``<module_name>.<function>``, or a clear error while that feature is missing."""
     try:
-        module = importlib.import_module("mldb.lifecycle.plots")
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name != "mldb.lifecycle.plots":
+        if error.name != module_name:
             raise
         module = None
     if module is None or not hasattr(module, function):
-        raise errors.NotSupportedError(f"this plot needs mldb.lifecycle.plots.{function} (the lifecycle "
+        raise errors.NotSupportedError(f"this plot needs {module_name}.{function} (the {feature} "
                                        "feature), which this installation does not have")
     return getattr(module, function)

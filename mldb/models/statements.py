@@ -323,8 +323,9 @@ def describe_model(session, node, params) -> Result:
     shape = '[{"name": "VARCHAR", "type": "VARCHAR", "encoding": "VARCHAR", "width": "INTEGER"}]'
     session.sql(
         "SELECT u.f.name AS feature, u.f.type, u.f.encoding, u.f.width, v.model, v.version, v.task, v.algorithm, "
-        "v.target, v.target_type, coalesce(?::VARCHAR[], v.source_tables) AS sources, fi.importance "
-        "FROM (SELECT *, from_json(features, ?) AS parsed FROM mldb.model_versions "
+        "v.target, v.target_type, coalesce(?::VARCHAR[], v.source_tables) AS sources, fi.importance, "
+        "coalesce((SELECT list(name ORDER BY name) FROM mldb.monitors WHERE model = v.model), []::VARCHAR[]) "
+        "AS monitors FROM (SELECT *, from_json(features, ?) AS parsed FROM mldb.model_versions "
         "WHERE model = ? AND version = ?) v, (SELECT unnest(v.parsed) AS f, generate_subscripts(v.parsed, 1) AS i) u "
         "LEFT JOIN mldb.feature_importance fi ON fi.model = v.model AND fi.version = v.version "
         "AND fi.feature = u.f.name ORDER BY u.i", [_sources(session, model), shape, model.name, model.version])

@@ -14,6 +14,11 @@ watchdog closes connections that have not authenticated in time.
 - ``stop()`` (SIGTERM/SIGINT): stop accepting, tell idle clients the server is going
   away, give running statements ``grace`` seconds (none by default; a second signal
   ends the wait), interrupt what is left, wait for every client thread, close the database.
+
+Due monitors run on a thread of their own (``mldb.monitors.background``) with a session that
+has a client's rights (a monitor's queries are texts a client wrote): no client's connection
+carries a run, so a client that crashes does not take it down. Shutdown interrupts a run in
+progress (it rolls back) and joins that thread before the database closes.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ _CLOSED = (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL)
 class Server:
     def __init__(self, database, host: str = "127.0.0.1", port: int = 5433, *, secret=None,
                  auth_method: str = "scram-sha-256", limits: Limits = Limits(), grace: float = 0.0,
-                 tls=None, tls_required: bool = False, access: ClientAccess | None = None):
+                 tls=None, tls_required: bool = False, access: ClientAccess | None = None,
+                 monitor_interval: float = 0.0):
         self.database, self.secret, self.auth_method = database, secret, auth_method
         self.access = access or ClientAccess()  # what clients may run and read (mldb.server.access)
         self.access.bind(database)
@@ -61,6 +67,16 @@ class Server:
         self._connections: dict[int, Client] = {}
         self._threads: set[threading.Thread] = set()
         self._pids = itertools.count(1000)
+        self.monitors = self._scheduler(monitor_interval) if monitor_interval > 0 else None
+
+    def _scheduler(self, interval: float):
+        from mldb.monitors.background import Scheduler
+
+        def prepare(session) -> None:  # as a client's session (mldb.server.client)
+            session.restrict(self.access)
+            session.load_udfs_allowed = self.access.allow_admin
+
+        return Scheduler(self.database, interval, prepare=prepare)
 
     # -- connection registry (used by Client) ------------------------------------------------
     def register(self, connection: Client) -> str | None:
@@ -113,6 +129,8 @@ class Server:
     def serve_forever(self) -> None:
         watchdog = threading.Thread(target=self._watch, name="mldb-watchdog", daemon=True)
         watchdog.start()
+        if self.monitors is not None:
+            self.monitors.start()
         while not self.stopping:
             try:
                 sock, address = self.listener.accept()
@@ -167,6 +185,7 @@ class Server:
 
     def _shutdown(self) -> None:
         self.listener.close()
+        monitors_stopped = self.monitors is None or self.monitors.stop(_STOP_WAIT)  # a run in progress: cancelled
         with self._lock:
             connections = list(self._connections.values())
         for connection in connections:
@@ -182,7 +201,7 @@ class Server:
         deadline = time.monotonic() + 5
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        if not stopped or any(thread.is_alive() for thread in threads):
+        if not stopped or not monitors_stopped or any(thread.is_alive() for thread in threads):
             # A statement that does not stop must not run on while the interpreter exits under it
             # (torch and DuckDB abort the process then): leave without closing the database.
             # DuckDB's write-ahead log keeps every committed transaction.

@@ -1,6 +1,6 @@
 """``mldb serve DB [--host 127.0.0.1] [--port 5433] [--password ... | --password-file ...]
 [--tls-cert FILE --tls-key FILE [--require-tls]] [connection limits] [--data-dir DIR] [--export-dir DIR]
-[--allow-admin]``."""
+[--allow-admin] [--monitor-interval SECONDS]``."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def serve_main(argv: list[str]) -> int:
     try:
         server = Server(database, options.host, options.port, secret=secret, auth_method=options.auth_method,
                         limits=limits, grace=options.grace, tls=tls,
-                        tls_required=options.tls_required, access=access)
+                        tls_required=options.tls_required, access=access,
+                        monitor_interval=options.monitor_interval)
     except OSError as error:
         database.close()
         print(f"mldb serve: cannot listen on {options.host}:{options.port}: {error.strerror}", file=sys.stderr)
@@ -88,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     parser.add_argument("--require-tls", "--tls-required", dest="tls_required", action="store_true",
                         help="refuse clients that do not use TLS (default: TLS is the client's choice)")
+    parser.add_argument("--monitor-interval", type=_interval, default=60.0, metavar="SECONDS",
+                        help="run the due monitors (CREATE MONITOR) every SECONDS on a thread of the server's "
+                             "own, with a client's rights (default 60; 0: never, e.g. when a cron job runs "
+                             "mldb monitor)")
     _limit_options(parser.add_argument_group(
         "connection limits", "Every connection holds a slot from the moment it is accepted. A start-up "
         "packet over 10,000 bytes or a password message over 65,535 bytes is refused before it is read "
@@ -129,6 +134,16 @@ def _limit_options(group) -> None:
     group.add_argument("--auth-delay", type=float, default=default.auth_delay, metavar="SECONDS",
                        help=f"wait before answering a wrong password, to slow guessing "
                             f"(default {default.auth_delay:g})")
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds (0: no monitors), got {text!r}")
+    return value
 
 
 def _limits(options) -> Limits:
