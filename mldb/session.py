@@ -133,12 +133,13 @@ class Session:
             return self._transaction_statement(statement, params)
         if word in _READS and _analyzed(statement).first_word in _READS:  # (EXPLAIN ANALYZE runs its statement)
             return self._execute_statement(statement, params, scope)
-        with self._changing_catalog():
+        with self.changing_catalog():
             return self._execute_statement(statement, params, scope)
 
     @contextlib.contextmanager
-    def _changing_catalog(self):
-        """Around a statement that may change the catalog: no plan made before it runs after it."""
+    def changing_catalog(self):
+        """Around a statement (or a monitor's run) that may change the catalog: no plan made before it runs
+        after it."""
         self._catalog_changed = self._catalog_changed or self.in_transaction
         self.database.catalog_version.move()
         try:

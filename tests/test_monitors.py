@@ -166,6 +166,22 @@ def test_quality_monitor_rolls_back_a_bad_deploy(shop):
     assert json.loads(again["values"])["accuracy"] > 0.8
 
 
+def test_a_check_after_a_rollback_in_the_same_session_sees_the_version_put_back(shop):
+    """mldb serve / mldb monitor call the runner directly, not through RUN MONITOR: a rollback still moves the
+    catalog, so the next monitor's EVALUATE (the same query text, a cached plan) scores the version put back."""
+    add_day(shop, 1, flip=True)
+    shop.execute("TRAIN churn FROM (SELECT age, plan, spend, churned FROM customers WHERE day = 1)")
+    check = "CHECK EVALUATE (SELECT age, plan, spend, churned FROM customers WHERE day = 0)"
+    shop.execute(f"CREATE MONITOR back ON MODEL churn {check} WHEN accuracy < 0.8 THEN ROLLBACK")
+    shop.execute(f"CREATE MONITOR quality ON MODEL churn {check} WHEN accuracy < 0.8 THEN ALERT")
+    bad = json.loads(runner.run(shop.session, "back")["values"])["accuracy"]
+    after = runner.run(shop.session, "quality")
+    good = value(shop, "SELECT accuracy FROM EVALUATE('churn@1', (SELECT age, plan, spend, churned FROM customers "
+                       "WHERE day = 0))")
+    assert (after["model_version_before"], after["triggered"]) == (1, False)
+    assert json.loads(after["values"])["accuracy"] == pytest.approx(good) and good > 0.8 > bad
+
+
 def test_rollback_with_nothing_to_roll_back_to_is_skipped(shop):
     shop.execute("CREATE MONITOR q ON MODEL churn CHECK EVALUATE (SELECT age, plan, spend, churned FROM customers) "
                  "WHEN accuracy < 1.01 THEN ROLLBACK")

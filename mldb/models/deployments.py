@@ -8,11 +8,26 @@ and the policies and monitors of SPEC section 11 with their own reasons.
 
 from __future__ import annotations
 
+from mldb.models import dependents, registry
+
 
 def deployed(session, name: str) -> int | None:
     """The version of ``name`` serving now (None: no such model)."""
     rows = session.sql("SELECT deployed_version FROM mldb.models WHERE name = ?", [name]).fetchall()
     return rows[0][0] if rows else None
+
+
+def serve(session, name: str, version: int, reason: str, doing: str) -> None:
+    """Make ``version`` of ``name`` the one that serves (clearing a shadow) in one transaction, noted with
+    ``reason``: DEPLOY MODEL and a monitor's ROLLBACK. Views that call the model must accept the version's
+    signature (2BP01 otherwise, see :mod:`mldb.models.dependents`)."""
+    with session.database.lock, session.transaction():
+        dependents.check(session, name, dependents.of_version(session, name, version), doing)
+        before = deployed(session, name)
+        session.sql("UPDATE mldb.models SET deployed_version = ?, shadow_version = NULL, "
+                    "updated_at = current_localtimestamp() WHERE name = ?", [version, name])
+        record(session, name, version, before, reason)
+    registry.invalidate(session, name)
 
 
 def record(session, name: str, version: int, previous: int | None, reason: str) -> None:

@@ -366,14 +366,7 @@ def deploy_model(session, node, params) -> Result:
     model = registry.load_model(session, f"{name}@{version}")  # raises for a missing model or version
     if node.args.get("shadow"):
         return _deploy_shadow(session, model)
-    with session.database.lock, session.transaction():
-        dependents.check(session, name, dependents.of_version(session, name, version),
-                         f"DEPLOY MODEL {name} VERSION {version}")
-        before = deployments.deployed(session, name)
-        session.sql("UPDATE mldb.models SET deployed_version = ?, shadow_version = NULL, "
-                    "updated_at = current_localtimestamp() WHERE name = ?", [version, name])
-        deployments.record(session, name, version, before, "deploy")
-    registry.invalidate(session, name)
+    deployments.serve(session, name, version, "deploy", f"DEPLOY MODEL {name} VERSION {version}")
     return Result.done("DEPLOY MODEL")
 
 

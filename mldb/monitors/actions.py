@@ -8,7 +8,7 @@ Each returns ``(outcome, message)``.
 
 from __future__ import annotations
 
-from mldb.models import dependents, deployments, registry
+from mldb.models import deployments, registry
 from mldb.monitors import store
 
 
@@ -41,13 +41,7 @@ def _rollback(session, monitor: store.Monitor, values: dict, now) -> tuple[str, 
     target = deployments.previous(session, name)
     if target is None:
         return "skipped", f"nothing to roll back to: no earlier version of {name} served before version {current}"
-    with session.database.lock:
-        dependents.check(session, name, dependents.of_version(session, name, target),
-                         f"ROLLBACK of {name} to version {target}")
-        session.sql("UPDATE mldb.models SET deployed_version = ?, updated_at = current_localtimestamp() "
-                    "WHERE name = ?", [target, name])
-        deployments.record(session, name, target, current, "rollback")
-    registry.invalidate(session, name)
+    deployments.serve(session, name, target, "rollback", f"ROLLBACK of {name} to version {target}")
     return "ok", f"rolled {name} back from version {current} to version {target}"
 
 

@@ -67,7 +67,8 @@ def run(session, name: str, *, now: datetime | None = None, scheduled: bool = Fa
     if busy is not None:
         return _record(session, monitor, now, 0.0, outcome="skipped", scheduled=scheduled, message=busy)
     try:
-        return _run_claimed(session, store.get(session, name), now, scheduled)
+        with session.changing_catalog():  # (a run may deploy: no plan made before it serves after it)
+            return _run_claimed(session, store.get(session, name), now, scheduled)
     finally:
         state(session.database).release(name)
 
@@ -83,7 +84,8 @@ def run_due(session, now: datetime | None = None) -> list[dict]:
         try:
             monitor = store.find(session, due.name)  # (read again: another session may have run it meanwhile)
             if monitor is not None and not monitor.paused and not monitor.disabled and _is_due(monitor, now):
-                rows.append(_run_claimed(session, monitor, now, scheduled=True))
+                with session.changing_catalog():
+                    rows.append(_run_claimed(session, monitor, now, scheduled=True))
         finally:
             state(session.database).release(due.name)
     return rows
