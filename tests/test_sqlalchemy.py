@@ -337,7 +337,7 @@ def test_psql_dt_lists_the_users_tables_and_mldb_by_schema(served_schema):
     assert "mldb" not in listed.replace("| mldb\n", "")  # the owner column says mldb; no mldb.* table
     assert "models" not in listed and "training_log" not in listed
     internal = _psql(served_schema, r"\dt mldb.*")
-    assert " models " in internal and " training_log " in internal and "(15 rows)" in internal
+    assert " models " in internal and " training_log " in internal and "(20 rows)" in internal
 
 
 # -- SQLAlchemy's own compliance suite: a bounded slice in the main run -------------------------------
