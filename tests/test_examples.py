@@ -74,3 +74,46 @@ def test_monitors_example_tells_its_story(tmp_path):
     assert con.execute("SELECT id, acknowledged FROM mldb.alerts ORDER BY id").fetchall() == [(1, True), (2, False)]
     con.close()
     assert "version 1 stays deployed" in result.stdout
+
+
+def test_readme_monitors_sql_runs(tmp_path):
+    """The SQL of the README's "Monitors that act", statement by statement, over the example's tables (a day of
+    older customers arrived after the model was trained)."""
+    import importlib.util
+
+    import mldb
+    from mldb.frontend import split_statements
+
+    spec = importlib.util.spec_from_file_location("monitors_example", ROOT / "examples" / "monitors.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- section: monitors -->")[1].split("<!-- /section: monitors -->")[0]
+    con = mldb.connect(str(tmp_path / "readme.db"))
+    for table, batch in (("customers", example.customers(0)), ("audited", example.customers(0, rows=300, seed=1))):
+        con.register("batch", batch)
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM batch")
+        con.unregister("batch")
+    con.execute("CREATE MODEL churn PREDICT churned FROM (SELECT age, plan, spend, churned FROM customers) "
+                "USING logistic WITH (epochs = 5, seed = 1)")
+    example.arrive(con, "customers", example.customers(1, shift=15))
+    returned = []
+    for statement in split_statements(section.split("```sql")[1].split("```")[0]):
+        cursor = con.execute(statement.text)
+        text = " ".join(line for line in statement.text.splitlines() if not line.lstrip().startswith("--"))
+        returned.append((text.split(" (")[0].strip(), cursor.fetchall() if cursor.description else None))
+    said = dict(returned)
+    assert len(returned) == 14
+    (run,) = said["RUN MONITOR churn_predictions"]
+    assert run[1] == "churn_predictions" and run[6:9] == (True, "alert", "ok")  # the older customers moved it
+    assert [row[0] for row in said["SHOW MONITORS"]] == ["churn_drift", "churn_predictions", "churn_quality"]
+    assert con.execute("SELECT name, paused FROM mldb.monitors ORDER BY name").fetchall() == [
+        ("churn_drift", True), ("churn_quality", False)]
+    assert con.execute("SELECT acknowledged FROM mldb.alerts").fetchall() == [(True,)]
+    assert con.execute("SELECT version, champion_version, metric FROM mldb.deploy_decisions").fetchall() == [
+        (2, 1, "f1")]
+    (shadowed,) = con.execute("SELECT version, shadow_of, rows FROM mldb.prediction_log WHERE shadow_of IS NOT NULL"
+                              ).fetchall()
+    assert shadowed[0] == 3 and shadowed[1] in (1, 2) and shadowed[2] == 800  # (2 if the f1 policy deployed it)
+    assert con.execute("SELECT deployed_version, shadow_version FROM mldb.models").fetchall() == [(3, None)]
+    con.close()
