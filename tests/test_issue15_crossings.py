@@ -90,6 +90,10 @@ def test_a_monitors_deploy_if_better_keeps_the_shadow_either_way(shop):
     rows(shop, "SELECT PREDICT(churn) FROM customers")
     assert rows(shop, "SELECT version, shadow_of, rows FROM mldb.prediction_log WHERE shadow_of IS NOT NULL") == [
         (1, 4, 600)]
+    shop.execute(f"TRAIN churn FROM ({CLEAN})")  # no policy: the newest served, so the new one does; shadow kept
+    assert serving(shop) == (5, 1)
+    assert rows(shop, "SELECT version, previous_version, reason FROM mldb.deployments ORDER BY deployed_at, rowid"
+                ) == [(1, None, "train"), (2, 1, "deploy"), (4, 2, "if_better"), (5, 4, "train")]
 
 
 def test_a_rollback_onto_the_shadows_version_leaves_nothing_shadowed(shop):
@@ -262,7 +266,9 @@ def test_drop_model_with_monitors_and_a_shadow(shop):
     assert rows(shop, "SELECT count(*) FROM mldb.models") == [(0,)]
     assert [row[6] for row in shop.execute("SHOW MONITORS").fetchall()] == ["model missing"]
     (run,) = runner.run_due(shop.session, now=start + timedelta(days=1))
-    assert (run["outcome"], run["action"]) == ("skipped", None) or run["outcome"] == "skipped"
+    assert (run["outcome"], run["action"]) == ("skipped", "disable")
+    assert run["message"].startswith("model 'churn' no longer exists: monitor disabled")
+    assert [row[6] for row in shop.execute("SHOW MONITORS").fetchall()] == ["disabled"]
     assert rows(shop, "SELECT monitor, acknowledged FROM mldb.alerts") == [("q", False)]
     assert runner.run_due(shop.session, now=start + timedelta(days=2)) == []
     # the model comes back, without a shadow; RESUME re-enables the monitor
