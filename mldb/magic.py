@@ -31,6 +31,7 @@ from traitlets import Integer
 
 from mldb import errors
 from mldb.cli import interruptible
+from mldb.result import intervals_as_durations
 
 OUTPUTS = ("polars", "pandas", "arrow")
 _VERBS = {"INSERT": "inserted", "UPDATE": "updated", "DELETE": "deleted", "COPY": "copied", "MERGE": "merged"}
@@ -425,7 +426,7 @@ class ResultTable:
                 if total < max_rows:
                     kept.append(batch.slice(0, max_rows - total))
                 total += batch.num_rows
-        return cls(polars.from_arrow(_intervals_as_durations(pyarrow.Table.from_batches(kept, reader.schema))),
+        return cls(polars.from_arrow(intervals_as_durations(pyarrow.Table.from_batches(kept, reader.schema))),
                    total, max_rows)
 
     @property
@@ -533,25 +534,3 @@ def _close_figure(figure) -> None:
 
     plt.close(figure)
 
-
-def _intervals_as_durations(table):
-    """polars cannot import Arrow's month_day_nano intervals (DuckDB's INTERVAL, e.g. SHOW MONITORS' ``every``):
-    shown as durations instead, a month counted as 30 days as DuckDB's own ``.df()`` does."""
-    import numpy as np
-    import pyarrow
-
-    for index, field in enumerate(table.schema):
-        if field.type == pyarrow.month_day_nano_interval():
-            chunks = [_as_duration(chunk, np, pyarrow) for chunk in table.column(index).chunks]
-            column = pyarrow.chunked_array(chunks, type=pyarrow.duration("us"))
-            table = table.set_column(index, pyarrow.field(field.name, pyarrow.duration("us")), column)
-    return table
-
-
-def _as_duration(chunk, np, pyarrow):
-    """One interval array as microseconds (its 16-byte values read as months, days, nanoseconds)."""
-    layout = np.dtype([("months", "<i4"), ("days", "<i4"), ("nanos", "<i8")])
-    values = np.frombuffer(chunk.buffers()[1], dtype=layout)[chunk.offset:chunk.offset + len(chunk)]
-    days = values["months"].astype(np.int64) * 30 + values["days"]
-    micros = days * 86_400_000_000 + values["nanos"] // 1000
-    return pyarrow.array(micros, type=pyarrow.duration("us"), mask=chunk.is_null().to_numpy(zero_copy_only=False))

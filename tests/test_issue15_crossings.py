@@ -294,3 +294,14 @@ def test_the_magic_shows_intervals_as_durations(shop):
             timedelta(days=1), timedelta(days=60, hours=3), None, timedelta(minutes=-90, microseconds=500)]
     finally:
         shell.user_ns.pop("shop_con", None)
+
+
+def test_show_monitors_into_polars(shop):
+    """cursor.pl() (and the magic's ``NAME <<``) of an INTERVAL column: a polars duration."""
+    shop.execute(f"CREATE MONITOR q ON MODEL churn CHECK EVALUATE ({CLEAN}) EVERY INTERVAL 2 HOURS "
+                 "WHEN accuracy < 0.5 THEN ALERT")
+    shop.execute(f"CREATE MONITOR r ON MODEL churn CHECK EVALUATE ({CLEAN}) WHEN accuracy < 0.5 THEN ALERT")
+    frame = shop.execute("SHOW MONITORS").pl()
+    assert frame["every"].to_list() == [timedelta(hours=2), None]
+    frame = shop.execute("SELECT * FROM mldb.monitors ORDER BY name").pl()
+    assert str(frame["every"].dtype) == "Duration(time_unit='us')" and frame["name"].to_list() == ["q", "r"]
