@@ -159,6 +159,7 @@ def test_monitors_through_the_wire_server(tmp_path):
             shown = dict(zip([column.name for column in cursor.description], cursor.fetchall()[0]))
             assert (shown["name"], shown["status"], shown["last_outcome"], shown["open_alerts"]) == (
                 "flipped", "active", "ok", 1)
+            assert shown["every"] == timedelta(days=1)  # (an interval on the wire)
             (alert_id,), = client.execute("SELECT id FROM mldb.alerts").fetchall()
             assert client.execute(f"ACKNOWLEDGE ALERT {alert_id}").statusmessage == "ACKNOWLEDGE ALERT"
             assert client.execute("SELECT acknowledged FROM mldb.alerts").fetchall() == [(True,)]
