@@ -130,24 +130,30 @@ def story(con) -> None:
     show(con, "serving now", "SELECT name, deployed_version FROM mldb.models")
 
 
+def save_plot(con, path: str) -> None:
+    """Both monitors' histories (mldb.plot.monitor_history), one above the other, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mldb import plot
+
+    figure, axes = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    plot.monitor_history(con, "churn_drift", ax=axes[0])
+    plot.monitor_history(con, "churn_quality", ax=axes[1])
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    print(f"\nplot: {path}")
+
+
 def main(path: str, plot_path: str | None) -> None:
     con = mldb.connect(path)
     print(f"mldb monitors example on {path}")
     story(con)
     if plot_path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from mldb import plot
-
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-        plot.monitor_history(con, "churn_drift", ax=axes[0])
-        plot.monitor_history(con, "churn_quality", ax=axes[1])
-        figure.tight_layout()
-        figure.savefig(plot_path, dpi=100)
-        print(f"\nplot: {plot_path}")
+        save_plot(con, plot_path)
     con.close()
 
 
