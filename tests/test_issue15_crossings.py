@@ -306,3 +306,28 @@ def test_show_monitors_into_polars(shop):
     assert frame["every"].to_list() == [timedelta(hours=2), None]
     frame = shop.execute("SELECT * FROM mldb.monitors ORDER BY name").pl()
     assert str(frame["every"].dtype) == "Duration(time_unit='us')" and frame["name"].to_list() == ["q", "r"]
+
+
+# -- the worked example, continued by `mldb monitor --once` (cron) ------------------------------------------
+def test_the_worked_example_continues_under_mldb_monitor(tmp_path, capsys):
+    """After examples/monitors.py's five days, day 6 comes from the command cron runs: the paused drift
+    monitor stays quiet, the other two run once, and again at the same time nothing runs."""
+    from mldb.cli import main
+
+    path = tmp_path / "example.db"
+    with mldb.connect(str(path)) as con:
+        example.story(con)
+        start = rows(con, "SELECT max(created_at) FROM mldb.monitors")[0][0]
+    moment = (start + timedelta(days=6, seconds=1)).replace(microsecond=0)  # (--now takes whole seconds)
+    day6 = f"{moment:%Y-%m-%d %H:%M:%S}"
+    capsys.readouterr()
+    assert main(["monitor", str(path), "--once", "--now", day6]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" on churn")[0] for line in lines] == [f"{day6} churn_predictions", f"{day6} churn_quality"]
+    assert "ok, action alert, version 1" in lines[0] and "ok, not triggered, version 1" in lines[1]
+    assert main(["monitor", str(path), "--once", "--now", day6]) == 0
+    assert capsys.readouterr().out == ""  # nothing due twice
+    with mldb.connect(str(path)) as con:
+        assert rows(con, "SELECT count(*), count(*) FILTER (WHERE scheduled) FROM mldb.monitor_runs "
+                         "WHERE started_at = ?", [moment]) == [(2, 2)]
+        assert serving(con) == (1, None)
