@@ -31,6 +31,7 @@ from traitlets import Integer
 
 from mldb import errors
 from mldb.cli import interruptible
+from mldb.result import intervals_as_durations
 
 OUTPUTS = ("polars", "pandas", "arrow")
 _VERBS = {"INSERT": "inserted", "UPDATE": "updated", "DELETE": "deleted", "COPY": "copied", "MERGE": "merged"}
@@ -425,7 +426,8 @@ class ResultTable:
                 if total < max_rows:
                     kept.append(batch.slice(0, max_rows - total))
                 total += batch.num_rows
-        return cls(polars.from_arrow(pyarrow.Table.from_batches(kept, reader.schema)), total, max_rows)
+        return cls(polars.from_arrow(intervals_as_durations(pyarrow.Table.from_batches(kept, reader.schema))),
+                   total, max_rows)
 
     @property
     def note(self) -> str:
@@ -531,3 +533,4 @@ def _close_figure(figure) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(figure)
+

@@ -130,7 +130,7 @@ class Result:
     def pl(self):
         import polars
 
-        return polars.from_arrow(self.arrow())
+        return polars.from_arrow(intervals_as_durations(self.arrow()))
 
     def fetchnumpy(self):
         if self._stream is not None:
@@ -428,3 +428,28 @@ def _guard(fetch, arrow: bool = True):
             return fetch()
     except duckdb.Error as error:
         raise errors.translate(error) from None
+
+
+def intervals_as_durations(table):
+    """polars cannot import Arrow's month_day_nano intervals (DuckDB's INTERVAL, e.g. SHOW MONITORS' ``every``):
+    ``pl()`` and the magic give durations instead, a month counted as 30 days as DuckDB's own ``.df()`` does."""
+    import pyarrow
+
+    for index, field in enumerate(table.schema):
+        if field.type == pyarrow.month_day_nano_interval():
+            chunks = [_as_duration(chunk) for chunk in table.column(index).chunks]
+            column = pyarrow.chunked_array(chunks, type=pyarrow.duration("us"))
+            table = table.set_column(index, pyarrow.field(field.name, pyarrow.duration("us")), column)
+    return table
+
+
+def _as_duration(chunk):
+    """One interval array as microseconds (its 16-byte values read as months, days, nanoseconds)."""
+    import numpy as np
+    import pyarrow
+
+    layout = np.dtype([("months", "<i4"), ("days", "<i4"), ("nanos", "<i8")])
+    values = np.frombuffer(chunk.buffers()[1], dtype=layout)[chunk.offset:chunk.offset + len(chunk)]
+    days = values["months"].astype(np.int64) * 30 + values["days"]
+    micros = days * 86_400_000_000 + values["nanos"] // 1000
+    return pyarrow.array(micros, type=pyarrow.duration("us"), mask=chunk.is_null().to_numpy(zero_copy_only=False))

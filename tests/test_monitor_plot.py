@@ -60,7 +60,8 @@ def history(con, monitor: str) -> list[dict]:
 
 
 def lines(ax) -> dict:
-    return {line.get_label(): line for line in ax.get_lines()}
+    """Every line drawn, on the axes and on its right-hand twin (rows)."""
+    return {line.get_label(): line for axes in ax.figure.axes for line in axes.get_lines()}
 
 
 def test_the_history_is_what_the_monitors_did(con):
@@ -149,7 +150,7 @@ def test_plot_magic_draws_a_monitor(con):
     with capture_output() as captured:
         result = shell.run_cell("%mldb --plot monitor quality")
     assert result.success and result.result is None
-    assert [output.data["text/plain"] for output in captured.outputs] == ["<Figure size 720x360 with 1 Axes>"]
+    assert [output.data["text/plain"] for output in captured.outputs] == ["<Figure size 720x360 with 2 Axes>"]  # (rows: a twin)
     assert plt.get_fignums() == []
     with capture_output() as captured:
         result = shell.run_cell("%mldb --plot monitor quality SELECT 1")
@@ -164,3 +165,13 @@ def test_describe_model_lists_its_monitors(con):
     assert names[-1] == "monitors"
     assert described and all(row[-1] == ["back", "drifty", "quality"] for row in described)  # every feature row
     assert con.execute("DESCRIBE MODEL idle").fetchall()[0][-1] == []
+
+
+def test_rows_go_on_a_right_hand_axis_so_the_measures_keep_their_scale(con):
+    ax = plot.monitor_history(con, "quality")
+    assert "rows" not in {line.get_label() for line in ax.get_lines()}
+    twin, = [axes for axes in ax.figure.axes if axes is not ax]
+    assert [line.get_label() for line in twin.get_lines()] == ["rows"]
+    counted = min(twin.get_lines()[0].get_ydata())
+    assert ax.get_ylim()[1] < counted  # accuracy, f1, log_loss keep their scale, not flattened under the rows
+    assert "rows" in [text.get_text() for text in ax.get_legend().get_texts()]

@@ -3,9 +3,9 @@
     monitor_history_plot(con, "churn_drift")
 
 One line per value the check measured (``max_psi``, ``drifted_features``, ``accuracy``, ...)
-over the runs' start times; each threshold of the monitor's ``WHEN`` condition as a dashed
-line in its value's colour (``accuracy < 0.9`` draws 0.9 on the accuracy line's axis); the
-runs whose condition held, marked on the condition's value by what they did (retrain, with
+over the runs' start times (``rows``, a count on another scale, on a right-hand axis of its own);
+each threshold of the monitor's ``WHEN`` condition as a dashed line in its value's colour
+(``accuracy < 0.9`` draws 0.9 on the accuracy line's axis); the runs whose condition held, marked on the condition's value by what they did (retrain, with
 the new version deployed or the champion kept; rollback; alert); and the runs that failed as
 crosses along the bottom (their check may have measured nothing). ``con`` is an mldb
 connection or cursor; the function returns the Axes it drew on.
@@ -31,6 +31,8 @@ _EVENTS = {"deployed": ("retrain: new version deployed", "^", "tab:green"),
            "rollback": ("rollback", "v", "tab:orange"),
            "alert": ("alert", "D", "tab:red")}
 _ERROR = ("error", "x", "black")
+# Values that count rows, not measure them: on a right-hand axis of their own unless the condition reads them first
+_COUNTS = ("rows",)
 _COMPARISONS = {exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<=", exp.EQ: "=", exp.NEQ: "<>"}
 _MIRRORED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "<>": "<>"}
 
@@ -45,17 +47,27 @@ def monitor_history_plot(con, monitor: str, ax=None):
     thresholds = condition_thresholds(condition)
     keys = _value_keys(runs, [key for key, _, _ in thresholds])
     ax = ax if ax is not None else _new_axes()
+    counts = [key for key in keys[1:] if key in _COUNTS]  # (a count of rows would flatten every measure)
+    twin = ax.twinx() if counts else None
     times = [run["started_at"] for run in runs]
-    colours = {}
+    colours, axes = {}, {key: twin if key in counts else ax for key in keys}
     for key in keys:
-        (line,) = ax.plot(times, [run["values"].get(key, math.nan) for run in runs], marker=".", label=key)
+        style = {"color": "grey", "drawstyle": "steps-post", "alpha": 0.6} if key in counts else {}
+        (line,) = axes[key].plot(times, [run["values"].get(key, math.nan) for run in runs], marker=".", label=key,
+                                 **style)
         colours[key] = line.get_color()
     for key, op, value in thresholds:
-        ax.axhline(value, color=colours.get(key, "grey"), linestyle="--", linewidth=1, label=f"{key} {op} {value:g}")
+        axes.get(key, ax).axhline(value, color=colours.get(key, "grey"), linestyle="--", linewidth=1,
+                                  label=f"{key} {op} {value:g}")
     _mark_events(ax, runs, keys[0] if keys else None)
     ax.set(title=f"{monitor} on {model}" + (f": WHEN {condition}" if condition else ""), xlabel="run started",
            ylabel="value")
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if twin is not None:
+        twin.set_ylabel(", ".join(counts) + " (right axis)")
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=8)
     ax.tick_params(axis="x", labelrotation=45)
     return ax
 
