@@ -20,6 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
+from mldb.frontend.reads import reads_only
 from mldb.models import dependents, deployments, policies, registry, search
 from mldb import features
 from mldb.result import Result
@@ -247,8 +248,8 @@ def _summary(session, name: str, version: int, status: str, decision=None) -> Re
 
 # -- the definition ----------------------------------------------------------------------
 def _query_sql(source: exp.Expression) -> str:
-    if isinstance(source, exp.Subquery):
-        return source.this.sql(dialect=MLDB)
+    if isinstance(source, exp.Subquery):  # (stored: a later bare TRAIN, or a monitor's, reads it again)
+        return reads_only(source.this, "the training query").sql(dialect=MLDB)
     return f"SELECT * FROM {source.sql(dialect=MLDB)}"
 
 

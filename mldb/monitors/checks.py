@@ -14,6 +14,7 @@ values, so it means what it would in a WHERE clause (NULL, e.g. a metric of no r
 from __future__ import annotations
 
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from mldb import errors
@@ -69,22 +70,21 @@ def _string(text: str) -> str:
 
 
 # -- conditions ----------------------------------------------------------------------------
+_NOT_VALUES = (exp.Query, exp.Subquery, exp.Table, exp.Exists, exp.Placeholder, exp.Parameter)
+
+
 def condition_sql(node: exp.Expression | None, kind: str, types: dict[str, str], session) -> str:
-    """The WHEN condition as SQL, checked: it names only the check's values (42703) and is a boolean
-    (42804). Without WHEN: the check's default (DRIFT), or an error (EVALUATE)."""
+    """The WHEN condition as SQL, checked (``check_condition``) and a boolean (42804). Without WHEN: the
+    check's default (DRIFT), or an error (EVALUATE)."""
     if node is None:
         if kind not in DEFAULT_CONDITION:
             raise errors.ProgrammingError(
                 f"CHECK {kind.upper()} needs a WHEN condition over its values ({', '.join(types)}), "
                 f"e.g. WHEN accuracy < 0.9", sqlstate="42601")
         return DEFAULT_CONDITION[kind]
-    unknown = sorted({column.sql(dialect=MLDB) for column in node.find_all(exp.Column)
-                      if column.table or column.name.lower() not in types})
-    if unknown:
-        raise errors.ProgrammingError(
-            f"WHEN names {', '.join(unknown)}; a CHECK {kind.upper()} has the values {', '.join(types)}",
-            sqlstate="42703")
+    check_condition(node, kind, types)
     sql = node.sql(dialect=MLDB)
+    _refuse_volatile(session, node, sql)
     relation, params = _relation(types, {})
     found = session.sql(f"SELECT typeof(({sql})) FROM ({relation}) AS monitor_values", params).fetchall()[0][0]
     if found not in ("BOOLEAN", '"NULL"', "NULL"):
@@ -92,8 +92,41 @@ def condition_sql(node: exp.Expression | None, kind: str, types: dict[str, str],
     return sql
 
 
-def holds(session, condition: str, types: dict[str, str], values: dict) -> bool:
-    """Whether ``condition`` is true of ``values`` (NULL: it does not hold)."""
+def check_condition(node: exp.Expression, kind: str, types: dict[str, str]) -> None:
+    """A condition is an expression over the check's values only: every name one of them (42703), and no
+    query, table or parameter in it (42601): it is run again at every run, by whatever session runs the
+    monitor (a server's monitor thread, ``mldb monitor``), and must read nothing else."""
+    found = node.find(*_NOT_VALUES)
+    if found is not None:
+        raise errors.ProgrammingError(
+            f"WHEN is an expression over the check's values ({', '.join(types)}); it cannot hold "
+            f"{found.sql(dialect=MLDB)}", sqlstate="42601")
+    unknown = sorted({column.sql(dialect=MLDB) for column in node.find_all(exp.Column)
+                      if column.table or column.name.lower() not in types})
+    if unknown:
+        raise errors.ProgrammingError(
+            f"WHEN names {', '.join(unknown)}; a CHECK {kind.upper()} has the values {', '.join(types)}",
+            sqlstate="42703")
+
+
+def _refuse_volatile(session, node: exp.Expression, sql: str) -> None:
+    """No function whose result changes from call to call or that changes something (random, nextval):
+    the same values must give the same verdict (42601)."""
+    names = sorted({function.sql(dialect=MLDB).split("(", 1)[0].strip().lower() for function in node.find_all(exp.Func)})
+    if not names:
+        return
+    volatile = session.sql("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE stability = 'VOLATILE' "
+                           "AND lower(function_name) IN (SELECT unnest(?)) ORDER BY 1", [names]).fetchall()
+    if volatile:
+        raise errors.ProgrammingError(f"WHEN must give the same verdict for the same values; {sql} calls "
+                                      f"{', '.join(row[0] for row in volatile)}", sqlstate="42601")
+
+
+def holds(session, condition: str, kind: str, types: dict[str, str], values: dict) -> bool:
+    """Whether ``condition`` is true of ``values`` (NULL: it does not hold). Checked again first: the model may
+    have been replaced by one of another task since (no ``accuracy`` to compare), or the row written by an
+    older mldb."""
+    check_condition(sqlglot.parse_one(condition, dialect=MLDB), kind, types)
     relation, params = _relation(types, values)
     found = session.sql(f"SELECT CAST(({condition}) AS BOOLEAN) FROM ({relation}) AS monitor_values",
                         params).fetchall()[0][0]

@@ -95,10 +95,13 @@ def next_run(monitor: store.Monitor, now: datetime) -> datetime | None:
     """The first point of the monitor's schedule after ``now`` (None: it has no schedule)."""
     if monitor.every is None:
         return None
-    anchor = monitor.next_run_at or monitor.created_at + monitor.every
-    if anchor > now:
-        return anchor
-    return anchor + monitor.every * ((now - anchor) // monitor.every + 1)
+    try:
+        anchor = monitor.next_run_at or monitor.created_at + monitor.every
+        if anchor > now:
+            return anchor
+        return anchor + monitor.every * ((now - anchor) // monitor.every + 1)
+    except OverflowError:  # (past the year 9999: no later run can be written down, so none is due)
+        return None
 
 
 def first_run(every: timedelta | None, created_at: datetime) -> datetime | None:
@@ -146,7 +149,7 @@ def _check_and_act(session, monitor: store.Monitor, now: datetime, before, start
     types = checks.value_types(monitor.check_kind, task)
     values = progress["values"] = checks.measure(session, monitor.check_kind, monitor.model, monitor.check_query)
     session.check_cancel()
-    triggered = progress["triggered"] = checks.holds(session, monitor.condition, types, values)
+    triggered = progress["triggered"] = checks.holds(session, monitor.condition, monitor.check_kind, types, values)
     outcome, message = "ok", (None if values.get("rows") else "the check query returned no rows")
     if triggered:
         progress["action"] = monitor.action

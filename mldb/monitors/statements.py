@@ -15,15 +15,22 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
+from mldb.frontend.reads import placeholders, reads_only
 from mldb.lifecycle import drift
 from mldb.models import registry
 from mldb.monitors import checks, clock, runner, store
 from mldb.result import Result
 
+LONGEST_EVERY = "INTERVAL 100 YEAR"  # (longer: a first run past the year 9999 cannot be written down)
+
 
 # -- CREATE MONITOR ---------------------------------------------------------------------
 def create_monitor(session, node, params) -> Result:
     name = _monitor_name(node.name, "CREATE MONITOR")
+    if placeholders(node):
+        raise errors.ProgrammingError("CREATE MONITOR: a monitor is kept and runs later, when no parameters are "
+                                      "given: write the values into the statement instead of ? or $n",
+                                      sqlstate="42601")
     if _taken(session, name, node):
         return Result.done("CREATE MONITOR")
     monitor = _definition(session, name, node)
@@ -51,17 +58,17 @@ def _definition(session, name: str, node) -> store.Monitor:
     if not rows:
         raise registry.unknown_model(session, model_name)
     model, kind, action = registry.load_model(session, model_name), node.args["check"], node.args["action"]
-    check_query = _query_sql(node.args["query"])
+    check_query = _query_sql(node.args["query"], f"CHECK {kind.upper()}")
     _needs(session, check_query, model, f"CHECK {kind.upper()}", target=kind == "evaluate")
     if kind == "drift":
         drift.saved_stats(session.con, model.name, model.version)  # (raises: no training statistics)
     condition = checks.condition_sql(node.args.get("condition"), kind, checks.value_types(kind, rows[0][0]), session)
     train_query = holdout_query = None
     if node.args.get("source") is not None:
-        train_query = _query_sql(node.args["source"])
+        train_query = _query_sql(node.args["source"], "THEN TRAIN FROM")
         _needs(session, train_query, model, "THEN TRAIN FROM", features=False)
     if node.args.get("holdout") is not None:
-        holdout_query = _query_sql(node.args["holdout"])
+        holdout_query = _query_sql(node.args["holdout"], "DEPLOY IF BETTER ON")
         _needs(session, holdout_query, model, "DEPLOY IF BETTER ON")
     every = _interval(session, node.args.get("every"))
     created = clock.now()
@@ -78,9 +85,9 @@ def _monitor_name(written: str, statement: str) -> str:
     return name.lower()
 
 
-def _query_sql(source: exp.Expression) -> str:
+def _query_sql(source: exp.Expression, where: str) -> str:
     if isinstance(source, exp.Subquery):
-        return source.this.sql(dialect=MLDB)
+        return reads_only(source.this, where).sql(dialect=MLDB)
     return f"SELECT * FROM {source.sql(dialect=MLDB)}"
 
 
@@ -99,13 +106,21 @@ def _needs(session, query: str, model, where: str, *, features: bool = True, tar
 
 
 def _interval(session, node: exp.Expression | None) -> timedelta | None:
+    """EVERY's interval: a constant (it is read once, here), positive and at most ``LONGEST_EVERY`` (22023)."""
     if node is None:
         return None
     sql = node.sql(dialect=MLDB)
-    every = session.sql(f"SELECT CAST({sql} AS INTERVAL)").fetchall()[0][0]
-    if every is None or every <= timedelta(0):
+    if node.find(exp.Query, exp.Subquery, exp.Func, exp.Column) is not None:
+        raise errors.ProgrammingError(f"EVERY needs a constant interval (INTERVAL 1 HOUR, INTERVAL '90 minutes'); "
+                                      f"found {sql}", sqlstate="22023")
+    every = f"CAST({sql} AS INTERVAL)"
+    positive, too_long = session.sql(f"SELECT {every} > INTERVAL 0 SECOND, {every} > {LONGEST_EVERY}").fetchall()[0]
+    if not positive:
         raise errors.ProgrammingError(f"EVERY needs a positive interval; found {sql}", sqlstate="22023")
-    return every
+    if too_long:
+        raise errors.ProgrammingError(f"EVERY needs an interval of at most {LONGEST_EVERY}; found {sql}",
+                                      sqlstate="22023")
+    return session.sql(f"SELECT {every}").fetchall()[0][0]
 
 
 # -- RUN / SHOW / ALTER / DROP / ACKNOWLEDGE -------------------------------------------------

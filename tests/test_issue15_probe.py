@@ -1,0 +1,151 @@
+"""Issue 15 as an attacker and a new user would try it: hostile WHEN conditions, queries that write,
+parameters, absurd intervals, the clock's far end, a model replaced under its monitors.
+
+Every refusal is a typed mldb error with its SQLSTATE and writes nothing: the mldb.* row counts (and the
+user's own tables, and DuckDB's sequences) are compared before and after. Real database files, real tiny
+models; schedules move through ``runner.run_due(session, now=...)``, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+import mldb
+from mldb import errors
+from mldb.monitors import runner
+
+CHECK = "SELECT age, churned FROM customers"
+CATALOG = ("monitors", "monitor_runs", "alerts", "model_versions", "deployments", "deploy_decisions", "lineage",
+           "training_log")
+
+
+@pytest.fixture
+def shop(tmp_path):
+    """Customers, model churn (version 1, deployed) and a user table ``t`` of 4 rows."""
+    con = mldb.connect(str(tmp_path / "shop.db"))
+    con.execute("CREATE TABLE customers AS SELECT range AS id, (range % 60)::DOUBLE AS age, "
+                "range % 3 = 0 OR range % 60 < 10 AS churned FROM range(300)")
+    con.execute("CREATE MODEL churn PREDICT churned FROM (SELECT age, churned FROM customers) "
+                "USING logistic WITH (epochs = 3, seed = 1)")
+    con.execute("CREATE TABLE t AS SELECT range AS x FROM range(4)")
+    yield con
+    con.close()
+
+
+def written(con) -> dict:
+    """What a refused statement must leave as it was: mldb's rows, the user's table, the sequences."""
+    counts = {table: con.execute(f"SELECT count(*) FROM mldb.{table}").fetchall()[0][0] for table in CATALOG}
+    counts["t"] = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
+    counts["sequences"] = con.execute("SELECT sequence_name, last_value FROM duckdb_sequences() "
+                                      "ORDER BY ALL").fetchall()
+    return counts
+
+
+def refused(con, sql: str, sqlstate: str, match: str, params=None) -> str:
+    before = written(con)
+    with pytest.raises(errors.Error, match=match) as caught:
+        con.execute(sql, params).fetchall()
+    assert caught.value.sqlstate == sqlstate
+    assert written(con) == before
+    return str(caught.value)
+
+
+# -- WHEN is an expression over the check's values, nothing else ------------------------------------------
+@pytest.mark.parametrize("condition, match", [
+    ("(SELECT count(*) FROM t) > 0", "cannot hold \\(SELECT"),
+    ("(SELECT count(*) FROM read_text('/etc/hostname')) > 0", "cannot hold"),
+    ("EXISTS (SELECT 1)", "cannot hold EXISTS"),
+    ("accuracy < (SELECT max(x) FROM t)", "cannot hold"),
+    ("accuracy < 0.9 OR random() > 2", "same verdict .* calls random"),
+    ("nextval('mldb.alert_ids') > 0", "calls nextval"),
+])
+def test_a_when_condition_that_reads_tables_or_files_or_changes_something_is_refused(shop, condition, match):
+    refused(shop, f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN {condition} THEN ALERT",
+            "42601", match)
+
+
+def test_a_stored_condition_that_reads_a_table_is_a_failed_run_not_a_read(shop):
+    """A row written by an older mldb (or by hand) is checked again when it runs: an error run, nothing read."""
+    shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy > 0 THEN ALERT")
+    shop.execute("UPDATE mldb.monitors SET condition = '(SELECT count(*) FROM t) > 0' WHERE name = 'm'")
+    run = shop.execute("RUN MONITOR m").fetchall()
+    row = shop.execute("SELECT outcome, triggered, message FROM mldb.monitor_runs").fetchall()
+    assert len(run) == 1 and row[0][0] == "error" and row[0][1] is None
+    assert "cannot hold (SELECT COUNT(*) FROM t)" in row[0][2]
+    assert shop.execute("SELECT count(*) FROM mldb.alerts").fetchall() == [(0,)]
+
+
+def test_a_condition_naming_a_metric_the_replaced_model_no_longer_has_fails_with_a_clear_message(shop):
+    shop.execute(f"CREATE MONITOR quality ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers) "
+                 f"WHEN accuracy < 2 THEN ALERT")
+    shop.execute("CREATE OR REPLACE MODEL churn PREDICT churned FROM (SELECT age, churned::INT::DOUBLE AS churned "
+                 "FROM customers) USING linear")  # (now a regression: EVALUATE measures mae ... r2)
+    shop.execute("RUN MONITOR quality").fetchall()
+    outcome, message = shop.execute("SELECT outcome, message FROM mldb.monitor_runs").fetchall()[0]
+    assert outcome == "error"
+    assert message.startswith("WHEN names accuracy; a CHECK EVALUATE has the values mae, mse, rmse, r2, rows")
+    assert shop.execute("SELECT count(*) FROM mldb.alerts").fetchall() == [(0,)]
+
+
+# -- queries that mldb keeps must only read ---------------------------------------------------------------
+DELETING = "WITH gone AS (DELETE FROM t RETURNING *) SELECT age, churned FROM customers"
+
+
+def test_a_holdout_that_deletes_rows_is_refused_before_it_runs(shop):
+    holdout = DELETING.replace("'", "''")
+    refused(shop, f"TRAIN churn WITH (deploy = 'if_better', holdout = '{holdout}')", "42601",
+            "the holdout: a query here only reads, and it holds a DELETE")
+
+
+def test_a_training_query_that_writes_is_refused_so_no_later_train_runs_it_again(shop):
+    refused(shop, f"TRAIN churn FROM ({DELETING})", "42601", "the training query: a query here only reads")
+    refused(shop, "CREATE MODEL other PREDICT churned FROM (WITH added AS (INSERT INTO t VALUES (9) RETURNING *) "
+                  "SELECT age, churned FROM customers)", "42601", "holds a INSERT")
+
+
+@pytest.mark.parametrize("clauses, where", [
+    (f"CHECK DRIFT ({DELETING}) THEN ALERT", "CHECK DRIFT"),
+    (f"CHECK DRIFT ({CHECK}) THEN TRAIN FROM ({DELETING})", "THEN TRAIN FROM"),
+    (f"CHECK DRIFT ({CHECK}) THEN TRAIN DEPLOY IF BETTER ON ({DELETING})", "DEPLOY IF BETTER ON"),
+])
+def test_a_monitor_query_that_writes_is_refused_naming_its_clause(shop, clauses, where):
+    refused(shop, f"CREATE MONITOR m ON MODEL churn {clauses}", "42601", f"{where}: a query here only reads")
+
+
+# -- a monitor is kept: no parameters, a constant and sensible interval -----------------------------------
+@pytest.mark.parametrize("statement, params", [
+    (f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < ? THEN ALERT", [0.9]),
+    (f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers WHERE age > ?) "
+     f"WHEN accuracy < 0.9 THEN ALERT", [10]),
+    (f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) EVERY INTERVAL ? DAY WHEN accuracy < 0.9 "
+     f"THEN ALERT", [1]),
+])
+def test_a_monitor_with_parameters_is_refused_it_runs_later_without_them(shop, statement, params):
+    refused(shop, statement, "42601", "runs later, when no parameters are given", params)
+
+
+@pytest.mark.parametrize("every, match", [
+    ("INTERVAL (SELECT max(x) FROM t) DAY", "a constant interval"),
+    ("INTERVAL (nextval('mldb.alert_ids')) DAY", "a constant interval"),
+    ("INTERVAL 1000 YEARS", "at most INTERVAL 100 YEAR"),
+    ("INTERVAL 100000000 YEARS", "at most INTERVAL 100 YEAR"),
+    ("INTERVAL 0 SECOND", "a positive interval"),
+    ("INTERVAL '1 month -40 days'", "a positive interval"),
+])
+def test_every_needs_a_constant_positive_interval_of_at_most_a_century(shop, every, match):
+    refused(shop, f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) EVERY {every} "
+                  f"WHEN accuracy < 0.9 THEN ALERT", "22023", match)
+
+
+def test_a_run_at_the_clocks_far_end_is_recorded_and_leaves_no_next_run(shop):
+    """No next slot can be written down after 9999-12-31: the run is kept and the monitor is due no more."""
+    shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) EVERY INTERVAL 1 DAY "
+                 f"WHEN accuracy < 2 THEN ALERT")
+    session = shop.session
+    end = datetime.datetime(9999, 12, 31, 23, 59, 59)
+    assert [(run["monitor"], run["outcome"]) for run in runner.run_due(session, now=end)] == [("m", "ok")]
+    assert shop.execute("SELECT next_run_at FROM mldb.monitors").fetchall() == [(None,)]
+    assert runner.run_due(session, now=end) == []
+    assert shop.execute("SELECT count(*) FROM mldb.alerts").fetchall() == [(1,)]
