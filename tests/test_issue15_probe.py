@@ -149,3 +149,21 @@ def test_a_run_at_the_clocks_far_end_is_recorded_and_leaves_no_next_run(shop):
     assert shop.execute("SELECT next_run_at FROM mldb.monitors").fetchall() == [(None,)]
     assert runner.run_due(session, now=end) == []
     assert shop.execute("SELECT count(*) FROM mldb.alerts").fetchall() == [(1,)]
+
+
+# -- ROLLBACK goes back, never forward ------------------------------------------------------------------
+def test_rollback_never_brings_back_a_newer_version_a_person_replaced_by_hand(shop):
+    """Version 2 deployed by its TRAIN, then DEPLOY of version 1 by hand (a rollback by hand): a quality
+    monitor that fires must not put version 2 back."""
+    shop.execute("TRAIN churn WITH (epochs = 1, seed = 2)")
+    shop.execute("DEPLOY MODEL churn VERSION 1")
+    shop.execute(f"CREATE MONITOR back ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN ROLLBACK")
+    before = written(shop)
+    run = runner.run(shop.session, "back")
+    assert (run["triggered"], run["outcome"], run["model_version_after"]) == (True, "skipped", 1)
+    assert "deployed over the newer version 2" in run["message"]
+    assert shop.execute("SELECT deployed_version FROM mldb.models").fetchall() == [(1,)]
+    after = written(shop)
+    for moved in ("monitor_runs", "sequences"):  # (the run row, and its id)
+        after.pop(moved), before.pop(moved)
+    assert after == before
