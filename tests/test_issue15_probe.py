@@ -167,3 +167,29 @@ def test_rollback_never_brings_back_a_newer_version_a_person_replaced_by_hand(sh
     for moved in ("monitor_runs", "sequences"):  # (the run row, and its id)
         after.pop(moved), before.pop(moved)
     assert after == before
+
+
+# -- one broken monitor never keeps the others from running -------------------------------------------------
+@pytest.mark.parametrize("check", [
+    "CHECK DRIFT (SELECT [age] AS age FROM customers)",
+    "CHECK DRIFT (SELECT 'x' || age AS age FROM customers)",
+    "CHECK EVALUATE (SELECT age, 'maybe' AS churned FROM customers) WHEN accuracy < 2",
+])
+def test_a_check_whose_columns_the_model_cannot_read_is_refused_when_created(shop, check):
+    refused(shop, f"CREATE MONITOR m ON MODEL churn {check} THEN ALERT", "42804", "model 'churn'")
+
+
+def test_an_unforeseen_failure_of_one_monitor_is_its_run_and_the_next_monitors_still_run(shop):
+    """A struct where the model reads a number fails inside pyarrow (no mldb error): that run is recorded as
+    an error and the monitors due after it, in name order, run in the same pass."""
+    shop.execute("CREATE MODEL plans PREDICT churned FROM (SELECT (id % 3)::VARCHAR AS plan, churned FROM customers) "
+                 "USING logistic WITH (epochs = 1)")
+    shop.execute("CREATE MONITOR a_broken ON MODEL plans CHECK DRIFT (SELECT {'a': 1} AS plan FROM customers) "
+                 "EVERY INTERVAL 1 HOUR THEN ALERT")
+    shop.execute(f"CREATE MONITOR b_fine ON MODEL churn CHECK EVALUATE ({CHECK}) EVERY INTERVAL 1 HOUR "
+                 f"WHEN accuracy < 2 THEN ALERT")
+    later = datetime.datetime.now() + datetime.timedelta(hours=2)
+    runs = runner.run_due(shop.session, now=later)
+    assert [(run["monitor"], run["outcome"]) for run in runs] == [("a_broken", "error"), ("b_fine", "ok")]
+    assert runs[0]["message"].startswith("internal error: ArrowNotImplementedError")
+    assert runner.run_due(shop.session, now=later) == []  # (both moved on to their next slot)

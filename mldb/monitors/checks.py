@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.lifecycle import drift
-from mldb.models import evaluate, registry
+from mldb.models import evaluate, registry, rules
 
 DRIFT_VALUES = {"drifted_features": "BIGINT", "max_psi": "DOUBLE", "max_ks": "DOUBLE", "prediction_psi": "DOUBLE",
                 "rows": "BIGINT"}
@@ -42,7 +42,9 @@ def measure(session, kind: str, model: str, query: str) -> dict:
 
 def _drift(session, model: str, query: str) -> dict:
     version = registry.load_model(session, model)
-    table = session.execute(query).arrow()
+    result = session.execute(query)
+    rules.check_columns(version, {column[0]: str(column[1]) for column in result.description})  # (42703, 42804)
+    table = result.arrow()
     if table.num_rows == 0:  # nothing new to compare: no value, so no condition holds
         return {name: None for name in DRIFT_VALUES} | {"rows": 0}
     saved = drift.saved_stats(session.con, version.name, version.version)

@@ -17,7 +17,7 @@ from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.reads import placeholders, reads_only
 from mldb.lifecycle import drift
-from mldb.models import registry
+from mldb.models import registry, rules
 from mldb.monitors import checks, clock, runner, store
 from mldb.result import Result
 
@@ -92,9 +92,11 @@ def _query_sql(source: exp.Expression, where: str) -> str:
 
 
 def _needs(session, query: str, model, where: str, *, features: bool = True, target: bool = True) -> None:
-    """The query binds (run with LIMIT 0) and has the model's feature columns and/or its target (42703)."""
+    """The query binds (run with LIMIT 0) and has the model's feature columns and/or its target (42703), each
+    of a type the model can read (42804): a run must not be the first to find out."""
     result = session.execute(f"SELECT * FROM ({query}) AS monitor_query LIMIT 0")
     found = [column[0] for column in result.description]
+    types = {column[0]: str(column[1]) for column in result.description}
     result.fetchall()
     have = {column.lower() for column in found}
     needed = ([feature["name"] for feature in model.features] if features else []) + ([model.target] if target else [])
@@ -103,6 +105,10 @@ def _needs(session, query: str, model, where: str, *, features: bool = True, tar
         raise errors.ProgrammingError(f"{where}: model '{model.name}' needs column{'s' if len(missing) > 1 else ''} "
                                       f"{', '.join(missing)}; the query has: {', '.join(found) or 'no columns'}",
                                       sqlstate="42703")
+    if features:
+        rules.check_columns(model, types)  # (each feature of its kind: 42804)
+    if target and features:
+        rules.check_target(model, next(kind for name, kind in types.items() if name.lower() == model.target.lower()))
 
 
 def _interval(session, node: exp.Expression | None) -> timedelta | None:
