@@ -193,3 +193,13 @@ def test_an_unforeseen_failure_of_one_monitor_is_its_run_and_the_next_monitors_s
     assert [(run["monitor"], run["outcome"]) for run in runs] == [("a_broken", "error"), ("b_fine", "ok")]
     assert runs[0]["message"].startswith("internal error: ArrowNotImplementedError")
     assert runner.run_due(shop.session, now=later) == []  # (both moved on to their next slot)
+
+
+def test_acknowledge_alert_takes_the_id_as_a_parameter(shop):
+    shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN ALERT")
+    shop.execute("RUN MONITOR m").fetchall()
+    alert_id = shop.execute("SELECT id FROM mldb.alerts").fetchall()[0][0]
+    refused(shop, "ACKNOWLEDGE ALERT ?", "42P02", "takes one parameter", [])
+    refused(shop, "ACKNOWLEDGE ALERT ?", "22023", "a positive integer", ["1; DROP TABLE t"])
+    shop.execute("ACKNOWLEDGE ALERT ?", [alert_id])
+    assert shop.execute("SELECT acknowledged FROM mldb.alerts").fetchall() == [(True,)]

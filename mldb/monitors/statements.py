@@ -177,7 +177,7 @@ def drop_monitor(session, node, params) -> Result:
 
 
 def acknowledge_alert(session, node, params) -> Result:
-    text = node.this.name
+    text = _alert_id(node.this, params)
     if not text.isdigit():
         raise errors.ProgrammingError(f"ACKNOWLEDGE ALERT: an alert id is a positive integer (as mldb.alerts "
                                       f"lists); found {text}", sqlstate="22023")
@@ -186,3 +186,15 @@ def acknowledge_alert(session, node, params) -> Result:
             raise errors.ProgrammingError(f"alert {text} does not exist (SELECT * FROM mldb.alerts lists them)",
                                           sqlstate="42704")
     return Result.done("ACKNOWLEDGE ALERT")
+
+
+def _alert_id(node: exp.Expression, params) -> str:
+    """The id as written, or the parameter given for ``?`` / ``$1`` (an application acknowledges the alert
+    it just read: ``execute("ACKNOWLEDGE ALERT ?", [alert_id])``)."""
+    if not isinstance(node, exp.Placeholder):
+        return node.name
+    values = list(params.values()) if isinstance(params, dict) else list(params or [])
+    if len(values) != 1:
+        raise errors.ProgrammingError(f"ACKNOWLEDGE ALERT ? takes one parameter, the alert's id; "
+                                      f"{len(values)} given", sqlstate="42P02")
+    return str(values[0]).strip()
