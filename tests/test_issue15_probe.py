@@ -203,3 +203,26 @@ def test_acknowledge_alert_takes_the_id_as_a_parameter(shop):
     refused(shop, "ACKNOWLEDGE ALERT ?", "22023", "a positive integer", ["1; DROP TABLE t"])
     shop.execute("ACKNOWLEDGE ALERT ?", [alert_id])
     assert shop.execute("SELECT acknowledged FROM mldb.alerts").fetchall() == [(True,)]
+
+
+# -- a monitor runs in other sessions: nothing only this session sees ---------------------------------------
+@pytest.mark.parametrize("source", ["(SELECT age, churned FROM recent)", "recent_view",
+                                    "(SELECT age, churned FROM temp.main.recent)",
+                                    "(WITH r AS (SELECT * FROM recent) SELECT age, churned FROM r)"])
+def test_a_monitor_over_a_temp_table_or_view_is_refused(shop, source):
+    shop.execute("CREATE TEMP TABLE recent AS SELECT age, churned FROM customers")
+    shop.execute("CREATE TEMP VIEW recent_view AS SELECT age, churned FROM customers")
+    refused(shop, f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE {source} WHEN accuracy < 0.9 THEN ALERT",
+            "42P01", "only this session's")
+
+
+def test_a_monitor_over_a_frame_registered_on_the_connection_is_refused_and_one_over_a_table_is_not(shop):
+    import pyarrow as pa
+
+    shop.register("landed", pa.table({"age": [1.0, 2.0], "churned": [True, False]}))
+    refused(shop, "CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT * FROM landed) WHEN accuracy < 0.9 "
+                  "THEN ALERT", "42P01", "landed is only this session's")
+    shop.execute("CREATE TABLE landed_rows AS SELECT * FROM landed")  # (a table of the same rows: fine)
+    shop.execute("CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT * FROM landed_rows) WHEN accuracy < 0.9 "
+                 "THEN ALERT")
+    assert shop.execute("SELECT check_query FROM mldb.monitors").fetchall() == [("SELECT * FROM landed_rows",)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import sqlglot
 from sqlglot import exp
 
 from mldb import errors
@@ -105,10 +106,31 @@ def _needs(session, query: str, model, where: str, *, features: bool = True, tar
         raise errors.ProgrammingError(f"{where}: model '{model.name}' needs column{'s' if len(missing) > 1 else ''} "
                                       f"{', '.join(missing)}; the query has: {', '.join(found) or 'no columns'}",
                                       sqlstate="42703")
+    _not_session_only(session, query, where)
     if features:
         rules.check_columns(model, types)  # (each feature of its kind: 42804)
     if target and features:
         rules.check_target(model, next(kind for name, kind in types.items() if name.lower() == model.target.lower()))
+
+
+def _not_session_only(session, query: str, where: str) -> None:
+    """A monitor runs later in other sessions (another connection, a server's thread, ``mldb monitor``): its
+    query must not read a TEMP table or view, or a frame registered on this connection, which only this
+    session sees (42P01: every run would fail)."""
+    tree = sqlglot.parse_one(query, dialect=MLDB)
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    names = sorted({table.name.lower() for table in tree.find_all(exp.Table)
+                    if isinstance(table.this, exp.Identifier) and table.name.lower() not in ctes
+                    and (table.catalog.lower() == "temp" or (not table.catalog and table.db.lower() in ("", "main")))})
+    if not names:
+        return
+    local = session.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'temp' AND lower(table_name) "
+                        "IN (SELECT unnest(?)) UNION SELECT view_name FROM duckdb_views() WHERE database_name = 'temp' "
+                        "AND lower(view_name) IN (SELECT unnest(?)) ORDER BY 1", [names, names]).fetchall()
+    if local:
+        raise errors.ProgrammingError(f"{where}: {', '.join(row[0] for row in local)} is only this session's (a TEMP "
+                                      f"table or view, or a registered frame), and a monitor runs in other sessions; "
+                                      f"read a table or a view of the database", sqlstate="42P01")
 
 
 def _interval(session, node: exp.Expression | None) -> timedelta | None:
