@@ -226,3 +226,17 @@ def test_a_monitor_over_a_frame_registered_on_the_connection_is_refused_and_one_
     shop.execute("CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT * FROM landed_rows) WHEN accuracy < 0.9 "
                  "THEN ALERT")
     assert shop.execute("SELECT check_query FROM mldb.monitors").fetchall() == [("SELECT * FROM landed_rows",)]
+
+
+# -- intervals a thread cannot wait for ------------------------------------------------------------------
+@pytest.mark.parametrize("command, option", [("monitor", "--interval"), ("serve", "--monitor-interval")])
+@pytest.mark.parametrize("seconds", ["inf", "1e300", "86401"])
+def test_an_interval_no_thread_can_wait_for_is_refused_before_the_database_is_opened(tmp_path, capsys, command,
+                                                                                     option, seconds):
+    """``Event.wait(inf)`` raises OverflowError: the loop's thread died after its first pass, exit status 0."""
+    from mldb.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main([command, str(tmp_path / "never.db"), option, seconds])
+    assert exit.value.code == 2 and "at most 86400 (a day)" in capsys.readouterr().err
+    assert not (tmp_path / "never.db").exists()

@@ -24,6 +24,7 @@ from mldb import errors
 log = logging.getLogger("mldb.monitors")
 
 _INTERRUPT_EVERY = 1.0  # seconds between interrupts of a run that has not stopped yet
+LONGEST_INTERVAL = 86_400.0  # seconds between two passes, at most (a day; longer, or inf, cannot be waited for)
 
 
 class Scheduler:

@@ -76,8 +76,11 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"a positive number of seconds, got {text!r}")
+    from mldb.monitors.background import LONGEST_INTERVAL
+
+    if not 0 < value <= LONGEST_INTERVAL:
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, at most {LONGEST_INTERVAL:.0f} (a day), "
+                                         f"got {text!r}")
     return value
 
 
