@@ -10,7 +10,7 @@ database cannot be opened (missing file, not a DuckDB file, locked by another pr
 as ``mldb serve``) or, with ``--once``, when the due monitors could not be run at all (the
 runner itself failed: nothing was recorded); 0 otherwise. A monitor whose check or action
 fails is not a failure of this command: its run is recorded with outcome ``error`` and the
-message (and an ALERT monitor writes an alert) — a failing monitor would otherwise make every
+message, and printed (nothing else changes, not even an alert) — a failing monitor would otherwise make every
 cron mail or systemd unit "failed" while the database already says what went wrong.
 SIGINT / SIGTERM interrupt a run in progress (it rolls back: the database keeps its last
 committed state) and exit 0.
