@@ -240,3 +240,13 @@ def test_an_interval_no_thread_can_wait_for_is_refused_before_the_database_is_op
         main([command, str(tmp_path / "never.db"), option, seconds])
     assert exit.value.code == 2 and "at most 86400 (a day)" in capsys.readouterr().err
     assert not (tmp_path / "never.db").exists()
+
+
+def test_a_run_line_keeps_a_hostile_name_on_one_line(shop):
+    """A monitor or model name is a client's text: a newline in it must not forge a line of the server's log."""
+    from mldb.monitors.background import describe_run
+
+    forged = "m\n2026-11-30 12:00:00,000 mldb.monitors monitor run: forged"
+    shop.execute(f"CREATE MONITOR \"{forged}\" ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN ALERT")
+    line = describe_run(runner.run(shop.session, forged))
+    assert "\n" not in line and line.split(" ", 2)[2].startswith("m\\n2026-11-30 12:00:00,000 mldb.monitors")
