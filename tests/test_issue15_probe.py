@@ -250,3 +250,25 @@ def test_a_run_line_keeps_a_hostile_name_on_one_line(shop):
     shop.execute(f"CREATE MONITOR \"{forged}\" ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN ALERT")
     line = describe_run(runner.run(shop.session, forged))
     assert "\n" not in line and line.split(" ", 2)[2].startswith("m\\n2026-11-30 12:00:00,000 mldb.monitors")
+
+
+# -- mldb.monitors is a plain table: a text CREATE MONITOR did not write never runs as statements -----------
+@pytest.mark.parametrize("column, text", [
+    ("train_query", "SELECT age, churned FROM customers); DELETE FROM t; --"),
+    ("check_query", "SELECT age, churned FROM customers)); DELETE FROM t; SELECT * FROM EVALUATE('churn', (FROM customers"),
+    ("check_query", "SELECT age, churned FROM customers; DELETE FROM t"),
+    ("check_query", "WITH d AS (DELETE FROM t RETURNING *) SELECT age, churned FROM customers"),
+    ("condition", "accuracy < 2; DELETE FROM t"),
+])
+def test_a_hand_written_monitor_text_that_would_run_statements_is_a_failed_run(shop, column, text):
+    shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN TRAIN "
+                 f"FROM ({CHECK})")
+    shop.execute(f"UPDATE mldb.monitors SET {column} = ? WHERE name = 'm'", [text])
+    before = written(shop)
+    run = runner.run(shop.session, "m")
+    assert run["outcome"] == "error" and run["triggered"] is None
+    assert "is not one" in run["message"] or "only reads" in run["message"] or "does not parse" in run["message"]
+    after = written(shop)
+    for moved in ("monitor_runs", "sequences"):  # (the run row, and its id)
+        after.pop(moved), before.pop(moved)
+    assert after == before  # (t keeps its 4 rows; no version was trained)

@@ -13,12 +13,15 @@ values, so it means what it would in a WHERE clause (NULL, e.g. a metric of no r
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
+from mldb.frontend.reads import reads_only
 from mldb.lifecycle import drift
 from mldb.models import evaluate, registry, rules
 
@@ -69,6 +72,40 @@ def _evaluate(session, model: str, query: str) -> dict:
 
 def _string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+# -- the stored texts, read again ----------------------------------------------------------------
+def stored(monitor):
+    """``monitor`` with each stored text parsed again and written back as the SQL that will run: each query
+    one query that only reads, the condition one expression (42601 otherwise). ``mldb.monitors`` is a plain
+    table that a client may write; a text CREATE MONITOR did not write (``SELECT 1)); DROP TABLE t; --``)
+    must not run as statements of its own inside ``EVALUATE(m, (...))`` or ``TRAIN m FROM (...)``."""
+    queries = {field: _one_query(getattr(monitor, field), where) for field, where in
+               (("check_query", "the check query"), ("train_query", "THEN TRAIN FROM"),
+                ("holdout_query", "DEPLOY IF BETTER ON")) if getattr(monitor, field) is not None}
+    return dataclasses.replace(monitor, condition=_one_expression(monitor.condition).sql(dialect=MLDB), **queries)
+
+
+def _one_query(text: str, where: str) -> str:
+    trees = _parsed(text, where)
+    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
+        raise errors.ProgrammingError(f"{where} of this monitor is not one query: {text}", sqlstate="42601")
+    return reads_only(trees[0], where).sql(dialect=MLDB)
+
+
+def _one_expression(text: str) -> exp.Expression:
+    trees = _parsed(text, "WHEN")
+    if len(trees) != 1 or not isinstance(trees[0], exp.Condition) or isinstance(trees[0], exp.Query):
+        raise errors.ProgrammingError(f"WHEN of this monitor is not one expression: {text}", sqlstate="42601")
+    return trees[0]
+
+
+def _parsed(text: str, where: str) -> list[exp.Expression]:
+    try:
+        return [tree for tree in sqlglot.parse(text, dialect=MLDB) if tree is not None]
+    except sqlglot.errors.SqlglotError as error:
+        raise errors.ProgrammingError(f"{where} of this monitor does not parse ({error}): {text}",
+                                      sqlstate="42601") from None
 
 
 # -- conditions ----------------------------------------------------------------------------
@@ -128,7 +165,7 @@ def holds(session, condition: str, kind: str, types: dict[str, str], values: dic
     """Whether ``condition`` is true of ``values`` (NULL: it does not hold). Checked again first: the model may
     have been replaced by one of another task since (no ``accuracy`` to compare), or the row written by an
     older mldb."""
-    check_condition(sqlglot.parse_one(condition, dialect=MLDB), kind, types)
+    check_condition(_one_expression(condition), kind, types)
     relation, params = _relation(types, values)
     found = session.sql(f"SELECT CAST(({condition}) AS BOOLEAN) FROM ({relation}) AS monitor_values",
                         params).fetchall()[0][0]

@@ -148,6 +148,7 @@ def _run_claimed(session, monitor: store.Monitor, now: datetime, scheduled: bool
 
 def _check_and_act(session, monitor: store.Monitor, now: datetime, before, started: float, scheduled: bool,
                    progress: dict) -> dict:
+    monitor = checks.stored(monitor)  # (its texts as they will run: one query each, one condition)
     task = session.sql("SELECT task FROM mldb.models WHERE name = ?", [monitor.model]).fetchall()[0][0]
     types = checks.value_types(monitor.check_kind, task)
     values = progress["values"] = checks.measure(session, monitor.check_kind, monitor.model, monitor.check_query)
