@@ -272,3 +272,18 @@ def test_a_hand_written_monitor_text_that_would_run_statements_is_a_failed_run(s
     for moved in ("monitor_runs", "sequences"):  # (the run row, and its id)
         after.pop(moved), before.pop(moved)
     assert after == before  # (t keeps its 4 rows; no version was trained)
+
+
+def test_a_hand_written_stored_training_query_never_runs_as_statements(shop):
+    """A monitor's THEN TRAIN without FROM retrains on mldb.models.training_query, a plain column."""
+    shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN TRAIN")
+    shop.execute("UPDATE mldb.models SET training_query = 'SELECT age, churned FROM customers; DELETE FROM t' "
+                 "WHERE name = 'churn'")
+    before = written(shop)
+    run = runner.run(shop.session, "m")
+    assert (run["outcome"], run["triggered"]) == ("error", True)
+    assert run["message"].startswith("the stored training query is not one query")
+    after = written(shop)
+    for moved in ("monitor_runs", "sequences"):
+        after.pop(moved), before.pop(moved)
+    assert after == before
