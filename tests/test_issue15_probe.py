@@ -287,3 +287,12 @@ def test_a_hand_written_stored_training_query_never_runs_as_statements(shop):
     for moved in ("monitor_runs", "sequences"):
         after.pop(moved), before.pop(moved)
     assert after == before
+
+
+def test_a_when_condition_calling_a_macro_is_refused_its_body_may_read_tables_and_change(shop):
+    shop.execute("CREATE MACRO rows_of_t() AS (SELECT count(*) FROM t)")
+    refused(shop, f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < rows_of_t() THEN ALERT",
+            "42601", "only DuckDB's built-in functions .* calls rows_of_t")
+    shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN abs(accuracy - 0.5) > 0.6 "
+                 f"OR greatest(log_loss, 0) > 5 THEN ALERT")  # (built-in functions are fine)
+    assert shop.execute("SELECT condition FROM mldb.monitors").fetchall()[0][0].startswith("ABS(accuracy - 0.5)")

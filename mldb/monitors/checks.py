@@ -123,7 +123,7 @@ def condition_sql(node: exp.Expression | None, kind: str, types: dict[str, str],
         return DEFAULT_CONDITION[kind]
     check_condition(node, kind, types)
     sql = node.sql(dialect=MLDB)
-    _refuse_volatile(session, node, sql)
+    _refuse_functions(session, node, sql)
     relation, params = _relation(types, {})
     found = session.sql(f"SELECT typeof(({sql})) FROM ({relation}) AS monitor_values", params).fetchall()[0][0]
     if found not in ("BOOLEAN", '"NULL"', "NULL"):
@@ -148,24 +148,32 @@ def check_condition(node: exp.Expression, kind: str, types: dict[str, str]) -> N
             sqlstate="42703")
 
 
-def _refuse_volatile(session, node: exp.Expression, sql: str) -> None:
-    """No function whose result changes from call to call or that changes something (random, nextval):
-    the same values must give the same verdict (42601)."""
+def _refuse_functions(session, node: exp.Expression, sql: str) -> None:
+    """Only DuckDB's built-in functions, none whose result changes from call to call or that changes something
+    (random, nextval): the same values must give the same verdict. A macro or a function of the user's is
+    refused too: its body may read tables or files, and may be replaced after CREATE MONITOR (42601)."""
     names = sorted({function.sql(dialect=MLDB).split("(", 1)[0].strip().lower() for function in node.find_all(exp.Func)})
     if not names:
         return
-    volatile = session.sql("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE stability = 'VOLATILE' "
-                           "AND lower(function_name) IN (SELECT unnest(?)) ORDER BY 1", [names]).fetchall()
-    if volatile:
-        raise errors.ProgrammingError(f"WHEN must give the same verdict for the same values; {sql} calls "
-                                      f"{', '.join(row[0] for row in volatile)}", sqlstate="42601")
+    refused = session.sql("SELECT lower(function_name), bool_or(stability = 'VOLATILE'), bool_or(NOT internal) "
+                          "FROM duckdb_functions() WHERE lower(function_name) IN (SELECT unnest(?)) "
+                          "GROUP BY ALL HAVING bool_or(stability = 'VOLATILE') OR bool_or(NOT internal) ORDER BY 1",
+                          [names]).fetchall()
+    if refused:
+        volatile = [name for name, is_volatile, _ in refused if is_volatile]
+        why = ("must give the same verdict for the same values" if volatile else
+               "may call only DuckDB's built-in functions (a macro's body may read tables, and change)")
+        raise errors.ProgrammingError(f"WHEN {why}; {sql} calls {', '.join(row[0] for row in refused)}",
+                                      sqlstate="42601")
 
 
 def holds(session, condition: str, kind: str, types: dict[str, str], values: dict) -> bool:
     """Whether ``condition`` is true of ``values`` (NULL: it does not hold). Checked again first: the model may
     have been replaced by one of another task since (no ``accuracy`` to compare), or the row written by an
     older mldb."""
-    check_condition(_one_expression(condition), kind, types)
+    tree = _one_expression(condition)
+    check_condition(tree, kind, types)
+    _refuse_functions(session, tree, condition)
     relation, params = _relation(types, values)
     found = session.sql(f"SELECT CAST(({condition}) AS BOOLEAN) FROM ({relation}) AS monitor_values",
                         params).fetchall()[0][0]
