@@ -78,8 +78,8 @@ def test_a_stored_condition_that_reads_a_table_is_a_failed_run_not_a_read(shop):
 
 
 def test_a_condition_naming_a_metric_the_replaced_model_no_longer_has_fails_with_a_clear_message(shop):
-    shop.execute(f"CREATE MONITOR quality ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers) "
-                 f"WHEN accuracy < 2 THEN ALERT")
+    shop.execute("CREATE MONITOR quality ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers) "
+                 "WHEN accuracy < 2 THEN ALERT")
     shop.execute("CREATE OR REPLACE MODEL churn PREDICT churned FROM (SELECT age, churned::INT::DOUBLE AS churned "
                  "FROM customers) USING linear")  # (now a regression: EVALUATE measures mae ... r2)
     shop.execute("RUN MONITOR quality").fetchall()
@@ -117,8 +117,8 @@ def test_a_monitor_query_that_writes_is_refused_naming_its_clause(shop, clauses,
 # -- a monitor is kept: no parameters, a constant and sensible interval -----------------------------------
 @pytest.mark.parametrize("statement, params", [
     (f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < ? THEN ALERT", [0.9]),
-    (f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers WHERE age > ?) "
-     f"WHEN accuracy < 0.9 THEN ALERT", [10]),
+    ("CREATE MONITOR m ON MODEL churn CHECK EVALUATE (SELECT age, churned FROM customers WHERE age > ?) "
+     "WHEN accuracy < 0.9 THEN ALERT", [10]),
     (f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) EVERY INTERVAL ? DAY WHEN accuracy < 0.9 "
      f"THEN ALERT", [1]),
 ])
@@ -255,7 +255,8 @@ def test_a_run_line_keeps_a_hostile_name_on_one_line(shop):
 # -- mldb.monitors is a plain table: a text CREATE MONITOR did not write never runs as statements -----------
 @pytest.mark.parametrize("column, text", [
     ("train_query", "SELECT age, churned FROM customers); DELETE FROM t; --"),
-    ("check_query", "SELECT age, churned FROM customers)); DELETE FROM t; SELECT * FROM EVALUATE('churn', (FROM customers"),
+    ("check_query", "SELECT age, churned FROM customers)); DELETE FROM t; "
+                    "SELECT * FROM EVALUATE('churn', (FROM customers"),
     ("check_query", "SELECT age, churned FROM customers; DELETE FROM t"),
     ("check_query", "WITH d AS (DELETE FROM t RETURNING *) SELECT age, churned FROM customers"),
     ("condition", "accuracy < 2; DELETE FROM t"),

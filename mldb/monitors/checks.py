@@ -152,7 +152,8 @@ def _refuse_functions(session, node: exp.Expression, sql: str) -> None:
     """Only DuckDB's built-in functions, none whose result changes from call to call or that changes something
     (random, nextval): the same values must give the same verdict. A macro or a function of the user's is
     refused too: its body may read tables or files, and may be replaced after CREATE MONITOR (42601)."""
-    names = sorted({function.sql(dialect=MLDB).split("(", 1)[0].strip().lower() for function in node.find_all(exp.Func)})
+    names = sorted({function.sql(dialect=MLDB).split("(", 1)[0].strip().lower()
+                    for function in node.find_all(exp.Func)})
     if not names:
         return
     refused = session.sql("SELECT lower(function_name), bool_or(stability = 'VOLATILE'), bool_or(NOT internal) "
