@@ -297,3 +297,15 @@ def test_a_when_condition_calling_a_macro_is_refused_its_body_may_read_tables_an
     shop.execute(f"CREATE MONITOR m ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN abs(accuracy - 0.5) > 0.6 "
                  f"OR greatest(log_loss, 0) > 5 THEN ALERT")  # (built-in functions are fine)
     assert shop.execute("SELECT condition FROM mldb.monitors").fetchall()[0][0].startswith("ABS(accuracy - 0.5)")
+
+
+def test_run_monitor_takes_the_name_as_a_parameter(shop):
+    from mldb.frontend import MLDB, parse, split_statements
+
+    shop.execute(f"CREATE MONITOR \"1\" ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN ALERT")
+    shop.execute(f"CREATE MONITOR quality ON MODEL churn CHECK EVALUATE ({CHECK}) WHEN accuracy < 2 THEN ALERT")
+    assert [row[1] for row in shop.execute("RUN MONITOR ?", ["quality"]).fetchall()] == ["quality"]
+    assert [row[1] for row in shop.execute("RUN MONITOR $1", ["1"]).fetchall()] == ["1"]
+    refused(shop, "RUN MONITOR ?", "42P02", "takes one parameter, the monitor's name", [])
+    for text in ("RUN MONITOR ?", "RUN MONITOR $1", 'RUN MONITOR "1"'):
+        assert parse(split_statements(text)[0]).sql(dialect=MLDB) == text

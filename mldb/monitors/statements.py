@@ -153,7 +153,8 @@ def _interval(session, node: exp.Expression | None) -> timedelta | None:
 
 # -- RUN / SHOW / ALTER / DROP / ACKNOWLEDGE -------------------------------------------------
 def run_monitor(session, node, params) -> Result:
-    row = runner.run(session, _monitor_name(node.name, "RUN MONITOR"))
+    written = _parameter(node.this, params, "RUN MONITOR ?", "the monitor's name")
+    row = runner.run(session, _monitor_name(written, "RUN MONITOR"))
     session.sql("SELECT * FROM mldb.monitor_runs WHERE id = ?", [row["id"]])
     return Result.from_duckdb(session.con, "RUN MONITOR")
 
@@ -199,7 +200,7 @@ def drop_monitor(session, node, params) -> Result:
 
 
 def acknowledge_alert(session, node, params) -> Result:
-    text = _alert_id(node.this, params)
+    text = _parameter(node.this, params, "ACKNOWLEDGE ALERT ?", "the alert's id")
     if not text.isdigit():
         raise errors.ProgrammingError(f"ACKNOWLEDGE ALERT: an alert id is a positive integer (as mldb.alerts "
                                       f"lists); found {text}", sqlstate="22023")
@@ -210,13 +211,13 @@ def acknowledge_alert(session, node, params) -> Result:
     return Result.done("ACKNOWLEDGE ALERT")
 
 
-def _alert_id(node: exp.Expression, params) -> str:
-    """The id as written, or the parameter given for ``?`` / ``$1`` (an application acknowledges the alert
-    it just read: ``execute("ACKNOWLEDGE ALERT ?", [alert_id])``)."""
+def _parameter(node: exp.Expression | str, params, statement: str, what: str) -> str:
+    """The name or id as written, or the parameter given for ``?`` / ``$1`` (an application acts on what it
+    just read: ``execute("ACKNOWLEDGE ALERT ?", [alert_id])``, ``execute("RUN MONITOR ?", [name])``)."""
     if not isinstance(node, exp.Placeholder):
-        return node.name
+        return node.name if isinstance(node, exp.Expression) else str(node)
     values = list(params.values()) if isinstance(params, dict) else list(params or [])
     if len(values) != 1:
-        raise errors.ProgrammingError(f"ACKNOWLEDGE ALERT ? takes one parameter, the alert's id; "
-                                      f"{len(values)} given", sqlstate="42P02")
+        raise errors.ProgrammingError(f"{statement} takes one parameter, {what}; {len(values)} given",
+                                      sqlstate="42P02")
     return str(values[0]).strip()
