@@ -137,7 +137,8 @@ def _action(parser, node: exp.Expression) -> None:
 def _parse_run(parser) -> exp.Expression | None:
     if not parser._match_text_seq("RUN", "MONITOR"):
         return None
-    return RunMonitor(this=_name(parser, "monitor"))
+    placeholder = parser._parse_placeholder()  # (RUN MONITOR ? with the name as a parameter)
+    return RunMonitor(this=placeholder if placeholder is not None else _name(parser, "monitor"))
 
 
 def _parse_show(parser) -> exp.Expression | None:
@@ -208,9 +209,15 @@ def _create_sql(generator, node: CreateMonitor) -> str:
     return " ".join(part for part in parts if part)
 
 
+def _run_target(generator, node: RunMonitor) -> str:
+    if isinstance(node.this, exp.Placeholder):
+        return generator.sql(node.this)
+    return _identifier(generator, node.name)
+
+
 TRANSFORMS = {
     CreateMonitor: _create_sql,
-    RunMonitor: lambda generator, node: f"RUN MONITOR {_identifier(generator, node.name)}",
+    RunMonitor: lambda generator, node: f"RUN MONITOR {_run_target(generator, node)}",
     ShowMonitors: lambda generator, node: "SHOW MONITORS",
     AlterMonitor: lambda generator, node: (f"ALTER MONITOR {_identifier(generator, node.name)} "
                                            f"{'PAUSE' if node.args['paused'] else 'RESUME'}"),

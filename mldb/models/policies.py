@@ -27,6 +27,7 @@ from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
+from mldb.frontend.reads import reads_only
 from mldb.models import deployments, evaluate, features, functions, registry, rules, train
 
 POLICIES = ("if_better", "always", "never")
@@ -98,7 +99,7 @@ def _holdout_query(text: str, statement: str) -> str:
     if len(trees) != 1 or not isinstance(trees[0], exp.Query):
         raise errors.ProgrammingError(f"{statement}: the holdout is one query (SELECT ...) or a table name; "
                                       f"found: {text}", sqlstate="42601")
-    return trees[0].sql(dialect=MLDB)
+    return reads_only(trees[0], f"{statement}: the holdout").sql(dialect=MLDB)
 
 
 # -- before training ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
+from mldb.frontend.reads import reads_only
 from mldb.models import dependents, deployments, policies, registry, search
 from mldb import features
 from mldb.result import Result
@@ -53,7 +54,7 @@ def train_model(session, node, params) -> Result:
     stored = search.retrained(stored, given, node.args.get("algorithm") is not None)
     stored = search.inherited(algorithm, stored)  # (TRAIN m USING logistic after an MLP: no hidden layers)
     definition = {"target": node.args["target"].name if node.args.get("target") else target,
-                  "query": _query_sql(node.args["source"]) if node.args.get("source") else query,
+                  "query": _query_sql(node.args["source"]) if node.args.get("source") else _stored_query(query),
                   "algorithm": algorithm, "options": stored | given}
     if node.args.get("snapshot"):
         version = node.args.get("snapshot_version")
@@ -247,9 +248,23 @@ def _summary(session, name: str, version: int, status: str, decision=None) -> Re
 
 # -- the definition ----------------------------------------------------------------------
 def _query_sql(source: exp.Expression) -> str:
-    if isinstance(source, exp.Subquery):
-        return source.this.sql(dialect=MLDB)
+    if isinstance(source, exp.Subquery):  # (stored: a later bare TRAIN, or a monitor's, reads it again)
+        return reads_only(source.this, "the training query").sql(dialect=MLDB)
     return f"SELECT * FROM {source.sql(dialect=MLDB)}"
+
+
+def _stored_query(text: str) -> str:
+    """The stored training query, parsed again as one query that only reads and run as the SQL regenerated
+    from it: mldb.models is a plain table, and a hand-written ``q); DELETE FROM t; --`` must not run as
+    statements (a monitor's THEN TRAIN runs it unattended)."""
+    try:
+        trees = [tree for tree in sqlglot.parse(text, dialect=MLDB) if tree is not None]
+    except sqlglot.errors.SqlglotError as error:
+        raise errors.ProgrammingError(f"the stored training query does not parse ({error}): {text}",
+                                      sqlstate="42601") from None
+    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
+        raise errors.ProgrammingError(f"the stored training query is not one query: {text}", sqlstate="42601")
+    return reads_only(trees[0], "the stored training query").sql(dialect=MLDB)
 
 
 def _name(node) -> str | None:

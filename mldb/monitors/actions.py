@@ -1,5 +1,9 @@
 """What a triggered monitor does: TRAIN its model, ROLLBACK to the version that served before, or ALERT.
 
+ROLLBACK only goes back: to the version that served before the current one when that is older. After a
+rollback (by a monitor, or by hand: DEPLOY of an older version) the version replaced is the one judged
+bad, so a monitor never brings it back.
+
 Each action runs inside the run's transaction (the runner opens it), so its writes commit with the run
 row or not at all. TRAIN is the SQL statement itself, run through ``session.execute``: the same
 validation, cancel, lineage and deployment policy (``deploy = 'if_better'``) as a user's TRAIN.
@@ -41,6 +45,9 @@ def _rollback(session, monitor: store.Monitor, values: dict, now) -> tuple[str, 
     target = deployments.previous(session, name)
     if target is None:
         return "skipped", f"nothing to roll back to: no earlier version of {name} served before version {current}"
+    if target > current:  # (a DEPLOY of an older version was a rollback by hand: the newer one was judged worse)
+        return "skipped", (f"version {current} of {name} was deployed over the newer version {target}; a rollback "
+                           f"goes back to an older version, never forward to the one replaced")
     deployments.serve(session, name, target, "rollback", f"ROLLBACK of {name} to version {target}")
     return "ok", f"rolled {name} back from version {current} to version {target}"
 

@@ -24,6 +24,7 @@ from mldb import errors
 log = logging.getLogger("mldb.monitors")
 
 _INTERRUPT_EVERY = 1.0  # seconds between interrupts of a run that has not stopped yet
+LONGEST_INTERVAL = 86_400.0  # seconds between two passes, at most (a day; longer, or inf, cannot be waited for)
 
 
 class Scheduler:
@@ -106,15 +107,20 @@ def describe_run(run: dict) -> str:
     started = run.get("started_at")
     when = started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else str(started or "")
     before, after = run.get("model_version_before"), run.get("model_version_after")
-    parts = [f"{when} {run.get('monitor')} on {run.get('model')}: {run.get('outcome')}"]
+    parts = [f"{when} {_printable(run.get('monitor'))} on {_printable(run.get('model'))}: {run.get('outcome')}"]
     if run.get("triggered"):
         parts.append(f"action {run.get('action')}")
     elif run.get("triggered") is False:
         parts.append("not triggered")
     parts.append(f"version {before}" if before == after else f"version {before} -> {after}")
     if run.get("message"):
-        parts.append(str(run["message"]).strip().splitlines()[0])  # (DuckDB's messages go on with hints)
+        parts.append(_printable(str(run["message"]).strip().splitlines()[0]))  # (DuckDB's go on with hints)
     return ", ".join(parts)
+
+
+def _printable(text) -> str:
+    """``text`` on one line: a name is a client's text, and a newline in it would forge a log line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))
 
 
 def log_run(run: dict) -> None:

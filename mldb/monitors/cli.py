@@ -10,7 +10,7 @@ database cannot be opened (missing file, not a DuckDB file, locked by another pr
 as ``mldb serve``) or, with ``--once``, when the due monitors could not be run at all (the
 runner itself failed: nothing was recorded); 0 otherwise. A monitor whose check or action
 fails is not a failure of this command: its run is recorded with outcome ``error`` and the
-message (and an ALERT monitor writes an alert) — a failing monitor would otherwise make every
+message, and printed (nothing else changes, not even an alert) — a failing monitor would otherwise make every
 cron mail or systemd unit "failed" while the database already says what went wrong.
 SIGINT / SIGTERM interrupt a run in progress (it rolls back: the database keeps its last
 committed state) and exit 0.
@@ -76,8 +76,11 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"a positive number of seconds, got {text!r}")
+    from mldb.monitors.background import LONGEST_INTERVAL
+
+    if not 0 < value <= LONGEST_INTERVAL:
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, at most {LONGEST_INTERVAL:.0f} (a day), "
+                                         f"got {text!r}")
     return value
 
 

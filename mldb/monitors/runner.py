@@ -4,7 +4,9 @@ time has come), the interface ``mldb serve`` and ``mldb monitor DB`` call.
 A run is one transaction: the check, the action and the run row commit together. When the check or
 the action fails, that transaction is rolled back and the run is recorded, in a transaction of its
 own, with outcome ``'error'`` and the message, so nothing else changed. A cancel (SQLSTATE 57014) is
-recorded the same way and then reaches the caller.
+recorded the same way and then reaches the caller. Any other failure, even one that is no mldb error
+(a bug), stays that run's: it is recorded and the next monitor runs (one broken monitor never keeps
+the others, due after it, from running).
 
 A monitor runs once at a time per database, and so does each model's: a second ``run`` while it (or
 another monitor of its model) runs, in another session or thread, records outcome ``'skipped'``
@@ -95,10 +97,13 @@ def next_run(monitor: store.Monitor, now: datetime) -> datetime | None:
     """The first point of the monitor's schedule after ``now`` (None: it has no schedule)."""
     if monitor.every is None:
         return None
-    anchor = monitor.next_run_at or monitor.created_at + monitor.every
-    if anchor > now:
-        return anchor
-    return anchor + monitor.every * ((now - anchor) // monitor.every + 1)
+    try:
+        anchor = monitor.next_run_at or monitor.created_at + monitor.every
+        if anchor > now:
+            return anchor
+        return anchor + monitor.every * ((now - anchor) // monitor.every + 1)
+    except OverflowError:  # (past the year 9999: no later run can be written down, so none is due)
+        return None
 
 
 def first_run(every: timedelta | None, created_at: datetime) -> datetime | None:
@@ -131,9 +136,10 @@ def _run_claimed(session, monitor: store.Monitor, now: datetime, scheduled: bool
             if scheduled:
                 store.set_next_run(session, monitor.name, next_run(monitor, now))
         return row
-    except errors.Error as error:
+    except Exception as error:  # noqa: BLE001 - one monitor's failure, even an unforeseen one, is its own run's
+        message = str(error) if isinstance(error, errors.Error) else f"internal error: {type(error).__name__}: {error}"
         row = _record(session, monitor, now, time.perf_counter() - started, outcome="error", scheduled=scheduled,
-                      message=str(error), before=before, after=before, **progress,
+                      message=message, before=before, after=before, **progress,
                       next_at=next_run(monitor, now) if scheduled else None)
         if getattr(error, "sqlstate", None) == "57014":  # cancelled: recorded, and the caller hears of it
             raise
@@ -142,11 +148,12 @@ def _run_claimed(session, monitor: store.Monitor, now: datetime, scheduled: bool
 
 def _check_and_act(session, monitor: store.Monitor, now: datetime, before, started: float, scheduled: bool,
                    progress: dict) -> dict:
+    monitor = checks.stored(monitor)  # (its texts as they will run: one query each, one condition)
     task = session.sql("SELECT task FROM mldb.models WHERE name = ?", [monitor.model]).fetchall()[0][0]
     types = checks.value_types(monitor.check_kind, task)
     values = progress["values"] = checks.measure(session, monitor.check_kind, monitor.model, monitor.check_query)
     session.check_cancel()
-    triggered = progress["triggered"] = checks.holds(session, monitor.condition, types, values)
+    triggered = progress["triggered"] = checks.holds(session, monitor.condition, monitor.check_kind, types, values)
     outcome, message = "ok", (None if values.get("rows") else "the check query returned no rows")
     if triggered:
         progress["action"] = monitor.action

@@ -141,8 +141,11 @@ def _interval(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"a number of seconds (0: no monitors), got {text!r}")
+    from mldb.monitors.background import LONGEST_INTERVAL
+
+    if not 0 <= value <= LONGEST_INTERVAL:
+        raise argparse.ArgumentTypeError(f"a number of seconds (0: no monitors), at most {LONGEST_INTERVAL:.0f} "
+                                         f"(a day), got {text!r}")
     return value
 
 
