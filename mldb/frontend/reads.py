@@ -11,9 +11,11 @@ is run, so what it checked is what DuckDB gets.
 
 from __future__ import annotations
 
+import sqlglot
 from sqlglot import exp
 
 from mldb import errors
+from mldb.frontend.dialect import MLDB
 
 _WRITES = (exp.DML, exp.Command, exp.Create, exp.Drop, exp.Alter)
 
@@ -27,6 +29,24 @@ def reads_only(tree: exp.Expression, where: str) -> exp.Expression:
                                       f"WITH runs again each time mldb reads the query); write the rows "
                                       f"first, then read them", sqlstate="42601")
     return tree
+
+
+def one_query(text: str, where: str) -> str:
+    """A stored or given query text parsed again as exactly one query that only reads, as the SQL
+    regenerated from it (42601 otherwise): mldb's tables are plain tables a client may write, and a
+    hand-written ``q); DELETE FROM t; --`` must not run as statements of its own."""
+    trees = parsed(text, where)
+    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
+        raise errors.ProgrammingError(f"{where} is not one query: {text}", sqlstate="42601")
+    return reads_only(trees[0], where).sql(dialect=MLDB)
+
+
+def parsed(text: str, where: str) -> list[exp.Expression]:
+    """The statements of ``text`` (42601 naming ``where`` when it does not parse)."""
+    try:
+        return [tree for tree in sqlglot.parse(text, dialect=MLDB) if tree is not None]
+    except sqlglot.errors.SqlglotError as error:
+        raise errors.ProgrammingError(f"{where} does not parse ({error}): {text}", sqlstate="42601") from None
 
 
 def placeholders(tree: exp.Expression) -> bool:

@@ -22,12 +22,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlglot
-from sqlglot import exp
 
 from mldb import errors
-from mldb.frontend import MLDB
-from mldb.frontend.reads import reads_only
+from mldb.frontend.reads import one_query
 from mldb.models import deployments, evaluate, features, functions, registry, rules, train
 
 POLICIES = ("if_better", "always", "never")
@@ -91,15 +88,7 @@ def _holdout_query(text: str, statement: str) -> str:
     text = text.strip().rstrip(";").strip()
     if _TABLE_NAME.fullmatch(text):
         return f"SELECT * FROM {text}"
-    try:
-        trees = [tree for tree in sqlglot.parse(text, dialect=MLDB) if tree is not None]
-    except sqlglot.errors.SqlglotError as error:
-        raise errors.ProgrammingError(f"{statement}: the holdout is not a valid query ({error}): {text}",
-                                      sqlstate="42601") from None
-    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
-        raise errors.ProgrammingError(f"{statement}: the holdout is one query (SELECT ...) or a table name; "
-                                      f"found: {text}", sqlstate="42601")
-    return reads_only(trees[0], f"{statement}: the holdout").sql(dialect=MLDB)
+    return one_query(text, f"{statement}: the holdout")
 
 
 # -- before training ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend import MLDB
 from mldb.frontend.expressions import value_of
-from mldb.frontend.reads import reads_only
+from mldb.frontend.reads import one_query, reads_only
 from mldb.models import dependents, deployments, policies, registry, search
 from mldb import features
 from mldb.result import Result
@@ -254,17 +254,9 @@ def _query_sql(source: exp.Expression) -> str:
 
 
 def _stored_query(text: str) -> str:
-    """The stored training query, parsed again as one query that only reads and run as the SQL regenerated
-    from it: mldb.models is a plain table, and a hand-written ``q); DELETE FROM t; --`` must not run as
-    statements (a monitor's THEN TRAIN runs it unattended)."""
-    try:
-        trees = [tree for tree in sqlglot.parse(text, dialect=MLDB) if tree is not None]
-    except sqlglot.errors.SqlglotError as error:
-        raise errors.ProgrammingError(f"the stored training query does not parse ({error}): {text}",
-                                      sqlstate="42601") from None
-    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
-        raise errors.ProgrammingError(f"the stored training query is not one query: {text}", sqlstate="42601")
-    return reads_only(trees[0], "the stored training query").sql(dialect=MLDB)
+    """The stored training query, parsed again as one query that only reads (a monitor's THEN TRAIN runs
+    it unattended; see :func:`mldb.frontend.reads.one_query`)."""
+    return one_query(text, "the stored training query")
 
 
 def _name(node) -> str | None:

@@ -16,12 +16,11 @@ from __future__ import annotations
 import dataclasses
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from mldb import errors
 from mldb.frontend import MLDB
-from mldb.frontend.reads import reads_only
+from mldb.frontend.reads import one_query, parsed
 from mldb.lifecycle import drift
 from mldb.models import evaluate, registry, rules
 
@@ -80,32 +79,17 @@ def stored(monitor):
     one query that only reads, the condition one expression (42601 otherwise). ``mldb.monitors`` is a plain
     table that a client may write; a text CREATE MONITOR did not write (``SELECT 1)); DROP TABLE t; --``)
     must not run as statements of its own inside ``EVALUATE(m, (...))`` or ``TRAIN m FROM (...)``."""
-    queries = {field: _one_query(getattr(monitor, field), where) for field, where in
+    queries = {field: one_query(getattr(monitor, field), f"{where} of this monitor") for field, where in
                (("check_query", "the check query"), ("train_query", "THEN TRAIN FROM"),
                 ("holdout_query", "DEPLOY IF BETTER ON")) if getattr(monitor, field) is not None}
     return dataclasses.replace(monitor, condition=_one_expression(monitor.condition).sql(dialect=MLDB), **queries)
 
 
-def _one_query(text: str, where: str) -> str:
-    trees = _parsed(text, where)
-    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
-        raise errors.ProgrammingError(f"{where} of this monitor is not one query: {text}", sqlstate="42601")
-    return reads_only(trees[0], where).sql(dialect=MLDB)
-
-
 def _one_expression(text: str) -> exp.Expression:
-    trees = _parsed(text, "WHEN")
+    trees = parsed(text, "WHEN of this monitor")
     if len(trees) != 1 or not isinstance(trees[0], exp.Condition) or isinstance(trees[0], exp.Query):
         raise errors.ProgrammingError(f"WHEN of this monitor is not one expression: {text}", sqlstate="42601")
     return trees[0]
-
-
-def _parsed(text: str, where: str) -> list[exp.Expression]:
-    try:
-        return [tree for tree in sqlglot.parse(text, dialect=MLDB) if tree is not None]
-    except sqlglot.errors.SqlglotError as error:
-        raise errors.ProgrammingError(f"{where} of this monitor does not parse ({error}): {text}",
-                                      sqlstate="42601") from None
 
 
 # -- conditions ----------------------------------------------------------------------------
