@@ -421,11 +421,16 @@ class Session:
         SQL that stands for the client's own statement (a DROP INDEX passed on to DuckDB), which
         may not."""
         self.release_result()
-        con = self.con if client else getattr(self.con, "own", self.con)
+        con = self.con if client else self.own_con
         try:
             return con.execute(sql, params) if params is not None else con.execute(sql)
         except duckdb.Error as error:
             raise errors.translate(error, sql) from None
+
+    @property
+    def own_con(self):
+        """``con`` for mldb's own SQL (see ``sql``): a wire client's checks but the catalog's."""
+        return getattr(self.con, "own", self.con)
 
     @_locked
     def sql_over(self, sql: str, rows, params=None):
