@@ -561,3 +561,13 @@ def test_in_process_users_keep_writing_the_catalog(tmp_path):
         assert con.execute("SELECT deployed_version FROM mldb.models").fetchone() == (9,)
         con.execute("SET search_path = 'mldb'")
         assert con.execute("SELECT count(*) FROM models").fetchone() == (1,)
+
+
+def test_a_client_cannot_plant_a_monitor_reading_outside_its_files(cataloged, dirs):
+    outside = dirs[3]
+    with _connect(cataloged) as a:
+        before = _catalog(a)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a.execute(f"CREATE MONITOR planted ON MODEL shop_m CHECK EVALUATE (SELECT a AS id, a, a AS b, true AS y "
+                      f"FROM read_csv('{outside}/secret.csv')) WHEN accuracy < 2 THEN ALERT")
+        assert _catalog(a) == before
