@@ -82,7 +82,7 @@ _WRITES = {exp.Insert: ("this",), exp.Update: ("this",), exp.Delete: ("this",), 
            DropFaissIndex: ("this",)}
 # DuckDB's kinds of statement that may write (a text sqlglot cannot read is judged by its names).
 _WRITE_KINDS = {"INSERT", "UPDATE", "DELETE", "MERGE_INTO", "CREATE", "DROP", "ALTER", "COPY", "SELECT",
-                "PREPARE", "EXPLAIN"}
+                "PREPARE", "EXPLAIN", "MERGE", "TRUNCATE", "COMMENT"}  # (the last three: _kind's, over 64 KiB)
 _SCHEMA_SETTINGS = {"search_path", "schema"}
 _SERVER_WIDE = ("cannot be set locally", "cannot be reset locally", "cannot be set as a session variable")
 
@@ -457,8 +457,10 @@ def _catalog_write(statement: _Statement) -> str | None:
 
 
 def _catalog_target(tree: exp.Expression) -> str | None:
-    for node in [tree, *tree.find_all(*_WRITES)]:
-        if not isinstance(node, tuple(_WRITES)) or (isinstance(node, exp.Copy) and not node.args.get("kind")):
+    """The first write in ``tree`` (the statement itself, a data-modifying WITH inside) whose
+    target is in mldb's catalog, in a few words; None when there is none."""
+    for node in tree.find_all(*_WRITES):
+        if isinstance(node, exp.Copy) and not node.args.get("kind"):
             continue  # (COPY ... TO only reads)
         for arg in _WRITES[type(node)]:
             value = node.args.get(arg)
@@ -469,14 +471,11 @@ def _catalog_target(tree: exp.Expression) -> str | None:
 
 
 def _in_catalog(target: exp.Expression) -> bool:
-    """Whether a written name (table, schema, column, index: qualified by its schema) is in mldb's."""
-    for node in target.walk():
-        if isinstance(node, (exp.Subquery, exp.Query)):
-            continue
+    """Whether a written name (a table, view, schema, column, sequence, macro or an index's table,
+    by its schema part; a query inside is read, not written) is in mldb's."""
+    for node in target.walk(prune=lambda node: isinstance(node, exp.Query)):
         if isinstance(node, (exp.Table, exp.Column)) and isinstance(node.args.get("db"), exp.Identifier) \
                 and node.args["db"].name.lower() == _CATALOG:
-            return True
-        if isinstance(node, exp.Index) and _in_catalog(node.args.get("table") or exp.Table()):
             return True
     return False
 
