@@ -368,8 +368,8 @@ def test_a_stored_embedding_model_path_is_checked_at_predict(tmp_path, dirs):
     server = start_server(tmp_path, "--data-dir", str(dirs[1]))
     try:
         with _connect(server) as a:
-            stored = a.execute("SELECT features::VARCHAR FROM mldb.model_versions WHERE model = 'by_body'").fetchone()[0]
-            assert elsewhere in stored
+            stored = a.execute("SELECT features::VARCHAR FROM mldb.model_versions WHERE model = 'by_body'")
+            assert elsewhere in stored.fetchone()[0]
             message = _refused(a, "SELECT PREDICT(by_body) FROM reviews LIMIT 1")
             assert "--data-dir" in message
     finally:
