@@ -290,7 +290,8 @@ _NO_WRITE = object()
 class _CheckedConnection:
     """A wire client's DuckDB connection, through which all SQL of its session runs: the
     client's statements and mldb's own. mldb's code builds SQL from the mldb.* catalog
-    tables, which a client can write (a training query, a snapshot's table name), and runs
+    tables (a training query, a snapshot's table name), which a client cannot write with SQL
+    but someone with the database file (or a client of an --allow-admin server) can, and runs
     subqueries while planning (DRIFT's): checking every text here, not at each place that
     builds one, keeps a stored text from doing what the client could not do directly."""
 
