@@ -226,6 +226,8 @@ class Session:
         step = _features().STEPS.get(type(node))
         if step is None:
             raise errors.NotSupportedError(f"{type(node).__name__} has no step to run it")
+        if self.access is not None:  # (a FAISS index on a table of mldb's catalog)
+            self.access.admit_step(node)
         execution = self.database.start(self, None)
         self.running = execution
         outer, self.statement = self.statement, execution  # its own SQL replaces ``running``: not this
@@ -413,13 +415,22 @@ class Session:
 
     # -- helpers for steps ---------------------------------------------------------------------
     @_locked
-    def sql(self, sql: str, params=None):
-        """Run internal SQL on this session's connection, translating errors."""
+    def sql(self, sql: str, params=None, client: bool = False):
+        """Run internal SQL on this session's connection, translating errors. For a wire client
+        it is mldb's own SQL, which may write mldb's catalog (mldb.server.access); ``client``:
+        SQL that stands for the client's own statement (a DROP INDEX passed on to DuckDB), which
+        may not."""
         self.release_result()
+        con = self.con if client else self.own_con
         try:
-            return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+            return con.execute(sql, params) if params is not None else con.execute(sql)
         except duckdb.Error as error:
             raise errors.translate(error, sql) from None
+
+    @property
+    def own_con(self):
+        """``con`` for mldb's own SQL (see ``sql``): a wire client's checks but the catalog's."""
+        return getattr(self.con, "own", self.con)
 
     @_locked
     def sql_over(self, sql: str, rows, params=None):

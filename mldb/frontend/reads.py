@@ -33,7 +33,7 @@ def reads_only(tree: exp.Expression, where: str) -> exp.Expression:
 
 def one_query(text: str, where: str) -> str:
     """A stored or given query text parsed again as exactly one query that only reads, as the SQL
-    regenerated from it (42601 otherwise): mldb's tables are plain tables a client may write, and a
+    regenerated from it (42601 otherwise): mldb's tables are plain tables that whoever has the file may write, and a
     hand-written ``q); DELETE FROM t; --`` must not run as statements of its own."""
     trees = parsed(text, where)
     if len(trees) != 1 or not isinstance(trees[0], exp.Query):

@@ -45,7 +45,7 @@ def _translated(function):
 @_translated
 def after_train(session, model: str, version: int, train_table: pa.Table, features: list[dict],
                 source_tables: list[str], options: dict) -> None:
-    con = session.con
+    con = session.own_con  # (mldb's own writes of its catalog)
     if version == 1:  # a new model (or OR REPLACE): forget what an earlier one with this name left
         forget_model(session, model)
     rows = stats.profile(model, version, train_table, features)
@@ -110,7 +110,7 @@ def forget_model(session, model: str) -> None:
     """Remove a dropped (or replaced) model's statistics, snapshots and lineage edges, those into it
     (training) and those out of it (predictions), so that a new model of the name starts clean (its log
     stays)."""
-    con = session.con
+    con = session.own_con  # (mldb's own writes of its catalog)
     for (table,) in con.execute("SELECT table_name FROM mldb.snapshots WHERE model = ? AND stored",
                                 [model]).fetchall():
         con.execute(f"DROP TABLE IF EXISTS mldb.{snapshots.quoted(table)}")

@@ -19,6 +19,14 @@ a spelling sqlglot does not know is judged as DuckDB will run it:
   ``read_csv``, ``read_text``, ``glob``, ``COPY FROM`` and the rest see only those; a
   ``COPY ... TO`` file and ``EXPORT DATABASE`` must in addition name a path inside
   ``--export-dir``. ``--allow-file-access`` keeps the server user's full access.
+- mldb's catalog (schema ``mldb``) is read-only for clients, as PostgreSQL's ``pg_catalog`` is
+  for all but superusers: a statement that inserts, updates, deletes, copies into, creates,
+  alters, comments on or drops anything there (a data-modifying WITH included) is refused
+  with 42501, and so is a search path or current schema naming ``mldb`` (unqualified names
+  then never resolve there). mldb's own statements (CREATE MODEL, TRAIN, DEPLOY, CREATE
+  MONITOR, ...) are the sanctioned way to change it: their SQL runs through ``Session.sql``,
+  admitted as mldb's own (``_CheckedConnection.own``), to which only this rule does not
+  apply. ``--allow-admin`` lets clients write the catalog too.
 
 In-process users (``mldb.connect``) have no ``ClientAccess``: they keep full access.
 """
@@ -30,11 +38,14 @@ import os
 from dataclasses import dataclass, field
 
 import duckdb
+import sqlglot
+from sqlglot import exp
 from sqlglot.tokens import TokenType
 
 from mldb import errors
 from mldb.frontend import split_statements
 from mldb.frontend.dialect import MLDB
+from mldb.frontend.vectors import CreateFaissIndex, DropFaissIndex
 
 _ADMIN_TYPES = {"ATTACH": "ATTACH", "DETACH": "DETACH", "LOAD": "INSTALL / LOAD of an extension",
                 "EXTENSION": "CREATE EXTENSION", "COPY_DATABASE": "COPY FROM DATABASE"}
@@ -61,6 +72,18 @@ _SHOWN_SETTINGS = sorted(_CLIENT_SETTINGS - {"time zone"})
 _FILE_NAMING = {"FILENAME_PATTERN", "FILE_EXTENSION"}
 _EXACT_BELOW = 65_536  # statements up to this size are classified by DuckDB's parser (see _statements)
 _SCOPES = ("GLOBAL", "SESSION", "LOCAL", "VARIABLE")
+_CATALOG = "mldb"  # mldb's catalog schema: read-only for clients
+CATALOG_READ_ONLY = ("mldb's catalog (schema mldb) is read-only for clients: use CREATE MODEL / TRAIN / DEPLOY / "
+                     "DROP MODEL / CREATE MONITOR ... to change it")
+# Statements (sqlglot's nodes) that write what they name, and where they name it.
+_WRITES = {exp.Insert: ("this",), exp.Update: ("this",), exp.Delete: ("this",), exp.Merge: ("this",),
+           exp.Copy: ("this",), exp.Create: ("this",), exp.Drop: ("tables",), exp.Alter: ("this", "actions"),
+           exp.Comment: ("this",), exp.TruncateTable: ("expressions",), CreateFaissIndex: ("table",),
+           DropFaissIndex: ("this",)}
+# DuckDB's kinds of statement that may write (a text sqlglot cannot read is judged by its names).
+_WRITE_KINDS = {"INSERT", "UPDATE", "DELETE", "MERGE_INTO", "CREATE", "DROP", "ALTER", "COPY", "SELECT",
+                "PREPARE", "EXPLAIN", "MERGE", "TRUNCATE", "COMMENT"}  # (the last three: _kind's, over 64 KiB)
+_SCHEMA_SETTINGS = {"search_path", "schema"}
 _SERVER_WIDE = ("cannot be set locally", "cannot be reset locally", "cannot be set as a session variable")
 
 
@@ -111,25 +134,38 @@ class ClientAccess:
         return f"{'admin statements allowed' if self.allow_admin else 'no admin statements'}, {files}"
 
     # -- each statement -------------------------------------------------------------------------
-    def admit(self, sql: str, changed: set[str] | None = None) -> str:
+    def admit(self, sql: str, changed: set[str] | None = None, own: bool = False) -> str:
         """``sql`` as the client may run it (settings made session-local), or 42501.
-        ``changed`` collects the settings the client changed (for RESET ALL / DISCARD ALL).
+        ``changed`` collects the settings the client changed (for RESET ALL / DISCARD ALL);
+        ``own``: mldb's own SQL (``Session.sql``), which may write mldb's catalog.
         The verdict depends on the text alone, so it is kept per text (mldb's own statements
-        and a client's repeat: checking costs 50-200 us, a cached verdict about 1 us)."""
-        admitted, names = self._verdict(sql) if len(sql) <= _EXACT_BELOW else self._judge(sql)
+        and a client's repeat: checking costs 50-200 us, a cached verdict about 1 us); whether
+        the text writes the catalog is part of it, judged against ``own`` at each call."""
+        admitted, names, catalog = self._verdict(sql) if len(sql) <= _EXACT_BELOW else self._judge(sql)
+        if catalog and not own and not self.allow_admin:
+            raise refused(f"{CATALOG_READ_ONLY} ({catalog})")
         if changed is not None:
             changed.update(names)
         return admitted
 
-    def _judge(self, sql: str) -> tuple[str, frozenset[str]]:
+    def admit_step(self, node) -> None:
+        """An mldb statement a client sends: those that name a table or index of their own
+        (CREATE / DROP INDEX ... USING FAISS) may not name one in mldb's catalog."""
+        if isinstance(node, (CreateFaissIndex, DropFaissIndex)) and not self.allow_admin:
+            found = _catalog_target(node)
+            if found:
+                raise refused(f"{CATALOG_READ_ONLY} ({found})")
+
+    def _judge(self, sql: str) -> tuple[str, frozenset[str], str | None]:
         statements = _statements(sql)
         if statements is None:
-            return sql, frozenset()  # DuckDB will refuse it with its own syntax error
+            return sql, frozenset(), None  # DuckDB will refuse it with its own syntax error
         names: set[str] = set()
         admitted = [self._admit_one(statement, names) for statement in statements]
+        catalog = next(filter(None, map(_catalog_write, statements)), None)
         if all(new is old.text for new, old in zip(admitted, statements)):
-            return sql, frozenset(names)
-        return ";\n".join(statement.strip().rstrip(";") for statement in admitted), frozenset(names)
+            return sql, frozenset(names), catalog
+        return ";\n".join(statement.strip().rstrip(";") for statement in admitted), frozenset(names), catalog
 
     def _admit_one(self, statement: _Statement, changed: set[str] | None) -> str:
         kind, text = statement.kind, statement.text
@@ -236,7 +272,7 @@ class ClientAccess:
 
     def checked(self, con, changed: set[str]) -> _CheckedConnection:
         """``con`` with every SQL text run through it admitted first (see ``_CheckedConnection``)."""
-        return _CheckedConnection(con, lambda sql: self.admit(sql, changed))
+        return _CheckedConnection(con, lambda sql, own: self.admit(sql, changed, own))
 
     # -- errors DuckDB raises for a session-only SET ---------------------------------------------
     @staticmethod
@@ -254,27 +290,34 @@ _NO_WRITE = object()
 class _CheckedConnection:
     """A wire client's DuckDB connection, through which all SQL of its session runs: the
     client's statements and mldb's own. mldb's code builds SQL from the mldb.* catalog
-    tables, which a client can write (a training query, a snapshot's table name), and runs
+    tables (a training query, a snapshot's table name), which a client cannot write with SQL
+    but someone with the database file (or a client of an --allow-admin server) can, and runs
     subqueries while planning (DRIFT's): checking every text here, not at each place that
     builds one, keeps a stored text from doing what the client could not do directly."""
 
-    def __init__(self, con, admit):
-        self._con, self._admit = con, admit
+    def __init__(self, con, admit, own: bool = False):
+        self._con, self._admit, self._own = con, admit, own
 
     def execute(self, sql, *args, **kwargs):
-        return self._con.execute(self._admit(sql), *args, **kwargs)
+        return self._con.execute(self._admit(sql, self._own), *args, **kwargs)
 
     def sql(self, sql, *args, **kwargs):
-        return self._con.sql(self._admit(sql), *args, **kwargs)
+        return self._con.sql(self._admit(sql, self._own), *args, **kwargs)
 
     def executemany(self, sql, *args, **kwargs):
-        return self._con.executemany(self._admit(sql), *args, **kwargs)
+        return self._con.executemany(self._admit(sql, self._own), *args, **kwargs)
 
     def query(self, sql, *args, **kwargs):
-        return self._con.query(self._admit(sql), *args, **kwargs)
+        return self._con.query(self._admit(sql, self._own), *args, **kwargs)
 
     def cursor(self):
-        return _CheckedConnection(self._con.cursor(), self._admit)
+        return _CheckedConnection(self._con.cursor(), self._admit, self._own)
+
+    @property
+    def own(self):
+        """The connection for mldb's own SQL (``Session.sql``): every check but the catalog's
+        (mldb's statements are the sanctioned way to write it)."""
+        return _CheckedConnection(self._con, self._admit, own=True)
 
     @property
     def unchecked(self):
@@ -387,6 +430,105 @@ def _created(words: list[str]) -> tuple[str, str] | None:
     while len(rest) > 2 and rest[1] == ".":  # schema.name, catalog.schema.name
         rest = rest[2:]
     return (kind, rest[0].lower()) if rest else None
+
+
+def _catalog_write(statement: _Statement) -> str | None:
+    """What in ``statement`` writes mldb's catalog (a few words), or None.
+
+    Read from sqlglot's tree: a write (INSERT, UPDATE, DELETE, MERGE, COPY ... FROM, CREATE,
+    ALTER, COMMENT, TRUNCATE, DROP; a data-modifying WITH's too) naming schema ``mldb`` (any
+    case, quoted or not, under any database), and a search path or current schema naming it
+    (or set to an expression, which could). A text sqlglot reads as no such statement is judged
+    by its names: one of DuckDB's writing kinds that names ``mldb`` at all is refused."""
+    kind = statement.kind
+    if kind == "SET":
+        return _schema_setting(statement)
+    if kind not in _WRITE_KINDS or _CATALOG not in statement.text.lower():  # (a cheap look first)
+        return None
+    if kind in ("PREPARE", "EXPLAIN"):  # judged as the statement they prepare or run
+        inner = _inner(statement)
+        return _catalog_write(inner) if inner is not None else _named(statement)
+    try:
+        trees = [tree for tree in sqlglot.parse(statement.text, dialect=MLDB) if tree is not None]
+    except sqlglot.errors.SqlglotError:
+        trees = []
+    if len(trees) != 1 or isinstance(trees[0], exp.Command):
+        return _named(statement)
+    return _catalog_target(trees[0])
+
+
+def _catalog_target(tree: exp.Expression) -> str | None:
+    """The first write in ``tree`` (the statement itself, a data-modifying WITH inside) whose
+    target is in mldb's catalog, in a few words; None when there is none."""
+    for node in tree.find_all(*_WRITES):
+        if isinstance(node, exp.Copy) and not node.args.get("kind"):
+            continue  # (COPY ... TO only reads)
+        for arg in _WRITES[type(node)]:
+            value = node.args.get(arg)
+            for part in value if isinstance(value, list) else [value]:
+                if isinstance(part, exp.Expression) and _in_catalog(part):
+                    return f"{node.key.upper()} {part.sql(dialect=MLDB)}"
+    return None
+
+
+def _in_catalog(target: exp.Expression) -> bool:
+    """Whether a written name (a table, view, schema, column, sequence, macro or an index's table,
+    by its schema part; a query inside is read, not written) is in mldb's."""
+    for node in target.walk(prune=lambda node: isinstance(node, exp.Query)):
+        if isinstance(node, (exp.Table, exp.Column)) and isinstance(node.args.get("db"), exp.Identifier) \
+                and node.args["db"].name.lower() == _CATALOG:
+            return True
+    return False
+
+
+def _named(statement: _Statement) -> str | None:
+    """For a text sqlglot cannot read as one statement: its kind if it names ``mldb`` at all."""
+    if _CATALOG in {t.text.lower() for t in statement.tokens if t.token_type != TokenType.STRING}:
+        return f"{statement.kind} naming mldb"
+    return None
+
+
+def _schema_setting(statement: _Statement) -> str | None:
+    """``USE``, ``SET search_path`` / ``SET schema`` (``PRAGMA`` too) naming mldb, or set to
+    anything but a literal (an expression or parameter could name it)."""
+    try:
+        tree = sqlglot.parse_one(statement.text, dialect=MLDB)
+    except sqlglot.errors.SqlglotError:
+        tree = None
+    if isinstance(tree, exp.Use):
+        names = [part.name for part in tree.this.parts] if isinstance(tree.this, exp.Table) else [_CATALOG]
+        return f"USE {tree.this.sql(dialect=MLDB)}" if _CATALOG in map(str.lower, names) else None
+    items = tree.expressions if isinstance(tree, exp.Set) else [tree] if isinstance(tree, exp.Pragma) else None
+    if items is None:  # RESET, or a form sqlglot does not read
+        words = statement.words
+        return "a search path naming mldb" if words[0] != "RESET" and _named(statement) else None
+    for item in items:
+        if isinstance(item, exp.SetItem) and item.args.get("kind") == "VARIABLE":
+            continue
+        pair = item.this
+        if not isinstance(pair, exp.EQ) or pair.this.name.lower() not in _SCHEMA_SETTINGS:
+            continue
+        if _names_catalog(pair.expression):
+            return f"{pair.this.name} = {pair.expression.sql(dialect=MLDB)}"
+    return None
+
+
+def _names_catalog(value: exp.Expression) -> bool:
+    """Whether a search path's value names mldb (a literal list of [database.]schema) or may
+    (anything but a literal)."""
+    if isinstance(value, (exp.Var, exp.Column, exp.Identifier)):
+        parts = value.parts if isinstance(value, exp.Column) else [value]
+        return _CATALOG in (part.name.lower() for part in parts)
+    if not (isinstance(value, exp.Literal) and value.is_string):
+        return True
+    for entry in value.name.split(","):
+        try:
+            table = exp.to_table(entry.strip(), dialect=MLDB)
+        except sqlglot.errors.SqlglotError:
+            return True
+        if _CATALOG in (part.name.lower() for part in table.parts):
+            return True
+    return False
 
 
 def _inner(statement: _Statement) -> _Statement | None:

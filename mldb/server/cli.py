@@ -101,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         "what clients may do", "By default a client changes only its own session's settings, and only those "
         "that shape its own results (TimeZone, default_order, search_path, ...: SET runs as SET SESSION); it may "
         "not administer the server (SET GLOBAL, server-wide settings, ATTACH/DETACH, INSTALL/LOAD, IMPORT "
-        "DATABASE, secrets, logging, query(), LOAD UDFS: SQLSTATE 42501) and reads or writes no file of the "
-        "server's, embedding models by path included.")
+        "DATABASE, secrets, logging, query(), LOAD UDFS: SQLSTATE 42501), may not write mldb's catalog "
+        "(schema mldb: only mldb's statements, CREATE MODEL / TRAIN / DEPLOY / CREATE MONITOR ..., change it) "
+        "and reads or writes no file of the server's, embedding models by path included.")
     access.add_argument("--data-dir", metavar="DIR",
                         help="clients may read files in DIR (read_csv, read_parquet, COPY FROM, ...)")
     access.add_argument("--export-dir", metavar="DIR",
@@ -111,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="clients may read and write any file the server's user can (trusted clients only)")
     access.add_argument("--allow-admin", action="store_true",
                         help="clients may change server-wide settings, ATTACH, INSTALL/LOAD extensions, "
-                             "manage secrets and LOAD UDFS (runs Python on the server: trusted clients only)")
+                             "manage secrets, write mldb's catalog (schema mldb) with SQL and LOAD UDFS (runs "
+                             "Python on the server: trusted clients only)")
     return parser
 
 

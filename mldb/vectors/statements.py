@@ -158,7 +158,8 @@ def drop_index(session, node, params) -> Result:
         entry = vectors.find(session, name)
         if entry is None:  # not ours: DuckDB drops its own index or says it does not exist
             behavior = f" {node.args['behavior']}" if node.args.get("behavior") else ""
-            session.sql(f"DROP INDEX {'IF EXISTS ' if exists else ''}{node.this.sql(dialect='duckdb')}{behavior}")
+            session.sql(f"DROP INDEX {'IF EXISTS ' if exists else ''}{node.this.sql(dialect='duckdb')}{behavior}",
+                        client=True)  # (the client's own statement: checked as its)
             return Result.done("DROP INDEX")
         if not vectors.lock_for_write(session, entry):  # waits for a transaction changing it
             if exists:
