@@ -7,6 +7,7 @@
     mldb -csv | -json | -jsonlines | -markdown | -line | -box | -table | -duckbox | -list | -html
     mldb serve shop.db --port 5433       PostgreSQL wire protocol (see mldb.server)
     mldb monitor shop.db --once          run the due monitors, then exit (see mldb.monitors.cli)
+    mldb ui shop.db --port 8765          the read-only web console (see mldb.console)
 
 An error prints on stderr with the file, line and statement, and the exit status is 1. As in
 DuckDB's CLI, ``-c`` and ``-f`` stop at their first error, so does a ``.read`` file (an error
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from mldb.monitors.cli import monitor_main
 
         return monitor_main(argv[1:])
+    if argv[:1] == ["ui"]:
+        from mldb.console.cli import ui_main
+
+        return ui_main(argv[1:])
     options = _parser().parse_args(argv)
     problem = _not_a_database(options.database) or _not_sql(options)
     if problem:

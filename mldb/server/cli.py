@@ -200,11 +200,16 @@ def _tls(options):
 
 
 def _secret(options) -> Secret | None:
-    if options.password_file:
-        with open(options.password_file, encoding="utf-8") as handle:
-            return Secret(handle.readline().rstrip("\r\n"))
     if options.password is not None:
         return Secret(options.password)
+    return password_from(options.password_file)
+
+
+def password_from(password_file: str | None) -> Secret | None:
+    """The password in ``password_file`` (its first line), else ``MLDB_PASSWORD``, else none (also ``mldb ui``'s)."""
+    if password_file:
+        with open(password_file, encoding="utf-8") as handle:
+            return Secret(handle.readline().rstrip("\r\n"))
     password = os.environ.get("MLDB_PASSWORD")
     return Secret(password) if password else None
 

@@ -1,0 +1,195 @@
+"""The console's web application: every page at its path (HTML) and under ``/api`` (JSON), its
+charts under ``/charts``, behind HTTP basic auth when a password is set. GET and HEAD only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import decimal
+import importlib
+import json
+import math
+from pathlib import Path
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from mldb.console.pages import CHARTS, PAGES, BadRequest, NotFound, Page
+from mldb.console.reader import Reader
+
+# the modules that register pages and charts (each imports mldb.console.pages and decorates)
+PAGE_MODULES = ("mldb.console.models", "mldb.console.lineage", "mldb.console.tables", "mldb.console.predictions")
+
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(database, secret=None) -> Starlette:
+    """The console over ``database`` (an ``mldb.database.Database``); ``secret`` (an
+    ``mldb.server.auth.Secret``) turns on HTTP basic auth (any user name, that password)."""
+    for module in PAGE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+    reader = Reader(database)
+    templates = _templates()
+    routes = [Route("/", lambda request: RedirectResponse("/models"), methods=["GET", "HEAD"])]
+    for page in PAGES:
+        routes.append(Route(page.path, _html(page, reader, templates), methods=["GET", "HEAD"]))
+        routes.append(Route("/api" + page.path, _json(page, reader), methods=["GET", "HEAD"]))
+    for chart in CHARTS:
+        routes.append(Route(chart.path, _svg(chart, reader), methods=["GET", "HEAD"]))
+    app = Starlette(routes=routes, exception_handlers={404: _not_found(templates), 405: _not_allowed})
+    app.state.reader = reader
+    return _Guard(app, secret)
+
+
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                                     autoescape=True, undefined=jinja2.StrictUndefined)
+    environment.filters["when"] = _when
+    environment.filters["number"] = _number
+    return environment
+
+
+def _html(page: Page, reader: Reader, templates: jinja2.Environment):
+    def endpoint(request: Request) -> Response:
+        try:
+            data = page.build(reader, **_arguments(page, request))
+        except NotFound as error:
+            return _page_not_found(templates, str(error))
+        except BadRequest as error:
+            return HTMLResponse(_error_page(templates, 400, str(error)), status_code=400, headers=_HEADERS)
+        html = templates.get_template(page.template).render(**data, request_path=request.url.path)
+        return HTMLResponse(html, headers=_HEADERS)
+    return endpoint
+
+
+def _json(page: Page, reader: Reader):
+    def endpoint(request: Request) -> Response:
+        try:
+            data = page.build(reader, **_arguments(page, request))
+        except NotFound as error:
+            return _JSON({"error": str(error)}, status_code=404, headers=_HEADERS)
+        except BadRequest as error:
+            return _JSON({"error": str(error)}, status_code=400, headers=_HEADERS)
+        return _JSON(data, headers=_HEADERS)
+    return endpoint
+
+
+def _svg(chart, reader: Reader):
+    def endpoint(request: Request) -> Response:
+        try:
+            svg = chart.draw(reader, **request.path_params)
+        except NotFound as error:
+            return Response(str(error), status_code=404, media_type="text/plain", headers=_HEADERS)
+        except BadRequest as error:
+            return Response(str(error), status_code=400, media_type="text/plain", headers=_HEADERS)
+        return Response(svg, media_type="image/svg+xml", headers=_HEADERS)
+    return endpoint
+
+
+def _arguments(page: Page, request: Request) -> dict:
+    arguments = dict(request.path_params)
+    for name in page.query:
+        value = request.query_params.get(name)
+        if value not in (None, ""):
+            arguments[name] = value
+    return arguments
+
+
+def _page_not_found(templates, message: str) -> Response:
+    return HTMLResponse(_error_page(templates, 404, message), status_code=404, headers=_HEADERS)
+
+
+def _error_page(templates, status: int, message: str) -> str:
+    return templates.get_template("error.html").render(status=status, message=message, request_path="")
+
+
+def _not_found(templates):
+    async def handler(request: Request, exc) -> Response:
+        if request.url.path.startswith("/api/"):
+            return _JSON({"error": f"no such page: {request.url.path}"}, status_code=404, headers=_HEADERS)
+        return _page_not_found(templates, f"no such page: {request.url.path}")
+    return handler
+
+
+async def _not_allowed(request: Request, exc) -> Response:
+    return Response("the console is read-only: GET and HEAD only", status_code=405, media_type="text/plain",
+                    headers={**_HEADERS, "Allow": "GET, HEAD"})
+
+
+class _JSON(JSONResponse):
+    def render(self, content) -> bytes:
+        return json.dumps(content, default=_jsonable, allow_nan=False, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+
+
+def _jsonable(value):
+    """What json cannot write itself: times as ISO text, intervals as seconds, decimals as numbers."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _when(value) -> str:
+    """A timestamp as the page shows it (UTC, to the second)."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _number(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+class _Guard:
+    """HTTP basic auth in front of the whole console when a password is set (plain ASGI middleware)."""
+
+    def __init__(self, app, secret):
+        self.app, self.secret = app, secret
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.secret is not None and not self._allowed(scope):
+            response = Response("a password is required", status_code=401, media_type="text/plain",
+                                headers={**_HEADERS, "WWW-Authenticate": 'Basic realm="mldb console", charset="UTF-8"'})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _allowed(self, scope) -> bool:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, encoded = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            _, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return self.secret.matches(password)

@@ -1,0 +1,80 @@
+"""``mldb ui DB [--host 127.0.0.1] [--port 8765] [--password-file F]``: the console on a database
+opened read-only; and ``start_beside`` for ``mldb serve DB --ui-port P`` (same database, one process)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from mldb import errors
+
+
+def ui_main(argv: list[str]) -> int:
+    options = _parser().parse_args(argv)
+    try:
+        import uvicorn  # noqa: F401 - the console's extra
+        from mldb.console import create_app
+    except ModuleNotFoundError as error:
+        print(f"mldb ui: the console needs {error.name}: pip install 'mldb[ui]'", file=sys.stderr)
+        return 2
+    from mldb.server.cli import password_from
+
+    try:
+        secret = password_from(options.password_file)
+    except OSError as error:
+        print(f"mldb ui: cannot read the password file: {error.strerror}", file=sys.stderr)
+        return 2
+    from mldb.database import open_database
+
+    try:
+        database = open_database(options.database, read_only=True)
+    except errors.Error as error:
+        print(f"mldb ui: cannot open {options.database} read-only: {error}\n"
+              "(if mldb serve has it open, start the console with it: mldb serve DB --ui-port PORT)", file=sys.stderr)
+        return 1
+    server = _server(create_app(database, secret), options.host, options.port)
+    auth = "password (HTTP basic auth)" if secret else "no password"
+    print(f"mldb ui: {options.database} (read-only) at http://{options.host}:{options.port}/, {auth}",
+          file=sys.stderr, flush=True)
+    try:
+        server.run()
+    finally:
+        database.close()
+    return 0
+
+
+def start_beside(database, host: str, port: int, secret=None):
+    """Serve the console on a thread over an open ``database`` (``mldb serve --ui-port``); returns the
+    uvicorn server (``.should_exit = True`` stops it) once it listens."""
+    from mldb.console import create_app
+
+    server = _server(create_app(database, secret), host, port)
+    thread = threading.Thread(target=server.run, name="mldb-console", daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.02)
+    if not thread.is_alive():
+        raise OSError(f"the console could not listen on {host}:{port}")
+    server.thread = thread
+    return server
+
+
+def _server(app, host: str, port: int):
+    import uvicorn
+
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            server_header=False, lifespan="off")
+    return uvicorn.Server(config)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mldb ui", description="A read-only web console over a database.")
+    parser.add_argument("database", help="the database file (opened read-only)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    parser.add_argument("--password-file", help="require the password stored in this file (first line), "
+                                                "as mldb serve's; MLDB_PASSWORD is read otherwise")
+    return parser

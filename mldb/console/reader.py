@@ -1,0 +1,51 @@
+"""How the console reads the catalog: plain DuckDB SQL on a cursor of the database, one per thread.
+
+The console only reads mldb's own tables (schema ``mldb``) and the user's tables' metadata, so
+it goes straight to DuckDB (no mldb statement planning per query, which the 200 ms page budget
+cannot afford). A file opened by ``mldb ui`` is read-only; beside ``mldb serve`` the same
+``Database`` is shared and the console's queries are fixed read-only text.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class Reader:
+    def __init__(self, database):
+        self.database = database
+        self._local = threading.local()
+        self._tables: set[str] | None = None
+
+    def cursor(self):
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self.database.root.cursor()
+        return cursor
+
+    def rows(self, sql: str, params=None) -> list[dict]:
+        """Every row of ``sql`` as a dict of column name to value."""
+        result = self.cursor().execute(sql, params or [])
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
+    def row(self, sql: str, params=None) -> dict | None:
+        rows = self.rows(sql, params)
+        return rows[0] if rows else None
+
+    def value(self, sql: str, params=None):
+        rows = self.cursor().execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
+
+    def has_table(self, name: str) -> bool:
+        """Whether ``mldb.<name>`` exists (an older or never-written file lacks newer catalog tables)."""
+        tables = {row[0] for row in self.cursor().execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mldb' AND database_name = current_database() "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = 'mldb' "
+            "AND database_name = current_database()").fetchall()}
+        return name in tables
+
+    def close(self) -> None:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is not None:
+            cursor.close()
