@@ -47,7 +47,7 @@ def ui_main(argv: list[str]) -> int:
 
 def start_beside(database, host: str, port: int, secret=None):
     """Serve the console on a thread over an open ``database`` (``mldb serve --ui-port``); returns the
-    uvicorn server (``.should_exit = True`` stops it) once it listens."""
+    uvicorn server (``.port``; ``.should_exit = True`` then ``.thread.join()`` stops it) once it listens."""
     from mldb.console import create_app
 
     server = _server(create_app(database, secret), host, port)
@@ -58,6 +58,7 @@ def start_beside(database, host: str, port: int, secret=None):
     if not thread.is_alive():
         raise OSError(f"the console could not listen on {host}:{port}")
     server.thread = thread
+    server.port = server.servers[0].sockets[0].getsockname()[1]  # (port 0: the one picked)
     return server
 
 
