@@ -197,8 +197,6 @@ def _versions(reader, found: dict) -> tuple[list[dict], int]:
         row["deployed"] = row["version"] == found["deployed_version"]
         row["shadow"] = row["version"] == found["shadow_version"]
     _source_data(reader, name, rows)
-    for row in rows:
-        row.pop("training_query")
     return rows, total
 
 
