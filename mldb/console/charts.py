@@ -34,7 +34,7 @@ CACHE_SIZE = 200  # SVGs kept per database (10-60 kB each)
 
 _LOCK = threading.Lock()
 _CACHE_LOCK = threading.Lock()
-_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Reader -> key -> SVG
+_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> key -> SVG
 _SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size": 9}
 
 
@@ -42,6 +42,7 @@ _SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size"
 @chart("/charts/models/{name:path}/training.svg")
 def training(reader, name: str) -> str:
     """As ``mldb.plot.training_curves`` draws them (which needs an mldb cursor: it reads with polars)."""
+    reader = _catalog(reader)
     name, version = _shown_version(reader, name)
     log = reader.rows("SELECT epoch, train_loss, valid_loss, valid_metric, metric_name FROM mldb.training_log "
                       "WHERE model = ? AND version = ? ORDER BY epoch", [name, version]) \
@@ -66,6 +67,7 @@ def training(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/volume.svg")
 def volume(reader, name: str) -> str:
+    reader = _catalog(reader)
     from mldb import plot
 
     name = _model(reader, name)["name"]
@@ -81,6 +83,7 @@ def volume(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/drift.svg")
 def drift(reader, name: str) -> str:
+    reader = _catalog(reader)
     from mldb import plot
 
     name = _model(reader, name)["name"]
@@ -95,6 +98,7 @@ def drift(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/importance.svg")
 def importance(reader, name: str) -> str:
+    reader = _catalog(reader)
     name, version = _shown_version(reader, name)
     rows = []
     if version is not None and reader.has_table("feature_importance"):
@@ -110,6 +114,12 @@ def importance(reader, name: str) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------
+def _catalog(reader):
+    from mldb.console.models import catalog
+
+    return catalog(reader)
+
+
 def _model(reader, name: str) -> dict:
     from mldb.console.models import find_model  # (models imports this module to register the charts)
 
@@ -134,11 +144,11 @@ def drift_monitors(reader, name: str) -> list[dict]:
 
 # -- drawing ---------------------------------------------------------------------------------------
 def _cached(reader, key: tuple, draw) -> str:
-    """The SVG drawn for ``key`` (the chart's data, or a stamp of it) on this reader's database, or ``draw()``.
+    """The SVG drawn for ``key`` (the chart's data, or a stamp of it) on the reader's database, or ``draw()``.
 
     Drawing takes matplotlib 50-300 ms; the key changes whenever what the chart shows does."""
     with _CACHE_LOCK:
-        cache = _CACHES.setdefault(reader, collections.OrderedDict())
+        cache = _CACHES.setdefault(reader.database, collections.OrderedDict())
         if key in cache:
             cache.move_to_end(key)
             return cache[key]

@@ -38,6 +38,7 @@ def model_url(name: str) -> str:
 @page("/models", "models.html")
 def models(reader) -> dict:
     """Every model: its deployed version's metric, recent predictions, drift status and open alerts."""
+    reader = catalog(reader)
     if not reader.has_table("models") or not reader.has_table("model_versions"):
         return {"models": [], "count": 0}
     rows = reader.rows(_list_sql(reader))
@@ -47,7 +48,7 @@ def models(reader) -> dict:
 
 def _list_sql(reader) -> str:
     """One query: models joined to their deployed version and to per-model aggregates of the other tables."""
-    shadow = "m.shadow_version" if _has_column(reader, "models", "shadow_version") else "NULL::INTEGER"
+    shadow = "m.shadow_version" if reader.has_column("models", "shadow_version") else "NULL::INTEGER"
     volume = _volume_cte(reader)
     drift = _drift_cte(reader)
     alerts = ("SELECT model, count(*) AS open_alerts FROM mldb.alerts WHERE NOT coalesce(acknowledged, false) "
@@ -75,7 +76,7 @@ ORDER BY m.name"""
 def _volume_cte(reader) -> str:
     if not reader.has_table("prediction_log"):
         return "SELECT NULL::VARCHAR AS model, 0 AS predictions, 0 AS statements"
-    served = " AND shadow_of IS NULL" if _has_column(reader, "prediction_log", "shadow_of") else ""
+    served = " AND shadow_of IS NULL" if reader.has_column("prediction_log", "shadow_of") else ""
     return ("SELECT model, sum(rows) AS predictions, count(*) AS statements FROM mldb.prediction_log "
             f"WHERE logged_at >= now()::TIMESTAMP - INTERVAL 1 DAY{served} GROUP BY model")
 
@@ -138,6 +139,7 @@ def _drift(row: dict) -> dict:
 @page("/models/{name:path}", "model.html")
 def model(reader, name: str) -> dict:
     """One model: its facts, versions side by side, deployments, statistics, monitors, alerts and predictions."""
+    reader = catalog(reader)
     found = find_model(reader, name)
     name = found["name"]
     versions, total = _versions(reader, found)
@@ -172,9 +174,10 @@ def _charts(reader, name: str) -> dict:
 
 def find_model(reader, name: str) -> dict:
     """The model's ``mldb.models`` row (names are stored lower-case, as SQL writes them), or NotFound."""
+    reader = catalog(reader)
     if not reader.has_table("models"):
         raise NotFound(f"no model named '{name}': this database has no models")
-    shadow = "shadow_version" if _has_column(reader, "models", "shadow_version") else "NULL::INTEGER AS shadow_version"
+    shadow = "shadow_version" if reader.has_column("models", "shadow_version") else "NULL::INTEGER AS shadow_version"
     row = reader.row(f"SELECT name, target, task, algorithm, deployed_version, latest_version, {shadow}, "
                      "training_query, options, created_at, updated_at FROM mldb.models "
                      "WHERE name = ? OR name = ? ORDER BY name = ? DESC LIMIT 1", [name, name.lower(), name])
@@ -293,11 +296,12 @@ def _importance(reader, name: str, version) -> list[dict]:
 def _monitors(reader, name: str) -> list[dict]:
     if not reader.has_table("monitors"):
         return []
-    last = ("(SELECT max(started_at) FROM mldb.monitor_runs r WHERE r.monitor = m.name)"
-            if reader.has_table("monitor_runs") else "NULL::TIMESTAMP")
-    return reader.rows(f"SELECT name, check_kind, every, condition, action, paused, disabled, disabled_reason, "
-                       f"next_run_at, {last} AS last_run_at FROM mldb.monitors m WHERE model = ? ORDER BY name",
-                       [name])
+    runs = ("SELECT monitor, max(started_at) AS last_run_at FROM mldb.monitor_runs WHERE model = ? GROUP BY monitor"
+            if reader.has_table("monitor_runs") else "SELECT NULL::VARCHAR AS monitor, NULL::TIMESTAMP AS last_run_at "
+                                                     "WHERE ? IS NULL")
+    return reader.rows("SELECT name, check_kind, every, condition, action, paused, disabled, disabled_reason, "
+                       f"next_run_at, r.last_run_at FROM mldb.monitors m LEFT JOIN ({runs}) r ON r.monitor = m.name "
+                       "WHERE m.model = ? ORDER BY name", [name, name])
 
 
 def _runs(reader, name: str) -> dict:
@@ -322,17 +326,19 @@ def _alerts(reader, name: str) -> dict:
 
 
 def _predictions(reader, name: str) -> dict:
-    """The prediction log summed per version (served and shadow rows apart) and over the last day."""
+    """The prediction log summed per version (served and shadow rows apart) and over the last day, in one scan."""
     if not reader.has_table("prediction_log"):
         return {"by_version": [], "last_day": {"predictions": 0, "statements": 0}}
-    shadow = "shadow_of IS NOT NULL" if _has_column(reader, "prediction_log", "shadow_of") else "false"
+    shadow = "shadow_of IS NOT NULL" if reader.has_column("prediction_log", "shadow_of") else "false"
     by_version = reader.rows(
         f"SELECT version, {shadow} AS shadow, count(*) AS statements, sum(rows) AS predictions, "
-        "min(logged_at) AS first_at, max(logged_at) AS last_at FROM mldb.prediction_log WHERE model = ? "
-        "GROUP BY ALL ORDER BY version DESC, shadow", [name])
-    last_day = reader.row(
-        "SELECT count(*) AS statements, coalesce(sum(rows), 0) AS predictions FROM mldb.prediction_log "
-        f"WHERE model = ? AND logged_at >= now()::TIMESTAMP - INTERVAL 1 DAY AND NOT ({shadow})", [name])
+        "min(logged_at) AS first_at, max(logged_at) AS last_at, "
+        "count(*) FILTER (WHERE logged_at >= now()::TIMESTAMP - INTERVAL 1 DAY) AS statements_1d, "
+        "coalesce(sum(rows) FILTER (WHERE logged_at >= now()::TIMESTAMP - INTERVAL 1 DAY), 0) AS predictions_1d "
+        "FROM mldb.prediction_log WHERE model = ? GROUP BY ALL ORDER BY version DESC, shadow", [name])
+    served = [row for row in by_version if not row["shadow"]]
+    last_day = {"statements": sum(row["statements_1d"] for row in served),
+                "predictions": sum(row["predictions_1d"] for row in served)}
     return {"by_version": by_version, "last_day": last_day}
 
 
@@ -344,10 +350,29 @@ def _capped(reader, sql: str, params: list, limit: int) -> dict:
     return {"rows": rows, "total": total}
 
 
-def _has_column(reader, table: str, column: str) -> bool:
-    return bool(reader.value(
-        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'mldb' AND table_name = ? AND column_name = ? "
-        "AND database_name = current_database()", [table, column]))
+class Catalog:
+    """The reader, knowing which ``mldb`` tables and columns this file has from one query (a page asks a
+    dozen times; an older file lacks monitors, alerts, shadows...). Everything else goes to the reader."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.columns = set(reader.cursor().execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'mldb' "
+            "AND database_name = current_database()").fetchall())
+        self.tables = {table for table, _ in self.columns}
+
+    def has_table(self, name: str) -> bool:
+        return name in self.tables
+
+    def has_column(self, table: str, column: str) -> bool:
+        return (table, column) in self.columns
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+def catalog(reader) -> Catalog:
+    return reader if isinstance(reader, Catalog) else Catalog(reader)
 
 
 def _json(text) -> dict:
