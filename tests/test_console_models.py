@@ -255,8 +255,9 @@ def test_names_with_spaces_and_slashes_are_url_quoted(hostile):
     assert status == 200 and "my model/v2 &amp; co@1: loss per epoch" in body
 
 
-def test_an_older_file_without_monitors_or_shadows(tmp_path):
-    path = str(tmp_path / "old.db")
+def _older_file(path: str, versions: int = 1) -> str:
+    """A file from before monitors, shadows and the lifecycle's tables: only models and their versions;
+    version 1 trained on ``SELECT 1 AS y``, every later one on a table since dropped."""
     con = duckdb.connect(path)
     con.execute("CREATE SCHEMA mldb")
     con.execute("CREATE TABLE mldb.models (name VARCHAR, target VARCHAR, task VARCHAR, algorithm VARCHAR, "
@@ -266,11 +267,17 @@ def test_an_older_file_without_monitors_or_shadows(tmp_path):
                 "metrics JSON, hyperparameters JSON, training_query VARCHAR, source_tables VARCHAR[], rows BIGINT, "
                 "train_rows BIGINT, valid_rows BIGINT, fingerprint VARCHAR, device VARCHAR, train_seconds DOUBLE, "
                 "created_at TIMESTAMP)")
-    con.execute("INSERT INTO mldb.models VALUES ('old', 'y', 'regression', 'linear', 1, 1, 'SELECT 1 AS y', '{}', "
-                "now()::TIMESTAMP, now()::TIMESTAMP)")
-    con.execute("INSERT INTO mldb.model_versions VALUES ('old', 1, 'linear', 'regression', '{\"rmse\": 2.5}', '{}', "
-                "'SELECT 1 AS y', ['gone'], 1, 1, 0, 'abc', 'cpu', 0.1, now()::TIMESTAMP)")
+    con.execute("INSERT INTO mldb.models VALUES ('old', 'y', 'regression', 'linear', 1, ?, 'SELECT 1 AS y', '{}', "
+                "now()::TIMESTAMP, now()::TIMESTAMP)", [versions])
+    con.execute("INSERT INTO mldb.model_versions SELECT 'old', v, 'linear', 'regression', json_object('rmse', v + 1.5), "
+                "'{}', CASE WHEN v = 1 THEN 'SELECT 1 AS y' ELSE 'SELECT y FROM gone' END, [], 1, 1, 0, 'fp' || v, "
+                "'cpu', 0.1, now()::TIMESTAMP FROM range(1, ? + 1) r(v)", [versions])
     con.close()
+    return path
+
+
+def test_an_older_file_without_monitors_or_shadows(tmp_path):
+    path = _older_file(str(tmp_path / "old.db"), versions=2)
     with console(path) as site:
         [model] = site.json("/api/models")["models"]
         assert model["metric"] == {"name": "rmse", "value": 2.5}
@@ -278,8 +285,20 @@ def test_an_older_file_without_monitors_or_shadows(tmp_path):
         assert model["shadow_version"] is None and model["predictions_1d"] == 0
         page = site.json("/api/models/old")
         assert page["monitors"] == [] and page["alerts"]["total"] == 0
-        assert page["versions"][0]["source_data"]["how"] == "row count"  # (no fingerprint recorded)
+        old, gone = (version["source_data"] for version in sorted(page["versions"], key=lambda v: v["version"]))
+        assert old == {"state": "same row count", "how": "row count",
+                       "detail": "the same number of rows (1); values not compared (no fingerprint recorded)"}
+        assert gone["state"] == "changed" and "the training query fails now" in gone["detail"]
+        assert "gone" in gone["detail"]
         assert "old" in site.html("/models/old")
         for kind in CHARTS:
             status, _, body = site.get(f"/charts/models/old/{kind}.svg")
             assert status == 200 and "no data yet" in body
+
+
+def test_a_long_history_shows_the_newest_versions(tmp_path):
+    with console(_older_file(str(tmp_path / "long.db"), versions=25)) as site:
+        page = site.json("/api/models/old")
+        assert page["versions_total"] == 25
+        assert [version["version"] for version in page["versions"]] == list(range(25, 5, -1))
+        assert "Showing 20 of 25 versions, newest first." in site.html("/models/old")

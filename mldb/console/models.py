@@ -14,8 +14,9 @@ from urllib.parse import quote
 
 import duckdb
 
+from mldb.console import charts  # (also registers the model charts)
 from mldb.console.pages import NotFound, page
-from mldb.console import charts  # noqa: F401  (registers the model charts)
+from mldb.lifecycle import snapshots
 
 VERSIONS_SHOWN = 20
 RUNS_SHOWN = 20
@@ -219,33 +220,42 @@ def _source_data(reader, name: str, versions: list[dict]) -> None:
 
 
 def _compare(reader, version: dict, saved: dict | None, current: dict) -> dict:
-    from mldb.lifecycle import snapshots
-
+    """``{"state": changed | unchanged | same row count | unknown, "how": fingerprint | row count, "detail"}``;
+    ``current`` keeps what each (query, columns) returns now, for the versions trained on the same query."""
     query = version["training_query"]
-    trained_rows = saved["rows"] if saved else version["rows"]
     if not query:
         return {"state": "unknown", "how": None, "detail": "no training query recorded"}
-    big = saved is None or (trained_rows or 0) > FINGERPRINT_ROWS
-    key = (query, None if big else tuple(saved["columns"]))
-    if key not in current:
-        current[key] = _current_rows(reader, query, None if big else saved["columns"], snapshots)
-    now = current[key]
+    by_fingerprint = saved is not None and (saved["rows"] or 0) <= FINGERPRINT_ROWS
+    columns = tuple(saved["columns"]) if by_fingerprint else None
+    if (query, columns) not in current:
+        current[query, columns] = _current_rows(reader, query, columns)
+    now = current[query, columns]
     if "error" in now:
-        return {"state": "unknown", "how": None, "detail": f"cannot re-run the training query: {now['error']}"}
-    if not big:
-        changed = now["fingerprint"] != saved["fingerprint"]
-        detail = (f"rows changed: {trained_rows} -> {now['rows']}" if now["rows"] != trained_rows else
-                  "same number of rows, other values") if changed else f"same {trained_rows} rows (fingerprint)"
-        return {"state": "changed" if changed else "unchanged", "how": "fingerprint", "detail": detail}
+        return {"state": now["state"], "how": None, "detail": f"the training query fails now: {now['error']}"}
+    if by_fingerprint:
+        return _by_fingerprint(saved, now)
+    return _by_row_count(version["rows"], now, saved is not None)
+
+
+def _by_fingerprint(saved: dict, now: dict) -> dict:
+    if now["fingerprint"] == saved["fingerprint"]:
+        return {"state": "unchanged", "how": "fingerprint", "detail": f"the same {saved['rows']} rows"}
+    detail = (f"rows changed: {saved['rows']} -> {now['rows']}" if now["rows"] != saved["rows"]
+              else f"the same number of rows ({now['rows']}), other values")
+    return {"state": "changed", "how": "fingerprint", "detail": detail}
+
+
+def _by_row_count(trained_rows, now: dict, too_many: bool) -> dict:
     if now["rows"] != trained_rows:
         return {"state": "changed", "how": "row count", "detail": f"rows changed: {trained_rows} -> {now['rows']}"}
+    why = "too many rows to fingerprint on a page" if too_many else "no fingerprint recorded"
     return {"state": "same row count", "how": "row count",
-            "detail": f"same row count ({trained_rows}); values not compared"
-                      + ("" if saved else " (no fingerprint recorded)")}
+            "detail": f"the same number of rows ({trained_rows}); values not compared ({why})"}
 
 
-def _current_rows(reader, query: str, columns, snapshots) -> dict:
-    """The training query's rows now: their count, and with ``columns`` their fingerprint."""
+def _current_rows(reader, query: str, columns: tuple | None) -> dict:
+    """The training query's rows now: their count, and with ``columns`` their fingerprint (as
+    ``mldb.lifecycle.snapshots`` computes it at training time). A table or column gone: changed."""
     cursor = reader.cursor()
     try:
         if columns is None:
@@ -253,8 +263,10 @@ def _current_rows(reader, query: str, columns, snapshots) -> dict:
         listed = ", ".join(snapshots.quoted(column) for column in columns)
         table = cursor.sql(f"SELECT {listed} FROM ({query})").to_arrow_table()
         return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(cursor, table)}
+    except (duckdb.CatalogException, duckdb.BinderException) as error:
+        return {"state": "changed", "error": str(error).splitlines()[0]}
     except duckdb.Error as error:
-        return {"error": str(error).splitlines()[0]}
+        return {"state": "unknown", "error": str(error).splitlines()[0]}
 
 
 def _deployments(reader, name: str) -> dict:
