@@ -222,6 +222,9 @@ def hostile(tmp_path_factory):
     con.execute("CREATE TABLE t AS SELECT i::DOUBLE AS x, i % 2 = 0 AS y FROM range(60) r(i)").fetchall()
     con.execute(f'CREATE MODEL "{HOSTILE}" PREDICT y FROM t USING logistic WITH (epochs = 2, seed = 1)').fetchall()
     con.execute(f'CREATE MODEL "{SPACED}" PREDICT x FROM t USING linear WITH (epochs = 2, seed = 1)').fetchall()
+    con.execute(f"TRAIN \"{SPACED}\" WITH (epochs = 3, seed = 2, deploy = 'never')").fetchall()
+    con.execute(f'DEPLOY MODEL "{SPACED}" VERSION 2 AS SHADOW')
+    con.execute(f'SELECT PREDICT("{SPACED}") FROM t').fetchall()  # 60 rows served by version 1, 60 shadowed by 2
     con.close()
     with console(path) as site:
         yield site
@@ -244,6 +247,19 @@ def test_hostile_names_round_trip_in_json_and_charts(hostile):
         status, headers, body = hostile.get(page["charts"][kind]["url"])
         assert status == 200 and headers["content-type"].startswith("image/svg+xml")
         assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;" in body, kind
+
+
+def test_a_shadow_is_shown_and_its_rows_are_not_counted_as_served(hostile):
+    listed = {model["name"]: model for model in hostile.json("/api/models")["models"]}
+    spaced = listed[SPACED]
+    assert (spaced["deployed_version"], spaced["shadow_version"], spaced["latest_version"]) == (1, 2, 2)
+    assert spaced["predictions_1d"] == 60 and spaced["statements_1d"] == 1
+    page = hostile.json("/api" + _url(SPACED))
+    assert [(v["version"], v["deployed"], v["shadow"]) for v in page["versions"]] == [(2, False, True), (1, True, False)]
+    assert {(row["version"], row["shadow"], row["predictions"]) for row in page["predictions"]["by_version"]} == {
+        (1, False, 60), (2, True, 60)}
+    html = hostile.html(_url(SPACED))
+    assert '<span class="badge shadow">shadow</span>' in html and "version 2 in shadow" in html
 
 
 def test_names_with_spaces_and_slashes_are_url_quoted(hostile):
