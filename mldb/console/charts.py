@@ -142,7 +142,7 @@ def drift_monitors(reader, name: str) -> list[dict]:
         f"GROUP BY m.name, m.condition ORDER BY m.name LIMIT {DRIFT_PANELS}", [name])
 
 
-# -- drawing ---------------------------------------------------------------------------------------
+# -- caching ---------------------------------------------------------------------------------------
 def _cached(reader, key: tuple, draw) -> str:
     """The SVG drawn for ``key`` (the chart's data, or a stamp of it) on the reader's database, or ``draw()``.
 
@@ -168,7 +168,8 @@ def _frozen(rows: list[dict]) -> tuple:
 # -- drawing ------------------------------------------------------------------------------------
 def _drawn(draw, empty: str, panels: int = 1) -> str:
     """``draw(*axes)`` on a new figure of ``panels`` stacked axes, as SVG text; ``empty`` when mldb's
-    plot says there is nothing to draw (a ProgrammingError: no log, no runs)."""
+    plot says there is nothing to draw (a ProgrammingError: no log, no runs). The figure belongs to no
+    pyplot state: nothing to close, it goes with its last reference."""
     import matplotlib
     from matplotlib.figure import Figure
 

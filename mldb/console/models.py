@@ -5,6 +5,24 @@ prediction log, the newest drift run, open alerts), joined in DuckDB, so it cost
 50 models x 20 versions and a million logged statements. A model's page reads only that model's rows and
 caps every list ("showing N of M"). Catalog tables a feature added later (monitors, alerts, shadows, the
 lifecycle's statistics) may be missing from an older file: what is missing is left out, not an error.
+
+The JSON twins (times as ISO text, intervals as seconds):
+
+    GET /api/models -> {"count": 3, "models": [{"name", "url", "task", "algorithm", "target",
+        "deployed_version", "latest_version", "shadow_version", "versions", "metric": {"name", "value"} | null,
+        "last_trained", "predictions_1d", "statements_1d", "open_alerts",
+        "drift": {"status": "drifted" | "stable" | "no drift monitor" | "not run yet" | "check failed",
+                  "monitor", "checked_at", "drifted_features", "max_psi"}}]}
+    GET /api/models/<name> -> {"model": {name, target, task, algorithm, deployed_version, latest_version,
+        shadow_version, training_query, options, created_at, updated_at}, "url",
+        "versions": [{version, algorithm, task, created_at, rows, train_rows, valid_rows, metrics: {..},
+                      hyperparameters: {..}, fingerprint, train_seconds, device, training_query, source_tables,
+                      deployed, shadow, source_data: {state, how, detail}}]  (newest first, at most 20),
+        "versions_total", "fingerprint_rows", "metric_names", "hyperparameter_names",
+        "deployments": {rows, total}, "deploy_decisions": {rows, total}, "feature_stats": {version, rows},
+        "feature_importance": {version, rows}, "monitors": [..], "monitor_runs": {rows, total},
+        "alerts": {rows, total, open}, "predictions": {by_version: [..], last_day: {statements, predictions}},
+        "charts": {training | volume | drift | importance: {url, width, height}}}
 """
 
 from __future__ import annotations
