@@ -22,7 +22,7 @@ The JSON twins (times as ISO text, intervals as seconds):
         "deployments": {rows, total}, "deploy_decisions": {rows, total}, "feature_stats": {version, rows},
         "feature_importance": {version, rows}, "monitors": [..], "monitor_runs": {rows, total},
         "alerts": {rows, total, open}, "predictions": {by_version: [..], last_day: {statements, predictions}},
-        "charts": {training | volume | drift | importance: {url, width, height}}}
+        "charts": {training | volume | drift | importance: {url, width, height}}, "lineage": {url, chart}}
 """
 
 from __future__ import annotations
@@ -180,6 +180,8 @@ def model(reader, name: str) -> dict:
         "alerts": _alerts(reader, name),
         "predictions": _predictions(reader, name),
         "charts": _charts(reader, name),
+        "lineage": {"url": "/lineage?node=" + quote(name, safe=""),  # (the lineage pages: mldb.console.lineage)
+                    "chart": "/charts/lineage/" + quote(name, safe="") + ".svg"},
     }
 
 
