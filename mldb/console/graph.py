@@ -11,6 +11,7 @@ and ``/charts/lineage.svg`` renders it alone. The same nodes and edges give the 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 from pathlib import Path
@@ -78,7 +79,9 @@ def layout(nodes: list[str], edges: list[tuple[str, str]]) -> tuple[dict[str, tu
         for bend, c in zip(bends[source, target], range(column[source] + 1, column[target])):
             column[bend] = c
         nx.add_path(layered, [source, *bends[source, target], target])
-    columns = [sorted(node for node in layered if column[node] == c) for c in range(1 + max(column.values(), default=-1))]
+    columns = [[] for _ in range(1 + max(column.values(), default=-1))]
+    for node in sorted(layered):
+        columns[column[node]].append(node)
     _order(columns, layered)
     places = {node: (c, row) for c, members in enumerate(columns) for row, node in enumerate(members)}
     return places, bends
@@ -97,12 +100,11 @@ def acyclic(nodes: list[str], edges: list[tuple[str, str]]) -> nx.DiGraph:
         if source != target and (source, target) not in rank:
             rank[source, target] = position
             dag.add_edge(source, target)
-    while True:
-        try:
-            cycle = nx.find_cycle(dag)
-        except nx.NetworkXNoCycle:
-            return dag
-        dag.remove_edge(*max(((u, v) for u, v, *_ in cycle), key=rank.__getitem__))
+    while cyclic := sorted(sorted(c) for c in nx.strongly_connected_components(dag) if len(c) > 1):
+        for component in cyclic:  # (a cycle lies within one strongly connected component)
+            cycle = nx.find_cycle(dag.subgraph(component))
+            dag.remove_edge(*max(((u, v) for u, v, *_ in cycle), key=rank.__getitem__))
+    return dag
 
 
 def _order(columns: list[list[str]], dag: nx.DiGraph) -> None:
@@ -132,9 +134,9 @@ def drawing(nodes: list[dict], edges: list[dict], focus: set[str] = frozenset())
     ``edges``: dicts with ``source, target, kind``, in order of preference for breaking cycles.
     """
     places, bends = layout([node["id"] for node in nodes], [(edge["source"], edge["target"]) for edge in edges])
-    rows = max((sum(1 for column, _ in places.values() if column == c) for c in range(_columns(places))), default=0)
-    top = MARGIN + LEGEND_HEIGHT
-    corners = {node: _corner(column, row, places, rows, top) for node, (column, row) in places.items()}
+    sizes = collections.Counter(column for column, _ in places.values())
+    rows, top = max(sizes.values(), default=0), MARGIN + LEGEND_HEIGHT
+    corners = {node: _corner(column, row, sizes[column], rows, top) for node, (column, row) in places.items()}
     boxes = [_box(node, corners[node["id"]], node["id"] in focus) for node in nodes]
     boxes.sort(key=lambda box: (box.x, box.y))
     curves = [_curve(edge, corners, bends.get((edge["source"], edge["target"])))
@@ -142,8 +144,10 @@ def drawing(nodes: list[dict], edges: list[dict], focus: set[str] = frozenset())
     loops = LOOP_DEPTH if any(curve.back for curve in curves) else 0
     width = MARGIN * 2 + max(_columns(places), 1) * (NODE_WIDTH + GAP_X) - GAP_X
     height = top + max(rows, 1) * (NODE_HEIGHT + GAP_Y) - GAP_Y + loops + MARGIN
-    return {"width": max(width, 620), "height": height, "boxes": [dataclasses.asdict(box) for box in boxes],
-            "curves": [dataclasses.asdict(curve) for curve in curves], "legend": _legend(),
+    legend = _legend()
+    width = max(width, legend[-1]["end"] + MARGIN)
+    return {"width": width, "height": height, "boxes": [vars(box) for box in boxes],
+            "curves": [vars(curve) for curve in curves], "legend": legend,
             "node_width": NODE_WIDTH, "node_height": NODE_HEIGHT,
             "markers": [{"kind": kind, "colour": colour} for kind, colour in EDGE_COLOURS.items()],
             "empty": not nodes}
@@ -153,9 +157,8 @@ def _columns(places: dict) -> int:
     return 1 + max((column for column, _ in places.values()), default=-1)
 
 
-def _corner(column: int, row: int, places: dict, rows: int, top: float) -> tuple[float, float]:
+def _corner(column: int, row: int, in_column: int, rows: int, top: float) -> tuple[float, float]:
     """The top-left corner of a box: columns left to right, each centred vertically."""
-    in_column = sum(1 for c, _ in places.values() if c == column)
     offset = (rows - in_column) / 2
     return MARGIN + column * (NODE_WIDTH + GAP_X), top + (row + offset) * (NODE_HEIGHT + GAP_Y)
 
@@ -196,8 +199,9 @@ def _curve(edge: dict, corners: dict, bends: list[str] | None) -> Curve:
 def _legend() -> list[dict]:
     items, x = [], MARGIN
     for kind, (text, fill, stroke) in NODE_STYLES.items():
-        items.append({"kind": kind, "text": text, "fill": fill, "stroke": stroke, "x": x})
-        x += 30 + 7 * len(text)
+        end = x + 23 + 6.5 * len(text)
+        items.append({"kind": kind, "text": text, "fill": fill, "stroke": stroke, "x": x, "end": end})
+        x = end + 14
     return items
 
 

@@ -111,6 +111,8 @@ class Lineage:
 
     def _add(self, name: str, version: int | None, relation: bool, outputs: set[str], views: set[str]) -> str:
         """The node of one end of an edge: a relation (the data side), else a model (version)."""
+        if (node_id := name if version is None else f"{name}@{version}") in self.nodes:
+            return node_id
         if version is None and relation:
             node = self.catalog.relation(name, output=name in outputs, view=name in views)
         elif version is None and name not in self.catalog.models:
@@ -155,7 +157,8 @@ class Lineage:
         if version.isdigit() and (model, int(version)) in self.catalog.versions:
             return {self._isolated(self.catalog.model_version(model, int(version)))}
         versions = sorted(v for m, v in self.catalog.versions if m == name)
-        ids = {node_id for node_id, node in self.nodes.items() if node["kind"] == "model_version" and node["name"] == name}
+        ids = {node_id for node_id, node in self.nodes.items()
+               if node["kind"] == "model_version" and node["name"] == name}
         ids |= {self._isolated(self.catalog.model_version(name, v)) for v in versions}
         if not ids:
             raise NotFound(f"no table, view or model named {name!r} (nor a version 'model@n')")
@@ -227,10 +230,9 @@ class Catalog:
             if row["kind"] == "view":
                 views.setdefault(row["name"], row["sql"])
         models, versions = {}, set()
-        if reader.has_table("models"):
+        if reader.has_table("models"):  # (with model_versions: the same feature's tables)
             models = {row.pop("name"): row for row in reader.rows(
                 "SELECT name, deployed_version, shadow_version FROM mldb.models")}
-        if reader.has_table("model_versions"):
             versions = {(row["model"], row["version"]) for row in reader.rows(
                 "SELECT model, version FROM mldb.model_versions")}
         return cls(relations, views, models, versions)
