@@ -75,9 +75,9 @@ def layout(nodes: list[str], edges: list[tuple[str, str]]) -> tuple[dict[str, tu
     layered, bends = nx.DiGraph(), {}
     layered.add_nodes_from(dag)
     for source, target in sorted(dag.edges):
-        bends[source, target] = [_bend(source, target, c) for c in range(column[source] + 1, column[target])]
-        for bend, c in zip(bends[source, target], range(column[source] + 1, column[target])):
-            column[bend] = c
+        between = range(column[source] + 1, column[target])
+        bends[source, target] = [_bend(source, target, c) for c in between]
+        column.update(zip(bends[source, target], between))
         nx.add_path(layered, [source, *bends[source, target], target])
     columns = [[] for _ in range(1 + max(column.values(), default=-1))]
     for node in sorted(layered):
@@ -142,10 +142,9 @@ def drawing(nodes: list[dict], edges: list[dict], focus: set[str] = frozenset())
     curves = [_curve(edge, corners, bends.get((edge["source"], edge["target"])))
               for edge in edges if edge["source"] != edge["target"]]
     loops = LOOP_DEPTH if any(curve.back for curve in curves) else 0
-    width = MARGIN * 2 + max(_columns(places), 1) * (NODE_WIDTH + GAP_X) - GAP_X
-    height = top + max(rows, 1) * (NODE_HEIGHT + GAP_Y) - GAP_Y + loops + MARGIN
     legend = _legend()
-    width = max(width, legend[-1]["end"] + MARGIN)
+    width = max(MARGIN * 2 + max(_columns(places), 1) * (NODE_WIDTH + GAP_X) - GAP_X, legend[-1]["end"] + MARGIN)
+    height = top + max(rows, 1) * (NODE_HEIGHT + GAP_Y) - GAP_Y + loops + MARGIN
     return {"width": width, "height": height, "boxes": [vars(box) for box in boxes],
             "curves": [vars(curve) for curve in curves], "legend": legend,
             "node_width": NODE_WIDTH, "node_height": NODE_HEIGHT,
