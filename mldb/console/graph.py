@@ -102,7 +102,7 @@ def acyclic(nodes: list[str], edges: list[tuple[str, str]]) -> nx.DiGraph:
             dag.add_edge(source, target)
     while cyclic := sorted(sorted(c) for c in nx.strongly_connected_components(dag) if len(c) > 1):
         for component in cyclic:  # (a cycle lies within one strongly connected component)
-            cycle = nx.find_cycle(dag.subgraph(component))
+            cycle = nx.find_cycle(nx.DiGraph(sorted(dag.subgraph(component).edges)))  # (sorted: deterministic)
             dag.remove_edge(*max(((u, v) for u, v, *_ in cycle), key=rank.__getitem__))
     return dag
 
