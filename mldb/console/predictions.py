@@ -22,7 +22,6 @@ MAX_LIMIT = 1000
 SHORT_STATEMENT = 120  # characters of a statement the log's table shows (the trace shows all of it)
 TRACE_LIMIT = 200
 SAMPLE_LIMIT = 20
-TEXTS_LIMIT = 10
 
 _LOG_COLUMNS = (
     "model, version, rows, calls, seconds, started_at, logged_at, query_fingerprint, "
@@ -39,8 +38,10 @@ def predictions(reader, model: str | None = None, version: str | None = None, si
     if not reader.has_table("prediction_log"):
         return {"filters": filters, "models": [], "log": [], "shown": 0, "total": 0, "totals": []}
     where, params = _where(filters)
-    log = reader.rows(f"SELECT {_LOG_COLUMNS} FROM mldb.prediction_log {where} "
-                      f"ORDER BY logged_at DESC LIMIT {filters['limit']}", params)
+    # the newest rows' ids first, then only those rows' columns (long statements are read for n rows, not all)
+    log = reader.rows(f"SELECT {_LOG_COLUMNS} FROM mldb.prediction_log WHERE rowid IN (SELECT rowid FROM "
+                      f"mldb.prediction_log {where} ORDER BY logged_at DESC LIMIT {filters['limit']}) "
+                      "ORDER BY logged_at DESC", params)
     totals = reader.rows(
         "SELECT model, count(*) AS entries, sum(rows) AS rows, sum(calls) AS calls, sum(seconds) AS seconds, "
         f"max(logged_at) AS last_logged_at FROM mldb.prediction_log {where} GROUP BY model ORDER BY model", params)
@@ -104,19 +105,32 @@ def statement(reader, fingerprint: str) -> dict:
     each model version used and its training data, sampled rows, and the tables it wrote."""
     if not reader.has_table("prediction_log"):
         raise NotFound(f"no logged statement with fingerprint {fingerprint!r}")
-    texts = reader.rows(
-        "SELECT statement, count(*) AS entries, max(logged_at) AS last_logged_at FROM mldb.prediction_log "
-        f"WHERE query_fingerprint = ? GROUP BY statement ORDER BY last_logged_at DESC LIMIT {TEXTS_LIMIT}",
+    log = reader.rows(
+        "SELECT model, version, rows, calls, seconds, started_at, logged_at, statement, shadow_of, agreement, "
+        f"mean_abs_diff FROM mldb.prediction_log WHERE query_fingerprint = ? ORDER BY logged_at DESC LIMIT {TRACE_LIMIT}",
         [fingerprint])
-    if not texts:
+    if not log:
         raise NotFound(f"no logged statement with fingerprint {fingerprint!r}")
-    log = reader.rows(f"SELECT {_LOG_COLUMNS} FROM mldb.prediction_log WHERE query_fingerprint = ? "
-                      f"ORDER BY logged_at DESC LIMIT {TRACE_LIMIT}", [fingerprint])
+    texts = _texts(log)
     versions = _versions(reader, fingerprint)
     return {"fingerprint": fingerprint, "statement": texts[0]["statement"], "texts": texts,
             "log": log, "shown": len(log), "total": sum(version["entries"] for version in versions),
             "versions": versions, "samples": _samples(reader, fingerprint),
             "written": _written(reader, [text["statement"] for text in texts], versions)}
+
+
+def _texts(log: list[dict]) -> list[dict]:
+    """The statement's texts among the rows shown, newest first (one fingerprint is one query shape:
+    the texts differ only in their literals); each row names its text by position (``text``)."""
+    texts: dict[str, dict] = {}
+    for row in log:
+        statement = row.pop("statement")
+        if statement not in texts:
+            texts[statement] = {"statement": statement, "entries": 0, "last_logged_at": row["logged_at"],
+                                "position": len(texts)}
+        texts[statement]["entries"] += 1
+        row["text"] = texts[statement]["position"]
+    return [{key: value for key, value in text.items() if key != "position"} for text in texts.values()]
 
 
 def _versions(reader, fingerprint: str) -> list[dict]:
@@ -156,7 +170,8 @@ def _written(reader, texts: list[str], versions: list[dict]) -> list[dict]:
     while it ran (between its first log row's start and its last row's logging)."""
     if not reader.has_table("lineage"):
         return []
-    targets = sorted({target for text in texts if (target := _written_relation(text))})
+    # (one fingerprint, one shape: every text names the same table, so the newest is parsed)
+    targets = [target] if (target := _written_relation(texts[0])) else []
     used = [{"model": row["model"], "version": row["version"]} for row in versions]
     started = min(row["first_started_at"] for row in versions)
     logged = max(row["last_logged_at"] for row in versions)
