@@ -21,8 +21,10 @@ HOSTILE = [
     "CREATE TABLE staging.events AS SELECT 1 AS id",
     """CREATE MODEL hostile PREDICT y FROM (SELECT name, v, y FROM "<b>x</b>") USING linear
        WITH (epochs = 2, seed = 1, log_sample = 1)""",
-    """CREATE TABLE "<i>out</i>" AS SELECT name, PREDICT(hostile) AS p FROM "<b>x</b>"
-       WHERE name <> '<script>alert(2)</script>'""",
+    """CREATE TABLE "<i>out</i>" AS SELECT name, PREDICT(hostile) AS p FROM "<b>x</b>" """
+    """WHERE name <> '<script>alert(2)</script>'""",
+    """SELECT count(*) FROM "<b>x</b>" WHERE PREDICT(hostile) > 10""",
+    """SELECT count(*) FROM "<b>x</b>" WHERE PREDICT(hostile) > 20""",
 ]
 SCRIPT = "<script>alert(1)</script>"
 

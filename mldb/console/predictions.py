@@ -134,7 +134,9 @@ def _texts(log: list[dict]) -> list[dict]:
 
 
 def _versions(reader, fingerprint: str) -> list[dict]:
-    """Each model version the statement called, with what it was trained on and its snapshot."""
+    """Each model version the statement called, with what it was trained on (``training``: the
+    version's catalog row; ``sources``: its lineage, base tables under views named with ``via``,
+    as the tables pages name them) and its snapshot."""
     rows = reader.rows(
         "SELECT model, version, count(*) AS entries, sum(rows) AS rows, min(started_at) AS first_started_at, "
         "max(logged_at) AS last_logged_at FROM mldb.prediction_log WHERE query_fingerprint = ? GROUP BY model, version ORDER BY model, version",
@@ -144,6 +146,10 @@ def _versions(reader, fingerprint: str) -> list[dict]:
             "SELECT source_tables, training_query, fingerprint, rows, created_at FROM mldb.model_versions "
             "WHERE model = ? AND version = ?", [row["model"], row["version"]]
         ) if reader.has_table("model_versions") else None
+        row["sources"] = reader.rows(
+            "SELECT source AS table_name, string_agg(DISTINCT via, ', ') AS via FROM mldb.lineage "
+            "WHERE kind = 'training' AND target = ? AND target_version = ? GROUP BY source ORDER BY source",
+            [row["model"], row["version"]]) if reader.has_table("lineage") else []
         row["snapshot"] = reader.row(
             "SELECT rows, fingerprint, stored, table_name, created_at FROM mldb.snapshots "
             "WHERE model = ? AND version = ? ORDER BY created_at DESC LIMIT 1", [row["model"], row["version"]]
