@@ -123,7 +123,8 @@ def test_a_statement_trace_names_each_version_its_training_data_and_the_table_it
     assert set(versions) == {("churn", 1), ("spend_model", 1)}
     for (model, version), shown in versions.items():
         tables, training_query, fingerprint_ = sql(
-            "SELECT source_tables, training_query, fingerprint FROM mldb.model_versions WHERE model = ? AND version = ?",
+            "SELECT source_tables, training_query, fingerprint FROM mldb.model_versions "
+            "WHERE model = ? AND version = ?",
             [model, version])[0]
         assert shown["training"]["source_tables"] == tables and shown["training"]["training_query"] == training_query
         assert shown["training"]["fingerprint"] == fingerprint_

@@ -23,6 +23,7 @@ HOSTILE = [
        WITH (epochs = 2, seed = 1, log_sample = 1)""",
     """CREATE TABLE "<i>out</i>" AS SELECT name, PREDICT(hostile) AS p FROM "<b>x</b>" """
     """WHERE name <> '<script>alert(2)</script>'""",
+    'CREATE VIEW scored_view AS SELECT name, PREDICT(hostile) AS p FROM "<b>x</b>"',
     """SELECT count(*) FROM "<b>x</b>" WHERE PREDICT(hostile) > 10""",
     """SELECT count(*) FROM "<b>x</b>" WHERE PREDICT(hostile) > 20""",
 ]
@@ -73,7 +74,8 @@ def test_the_list_has_every_user_table_and_view_with_its_estimated_rows(site, sq
     tables = {t["name"]: t for t in data["tables"]}
     expected = {name: rows for name, rows in sql(
         "SELECT table_name, estimated_size FROM duckdb_tables() WHERE schema_name = 'main'")}
-    views = {name for (name,) in sql("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal")}
+    views = {name for (name,) in sql(
+        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal")}
     assert set(tables) == set(expected) | views
     assert not any(t["schema"] == "mldb" for t in data["tables"])
     for name, rows in expected.items():
@@ -179,3 +181,25 @@ def test_hostile_names_and_values_are_escaped_and_round_trip_in_json(hostile):
     assert "<script>alert(2)</script>" in written[0]["statement"]
     page = hostile.html("/tables/" + quoted("<i>out</i>"))
     assert "<script>" not in page and "&lt;script&gt;alert(2)&lt;/script&gt;" in page
+
+
+def test_a_view_that_predicts_is_not_run_for_its_sample(hostile):
+    logged = hostile.json("/api/predictions")["total"]
+    data = hostile.json("/api/tables/scored_view")
+    assert data["kind"] == "view" and data["sample"]["rows"] == [] and "predict" in data["sample"]["skipped"]
+    assert data["sample"]["columns"] == ["name", "p"]
+    assert hostile.json("/api/predictions")["total"] == logged
+    assert [(w["model"], w["version"]) for w in data["written_by"]] == [("hostile", 1)]
+
+
+def test_a_plain_duckdb_file_without_mldb_catalog(tmp_path):
+    path = str(tmp_path / "plain.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE TABLE notes AS SELECT 'hello' AS text")
+    con.close()
+    with console(path) as site:
+        (listed,) = site.json("/api/tables")["tables"]
+        assert listed["name"] == "notes" and listed["trained"] == [] and listed["written_by"] == []
+        assert site.json("/api/tables/notes")["sample"]["rows"] == [["hello"]]
+        assert site.json("/api/predictions")["log"] == []
+        assert site.get("/api/predictions/0123456789abcdef")[0] == 404

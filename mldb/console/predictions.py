@@ -107,7 +107,8 @@ def statement(reader, fingerprint: str) -> dict:
         raise NotFound(f"no logged statement with fingerprint {fingerprint!r}")
     log = reader.rows(
         "SELECT model, version, rows, calls, seconds, started_at, logged_at, statement, shadow_of, agreement, "
-        f"mean_abs_diff FROM mldb.prediction_log WHERE query_fingerprint = ? ORDER BY logged_at DESC LIMIT {TRACE_LIMIT}",
+        "mean_abs_diff FROM mldb.prediction_log WHERE query_fingerprint = ? "
+        f"ORDER BY logged_at DESC LIMIT {TRACE_LIMIT}",
         [fingerprint])
     if not log:
         raise NotFound(f"no logged statement with fingerprint {fingerprint!r}")
@@ -139,21 +140,22 @@ def _versions(reader, fingerprint: str) -> list[dict]:
     as the tables pages name them) and its snapshot."""
     rows = reader.rows(
         "SELECT model, version, count(*) AS entries, sum(rows) AS rows, min(started_at) AS first_started_at, "
-        "max(logged_at) AS last_logged_at FROM mldb.prediction_log WHERE query_fingerprint = ? GROUP BY model, version ORDER BY model, version",
+        "max(logged_at) AS last_logged_at FROM mldb.prediction_log WHERE query_fingerprint = ? "
+        "GROUP BY model, version ORDER BY model, version",
         [fingerprint])
+    catalog = {name: reader.has_table(name) for name in ("model_versions", "lineage", "snapshots")}
     for row in rows:
+        key = [row["model"], row["version"]]
         row["training"] = reader.row(
             "SELECT source_tables, training_query, fingerprint, rows, created_at FROM mldb.model_versions "
-            "WHERE model = ? AND version = ?", [row["model"], row["version"]]
-        ) if reader.has_table("model_versions") else None
+            "WHERE model = ? AND version = ?", key) if catalog["model_versions"] else None
         row["sources"] = reader.rows(
             "SELECT source AS table_name, string_agg(DISTINCT via, ', ') AS via FROM mldb.lineage "
             "WHERE kind = 'training' AND target = ? AND target_version = ? GROUP BY source ORDER BY source",
-            [row["model"], row["version"]]) if reader.has_table("lineage") else []
+            key) if catalog["lineage"] else []
         row["snapshot"] = reader.row(
             "SELECT rows, fingerprint, stored, table_name, created_at FROM mldb.snapshots "
-            "WHERE model = ? AND version = ? ORDER BY created_at DESC LIMIT 1", [row["model"], row["version"]]
-        ) if reader.has_table("snapshots") else None
+            "WHERE model = ? AND version = ? ORDER BY created_at DESC LIMIT 1", key) if catalog["snapshots"] else None
     return rows
 
 

@@ -38,13 +38,13 @@ SELECT relation, target AS model, list(DISTINCT target_version ORDER BY target_v
 FROM (SELECT lower(source) AS relation, target, target_version FROM mldb.lineage WHERE kind = 'training'
       UNION ALL
       SELECT lower(via), target, target_version FROM mldb.lineage WHERE kind = 'training' AND via IS NOT NULL)
-{where} GROUP BY ALL ORDER BY relation, model
+GROUP BY ALL ORDER BY relation, model
 """
 
 _WRITTEN = """
 SELECT lower(target) AS relation, source AS model,
        list(DISTINCT source_version ORDER BY source_version) FILTER (source_version IS NOT NULL) AS versions
-FROM mldb.lineage WHERE kind IN ('prediction', 'embedding') {where} GROUP BY ALL ORDER BY relation, model
+FROM mldb.lineage WHERE kind IN ('prediction', 'embedding') GROUP BY ALL ORDER BY relation, model
 """
 
 
@@ -54,8 +54,9 @@ def tables(reader) -> dict:
     the models whose predictions were written into it."""
     total = reader.value(f"SELECT count(*) FROM ({_RELATIONS})")
     rows = reader.rows(f"{_RELATIONS} ORDER BY schema_name <> 'main', schema_name, relation LIMIT {LIST_LIMIT}")
-    trained = _by_relation(reader, _TRAINED.format(where="")) if reader.has_table("lineage") else {}
-    written = _by_relation(reader, _WRITTEN.format(where="")) if reader.has_table("lineage") else {}
+    lineage = reader.has_table("lineage")  # (a plain DuckDB file has no mldb catalog)
+    trained = _by_relation(reader, _TRAINED) if lineage else {}
+    written = _by_relation(reader, _WRITTEN) if lineage else {}
     listed = [{"name": row["name"], "schema": row["schema_name"], "relation": row["relation"], "kind": row["kind"],
                "rows": row["rows"], "column_count": row["columns"],
                "trained": trained.get(row["name"].lower(), []), "written_by": written.get(row["name"].lower(), [])}
@@ -64,9 +65,9 @@ def tables(reader) -> dict:
             "row_counts": "estimated (duckdb_tables().estimated_size); views are not counted"}
 
 
-def _by_relation(reader, sql: str, params=None) -> dict[str, list[dict]]:
+def _by_relation(reader, sql: str) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
-    for row in reader.rows(sql, params):
+    for row in reader.rows(sql):
         found.setdefault(row["relation"], []).append({"model": row["model"], "versions": row["versions"] or []})
     return found
 
@@ -118,8 +119,8 @@ def _writers(reader, name: str) -> list[dict]:
     statement: the edge's own, else the prediction-log row of that model version that the same
     statement logged (it started before the edge was recorded and was logged within a minute after)."""
     return reader.rows(
-        "WITH edges AS (SELECT *, row_number() OVER () AS edge FROM mldb.lineage WHERE kind IN ('prediction', 'embedding') "
-        f"AND lower(target) = lower(?) ORDER BY created_at DESC LIMIT {WRITERS_LIMIT}) "
+        "WITH edges AS (SELECT *, row_number() OVER () AS edge FROM mldb.lineage "
+        f"WHERE kind IN ('prediction', 'embedding') AND lower(target) = lower(?) ORDER BY created_at DESC LIMIT {WRITERS_LIMIT}) "
         "SELECT e.source AS model, e.source_version AS version, e.kind, e.created_at, "
         "coalesce(any_value(e.statement), arg_min(p.statement, p.logged_at)) AS statement, "
         "arg_min(p.query_fingerprint, p.logged_at) AS fingerprint "
@@ -134,7 +135,7 @@ def _sample(reader, relation: dict, source: str, columns: list[dict]) -> dict:
     size). A view that calls mldb's functions (PREDICT, EMBED) is not run: that would score rows
     and write to the prediction log."""
     names = [column["name"] for column in columns]
-    if relation["kind"] == "view" and "mldb_" in (relation["definition"] or "").lower():
+    if relation["kind"] == "view" and "mldb_execution" in (relation["definition"] or ""):  # (as database.py)
         return {"columns": names, "rows": [], "skipped": "the view calls mldb's functions: reading it would predict"}
     shown = ", ".join(_shown(column) for column in columns)
     try:

@@ -77,7 +77,9 @@ def serve_main(argv: list[str]) -> int:
     host, port = server.address[:2]
     auth = f"password ({options.auth_method})" if secret else "no password (trust)"
     encryption = ("TLS required" if options.tls_required else "TLS available") if tls else "no TLS"
-    console = "" if server.console is None else f"; console at {_console_url(options.ui_host or options.host, server.console.port)}"
+    console = ""
+    if server.console is not None:
+        console = f"; console at {_console_url(options.ui_host or options.host, server.console.port)}"
     print(f"mldb serve: {options.database} on {host}:{port}, {auth}, {encryption}; {access.describe()}{console}",
           file=sys.stderr, flush=True)
     server.serve_forever()
