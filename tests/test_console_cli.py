@@ -91,6 +91,7 @@ def test_ui_answers_only_with_the_password_of_its_file(small_db, password_file):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     assert f"at http://127.0.0.1:{port}/" in stderr and "(read-only)" in stderr and "password" in stderr
+    assert process.returncode == 0, stderr  # SIGTERM: a clean stop
 
 
 def test_ui_refuses_a_file_that_mldb_serve_holds_open(tmp_path):

@@ -10,7 +10,9 @@ import duckdb
 import pytest
 
 import mldb
-from mldb.console import graph
+from mldb.console import graph, lineage
+from mldb.console.reader import Reader
+from mldb.database import open_database
 from tests.console_db import build
 from tests.console_http import console
 
@@ -50,6 +52,7 @@ def hostile(tmp_path_factory):
     finally:
         con.close()
     with console(path) as site:
+        site.path = path
         yield site
 
 
@@ -182,9 +185,15 @@ def test_a_cycle_is_drawn(hostile):
     assert ids(data) == {"loop", "looped@1"}
     assert {(e["source"], e["target"], e["kind"]) for e in data["edges"]} == {
         ("loop", "looped@1", "training"), ("looped@1", "loop", "prediction")}
-    boxes = {box["id"]: box for box in data["drawing"]["boxes"]}
+    assert "drawing" not in data  # (the page's coordinates: HTML only)
+    database = open_database(hostile.path, read_only=True)  # (the console's own, already open)
+    try:
+        drawing = lineage.lineage(Reader(database), node="loop")["drawing"]
+    finally:
+        database.release()
+    boxes = {box["id"]: box for box in drawing["boxes"]}
     assert boxes["loop"]["x"] < boxes["looped@1"]["x"]  # the training edge is kept, left to right
-    assert [curve["back"] for curve in data["drawing"]["curves"]] == [False, True]
+    assert [curve["back"] for curve in drawing["curves"]] == [False, True]
     assert data["nodes"][0]["kind"] == "output"
     svg = svg_of(hostile.html("/lineage?node=loop&direction=down"))
     assert labels(svg) == {"loop", "looped@1"}

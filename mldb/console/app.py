@@ -84,7 +84,7 @@ def _json(page: Page, reader: Reader):
             return _JSON({"error": str(error)}, status_code=404, headers=_HEADERS)
         except BadRequest as error:
             return _JSON({"error": str(error)}, status_code=400, headers=_HEADERS)
-        return _JSON(data, headers=_HEADERS)
+        return _JSON({key: value for key, value in data.items() if key not in page.html_only}, headers=_HEADERS)
     return endpoint
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 
@@ -38,6 +39,10 @@ def ui_main(argv: list[str]) -> int:
     auth = "password (HTTP basic auth)" if secret else "no password"
     print(f"mldb ui: {options.database} (read-only) at http://{options.host}:{options.port}/, {auth}",
           file=sys.stderr, flush=True)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # uvicorn handles both while it runs, then raises them again with the handlers it found: a
+        # no-op here lets run() return, so the database closes and the exit status is 0
+        signal.signal(signum, lambda *_: None)
     try:
         server.run()
     finally:

@@ -44,7 +44,8 @@ UNION ALL
 SELECT lower(CASE WHEN schema_name = 'main' THEN view_name ELSE schema_name || '.' || view_name END), 'view', sql
 FROM duckdb_views() WHERE database_name = current_database() AND schema_name <> 'mldb' AND NOT internal"""
 
-@page("/lineage", "lineage.html", query=("node", "direction", "depth"))
+@page("/lineage", "lineage.html", query=("node", "direction", "depth"),
+      html_only=("directions", "table_rows", "drawing"))
 def lineage(reader, node: str | None = None, direction: str | None = None, depth: str | None = None) -> dict:
     """The whole graph, or the part of it upstream / downstream of ``node``."""
     direction, depth = _direction(direction), _depth(depth)

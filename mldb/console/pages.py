@@ -29,14 +29,15 @@ class Page:
     template: str
     build: Callable[..., dict]
     query: tuple[str, ...]  # the query parameters the page takes
+    html_only: tuple[str, ...]  # keys only the template needs (a drawing's coordinates): left out of the JSON
 
 
 PAGES: list[Page] = []
 
 
-def page(path: str, template: str, query: tuple[str, ...] = ()):
+def page(path: str, template: str, query: tuple[str, ...] = (), html_only: tuple[str, ...] = ()):
     def register(build):
-        PAGES.append(Page(path, template, build, query))
+        PAGES.append(Page(path, template, build, query, html_only))
         return build
     return register
 
