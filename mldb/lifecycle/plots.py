@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 
@@ -64,6 +65,10 @@ def prediction_volume_plot(con, model: str, ax=None):
     for version in sorted({row[0] for row in rows}):
         points = [(row[1], row[2]) for row in rows if row[0] == version]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"version {version}")
+    periods = sorted({row[1] for row in rows})
+    if len(periods) == 1:  # one point: a window of a few periods around it, not matplotlib's default years
+        unit = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}[rows[0][3]]
+        ax.set_xlim(periods[0] - 3 * unit, periods[0] + 3 * unit)
     ax.set(title=f"{name}: predictions per {rows[0][3]}", ylabel="rows predicted")
     ax.legend()
     ax.tick_params(axis="x", labelrotation=45)
