@@ -198,6 +198,7 @@ def test_the_loop_runs_what_is_due_and_a_signal_ends_it_cleanly(shop, tmp_path, 
     assert recorded[:len(done)] == done and len(interrupted) <= 1
     assert all(row[-1] == "error" for row in interrupted)
     assert ("the run in progress was interrupted" in printed) == bool(interrupted)
+    assert printed.count("quality on churn: error") == len(interrupted)  # the interrupted run is reported too
 
 
 # -- mldb serve: the monitor thread ----------------------------------------------------------------

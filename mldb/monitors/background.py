@@ -91,7 +91,7 @@ class Scheduler:
         except Exception as error:  # noqa: BLE001 - one failed pass must not end the scheduler
             self.failed = error
             if self._stopping.is_set() and isinstance(error, errors.Error) and error.sqlstate == "57014":
-                log.info("mldb monitor: the run in progress was interrupted: stopping")
+                self._interrupted(getattr(error, "interrupted_run", None))
             else:
                 log.error("mldb monitor: running the due monitors failed: %s", error,
                           exc_info=not isinstance(error, errors.Error))
@@ -100,6 +100,15 @@ class Scheduler:
         self.passes += 1
         for run in runs:
             self.report(run)
+
+
+    def _interrupted(self, run: dict | None) -> None:
+        """Stopping cancelled the pass: a run (recorded as an error, and reported) or the search for due monitors."""
+        if run is None:
+            log.info("mldb monitor: stopped while looking for due monitors (no run was in progress)")
+            return
+        log.info("mldb monitor: the run in progress was interrupted: stopping")
+        self.report(run)
 
 
 def describe_run(run: dict) -> str:

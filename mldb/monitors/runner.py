@@ -142,6 +142,7 @@ def _run_claimed(session, monitor: store.Monitor, now: datetime, scheduled: bool
                       message=message, before=before, after=before, **progress,
                       next_at=next_run(monitor, now) if scheduled else None)
         if getattr(error, "sqlstate", None) == "57014":  # cancelled: recorded, and the caller hears of it
+            error.interrupted_run = row  # (a cancel between runs has none: nothing was running)
             raise
         return row
 
