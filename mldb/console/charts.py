@@ -35,7 +35,8 @@ CACHE_SIZE = 200  # SVGs kept per database (10-60 kB each)
 _LOCK = threading.Lock()
 _CACHE_LOCK = threading.Lock()
 _CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> key -> SVG
-_SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size": 9}
+# names and values are user text: never parsed as mathtext ("$x$" typeset, "$\\frac$" an error)
+_SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size": 9, "text.parse_math": False}
 
 
 # -- the charts ---------------------------------------------------------------------------------

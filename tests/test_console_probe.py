@@ -1,0 +1,107 @@
+"""The console probed as a demanding user and as an attacker would: names matplotlib would read as
+mathematics, training queries that predict or whose source grew, a foreign Host header (DNS
+rebinding against a console on localhost without a password), an older catalog on the lineage pages."""
+
+from __future__ import annotations
+
+import http.client
+import urllib.parse
+
+import pytest
+
+import mldb
+from console_http import console
+from mldb.console import models
+from test_console_models import _older_file
+
+MATH = "m$\\frac{$"  # a model name matplotlib's mathtext cannot parse
+STATEMENTS = [
+    'CREATE TABLE "t$x" AS SELECT i * 1.0 AS "$\\frac$", i % 3 AS "$x$", i * 2.0 + i % 3 AS y FROM range(60) r(i)',
+    f'CREATE MODEL "{MATH}" PREDICT y FROM "t$x" USING linear WITH (epochs = 2, seed = 1)',
+    f'SELECT count(*) FROM "t$x" WHERE PREDICT("{MATH}") > 1',
+    'CREATE TABLE base AS SELECT i * 1.0 AS a, i * 3.0 + 1 AS b FROM range(50) r(i)',
+    "CREATE MODEL scorer PREDICT b FROM base USING linear WITH (epochs = 2, seed = 1)",
+    "CREATE VIEW predicted AS SELECT a, b, PREDICT(scorer) AS p FROM base",
+    "CREATE MODEL from_view PREDICT b FROM predicted USING linear WITH (epochs = 2, seed = 1)",
+    "CREATE MODEL from_query PREDICT b FROM (SELECT a, b, PREDICT(scorer) AS p FROM base) USING linear "
+    "WITH (epochs = 2, seed = 1)",
+    "CREATE TABLE grows AS SELECT i * 1.0 AS a, i * 2.0 AS b FROM range(50) r(i)",
+    "CREATE MODEL grown PREDICT b FROM grows USING linear WITH (epochs = 2, seed = 1)",
+    "INSERT INTO grows SELECT i * 1.0, i * 2.0 FROM range(50, 1000) r(i)",
+]
+
+
+@pytest.fixture(scope="module")
+def path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("probe") / "probe.db")
+    con = mldb.connect(path)
+    try:
+        for statement in STATEMENTS:
+            con.execute(statement).fetchall()
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(path):
+    with console(path) as served:
+        yield served
+
+
+def url(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+# -- charts: user text is text, never mathtext ------------------------------------------------------
+@pytest.mark.parametrize("kind", ["training", "volume", "importance"])
+def test_names_with_dollar_signs_are_drawn_as_written(site, kind):
+    status, headers, body = site.get(f"/charts/models/{url(MATH)}/{kind}.svg")
+    assert status == 200 and headers["content-type"].startswith("image/svg+xml"), body[:300]
+    assert MATH in body  # the name itself, not typeset mathematics
+    if kind == "importance":
+        assert "$\\frac$" in body and "$x$" in body
+
+
+# -- source data: the model page re-runs training queries, so they must be safe and bounded ---------
+@pytest.mark.parametrize("name", ["from_view", "from_query"])
+def test_training_queries_that_predict_are_not_run_again(site, name):
+    [version] = site.json(f"/api/models/{name}")["versions"]
+    assert version["source_data"]["state"] == "unknown", version["source_data"]
+    assert "PREDICT" in version["source_data"]["detail"]
+
+
+def test_a_source_grown_past_the_fingerprint_limit_is_not_read_whole(site, monkeypatch):
+    monkeypatch.setattr(models, "FINGERPRINT_ROWS", 100)  # (the console runs in this process)
+    [version] = site.json("/api/models/grown")["versions"]
+    assert version["source_data"] == {"state": "changed", "how": "row count",
+                                      "detail": "rows changed: 50 -> more than 100"}
+
+
+# -- DNS rebinding: a page of another site must not read a console on localhost ---------------------
+def raw_get(site, path: str, host: str) -> int:
+    connection = http.client.HTTPConnection(site.base.removeprefix("http://"), timeout=60)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_a_foreign_host_header_is_refused_on_localhost(site):
+    port = site.base.rsplit(":", 1)[1]
+    assert raw_get(site, "/api/models", f"evil.example:{port}") == 400
+    assert raw_get(site, "/models", "evil.example") == 400
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert raw_get(site, "/api/models", host) == 200
+
+
+# -- an older catalog ------------------------------------------------------------------------------
+def test_the_lineage_of_a_file_from_before_shadows(tmp_path):
+    with console(_older_file(str(tmp_path / "old.db"), versions=2)) as site:
+        assert {node["id"] for node in site.json("/api/lineage?node=old")["nodes"]} == {"old@1", "old@2"}
+        assert "old@1" in site.html("/lineage")
+        status, _, body = site.get("/charts/lineage/old.svg")
+        assert status == 200 and "old@2" in body
