@@ -35,7 +35,7 @@ CACHE_SIZE = 200  # SVGs kept per database (10-60 kB each)
 _LOCK = threading.Lock()
 _CACHE_LOCK = threading.Lock()
 _CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> key -> SVG
-# names and values are user text: never parsed as mathtext ("$x$" typeset, "$\\frac$" an error)
+# names and values are user text: never parsed as mathtext ("$x$" typeset, "$\frac$" an error)
 _SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size": 9, "text.parse_math": False}
 
 

@@ -31,10 +31,14 @@ import json
 from urllib.parse import quote
 
 import duckdb
+import sqlglot
 
 from mldb.console import charts  # (also registers the model charts)
 from mldb.console.pages import NotFound, page
+from mldb.frontend import MLDB
+from mldb.frontend.expressions import MldbFunction
 from mldb.lifecycle import snapshots
+from mldb.lifecycle.lineage import tables_read
 
 VERSIONS_SHOWN = 20
 RUNS_SHOWN = 20
@@ -250,14 +254,17 @@ def _compare(reader, version: dict, saved: dict | None, current: dict) -> dict:
     if (query, columns) not in current:
         current[query, columns] = _current_rows(reader, query, columns)
     now = current[query, columns]
-    if "error" in now:
-        return {"state": now["state"], "how": None, "detail": f"the training query fails now: {now['error']}"}
+    if "verdict" in now:  # (not run again, or failed)
+        return now["verdict"]
     if by_fingerprint:
         return _by_fingerprint(saved, now)
     return _by_row_count(version["rows"], now, saved is not None)
 
 
 def _by_fingerprint(saved: dict, now: dict) -> dict:
+    if now["rows"] is None:
+        return {"state": "changed", "how": "row count",
+                "detail": f"rows changed: {saved['rows']} -> more than {FINGERPRINT_ROWS:,}"}
     if now["fingerprint"] == saved["fingerprint"]:
         return {"state": "unchanged", "how": "fingerprint", "detail": f"the same {saved['rows']} rows"}
     detail = (f"rows changed: {saved['rows']} -> {now['rows']}" if now["rows"] != saved["rows"]
@@ -275,18 +282,53 @@ def _by_row_count(trained_rows, now: dict, too_many: bool) -> dict:
 
 def _current_rows(reader, query: str, columns: tuple | None) -> dict:
     """The training query's rows now: their count, and with ``columns`` their fingerprint (as
-    ``mldb.lifecycle.snapshots`` computes it at training time). A table or column gone: changed."""
+    ``mldb.lifecycle.snapshots`` computes it at training time), reading at most FINGERPRINT_ROWS + 1
+    rows (more: ``rows`` is None). A table or column gone: changed. A query that calls mldb's
+    functions is not run: that would score every row again (``verdict``: what to show instead)."""
+    if calls_mldb(reader, query):
+        return {"verdict": {"state": "unknown", "how": None, "detail": "not compared: the training query calls "
+                            "mldb's functions (PREDICT, EMBED), itself or through a view; re-running it would "
+                            "score its rows again"}}
     cursor = reader.cursor()
     try:
         if columns is None:
             return {"rows": cursor.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]}
         listed = ", ".join(snapshots.quoted(column) for column in columns)
-        table = cursor.sql(f"SELECT {listed} FROM ({query})").to_arrow_table()
+        table = cursor.sql(f"SELECT {listed} FROM ({query}) LIMIT {FINGERPRINT_ROWS + 1}").to_arrow_table()
+        if table.num_rows > FINGERPRINT_ROWS:
+            return {"rows": None}
         return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(cursor, table)}
     except (duckdb.CatalogException, duckdb.BinderException) as error:
-        return {"state": "changed", "error": str(error).splitlines()[0]}
+        return _failed("changed", error)
     except duckdb.Error as error:
-        return {"state": "unknown", "error": str(error).splitlines()[0]}
+        return _failed("unknown", error)
+
+
+def _failed(state: str, error: Exception) -> dict:
+    detail = f"the training query fails now: {str(error).splitlines()[0]}"
+    return {"verdict": {"state": state, "how": None, "detail": detail}}
+
+
+def calls_mldb(reader, query: str) -> bool:
+    """Whether ``query`` calls mldb's functions (PREDICT, EMBED...), itself or in a view it reads
+    (a stored view calls them through the ``mldb_execution`` variable, as ``mldb.database`` notes)."""
+    views = {row["name"]: row["sql"] for row in reader.rows(
+        "SELECT lower(CASE WHEN schema_name = 'main' THEN view_name ELSE schema_name || '.' || view_name END) "
+        "AS name, sql FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")}
+    try:
+        if sqlglot.parse_one(query, read=MLDB).find(MldbFunction) is not None:
+            return True
+    except sqlglot.errors.SqlglotError:
+        pass
+    pending, seen = tables_read(query), set()
+    while pending:
+        name = pending.pop()
+        if name in views and name not in seen:
+            seen.add(name)
+            if "mldb_execution" in views[name]:
+                return True
+            pending += tables_read(views[name])
+    return False
 
 
 def _deployments(reader, name: str) -> dict:
