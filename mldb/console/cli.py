@@ -35,7 +35,7 @@ def ui_main(argv: list[str]) -> int:
         print(f"mldb ui: cannot open {options.database} read-only: {error}\n"
               "(if mldb serve has it open, start the console with it: mldb serve DB --ui-port PORT)", file=sys.stderr)
         return 1
-    server = _server(create_app(database, secret), options.host, options.port)
+    server = _server(create_app(database, secret, options.host), options.host, options.port)
     auth = "password (HTTP basic auth)" if secret else "no password"
     print(f"mldb ui: {options.database} (read-only) at http://{options.host}:{options.port}/, {auth}",
           file=sys.stderr, flush=True)
@@ -55,7 +55,7 @@ def start_beside(database, host: str, port: int, secret=None):
     uvicorn server (``.port``; ``.should_exit = True`` then ``.thread.join()`` stops it) once it listens."""
     from mldb.console import create_app
 
-    server = _server(create_app(database, secret), host, port)
+    server = _server(create_app(database, secret, host), host, port)
     thread = threading.Thread(target=server.run, name="mldb-console", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
