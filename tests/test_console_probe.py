@@ -105,3 +105,12 @@ def test_the_lineage_of_a_file_from_before_shadows(tmp_path):
         assert "no lineage recorded yet" in site.html("/lineage")  # (no mldb.lineage in this file)
         status, _, body = site.get("/charts/lineage/old.svg")
         assert status == 200 and "old@2" in body
+
+
+# -- mldb ui on a public address -------------------------------------------------------------------
+def test_ui_refuses_a_public_address_without_a_password(path):
+    from test_console_cli import free_port, mldb_command
+
+    process = mldb_command("ui", path, "--host", "0.0.0.0", "--port", str(free_port()))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and "refusing to listen on 0.0.0.0 without a password" in stderr

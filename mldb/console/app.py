@@ -59,10 +59,10 @@ def create_app(database, secret=None, host: str = "127.0.0.1"):
     app = Starlette(routes=routes, exception_handlers={404: _not_found(templates), 405: _not_allowed})
     app.state.reader = reader
     guarded = _Guard(app, secret)
-    return TrustedHostMiddleware(guarded, allowed_hosts=LOCAL_NAMES) if _loopback(host) else guarded
+    return TrustedHostMiddleware(guarded, allowed_hosts=LOCAL_NAMES) if is_loopback(host) else guarded
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

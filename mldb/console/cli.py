@@ -1,4 +1,4 @@
-"""``mldb ui DB [--host 127.0.0.1] [--port 8765] [--password-file F]``: the console on a database
+"""``mldb ui DB [--host 127.0.0.1] [--port 8765] [--password-file F] [--insecure]``: the console on a database
 opened read-only; and ``start_beside`` for ``mldb serve DB --ui-port P`` (same database, one process)."""
 
 from __future__ import annotations
@@ -20,12 +20,17 @@ def ui_main(argv: list[str]) -> int:
     except ModuleNotFoundError as error:
         print(f"mldb ui: the console needs {error.name}: pip install 'mldb[ui]'", file=sys.stderr)
         return 2
+    from mldb.console.app import is_loopback
     from mldb.server.cli import password_from
 
     try:
         secret = password_from(options.password_file)
     except OSError as error:
         print(f"mldb ui: cannot read the password file: {error.strerror}", file=sys.stderr)
+        return 2
+    if secret is None and not is_loopback(options.host) and not options.insecure:
+        print(f"mldb ui: refusing to listen on {options.host} without a password; give --password-file "
+              "(or MLDB_PASSWORD), or --insecure to let anyone who can reach it read the database", file=sys.stderr)
         return 2
     from mldb.database import open_database
 
@@ -83,4 +88,5 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     parser.add_argument("--password-file", help="require the password stored in this file (first line), "
                                                 "as mldb serve's; MLDB_PASSWORD is read otherwise")
+    parser.add_argument("--insecure", action="store_true", help="allow a non-local address without a password")
     return parser
