@@ -11,7 +11,7 @@ import pytest
 
 import mldb
 from console_http import console
-from mldb.console import models
+from mldb.console import models, tables
 from test_console_models import _older_file
 
 MATH = "m$\\frac{$"  # a model name matplotlib's mathtext cannot parse
@@ -28,6 +28,10 @@ STATEMENTS = [
     "CREATE TABLE grows AS SELECT i * 1.0 AS a, i * 2.0 AS b FROM range(50) r(i)",
     "CREATE MODEL grown PREDICT b FROM grows USING linear WITH (epochs = 2, seed = 1)",
     "INSERT INTO grows SELECT i * 1.0, i * 2.0 FROM range(50, 1000) r(i)",
+    "CREATE VIEW endless AS SELECT a, b FROM base",
+    "CREATE MODEL slow_source PREDICT b FROM endless USING linear WITH (epochs = 2, seed = 1)",
+    # then the view is redefined to scan a trillion rows (hours): pages must give up on it, not hang
+    "CREATE OR REPLACE VIEW endless AS SELECT a, b FROM base, range(1000000000000) r(i) WHERE hash(i, a) = 0",
 ]
 
 
@@ -76,6 +80,18 @@ def test_a_source_grown_past_the_fingerprint_limit_is_not_read_whole(site, monke
     [version] = site.json("/api/models/grown")["versions"]
     assert version["source_data"] == {"state": "changed", "how": "row count",
                                       "detail": "rows changed: 50 -> more than 100"}
+
+
+def test_a_training_query_that_runs_too_long_is_given_up(site):
+    [version] = site.json("/api/models/slow_source")["versions"]
+    assert version["source_data"] == {"state": "unknown", "how": None, "detail": "not compared: the training "
+                                      f"query ran longer than {models.SOURCE_SECONDS:g} s"}
+
+
+def test_a_view_that_runs_too_long_is_not_sampled(site):
+    page = site.json("/api/tables/endless")
+    assert page["columns"][0]["name"] == "a" and page["sample"]["rows"] == []
+    assert page["sample"]["skipped"] == f"reading it took longer than {tables.SAMPLE_SECONDS:g} s"
 
 
 # -- DNS rebinding: a page of another site must not read a console on localhost ---------------------

@@ -47,6 +47,7 @@ DEPLOYMENTS_SHOWN = 50
 IMPORTANCE_SHOWN = 50
 # a version whose training set had more rows than this is compared by row count, not by fingerprint
 FINGERPRINT_ROWS = 200_000
+SOURCE_SECONDS = 2  # re-running one training query (a view may have become a scan of anything) stops after this
 
 # the metric a model is judged by on the list, per task: the first one its version recorded
 KEY_METRICS = {"regression": ("r2", "rmse", "mae")}
@@ -289,15 +290,18 @@ def _current_rows(reader, query: str, columns: tuple | None) -> dict:
         return {"verdict": {"state": "unknown", "how": None, "detail": "not compared: the training query calls "
                             "mldb's functions (PREDICT, EMBED), itself or through a view; re-running it would "
                             "score its rows again"}}
-    cursor = reader.cursor()
     try:
-        if columns is None:
-            return {"rows": cursor.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]}
-        listed = ", ".join(snapshots.quoted(column) for column in columns)
-        table = cursor.sql(f"SELECT {listed} FROM ({query}) LIMIT {FINGERPRINT_ROWS + 1}").to_arrow_table()
+        with reader.time_limit(SOURCE_SECONDS) as cursor:
+            if columns is None:
+                return {"rows": cursor.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]}
+            listed = ", ".join(snapshots.quoted(column) for column in columns)
+            table = cursor.sql(f"SELECT {listed} FROM ({query}) LIMIT {FINGERPRINT_ROWS + 1}").to_arrow_table()
         if table.num_rows > FINGERPRINT_ROWS:
             return {"rows": None}
-        return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(cursor, table)}
+        return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(reader.cursor(), table)}
+    except duckdb.InterruptException:
+        detail = f"not compared: the training query ran longer than {SOURCE_SECONDS:g} s"
+        return {"verdict": {"state": "unknown", "how": None, "detail": detail}}
     except (duckdb.CatalogException, duckdb.BinderException) as error:
         return _failed("changed", error)
     except duckdb.Error as error:

@@ -8,6 +8,7 @@ cannot afford). A file opened by ``mldb ui`` is read-only; beside ``mldb serve``
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 
@@ -44,6 +45,18 @@ class Reader:
             "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = 'mldb' "
             "AND database_name = current_database()").fetchall()}
         return name in tables
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float):
+        """``with reader.time_limit(2) as cursor:`` a query on it is interrupted after ``seconds``
+        (``duckdb.InterruptException``): for the user's own queries and views, which may scan anything."""
+        cursor = self.cursor()
+        timer = threading.Timer(seconds, cursor.interrupt)  # (an interrupt after the query ended is harmless)
+        timer.start()
+        try:
+            yield cursor
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         cursor = getattr(self._local, "cursor", None)
