@@ -130,3 +130,11 @@ def test_ui_refuses_a_public_address_without_a_password(path):
     process = mldb_command("ui", path, "--host", "0.0.0.0", "--port", str(free_port()))
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2 and "refusing to listen on 0.0.0.0 without a password" in stderr
+
+
+# -- query parameters ------------------------------------------------------------------------------
+@pytest.mark.parametrize("query", ["since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_400(site, query):
+    for prefix in ("", "/api"):
+        status, _, body = site.get(f"{prefix}/predictions?{query}")
+        assert status == 400 and "UTC" in body, body[:300]
