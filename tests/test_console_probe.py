@@ -138,3 +138,12 @@ def test_a_time_that_leaves_the_calendar_in_utc_is_400(site, query):
     for prefix in ("", "/api"):
         status, _, body = site.get(f"{prefix}/predictions?{query}")
         assert status == 400 and "UTC" in body, body[:300]
+
+
+def test_ui_on_a_missing_file_says_so_without_blaming_mldb_serve(tmp_path):
+    from test_console_cli import free_port, mldb_command
+
+    process = mldb_command("ui", str(tmp_path / "missing.db"), "--port", str(free_port()))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and "database does not exist" in stderr
+    assert "mldb serve" not in stderr and not (tmp_path / "missing.db").exists()

@@ -37,8 +37,9 @@ def ui_main(argv: list[str]) -> int:
     try:
         database = open_database(options.database, read_only=True)
     except errors.Error as error:
-        print(f"mldb ui: cannot open {options.database} read-only: {error}\n"
-              "(if mldb serve has it open, start the console with it: mldb serve DB --ui-port PORT)", file=sys.stderr)
+        held = "lock" in str(error).lower()  # (another process writes it: DuckDB's "Could not set lock")
+        hint = "\n(if mldb serve has it open, start the console with it: mldb serve DB --ui-port PORT)" if held else ""
+        print(f"mldb ui: cannot open {options.database} read-only: {error}{hint}", file=sys.stderr)
         return 1
     server = _server(create_app(database, secret, options.host), options.host, options.port)
     auth = "password (HTTP basic auth)" if secret else "no password"
