@@ -5,6 +5,7 @@ rebinding against a console on localhost without a password), an older catalog o
 from __future__ import annotations
 
 import http.client
+import json
 import urllib.parse
 
 import pytest
@@ -130,6 +131,14 @@ def test_ui_refuses_a_public_address_without_a_password(path):
     process = mldb_command("ui", path, "--host", "0.0.0.0", "--port", str(free_port()))
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2 and "refusing to listen on 0.0.0.0 without a password" in stderr
+
+
+# -- odd paths ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("address", ["/api", "/api/", "/api/nope", "/api/models/%00", "/api/tables/..%2F..%2Fetc%2Fpasswd"])
+def test_unknown_api_paths_answer_json(site, address):
+    status, headers, body = site.get(address)
+    assert status == 404 and headers["content-type"].startswith("application/json"), (address, body[:200])
+    assert "error" in json.loads(body)
 
 
 # -- query parameters ------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def _error_page(templates, status: int, message: str) -> str:
 
 def _not_found(templates):
     async def handler(request: Request, exc) -> Response:
-        if request.url.path.startswith("/api/"):
+        if request.url.path == "/api" or request.url.path.startswith("/api/"):
             return _JSON({"error": f"no such page: {request.url.path}"}, status_code=404, headers=_HEADERS)
         return _page_not_found(templates, f"no such page: {request.url.path}")
     return handler
