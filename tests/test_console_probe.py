@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import urllib.parse
 
+import duckdb
 import pytest
 
 import mldb
@@ -113,6 +115,21 @@ def test_a_foreign_host_header_is_refused_on_localhost(site):
     assert raw_get(site, "/models", "evil.example") == 400
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
         assert raw_get(site, "/api/models", host) == 200
+
+
+# -- numbers JSON cannot write ------------------------------------------------------------------------
+def test_nan_and_infinity_in_the_catalog_are_null_in_json(path, tmp_path):
+    doctored = str(tmp_path / "nan.db")
+    shutil.copy(path, doctored)
+    con = duckdb.connect(doctored)  # (DOUBLE columns hold NaN and infinities: a shadow scoring NaN, another writer)
+    con.execute("UPDATE mldb.prediction_log SET seconds = 'NaN'::DOUBLE, rows = 1")
+    con.execute("UPDATE mldb.feature_stats SET std = 'inf'::DOUBLE")
+    con.close()
+    with console(doctored) as site:
+        assert {row["seconds"] for row in site.json("/api/predictions")["log"]} == {None}
+        stats = site.json("/api/models/scorer")["feature_stats"]["rows"]
+        assert stats and {row["std"] for row in stats} == {None}
+        assert "scorer" in site.html("/models/scorer")
 
 
 # -- an older catalog ------------------------------------------------------------------------------

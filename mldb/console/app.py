@@ -146,8 +146,19 @@ async def _not_allowed(request: Request, exc) -> Response:
 
 class _JSON(JSONResponse):
     def render(self, content) -> bytes:
-        return json.dumps(content, default=_jsonable, allow_nan=False, separators=(",", ":"),
+        return json.dumps(_finite(content), default=_jsonable, allow_nan=False, separators=(",", ":"),
                           ensure_ascii=False).encode("utf-8")
+
+
+def _finite(value):
+    """NaN and infinities as null (JSON has no such numbers; a DOUBLE in the catalog may hold them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _jsonable(value):
