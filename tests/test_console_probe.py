@@ -97,6 +97,27 @@ def test_a_view_that_runs_too_long_is_not_sampled(site):
     assert page["sample"]["skipped"] == f"reading it took longer than {tables.SAMPLE_SECONDS:g} s"
 
 
+@pytest.mark.parametrize("snapshot", [True, False])  # (compared by fingerprint, or by row count)
+@pytest.mark.parametrize("form", ["{select}); {copy}; SELECT (1", "{select}; {copy}"])
+def test_a_training_query_is_run_only_as_one_select(path, tmp_path, snapshot, form):
+    """The training query is a catalog row anyone with SQL could have edited, and the console reads
+    files it did not make: a second statement in it (COPY ... TO a file works even read-only) never runs."""
+    doctored, target = str(tmp_path / "doctored.db"), tmp_path / "written.csv"
+    shutil.copy(path, doctored)
+    con = duckdb.connect(doctored)
+    injected = form.format(select="SELECT a, b FROM base", copy=f"COPY (SELECT 'owned' AS x) TO '{target}'")
+    con.execute("UPDATE mldb.model_versions SET training_query = ? WHERE model = 'scorer'", [injected])
+    if not snapshot:
+        con.execute("DELETE FROM mldb.snapshots WHERE model = 'scorer'")
+    con.close()
+    with console(doctored) as site:
+        [version] = site.json("/api/models/scorer")["versions"]
+    assert not target.exists()
+    assert version["source_data"]["state"] == "unknown", version["source_data"]
+    if ");" not in form:  # (the other is not even SQL alone)
+        assert version["source_data"]["detail"] == "not compared: the recorded training query is not one SELECT"
+
+
 # -- DNS rebinding: a page of another site must not read a console on localhost ---------------------
 def raw_get(site, path: str, host: str) -> int:
     connection = http.client.HTTPConnection(site.base.removeprefix("http://"), timeout=60)

@@ -292,10 +292,14 @@ def _current_rows(reader, query: str, columns: tuple | None) -> dict:
                             "score its rows again"}}
     try:
         with reader.time_limit(SOURCE_SECONDS) as cursor:
+            relation = _one_select(cursor, query)
+            if relation is None:
+                return {"verdict": {"state": "unknown", "how": None,
+                                    "detail": "not compared: the recorded training query is not one SELECT"}}
             if columns is None:
-                return {"rows": cursor.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]}
+                return {"rows": relation.aggregate("count(*)").fetchall()[0][0]}
             listed = ", ".join(snapshots.quoted(column) for column in columns)
-            table = cursor.sql(f"SELECT {listed} FROM ({query}) LIMIT {FINGERPRINT_ROWS + 1}").to_arrow_table()
+            table = relation.project(listed).limit(FINGERPRINT_ROWS + 1).to_arrow_table()
         if table.num_rows > FINGERPRINT_ROWS:
             return {"rows": None}
         return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(reader.cursor(), table)}
@@ -306,6 +310,16 @@ def _current_rows(reader, query: str, columns: tuple | None) -> dict:
         return _failed("changed", error)
     except duckdb.Error as error:
         return _failed("unknown", error)
+
+
+def _one_select(cursor, query: str):
+    """``query`` as a relation when DuckDB's own parser reads it as exactly one SELECT, else None. The
+    text is a catalog row (anyone with SQL may have edited it; the file may come from anyone): pasted
+    into SQL, a second statement in it would run, and COPY ... TO a file works even read-only."""
+    statements = cursor.extract_statements(query)
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        return None
+    return cursor.sql(query)
 
 
 def _failed(state: str, error: Exception) -> dict:
