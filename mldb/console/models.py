@@ -284,32 +284,29 @@ def _by_row_count(trained_rows, now: dict, too_many: bool) -> dict:
 def _current_rows(reader, query: str, columns: tuple | None) -> dict:
     """The training query's rows now: their count, and with ``columns`` their fingerprint (as
     ``mldb.lifecycle.snapshots`` computes it at training time), reading at most FINGERPRINT_ROWS + 1
-    rows (more: ``rows`` is None). A table or column gone: changed. A query that calls mldb's
-    functions is not run: that would score every row again (``verdict``: what to show instead)."""
-    if calls_mldb(reader, query):
-        return {"verdict": {"state": "unknown", "how": None, "detail": "not compared: the training query calls "
-                            "mldb's functions (PREDICT, EMBED), itself or through a view; re-running it would "
-                            "score its rows again"}}
+    rows (more: ``rows`` is None). A table or column gone: changed. Not run at all (``verdict``: what
+    to show instead): a query that calls mldb's functions (that would score every row again)."""
+    if _calls_mldb(reader, query):
+        return _unknown("not compared: the training query calls mldb's functions (PREDICT, EMBED), itself or "
+                        "through a view; re-running it would score its rows again")
     try:
         with reader.time_limit(SOURCE_SECONDS) as cursor:
             relation = _one_select(cursor, query)
             if relation is None:
-                return {"verdict": {"state": "unknown", "how": None,
-                                    "detail": "not compared: the recorded training query is not one SELECT"}}
+                return _unknown("not compared: the recorded training query is not one SELECT")
             if columns is None:
                 return {"rows": relation.aggregate("count(*)").fetchall()[0][0]}
             listed = ", ".join(snapshots.quoted(column) for column in columns)
             table = relation.project(listed).limit(FINGERPRINT_ROWS + 1).to_arrow_table()
-        if table.num_rows > FINGERPRINT_ROWS:
-            return {"rows": None}
-        return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(reader.cursor(), table)}
     except duckdb.InterruptException:
-        detail = f"not compared: the training query ran longer than {SOURCE_SECONDS:g} s"
-        return {"verdict": {"state": "unknown", "how": None, "detail": detail}}
+        return _unknown(f"not compared: the training query ran longer than {SOURCE_SECONDS:g} s")
     except (duckdb.CatalogException, duckdb.BinderException) as error:
         return _failed("changed", error)
     except duckdb.Error as error:
         return _failed("unknown", error)
+    if table.num_rows > FINGERPRINT_ROWS:
+        return {"rows": None}
+    return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(reader.cursor(), table)}
 
 
 def _one_select(cursor, query: str):
@@ -322,22 +319,23 @@ def _one_select(cursor, query: str):
     return cursor.sql(query)
 
 
+def _unknown(detail: str) -> dict:
+    return {"verdict": {"state": "unknown", "how": None, "detail": detail}}
+
+
 def _failed(state: str, error: Exception) -> dict:
     detail = f"the training query fails now: {str(error).splitlines()[0]}"
     return {"verdict": {"state": state, "how": None, "detail": detail}}
 
 
-def calls_mldb(reader, query: str) -> bool:
+def _calls_mldb(reader, query: str) -> bool:
     """Whether ``query`` calls mldb's functions (PREDICT, EMBED...), itself or in a view it reads
     (a stored view calls them through the ``mldb_execution`` variable, as ``mldb.database`` notes)."""
+    if _mldb_function_in(query):
+        return True
     views = {row["name"]: row["sql"] for row in reader.rows(
         "SELECT lower(CASE WHEN schema_name = 'main' THEN view_name ELSE schema_name || '.' || view_name END) "
         "AS name, sql FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")}
-    try:
-        if sqlglot.parse_one(query, read=MLDB).find(MldbFunction) is not None:
-            return True
-    except sqlglot.errors.SqlglotError:
-        pass
     pending, seen = tables_read(query), set()
     while pending:
         name = pending.pop()
@@ -347,6 +345,13 @@ def calls_mldb(reader, query: str) -> bool:
                 return True
             pending += tables_read(views[name])
     return False
+
+
+def _mldb_function_in(query: str) -> bool:
+    try:
+        return sqlglot.parse_one(query, read=MLDB).find(MldbFunction) is not None
+    except sqlglot.errors.SqlglotError:
+        return False
 
 
 def _deployments(reader, name: str) -> dict:
