@@ -14,12 +14,14 @@ import pytest
 
 import mldb
 from console_http import console
-from mldb.console import models, tables
+from mldb.console import charts, models, tables
 from test_console_models import _older_file
 
 MATH = "m$\\frac{$"  # a model name matplotlib's mathtext cannot parse
+LONG = "days_since_the_customer_last_opened_the_monthly_newsletter"  # a feature name
 STATEMENTS = [
-    'CREATE TABLE "t$x" AS SELECT i * 1.0 AS "$\\frac$", i % 3 AS "$x$", i * 2.0 + i % 3 AS y FROM range(60) r(i)',
+    'CREATE TABLE "t$x" AS SELECT i * 1.0 AS "$\\frac$", i % 3 AS "$x$", i % 5 AS ' + LONG + ', '
+    'i * 2.0 + i % 3 AS y FROM range(60) r(i)',
     f'CREATE MODEL "{MATH}" PREDICT y FROM "t$x" USING linear WITH (epochs = 2, seed = 1)',
     f'SELECT count(*) FROM "t$x" WHERE PREDICT("{MATH}") > 1',
     'CREATE TABLE base AS SELECT i * 1.0 AS a, i * 3.0 + 1 AS b FROM range(50) r(i)',
@@ -68,6 +70,12 @@ def test_names_with_dollar_signs_are_drawn_as_written(site, kind):
     assert MATH in body  # the name itself, not typeset mathematics
     if kind == "importance":
         assert "$\\frac$" in body and "$x$" in body
+
+
+def test_long_feature_names_are_shortened_to_fit_the_importance_chart(site):
+    body = site.get(f"/charts/models/{url(MATH)}/importance.svg")[2]
+    assert LONG not in body and LONG[:charts.FEATURE_LABEL - 1] + "…" in body
+    assert "$\\frac$" in body  # (short names whole)
 
 
 # -- source data: the model page re-runs training queries, so they must be safe and bounded ---------

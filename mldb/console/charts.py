@@ -29,6 +29,7 @@ MODEL_CHARTS = ("training", "volume", "drift", "importance")
 SIZE = (6.4, 3.6)  # inches; the page shows them at 640 x 360 pixels
 DRIFT_PANELS = 3  # at most this many drift monitors, one panel each
 IMPORTANCE_SHOWN = 20
+FEATURE_LABEL = 24  # characters of a feature's name the importance chart has room for
 
 CACHE_SIZE = 200  # SVGs kept per database (10-60 kB each)
 
@@ -109,9 +110,16 @@ def importance(reader, name: str) -> str:
         return no_data(f"{name}: no feature importance recorded")
 
     def bars(ax):
-        ax.barh([row["feature"] for row in reversed(rows)], [row["importance"] for row in reversed(rows)])
+        shown = rows[::-1]  # (the most important on top; by position: two names may shorten alike)
+        ax.barh(range(len(shown)), [row["importance"] for row in shown])
+        ax.set_yticks(range(len(shown)), [_label(row["feature"]) for row in shown])
+        ax.figure.subplots_adjust(left=0.3)  # (room for FEATURE_LABEL characters)
         ax.set(xlabel=f"importance ({rows[0]['method']})", title=f"{name}@{version}: feature importance")
     return _cached(reader, ("importance", name, version, _frozen(rows)), lambda: _drawn(bars, ""))
+
+
+def _label(text: str) -> str:
+    return text if len(text) <= FEATURE_LABEL else text[:FEATURE_LABEL - 1] + "…"
 
 
 # -- reading ------------------------------------------------------------------------------------
