@@ -30,6 +30,7 @@ STATEMENTS = [
     "CREATE MODEL from_view PREDICT b FROM predicted USING linear WITH (epochs = 2, seed = 1)",
     "CREATE MODEL from_query PREDICT b FROM (SELECT a, b, PREDICT(scorer) AS p FROM base) USING linear "
     "WITH (epochs = 2, seed = 1)",
+    "CREATE MODEL base PREDICT b FROM base USING linear WITH (epochs = 2, seed = 1)",  # (a table's name)
     "CREATE TABLE grows AS SELECT i * 1.0 AS a, i * 2.0 AS b FROM range(50) r(i)",
     "CREATE MODEL grown PREDICT b FROM grows USING linear WITH (epochs = 2, seed = 1)",
     "INSERT INTO grows SELECT i * 1.0, i * 2.0 FROM range(50, 1000) r(i)",
@@ -144,6 +145,17 @@ def test_a_foreign_host_header_is_refused_on_localhost(site):
     assert raw_get(site, "/models", "evil.example") == 400
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
         assert raw_get(site, "/api/models", host) == 200
+
+
+# -- lineage -----------------------------------------------------------------------------------------
+def test_a_models_lineage_is_the_models_even_when_a_table_has_its_name(site):
+    link = site.json("/api/models/base")["lineage"]
+    focus = site.json("/api" + link["url"] + "&direction=down&depth=1")
+    assert focus["focus"]["ids"] == ["base@1"] and [node["id"] for node in focus["nodes"]] == ["base@1"]
+    status, _, svg = site.get(link["chart"])
+    assert status == 200 and ">base@1</text>" in svg and ">scorer@1</text>" not in svg  # (the table's other model)
+    table = site.json("/api/lineage?node=base&direction=down&depth=1")  # the name alone: the table
+    assert table["focus"]["ids"] == ["base"] and {"base@1", "scorer@1"} <= {node["id"] for node in table["nodes"]}
 
 
 # -- numbers JSON cannot write ------------------------------------------------------------------------

@@ -185,8 +185,9 @@ def model(reader, name: str) -> dict:
         "alerts": _alerts(reader, name),
         "predictions": _predictions(reader, name),
         "charts": _charts(reader, name),
-        "lineage": {"url": "/lineage?node=" + quote(name, safe=""),  # (the lineage pages: mldb.console.lineage)
-                    "chart": "/charts/lineage/" + quote(name, safe="") + ".svg"},
+        # (the lineage pages, mldb.console.lineage: "name@*" is the model's versions, never a table of that name)
+        "lineage": {"url": "/lineage?node=" + quote(name + "@*", safe=""),
+                    "chart": "/charts/lineage/" + quote(name + "@*", safe="") + ".svg"},
     }
 
 
