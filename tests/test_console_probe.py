@@ -8,6 +8,7 @@ import http.client
 import json
 import shutil
 import urllib.parse
+from xml.etree import ElementTree
 
 import duckdb
 import pytest
@@ -18,12 +19,16 @@ from mldb.console import charts, models, tables
 from test_console_models import _older_file
 
 MATH = "m$\\frac{$"  # a model name matplotlib's mathtext cannot parse
+ODD = "bell\x07 and noncharacter \uffff"  # characters XML cannot carry, even as references
 LONG = "days_since_the_customer_last_opened_the_monthly_newsletter"  # a feature name
 STATEMENTS = [
     'CREATE TABLE "t$x" AS SELECT i * 1.0 AS "$\\frac$", i % 3 AS "$x$", i % 5 AS ' + LONG + ', '
     'i * 2.0 + i % 3 AS y FROM range(60) r(i)',
     f'CREATE MODEL "{MATH}" PREDICT y FROM "t$x" USING linear WITH (epochs = 2, seed = 1)',
     f'SELECT count(*) FROM "t$x" WHERE PREDICT("{MATH}") > 1',
+    f'CREATE TABLE "{ODD}" AS SELECT i * 1.0 AS "{ODD}", i * 2.0 AS y FROM range(40) r(i)',
+    f'CREATE MODEL "{ODD}" PREDICT y FROM "{ODD}" USING linear WITH (epochs = 2, seed = 1)',
+    f'SELECT count(*) FROM "{ODD}" WHERE PREDICT("{ODD}") > 1',
     'CREATE TABLE base AS SELECT i * 1.0 AS a, i * 3.0 + 1 AS b FROM range(50) r(i)',
     "CREATE MODEL scorer PREDICT b FROM base USING linear WITH (epochs = 2, seed = 1)",
     "CREATE VIEW predicted AS SELECT a, b, PREDICT(scorer) AS p FROM base",
@@ -77,6 +82,15 @@ def test_long_feature_names_are_shortened_to_fit_the_importance_chart(site):
     body = site.get(f"/charts/models/{url(MATH)}/importance.svg")[2]
     assert LONG not in body and LONG[:charts.FEATURE_LABEL - 1] + "…" in body
     assert "$\\frac$" in body  # (short names whole)
+
+
+@pytest.mark.parametrize("chart", ["training", "volume", "importance", "drift", "lineage"])
+def test_characters_xml_cannot_carry_do_not_break_the_svg(site, chart):
+    address = f"/charts/lineage/{url(ODD)}.svg" if chart == "lineage" else f"/charts/models/{url(ODD)}/{chart}.svg"
+    status, _, body = site.get(address)
+    assert status == 200
+    ElementTree.fromstring(body)  # (well-formed: a browser shows it, where it would show a broken image)
+    assert "bell\ufffd and noncharacter \ufffd" in body
 
 
 # -- source data: the model page re-runs training queries, so they must be safe and bounded ---------

@@ -23,6 +23,7 @@ import weakref
 from xml.sax.saxutils import escape
 
 from mldb import errors
+from mldb.console.graph import printable
 from mldb.console.pages import chart
 
 MODEL_CHARTS = ("training", "volume", "drift", "importance")
@@ -192,7 +193,7 @@ def _drawn(draw, empty: str, panels: int = 1) -> str:
             return no_data(empty)
         out = io.StringIO()
         figure.savefig(out, format="svg", metadata={"Date": None})
-        return out.getvalue()
+        return printable(out.getvalue())  # (matplotlib writes a name's control characters as they are)
 
 
 def _margins(panels: int) -> dict:
@@ -208,4 +209,4 @@ def no_data(message: str) -> str:
             f'viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="#fff"/>'
             f'<text x="50%" y="45%" text-anchor="middle" font-family="sans-serif" font-size="18" fill="#6b7385">'
             f'no data yet</text><text x="50%" y="58%" text-anchor="middle" font-family="sans-serif" '
-            f'font-size="13" fill="#6b7385">{escape(message)}</text></svg>')
+            f'font-size="13" fill="#6b7385">{escape(printable(message))}</text></svg>')
