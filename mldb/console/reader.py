@@ -50,12 +50,19 @@ class Reader:
     def time_limit(self, seconds: float):
         """``with reader.time_limit(2) as cursor:`` a query on it is interrupted after ``seconds``
         (``duckdb.InterruptException``): for the user's own queries and views, which may scan anything."""
-        cursor = self.cursor()
-        timer = threading.Timer(seconds, cursor.interrupt)  # (an interrupt after the query ended is harmless)
+        cursor, lock, over = self.cursor(), threading.Lock(), threading.Event()
+
+        def interrupt():
+            with lock:  # (never after the block: the cursor's next query is not this one)
+                if not over.is_set():
+                    cursor.interrupt()
+        timer = threading.Timer(seconds, interrupt)
         timer.start()
         try:
             yield cursor
         finally:
+            with lock:
+                over.set()
             timer.cancel()
 
     def close(self) -> None:
