@@ -8,12 +8,14 @@ import binascii
 import datetime
 import decimal
 import importlib
+import ipaddress
 import json
 import math
 from pathlib import Path
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -24,6 +26,7 @@ from mldb.console.reader import Reader
 # the modules that register pages and charts (each imports mldb.console.pages and decorates)
 PAGE_MODULES = ("mldb.console.models", "mldb.console.lineage", "mldb.console.tables", "mldb.console.predictions")
 
+LOCAL_NAMES = ["localhost", "127.0.0.1", "[::1]"]  # the Host a console on a loopback address answers
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                                "frame-ancestors 'none'; form-action 'self'",
@@ -33,9 +36,12 @@ _HEADERS = {
 }
 
 
-def create_app(database, secret=None) -> Starlette:
+def create_app(database, secret=None, host: str = "127.0.0.1"):
     """The console over ``database`` (an ``mldb.database.Database``); ``secret`` (an
-    ``mldb.server.auth.Secret``) turns on HTTP basic auth (any user name, that password)."""
+    ``mldb.server.auth.Secret``) turns on HTTP basic auth (any user name, that password). Listening
+    on a loopback ``host``, it answers only requests addressed to this machine by name (Host:
+    localhost, 127.0.0.1, [::1]): a web page elsewhere cannot read it by rebinding its own name
+    to 127.0.0.1 (DNS rebinding), which matters most without a password."""
     for module in PAGE_MODULES:
         try:
             importlib.import_module(module)
@@ -52,7 +58,15 @@ def create_app(database, secret=None) -> Starlette:
         routes.append(Route(chart.path, _svg(chart, reader), methods=["GET", "HEAD"]))
     app = Starlette(routes=routes, exception_handlers={404: _not_found(templates), 405: _not_allowed})
     app.state.reader = reader
-    return _Guard(app, secret)
+    guarded = _Guard(app, secret)
+    return TrustedHostMiddleware(guarded, allowed_hosts=LOCAL_NAMES) if is_loopback(host) else guarded
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _templates() -> jinja2.Environment:
@@ -119,7 +133,7 @@ def _error_page(templates, status: int, message: str) -> str:
 
 def _not_found(templates):
     async def handler(request: Request, exc) -> Response:
-        if request.url.path.startswith("/api/"):
+        if request.url.path == "/api" or request.url.path.startswith("/api/"):
             return _JSON({"error": f"no such page: {request.url.path}"}, status_code=404, headers=_HEADERS)
         return _page_not_found(templates, f"no such page: {request.url.path}")
     return handler
@@ -132,8 +146,19 @@ async def _not_allowed(request: Request, exc) -> Response:
 
 class _JSON(JSONResponse):
     def render(self, content) -> bytes:
-        return json.dumps(content, default=_jsonable, allow_nan=False, separators=(",", ":"),
+        return json.dumps(_finite(content), default=_jsonable, allow_nan=False, separators=(",", ":"),
                           ensure_ascii=False).encode("utf-8")
+
+
+def _finite(value):
+    """NaN and infinities as null (JSON has no such numbers; a DOUBLE in the catalog may hold them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _jsonable(value):

@@ -23,19 +23,22 @@ import weakref
 from xml.sax.saxutils import escape
 
 from mldb import errors
+from mldb.console.graph import printable
 from mldb.console.pages import chart
 
 MODEL_CHARTS = ("training", "volume", "drift", "importance")
 SIZE = (6.4, 3.6)  # inches; the page shows them at 640 x 360 pixels
 DRIFT_PANELS = 3  # at most this many drift monitors, one panel each
 IMPORTANCE_SHOWN = 20
+FEATURE_LABEL = 24  # characters of a feature's name the importance chart has room for
 
 CACHE_SIZE = 200  # SVGs kept per database (10-60 kB each)
 
 _LOCK = threading.Lock()
 _CACHE_LOCK = threading.Lock()
 _CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> key -> SVG
-_SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size": 9}
+# names and values are user text: never parsed as mathtext ("$x$" typeset, "$\frac$" an error)
+_SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size": 9, "text.parse_math": False}
 
 
 # -- the charts ---------------------------------------------------------------------------------
@@ -108,9 +111,16 @@ def importance(reader, name: str) -> str:
         return no_data(f"{name}: no feature importance recorded")
 
     def bars(ax):
-        ax.barh([row["feature"] for row in reversed(rows)], [row["importance"] for row in reversed(rows)])
+        shown = rows[::-1]  # (the most important on top; by position: two names may shorten alike)
+        ax.barh(range(len(shown)), [row["importance"] for row in shown])
+        ax.set_yticks(range(len(shown)), [_label(row["feature"]) for row in shown])
+        ax.figure.subplots_adjust(left=0.3)  # (room for FEATURE_LABEL characters)
         ax.set(xlabel=f"importance ({rows[0]['method']})", title=f"{name}@{version}: feature importance")
     return _cached(reader, ("importance", name, version, _frozen(rows)), lambda: _drawn(bars, ""))
+
+
+def _label(text: str) -> str:
+    return text if len(text) <= FEATURE_LABEL else text[:FEATURE_LABEL - 1] + "…"
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -183,7 +193,7 @@ def _drawn(draw, empty: str, panels: int = 1) -> str:
             return no_data(empty)
         out = io.StringIO()
         figure.savefig(out, format="svg", metadata={"Date": None})
-        return out.getvalue()
+        return printable(out.getvalue())  # (matplotlib writes a name's control characters as they are)
 
 
 def _margins(panels: int) -> dict:
@@ -199,4 +209,4 @@ def no_data(message: str) -> str:
             f'viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="#fff"/>'
             f'<text x="50%" y="45%" text-anchor="middle" font-family="sans-serif" font-size="18" fill="#6b7385">'
             f'no data yet</text><text x="50%" y="58%" text-anchor="middle" font-family="sans-serif" '
-            f'font-size="13" fill="#6b7385">{escape(message)}</text></svg>')
+            f'font-size="13" fill="#6b7385">{escape(printable(message))}</text></svg>')

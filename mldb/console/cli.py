@@ -1,4 +1,4 @@
-"""``mldb ui DB [--host 127.0.0.1] [--port 8765] [--password-file F]``: the console on a database
+"""``mldb ui DB [--host 127.0.0.1] [--port 8765] [--password-file F] [--insecure]``: the console on a database
 opened read-only; and ``start_beside`` for ``mldb serve DB --ui-port P`` (same database, one process)."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ def ui_main(argv: list[str]) -> int:
     except ModuleNotFoundError as error:
         print(f"mldb ui: the console needs {error.name}: pip install 'mldb[ui]'", file=sys.stderr)
         return 2
+    from mldb.console.app import is_loopback
     from mldb.server.cli import password_from
 
     try:
@@ -27,15 +28,20 @@ def ui_main(argv: list[str]) -> int:
     except OSError as error:
         print(f"mldb ui: cannot read the password file: {error.strerror}", file=sys.stderr)
         return 2
+    if secret is None and not is_loopback(options.host) and not options.insecure:
+        print(f"mldb ui: refusing to listen on {options.host} without a password; give --password-file "
+              "(or MLDB_PASSWORD), or --insecure to let anyone who can reach it read the database", file=sys.stderr)
+        return 2
     from mldb.database import open_database
 
     try:
         database = open_database(options.database, read_only=True)
     except errors.Error as error:
-        print(f"mldb ui: cannot open {options.database} read-only: {error}\n"
-              "(if mldb serve has it open, start the console with it: mldb serve DB --ui-port PORT)", file=sys.stderr)
+        held = "lock" in str(error).lower()  # (another process writes it: DuckDB's "Could not set lock")
+        hint = "\n(if mldb serve has it open, start the console with it: mldb serve DB --ui-port PORT)" if held else ""
+        print(f"mldb ui: cannot open {options.database} read-only: {error}{hint}", file=sys.stderr)
         return 1
-    server = _server(create_app(database, secret), options.host, options.port)
+    server = _server(create_app(database, secret, options.host), options.host, options.port)
     auth = "password (HTTP basic auth)" if secret else "no password"
     print(f"mldb ui: {options.database} (read-only) at http://{options.host}:{options.port}/, {auth}",
           file=sys.stderr, flush=True)
@@ -55,7 +61,7 @@ def start_beside(database, host: str, port: int, secret=None):
     uvicorn server (``.port``; ``.should_exit = True`` then ``.thread.join()`` stops it) once it listens."""
     from mldb.console import create_app
 
-    server = _server(create_app(database, secret), host, port)
+    server = _server(create_app(database, secret, host), host, port)
     thread = threading.Thread(target=server.run, name="mldb-console", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
@@ -83,4 +89,5 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     parser.add_argument("--password-file", help="require the password stored in this file (first line), "
                                                 "as mldb serve's; MLDB_PASSWORD is read otherwise")
+    parser.add_argument("--insecure", action="store_true", help="allow a non-local address without a password")
     return parser

@@ -36,7 +36,7 @@ NODE_STYLES = {  # kind: (legend text, fill, stroke)
 }
 EDGE_COLOURS = {"training": "#5b6b8c", "view": "#9aa3b5", "prediction": "#b35c00", "embedding": "#c0262d"}
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in XML, even as references
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")  # not allowed in XML, even as references
 
 
 @dataclasses.dataclass

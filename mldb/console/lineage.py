@@ -7,8 +7,9 @@ base table reached through a view carries the view in ``via``), one per distinct
 ``view`` edges from the tables a view reads to the view (parsed from the view's SQL with mldb's
 own ``tables_read``, or from ``via`` for a view since dropped). ``?node=X`` keeps what is upstream
 (``direction=up``), downstream (``down``) or both of X, to ``depth`` edges; a model's name stands
-for all its versions. The graph is bounded (``MAX_NODES``, the nodes nearest the focus, then the
-most recently active) and drawn by ``mldb.console.graph`` as inline SVG.
+for all its versions (``model@*`` always does: a table may have the model's name). The graph is
+bounded (``MAX_NODES``, the nodes nearest the focus, then the most recently active) and drawn by
+``mldb.console.graph`` as inline SVG.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import networkx as nx
 
 from mldb.console import graph
+from mldb.console.models import catalog
 from mldb.console.pages import BadRequest, NotFound, chart, page
 from mldb.lifecycle.lineage import tables_read
 
@@ -148,7 +150,10 @@ class Lineage:
         return sorted({row["source"] for row in rows if row["via"] == view})
 
     def resolve(self, name: str) -> set[str]:
-        """The node ids ``name`` stands for: a node, a relation, ``model@version``, or a model's versions."""
+        """The node ids ``name`` stands for: a node, a relation, ``model@version``, or a model's versions
+        (``model@*`` always means the model's versions: a table may have the model's name)."""
+        if name.endswith("@*"):
+            return self._versions_of(name[:-2])
         for candidate in (name, name.lower()):
             if candidate in self.nodes:
                 return {candidate}
@@ -157,12 +162,15 @@ class Lineage:
         model, _, version = name.rpartition("@")
         if version.isdigit() and (model, int(version)) in self.catalog.versions:
             return {self._isolated(self.catalog.model_version(model, int(version)))}
-        versions = sorted(v for m, v in self.catalog.versions if m == name)
+        return self._versions_of(name)
+
+    def _versions_of(self, model: str) -> set[str]:
+        versions = sorted(v for m, v in self.catalog.versions if m == model)
         ids = {node_id for node_id, node in self.nodes.items()
-               if node["kind"] == "model_version" and node["name"] == name}
-        ids |= {self._isolated(self.catalog.model_version(name, v)) for v in versions}
+               if node["kind"] == "model_version" and node["name"] == model}
+        ids |= {self._isolated(self.catalog.model_version(model, v)) for v in versions}
         if not ids:
-            raise NotFound(f"no table, view or model named {name!r} (nor a version 'model@n')")
+            raise NotFound(f"no table, view or model named {model!r} (nor a version 'model@n')")
         return ids
 
     def _isolated(self, node: dict) -> str:
@@ -232,8 +240,10 @@ class Catalog:
                 views.setdefault(row["name"], row["sql"])
         models, versions = {}, set()
         if reader.has_table("models"):  # (with model_versions: the same feature's tables)
+            shadow = "shadow_version" if catalog(reader).has_column("models", "shadow_version") \
+                else "NULL::INTEGER AS shadow_version"  # (a file from before shadows)
             models = {row.pop("name"): row for row in reader.rows(
-                "SELECT name, deployed_version, shadow_version FROM mldb.models")}
+                f"SELECT name, deployed_version, {shadow} FROM mldb.models")}
             versions = {(row["model"], row["version"]) for row in reader.rows(
                 "SELECT model, version FROM mldb.model_versions")}
         return cls(relations, views, models, versions)

@@ -31,10 +31,14 @@ import json
 from urllib.parse import quote
 
 import duckdb
+import sqlglot
 
 from mldb.console import charts  # (also registers the model charts)
 from mldb.console.pages import NotFound, page
+from mldb.frontend import MLDB
+from mldb.frontend.expressions import MldbFunction
 from mldb.lifecycle import snapshots
+from mldb.lifecycle.lineage import tables_read
 
 VERSIONS_SHOWN = 20
 RUNS_SHOWN = 20
@@ -43,6 +47,7 @@ DEPLOYMENTS_SHOWN = 50
 IMPORTANCE_SHOWN = 50
 # a version whose training set had more rows than this is compared by row count, not by fingerprint
 FINGERPRINT_ROWS = 200_000
+SOURCE_SECONDS = 2  # re-running one training query (a view may have become a scan of anything) stops after this
 
 # the metric a model is judged by on the list, per task: the first one its version recorded
 KEY_METRICS = {"regression": ("r2", "rmse", "mae")}
@@ -180,8 +185,9 @@ def model(reader, name: str) -> dict:
         "alerts": _alerts(reader, name),
         "predictions": _predictions(reader, name),
         "charts": _charts(reader, name),
-        "lineage": {"url": "/lineage?node=" + quote(name, safe=""),  # (the lineage pages: mldb.console.lineage)
-                    "chart": "/charts/lineage/" + quote(name, safe="") + ".svg"},
+        # (the lineage pages, mldb.console.lineage: "name@*" is the model's versions, never a table of that name)
+        "lineage": {"url": "/lineage?node=" + quote(name + "@*", safe=""),
+                    "chart": "/charts/lineage/" + quote(name + "@*", safe="") + ".svg"},
     }
 
 
@@ -250,14 +256,17 @@ def _compare(reader, version: dict, saved: dict | None, current: dict) -> dict:
     if (query, columns) not in current:
         current[query, columns] = _current_rows(reader, query, columns)
     now = current[query, columns]
-    if "error" in now:
-        return {"state": now["state"], "how": None, "detail": f"the training query fails now: {now['error']}"}
+    if "verdict" in now:  # (not run again, or failed)
+        return now["verdict"]
     if by_fingerprint:
         return _by_fingerprint(saved, now)
     return _by_row_count(version["rows"], now, saved is not None)
 
 
 def _by_fingerprint(saved: dict, now: dict) -> dict:
+    if now["rows"] is None:
+        return {"state": "changed", "how": "row count",
+                "detail": f"rows changed: {saved['rows']} -> more than {FINGERPRINT_ROWS:,}"}
     if now["fingerprint"] == saved["fingerprint"]:
         return {"state": "unchanged", "how": "fingerprint", "detail": f"the same {saved['rows']} rows"}
     detail = (f"rows changed: {saved['rows']} -> {now['rows']}" if now["rows"] != saved["rows"]
@@ -275,18 +284,75 @@ def _by_row_count(trained_rows, now: dict, too_many: bool) -> dict:
 
 def _current_rows(reader, query: str, columns: tuple | None) -> dict:
     """The training query's rows now: their count, and with ``columns`` their fingerprint (as
-    ``mldb.lifecycle.snapshots`` computes it at training time). A table or column gone: changed."""
-    cursor = reader.cursor()
+    ``mldb.lifecycle.snapshots`` computes it at training time), reading at most FINGERPRINT_ROWS + 1
+    rows (more: ``rows`` is None). A table or column gone: changed. Not run at all (``verdict``: what
+    to show instead): a query that calls mldb's functions (that would score every row again)."""
+    if _calls_mldb(reader, query):
+        return _unknown("not compared: the training query calls mldb's functions (PREDICT, EMBED), itself or "
+                        "through a view; re-running it would score its rows again")
     try:
-        if columns is None:
-            return {"rows": cursor.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]}
-        listed = ", ".join(snapshots.quoted(column) for column in columns)
-        table = cursor.sql(f"SELECT {listed} FROM ({query})").to_arrow_table()
-        return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(cursor, table)}
+        with reader.time_limit(SOURCE_SECONDS) as cursor:
+            relation = _one_select(cursor, query)
+            if relation is None:
+                return _unknown("not compared: the recorded training query is not one SELECT")
+            if columns is None:
+                return {"rows": relation.aggregate("count(*)").fetchall()[0][0]}
+            listed = ", ".join(snapshots.quoted(column) for column in columns)
+            table = relation.project(listed).limit(FINGERPRINT_ROWS + 1).to_arrow_table()
+    except duckdb.InterruptException:
+        return _unknown(f"not compared: the training query ran longer than {SOURCE_SECONDS:g} s")
     except (duckdb.CatalogException, duckdb.BinderException) as error:
-        return {"state": "changed", "error": str(error).splitlines()[0]}
+        return _failed("changed", error)
     except duckdb.Error as error:
-        return {"state": "unknown", "error": str(error).splitlines()[0]}
+        return _failed("unknown", error)
+    if table.num_rows > FINGERPRINT_ROWS:
+        return {"rows": None}
+    return {"rows": table.num_rows, "fingerprint": snapshots.fingerprint(reader.cursor(), table)}
+
+
+def _one_select(cursor, query: str):
+    """``query`` as a relation when DuckDB's own parser reads it as exactly one SELECT, else None. The
+    text is a catalog row (anyone with SQL may have edited it; the file may come from anyone): pasted
+    into SQL, a second statement in it would run, and COPY ... TO a file works even read-only."""
+    statements = cursor.extract_statements(query)
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        return None
+    return cursor.sql(query)
+
+
+def _unknown(detail: str) -> dict:
+    return {"verdict": {"state": "unknown", "how": None, "detail": detail}}
+
+
+def _failed(state: str, error: Exception) -> dict:
+    detail = f"the training query fails now: {str(error).splitlines()[0]}"
+    return {"verdict": {"state": state, "how": None, "detail": detail}}
+
+
+def _calls_mldb(reader, query: str) -> bool:
+    """Whether ``query`` calls mldb's functions (PREDICT, EMBED...), itself or in a view it reads
+    (a stored view calls them through the ``mldb_execution`` variable, as ``mldb.database`` notes)."""
+    if _mldb_function_in(query):
+        return True
+    views = {row["name"]: row["sql"] for row in reader.rows(
+        "SELECT lower(CASE WHEN schema_name = 'main' THEN view_name ELSE schema_name || '.' || view_name END) "
+        "AS name, sql FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")}
+    pending, seen = tables_read(query), set()
+    while pending:
+        name = pending.pop()
+        if name in views and name not in seen:
+            seen.add(name)
+            if "mldb_execution" in views[name]:
+                return True
+            pending += tables_read(views[name])
+    return False
+
+
+def _mldb_function_in(query: str) -> bool:
+    try:
+        return sqlglot.parse_one(query, read=MLDB).find(MldbFunction) is not None
+    except sqlglot.errors.SqlglotError:
+        return False
 
 
 def _deployments(reader, name: str) -> dict:

@@ -67,7 +67,10 @@ def _time(name: str, text: str | None) -> datetime.datetime | None:
     except ValueError:
         raise BadRequest(f"{name} must be an ISO 8601 time such as 2026-01-31T12:00:00, got {text!r}") from None
     if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise BadRequest(f"{name} is outside the years 1 to 9999 in UTC: {text!r}") from None
     return value
 
 

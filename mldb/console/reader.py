@@ -8,6 +8,7 @@ cannot afford). A file opened by ``mldb ui`` is read-only; beside ``mldb serve``
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 
@@ -44,6 +45,25 @@ class Reader:
             "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = 'mldb' "
             "AND database_name = current_database()").fetchall()}
         return name in tables
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float):
+        """``with reader.time_limit(2) as cursor:`` a query on it is interrupted after ``seconds``
+        (``duckdb.InterruptException``): for the user's own queries and views, which may scan anything."""
+        cursor, lock, over = self.cursor(), threading.Lock(), threading.Event()
+
+        def interrupt():
+            with lock:  # (never after the block: the cursor's next query is not this one)
+                if not over.is_set():
+                    cursor.interrupt()
+        timer = threading.Timer(seconds, interrupt)
+        timer.start()
+        try:
+            yield cursor
+        finally:
+            with lock:
+                over.set()
+            timer.cancel()
 
     def close(self) -> None:
         cursor = getattr(self._local, "cursor", None)

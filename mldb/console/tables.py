@@ -19,6 +19,7 @@ LIST_LIMIT = 1000
 SAMPLE_ROWS = 10
 TEXT_CHARS = 200  # a sampled value longer than this is shortened
 WRITERS_LIMIT = 200
+SAMPLE_SECONDS = 2  # a view may scan anything: its first rows are given up after this
 
 # every user relation of the open database (not mldb's catalog, not DuckDB's own, not temporary)
 _RELATIONS = """
@@ -139,7 +140,10 @@ def _sample(reader, relation: dict, source: str, columns: list[dict]) -> dict:
         return {"columns": names, "rows": [], "skipped": "the view calls mldb's functions: reading it would predict"}
     shown = ", ".join(_shown(column) for column in columns)
     try:
-        rows = reader.cursor().execute(f"SELECT {shown} FROM {source} LIMIT {SAMPLE_ROWS}").fetchall()
+        with reader.time_limit(SAMPLE_SECONDS) as cursor:
+            rows = cursor.execute(f"SELECT {shown} FROM {source} LIMIT {SAMPLE_ROWS}").fetchall()
+    except duckdb.InterruptException:
+        return {"columns": names, "rows": [], "skipped": f"reading it took longer than {SAMPLE_SECONDS:g} s"}
     except duckdb.Error as error:
         return {"columns": names, "rows": [], "skipped": f"could not read it: {error}"}
     return {"columns": names, "rows": [[_shorten(value) for value in row] for row in rows], "skipped": None}
