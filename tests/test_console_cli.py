@@ -116,6 +116,18 @@ def test_serve_refuses_a_busy_console_port_with_status_1(tmp_path):
     assert f"the console could not listen on 127.0.0.1:{port}" in stderr and "in use" in stderr
 
 
+def test_ui_refuses_a_busy_port_with_status_1(small_db):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = mldb_command("ui", small_db, "--port", str(port))
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert f"mldb ui: cannot listen on 127.0.0.1:{port}" in stderr and "in use" in stderr
+    assert "Traceback" not in stderr
+
+
 def test_serve_with_a_console_beside_it_on_the_same_database(tmp_path, password_file):
     served = start_server(tmp_path, "--ui-port", "0", "--password-file", password_file)
     found = re.search(r"console at http://127\.0\.0\.1:(\d+)/", served.log)

@@ -11,6 +11,7 @@ import importlib
 import ipaddress
 import json
 import math
+import threading
 from pathlib import Path
 
 import jinja2
@@ -27,6 +28,8 @@ from mldb.console.reader import Reader
 PAGE_MODULES = ("mldb.console.models", "mldb.console.lineage", "mldb.console.tables", "mldb.console.predictions")
 
 LOCAL_NAMES = ["localhost", "127.0.0.1", "[::1]"]  # the Host a console on a loopback address answers
+_BUILDERS = 4
+_BUILDING = threading.BoundedSemaphore(_BUILDERS)
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                                "frame-ancestors 'none'; form-action 'self'",
@@ -80,7 +83,7 @@ def _templates() -> jinja2.Environment:
 def _html(page: Page, reader: Reader, templates: jinja2.Environment):
     def endpoint(request: Request) -> Response:
         try:
-            data = page.build(reader, **_arguments(page, request))
+            data = _built(page.build, reader, **_arguments(page, request))
         except NotFound as error:
             return _page_not_found(templates, str(error))
         except BadRequest as error:
@@ -93,7 +96,7 @@ def _html(page: Page, reader: Reader, templates: jinja2.Environment):
 def _json(page: Page, reader: Reader):
     def endpoint(request: Request) -> Response:
         try:
-            data = page.build(reader, **_arguments(page, request))
+            data = _built(page.build, reader, **_arguments(page, request))
         except NotFound as error:
             return _JSON({"error": str(error)}, status_code=404, headers=_HEADERS)
         except BadRequest as error:
@@ -105,13 +108,20 @@ def _json(page: Page, reader: Reader):
 def _svg(chart, reader: Reader):
     def endpoint(request: Request) -> Response:
         try:
-            svg = chart.draw(reader, **request.path_params)
+            svg = _built(chart.draw, reader, **request.path_params)
         except NotFound as error:
             return Response(str(error), status_code=404, media_type="text/plain", headers=_HEADERS)
         except BadRequest as error:
             return Response(str(error), status_code=400, media_type="text/plain", headers=_HEADERS)
         return Response(svg, media_type="image/svg+xml", headers=_HEADERS)
     return endpoint
+
+
+def _built(build, *args, **kwargs):
+    """A page's or chart's data, at most ``_BUILDERS`` at once: beside ``mldb serve`` a crowd of browser
+    tabs shares the process (and Python's lock) with the clients' statements and must not starve them."""
+    with _BUILDING:
+        return build(*args, **kwargs)
 
 
 def _arguments(page: Page, request: Request) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import io
+import warnings
 import threading
 import weakref
 from xml.sax.saxutils import escape
@@ -192,7 +193,9 @@ def _drawn(draw, empty: str, panels: int = 1) -> str:
         except errors.ProgrammingError:
             return no_data(empty)
         out = io.StringIO()
-        figure.savefig(out, format="svg", metadata={"Date": None})
+        with warnings.catch_warnings():  # (a name's control character has no glyph: it becomes U+FFFD below)
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+            figure.savefig(out, format="svg", metadata={"Date": None})
         return printable(out.getvalue())  # (matplotlib writes a name's control characters as they are)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 
@@ -41,16 +42,21 @@ def ui_main(argv: list[str]) -> int:
         hint = "\n(if mldb serve has it open, start the console with it: mldb serve DB --ui-port PORT)" if held else ""
         print(f"mldb ui: cannot open {options.database} read-only: {error}{hint}", file=sys.stderr)
         return 1
-    server = _server(create_app(database, secret, options.host), options.host, options.port)
+    try:
+        server, listener = _server(create_app(database, secret, options.host), options.host, options.port)
+    except OSError as error:
+        database.close()
+        print(f"mldb ui: cannot listen on {options.host}:{options.port}: {error.strerror}", file=sys.stderr)
+        return 1
     auth = "password (HTTP basic auth)" if secret else "no password"
-    print(f"mldb ui: {options.database} (read-only) at http://{options.host}:{options.port}/, {auth}",
+    print(f"mldb ui: {options.database} (read-only) at http://{options.host}:{server.port}/, {auth}",
           file=sys.stderr, flush=True)
     for signum in (signal.SIGTERM, signal.SIGINT):
         # uvicorn handles both while it runs, then raises them again with the handlers it found: a
         # no-op here lets run() return, so the database closes and the exit status is 0
         signal.signal(signum, lambda *_: None)
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
         database.close()
     return 0
@@ -61,25 +67,29 @@ def start_beside(database, host: str, port: int, secret=None):
     uvicorn server (``.port``; ``.should_exit = True`` then ``.thread.join()`` stops it) once it listens."""
     from mldb.console import create_app
 
-    server = _server(create_app(database, secret, host), host, port)
-    thread = threading.Thread(target=server.run, name="mldb-console", daemon=True)
+    server, listener = _server(create_app(database, secret, host), host, port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="mldb-console", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         threading.Event().wait(0.02)
     if not thread.is_alive():
-        raise OSError(f"the console could not listen on {host}:{port}")
+        raise OSError(f"the console could not start on {host}:{port}")
     server.thread = thread
-    server.port = server.servers[0].sockets[0].getsockname()[1]  # (port 0: the one picked)
     return server
 
 
 def _server(app, host: str, port: int):
+    """A uvicorn server for ``app`` and the socket it will serve (bound here: a busy port is an OSError
+    for the caller to word, not uvicorn's exit); ``server.port`` is the port bound (0 picks one)."""
     import uvicorn
 
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             server_header=False, lifespan="off")
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    server.port = listener.getsockname()[1]
+    return server, listener
 
 
 def _parser() -> argparse.ArgumentParser:

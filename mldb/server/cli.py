@@ -167,7 +167,7 @@ def _start_console(database, options, secret):
     try:
         return start_beside(database, host, options.ui_port, secret)
     except OSError as error:
-        raise OSError(f"{error} (is the port in use?)") from None
+        raise OSError(f"the console could not listen on {host}:{options.ui_port}: {error.strerror or error}") from None
 
 
 def _console_url(host: str, port: int) -> str:
