@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import collections
 import io
-import warnings
 import threading
+import warnings
 import weakref
 from xml.sax.saxutils import escape
 
