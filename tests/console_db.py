@@ -33,6 +33,17 @@ def build(path: str) -> str:
     return path
 
 
+def built_from(path: str, statements: list[str]) -> str:
+    """A database made by running ``statements`` (the tests' small hostile or odd databases)."""
+    con = mldb.connect(path)
+    try:
+        for statement in statements:
+            con.execute(statement).fetchall()
+    finally:
+        con.close()
+    return path
+
+
 EXTRA = [
     "CREATE VIEW recent_customers AS SELECT age, plan, spend, churned FROM customers WHERE day >= 3",
     "CREATE MODEL spend_model PREDICT spend FROM recent_customers USING linear WITH (epochs = 10, seed = 1)",

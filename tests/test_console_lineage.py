@@ -13,23 +13,12 @@ import mldb
 from mldb.console import graph, lineage
 from mldb.console.reader import Reader
 from mldb.database import open_database
-from tests.console_db import build
-from tests.console_http import console
+from console_fixtures import console_db, path, site, sql  # noqa: F401 - fixtures
+from console_http import console
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>x</script>"
 HOSTILE_MODEL = "<b>m&amp;</b>"
-
-
-@pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return build(str(tmp_path_factory.mktemp("lineage") / "console.db"))
-
-
-@pytest.fixture(scope="module")
-def site(path):
-    with console(path) as site:
-        yield site
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 import mldb
-from tests.console_db import build
-from tests.console_http import console
+from console_db import build
+from console_http import console
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 SPACED = "my model/v2 & co"

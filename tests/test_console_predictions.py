@@ -6,32 +6,13 @@ from __future__ import annotations
 import datetime
 import urllib.parse
 
-import duckdb
 import pytest
 
-from console_db import build
+from console_fixtures import console_db, path, site, sql  # noqa: F401 - fixtures
 from console_http import console
 from test_console_tables import SCRIPT, build_hostile
 
 LOG = "SELECT {columns} FROM mldb.prediction_log {where} ORDER BY logged_at DESC"
-
-
-@pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return build(str(tmp_path_factory.mktemp("console") / "console.db"))
-
-
-@pytest.fixture(scope="module")
-def site(path):
-    with console(path) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def sql(path, site):
-    con = duckdb.connect(path, read_only=True)
-    yield lambda text, params=None: con.execute(text, params or []).fetchall()
-    con.close()
 
 
 @pytest.fixture(scope="module")

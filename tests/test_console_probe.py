@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 import mldb
+from console_db import built_from
 from console_http import console
 from mldb.console import charts, models, tables
 from test_console_models import _older_file
@@ -48,14 +49,7 @@ STATEMENTS = [
 
 @pytest.fixture(scope="module")
 def path(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("probe") / "probe.db")
-    con = mldb.connect(path)
-    try:
-        for statement in STATEMENTS:
-            con.execute(statement).fetchall()
-    finally:
-        con.close()
-    return path
+    return built_from(str(tmp_path_factory.mktemp("probe") / "probe.db"), STATEMENTS)
 
 
 @pytest.fixture(scope="module")

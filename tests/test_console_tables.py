@@ -9,7 +9,8 @@ import duckdb
 import pytest
 
 import mldb
-from console_db import build
+from console_db import built_from
+from console_fixtures import console_db, path, site, sql  # noqa: F401 - fixtures
 from console_http import console
 
 # a tiny second database whose names and values are hostile (also used by the predictions tests)
@@ -31,35 +32,11 @@ SCRIPT = "<script>alert(1)</script>"
 
 
 def build_hostile(path: str) -> str:
-    con = mldb.connect(path)
-    try:
-        for statement in HOSTILE:
-            con.execute(statement).fetchall()
-    finally:
-        con.close()
-    return path
+    return built_from(path, HOSTILE)
 
 
 def quoted(name: str) -> str:
     return urllib.parse.quote(name, safe="")
-
-
-@pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return build(str(tmp_path_factory.mktemp("console") / "console.db"))
-
-
-@pytest.fixture(scope="module")
-def site(path):
-    with console(path) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def sql(path, site):
-    con = duckdb.connect(path, read_only=True)
-    yield lambda text, params=None: con.execute(text, params or []).fetchall()
-    con.close()
 
 
 @pytest.fixture(scope="module")
