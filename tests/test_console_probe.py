@@ -13,7 +13,6 @@ from xml.etree import ElementTree
 import duckdb
 import pytest
 
-import mldb
 from console_db import built_from
 from console_http import console
 from mldb.console import charts, models, tables

@@ -8,7 +8,6 @@ import urllib.parse
 import duckdb
 import pytest
 
-import mldb
 from console_db import built_from
 from console_fixtures import console_db, path, site, sql  # noqa: F401 - fixtures
 from console_http import console
