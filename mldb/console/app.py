@@ -8,7 +8,6 @@ import binascii
 import datetime
 import decimal
 import importlib
-import ipaddress
 import json
 import math
 import threading
@@ -23,6 +22,7 @@ from starlette.routing import Route
 
 from mldb.console.pages import CHARTS, PAGES, BadRequest, NotFound, Page
 from mldb.console.reader import Reader
+from mldb.server.cli import is_loopback
 
 # the modules that register pages and charts (each imports mldb.console.pages and decorates)
 PAGE_MODULES = ("mldb.console.models", "mldb.console.lineage", "mldb.console.tables", "mldb.console.predictions")
@@ -63,13 +63,6 @@ def create_app(database, secret=None, host: str = "127.0.0.1"):
     app.state.reader = reader
     guarded = _Guard(app, secret)
     return TrustedHostMiddleware(guarded, allowed_hosts=LOCAL_NAMES) if is_loopback(host) else guarded
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _templates() -> jinja2.Environment:

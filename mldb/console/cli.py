@@ -21,8 +21,7 @@ def ui_main(argv: list[str]) -> int:
     except ModuleNotFoundError as error:
         print(f"mldb ui: the console needs {error.name}: pip install 'mldb[ui]'", file=sys.stderr)
         return 2
-    from mldb.console.app import is_loopback
-    from mldb.server.cli import password_from
+    from mldb.server.cli import is_loopback, password_from
 
     try:
         secret = password_from(options.password_file)

@@ -29,7 +29,7 @@ def serve_main(argv: list[str]) -> int:
     except OSError as error:
         print(f"mldb serve: cannot read the password file: {error.strerror}", file=sys.stderr)
         return 2
-    if secret is None and not _is_loopback(options.host) and not options.insecure:
+    if secret is None and not is_loopback(options.host) and not options.insecure:
         print(f"mldb serve: refusing to listen on {options.host} without a password; "
               "give --password/--password-file, or --insecure to allow anyone who can reach it", file=sys.stderr)
         return 2
@@ -69,7 +69,7 @@ def serve_main(argv: list[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop())
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # SQL reading /dev/stdin must not wait on our terminal
-    if secret is None and not _is_loopback(options.host):
+    if secret is None and not is_loopback(options.host):
         print("mldb serve: warning: --insecure: anyone who can reach this address can read and change the database",
               file=sys.stderr)
     if (warning := _clear_text_warning(options, secret, tls)) is not None:
@@ -149,7 +149,7 @@ def _check_console(options, secret) -> None:
     if not 0 <= options.ui_port <= 65535:
         raise ValueError(f"--ui-port must be from 0 to 65535, got {options.ui_port}")
     host = options.ui_host or options.host
-    if secret is None and not _is_loopback(host) and not options.insecure:
+    if secret is None and not is_loopback(host) and not options.insecure:
         raise ValueError(f"refusing to serve the console on {host} without a password; give --password/"
                          "--password-file, or --insecure to allow anyone who can reach it")
     for module in ("starlette", "uvicorn", "jinja2"):
@@ -222,7 +222,7 @@ def _limits(options) -> Limits:
 
 def _clear_text_warning(options, secret, tls) -> str | None:
     """A warning when a password protects a non-local address that clients may reach without TLS."""
-    if secret is None or _is_loopback(options.host) or options.tls_required:
+    if secret is None or is_loopback(options.host) or options.tls_required:
         return None
     exposed = {"password": "the password itself travels in clear text",
                "md5": "md5 sends a hash of the password that an eavesdropper can attack offline (md5 is weak)",
@@ -272,7 +272,8 @@ def password_from(password_file: str | None) -> Secret | None:
     return Secret(password) if password else None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (``localhost``, 127.0.0.0/8, ::1): no password is needed there."""
     if host == "localhost":
         return True
     try:
