@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 CHROMIUM = os.environ.get("MLDB_CHROMIUM", "/usr/bin/chromium")
@@ -51,6 +52,46 @@ def dump_dom(url: str) -> str:
     return _chromium(["--window-size=1280,1000", "--dump-dom", url])
 
 
+def visible_text(html: str) -> str:
+    """The text a reader sees in ``html`` (no <style>, <script> or <title>), whitespace collapsed."""
+    parser = _TextParser()
+    parser.feed(html)
+    parser.close()
+    return " ".join(" ".join(parser.parts).split())
+
+
+def image_sources(html: str) -> list[str]:
+    """Every ``<img src>`` of ``html``, in order, each once (entities decoded)."""
+    parser = _TextParser()
+    parser.feed(html)
+    parser.close()
+    return list(dict.fromkeys(parser.images))
+
+
+class _TextParser(HTMLParser):
+    HIDDEN = {"style", "script", "title"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.images: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.HIDDEN:
+            self._hidden += 1
+        elif tag == "img":
+            self.images.extend(value for name, value in attrs if name == "src" and value)
+
+    def handle_endtag(self, tag):
+        if tag in self.HIDDEN and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data):
+        if not self._hidden:
+            self.parts.append(data)
+
+
 def distinct_colours(png: str | Path) -> int:
     """How many different RGB colours the image has (a blank or failed render has one or two)."""
     from PIL import Image
@@ -58,6 +99,16 @@ def distinct_colours(png: str | Path) -> int:
     with Image.open(png) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 24)
     return len(colours)
+
+
+def commonest_share(png: str | Path) -> float:
+    """The share of pixels in the image's most frequent colour (1.0: a single flat colour)."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 24)
+        return max(count for count, _ in colours) / (rgb.width * rgb.height)
 
 
 def size(png: str | Path) -> tuple[int, int]:
