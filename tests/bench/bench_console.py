@@ -13,8 +13,9 @@ A database already grown this way can be passed to skip the build (it is kept th
 
 Then a real console (uvicorn, the file opened read-only as ``mldb ui`` does) answers each page, its
 ``/api`` twin, and every chart the pages show (``<img src="/charts/...">``): one warm-up request,
-then ``requests`` (default 10) timed over HTTP on loopback. The table shows the median and the 90th
-percentile in milliseconds and whether the median meets the 200 ms target.
+then ``requests`` (default 10) timed over HTTP on loopback. The table shows the first request (cold:
+DuckDB's caches, a chart not drawn yet), the median and the 90th percentile of the rest in
+milliseconds, and whether the median meets the 200 ms target.
 """
 
 from __future__ import annotations
@@ -125,19 +126,22 @@ def pages(path: str) -> list[str]:
             f"/predictions/{urllib.parse.quote(fingerprint)}"]
 
 
-def timed(site, path: str, requests: int) -> tuple[int, list[float]]:
-    status, _, _ = site.get(path)  # warm-up
+def timed(site, path: str, requests: int) -> tuple[int, float, list[float]]:
+    """(status, the first request's ms, the next ``requests``' ms each)."""
+    started = time.perf_counter()
+    status, _, _ = site.get(path)  # the first: cold caches (DuckDB's, a chart's)
+    first = (time.perf_counter() - started) * 1e3
     spent = []
     for _ in range(requests):
         started = time.perf_counter()
         status, _, _ = site.get(path)
         spent.append((time.perf_counter() - started) * 1e3)
-    return status, spent
+    return status, first, spent
 
 
 def charts(site, paths: list[str]) -> list[str]:
-    """The chart URLs the pages show (``<img src="/charts/...">``), each once."""
-    found = []
+    """The chart URLs the pages show (``<img src="/charts/...">``), each once, and the lineage graph's SVG."""
+    found = ["/charts/lineage.svg", "/charts/lineage/churn.svg", "/charts/lineage/customers.svg"]
     for path in paths:
         _, _, body = site.get(path)
         for src in re.findall(r'<img[^>]*\bsrc="(/charts/[^"]+)"', body):
@@ -147,17 +151,15 @@ def charts(site, paths: list[str]) -> list[str]:
     return found
 
 
-def measure(path: str, requests: int) -> list[tuple[str, int, float, float]]:
+def measure(path: str, requests: int) -> list[tuple[str, int, float, float, float]]:
+    """(url, status, first ms, median ms, p90 ms) for each page, its twin and each chart."""
     rows = []
     with console(path) as site:
         paths = pages(path)
-        for page in paths:
-            for url in (page, "/api" + page):
-                status, spent = timed(site, url, requests)
-                rows.append((url, status, statistics.median(spent), _p90(spent)))
-        for url in charts(site, paths):
-            status, spent = timed(site, url, requests)
-            rows.append((url, status, statistics.median(spent), _p90(spent)))
+        urls = [url for page in paths for url in (page, "/api" + page)] + charts(site, paths)
+        for url in urls:
+            status, first, spent = timed(site, url, requests)
+            rows.append((url, status, first, statistics.median(spent), _p90(spent)))
     return rows
 
 
@@ -173,13 +175,13 @@ def report(rows, built_seconds: float | None, path: str) -> None:
     built = f", built in {built_seconds:.0f} s" if built_seconds is not None else ""
     print(f"catalog: {counts[0]} models, {counts[1]} versions, {counts[2]:,} prediction_log rows{built}")
     width = max(len(row[0]) for row in rows) + 2
-    print(f"{'page':<{width}}{'status':>7}{'median ms':>11}{'p90 ms':>9}{'target':>8}  result")
-    for url, status, median, p90 in rows:
+    print(f"{'page':<{width}}{'status':>7}{'first ms':>10}{'median ms':>11}{'p90 ms':>9}{'target':>8}  result")
+    for url, status, first, median, p90 in rows:
         result = "pass" if status == 200 and median <= TARGET_MS else "FAIL"
-        print(f"{url:<{width}}{status:>7}{median:>11.1f}{p90:>9.1f}{TARGET_MS:>8.0f}  {result}")
-    passed = sum(1 for _, status, median, _ in rows if status == 200 and median <= TARGET_MS)
-    print(f"{passed} of {len(rows)} under {TARGET_MS:.0f} ms (median); slowest: "
-          f"{max(rows, key=lambda row: row[2])[0]} {max(row[2] for row in rows):.1f} ms")
+        print(f"{url:<{width}}{status:>7}{first:>10.1f}{median:>11.1f}{p90:>9.1f}{TARGET_MS:>8.0f}  {result}")
+    passed = sum(1 for _, status, _, median, _ in rows if status == 200 and median <= TARGET_MS)
+    slowest = max(rows, key=lambda row: row[3])
+    print(f"{passed} of {len(rows)} under {TARGET_MS:.0f} ms (median); slowest: {slowest[0]} {slowest[3]:.1f} ms")
 
 
 def main() -> None:
