@@ -20,6 +20,7 @@ milliseconds, and whether the median meets the 200 ms target.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import sys
@@ -46,8 +47,9 @@ TARGET_MS = 200.0
 
 def grow(path: str) -> None:
     """The tests' database grown to MODELS models x VERSIONS versions and a LOG_ROWS-row log (plain DuckDB)."""
-    con = duckdb.connect(path, config={"enable_progress_bar": False})
+    con = duckdb.connect(path)
     try:
+        con.execute("SET enable_progress_bar = false")
         con.execute("BEGIN")
         for statement in GROW:
             con.execute(statement)
@@ -173,7 +175,8 @@ def report(rows, built_seconds: float | None, path: str) -> None:
                          "(SELECT count(*) FROM mldb.prediction_log)").fetchall()[0]
     con.close()
     built = f", built in {built_seconds:.0f} s" if built_seconds is not None else ""
-    print(f"catalog: {counts[0]} models, {counts[1]} versions, {counts[2]:,} prediction_log rows{built}")
+    print(f"catalog: {counts[0]} models, {counts[1]} versions, {counts[2]:,} prediction_log rows{built}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     width = max(len(row[0]) for row in rows) + 2
     print(f"{'page':<{width}}{'status':>7}{'first ms':>10}{'median ms':>11}{'p90 ms':>9}{'target':>8}  result")
     for url, status, first, median, p90 in rows:
