@@ -9,6 +9,7 @@ console/) and must not be blank; the DOM Chromium built must hold the page's hea
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import urllib.parse
@@ -17,6 +18,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from mldb.console.app import PAGE_MODULES
+from mldb.console.pages import CHARTS
+from mldb.console.pages import PAGES as PAGES_SERVED
 from tests import browser
 from tests.console_db import build
 from tests.console_http import console
@@ -144,3 +148,22 @@ def test_password_in_the_url(catalog):
     assert "spend_model" in browser.visible_text(allowed)
     for dom in (refused, anonymous):
         assert "spend_model" not in dom
+
+
+def test_docs_name_every_page_and_chart():
+    """docs/console.md documents every page the console serves (with its /api twin and query
+    parameters) and every chart; the README's console section names every page."""
+    for module in PAGE_MODULES:
+        importlib.import_module(module)
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "console.md").read_text()
+    readme = (root / "README.md").read_text().split("<!-- section: console -->")[1].split("<!-- /section: console -->")[0]
+    for page in PAGES_SERVED:
+        path = re.sub(r"\{(\w+):path\}", r"{\1}", page.path)
+        assert f"`{path}`" in docs and f"`/api{path}`" in docs, path
+        assert path in readme, path
+        for parameter in page.query:
+            assert f"`{parameter}`" in docs, (path, parameter)
+    for chart in CHARTS:
+        path = re.sub(r"\{(\w+):path\}", r"{\1}", chart.path)
+        assert f"`{path}`" in docs, path
