@@ -18,7 +18,8 @@ watchdog closes connections that have not authenticated in time.
 Due monitors run on a thread of their own (``mldb.monitors.background``) with a session that
 has a client's rights (a monitor's queries are texts a client wrote): no client's connection
 carries a run, so a client that crashes does not take it down. Shutdown interrupts a run in
-progress (it rolls back) and joins that thread before the database closes.
+progress (it rolls back) and joins that thread before the database closes; so it stops the web
+console (``mldb serve --ui-port``: ``self.console``, a uvicorn server on a thread) first.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._pids = itertools.count(1000)
         self.monitors = self._scheduler(monitor_interval) if monitor_interval > 0 else None
+        self.console = None  # the web console beside the server (mldb serve --ui-port): a uvicorn server
 
     def _scheduler(self, interval: float):
         from mldb.monitors.background import Scheduler
@@ -185,6 +187,7 @@ class Server:
 
     def _shutdown(self) -> None:
         self.listener.close()
+        console_stopped = self._stop_console()
         monitors_stopped = self.monitors is None or self.monitors.stop(_STOP_WAIT)  # a run in progress: cancelled
         with self._lock:
             connections = list(self._connections.values())
@@ -201,7 +204,7 @@ class Server:
         deadline = time.monotonic() + 5
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        if not stopped or not monitors_stopped or any(thread.is_alive() for thread in threads):
+        if not stopped or not monitors_stopped or not console_stopped or any(t.is_alive() for t in threads):
             # A statement that does not stop must not run on while the interpreter exits under it
             # (torch and DuckDB abort the process then): leave without closing the database.
             # DuckDB's write-ahead log keeps every committed transaction.
@@ -211,6 +214,14 @@ class Server:
             os._exit(1)
         self.database.close()
         log.info("mldb serve: stopped")
+
+    def _stop_console(self) -> bool:
+        """Stop the console (its requests in flight finish) before the database it reads closes."""
+        if self.console is None:
+            return True
+        self.console.should_exit = True
+        self.console.thread.join(timeout=_STOP_WAIT)
+        return not self.console.thread.is_alive()
 
 
 def _wait(done, seconds: float) -> bool:

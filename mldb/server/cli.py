@@ -1,6 +1,10 @@
 """``mldb serve DB [--host 127.0.0.1] [--port 5433] [--password ... | --password-file ...]
 [--tls-cert FILE --tls-key FILE [--require-tls]] [connection limits] [--data-dir DIR] [--export-dir DIR]
-[--allow-admin] [--monitor-interval SECONDS]``."""
+[--allow-admin] [--monitor-interval SECONDS] [--ui-port P [--ui-host H]]``.
+
+``--ui-port`` serves the web console (``mldb.console``) beside the wire server, on the same open
+database (a second process could only open the file read-only, and not while this one writes it),
+behind the same password; it stops with the server, before the database closes."""
 
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ def serve_main(argv: list[str]) -> int:
         tls = _tls(options)
         limits = _limits(options)
         access = _access(options)
+        _check_console(options, secret)
     except ValueError as error:
         print(f"mldb serve: {error}", file=sys.stderr)
         return 2
@@ -53,6 +58,14 @@ def serve_main(argv: list[str]) -> int:
         database.close()
         print(f"mldb serve: cannot listen on {options.host}:{options.port}: {error.strerror}", file=sys.stderr)
         return 1
+    if options.ui_port is not None:
+        try:
+            server.console = _start_console(database, options, secret)
+        except OSError as error:
+            server.listener.close()
+            database.close()
+            print(f"mldb serve: {error}", file=sys.stderr)
+            return 1
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop())
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # SQL reading /dev/stdin must not wait on our terminal
@@ -64,7 +77,10 @@ def serve_main(argv: list[str]) -> int:
     host, port = server.address[:2]
     auth = f"password ({options.auth_method})" if secret else "no password (trust)"
     encryption = ("TLS required" if options.tls_required else "TLS available") if tls else "no TLS"
-    print(f"mldb serve: {options.database} on {host}:{port}, {auth}, {encryption}; {access.describe()}",
+    console = ""
+    if server.console is not None:
+        console = f"; console at {_console_url(options.ui_host or options.host, server.console.port)}"
+    print(f"mldb serve: {options.database} on {host}:{port}, {auth}, {encryption}; {access.describe()}{console}",
           file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
@@ -93,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the due monitors (CREATE MONITOR) every SECONDS on a thread of the server's "
                              "own, with a client's rights (default 60; 0: never, e.g. when a cron job runs "
                              "mldb monitor)")
+    console = parser.add_argument_group(
+        "web console", "The read-only web console (models, lineage, tables, predictions; see mldb ui) on the "
+        "served database, behind the same password (HTTP basic auth, no TLS); it needs the ui extra "
+        "(pip install 'mldb[ui]').")
+    console.add_argument("--ui-port", type=int, metavar="PORT", help="serve the console on PORT (0 picks a free one)")
+    console.add_argument("--ui-host", metavar="HOST", help="address the console listens on (default: --host)")
     _limit_options(parser.add_argument_group(
         "connection limits", "Every connection holds a slot from the moment it is accepted. A start-up "
         "packet over 10,000 bytes or a password message over 65,535 bytes is refused before it is read "
@@ -115,6 +137,42 @@ def _parser() -> argparse.ArgumentParser:
                              "manage secrets, write mldb's catalog (schema mldb) with SQL and LOAD UDFS (runs "
                              "Python on the server: trusted clients only)")
     return parser
+
+
+def _check_console(options, secret) -> None:
+    """ValueError when the console options cannot work: no ui extra, a bad port, or a non-local
+    address without a password (as for the wire server)."""
+    if options.ui_port is None:
+        if options.ui_host is not None:
+            raise ValueError("--ui-host needs --ui-port")
+        return
+    if not 0 <= options.ui_port <= 65535:
+        raise ValueError(f"--ui-port must be from 0 to 65535, got {options.ui_port}")
+    host = options.ui_host or options.host
+    if secret is None and not _is_loopback(host) and not options.insecure:
+        raise ValueError(f"refusing to serve the console on {host} without a password; give --password/"
+                         "--password-file, or --insecure to allow anyone who can reach it")
+    for module in ("starlette", "uvicorn", "jinja2"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError:
+            raise ValueError(f"--ui-port: the console needs {module}: pip install 'mldb[ui]'") from None
+
+
+def _start_console(database, options, secret):
+    """The console on a thread of this process (``mldb.console.cli.start_beside``); OSError: why not."""
+    from mldb.console.cli import start_beside
+
+    host = options.ui_host or options.host
+    try:
+        return start_beside(database, host, options.ui_port, secret)
+    except OSError as error:
+        raise OSError(f"{error} (is the port in use?)") from None
+
+
+def _console_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
 
 
 def _limit_options(group) -> None:
