@@ -162,9 +162,9 @@ def _kill_leftovers(group: int) -> None:
 
 # -- the README's screenshots ------------------------------------------------------------------
 
-README_SHOTS = {  # file name -> (page, window height)
-    "console_model.png": ("/models/churn", 1400),
-    "console_lineage.png": ("/lineage", 1000),
+README_SHOTS = {  # file name -> (page, window width, height): wide enough for the model page's charts two by two
+    "console_model.png": ("/models/churn", 1440, 1500),
+    "console_lineage.png": ("/lineage", 1280, 1000),
 }
 
 
@@ -178,8 +178,8 @@ def readme_screenshots(folder: str | Path, database: str | None = None) -> list[
         path = database or build(str(Path(scratch) / "console.db"))
         with console(path) as site:
             written = []
-            for name, (page, height) in README_SHOTS.items():
-                written.append(screenshot(site.base + page, Path(folder) / name, height=height))
+            for name, (page, width, height) in README_SHOTS.items():
+                written.append(screenshot(site.base + page, Path(folder) / name, width, height))
                 print(f"{written[-1]}: {page}, {distinct_colours(written[-1])} colours")
             return written
 

@@ -132,9 +132,9 @@ def test_charts_load_and_draw(site, catalog):
 
 def test_readme_screenshots(site):
     """The README's two pictures, from this run (``python -m tests.browser screenshots docs/img`` refreshes them)."""
-    for name, (page, height) in browser.README_SHOTS.items():
-        png = browser.screenshot(site.base + page, ARTIFACTS / name, height=height)
-        assert browser.size(png) == (1280, height)
+    for name, (page, width, height) in browser.README_SHOTS.items():
+        png = browser.screenshot(site.base + page, ARTIFACTS / name, width, height)
+        assert browser.size(png) == (width, height)
         assert_not_blank(png)
 
 
