@@ -78,7 +78,16 @@ def lifecycle(con) -> None:
          "(SELECT * REPLACE (age + 25 AS age) FROM customers)) ORDER BY feature, statistic")
 
 
-def main(path: str) -> None:
+def console_hint(path: str, kept: bool) -> None:
+    """How to look at what the demo built in the web console (the demo does not start it)."""
+    print("\n-- look at it in the console: models, versions, drift, lineage, tables, predictions (read-only)")
+    print(f"mldb ui {path}\nthen open http://127.0.0.1:8765/")
+    if not kept:
+        print("(this run's database is removed when the demo ends: keep one with "
+              "`python examples/demo.py demo.db`, then `mldb ui demo.db`)")
+
+
+def main(path: str, kept: bool = True) -> None:
     con = mldb.connect(path)
     print(f"mldb demo on {path}")
     plain_sql(con)
@@ -86,6 +95,7 @@ def main(path: str) -> None:
     vectors(con)
     lifecycle(con)
     con.close()
+    console_hint(path, kept)
 
 
 if __name__ == "__main__":
@@ -93,4 +103,4 @@ if __name__ == "__main__":
         main(sys.argv[1])
     else:
         with tempfile.TemporaryDirectory() as folder:
-            main(str(Path(folder) / "demo.db"))
+            main(str(Path(folder) / "demo.db"), kept=False)
