@@ -15,15 +15,14 @@ import re
 import urllib.parse
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from mldb.console.app import PAGE_MODULES
 from mldb.console.pages import CHARTS
 from mldb.console.pages import PAGES as PAGES_SERVED
-from tests import browser
-from tests.console_db import build
-from tests.console_http import console
+import browser
+from console_fixtures import console_db, path, site, sql  # noqa: F401 - fixtures
+from console_http import console
 
 ARTIFACTS = Path(os.environ.get("MLDB_ARTIFACTS") or Path(__file__).parent / "artifacts") / "console"
 MIN_COLOURS = 24  # a blank page, or one flat colour with a little text, has fewer
@@ -45,22 +44,11 @@ PAGES = {
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
+def catalog(path, sql):
     """The tests' database, and the fingerprint of the statement that ran plan_model (from its log)."""
-    path = build(str(tmp_path_factory.mktemp("console_browser") / "console.db"))
-    con = duckdb.connect(path, read_only=True)
-    try:
-        fingerprint = con.execute("SELECT query_fingerprint FROM mldb.prediction_log WHERE model = 'plan_model' "
-                                  "ORDER BY started_at DESC LIMIT 1").fetchall()[0][0]
-    finally:
-        con.close()
+    fingerprint = sql("SELECT query_fingerprint FROM mldb.prediction_log WHERE model = 'plan_model' "
+                      "ORDER BY started_at DESC LIMIT 1")[0][0]
     return path, fingerprint
-
-
-@pytest.fixture(scope="module")
-def site(catalog):
-    with console(catalog[0]) as site:
-        yield site
 
 
 def artifact(name: str) -> Path:
