@@ -5,7 +5,7 @@ A feature (models, vectors, lifecycle) is a package whose ``feature`` module exp
 registers on a database, its per-database state and the events it listens to. They are
 plain imports, so a missing or misspelled one fails when mldb is imported, and the
 order here is the order rules apply in. Dependencies point one way:
-monitors -> lifecycle -> models -> vectors -> core; the core calls features only through this interface.
+scaleout -> monitors -> lifecycle -> models -> vectors -> core; the core calls features only through this interface.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ def _load() -> tuple[Feature, ...]:
     from mldb.lifecycle.feature import FEATURE as LIFECYCLE
     from mldb.models.feature import FEATURE as MODELS
     from mldb.monitors.feature import FEATURE as MONITORS
+    from mldb.scaleout.feature import FEATURE as SCALEOUT
     from mldb.vectors.feature import FEATURE as VECTORS
 
-    return (MODELS, VECTORS, LIFECYCLE, MONITORS)
+    return (MODELS, VECTORS, LIFECYCLE, MONITORS, SCALEOUT)  # (scale-out last: it reads the rewritten tree)
 
 
 FEATURES: tuple[Feature, ...] = _load()

@@ -72,6 +72,7 @@ class Session:
         self.load_udfs_allowed = True  # a wire client may not run a file's code on the server
         self.access = None  # a wire client's ClientAccess (mldb.server.access): what it may run
         self.changed_settings: set[str] = set()  # settings a wire client changed (its RESET ALL resets them)
+        self.mldb_settings: dict = {}  # mldb's own settings this session SET (mldb.scaleout.settings)
         self.prepared = PreparedStatements()  # DuckDB's prepared statements of texts run again (mldb.prepared)
         self.running: Execution | None = None  # the statement running or streaming now
         self.statement: Execution | None = None  # the step (TRAIN, CREATE INDEX, ...) running now, if any
@@ -152,8 +153,8 @@ class Session:
         scanned = self._scan(inner, scope)
         if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
             statement = inner = scanned
-        if not inner.has_mldb:  # (EXPLAIN's tail is one string token: look at the inner statement)
-            return self._run_plain(statement, params)
+        if not inner.has_mldb and not (prefix and _scaleout_plan().may_go_out(self, inner)):
+            return self._run_plain(statement, params)  # (EXPLAIN's tail is one string token: look at the inner one)
         plan_key, written, marks = None, (statement, params), None
         if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
             text, params, marks = literals.parameterized(inner, params) or (inner.text, params, None)
@@ -186,14 +187,16 @@ class Session:
         tree = rewrite(tree, planner)
         if marks and not literals.faithful(tree, marks, before=False):
             return self._run_written(written, execution)
-        if not planner.notes:  # (as written: a query vector literal made a parameter goes back in the text)
+        if not planner.notes and not (explain and planner.scaleout is not None):
+            # (as written: a query vector literal made a parameter goes back in the text)
             execution.finish()
             return self._run_plain(*(written or (statement, params)))
         if explain:
             sql, explain_params = template.plain(tree, planner.params)
             plan = self._run_plain(statement, explain_params, explain + sql, stream=False)
             execution.finish()
-            return self._hold(_explained(plan, planner.notes), "EXPLAIN")
+            executor = _scaleout_plan().explain_notes(planner, analyze=explain.startswith("EXPLAIN ANALYZE"))
+            return self._hold(_explained(plan, [*planner.notes, *executor]), "EXPLAIN")
         for callback, always in planner.finishers:
             execution.on_finish(callback, always=always)
         self.running = execution
@@ -589,6 +592,13 @@ def _features():
     return features
 
 
+def _scaleout_plan():
+    """The scale-out recognizer (imported on first use, as the features are)."""
+    from mldb.scaleout import plan
+
+    return plan
+
+
 def _first_word(sql: str) -> str:
     words = sql.split(None, 1)
     return words[0].upper().rstrip(";") if words else ""
@@ -633,11 +643,11 @@ def _distribute(statements: list[Statement], params):
 
 
 def _explained(result: Result, notes: list[str]):
-    """EXPLAIN of a rewritten statement: mldb's operators as ``mldb_rewrite`` rows, then DuckDB's plan."""
+    """EXPLAIN of a rewritten statement: mldb's operators and the executor (``notes``) as ``mldb_rewrite``
+    rows, then DuckDB's plan."""
     import pyarrow as pa
 
     plan = result.arrow()
     names = plan.column_names
-    notes = [*notes, "executor: local (this process)"]
     rows = pa.table({names[0]: ["mldb_rewrite"] * len(notes), names[-1]: notes}) if len(names) == 2 else None
     return pa.concat_tables([rows.cast(plan.schema), plan]) if rows is not None else plan

@@ -19,6 +19,6 @@ from __future__ import annotations
 
 def load_grammars() -> list:
     """The grammar modules, in order (plain imports: a missing one fails at import time)."""
-    from mldb.frontend import lifecycle, models, monitors, vectors
+    from mldb.frontend import lifecycle, models, monitors, settings, vectors
 
-    return [models, vectors, lifecycle, monitors]
+    return [models, vectors, lifecycle, monitors, settings]

@@ -52,6 +52,7 @@ class Planner:
     finishers: list[tuple[Callable, bool]] = field(default_factory=list)
     tree: exp.Expression | None = None
     holes: int = 0  # holes made so far (each one gets its own name)
+    scaleout: object = None  # under a Ray executor: the statement's scale-out Shape or why it stays here
 
     def note(self, text: str) -> None:
         """Record a rewrite (shown by EXPLAIN; a statement with none runs as written)."""
@@ -72,7 +73,8 @@ class Planner:
     def cacheable(self) -> bool:
         """Whether the plan may run again as rendered: no operator changes the tree, and
         nothing is left to do once the statement finished (``mldb.plan.cache``)."""
-        return not self.finishers and all(operator.run is None for operator in self.operators)
+        return (not self.finishers and self.scaleout is None  # (a scale-out plan depends on the files found)
+                and all(operator.run is None for operator in self.operators))
 
     def on_finish(self, callback: Callable[["Execution"], None], *, always: bool = False) -> None:
         """Run ``callback(execution)`` once the statement's result is done (see ``Execution``)."""

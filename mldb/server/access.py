@@ -45,6 +45,7 @@ from sqlglot.tokens import TokenType
 from mldb import errors
 from mldb.frontend import split_statements
 from mldb.frontend.dialect import MLDB
+from mldb.frontend.settings import SetSetting
 from mldb.frontend.vectors import CreateFaissIndex, DropFaissIndex
 
 _ADMIN_TYPES = {"ATTACH": "ATTACH", "DETACH": "DETACH", "LOAD": "INSTALL / LOAD of an extension",
@@ -150,7 +151,12 @@ class ClientAccess:
 
     def admit_step(self, node) -> None:
         """An mldb statement a client sends: those that name a table or index of their own
-        (CREATE / DROP INDEX ... USING FAISS) may not name one in mldb's catalog."""
+        (CREATE / DROP INDEX ... USING FAISS) may not name one in mldb's catalog; SET mldb_executor
+        to Ray is an admin's (the server would connect to a cluster)."""
+        if isinstance(node, SetSetting) and node.name == "mldb_executor" and not self.allow_admin \
+                and str(node.args.get("value") or "local").lower() != "local":
+            raise refused("SET mldb_executor is not allowed for clients of this server (it would make the server "
+                          "connect to a Ray cluster); start mldb serve with --allow-admin to allow")
         if isinstance(node, (CreateFaissIndex, DropFaissIndex)) and not self.allow_admin:
             found = _catalog_target(node)
             if found:

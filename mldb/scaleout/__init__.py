@@ -1,0 +1,8 @@
+"""Scale-out on Ray: statements whose ML work is row-wise over file scans run as a Ray Data job.
+
+The flow (design: issue 17): ``SET mldb_executor = 'ray'`` (``settings``) makes the last rewrite
+rule (``plan.rewrite_scaleout``) look at the rewritten statement; when it is one file scan's
+row-wise work (``plan.qualify``), the statement's ``Shape`` says how it goes out: rows streamed
+back, partial aggregates combined here, or COPY files written by the workers. EXPLAIN shows it.
+Ray itself is imported only where a job starts: ``import mldb`` stays light.
+"""
