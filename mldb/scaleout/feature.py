@@ -4,18 +4,9 @@ Its rule comes last (features._load), so it sees every other feature's rewrite d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mldb.features import Feature
 from mldb.frontend.settings import ResetSetting, SetSetting, ShowSetting
 from mldb.scaleout import plan, settings
-
-
-@dataclass
-class ScaleoutState:
-    """Per database: DuckDB's own function names (read on first use; a worker has the same)."""
-
-    internal_functions: frozenset[str] | None = None
 
 
 FEATURE = Feature(
@@ -26,5 +17,4 @@ FEATURE = Feature(
         ResetSetting: settings.reset_setting,
         ShowSetting: settings.show_setting,
     },
-    make_state=lambda database: ScaleoutState(),
 )

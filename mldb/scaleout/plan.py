@@ -17,10 +17,12 @@ or changes the tree: the rule only records what it found on the planner (``plann
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
 
+import duckdb
 from sqlglot import exp
 
 from mldb import errors
@@ -126,7 +128,8 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
     if _aggregates_of(root) or root.args.get("group"):
         if target is not None:
             return "COPY of an aggregate runs here"
-        split = split_aggregates(root, aggregate_types(planner.session, root, planner.params))
+        session, params = planner.session, planner.params
+        split = split_aggregates(root, aggregate_types(session, root, params), output_names(session, root, params))
         if isinstance(split, str):
             return split
         partial, combine = split
@@ -263,17 +266,22 @@ def _calls(tree: exp.Expression, session) -> tuple[tuple[str, ...], tuple[str, .
 
 
 def _internal_functions(session) -> frozenset[str]:
-    """DuckDB's own function names, read once per database (they run the same on a worker)."""
-    state = session.database.state("scaleout")
-    if state.internal_functions is None:
-        rows = session.sql("SELECT DISTINCT function_name FROM duckdb_functions() WHERE internal").fetchall()
-        state.internal_functions = frozenset(row[0].lower() for row in rows)
-    return state.internal_functions
+    """DuckDB's own function names (they run the same on a worker). Read from a fresh DuckDB, as
+    a database's ``duckdb_functions()`` counts functions registered from Python as internal too."""
+    return _duckdb_functions()
+
+
+@functools.cache
+def _duckdb_functions() -> frozenset[str]:
+    """(A property of the installed DuckDB, the same for every database: kept per process.)"""
+    with duckdb.connect() as fresh:
+        rows = fresh.execute("SELECT DISTINCT function_name FROM duckdb_functions()").fetchall()
+    return frozenset(row[0].lower() for row in rows)
 
 
 def _function_kind(session, name: str) -> str | None:
-    rows = session.sql("SELECT function_type FROM duckdb_functions() WHERE lower(function_name) = ? AND NOT "
-                       "internal", [name]).fetchall()
+    rows = session.sql("SELECT function_type FROM duckdb_functions() WHERE lower(function_name) = ?",
+                       [name]).fetchall()
     return rows[0][0] if rows else None
 
 
@@ -430,14 +438,22 @@ def aggregate_types(session, select: exp.Select, params) -> list[str]:
     return [row[1] for row in rows]
 
 
-def split_aggregates(select: exp.Select, types: list[str]) -> tuple[exp.Select, exp.Select] | str:
+def output_names(session, select: exp.Select, params) -> list[str]:
+    """The column names DuckDB gives ``select``'s result (the combine keeps them)."""
+    sql, bound = template.plain(select, params)
+    return [row[0] for row in session.sql(f"DESCRIBE {sql}", bound).fetchall()]
+
+
+def split_aggregates(select: exp.Select, types: list[str], names: list[str] | None = None
+                     ) -> tuple[exp.Select, exp.Select] | str:
     """(partial, combine): ``partial`` runs per piece and returns one row even for an empty one
     (count 0, sum NULL); ``combine`` runs over every piece's row (``__mldb_partials``) here.
 
         SELECT count(*) * 2, avg(x) FROM f WHERE k      (types: BIGINT, DOUBLE)
         -> partial  SELECT count(*) AS __p0, sum(x) AS __p1, count(x) AS __p2 FROM f WHERE k
-        -> combine  SELECT CAST(sum(__p0) AS BIGINT) * 2,
-                           CAST(CAST(sum(__p1) AS DOUBLE) / sum(__p2) AS DOUBLE) FROM __mldb_partials
+        -> combine  SELECT CAST(sum(__p0) AS BIGINT) * 2 AS "(count_star() * 2)",
+                           CAST(CAST(sum(__p1) AS DOUBLE) / sum(__p2) AS DOUBLE) AS "avg(x)" FROM __mldb_partials
+    ``types``: each aggregate's type in the local run; ``names``: the local result's column names.
     """
     for key, words in (("group", "GROUP BY"), ("having", "HAVING"), ("distinct", "DISTINCT"),
                        ("qualify", "QUALIFY"), ("order", "ORDER BY")):
@@ -461,6 +477,9 @@ def split_aggregates(select: exp.Select, types: list[str]) -> tuple[exp.Select, 
     partial.set("expressions", partials)
     for key in ("limit", "offset"):
         partial.set(key, None)
+    if names is not None:
+        combine.set("expressions", [exp.alias_(projection.unalias(), name, quoted=True)
+                                    for projection, name in zip(combine.expressions, names)])
     combine.set("from_", exp.From(this=exp.to_table(PARTIALS)))
     combine.set("where", None)
     return partial, combine

@@ -161,7 +161,7 @@ def _set(connection, sql: str) -> Result | None:
         statement = "RESET TimeZone" if value.upper() in ("LOCAL", "DEFAULT") else f"SET TimeZone = {value}"
         return connection.session.execute(statement)
     match = _SET.match(sql)
-    if match is None or match.group(1).upper() in ("GLOBAL", "VARIABLE") \
+    if match is None or match.group(1).upper() in ("GLOBAL", "VARIABLE") or _is_mldb_setting(match.group(1)) \
             or _is_duckdb_setting(connection.session, match.group(1)):
         return None
     name, value = match.group(1), match.group(2).strip().strip("'\"")
@@ -179,7 +179,7 @@ def _reset(connection, sql: str) -> Result | None:
     name = _RESET.match(sql).group(1)
     tag = " ".join(sql.split()[:2]).upper().rstrip(";")
     if name is not None and name.upper() != "ALL":
-        if _is_duckdb_setting(connection.session, name):
+        if _is_mldb_setting(name) or _is_duckdb_setting(connection.session, name):
             return None
         connection.params.pop(name.lower(), None)
         return Result.done(tag)
@@ -188,6 +188,7 @@ def _reset(connection, sql: str) -> Result | None:
         with contextlib.suppress(errors.Error):  # (a name the client set that DuckDB never took)
             session.sql(f"RESET SESSION {'TimeZone' if setting == 'time zone' else setting}")
     session.changed_settings.clear()
+    session.mldb_settings.clear()  # (mldb's own: mldb.scaleout.settings)
     session.settings_changed()
     return Result.done(tag)
 
@@ -197,6 +198,8 @@ def _show(connection, sql: str) -> Result | None:
     if match is None:
         return None
     name = match.group(1)
+    if _is_mldb_setting(name):
+        return None
     if name.upper().startswith("TRANSACTION "):  # SHOW TRANSACTION ISOLATION LEVEL
         name = "transaction_isolation"
     value = connection.params.get(name.lower())
@@ -205,6 +208,13 @@ def _show(connection, sql: str) -> Result | None:
     if value is None:
         return None
     return connection.session.execute(f'SELECT ? AS "{name.lower()}"', [value])
+
+
+def _is_mldb_setting(name: str) -> bool:
+    """One of mldb's own settings (SET mldb_executor ...): the session's statement, not a client parameter."""
+    from mldb.frontend.settings import NAMES
+
+    return name.lower() in NAMES
 
 
 def _is_duckdb_setting(session, name: str) -> bool:
