@@ -153,7 +153,7 @@ class Session:
         scanned = self._scan(inner, scope)
         if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
             statement = inner = scanned
-        if not inner.has_mldb and not (prefix and _scaleout_plan().may_go_out(self, inner)):
+        if not inner.has_mldb and not (prefix and _scaleout().plan.may_go_out(self, inner)):
             return self._run_plain(statement, params)  # (EXPLAIN's tail is one string token: look at the inner one)
         plan_key, written, marks = None, (statement, params), None
         if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
@@ -195,7 +195,7 @@ class Session:
             sql, explain_params = template.plain(tree, planner.params)
             plan = self._run_plain(statement, explain_params, explain + sql, stream=False)
             execution.finish()
-            executor = _scaleout_plan().explain_notes(planner, analyze=explain.startswith("EXPLAIN ANALYZE"))
+            executor = _scaleout().explain.explain_notes(planner, analyze=explain.startswith("EXPLAIN ANALYZE"))
             return self._hold(_explained(plan, [*planner.notes, *executor]), "EXPLAIN")
         for callback, always in planner.finishers:
             execution.on_finish(callback, always=always)
@@ -592,11 +592,12 @@ def _features():
     return features
 
 
-def _scaleout_plan():
-    """The scale-out recognizer (imported on first use, as the features are)."""
-    from mldb.scaleout import plan
+def _scaleout():
+    """The scale-out feature's recognizer and EXPLAIN lines (imported on first use, as the features are)."""
+    import mldb.scaleout.explain
+    import mldb.scaleout.plan
 
-    return plan
+    return mldb.scaleout
 
 
 def _first_word(sql: str) -> str:

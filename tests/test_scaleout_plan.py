@@ -13,14 +13,14 @@ import os
 
 import psycopg
 import pytest
+from conftest_server import start_server
 
 import mldb
-from conftest_server import start_server  # noqa: E402  (tests/ is on sys.path)
 from mldb.frontend import parse, split_statements
 from mldb.frontend.settings import ResetSetting, SetSetting, ShowSetting
 from mldb.plan import template
 from mldb.plan.rules import Planner, rewrite
-from mldb.scaleout import plan, settings
+from mldb.scaleout import plan
 
 DEFAULTS = {"mldb_executor": ("local", "VARCHAR"), "mldb_ray_workers": (None, "BIGINT"),
             "mldb_ray_cpus_per_worker": (1, "BIGINT"), "mldb_ray_batch_rows": (65536, "BIGINT"),
@@ -276,6 +276,16 @@ def test_files_come_from_duckdbs_glob_in_order_for_lists_and_parameters(ray_sess
     assert shape.scan.files == (second,)
 
 
+def test_a_loaded_udf_goes_out_with_its_name(ray_session, files, tmp_path):
+    source = tmp_path / "udfs.py"
+    source.write_text("import pyarrow.compute as pc\nimport mldb\n\n"
+                      "@mldb.udf(params=['INTEGER'], returns='BIGINT')\ndef double_it(a):\n    return pc.multiply(a, 2)\n")
+    ray_session.execute(f"LOAD UDFS FROM '{source}'")
+    shape = _planned(ray_session, f"SELECT id, double_it(a), PREDICT(churn) FROM read_parquet('{_ev(files)}')")
+    assert isinstance(shape, plan.Shape), shape
+    assert shape.udfs == ("double_it",) and shape.models == ("churn@1",)
+
+
 def test_csv_scans_keep_their_options(ray_session, files):
     shape = _planned(ray_session, f"SELECT id, PREDICT(churn) FROM read_csv('{files}/csv/*.csv', header = true, "
                                   "delim = ',')")
@@ -286,27 +296,27 @@ def test_csv_scans_keep_their_options(ray_session, files):
 
 @pytest.mark.parametrize("query, reason", [
     ("SELECT PREDICT(churn) FROM read_parquet('{ev}') e JOIN train t ON e.a = t.a", "the query joins"),
-    ("SELECT id, PREDICT(churn) AS p FROM read_parquet('{ev}') ORDER BY id", "ORDER BY needs all rows (only "
-     "LIMIT goes out)"),
+    ("SELECT id, PREDICT(churn) AS p FROM read_parquet('{ev}') ORDER BY id", ("ORDER BY needs all rows (only "
+     "LIMIT goes out)")),
     ("SELECT DISTINCT PREDICT(churn) FROM read_parquet('{ev}')", "DISTINCT needs all rows"),
     ("SELECT PREDICT(churn) FROM read_parquet('{ev}') LIMIT 5 OFFSET 2", "OFFSET needs all rows"),
-    ("SELECT count(DISTINCT kind), count(*) FROM read_parquet('{ev}')", "count(DISTINCT ...) cannot be combined "
-     "from partials"),
+    ("SELECT count(DISTINCT kind), count(*) FROM read_parquet('{ev}')", ("count(DISTINCT ...) cannot be combined "
+     "from partials")),
     ("SELECT median(a) FROM read_parquet('{ev}')", "median(...) cannot be combined from partials"),
     ("SELECT kind, count(*) FROM read_parquet('{ev}') GROUP BY kind", "GROUP BY with aggregates runs here"),
-    ("SELECT PREDICT(churn) FROM read_parquet('{ev}', union_by_name = true)", "read_parquet(..., union_by_name = "
-     "true)"),
-    ("SELECT PREDICT(churn) FROM read_parquet('s3://bucket/ev/*.parquet')", "'s3://bucket/ev/*.parquet' is not a "
-     "local or shared path"),
-    ("SELECT twice(a), PREDICT(churn) FROM read_parquet('{ev}')", "it calls the macro twice, defined in this "
-     "database only"),
+    ("SELECT PREDICT(churn) FROM read_parquet('{ev}', union_by_name = true)", ("read_parquet(..., union_by_name = "
+     "true)")),
+    ("SELECT PREDICT(churn) FROM read_parquet('s3://bucket/ev/*.parquet')", ("'s3://bucket/ev/*.parquet' is not a "
+     "local or shared path")),
+    ("SELECT twice(a), PREDICT(churn) FROM read_parquet('{ev}')", ("it calls the macro twice, defined in this "
+     "database only")),
     ("SELECT PREDICT(churn) FROM train", "it reads the table train of this database"),
     ("WITH e AS (SELECT * FROM read_parquet('{ev}')) SELECT PREDICT(churn) FROM e", "WITH clause"),
     ("SELECT PREDICT(churn) FROM read_parquet('{ev}') UNION ALL SELECT PREDICT(churn) FROM train",
      "runs here (only SELECT and COPY"),
     ("SELECT PREDICT(churn) FROM read_parquet('{ev}') WHERE a IN (SELECT a FROM train)", "the table train"),
-    ("SELECT p FROM (SELECT PREDICT(churn) AS p FROM read_parquet('{ev}') LIMIT 3)", "LIMIT in a subquery needs "
-     "all rows"),
+    ("SELECT p FROM (SELECT PREDICT(churn) AS p FROM read_parquet('{ev}') LIMIT 3)", ("LIMIT in a subquery needs "
+     "all rows")),
     ("SELECT PREDICT(churn), row_number() OVER () FROM read_parquet('{ev}')", "a window function needs all rows"),
     ("SELECT PREDICT(churn) FROM read_parquet('{files}/none/*.parquet')", "no file matches"),
     ("SELECT * FROM EXPLAIN_PREDICT(churn, (SELECT * FROM read_parquet('{ev}')))", "EXPLAIN_PREDICT / EVALUATE"),
@@ -416,8 +426,8 @@ def test_explain_says_why_a_statement_stays_here(ray_session, files):
     assert notes[-1] == ("executor: local (this process): mldb_executor is 'ray', but ORDER BY needs all rows "
                          "(only LIMIT goes out)")
     notes = _notes(ray_session, f"SELECT count(DISTINCT a) FROM read_parquet('{_ev(files)}')")
-    assert notes == ["executor: local (this process): mldb_executor is 'ray', but count(DISTINCT ...) cannot be "
-                     "combined from partials"]
+    assert notes == [("executor: local (this process): mldb_executor is 'ray', but count(DISTINCT ...) cannot be "
+                     "combined from partials")]
     notes = _notes(ray_session, f"ANALYZE SELECT PREDICT(churn) FROM read_parquet('{_ev(files)}')")
     assert notes[-1] == ("executor: local (this process): mldb_executor is 'ray', but EXPLAIN ANALYZE runs the "
                          "statement here")

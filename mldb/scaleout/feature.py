@@ -8,7 +8,6 @@ from mldb.features import Feature
 from mldb.frontend.settings import ResetSetting, SetSetting, ShowSetting
 from mldb.scaleout import plan, settings
 
-
 FEATURE = Feature(
     name="scaleout",
     rules=(plan.rewrite_scaleout,),
