@@ -101,11 +101,21 @@ def shipped_catalog(session, refs: list) -> dict:
             pairs.add((name, shadow))
     names = sorted({name for name, _ in pairs})
     marks = ", ".join("?" for _ in names)
-    models = session.sql(f"SELECT * FROM mldb.models WHERE name IN ({marks})", names).to_arrow_table()
+    models = _arrow(session, f"SELECT * FROM mldb.models WHERE name IN ({marks})", names)
     wanted = " OR ".join("(model = ? AND version = ?)" for _ in pairs)
     flat = [value for pair in sorted(pairs) for value in pair]
-    versions = session.sql(f"SELECT * FROM mldb.model_versions WHERE {wanted}", flat).to_arrow_table()
+    versions = _arrow(session, f"SELECT * FROM mldb.model_versions WHERE {wanted}", flat)
     return {"mldb.models": worker.to_ipc(models), "mldb.model_versions": worker.to_ipc(versions)}
+
+
+def _arrow(session, sql: str, params: list) -> pa.Table:
+    """Catalog rows as Arrow, read in the session's transaction (as lifecycle.drift reads them)."""
+    import duckdb
+
+    try:
+        return session.own_con.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as error:
+        raise errors.translate(error, sql) from None
 
 
 def execute(session, request: Request) -> Outcome:

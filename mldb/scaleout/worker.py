@@ -148,8 +148,9 @@ def _with_meta(table: pa.Table, report: str | None) -> pa.Table:
 
 def meta_row(schema: pa.Schema, report: dict) -> pa.Table:
     """One row with every data column NULL and the report as JSON in ``__mldb_meta``."""
-    nulls = [pa.nulls(1, column.type) for column in schema]
-    return _with_meta(pa.Table.from_arrays(nulls, schema=schema), json.dumps(report, default=str))
+    columns = {column.name: pa.nulls(1, column.type) for column in schema}
+    columns[META] = pa.array([json.dumps(report, default=str)], pa.string())
+    return pa.table(columns)
 
 
 class PieceWorker:
