@@ -100,6 +100,8 @@ def test_failing_fragment_leaves_no_directory(runtime, scored):
                                mode="copy", target=str(target))
     with pytest.raises(errors.Error) as raised:
         executor.execute(connection._session, request)
-    assert "x" in str(raised.value) or "Could not convert" in str(raised.value)
+    assert type(raised.value) is errors.DataError  # the worker's own error, not Ray's wrapper of it
+    assert raised.value.sqlstate.startswith("22")
+    assert "Could not convert string 'x'" in str(raised.value)
     assert not target.exists()
     assert not [name for name in os.listdir(folder) if name.startswith(".broken.mldb-")]

@@ -167,14 +167,15 @@ def _check_pieces(reports: list, dataset) -> None:
 
 
 def _unwrapped(error: BaseException) -> errors.Error:
-    """The mldb error a worker raised (Ray wraps it in RayTaskError / UserCodeException), else one naming it."""
-    seen, current = set(), error
+    """The mldb error a worker raised, unwrapped from Ray's ``RayTaskError(<its class>)`` (whose
+    ``cause`` is the original), else an error naming what Ray raised."""
+    found, seen, current = None, set(), error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, errors.Error):
-            return current
+            found = current  # the deepest one is the worker's own (not Ray's dual-class copy)
         current = getattr(current, "cause", None) or current.__cause__
-    return errors.OperationalError(f"the Ray job failed: {error}", sqlstate="58000")
+    return found or errors.OperationalError(f"the Ray job failed: {error}", sqlstate="58000")
 
 
 def staging_dir(target: str) -> str:
