@@ -37,6 +37,7 @@ from mldb.scaleout import worker
 
 _CONNECT_LOCK = threading.Lock()
 LOCAL_CPUS = 2  # the private local cluster's size (the settings half will make it configurable)
+RETRIES = 3  # actor restarts and task retries (Ray Data's default is -1: a crashing piece would loop forever)
 
 
 @dataclass
@@ -81,7 +82,7 @@ def build_job(session, request: Request, staging: str | None = None) -> worker.J
 
 def glob_columns(session, files: list) -> list:
     """[(name, type)] of all the files read together, as DuckDB's glob read would type them."""
-    listed = ", ".join(worker._literal(path) for path in files)
+    listed = ", ".join(worker.literal(path) for path in files)
     rows = session.sql(f"DESCRIBE SELECT * FROM read_parquet([{listed}])").fetchall()
     return [(row[0], row[1]) for row in rows]
 
@@ -142,7 +143,9 @@ def _dataset(job: worker.Job, request: Request):
     workers = request.workers or max(1, min(len(pieces), int(ray.cluster_resources().get("CPU", 1))))
     return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
         worker.PieceWorker, fn_constructor_kwargs={"job": ray.put(job)}, batch_size=1,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+        max_restarts=RETRIES, max_task_retries=RETRIES)  # as **ray_remote_args: Ray 2.60 deprecates both this
+    # and ray_remote_args_fn (removal announced for 2.64) and names no replacement; see the report of issue 17
 
 
 def _stream(dataset, reports: list) -> Iterator[pa.Table]:
@@ -157,10 +160,10 @@ def _stream(dataset, reports: list) -> Iterator[pa.Table]:
                 yield data
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
         raise _unwrapped(error) from None
-    _check_pieces(reports, dataset)
+    _check_pieces(reports)
 
 
-def _check_pieces(reports: list, dataset) -> None:
+def _check_pieces(reports: list) -> None:
     pieces = [report["piece"] for report in reports]
     if len(pieces) != len(set(pieces)):
         raise errors.InternalError(f"scale-out: a piece reported twice ({sorted(pieces)})")

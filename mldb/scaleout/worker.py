@@ -84,7 +84,7 @@ def open_worker_database(job: Job):
     return database
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -95,7 +95,7 @@ def _identifier(name: str) -> str:
 def piece_view_sql(path: str, columns: list) -> str:
     """The temp view one piece is read through: one file, cast to the glob's column types."""
     casts = ", ".join(f"CAST({_identifier(name)} AS {kind}) AS {_identifier(name)}" for name, kind in columns)
-    return f"CREATE OR REPLACE TEMP VIEW {PIECE_VIEW} AS SELECT {casts} FROM read_parquet({_literal(path)})"
+    return f"CREATE OR REPLACE TEMP VIEW {PIECE_VIEW} AS SELECT {casts} FROM read_parquet({literal(path)})"
 
 
 def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
@@ -123,7 +123,7 @@ def _copy_piece(session, job: Job, piece: int) -> int:
     """COPY the fragment's rows to the staging directory; a retry overwrites the same file name."""
     final = os.path.join(job.staging, f"data_{piece:05d}.parquet")
     temporary = f"{final}.{uuid.uuid4().hex}"
-    result = session.execute(f"COPY ({job.fragment}) TO {_literal(temporary)} (FORMAT parquet)", job.params)
+    result = session.execute(f"COPY ({job.fragment}) TO {literal(temporary)} (FORMAT parquet)", job.params)
     rows = result.fetchall()
     os.replace(temporary, final)
     return rows[0][0] if rows and rows[0] else result.rowcount
