@@ -1,0 +1,173 @@
+"""The worker side of a scale-out job: one Ray actor runs DuckDB + mldb over one file at a time.
+
+Each actor of the Ray Data pool owns an in-memory ``Database`` (its own DuckDB with every mldb
+function registered, exactly as a local session has them) and runs the *same SQL fragment* the
+driver would run locally, over ``__mldb_piece``: a temporary view over ``read_parquet`` of one file,
+with every column cast to the whole glob's schema so that every piece yields the same Arrow schema.
+
+Models travel as catalog rows, not as paths: the driver reads the ``mldb.models`` and
+``mldb.model_versions`` rows (weights included) of the models the fragment calls and ships them as
+Arrow IPC bytes; the worker inserts them into its own catalog, so ``registry.load_model`` and every
+PREDICT function run unchanged there.
+
+Results travel in-band. ``PieceWorker.__call__`` (given to ``Dataset.map_batches`` with
+``batch_size=1``, so one call is one file) yields the fragment's Arrow batches with one extra column,
+``__mldb_meta`` (NULL on data rows), and ends each piece with one *meta row* (every data column NULL,
+``__mldb_meta`` the piece's JSON report: rows, the prediction tallies the worker's own statement logged,
+pid). A retried piece recomputes its batches and its report together, so the driver never counts a
+piece twice. In ``copy`` mode the worker's DuckDB writes the piece's rows to
+``<staging>/data_<piece>.parquet`` (through a temporary name and ``os.replace``: a retry overwrites
+the same file) and yields only the meta row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import pyarrow as pa
+
+META = "__mldb_meta"  # the in-band report column (NULL on data rows)
+PIECE_VIEW = "__mldb_piece"
+CATALOG_TABLES = ("mldb.models", "mldb.model_versions")  # what a shipped model needs in the worker's catalog
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, in plain types (pickled once, ``ray.put`` once per statement)."""
+
+    fragment: str  # SQL over __mldb_piece (mldb SQL: PREDICT(m) is rewritten on the worker as locally)
+    params: list | None
+    mode: str  # 'rows' | 'copy'
+    columns: list  # [(name, DuckDB type)] of the whole glob: each piece is cast to it
+    catalog: dict = field(default_factory=dict)  # table -> Arrow IPC stream bytes of its shipped rows
+    staging: str | None = None  # copy: the directory the workers write into
+    batch_rows: int = 65_536
+    versions: tuple = ()  # (mldb, duckdb) of the driver: a worker with others refuses to run
+
+
+def versions() -> tuple:
+    import duckdb
+
+    import mldb
+
+    return (getattr(mldb, "__version__", "?"), duckdb.__version__)
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def open_worker_database(job: Job):
+    """An in-memory mldb ``Database`` whose catalog holds the shipped model rows."""
+    from mldb.database import Database
+
+    database = Database(":memory:")
+    con = database.root.cursor()
+    try:
+        for table, data in job.catalog.items():
+            con.register("__mldb_shipped", from_ipc(data))
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __mldb_shipped")
+            con.unregister("__mldb_shipped")
+    finally:
+        con.close()
+    return database
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def piece_view_sql(path: str, columns: list) -> str:
+    """The temp view one piece is read through: one file, cast to the glob's column types."""
+    casts = ", ".join(f"CAST({_identifier(name)} AS {kind}) AS {_identifier(name)}" for name, kind in columns)
+    return f"CREATE OR REPLACE TEMP VIEW {PIECE_VIEW} AS SELECT {casts} FROM read_parquet({literal(path)})"
+
+
+def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
+    """The fragment over one file: data tables (rows mode), then the piece's meta row."""
+    session = database.session()
+    try:
+        session.execute(piece_view_sql(path, job.columns)).fetchall()
+        if job.mode == "copy":
+            rows, schema = _copy_piece(session, job, piece), pa.schema([])
+        else:
+            rows = 0
+            reader = session.execute(job.fragment, job.params).arrow_reader(job.batch_rows)
+            schema = reader.schema
+            for batch in reader:
+                rows += batch.num_rows
+                yield _with_meta(pa.Table.from_batches([batch], schema), None)
+        report = {"piece": piece, "path": path, "rows": rows, "pid": os.getpid(),
+                  "predictions": _take_predictions(database)}
+        yield meta_row(schema, report)
+    finally:
+        session.close()
+
+
+def _copy_piece(session, job: Job, piece: int) -> int:
+    """COPY the fragment's rows to the staging directory; a retry overwrites the same file name."""
+    final = os.path.join(job.staging, f"data_{piece:05d}.parquet")
+    temporary = f"{final}.{uuid.uuid4().hex}"
+    result = session.execute(f"COPY ({job.fragment}) TO {literal(temporary)} (FORMAT parquet)", job.params)
+    rows = result.fetchall()
+    os.replace(temporary, final)
+    return rows[0][0] if rows and rows[0] else result.rowcount
+
+
+def _take_predictions(database) -> list[dict]:
+    """The prediction-log rows the worker's statements wrote since the last piece (then removed)."""
+    con = database.root.cursor()
+    try:
+        rows = con.execute("SELECT model, version, rows, calls, seconds, summary FROM mldb.prediction_log "
+                           "ORDER BY model, version").fetchall()
+        con.execute("DELETE FROM mldb.prediction_log")
+    finally:
+        con.close()
+    names = ("model", "version", "rows", "calls", "seconds", "summary")
+    return [dict(zip(names, row)) for row in rows]
+
+
+def _with_meta(table: pa.Table, report: str | None) -> pa.Table:
+    return table.append_column(pa.field(META, pa.string()), pa.array([report] * table.num_rows, pa.string()))
+
+
+def meta_row(schema: pa.Schema, report: dict) -> pa.Table:
+    """One row with every data column NULL and the report as JSON in ``__mldb_meta``."""
+    columns = {column.name: pa.nulls(1, column.type) for column in schema}
+    columns[META] = pa.array([json.dumps(report, default=str)], pa.string())
+    return pa.table(columns)
+
+
+class PieceWorker:
+    """The callable class given to ``Dataset.map_batches``: one actor, one worker database."""
+
+    def __init__(self, job):
+        import ray
+
+        self.job = ray.get(job) if isinstance(job, ray.ObjectRef) else job
+        if self.job.versions and tuple(self.job.versions) != versions():
+            from mldb import errors
+
+            raise errors.OperationalError(f"this Ray worker runs mldb/duckdb {versions()}, the driver "
+                                          f"{tuple(self.job.versions)}: install the same on every node",
+                                          sqlstate="0A000")
+        self.database = open_worker_database(self.job)
+
+    def __call__(self, pieces: pa.Table) -> Iterator[pa.Table]:
+        for piece, path in zip(pieces.column("piece").to_pylist(), pieces.column("path").to_pylist()):
+            yield from run_piece(self.database, self.job, piece, path)

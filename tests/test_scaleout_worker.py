@@ -1,0 +1,107 @@
+"""The scale-out executor on a real Ray runtime gives the local run's rows (issue 17, first prototype).
+
+Three real Parquet files (one with no rows, one with NULL features) and a real trained model: the
+executor's PREDICT fragment over ``__mldb_piece``, run per file by Ray Data actors each holding their
+own DuckDB + mldb, must return the rows of the local ``SELECT ..., PREDICT(m) FROM read_parquet(glob)``;
+COPY mode must write a directory with exactly those rows; a failing fragment must leave nothing behind.
+
+TEMPORARY GUARD: ``pytest.importorskip("ray")`` keeps this module out of the main suite until the
+next session installs Ray in the project's setup (``.ci/setup.sh``) and removes the guard.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+ray = pytest.importorskip("ray")  # temporary guard (see the module docstring); remove once Ray is in setup
+
+import mldb  # noqa: E402
+from mldb import errors  # noqa: E402
+from mldb.scaleout import executor  # noqa: E402
+
+FRAGMENT = "SELECT id, kind, PREDICT(churn) AS p FROM __mldb_piece WHERE kind <> 'z'"
+LOCAL = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet(?) WHERE kind <> 'z'"
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A database with the model ``churn`` and three parquet files: 300 rows, 0 rows, 50 rows with NULLs."""
+    folder = tmp_path_factory.mktemp("scaleout")
+    connection = mldb.connect(str(folder / "s.db"))
+    connection.execute("CREATE TABLE t AS SELECT i AS id, (i % 7) * 1.5 AS a, (i % 5) - 2.0 AS b, "
+                       "CASE WHEN i % 3 = 0 THEN 'x' ELSE 'y' END AS kind, (i % 7) + (i % 5) > 6 AS churned "
+                       "FROM range(400) r(i)")
+    connection.execute("CREATE MODEL churn PREDICT churned FROM (SELECT a, b, kind, churned FROM t) USING logistic "
+                       "WITH (epochs = 3, seed = 1)")
+    data = folder / "data"
+    data.mkdir()
+    connection.execute(f"COPY (SELECT id, a, b, kind FROM t WHERE id < 300) TO '{data}/p0.parquet' (FORMAT parquet)")
+    connection.execute(f"COPY (SELECT id, a, b, kind FROM t WHERE false) TO '{data}/p1.parquet' (FORMAT parquet)")
+    connection.execute(f"COPY (SELECT id, CASE WHEN id % 2 = 0 THEN NULL ELSE a END AS a, "
+                       f"CASE WHEN id % 3 = 0 THEN NULL ELSE b END AS b, CASE WHEN id % 4 = 0 THEN NULL ELSE kind "
+                       f"END AS kind FROM t WHERE id >= 350) TO '{data}/p2.parquet' (FORMAT parquet)")
+    files = sorted(str(path) for path in data.glob("*.parquet"))
+    yield connection, files, str(data / "*.parquet"), folder
+    connection.close()
+
+
+def _local_rows(connection, pattern):
+    return sorted(connection.execute(LOCAL, [pattern]).fetchall(), key=repr)
+
+
+def _request(files, **kwargs):
+    return executor.Request(fragment=FRAGMENT, files=files, models=["churn"], **kwargs)
+
+
+def test_rows_equal_the_local_run(runtime, scored):
+    connection, files, pattern, _ = scored
+    outcome = executor.execute(connection._session, _request(files, workers=2))
+    rows = [tuple(row.values()) for table in outcome.tables for row in table.to_pylist()]
+    local = _local_rows(connection, pattern)
+    assert len(local) > 250  # the NULL file and the filter leave rows; kind NULL rows drop (NULL <> 'z')
+    assert sorted(rows, key=repr) == local
+    assert sorted(report["piece"] for report in outcome.reports) == [0, 1, 2]
+    by_piece = {report["piece"]: report for report in outcome.reports}
+    assert by_piece[1]["rows"] == 0
+    assert sum(report["rows"] for report in outcome.reports) == len(local)
+    logged = [entry for report in outcome.reports for entry in report["predictions"]]
+    assert {entry["model"] for entry in logged} == {"churn"}
+    local_logged = connection.execute("SELECT rows FROM mldb.prediction_log WHERE statement = ? "
+                                      "ORDER BY logged_at DESC LIMIT 1",
+                                      [LOCAL]).fetchall()[0][0]
+    assert sum(entry["rows"] for entry in logged) == local_logged  # the workers scored what the local run did
+
+
+def test_copy_writes_the_local_rows_once(runtime, scored):
+    connection, files, pattern, folder = scored
+    target = folder / "scored"
+    outcome = executor.execute(connection._session, _request(files, mode="copy", target=str(target)))
+    written = connection.execute(f"SELECT id, kind, p FROM read_parquet('{target}/*.parquet')").fetchall()
+    assert sorted(written, key=repr) == _local_rows(connection, pattern)
+    assert len({row[0] for row in written}) == len(written)
+    assert outcome.rows == len(written)
+    assert sorted(os.listdir(target)) == ["data_00000.parquet", "data_00001.parquet", "data_00002.parquet"]
+    assert not [name for name in os.listdir(folder) if name.startswith(".scored.mldb-")]
+
+
+def test_failing_fragment_leaves_no_directory(runtime, scored):
+    connection, files, _, folder = scored
+    target = folder / "broken"
+    request = executor.Request(fragment="SELECT id, CAST(kind AS INTEGER) AS k FROM __mldb_piece", files=files,
+                               mode="copy", target=str(target))
+    with pytest.raises(errors.Error) as raised:
+        executor.execute(connection._session, request)
+    assert type(raised.value) is errors.DataError  # the worker's own error, not Ray's wrapper of it
+    assert raised.value.sqlstate.startswith("22")
+    assert "Could not convert string 'x'" in str(raised.value)
+    assert not target.exists()
+    assert not [name for name in os.listdir(folder) if name.startswith(".broken.mldb-")]
