@@ -184,9 +184,12 @@ class Session:
         planner = Planner(self, params, execution.id)
         if marks and not literals.faithful(tree, marks, before=True):
             return self._run_written(written, execution)
+        original = tree.copy() if self.mldb_settings.get("mldb_executor", "local") != "local" else None
         tree = rewrite(tree, planner)
         if marks and not literals.faithful(tree, marks, before=False):
             return self._run_written(written, execution)
+        if original is not None and (out := self._run_out(original, planner, params, execution, explain)):
+            return out
         if not planner.notes and not (explain and planner.scaleout is not None):
             # (as written: a query vector literal made a parameter goes back in the text)
             execution.finish()
@@ -208,6 +211,17 @@ class Session:
         if plan_key is not None and planner.cacheable:
             self.plans.put(plan_key, plan)
         return self._run_plan(statement, plan, planner.params, execution)
+
+    def _run_out(self, original, planner: Planner, params, execution: Execution, explain: str) -> Result | None:
+        """The statement run by the scale-out executor, when its planner said it goes out (else None)."""
+        driver = _scaleout_driver()
+        if not driver.goes_out(self, planner.scaleout, explain):
+            return None
+        fragment = driver.fragment_of(original, params)
+        if fragment is None:
+            return None
+        self.running = execution
+        return driver.run_rows(self, planner.scaleout, *fragment, execution, self._holder_connection)
 
     def _run_written(self, written: tuple, execution: Execution) -> Result:
         """The statement as written, when a query vector literal made a parameter would change what
@@ -590,6 +604,13 @@ def _features():
     from mldb import features
 
     return features
+
+
+def _scaleout_driver():
+    """The scale-out driver (Ray imported only when a job starts)."""
+    import mldb.scaleout.driver
+
+    return mldb.scaleout.driver
 
 
 def _scaleout():

@@ -58,6 +58,7 @@ class Outcome:
     tables: Iterator[pa.Table] | None  # rows mode: the data, read lazily (reports fill as it is read)
     reports: list = field(default_factory=list)  # one dict per piece (rows, predictions, pid)
     rows: int = 0  # copy mode: rows written
+    schema: pa.Schema | None = None  # rows mode: the data's schema, known from the first batch (data or meta)
 
 
 def connect() -> None:
@@ -128,7 +129,7 @@ def execute(session, request: Request) -> Outcome:
     connect()
     if request.mode == "rows":
         outcome = Outcome(tables=None)
-        outcome.tables = _stream(_dataset(build_job(session, request), request), outcome.reports)
+        outcome.tables = _stream(_dataset(build_job(session, request), request), outcome)
         return outcome
     return _copy(session, request)
 
@@ -148,14 +149,17 @@ def _dataset(job: worker.Job, request: Request):
     # and ray_remote_args_fn (removal announced for 2.64) and names no replacement; see the report of issue 17
 
 
-def _stream(dataset, reports: list) -> Iterator[pa.Table]:
-    """Data batches as they arrive; meta rows go to ``reports``; worker errors come out as mldb errors."""
+def _stream(dataset, outcome: Outcome) -> Iterator[pa.Table]:
+    """Data batches as they arrive; meta rows go to ``outcome.reports``; worker errors come out as mldb errors."""
+    reports = outcome.reports
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             meta = batch.column(worker.META)
             is_data = pc.is_null(meta)
             reports.extend(json.loads(text) for text in pc.drop_null(meta).to_pylist())
             data = batch.filter(is_data).drop_columns([worker.META])
+            if outcome.schema is None:
+                outcome.schema = data.schema
             if data.num_rows:
                 yield data
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
@@ -197,7 +201,7 @@ def _copy(session, request: Request) -> Outcome:
     try:
         outcome = Outcome(tables=None)
         job = build_job(session, request, staging)
-        for _ in _stream(_dataset(job, request), outcome.reports):
+        for _ in _stream(_dataset(job, request), outcome):
             pass
         _keep_reported(staging, outcome.reports, len(request.files))
         os.rename(staging, target)

@@ -1,0 +1,78 @@
+"""The session's side of a statement that goes out: the ``rows`` shape run on Ray, its rows a ``Result``.
+
+The planner's ``Shape.fragment`` is the statement *after* mldb's rewrites (``mldb_predict_*`` calls
+carrying this process's execution id), which a worker's fresh database could not run as it is. The
+worker runs mldb SQL through its own session instead (``worker.run_piece``), so the fragment sent is
+built from the statement as written (``original``, copied before the rewrite): its one file scan
+replaced by ``__mldb_piece``, the same way ``plan`` builds ``Shape.fragment``. PREDICT is then
+rewritten on each worker against the shipped catalog rows.
+
+The workers' Arrow tables stream into the ``Result`` as a ``RecordBatchReader``: rows are read as
+they arrive, and an error a worker raised comes out of the fetch as the mldb error it was.
+
+Not yet here: the ``partials`` and ``copy`` shapes; the prediction tallies the workers report are not
+merged into this database's ``mldb.prediction_log``; ``ray://`` addresses (``executor.connect``
+uses RAY_ADDRESS or a private local cluster).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pyarrow as pa
+from sqlglot import exp
+
+from mldb.frontend import MLDB
+from mldb.result import Result, _ArrowStream
+from mldb.scaleout import executor, plan, settings
+
+
+def goes_out(session, shape, explain: str) -> bool:
+    """Whether this statement runs on Ray now (only the ``rows`` shape is wired so far)."""
+    return (not explain and isinstance(shape, plan.Shape) and shape.kind == "rows"
+            and settings.executor(session) != settings.LOCAL)
+
+
+def fragment_of(original: exp.Expression, params) -> tuple[str, object] | None:
+    """The statement as written over ``__mldb_piece``, with the parameters its scan did not use
+    (``None``: it cannot be built here, and the statement runs locally)."""
+    tree = original.copy()
+    if not isinstance(tree, exp.Select):
+        return None
+    chain = plan.find_scan(tree)
+    if isinstance(chain, str):
+        return None
+    table = chain[-1]
+    left = _params_left(tree, table, params)
+    if left is False:
+        return None
+    return plan._over_piece(tree, table).sql(dialect=MLDB), left
+
+
+def _params_left(tree: exp.Expression, table: exp.Table, params):
+    """The positional parameters of ``tree`` outside ``table`` (False: they cannot be told apart)."""
+    if params is None or isinstance(params, dict):
+        return params
+    marks = list(tree.find_all(exp.Placeholder, bfs=False))
+    if len(marks) != len(params) or any(mark.name for mark in marks):
+        return False
+    in_scan = {id(mark) for mark in table.find_all(exp.Placeholder)}
+    return [value for mark, value in zip(marks, params) if id(mark) not in in_scan] or None
+
+
+def run_rows(session, shape, fragment: str, params, execution, holder) -> Result:
+    """Run ``fragment`` over the scan's files on Ray; the rows as a streamed ``Result``."""
+    request = executor.Request(fragment=fragment, files=list(shape.scan.files), models=list(shape.models),
+                               params=params)
+    outcome = executor.execute(session, request)
+    first = next(outcome.tables, None)  # the job starts now: an error in its first piece belongs to execute
+    schema = outcome.schema if outcome.schema is not None else pa.schema([])
+    tables = itertools.chain([first] if first is not None else [], outcome.tables)
+    reader = pa.RecordBatchReader.from_batches(
+        schema, (batch for table in tables for batch in table.to_batches()))
+    described = holder().cursor().from_arrow(schema.empty_table())
+    result = Result(session.con, "SELECT", -1, described.description, execution)
+    types = [str(kind) for kind in described.types]
+    result._stream = _ArrowStream(reader, list(schema.names), types, holder, None)
+    result.streaming = True
+    return result
