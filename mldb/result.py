@@ -48,6 +48,7 @@ class Result:
         self._stream: _ArrowStream | None = None  # a statement started as an Arrow stream
         self._reader = None  # DuckDB's reader handed out by arrow_reader(), while it is read
         self._spilled_batches: list = []  # what was left in it when another statement came
+        self.scaleout = None  # a statement run on Ray: its job's Outcome (mldb.scaleout.executor), reports per piece
 
     @classmethod
     def from_duckdb(cls, con: duckdb.DuckDBPyConnection, status: str, execution=None) -> "Result":

@@ -4,6 +4,8 @@ Three real Parquet files (one with no rows, one with NULL features) and a real t
 executor's PREDICT fragment over ``__mldb_piece``, run per file by Ray Data actors each holding their
 own DuckDB + mldb, must return the rows of the local ``SELECT ..., PREDICT(m) FROM read_parquet(glob)``;
 COPY mode must write a directory with exactly those rows; a failing fragment must leave nothing behind.
+Through ``mldb.connect``, ``SET mldb_executor = 'ray'`` must send such a statement out (rows shape) and
+give the local executor's rows.
 
 TEMPORARY GUARD: ``pytest.importorskip("ray")`` keeps this module out of the main suite until the
 next session installs Ray in the project's setup (``.ci/setup.sh``) and removes the guard.
@@ -105,3 +107,22 @@ def test_failing_fragment_leaves_no_directory(runtime, scored):
     assert "Could not convert string 'x'" in str(raised.value)
     assert not target.exists()
     assert not [name for name in os.listdir(folder) if name.startswith(".broken.mldb-")]
+
+
+def test_a_statement_with_the_ray_executor_gives_the_local_rows(runtime, scored):
+    connection, files, pattern, _ = scored
+    statement = f"SELECT id, PREDICT(churn) AS p FROM read_parquet('{pattern}') WHERE a > 0"
+    connection.execute("SET mldb_executor = 'ray'")
+    try:
+        cursor = connection.execute(statement)
+        outcome = cursor._result.scaleout  # the Ray job's record: it went out, one report per file
+        out = cursor.fetchall()
+        connection.execute("SET mldb_executor = 'local'")
+        local = connection.execute(statement).fetchall()
+    finally:
+        connection.execute("RESET mldb_executor")
+    assert len(local) > 200  # p0 and the NULL file p2 leave rows (a NULL a drops), the empty p1 none
+    assert sorted(out, key=repr) == sorted(local, key=repr)
+    assert sorted(report["piece"] for report in outcome.reports) == [0, 1, 2]
+    assert {report["pid"] for report in outcome.reports}.isdisjoint({os.getpid()})
+    assert sum(report["rows"] for report in outcome.reports) == len(local)

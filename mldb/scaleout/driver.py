@@ -75,4 +75,5 @@ def run_rows(session, shape, fragment: str, params, execution, holder) -> Result
     types = [str(kind) for kind in described.types]
     result._stream = _ArrowStream(reader, list(schema.names), types, holder, None)
     result.streaming = True
+    result.scaleout = outcome
     return result
