@@ -126,3 +126,20 @@ def test_a_statement_with_the_ray_executor_gives_the_local_rows(runtime, scored)
     assert sorted(report["piece"] for report in outcome.reports) == [0, 1, 2]
     assert {report["pid"] for report in outcome.reports}.isdisjoint({os.getpid()})
     assert sum(report["rows"] for report in outcome.reports) == len(local)
+
+
+def test_numbered_parameters_outside_the_scan_go_out_renumbered(runtime, scored):
+    connection, _, pattern, _ = scored
+    statement = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet($1) WHERE b > $3 AND kind <> $2"
+    params = [pattern, "x", -1.5]
+    connection.execute("SET mldb_executor = 'ray'")
+    try:
+        cursor = connection.execute(statement, params)
+        went_out = cursor._result.scaleout is not None
+        out = cursor.fetchall()
+    finally:
+        connection.execute("RESET mldb_executor")
+    local = connection.execute(statement, params).fetchall()
+    assert went_out
+    assert {row[1] for row in local} == {"y"} and len(local) > 100
+    assert sorted(out, key=repr) == sorted(local, key=repr)

@@ -50,14 +50,23 @@ def fragment_of(original: exp.Expression, params) -> tuple[str, object] | None:
 
 
 def _params_left(tree: exp.Expression, table: exp.Table, params):
-    """The positional parameters of ``tree`` outside ``table`` (False: they cannot be told apart)."""
+    """The parameters of ``tree`` outside ``table``: ``?`` ones by position, ``$n`` ones renumbered in
+    ``tree`` from 1 (False: they cannot be told apart)."""
     if params is None or isinstance(params, dict):
         return params
     marks = list(tree.find_all(exp.Placeholder, bfs=False))
-    if len(marks) != len(params) or any(mark.name for mark in marks):
-        return False
     in_scan = {id(mark) for mark in table.find_all(exp.Placeholder)}
-    return [value for mark, value in zip(marks, params) if id(mark) not in in_scan] or None
+    if all(not mark.name for mark in marks):
+        if len(marks) != len(params):
+            return False
+        return [value for mark, value in zip(marks, params) if id(mark) not in in_scan] or None
+    if not all(mark.name.isdigit() and 0 < int(mark.name) <= len(params) for mark in marks):
+        return False
+    numbers: dict[int, int] = {}  # $n as written -> $n in the fragment
+    for mark in marks:
+        if id(mark) not in in_scan:
+            mark.set("this", str(numbers.setdefault(int(mark.name), len(numbers) + 1)))
+    return [params[number - 1] for number in numbers] or None
 
 
 def run_rows(session, shape, fragment: str, params, execution, holder) -> Result:
