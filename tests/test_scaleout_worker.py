@@ -143,3 +143,33 @@ def test_numbered_parameters_outside_the_scan_go_out_renumbered(runtime, scored)
     assert went_out
     assert {row[1] for row in local} == {"y"} and len(local) > 100
     assert sorted(out, key=repr) == sorted(local, key=repr)
+
+
+def test_a_limit_that_goes_out_returns_that_many_rows_of_the_local_ones(runtime, scored):
+    connection, _, pattern, _ = scored
+    statement = f"SELECT id, PREDICT(churn) AS p FROM read_parquet('{pattern}') LIMIT 7"
+    everything = set(connection.execute(f"SELECT id, PREDICT(churn) AS p FROM read_parquet('{pattern}')").fetchall())
+    connection.execute("SET mldb_executor = 'ray'")
+    try:
+        cursor = connection.execute(statement)
+        went_out = cursor._result.scaleout is not None
+        out = cursor.fetchall()
+    finally:
+        connection.execute("RESET mldb_executor")
+    assert went_out
+    assert len(out) == 7 and len(set(out)) == 7  # each piece gives up to 7: the driver keeps 7 of them
+    assert set(out) <= everything
+
+
+def test_a_workers_error_is_the_statements_mldb_error_and_the_session_goes_on(runtime, scored):
+    connection, _, pattern, _ = scored
+    connection.execute("SET mldb_executor = 'ray'")
+    try:
+        with pytest.raises(errors.Error) as raised:
+            connection.execute(f"SELECT id, PREDICT(churn) AS p, CAST(kind AS INTEGER) AS k "
+                               f"FROM read_parquet('{pattern}')").fetchall()
+        assert type(raised.value) is errors.DataError and raised.value.sqlstate.startswith("22")
+        assert "Could not convert string" in str(raised.value)
+        assert connection.execute("SELECT count(*) FROM t").fetchall() == [(400,)]
+    finally:
+        connection.execute("RESET mldb_executor")

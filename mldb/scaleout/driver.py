@@ -70,19 +70,45 @@ def _params_left(tree: exp.Expression, table: exp.Table, params):
 
 
 def run_rows(session, shape, fragment: str, params, execution, holder) -> Result:
-    """Run ``fragment`` over the scan's files on Ray; the rows as a streamed ``Result``."""
+    """Run ``fragment`` over the scan's files on Ray; the rows as a streamed ``Result`` (at most the
+    root's LIMIT: each piece applies it too, the first rows to arrive are kept)."""
     request = executor.Request(fragment=fragment, files=list(shape.scan.files), models=list(shape.models),
                                params=params)
     outcome = executor.execute(session, request)
     first = next(outcome.tables, None)  # the job starts now: an error in its first piece belongs to execute
     schema = outcome.schema if outcome.schema is not None else pa.schema([])
     tables = itertools.chain([first] if first is not None else [], outcome.tables)
-    reader = pa.RecordBatchReader.from_batches(
-        schema, (batch for table in tables for batch in table.to_batches()))
-    described = holder().cursor().from_arrow(schema.empty_table())
-    result = Result(session.con, "SELECT", -1, described.description, execution)
-    types = [str(kind) for kind in described.types]
-    result._stream = _ArrowStream(reader, list(schema.names), types, holder, None)
+    reader = pa.RecordBatchReader.from_batches(schema, _limited(tables, shape.limit, outcome.tables))
+    names, types, description = _described(schema, holder)
+    result = Result(session.con, "SELECT", -1, description, execution)
+    result._stream = _ArrowStream(reader, names, types, holder, None)
     result.streaming = True
     result.scaleout = outcome
     return result
+
+
+def _limited(tables, limit: int | None, job):
+    """The tables' record batches, the first ``limit`` rows of them (all with None); at the limit
+    the job's stream is closed (Ray stops the pipeline then, not when it is collected)."""
+    if limit == 0:
+        job.close()
+        return
+    left = limit
+    for table in tables:
+        for batch in table.to_batches():
+            if left is not None:
+                batch, left = batch.slice(0, left), left - min(left, batch.num_rows)
+            yield batch
+            if left == 0:
+                job.close()
+                return
+
+
+def _described(schema: pa.Schema, holder) -> tuple[list, list, list]:
+    """Column names, DuckDB type names and the DB-API description of rows with ``schema``."""
+    cursor = holder().cursor()
+    try:
+        relation = cursor.from_arrow(schema.empty_table())
+        return list(schema.names), [str(kind) for kind in relation.types], relation.description
+    finally:
+        cursor.close()
