@@ -92,6 +92,15 @@ class Result:
         return result
 
     @classmethod
+    def from_arrow(cls, con, reader, types: list[str], description, execution, holder) -> "Result":
+        """A SELECT's rows from an Arrow ``reader`` made elsewhere (a scale-out job's stream), read as
+        a streamed statement's are; ``types`` are the DuckDB types its tuples are cast back to."""
+        result = cls(con, "SELECT", -1, description, execution)
+        result._stream = _ArrowStream(reader, list(reader.schema.names), types, holder, None)
+        result.streaming = True
+        return result
+
+    @classmethod
     def done(cls, status: str, rowcount: int = -1) -> "Result":
         return cls(None, status, rowcount, None)
 

@@ -14,7 +14,6 @@ import os
 import sys
 
 import psycopg
-
 import pytest
 from conftest_server import start_server
 

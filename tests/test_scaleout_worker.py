@@ -110,7 +110,7 @@ def test_failing_fragment_leaves_no_directory(runtime, scored):
 
 
 def test_a_statement_with_the_ray_executor_gives_the_local_rows(runtime, scored):
-    connection, files, pattern, _ = scored
+    connection, _, pattern, _ = scored
     statement = f"SELECT id, PREDICT(churn) AS p FROM read_parquet('{pattern}') WHERE a > 0"
     connection.execute("SET mldb_executor = 'ray'")
     try:

@@ -23,7 +23,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from mldb.frontend import MLDB
-from mldb.result import Result, _ArrowStream
+from mldb.result import Result
 from mldb.scaleout import executor, plan, settings
 
 
@@ -46,7 +46,7 @@ def fragment_of(original: exp.Expression, params) -> tuple[str, object] | None:
     left = _params_left(tree, table, params)
     if left is False:
         return None
-    return plan._over_piece(tree, table).sql(dialect=MLDB), left
+    return plan.over_piece(tree, table).sql(dialect=MLDB), left
 
 
 def _params_left(tree: exp.Expression, table: exp.Table, params):
@@ -79,10 +79,8 @@ def run_rows(session, shape, fragment: str, params, execution, holder) -> Result
     schema = outcome.schema if outcome.schema is not None else pa.schema([])
     tables = itertools.chain([first] if first is not None else [], outcome.tables)
     reader = pa.RecordBatchReader.from_batches(schema, _limited(tables, shape.limit, outcome.tables))
-    names, types, description = _described(schema, holder)
-    result = Result(session.con, "SELECT", -1, description, execution)
-    result._stream = _ArrowStream(reader, names, types, holder, None)
-    result.streaming = True
+    types, description = _described(schema, holder)
+    result = Result.from_arrow(session.con, reader, types, description, execution, holder)
     result.scaleout = outcome
     return result
 
@@ -104,11 +102,11 @@ def _limited(tables, limit: int | None, job):
                 return
 
 
-def _described(schema: pa.Schema, holder) -> tuple[list, list, list]:
-    """Column names, DuckDB type names and the DB-API description of rows with ``schema``."""
+def _described(schema: pa.Schema, holder) -> tuple[list, list]:
+    """The DuckDB type names and the DB-API description of rows with ``schema``."""
     cursor = holder().cursor()
     try:
         relation = cursor.from_arrow(schema.empty_table())
-        return list(schema.names), [str(kind) for kind in relation.types], relation.description
+        return [str(kind) for kind in relation.types], relation.description
     finally:
         cursor.close()

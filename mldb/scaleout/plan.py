@@ -124,7 +124,7 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
         if isinstance(split, str):
             return split
         partial, combine = split
-        partial = _over_piece(partial, partial.args["from_"].this)
+        partial = over_piece(partial, partial.args["from_"].this)
         names = tuple(aggregate_name(node) for node in aggregates_of(root))
         return Shape("partials", scan, partial, combine, names, models=models, udfs=udfs)
     reason = _root_refusal(root)
@@ -134,7 +134,7 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
     if target is not None and limit is not None:
         return "COPY of a LIMIT runs here"
     fragment = tree.this.this.copy() if target is not None else tree.copy()
-    fragment = _over_piece(fragment, _same_node(fragment, root, table))
+    fragment = over_piece(fragment, _same_node(fragment, root, table))
     kind = "copy" if target is not None else "rows"
     return Shape(kind, scan, fragment, limit=limit, target=target, models=models, udfs=udfs)
 
@@ -289,7 +289,7 @@ def _same_node(copy: exp.Expression, original_root: exp.Expression, original: ex
     return found
 
 
-def _over_piece(query: exp.Expression, table: exp.Table) -> exp.Expression:
+def over_piece(query: exp.Expression, table: exp.Table) -> exp.Expression:
     """``query`` reading ``__mldb_piece`` where it read the scan (its alias kept)."""
     piece = exp.to_table(PIECE)
     if table.args.get("alias"):
