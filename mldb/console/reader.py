@@ -8,6 +8,7 @@ cannot afford). A file opened by ``mldb ui`` is read-only; beside ``mldb serve``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 
@@ -17,6 +18,8 @@ class Reader:
         self.database = database
         self._local = threading.local()
         self._tables: set[str] | None = None
+        self._kept: collections.OrderedDict = collections.OrderedDict()  # what pages keep (drawn charts)
+        self._kept_lock = threading.Lock()
 
     def cursor(self):
         cursor = getattr(self._local, "cursor", None)
@@ -29,6 +32,20 @@ class Reader:
         result = self.cursor().execute(sql, params or [])
         names = [column[0] for column in result.description]
         return [dict(zip(names, row)) for row in result.fetchall()]
+
+    def kept(self, key, make, limit: int):
+        """What ``make()`` gave for ``key`` when it was last asked (at most ``limit`` kept, the least recently
+        used dropped first): for work too slow for every request, keyed by what it depends on."""
+        with self._kept_lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        value = make()
+        with self._kept_lock:
+            self._kept[key] = value
+            while len(self._kept) > limit:
+                self._kept.popitem(last=False)
+        return value
 
     def row(self, sql: str, params=None) -> dict | None:
         rows = self.rows(sql, params)
