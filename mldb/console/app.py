@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from mldb.console.pages import BadRequest, NotFound, Page, served
-from mldb.console.reader import Reader
+from mldb.console.reader import Reader, for_page
 from mldb.server.cli import is_loopback
 
 # the modules whose functions are pages and charts (marked by mldb.console.pages.page / chart)
@@ -105,11 +105,11 @@ def _svg(chart, reader: Reader):
     return endpoint
 
 
-def _built(build, *args, **kwargs):
+def _built(build, reader: Reader, *args, **kwargs):
     """A page's or chart's data, at most ``_BUILDERS`` at once: beside ``mldb serve`` a crowd of browser
     tabs shares the process (and Python's lock) with the clients' statements and must not starve them."""
     with _BUILDING:
-        return build(*args, **kwargs)
+        return build(for_page(reader), *args, **kwargs)
 
 
 def _arguments(page: Page, request: Request) -> dict:

@@ -42,7 +42,6 @@ _SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size"
 @chart("/charts/models/{name:path}/training.svg")
 def training(reader, name: str) -> str:
     """As ``mldb.plot.training_curves`` draws them (which needs an mldb cursor: it reads with polars)."""
-    reader = _catalog(reader)
     name, version = _shown_version(reader, name)
     log = reader.rows("SELECT epoch, train_loss, valid_loss, valid_metric, metric_name FROM mldb.training_log "
                       "WHERE model = ? AND version = ? ORDER BY epoch", [name, version]) \
@@ -67,7 +66,6 @@ def training(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/volume.svg")
 def volume(reader, name: str) -> str:
-    reader = _catalog(reader)
     from mldb import plot
 
     name = _model(reader, name)["name"]
@@ -83,7 +81,6 @@ def volume(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/drift.svg")
 def drift(reader, name: str) -> str:
-    reader = _catalog(reader)
     from mldb import plot
 
     name = _model(reader, name)["name"]
@@ -98,7 +95,6 @@ def drift(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/importance.svg")
 def importance(reader, name: str) -> str:
-    reader = _catalog(reader)
     name, version = _shown_version(reader, name)
     rows = []
     if version is not None and reader.has_table("feature_importance"):
@@ -121,12 +117,6 @@ def _label(text: str) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _catalog(reader):
-    from mldb.console.models import catalog
-
-    return catalog(reader)
-
-
 def _model(reader, name: str) -> dict:
     from mldb.console.models import find_model  # (models imports this module to register the charts)
 

@@ -17,7 +17,6 @@ class Reader:
     def __init__(self, database):
         self.database = database
         self._local = threading.local()
-        self._tables: set[str] | None = None
         self._kept: collections.OrderedDict = collections.OrderedDict()  # what pages keep (drawn charts)
         self._kept_lock = threading.Lock()
 
@@ -55,14 +54,6 @@ class Reader:
         rows = self.cursor().execute(sql, params or []).fetchall()
         return rows[0][0] if rows else None
 
-    def has_table(self, name: str) -> bool:
-        """Whether ``mldb.<name>`` exists (an older or never-written file lacks newer catalog tables)."""
-        tables = {row[0] for row in self.cursor().execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mldb' AND database_name = current_database() "
-            "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = 'mldb' "
-            "AND database_name = current_database()").fetchall()}
-        return name in tables
-
     @contextlib.contextmanager
     def time_limit(self, seconds: float):
         """``with reader.time_limit(2) as cursor:`` a query on it is interrupted after ``seconds``
@@ -86,3 +77,29 @@ class Reader:
         cursor = getattr(self._local, "cursor", None)
         if cursor is not None:
             cursor.close()
+
+
+class PageReader:
+    """The reader for one request, knowing which ``mldb`` tables and columns this file has from one query (a page
+    asks a dozen times; an older file lacks monitors, alerts, shadows...). Everything else goes to the reader."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.columns = set(reader.cursor().execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'mldb' "
+            "AND database_name = current_database()").fetchall())
+        self.tables = {table for table, _ in self.columns}
+
+    def has_table(self, name: str) -> bool:
+        return name in self.tables
+
+    def has_column(self, table: str, column: str) -> bool:
+        return (table, column) in self.columns
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+def for_page(reader) -> "PageReader":
+    """``reader`` as one page's build sees it (once per request: a served file's catalog may change)."""
+    return reader if isinstance(reader, PageReader) else PageReader(reader)
