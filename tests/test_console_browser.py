@@ -9,7 +9,6 @@ console/) and must not be blank; the DOM Chromium built must hold the page's hea
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import urllib.parse
@@ -18,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from mldb.console.app import PAGE_MODULES
-from mldb.console.pages import CHARTS
-from mldb.console.pages import PAGES as PAGES_SERVED
+from mldb.console.pages import served
 import browser
 from console_fixtures import console_db, path, site, sql  # noqa: F401 - fixtures
 from console_http import console
@@ -141,17 +139,17 @@ def test_password_in_the_url(catalog):
 def test_docs_name_every_page_and_chart():
     """docs/console.md documents every page the console serves (with its /api twin and query
     parameters) and every chart; the README's console section names every page."""
-    for module in PAGE_MODULES:
-        importlib.import_module(module)
+    pages, charts = served(PAGE_MODULES)
+    assert len(pages) >= 7 and len(charts) >= 6
     root = Path(__file__).resolve().parents[1]
     docs = (root / "docs" / "console.md").read_text()
     readme = (root / "README.md").read_text().split("<!-- section: console -->")[1].split("<!-- /section: console -->")[0]
-    for page in PAGES_SERVED:
+    for page in pages:
         path = re.sub(r"\{(\w+):path\}", r"{\1}", page.path)
         assert f"`{path}`" in docs and f"`/api{path}`" in docs, path
         assert path in readme, path
         for parameter in page.query:
             assert f"`{parameter}`" in docs, (path, parameter)
-    for chart in CHARTS:
+    for chart in charts:
         path = re.sub(r"\{(\w+):path\}", r"{\1}", chart.path)
         assert f"`{path}`" in docs, path

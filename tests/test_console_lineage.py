@@ -11,7 +11,7 @@ import pytest
 
 import mldb
 from mldb.console import graph, lineage
-from mldb.console.reader import Reader
+from mldb.console.reader import Reader, for_page
 from mldb.database import open_database
 from console_fixtures import console_db, path, site, sql  # noqa: F401 - fixtures
 from console_http import console
@@ -177,7 +177,7 @@ def test_a_cycle_is_drawn(hostile):
     assert "drawing" not in data  # (the page's coordinates: HTML only)
     database = open_database(hostile.path, read_only=True)  # (the console's own, already open)
     try:
-        drawing = lineage.lineage(Reader(database), node="loop")["drawing"]
+        drawing = lineage.lineage(for_page(Reader(database)), node="loop")["drawing"]
     finally:
         database.release()
     boxes = {box["id"]: box for box in drawing["boxes"]}

@@ -7,7 +7,6 @@ import base64
 import binascii
 import datetime
 import decimal
-import importlib
 import json
 import math
 import threading
@@ -20,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from mldb.console.pages import CHARTS, PAGES, BadRequest, NotFound, Page
-from mldb.console.reader import Reader
+from mldb.console.pages import BadRequest, NotFound, Page, served
+from mldb.console.reader import Reader, for_page
 from mldb.server.cli import is_loopback
 
-# the modules that register pages and charts (each imports mldb.console.pages and decorates)
-PAGE_MODULES = ("mldb.console.models", "mldb.console.lineage", "mldb.console.tables", "mldb.console.predictions")
+# the modules whose functions are pages and charts (marked by mldb.console.pages.page / chart)
+PAGE_MODULES = ("mldb.console.models", "mldb.console.charts", "mldb.console.lineage", "mldb.console.tables",
+                "mldb.console.predictions")
 
 LOCAL_NAMES = ["localhost", "127.0.0.1", "[::1]"]  # the Host a console on a loopback address answers
 _BUILDERS = 4
@@ -45,19 +45,14 @@ def create_app(database, secret=None, host: str = "127.0.0.1"):
     on a loopback ``host``, it answers only requests addressed to this machine by name (Host:
     localhost, 127.0.0.1, [::1]): a web page elsewhere cannot read it by rebinding its own name
     to 127.0.0.1 (DNS rebinding), which matters most without a password."""
-    for module in PAGE_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+    pages, charts = served(PAGE_MODULES)
     reader = Reader(database)
     templates = _templates()
     routes = [Route("/", lambda request: RedirectResponse("/models"), methods=["GET", "HEAD"])]
-    for page in PAGES:
+    for page in pages:
         routes.append(Route(page.path, _html(page, reader, templates), methods=["GET", "HEAD"]))
         routes.append(Route("/api" + page.path, _json(page, reader), methods=["GET", "HEAD"]))
-    for chart in CHARTS:
+    for chart in charts:
         routes.append(Route(chart.path, _svg(chart, reader), methods=["GET", "HEAD"]))
     app = Starlette(routes=routes, exception_handlers={404: _not_found(templates), 405: _not_allowed})
     app.state.reader = reader
@@ -110,11 +105,11 @@ def _svg(chart, reader: Reader):
     return endpoint
 
 
-def _built(build, *args, **kwargs):
+def _built(build, reader: Reader, *args, **kwargs):
     """A page's or chart's data, at most ``_BUILDERS`` at once: beside ``mldb serve`` a crowd of browser
     tabs shares the process (and Python's lock) with the clients' statements and must not starve them."""
     with _BUILDING:
-        return build(*args, **kwargs)
+        return build(for_page(reader), *args, **kwargs)
 
 
 def _arguments(page: Page, request: Request) -> dict:

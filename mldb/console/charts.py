@@ -16,11 +16,9 @@ with nothing to draw yet is a small SVG saying so; an unknown model is a 404.
 
 from __future__ import annotations
 
-import collections
 import io
 import threading
 import warnings
-import weakref
 from xml.sax.saxutils import escape
 
 from mldb import errors
@@ -33,11 +31,9 @@ DRIFT_PANELS = 3  # at most this many drift monitors, one panel each
 IMPORTANCE_SHOWN = 20
 FEATURE_LABEL = 24  # characters of a feature's name the importance chart has room for
 
-CACHE_SIZE = 200  # SVGs kept per database (10-60 kB each)
+CACHE_SIZE = 200  # SVGs a console keeps (10-60 kB each)
 
 _LOCK = threading.Lock()
-_CACHE_LOCK = threading.Lock()
-_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Database -> key -> SVG
 # names and values are user text: never parsed as mathtext ("$x$" typeset, "$\frac$" an error)
 _SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size": 9, "text.parse_math": False}
 
@@ -46,7 +42,6 @@ _SETTINGS = {"svg.fonttype": "none", "svg.hashsalt": "mldb-console", "font.size"
 @chart("/charts/models/{name:path}/training.svg")
 def training(reader, name: str) -> str:
     """As ``mldb.plot.training_curves`` draws them (which needs an mldb cursor: it reads with polars)."""
-    reader = _catalog(reader)
     name, version = _shown_version(reader, name)
     log = reader.rows("SELECT epoch, train_loss, valid_loss, valid_metric, metric_name FROM mldb.training_log "
                       "WHERE model = ? AND version = ? ORDER BY epoch", [name, version]) \
@@ -71,7 +66,6 @@ def training(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/volume.svg")
 def volume(reader, name: str) -> str:
-    reader = _catalog(reader)
     from mldb import plot
 
     name = _model(reader, name)["name"]
@@ -87,7 +81,6 @@ def volume(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/drift.svg")
 def drift(reader, name: str) -> str:
-    reader = _catalog(reader)
     from mldb import plot
 
     name = _model(reader, name)["name"]
@@ -102,7 +95,6 @@ def drift(reader, name: str) -> str:
 
 @chart("/charts/models/{name:path}/importance.svg")
 def importance(reader, name: str) -> str:
-    reader = _catalog(reader)
     name, version = _shown_version(reader, name)
     rows = []
     if version is not None and reader.has_table("feature_importance"):
@@ -125,12 +117,6 @@ def _label(text: str) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _catalog(reader):
-    from mldb.console.models import catalog
-
-    return catalog(reader)
-
-
 def _model(reader, name: str) -> dict:
     from mldb.console.models import find_model  # (models imports this module to register the charts)
 
@@ -155,20 +141,10 @@ def drift_monitors(reader, name: str) -> list[dict]:
 
 # -- caching ---------------------------------------------------------------------------------------
 def _cached(reader, key: tuple, draw) -> str:
-    """The SVG drawn for ``key`` (the chart's data, or a stamp of it) on the reader's database, or ``draw()``.
+    """The SVG drawn for ``key`` (the chart's data, or a stamp of it), kept by the console's reader, or ``draw()``.
 
     Drawing takes matplotlib 50-300 ms; the key changes whenever what the chart shows does."""
-    with _CACHE_LOCK:
-        cache = _CACHES.setdefault(reader.database, collections.OrderedDict())
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-    svg = draw()
-    with _CACHE_LOCK:
-        cache[key] = svg
-        while len(cache) > CACHE_SIZE:
-            cache.popitem(last=False)
-    return svg
+    return reader.kept(("chart",) + key, draw, CACHE_SIZE)
 
 
 def _frozen(rows: list[dict]) -> tuple:

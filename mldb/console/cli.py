@@ -21,16 +21,12 @@ def ui_main(argv: list[str]) -> int:
     except ModuleNotFoundError as error:
         print(f"mldb ui: the console needs {error.name}: pip install 'mldb[ui]'", file=sys.stderr)
         return 2
-    from mldb.server.cli import is_loopback, password_from
+    from mldb.server.cli import checked_password, password_from
 
-    try:
-        secret = password_from(options.password_file)
-    except OSError as error:
-        print(f"mldb ui: cannot read the password file: {error.strerror}", file=sys.stderr)
-        return 2
-    if secret is None and not is_loopback(options.host) and not options.insecure:
-        print(f"mldb ui: refusing to listen on {options.host} without a password; give --password-file "
-              "(or MLDB_PASSWORD), or --insecure to let anyone who can reach it read the database", file=sys.stderr)
+    secret, problem = checked_password("mldb ui", lambda: password_from(options.password_file), options.host,
+                                       options.insecure, "--password-file")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     from mldb.database import open_database
 

@@ -20,7 +20,6 @@ from urllib.parse import quote
 import networkx as nx
 
 from mldb.console import graph
-from mldb.console.models import catalog
 from mldb.console.pages import BadRequest, NotFound, chart, page
 from mldb.lifecycle.lineage import tables_read
 
@@ -240,7 +239,7 @@ class Catalog:
                 views.setdefault(row["name"], row["sql"])
         models, versions = {}, set()
         if reader.has_table("models"):  # (with model_versions: the same feature's tables)
-            shadow = "shadow_version" if catalog(reader).has_column("models", "shadow_version") \
+            shadow = "shadow_version" if reader.has_column("models", "shadow_version") \
                 else "NULL::INTEGER AS shadow_version"  # (a file from before shadows)
             models = {row.pop("name"): row for row in reader.rows(
                 f"SELECT name, deployed_version, {shadow} FROM mldb.models")}

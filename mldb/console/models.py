@@ -62,7 +62,6 @@ def model_url(name: str) -> str:
 @page("/models", "models.html")
 def models(reader) -> dict:
     """Every model: its deployed version's metric, recent predictions, drift status and open alerts."""
-    reader = catalog(reader)
     if not reader.has_table("models") or not reader.has_table("model_versions"):
         return {"models": [], "count": 0}
     rows = reader.rows(_list_sql(reader))
@@ -163,7 +162,6 @@ def _drift(row: dict) -> dict:
 @page("/models/{name:path}", "model.html")
 def model(reader, name: str) -> dict:
     """One model: its facts, versions side by side, deployments, statistics, monitors, alerts and predictions."""
-    reader = catalog(reader)
     found = find_model(reader, name)
     name = found["name"]
     versions, total = _versions(reader, found)
@@ -201,7 +199,6 @@ def _charts(reader, name: str) -> dict:
 
 def find_model(reader, name: str) -> dict:
     """The model's ``mldb.models`` row (names are stored lower-case, as SQL writes them), or NotFound."""
-    reader = catalog(reader)
     if not reader.has_table("models"):
         raise NotFound(f"no model named '{name}': this database has no models")
     shadow = "shadow_version" if reader.has_column("models", "shadow_version") else "NULL::INTEGER AS shadow_version"
@@ -446,31 +443,6 @@ def _capped(reader, sql: str, params: list, limit: int) -> dict:
     rows = reader.rows(f"{sql} LIMIT {limit}", params)
     total = len(rows) if len(rows) < limit else reader.value(f"SELECT count(*) FROM ({sql})", params)
     return {"rows": rows, "total": total}
-
-
-class Catalog:
-    """The reader, knowing which ``mldb`` tables and columns this file has from one query (a page asks a
-    dozen times; an older file lacks monitors, alerts, shadows...). Everything else goes to the reader."""
-
-    def __init__(self, reader):
-        self.reader = reader
-        self.columns = set(reader.cursor().execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'mldb' "
-            "AND database_name = current_database()").fetchall())
-        self.tables = {table for table, _ in self.columns}
-
-    def has_table(self, name: str) -> bool:
-        return name in self.tables
-
-    def has_column(self, table: str, column: str) -> bool:
-        return (table, column) in self.columns
-
-    def __getattr__(self, name):
-        return getattr(self.reader, name)
-
-
-def catalog(reader) -> Catalog:
-    return reader if isinstance(reader, Catalog) else Catalog(reader)
 
 
 def _json(text) -> dict:

@@ -12,6 +12,8 @@ for an unknown name and ``BadRequest`` for a malformed parameter.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 from typing import Callable
 
 
@@ -32,14 +34,11 @@ class Page:
     html_only: tuple[str, ...]  # keys only the template needs (a drawing's coordinates): left out of the JSON
 
 
-PAGES: list[Page] = []
-
-
 def page(path: str, template: str, query: tuple[str, ...] = (), html_only: tuple[str, ...] = ()):
-    def register(build):
-        PAGES.append(Page(path, template, build, query, html_only))
+    def mark(build):
+        build.console_page = Page(path, template, build, query, html_only)
         return build
-    return register
+    return mark
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +47,23 @@ class Chart:
     draw: Callable[..., str]  # (reader, **path parameters) -> an SVG document
 
 
-CHARTS: list[Chart] = []
-
-
 def chart(path: str):
     """A chart served as ``image/svg+xml`` at ``path`` (under ``/charts/``), drawn by ``draw(reader, **params)``."""
-    def register(draw):
-        CHARTS.append(Chart(path, draw))
+    def mark(draw):
+        draw.console_chart = Chart(path, draw)
         return draw
-    return register
+    return mark
+
+
+def served(module_names) -> tuple[list[Page], list[Chart]]:
+    """The pages and charts the named modules define (functions marked by ``@page`` / ``@chart``), in the
+    order written."""
+    pages, charts = {}, {}
+    for name in module_names:
+        for value in vars(importlib.import_module(name)).values():
+            if inspect.isfunction(value):
+                if isinstance(getattr(value, "console_page", None), Page):
+                    pages[value] = value.console_page
+                if isinstance(getattr(value, "console_chart", None), Chart):
+                    charts[value] = value.console_chart
+    return list(pages.values()), list(charts.values())

@@ -8,6 +8,7 @@ cannot afford). A file opened by ``mldb ui`` is read-only; beside ``mldb serve``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 
@@ -16,7 +17,8 @@ class Reader:
     def __init__(self, database):
         self.database = database
         self._local = threading.local()
-        self._tables: set[str] | None = None
+        self._kept: collections.OrderedDict = collections.OrderedDict()  # what pages keep (drawn charts)
+        self._kept_lock = threading.Lock()
 
     def cursor(self):
         cursor = getattr(self._local, "cursor", None)
@@ -30,6 +32,20 @@ class Reader:
         names = [column[0] for column in result.description]
         return [dict(zip(names, row)) for row in result.fetchall()]
 
+    def kept(self, key, make, limit: int):
+        """What ``make()`` gave for ``key`` when it was last asked (at most ``limit`` kept, the least recently
+        used dropped first): for work too slow for every request, keyed by what it depends on."""
+        with self._kept_lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        value = make()
+        with self._kept_lock:
+            self._kept[key] = value
+            while len(self._kept) > limit:
+                self._kept.popitem(last=False)
+        return value
+
     def row(self, sql: str, params=None) -> dict | None:
         rows = self.rows(sql, params)
         return rows[0] if rows else None
@@ -37,14 +53,6 @@ class Reader:
     def value(self, sql: str, params=None):
         rows = self.cursor().execute(sql, params or []).fetchall()
         return rows[0][0] if rows else None
-
-    def has_table(self, name: str) -> bool:
-        """Whether ``mldb.<name>`` exists (an older or never-written file lacks newer catalog tables)."""
-        tables = {row[0] for row in self.cursor().execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mldb' AND database_name = current_database() "
-            "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = 'mldb' "
-            "AND database_name = current_database()").fetchall()}
-        return name in tables
 
     @contextlib.contextmanager
     def time_limit(self, seconds: float):
@@ -69,3 +77,29 @@ class Reader:
         cursor = getattr(self._local, "cursor", None)
         if cursor is not None:
             cursor.close()
+
+
+class PageReader:
+    """The reader for one request, knowing which ``mldb`` tables and columns this file has from one query (a page
+    asks a dozen times; an older file lacks monitors, alerts, shadows...). Everything else goes to the reader."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.columns = set(reader.cursor().execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'mldb' "
+            "AND database_name = current_database()").fetchall())
+        self.tables = {table for table, _ in self.columns}
+
+    def has_table(self, name: str) -> bool:
+        return name in self.tables
+
+    def has_column(self, table: str, column: str) -> bool:
+        return (table, column) in self.columns
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+def for_page(reader) -> "PageReader":
+    """``reader`` as one page's build sees it (once per request: a served file's catalog may change)."""
+    return reader if isinstance(reader, PageReader) else PageReader(reader)

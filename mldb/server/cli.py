@@ -24,14 +24,10 @@ from mldb.server.limits import Limits
 def serve_main(argv: list[str]) -> int:
     options = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    try:
-        secret = _secret(options)
-    except OSError as error:
-        print(f"mldb serve: cannot read the password file: {error.strerror}", file=sys.stderr)
-        return 2
-    if secret is None and not is_loopback(options.host) and not options.insecure:
-        print(f"mldb serve: refusing to listen on {options.host} without a password; "
-              "give --password/--password-file, or --insecure to allow anyone who can reach it", file=sys.stderr)
+    secret, problem = checked_password("mldb serve", lambda: _secret(options), options.host, options.insecure,
+                                       "--password/--password-file")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     try:
         tls = _tls(options)
@@ -261,6 +257,19 @@ def _secret(options) -> Secret | None:
     if options.password is not None:
         return Secret(options.password)
     return password_from(options.password_file)
+
+
+def checked_password(program: str, read, host: str, insecure: bool, how: str) -> tuple[Secret | None, str | None]:
+    """The password ``read()`` finds (or None), or the sentence why ``program`` must not start: the file
+    cannot be read, or there is none while ``host`` is not this machine only and ``--insecure`` was not given."""
+    try:
+        secret = read()
+    except OSError as error:
+        return None, f"{program}: cannot read the password file: {error.strerror}"
+    if secret is None and not is_loopback(host) and not insecure:
+        return None, (f"{program}: refusing to listen on {host} without a password; give {how} (or MLDB_PASSWORD), "
+                      "or --insecure to allow anyone who can reach it")
+    return secret, None
 
 
 def password_from(password_file: str | None) -> Secret | None:
