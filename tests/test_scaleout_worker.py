@@ -6,9 +6,6 @@ own DuckDB + mldb, must return the rows of the local ``SELECT ..., PREDICT(m) FR
 COPY mode must write a directory with exactly those rows; a failing fragment must leave nothing behind.
 Through ``mldb.connect``, ``SET mldb_executor = 'ray'`` must send such a statement out (rows shape) and
 give the local executor's rows.
-
-TEMPORARY GUARD: ``pytest.importorskip("ray")`` keeps this module out of the main suite until the
-next session installs Ray in the project's setup (``.ci/setup.sh``) and removes the guard.
 """
 
 from __future__ import annotations
@@ -17,11 +14,11 @@ import os
 
 import pytest
 
-ray = pytest.importorskip("ray")  # temporary guard (see the module docstring); remove once Ray is in setup
+import ray
 
-import mldb  # noqa: E402
-from mldb import errors  # noqa: E402
-from mldb.scaleout import executor  # noqa: E402
+import mldb
+from mldb import errors
+from mldb.scaleout import executor
 
 FRAGMENT = "SELECT id, kind, PREDICT(churn) AS p FROM __mldb_piece WHERE kind <> 'z'"
 LOCAL = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet(?) WHERE kind <> 'z'"
