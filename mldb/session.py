@@ -28,6 +28,7 @@ from mldb.database import Database, open_database
 from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
+from mldb.frontend.settings import statement_options
 from mldb.frontend.positions import as_written
 from mldb.plan import cache, literals, template
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
@@ -73,6 +74,7 @@ class Session:
         self.access = None  # a wire client's ClientAccess (mldb.server.access): what it may run
         self.changed_settings: set[str] = set()  # settings a wire client changed (its RESET ALL resets them)
         self.mldb_settings: dict = {}  # mldb's own settings this session SET (mldb.scaleout.settings)
+        self.statement_settings: dict = {}  # those the running statement gave itself: ... WITH (workers = 2)
         self.prepared = PreparedStatements()  # DuckDB's prepared statements of texts run again (mldb.prepared)
         self.running: Execution | None = None  # the statement running or streaming now
         self.statement: Execution | None = None  # the step (TRAIN, CREATE INDEX, ...) running now, if any
@@ -149,6 +151,21 @@ class Session:
             self.database.catalog_version.move()
 
     def _execute_statement(self, statement: Statement, params, scope: frames.Scope | None) -> Result:
+        """A statement ending with its own scale-out settings (``SELECT ... WITH (workers = 2)``) runs
+        with them over the session's, and is never planned from or into the plan cache."""
+        prefix, inner = _split_explain(statement)
+        inner, own = statement_options(inner)
+        if not own:
+            return self._execute_query(statement, params, scope)
+        statement = split_statements(prefix + inner.text)[0] if prefix else inner
+        checked = _scaleout_settings().checked_for_statement(self, own)
+        outer, self.statement_settings = self.statement_settings, checked
+        try:
+            return self._execute_query(statement, params, scope, cached=False)
+        finally:
+            self.statement_settings = outer
+
+    def _execute_query(self, statement: Statement, params, scope: frames.Scope | None, cached: bool = True) -> Result:
         prefix, inner = _split_explain(statement)
         scanned = self._scan(inner, scope)
         if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
@@ -156,7 +173,7 @@ class Session:
         if not inner.has_mldb and not (prefix and _scaleout().plan.may_go_out(self, inner)):
             return self._run_plain(statement, params)  # (EXPLAIN's tail is one string token: look at the inner one)
         plan_key, written, marks = None, (statement, params), None
-        if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
+        if cached and not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
             text, params, marks = literals.parameterized(inner, params) or (inner.text, params, None)
             plan_key = cache.key(text, params, self.current_schema(), self.database.catalog_version.value)
             plan = self.plans.get(plan_key)
@@ -184,7 +201,7 @@ class Session:
         planner = Planner(self, params, execution.id)
         if marks and not literals.faithful(tree, marks, before=True):
             return self._run_written(written, execution)
-        original = tree.copy() if self.mldb_settings.get("mldb_executor", "local") != "local" else None
+        original = tree.copy() if _scaleout_settings().executor(self) != "local" else None
         tree = rewrite(tree, planner)
         if marks and not literals.faithful(tree, marks, before=False):
             return self._run_written(written, execution)
@@ -611,6 +628,12 @@ def _scaleout_driver():
     import mldb.scaleout.driver
 
     return mldb.scaleout.driver
+
+
+def _scaleout_settings():
+    import mldb.scaleout.settings
+
+    return mldb.scaleout.settings
 
 
 def _scaleout():

@@ -12,6 +12,7 @@ installed (0A000 otherwise), without importing it: connecting happens on first u
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import pyarrow as pa
@@ -32,12 +33,33 @@ SCHEMA = Schema(
     Option("mldb_ray_retries", "int", 3, low=0, high=1000),
     Option("mldb_ray_preserve_order", "bool", False),
 )
+_STATEMENT_SCHEMA = Schema("WITH", *(dataclasses.replace(option, name=option.name.removeprefix("mldb_ray_")
+                                                           .removeprefix("mldb_")) for option in SCHEMA.options.values()))
 _TYPES = {"mldb_executor": pa.string(), "mldb_ray_preserve_order": pa.bool_()}  # the others: BIGINT
 
 
 def effective(session) -> dict:
-    """Every setting's value for ``session``: what it SET, else the default."""
-    return SCHEMA.defaults | {"mldb_ray_workers": None} | session.mldb_settings
+    """Every setting's value for ``session``'s running statement: what the statement gave itself
+    (``... WITH (workers = 2)``), else what the session SET, else the default."""
+    return SCHEMA.defaults | {"mldb_ray_workers": None} | session.mldb_settings | session.statement_settings
+
+
+def checked_for_statement(session, given: dict) -> dict:
+    """A statement's own settings (by session name) checked as SET checks them; choosing Ray is
+    refused to a wire client as ``SET mldb_executor`` is."""
+    from mldb.frontend.settings import STATEMENT_KEYS
+
+    keys = {name: key for key, name in STATEMENT_KEYS.items()}
+    checked = {name: value for name, value in zip(given, _STATEMENT_SCHEMA.check(
+        {keys[name]: value for name, value in given.items()}, "WITH after a query").values())}
+    chosen = checked.get("mldb_executor", LOCAL)
+    if chosen != LOCAL:
+        _check_ray_installed(chosen)
+        if session.access is not None:
+            from mldb.frontend.settings import SetSetting
+
+            session.access.admit_step(SetSetting(this="mldb_executor", value=chosen))
+    return checked
 
 
 def executor(session) -> str:
