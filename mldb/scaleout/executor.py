@@ -63,6 +63,7 @@ class Outcome:
 
 def connect() -> None:
     """Start Ray once per process: RAY_ADDRESS if set, else a private local cluster."""
+    _keep_signal_handlers()
     import ray
 
     with _CONNECT_LOCK:
@@ -73,6 +74,17 @@ def connect() -> None:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(address="local", num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
+
+
+def _keep_signal_handlers() -> None:
+    """Keep Ray's C++ failure signal handler out of this process: installed by ``ray.init`` (from any
+    thread), it turns SIGTERM into an abort, so ``mldb serve`` would die on SIGTERM with a core dump
+    instead of stopping cleanly. Ray reads the switch from the environment when imported, and from
+    its constants module when it connects (set both: ray may be imported already)."""
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    from ray._private import ray_constants
+
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"].lower() in ("1", "true")
 
 
 def build_job(session, request: Request, staging: str | None = None) -> worker.Job:
