@@ -156,7 +156,8 @@ class Session:
         if not inner.has_mldb and not _scaleout().plan.may_go_out(self, inner):
             return self._run_plain(statement, params)  # (EXPLAIN's tail is one string token: look at the inner one)
         plan_key, written, marks = None, (statement, params), None
-        if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
+        local = self.mldb_settings.get("mldb_executor", "local") == "local"  # (under Ray: planned each time)
+        if not prefix and not self._scanned and local and statement.first_word in _READS:  # (others move the version)
             text, params, marks = literals.parameterized(inner, params) or (inner.text, params, None)
             plan_key = cache.key(text, params, self.current_schema(), self.database.catalog_version.value)
             plan = self.plans.get(plan_key)

@@ -14,7 +14,13 @@ so each file is one call of one actor running DuckDB + mldb. Two modes:
   rows are split off into ``Outcome.reports``.
 - ``copy``: the workers write ``data_<piece>.parquet`` into a hidden staging directory next to the
   target; when every piece has reported, the driver commits with one ``os.rename`` of the directory.
-  Any failure removes the staging directory, so a failed job leaves no output behind.
+  Any failure removes the staging directory, so a failed job leaves no output behind. A piece with
+  no rows writes no file; when no piece has rows, the directory holds one empty ``data_00000.parquet``
+  with the schema, so ``read_parquet('dir/*.parquet')`` reads it as DuckDB reads an empty COPY.
+
+The job's sizing comes from the session's settings (``request_settings``): actors, CPUs per actor (=
+DuckDB threads there), rows per Arrow batch, retries, and whether Ray keeps the pieces' order.
+CSV pieces are read with the glob's dialect and column types, fixed here (``scan.piece_reading``).
 
 Ray is imported only inside functions: mldb works without it.
 """
@@ -189,11 +195,12 @@ def _dataset(job: worker.Job, request: Request):
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    context.execution_options.preserve_order = bool(request.preserve_order)
     pieces = [{"piece": index, "path": path} for index, path in enumerate(request.files)]
     cpus = request.cpus_per_worker
     workers = min(len(pieces), request.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus))
-    return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
+    dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
+    dataset.context.execution_options.preserve_order = bool(request.preserve_order)  # (this job's own copy)
+    return dataset.map_batches(
         worker.PieceWorker, fn_constructor_kwargs={"job": ray.put(job)}, batch_size=1,
         batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=max(1, workers)), num_cpus=cpus,
         max_restarts=request.retries, max_task_retries=request.retries)  # as **ray_remote_args: Ray 2.60 deprecates both this

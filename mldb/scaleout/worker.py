@@ -16,8 +16,12 @@ Results travel in-band. ``PieceWorker.__call__`` (given to ``Dataset.map_batches
 ``__mldb_meta`` the piece's JSON report: rows, the prediction tallies the worker's own statement logged,
 pid). A retried piece recomputes its batches and its report together, so the driver never counts a
 piece twice. In ``copy`` mode the worker's DuckDB writes the piece's rows to
-``<staging>/data_<piece>.parquet`` (through a temporary name and ``os.replace``: a retry overwrites
-the same file) and yields only the meta row.
+``<staging>/data_<piece>.parquet`` (``empty_<piece>.parquet`` when it has none; through a temporary
+name and ``os.replace``: a retry overwrites the same file) and yields only the meta row.
+
+The piece view reads one file with the scan's options; for CSV those are the driver's complete,
+non-sniffing ``read_csv`` options (the glob's dialect and ``columns = {...}``), as DuckDB sniffs a
+glob across several files and a file alone could be typed differently.
 """
 
 from __future__ import annotations
