@@ -13,7 +13,6 @@ import math
 import os
 
 import pytest
-
 import ray
 
 import mldb
@@ -244,22 +243,20 @@ def test_the_workers_run_the_planned_model_version(db):
 
 
 def test_the_fragment_is_built_for_every_shape(db):
-    connection, folder = db
+    """From the statement as written: the table form, COPY's query, a partial query; ``?`` marks
+    numbered, the scan's own parameter dropped, a repeated one kept once."""
     from mldb.frontend import parse, split_statements
 
+    _, folder = db
     pattern = f"{folder}/data/*.parquet"
-    cases = {f"SELECT * FROM PREDICT(churn, (SELECT id, a, b, kind FROM read_parquet('{pattern}') WHERE a > ?))":
-             ("SELECT * FROM PREDICT(churn, (SELECT id, a, b, kind FROM __mldb_piece WHERE a > $1))", [1.0]),
-             f"COPY (SELECT id FROM '{pattern}' WHERE b > ?) TO 'x' (FORMAT parquet)":
-             ("SELECT id FROM __mldb_piece WHERE b > $1", [1.0]),
-             f"SELECT count(*) * 2, avg(a * ?) FROM read_parquet(?) WHERE b > ?":
-             ("SELECT COUNT(*) AS __p0, SUM(a * $1) AS __p1, COUNT(a * $1) AS __p2 FROM __mldb_piece WHERE b > $2",
-              [1.0, 3.0])}
-    for statement, (fragment, params) in cases.items():
-        given = [1.0, pattern, 3.0] if statement.startswith("SELECT count") else [1.0]
-        session = connection._session
+    cases = [("rows", f"SELECT * FROM PREDICT(churn, (SELECT id, a, b, kind FROM read_parquet('{pattern}') WHERE a > ?))",
+              [1.0],
+              "SELECT * FROM PREDICT(churn, (SELECT id, a, b, kind FROM __mldb_piece WHERE a > $1))", [1.0]),
+             ("copy", f"COPY (SELECT id FROM '{pattern}' WHERE b > ?) TO 'x' (FORMAT parquet)", [1.0],
+              "SELECT id FROM __mldb_piece WHERE b > $1", [1.0]),
+             ("partials", "SELECT count(*) * 2, avg(a * ?) FROM read_parquet(?) WHERE b > ?", [1.0, pattern, 3.0],
+              "SELECT COUNT(*) AS __p0, SUM(a * $1) AS __p1, COUNT(a * $1) AS __p2 FROM __mldb_piece WHERE b > $2",
+              [1.0, 3.0])]
+    for kind, statement, given, fragment, params in cases:
         tree = parse(split_statements(statement)[0])
-        kind = "partials" if "count" in statement else "copy" if statement.startswith("COPY") else "rows"
-        shape = plan.Shape(kind, None, None)
-        assert driver.fragment_of(shape, tree, given) == (fragment, params)
-        assert session is not None
+        assert driver.fragment_of(plan.Shape(kind, None, None), tree, given) == (fragment, params)
