@@ -152,7 +152,7 @@ class Session:
 
     def _execute_statement(self, statement: Statement, params, scope: frames.Scope | None) -> Result:
         """A statement ending with its own scale-out settings (``SELECT ... WITH (workers = 2)``) runs
-        with them over the session's, and is never planned from or into the plan cache."""
+        with them over the session's."""
         prefix, inner = _split_explain(statement)
         inner, own = statement_options(inner)
         if not own:
@@ -161,19 +161,20 @@ class Session:
         checked = _scaleout_settings().checked_for_statement(self, own)
         outer, self.statement_settings = self.statement_settings, checked
         try:
-            return self._execute_query(statement, params, scope, cached=False)
+            return self._execute_query(statement, params, scope)
         finally:
             self.statement_settings = outer
 
-    def _execute_query(self, statement: Statement, params, scope: frames.Scope | None, cached: bool = True) -> Result:
+    def _execute_query(self, statement: Statement, params, scope: frames.Scope | None) -> Result:
         prefix, inner = _split_explain(statement)
         scanned = self._scan(inner, scope)
         if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
             statement = inner = scanned
-        if not inner.has_mldb and not (prefix and _scaleout().plan.may_go_out(self, inner)):
+        if not inner.has_mldb and not _scaleout().plan.may_go_out(self, inner):
             return self._run_plain(statement, params)  # (EXPLAIN's tail is one string token: look at the inner one)
         plan_key, written, marks = None, (statement, params), None
-        if cached and not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
+        local = _scaleout_settings().executor(self) == "local"  # (under Ray: planned each time)
+        if not prefix and not self._scanned and local and statement.first_word in _READS:  # (others move the version)
             text, params, marks = literals.parameterized(inner, params) or (inner.text, params, None)
             plan_key = cache.key(text, params, self.current_schema(), self.database.catalog_version.value)
             plan = self.plans.get(plan_key)
@@ -234,11 +235,8 @@ class Session:
         driver = _scaleout_driver()
         if not driver.goes_out(self, planner.scaleout, explain):
             return None
-        fragment = driver.fragment_of(original, params)
-        if fragment is None:
-            return None
         self.running = execution
-        return driver.run_rows(self, planner.scaleout, *fragment, execution, self._holder_connection)
+        return driver.run(self, planner.scaleout, original, params, execution, self._holder_connection)
 
     def _run_written(self, written: tuple, execution: Execution) -> Result:
         """The statement as written, when a query vector literal made a parameter would change what

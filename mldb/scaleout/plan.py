@@ -34,7 +34,14 @@ from mldb.scaleout.aggregates import (
     output_names,
     split_aggregates,
 )
-from mldb.scaleout.scan import READER_WORDS, Scan, copy_target, list_files, reader_of_name, scan_of
+from mldb.scaleout.scan import (
+    READER_WORDS,
+    Scan,
+    copy_target,
+    list_files,
+    reader_of_name,
+    scan_of,
+)
 
 PIECE = "__mldb_piece"  # the relation a worker reads: one file, cast to the glob's schema
 _STATEFUL = ("nextval", "currval", "setseed", "getvariable", "query", "query_table")
@@ -123,6 +130,9 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
             return f"its aggregates cannot be typed here ({error.summary})"
         if isinstance(split, str):
             return split
+        if any(_outside_aggregates(mark) for projection in root.expressions
+               for mark in projection.find_all(exp.Placeholder)):
+            return "a parameter outside the aggregates runs here"
         partial, combine = split
         partial = over_piece(partial, partial.args["from_"].this)
         names = tuple(aggregate_name(node) for node in aggregates_of(root))
@@ -137,6 +147,10 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
     fragment = over_piece(fragment, _same_node(fragment, root, table))
     kind = "copy" if target is not None else "rows"
     return Shape(kind, scan, fragment, limit=limit, target=target, models=models, udfs=udfs)
+
+
+def _outside_aggregates(node: exp.Expression) -> bool:
+    return node.find_ancestor(exp.AggFunc) is None
 
 
 def find_scan(select: exp.Select) -> list | str:
