@@ -17,7 +17,9 @@ errors in it reach ``execute`` as they would from DuckDB.
 Cursors of one connection share its DuckDB connection, which holds one open result at
 a time: before another statement runs there, a result a cursor still reads is
 ``spill``ed (its remaining rows computed into Arrow and served from a private
-in-memory DuckDB), as sqlite3 keeps each cursor's rows readable.
+in-memory DuckDB), as sqlite3 keeps each cursor's rows readable. A result read to its end
+(or closed) lets go of that connection at once: read again, it answers as DuckDB does for a
+spent result (``_SPENT``), never with the rows of a statement another cursor ran there since.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Result:
         self.rowcount = rowcount
         self.description = description
         self.execution = execution  # the running statement, finished when the rows run out
-        self.streaming = False  # True while the rows are read from the session's own connection
+        self.streaming = False  # True while the rows are read from the session's own connection (``cursor``)
         self._stream: _ArrowStream | None = None  # a statement started as an Arrow stream
         self._reader = None  # DuckDB's reader handed out by arrow_reader(), while it is read
         self._spilled_batches: list = []  # what was left in it when another statement came
@@ -191,7 +193,7 @@ class Result:
     def finish(self, success: bool = True) -> None:
         """The statement is done with: run its execution's callbacks (once)."""
         with self.lock:
-            self.streaming = False
+            self._leave_connection()
             reader, self._reader = self._reader, None
             if reader is not None:
                 reader.close()  # DuckDB's result ends now, not when the reader is collected
@@ -228,6 +230,7 @@ class Result:
             reader, self._reader = self._reader, None
             self._spilled_batches = self._reading(lambda: list(reader))
             reader.close()  # (an exhausted reader still holds DuckDB's result until it is closed)
+            self._leave_connection()  # (the reader took every row: tuples read after it get none)
             return
         table = self._fetch_rest(lambda rows: rows.to_arrow_table())
         if table is None:  # DuckDB already ended this result
@@ -236,6 +239,13 @@ class Result:
         held.register("held_result", table)
         held.execute("SELECT * FROM held_result")
         self.cursor = held
+
+    def _leave_connection(self) -> None:
+        """The rows no longer come from the session's connection (read to the end, closed, or spilled):
+        another cursor's statement runs there next, and this result must not read its rows."""
+        if self.streaming and self._stream is None:
+            self.cursor = _SPENT
+        self.streaming = False
 
     def _rows(self) -> duckdb.DuckDBPyConnection:
         if self.cursor is None or self.description is None:
@@ -397,6 +407,31 @@ class _ArrowStream:
                 cursor.close()
             except duckdb.Error:
                 pass
+
+
+class _Spent:
+    """What DuckDB answers for a result read to its end: no rows, ``None`` for a table, frame or reader."""
+
+    def fetchmany(self, size: int = 1) -> list:
+        return []
+
+    def fetchall(self) -> list:
+        return []
+
+    def to_arrow_table(self):
+        return None
+
+    def to_arrow_reader(self, batch_size: int = 1_000_000):
+        return None
+
+    def df(self):
+        return None
+
+    def fetchnumpy(self):
+        return None
+
+
+_SPENT = _Spent()
 
 
 def _locked_iter(iterator, lock):

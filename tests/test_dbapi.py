@@ -261,6 +261,76 @@ def test_one_connection_is_safe_to_share_between_threads():
     con.close()
 
 
+def test_a_cursor_whose_rows_ran_out_never_reads_the_next_statements_rows():
+    """The flaky failure of the test above, in one thread: a one-row result's ``fetchmany(3)`` runs
+    it out, another cursor of the connection runs a query, and the first cursor's ``fetchall`` read
+    that query's rows from the session's DuckDB connection (and the second then read none)."""
+    con = mldb.connect()
+    first, second = con.cursor(), con.cursor()
+    first.execute("SELECT 1")
+    assert first.fetchmany(3) == [(1,)]
+    second.execute("SELECT range FROM range(5)")
+    assert first.fetchall() == [] and first.fetchone() is None
+    assert second.fetchall() == [(n,) for n in range(5)]
+    first.execute("SELECT range FROM range(20)")
+    reader = first.arrow_reader(7)  # half read, then spilled: it took every row from DuckDB
+    assert reader.read_next_batch().num_rows == 7
+    second.execute("SELECT 'other'")
+    assert first.fetchall() == []
+    assert sum(batch.num_rows for batch in reader) == 13
+    assert second.fetchall() == [("other",)]
+    con.close()
+
+
+def test_a_statement_between_a_fetchall_and_its_end_leaves_both_cursors_their_rows(monkeypatch):
+    """Thread A's ``fetchall`` has read its rows and not yet ended the result (the lock is free) when
+    thread B executes: B spills A's spent result, and A, reading again, gets none of B's rows."""
+    import threading
+
+    from mldb.result import Result
+
+    con = mldb.connect()
+    reading, a_read, b_executed, a_done = (threading.Event() for _ in range(4))
+    finish, outcome = Result.finish, {}
+
+    def parked_finish(result, success=True):
+        # (A parks only outside the session's lock: were it held here, B could not come between)
+        if threading.current_thread().name == "A" and reading.is_set() and not con.session.lock._is_owned():
+            reading.clear()
+            a_read.set()
+            b_executed.wait()
+        finish(result, success)
+
+    monkeypatch.setattr(Result, "finish", parked_finish)
+
+    def a() -> None:
+        try:
+            cursor = con.cursor().execute("SELECT 1")
+            reading.set()
+            outcome["a"] = cursor.fetchall()  # parks between its read and the result's end
+            outcome["a again"] = cursor.fetchall()
+        finally:
+            a_read.set()
+            a_done.set()
+
+    def b() -> None:
+        try:
+            a_read.wait()
+            cursor = con.cursor().execute("SELECT range FROM range(602)")
+        finally:
+            b_executed.set()
+        a_done.wait()
+        outcome["b"] = len(cursor.fetchall())
+
+    threads = [threading.Thread(target=a, name="A"), threading.Thread(target=b, name="B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcome == {"a": [(1,)], "a again": [], "b": 602}
+    con.close()
+
+
 def test_interrupt_reaches_a_running_statement_while_another_thread_waits():
     import threading
     import time
