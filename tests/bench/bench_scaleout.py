@@ -26,12 +26,14 @@ that does not go out in this build is reported as such, with the reason, not tim
 Per-piece seconds come from the job's piece reports (a report's ``seconds`` when the worker
 sends one, else the gaps between one worker's reports as they reach the driver, its first
 piece left out as it includes the actor's start). The last table extrapolates
-``T(n) = fixed + ceil(pieces / n) * piece seconds`` (one file per piece) to more workers.
+``T(n) = fixed + ceil(pieces / n) * c`` (one file per piece) to more workers, with c the measured
+seconds per piece beyond the fixed cost: ``(T - fixed) * workers / pieces``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -52,9 +54,10 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-import mldb  # noqa: E402
-from bench_predict import BATCH, HIDDEN  # noqa: E402  (the same MLP as the PREDICT benchmark)
-from bench_vectors import sentences  # noqa: E402
+from bench_predict import BATCH, HIDDEN
+from bench_vectors import sentences
+
+import mldb
 
 WIDTH = 8
 FEATURES = [f"f{i}" for i in range(WIDTH)]
@@ -248,7 +251,7 @@ def piece_seconds(run: Run) -> list[float]:
     gaps = []
     for times in by_pid.values():
         times.sort()
-        gaps += [later - earlier for earlier, later in zip(times, times[1:])]
+        gaps += [later - earlier for earlier, later in itertools.pairwise(times)]
     return gaps
 
 
@@ -280,6 +283,8 @@ def measure(con, case: Case, worker_counts: list[int], repeat: int, scratch: Pat
     for _ in range(repeat):
         for (label, executor, workers), into in zip(plans, measured):
             into.runs.append(run_once(con, case, executor, workers, scratch))
+    print(f"{case.name}: " + ", ".join(f"{entry.label} {entry.seconds:.2f} s" + ("" if entry.went_out or entry.workers
+                                       is None else " (ran here)") for entry in measured), flush=True)
     return measured
 
 
@@ -317,16 +322,15 @@ def _n(value: float) -> str:
 
 
 def extrapolated(measured: list[Measured], fixed: float | None) -> list[list]:
-    """T(n) = fixed + ceil(pieces / n) * median piece seconds, for each case that went out."""
+    """T(n) = fixed + ceil(pieces / n) * piece cost, for each case that went out; the piece cost is
+    what the job spent beyond the fixed cost, per piece per worker: (T - fixed) * workers / pieces."""
     rows = []
     for entry in measured:
-        if entry.workers is None or not entry.went_out:
+        if entry.workers is None or not entry.went_out or fixed is None:
             continue
         run = entry.runs[len(entry.runs) // 2]
-        pieces = piece_seconds(run)
-        if not pieces or fixed is None:
-            continue
-        cost, count = statistics.median(pieces), entry.case.files
+        count = len(run.reports) or entry.case.files
+        cost = max(entry.seconds - fixed, 0.0) * workers_used(run) / count
         row = [entry.case.name, entry.label, cost]
         row += [fixed + math.ceil(count / n) * cost for n in (1, 2, 4, 8, 16, 100)]
         rows.append(row)
@@ -439,8 +443,9 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
 
 
-def bench(folder: Path, args, rows: int, files: int, texts: int, worker_counts: list[int]) -> dict:
-    made, load_before = time.perf_counter(), load()
+def prepare(folder: Path, args, rows: int, files: int, texts: int):
+    """The inputs, the database with the model, and the Ray runtime; (con, globs, facts)."""
+    made = time.perf_counter()
     globs = {"events": write_events(folder, rows, files), "tiny": write_tiny(folder)}
     if texts:
         globs["texts"] = write_texts(folder, texts, args.text_files)
@@ -452,6 +457,14 @@ def bench(folder: Path, args, rows: int, files: int, texts: int, worker_counts: 
     print(f"ray.init (private local cluster, 2 CPUs): {init:.1f} s, paid once per process")
     parts = fixed_parts()
     print("fixed cost parts: " + "; ".join(f"{name} {seconds:.1f} s" for name, seconds in parts.items()))
+    facts = {"ray_init_seconds": init, "rows": rows, "files": files, "texts": texts, "model_bytes": weights,
+             "cores": os.cpu_count(), "fixed_parts": parts}
+    return con, globs, facts
+
+
+def bench(folder: Path, args, rows: int, files: int, texts: int, worker_counts: list[int]) -> dict:
+    load_before = load()
+    con, globs, facts = prepare(folder, args, rows, files, texts)
     scratch = folder / "out"
     scratch.mkdir(exist_ok=True)
     sizes = {"rows": rows, "files": files, "texts": texts, "text_files": args.text_files}
@@ -468,6 +481,11 @@ def bench(folder: Path, args, rows: int, files: int, texts: int, worker_counts: 
     con.execute("SET mldb_executor = 'local'")
     con.close()
     loads = (load_before, load())
+    print_report(args, table, statuses, extrapolated(measured[len(fixed_runs):], fixed), fixed, loads)
+    return as_json(measured, statuses, dict(facts, fixed_seconds=fixed, load_average=loads))
+
+
+def print_report(args, table: list, statuses: dict, projected: list, fixed: float | None, loads: tuple) -> None:
     print(f"\nload average (1/5/15 min) before: {loads[0]}, after: {loads[1]}")
     print(f"local executor vs Ray on this machine ({os.cpu_count()} cores), median of {args.repeat} interleaved "
           f"runs (EMBED: {args.embed_repeat}); target: ray/local <= 1.3 at 2 workers")
@@ -477,15 +495,11 @@ def bench(folder: Path, args, rows: int, files: int, texts: int, worker_counts: 
     print("\nEXPLAIN under Ray:")
     for name, status in statuses.items():
         print(f"  {name}: {status}")
-    projected = extrapolated(measured[len(fixed_runs):], fixed)
     if projected:
-        print(f"\nT(n) = fixed ({fixed:.2f} s, the 1-file job) + ceil(pieces / n) x median piece seconds "
-              "(one file per piece, same per-piece cost; the driver's own limits are not in it)")
+        print(f"\nT(n) = fixed ({fixed:.2f} s, the 1-file job) + ceil(pieces / n) x s per piece, where s per piece = "
+              "(T - fixed) x workers / pieces as measured (one file per piece; the driver's own limits not in it)")
         print(tabulate(projected, headers=["case", "measured at", "s per piece", "n=1", "n=2", "n=4", "n=8",
                                            "n=16", "n=100"], floatfmt=".2f"))
-    return as_json(measured, statuses, {"ray_init_seconds": init, "rows": rows, "files": files, "texts": texts,
-                                        "model_bytes": weights, "fixed_seconds": fixed, "cores": os.cpu_count(),
-                                        "fixed_parts": parts, "load_average": loads})
 
 
 if __name__ == "__main__":
