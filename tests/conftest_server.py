@@ -50,12 +50,19 @@ class Served:
         raise AssertionError(f"no log line matching {pattern!r} in:\n{self.log}")
 
 
-def start_server(directory: Path, *args: str, database: str = "shop.db") -> Served:
+_SERVE = "\nimport sys\nfrom mldb.server.cli import serve_main\nsys.exit(serve_main(sys.argv[1:]))"
+
+
+def start_server(directory: Path, *args: str, database: str = "shop.db", hooks: str = "") -> Served:
+    """``hooks``: Python the server process runs first (a probe that patches mldb.server)."""
     log_path = directory / f"server-{time.monotonic_ns()}.log"
     path = directory / database
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = ["-m", "mldb.server", "serve"]
+    if hooks:
+        command = ["-c", hooks + _SERVE]
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "mldb.server", "serve", str(path), "--port", "0", *args],
+        process = subprocess.Popen([sys.executable, *command, str(path), "--port", "0", *args],
                                    stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     served = Served(process, 0, log_path, path)
     deadline = time.monotonic() + 60
@@ -83,11 +90,17 @@ def server(tmp_path_factory):
 
 def raw_connect(port: int, user: str = "tester") -> socket.socket:
     """A socket past start-up (trust authentication): ReadyForQuery has been read."""
+    return raw_session(port, user)[0]
+
+
+def raw_session(port: int, user: str = "tester") -> tuple[socket.socket, int]:
+    """``raw_connect``'s socket and the connection's process id (BackendKeyData), which names it
+    in the server's access log."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     params = b"user\0" + user.encode() + b"\0database\0shop\0\0"
     sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
-    read_until(sock, b"Z")
-    return sock
+    keys = [body for kind, body in read_until(sock, b"Z") if kind == b"K"]
+    return sock, struct.unpack("!i", keys[0][:4])[0]
 
 
 def send(sock: socket.socket, kind: bytes, body: bytes = b"") -> None:

@@ -241,22 +241,30 @@ def test_interrupt_when_nothing_runs_is_harmless(prepared):
 
 # -- 2-4. the wire server ---------------------------------------------------------------------------
 
-# ``mldb serve`` with a probe that counts TRAIN's epochs into a file (another process's work).
+# ``mldb serve`` with a probe that writes each TRAIN epoch, and each statement begun, as a line into
+# a file (another process's work): the name of the thread it ran on, which for the server is its
+# connection's (``mldb-client-<process id>``).
 PROBE = textwrap.dedent("""
-    import os, sys
+    import os, sys, threading
     from mldb.models import train
     epoch = train._epoch
     def counted(*args, **kwargs):
         with open(os.environ["MLDB_TEST_EPOCHS"], "a") as log:
-            log.write(".")
+            log.write(threading.current_thread().name + "\\n")
         return epoch(*args, **kwargs)
     train._epoch = counted
     from mldb import session
-    execute = session.Session.execute
+    execute, inside = session.Session.execute, threading.local()
     def marked(*args, **kwargs):  # a statement began: the moment a cancel has something to stop
-        with open(os.environ["MLDB_TEST_STATEMENTS"], "a") as log:
-            log.write(".")
-        return execute(*args, **kwargs)
+        outer = getattr(inside, "statement", False)
+        if not outer:  # (not a query a statement runs itself, e.g. TRAIN's read of its table)
+            with open(os.environ["MLDB_TEST_STATEMENTS"], "a") as log:
+                log.write(threading.current_thread().name + "\\n")
+        inside.statement = True
+        try:
+            return execute(*args, **kwargs)
+        finally:
+            inside.statement = outer
     session.Session.execute = marked
     from mldb.cli import main
     sys.exit(main())
@@ -265,8 +273,9 @@ PROBE = textwrap.dedent("""
 
 class Probe:
     """An ``mldb`` command (serve or shell) in a subprocess that counts the epochs it trains
-    and the statements it begins (a fixed wait instead failed on a loaded machine: the
-    Ctrl-C came before the shell had read the line, and cancelled only the input)."""
+    and the statements it begins, each by the thread that ran it (a fixed wait instead failed
+    on a loaded machine: the Ctrl-C came before the shell had read the line, and cancelled only
+    the input)."""
 
     def __init__(self, directory: Path):
         self.counter = directory / f"epochs-{uuid.uuid4().hex[:8]}"
@@ -280,24 +289,37 @@ class Probe:
 
     @property
     def epochs(self) -> int:
-        return len(self.counter.read_text())
+        return self.epochs_on()
 
-    @property
-    def statements(self) -> int:
-        return len(self.begun.read_text())
+    def epochs_on(self, thread: str | None = None) -> int:
+        """Epochs trained (on that thread, or on any)."""
+        return _lines(self.counter, thread)
 
-    def running(self, kind: str):
-        """A condition true once the next statement of ``kind`` is under way: for TRAIN its
-        first epoch, for the others their start and a second more (into DuckDB's work)."""
-        epochs, statements, since = self.epochs, self.statements, []
+    def statements_on(self, thread: str | None = None) -> int:
+        return _lines(self.begun, thread)
+
+    def running(self, kind: str, thread: str | None = None):
+        """A condition true once the next statement of ``kind`` is under way (given a connection's
+        thread, its first, which may have begun already): for TRAIN its first epoch, for the others
+        their start and a second more (into DuckDB's work)."""
+        epochs, statements, since = (0, 0, []) if thread else (self.epochs, self.statements_on(), [])
 
         def condition() -> bool:
             if kind == "train":
-                return self.epochs > epochs
-            if not since and self.statements > statements:
+                return self.epochs_on(thread) > epochs
+            if not since and self.statements_on(thread) > statements:
                 since.append(time.monotonic())
             return bool(since) and time.monotonic() - since[0] >= 1.0
         return condition
+
+
+def _lines(path: Path, thread: str | None) -> int:
+    return sum(thread is None or line == thread for line in path.read_text().splitlines())
+
+
+def _connection(pid: int) -> str:
+    """The server's thread for connection ``pid`` (mldb.server.app)."""
+    return f"mldb-client-{pid}"
 
 
 class Server:
@@ -322,8 +344,13 @@ class Server:
     def epochs(self) -> int:
         return self.probe.epochs
 
-    def running(self, kind: str):
-        return self.probe.running(kind)
+    def running(self, kind: str, pid: int | None = None):
+        return self.probe.running(kind, pid and _connection(pid))
+
+    def access_line(self, pid: int) -> str | None:
+        """Connection ``pid``'s access-log line: written once it has ended (its statement returned)."""
+        found = re.search(rf"^.* connection {pid} from .*$", self.log, re.MULTILINE)
+        return found and found.group(0)
 
     def dsn(self) -> str:
         return f"host=127.0.0.1 port={self.port} user=tester dbname=served"
@@ -401,10 +428,10 @@ HUNG_UP = "client disconnected during a statement"  # the access log's outcome f
 @pytest.mark.parametrize("kind", ["train", "plain"])
 def test_client_that_dies_mid_statement_stops_it(server, kind):
     before = server.state()
-    running, hung_up = server.running(kind), server.log.count(HUNG_UP)
     script = textwrap.dedent(f"""
         import psycopg, time
         con = psycopg.connect("{server.dsn()}", autocommit=True)
+        print(con.info.backend_pid, flush=True)
         con.pgconn.send_query({statement(kind)!r}.encode())
         while con.pgconn.flush():
             pass
@@ -413,36 +440,40 @@ def test_client_that_dies_mid_statement_stops_it(server, kind):
     """)
     client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
+        pid = int(client.stdout.readline())
         assert client.stdout.readline().strip() == "sent"
-        wait_until(running, "the statement to start")
+        wait_until(server.running(kind, pid), "the statement to start")
     finally:
         client.kill()  # the socket closes with the process
         client.wait()
-    _assert_stopped_after_hang_up(server, before, hung_up)
+    _assert_stopped_after_hang_up(server, before, pid)
 
 
 @pytest.mark.parametrize("kind", ["train", "plain"])
 def test_client_that_says_goodbye_mid_statement_stops_it(server, kind):
     """Terminate ('X') then close while the statement runs: the bytes left unread must not hide the hang-up."""
-    from conftest_server import raw_connect, send
+    from conftest_server import raw_session, send
 
     before = server.state()
-    running, hung_up = server.running(kind), server.log.count(HUNG_UP)
-    sock = raw_connect(server.port)
+    sock, pid = raw_session(server.port)
     send(sock, b"Q", statement(kind).encode() + b"\0")
-    wait_until(running, "the statement to start")
+    wait_until(server.running(kind, pid), "the statement to start")
     send(sock, b"X")
     sock.close()
-    _assert_stopped_after_hang_up(server, before, hung_up)
+    _assert_stopped_after_hang_up(server, before, pid)
 
 
-def _assert_stopped_after_hang_up(server, before: dict, hung_up: int) -> None:
-    """The server noticed, stopped the statement and ended the connection (its access-log line)."""
-    wait_until(lambda: server.log.count(HUNG_UP) > hung_up, "the server to end the connection")
-    epochs = server.epochs
+def _assert_stopped_after_hang_up(server, before: dict, pid: int) -> None:
+    """The server noticed, stopped connection ``pid``'s statement (its only one) and ended the
+    connection: its access-log line, written once the statement returned, says so."""
+    wait_until(lambda: server.access_line(pid), f"the server to end connection {pid}")
+    assert server.access_line(pid).endswith(HUNG_UP), server.access_line(pid)
+    assert server.probe.statements_on(_connection(pid)) == 1  # no retry, no second statement
+    epochs = server.probe.epochs_on(_connection(pid))
     assert epochs < EPOCHS
+    trained = server.epochs
     assert server.state() == before  # rolled back: no version, no log
-    assert server.epochs == epochs  # nothing trains on
+    assert server.epochs == trained  # nothing trains on, on that connection or any other
 
 
 @pytest.mark.parametrize("kind", ["train", "plain"])

@@ -14,7 +14,8 @@ import textwrap
 import pg8000.native
 import psycopg
 import pytest
-from conftest_server import ROOT, error_fields, raw_connect, read_message, read_until, send, server, start_server  # noqa: F401
+from conftest_server import (  # noqa: F401 - server: the fixture
+    ROOT, error_fields, raw_connect, raw_session, read_message, read_until, send, server, start_server)
 
 import mldb
 
@@ -108,16 +109,58 @@ def test_client_killed_mid_query_is_interrupted(server):  # noqa: F811
         con.pgconn.send_query(b"SELECT count(*) FROM range(100000000000) a, range(1000) b WHERE a.range + b.range < 0")
         while con.pgconn.flush():
             pass
-        print("sent", flush=True)
+        print(con.info.backend_pid, flush=True)
         time.sleep(600)
     """)
     client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert client.stdout.readline().strip() == "sent"  # the query is on its way: now the client dies
+    pid = int(client.stdout.readline())  # the query is on its way: now the client dies
     client.kill()
     client.wait()
-    server.wait_for_log(r"hung up during a statement: interrupting it")
-    server.wait_for_log(r"client disconnected during a statement")
+    server.wait_for_log(rf"client of connection {pid} hung up during a statement: interrupting it")
+    server.wait_for_log(rf"connection {pid} from .* client disconnected during a statement")
     _still_serving(server)
+
+
+# A probe for the server: a connection's thread, once it has sent a query's answer (ReadyForQuery) but
+# before it leaves the handler, waits until its client has closed the socket and the watchdog has made
+# a whole pass since. A client that leaves once it has its answer, at that moment, was once logged as
+# "client disconnected during a statement" (and the watchdog interrupted its session): another test's
+# wait for that line then ended early.
+_HELD_AFTER_ANSWER = textwrap.dedent("""
+    import threading
+    from mldb.server import app, client
+    passes, watched = [0], threading.Condition()
+    expire = app.Server._expire
+    def counted(self):  # a watchdog pass begins (then it looks at the running statements)
+        with watched:
+            passes[0] += 1
+            watched.notify_all()
+        expire(self)
+    app.Server._expire = counted
+    query = client.Client._query
+    def held(self, body):
+        query(self, body)
+        with watched:
+            assert watched.wait_for(lambda: app._hung_up(self.sock), timeout=60), "the client did not close"
+            seen = passes[0]
+            assert watched.wait_for(lambda: passes[0] >= seen + 2, timeout=60), "the watchdog stopped"
+    client.Client._query = held
+""")
+
+
+def test_client_that_leaves_once_answered_did_not_hang_up_mid_statement(tmp_path):
+    served = start_server(tmp_path, hooks=_HELD_AFTER_ANSWER)
+    try:
+        sock, pid = raw_session(served.port)
+        with sock:
+            send(sock, b"Q", b"SELECT 42\0")
+            assert [kind for kind, _ in read_until(sock, b"Z")] == [b"T", b"D", b"C", b"Z"]
+            send(sock, b"X")
+        line = served.wait_for_log(rf"connection {pid} from .*")
+    finally:
+        served.stop()
+    assert line.endswith(" ok"), line
+    assert f"client of connection {pid} hung up" not in served.log
 
 
 def test_connection_limit(tmp_path):

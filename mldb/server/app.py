@@ -164,7 +164,9 @@ class Server:
             with self._lock:
                 running = [c for c in self._connections.values() if c.busy and c.session is not None]
             for connection in running:
-                if connection.outcome != _HUNG_UP and _hung_up(connection.sock):
+                # (busy read again after the hang-up was seen: a client that had its answer, and then
+                # left, is not interrupted; busy goes before ReadyForQuery is sent)
+                if connection.outcome != _HUNG_UP and _hung_up(connection.sock) and connection.busy:
                     log.info("client of connection %d hung up during a statement: interrupting it", connection.pid)
                     connection.outcome = _HUNG_UP
                 if connection.outcome == _HUNG_UP or connection.cancel_message == connection.message:

@@ -95,7 +95,7 @@ class Client:
             self._log(self.dropped or self.outcome)
 
     def _log(self, outcome: str) -> None:
-        log.info("connection %s:%s user=%s app=%s queries=%d duration=%.3fs %s", *self.address[:2],
+        log.info("connection %d from %s:%s user=%s app=%s queries=%d duration=%.3fs %s", self.pid, *self.address[:2],
                  self.params.get("user", "-"), self.params.get("application_name", "-") or "-", self.queries,
                  time.monotonic() - self.started, outcome)
 
@@ -283,6 +283,9 @@ class Client:
         self.send(protocol.error_fields(b"E", _error_fields(error)))
 
     def _ready(self) -> None:
+        # Not busy from before the client can know the statement is over: one that hangs up as soon
+        # as it has its answer did not leave during a statement (the watchdog reads busy after it).
+        self.busy = False
         self.send(protocol.ready_for_query(self.transaction))
         self.flush()
 
