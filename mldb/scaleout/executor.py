@@ -76,9 +76,12 @@ def connect() -> None:
 
 
 def build_job(session, request: Request, staging: str | None = None) -> worker.Job:
+    from mldb.scaleout import shipping
+
+    udfs, embed_models = shipping.payload(session, request.fragment)
     return worker.Job(fragment=request.fragment, params=request.params, mode=request.mode,
                       columns=glob_columns(session, request.files), catalog=shipped_catalog(session, request.models),
-                      staging=staging, versions=worker.versions())
+                      staging=staging, versions=worker.versions(), udfs=udfs, embed_models=embed_models)
 
 
 def glob_columns(session, files: list) -> list:

@@ -47,6 +47,8 @@ class Job:
     staging: str | None = None  # copy: the directory the workers write into
     batch_rows: int = 65_536
     versions: tuple = ()  # (mldb, duckdb) of the driver: a worker with others refuses to run
+    udfs: tuple = ()  # ((path, source text, names), ...): LOAD UDFS files the fragment calls (shipping.py)
+    embed_models: tuple = ()  # ((name as written or None, tar bytes or None), ...): models EMBED loads
 
 
 def versions() -> tuple:
@@ -69,8 +71,10 @@ def from_ipc(data: bytes) -> pa.Table:
 
 
 def open_worker_database(job: Job):
-    """An in-memory mldb ``Database`` whose catalog holds the shipped model rows."""
+    """An in-memory mldb ``Database`` whose catalog holds the shipped model rows, with the shipped
+    UDFs registered and the embedding models loaded (once per actor: before the first piece)."""
     from mldb.database import Database
+    from mldb.scaleout import shipping
 
     database = Database(":memory:")
     con = database.root.cursor()
@@ -81,6 +85,7 @@ def open_worker_database(job: Job):
             con.unregister("__mldb_shipped")
     finally:
         con.close()
+    shipping.install(database, job.udfs, job.embed_models)
     return database
 
 
