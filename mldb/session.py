@@ -153,7 +153,7 @@ class Session:
         scanned = self._scan(inner, scope)
         if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
             statement = inner = scanned
-        if not inner.has_mldb and not (prefix and _scaleout().plan.may_go_out(self, inner)):
+        if not inner.has_mldb and not _scaleout().plan.may_go_out(self, inner):  # (a UDF-only query may go out)
             return self._run_plain(statement, params)  # (EXPLAIN's tail is one string token: look at the inner one)
         plan_key, written, marks = None, (statement, params), None
         if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)

@@ -59,8 +59,7 @@ def embed_refusal(tree: exp.Expression) -> str | None:
     for path in embed_paths(tree):
         size = directory_bytes(path)
         if size > MAX_MODEL_BYTES:
-            return (f"the embedding model '{path}' is {size / 1024**3:.1f} GiB, more than the "
-                    f"{MAX_MODEL_BYTES / 1024**3:g} GiB copied to every worker")
+            return f"the embedding model '{path}' is {_size(size)}, more than the {_size(MAX_MODEL_BYTES)} shipped to workers"
     return None
 
 
@@ -129,13 +128,19 @@ def embed_payload(session, tree: exp.Expression) -> tuple:
 def tar_directory(path: str) -> bytes:
     size = directory_bytes(path)
     if size > MAX_MODEL_BYTES:
-        raise errors.NotSupportedError(f"scale-out: the embedding model '{path}' is {size / 1024**3:.1f} GiB, more "
-                                       f"than the {MAX_MODEL_BYTES / 1024**3:g} GiB copied to every worker",
-                                       sqlstate="0A000")
+        raise errors.NotSupportedError(f"scale-out: the embedding model '{path}' is {_size(size)}, more than the "
+                                       f"{_size(MAX_MODEL_BYTES)} shipped to workers", sqlstate="0A000")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", dereference=True) as archive:  # (a hub cache links its files)
         archive.add(path, arcname=".", recursive=True, filter=_plain)
     return buffer.getvalue()
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
 
 
 def _plain(member: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -158,12 +163,12 @@ def _case_insensitive(sources: dict, name: str):
 def install(database, udfs: tuple, embed_models: tuple) -> None:
     """Register the shipped UDFs on the worker's ``database`` and load each embedding model once
     (directory models unpacked into a temporary directory removed with the database)."""
-    from mldb import udf
+    from mldb.udf import UdfSource, load_source
     from mldb.vectors import embedding
 
     for path, source, names in udfs:
-        for spec in udf.load_source(database.root, path, source, names):
-            database.udf_sources[spec.name] = udf.UdfSource(path, source)
+        for spec in load_source(database.root, path, source, names):
+            database.udf_sources[spec.name] = UdfSource(path, source)
     for written, data in embed_models:
         if data is None:
             embedding.load_model(written)
