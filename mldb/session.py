@@ -153,10 +153,11 @@ class Session:
         scanned = self._scan(inner, scope)
         if scanned is not inner and not prefix:  # (memory.main.df read as main.df)
             statement = inner = scanned
-        if not inner.has_mldb and not _scaleout().plan.may_go_out(self, inner):  # (a UDF-only query may go out)
+        if not inner.has_mldb and not _scaleout().plan.may_go_out(self, inner):
             return self._run_plain(statement, params)  # (EXPLAIN's tail is one string token: look at the inner one)
         plan_key, written, marks = None, (statement, params), None
-        if not prefix and not self._scanned and statement.first_word in _READS:  # (others move the version)
+        local = self.mldb_settings.get("mldb_executor", "local") == "local"  # (under Ray: planned each time)
+        if not prefix and not self._scanned and local and statement.first_word in _READS:  # (others move the version)
             text, params, marks = literals.parameterized(inner, params) or (inner.text, params, None)
             plan_key = cache.key(text, params, self.current_schema(), self.database.catalog_version.value)
             plan = self.plans.get(plan_key)
@@ -217,11 +218,8 @@ class Session:
         driver = _scaleout_driver()
         if not driver.goes_out(self, planner.scaleout, explain):
             return None
-        fragment = driver.fragment_of(original, params)
-        if fragment is None:
-            return None
         self.running = execution
-        return driver.run_rows(self, planner.scaleout, *fragment, execution, self._holder_connection)
+        return driver.run(self, planner.scaleout, original, params, execution, self._holder_connection)
 
     def _run_written(self, written: tuple, execution: Execution) -> Result:
         """The statement as written, when a query vector literal made a parameter would change what

@@ -121,3 +121,16 @@ def aggregate_name(node: exp.AggFunc) -> str:
     if isinstance(node, exp.Count) and isinstance(node.this, exp.Star):
         return "count(*)"
     return name
+
+
+def partial_of(select: exp.Select) -> exp.Select:
+    """The per-piece partial query of ``select`` alone, as ``split_aggregates`` makes it (the driver builds
+    it again from the statement as written, whose aggregates are the planned ones in the same order)."""
+    partials: list[exp.Expression] = []
+    for node in aggregates_of(select.copy()):
+        _combined(node, "DOUBLE", partials)  # (the type only shapes the combine, not the partial)
+    partial = select.copy()
+    partial.set("expressions", partials)
+    for key in ("limit", "offset"):
+        partial.set(key, None)
+    return partial

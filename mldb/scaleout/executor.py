@@ -14,7 +14,13 @@ so each file is one call of one actor running DuckDB + mldb. Two modes:
   rows are split off into ``Outcome.reports``.
 - ``copy``: the workers write ``data_<piece>.parquet`` into a hidden staging directory next to the
   target; when every piece has reported, the driver commits with one ``os.rename`` of the directory.
-  Any failure removes the staging directory, so a failed job leaves no output behind.
+  Any failure removes the staging directory, so a failed job leaves no output behind. A piece with
+  no rows writes no file; when no piece has rows, the directory holds one empty ``data_00000.parquet``
+  with the schema, so ``read_parquet('dir/*.parquet')`` reads it as DuckDB reads an empty COPY.
+
+The job's sizing comes from the session's settings (``request_settings``): actors, CPUs per actor (=
+DuckDB threads there), rows per Arrow batch, retries, and whether Ray keeps the pieces' order.
+CSV pieces are read with the glob's dialect and column types, fixed here (``scan.piece_reading``).
 
 Ray is imported only inside functions: mldb works without it.
 """
@@ -34,6 +40,7 @@ import pyarrow.compute as pc
 
 from mldb import errors
 from mldb.scaleout import worker
+from mldb.scaleout.scan import piece_reading
 
 _CONNECT_LOCK = threading.Lock()
 LOCAL_CPUS = 2  # the private local cluster's size (the settings half will make it configurable)
@@ -46,11 +53,24 @@ class Request:
 
     fragment: str  # SQL over __mldb_piece
     files: list  # absolute paths, one piece each
-    models: list = field(default_factory=list)  # refs the fragment calls: 'churn' or 'churn@2'
+    models: list = field(default_factory=list)  # refs the fragment calls: 'churn', 'churn@2', 'churn@2+3'
     params: list | None = None
     mode: str = "rows"  # 'rows' | 'copy'
     target: str | None = None  # copy: the directory to create
-    workers: int | None = None  # actors (default: min(files, cluster CPUs))
+    workers: int | None = None  # actors (default: min(files, cluster CPUs / cpus_per_worker))
+    function: str = "read_parquet"  # the scan's reader and its options as written ("name = value")
+    options: tuple = ()
+    cpus_per_worker: int = 1  # Ray num_cpus per actor and DuckDB threads there
+    batch_rows: int = 65_536
+    retries: int = RETRIES
+    preserve_order: bool = False
+
+
+def request_settings(chosen: dict) -> dict:
+    """The Request fields the session's settings (``scaleout.settings.effective``) decide."""
+    return {"workers": chosen["mldb_ray_workers"], "cpus_per_worker": chosen["mldb_ray_cpus_per_worker"],
+            "batch_rows": chosen["mldb_ray_batch_rows"], "retries": chosen["mldb_ray_retries"],
+            "preserve_order": chosen["mldb_ray_preserve_order"]}
 
 
 @dataclass
@@ -78,39 +98,74 @@ def connect() -> None:
 def build_job(session, request: Request, staging: str | None = None) -> worker.Job:
     from mldb.scaleout import shipping
 
+    columns, options = piece_reading(session, request.function, tuple(request.options), request.files)
     udfs, embed_models = shipping.payload(session, request.fragment)
-    return worker.Job(fragment=request.fragment, params=request.params, mode=request.mode,
-                      columns=glob_columns(session, request.files), catalog=shipped_catalog(session, request.models),
-                      staging=staging, versions=worker.versions(), udfs=udfs, embed_models=embed_models)
+    return worker.Job(fragment=request.fragment, params=request.params, mode=request.mode, columns=columns,
+                      catalog=shipped_catalog(session, request.models), staging=staging,
+                      batch_rows=request.batch_rows, versions=worker.versions(),
+                      function="read_parquet" if request.function in ("read_parquet", "parquet_scan") else "read_csv",
+                      options=options, threads=request.cpus_per_worker, udfs=udfs, embed_models=embed_models)
 
 
 def glob_columns(session, files: list) -> list:
     """[(name, type)] of all the files read together, as DuckDB's glob read would type them."""
-    listed = ", ".join(worker.literal(path) for path in files)
-    rows = session.sql(f"DESCRIBE SELECT * FROM read_parquet([{listed}])").fetchall()
-    return [(row[0], row[1]) for row in rows]
+    return piece_reading(session, "read_parquet", (), files)[0]
 
 
 def shipped_catalog(session, refs: list) -> dict:
-    """The mldb.models / mldb.model_versions rows (weights included) of the called models, as Arrow IPC."""
-    from mldb.models import registry
+    """The mldb.models / mldb.model_versions rows (weights included) of the called models, as Arrow IPC.
 
+    ``refs`` are the references the plan resolved ('churn@2', with a shadow 'churn@2+3'). The shipped
+    ``mldb.models`` row of a name says the planned version (and shadow) is deployed, so a worker's
+    ``PREDICT(churn)`` runs what the driver planned even when a DEPLOY came in between."""
     if not refs:
         return {}
-    pairs = set()
-    for ref in refs:
-        name, version = registry.resolve(session, ref)
-        pairs.add((name, version))
-        shadow = registry.shadow_version(session, name)
-        if shadow is not None:
-            pairs.add((name, shadow))
+    pairs, pins = _referenced(session, refs)
     names = sorted({name for name, _ in pairs})
     marks = ", ".join("?" for _ in names)
-    models = _arrow(session, f"SELECT * FROM mldb.models WHERE name IN ({marks})", names)
+    models = _pinned(_arrow(session, f"SELECT * FROM mldb.models WHERE name IN ({marks})", names), pins)
     wanted = " OR ".join("(model = ? AND version = ?)" for _ in pairs)
     flat = [value for pair in sorted(pairs) for value in pair]
     versions = _arrow(session, f"SELECT * FROM mldb.model_versions WHERE {wanted}", flat)
     return {"mldb.models": worker.to_ipc(models), "mldb.model_versions": worker.to_ipc(versions)}
+
+
+def _referenced(session, refs: list) -> tuple[set, dict]:
+    """({(name, version)} to ship, {name: (deployed, shadow)} the plan resolved for unpinned calls).
+
+    A planned unpinned call reads 'churn@2' (or 'churn@2+3' with its shadow); a name whose refs
+    name one version (or one with a shadow) is pinned to it; a name also called with other
+    explicit versions and no shadow is left as the catalog has it (its unpinned calls are ambiguous)."""
+    from mldb.models import registry
+
+    pairs, found = set(), {}
+    for ref in refs:
+        written, plus, shadow = str(ref).partition("+")
+        name, version = registry.resolve(session, written)
+        pairs.add((name, version))
+        if plus:
+            pairs.add((name, int(shadow)))
+        found.setdefault(name, set()).add((version, int(shadow) if plus else None))
+    pins = {}
+    for name, planned in found.items():
+        shadowed = [pair for pair in planned if pair[1] is not None]
+        if len(shadowed) == 1 or len(planned) == 1:
+            pins[name] = shadowed[0] if shadowed else next(iter(planned))
+    return pairs, pins
+
+
+def _pinned(models: pa.Table, pins: dict) -> pa.Table:
+    """The models rows with the planned deployed/shadow versions."""
+    if not pins or models.num_rows == 0:
+        return models
+    names = models.column("name").to_pylist()
+    for column, at in (("deployed_version", 0), ("shadow_version", 1)):
+        if column in models.column_names:
+            old = models.column(column).to_pylist()
+            new = [pins[name][at] if name in pins else value for name, value in zip(names, old)]
+            index = models.column_names.index(column)
+            models = models.set_column(index, column, pa.array(new, models.schema.field(column).type))
+    return models
 
 
 def _arrow(session, sql: str, params: list) -> pa.Table:
@@ -144,11 +199,14 @@ def _dataset(job: worker.Job, request: Request):
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     pieces = [{"piece": index, "path": path} for index, path in enumerate(request.files)]
-    workers = request.workers or max(1, min(len(pieces), int(ray.cluster_resources().get("CPU", 1))))
-    return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
+    cpus = request.cpus_per_worker
+    workers = min(len(pieces), request.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus))
+    dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
+    dataset.context.execution_options.preserve_order = bool(request.preserve_order)  # (this job's own copy)
+    return dataset.map_batches(
         worker.PieceWorker, fn_constructor_kwargs={"job": ray.put(job)}, batch_size=1,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-        max_restarts=RETRIES, max_task_retries=RETRIES)  # as **ray_remote_args: Ray 2.60 deprecates both this
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=max(1, workers)), num_cpus=cpus,
+        max_restarts=request.retries, max_task_retries=request.retries)  # as **ray_remote_args: Ray 2.60 deprecates both this
     # and ray_remote_args_fn (removal announced for 2.64) and names no replacement; see the report of issue 17
 
 
@@ -216,11 +274,17 @@ def _copy(session, request: Request) -> Outcome:
 
 
 def _keep_reported(staging: str, reports: list, pieces: int) -> None:
-    """Every piece reported once; the staging directory holds exactly their files (temps removed)."""
-    reported = {report["piece"] for report in reports}
-    if reported != set(range(pieces)):
-        raise errors.InternalError(f"scale-out COPY: pieces {sorted(set(range(pieces)) - reported)} never reported")
-    expected = {f"data_{piece:05d}.parquet" for piece in reported}
+    """Every piece reported once; the staging directory holds exactly the files of the pieces with
+    rows (temporaries and empty pieces removed), or, when no piece had rows, one empty
+    ``data_00000.parquet`` carrying the schema (so ``read_parquet('dir/*.parquet')`` still reads)."""
+    reported = {report["piece"]: report["rows"] for report in reports}
+    if set(reported) != set(range(pieces)):
+        raise errors.InternalError(f"scale-out COPY: pieces {sorted(set(range(pieces)) - set(reported))} "
+                                   "never reported")
+    expected = {worker.copy_file_name(piece, rows) for piece, rows in reported.items() if rows}
+    if not expected:
+        os.rename(os.path.join(staging, worker.copy_file_name(0, 0)), os.path.join(staging, "data_00000.parquet"))
+        expected = {"data_00000.parquet"}
     for name in os.listdir(staging):
         if name not in expected:
             os.remove(os.path.join(staging, name))

@@ -124,6 +124,9 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
             return f"its aggregates cannot be typed here ({error.summary})"
         if isinstance(split, str):
             return split
+        if any(_outside_aggregates(mark) for projection in root.expressions
+               for mark in projection.find_all(exp.Placeholder)):
+            return "a parameter outside the aggregates runs here"
         partial, combine = split
         partial = over_piece(partial, partial.args["from_"].this)
         names = tuple(aggregate_name(node) for node in aggregates_of(root))
@@ -138,6 +141,10 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
     fragment = over_piece(fragment, _same_node(fragment, root, table))
     kind = "copy" if target is not None else "rows"
     return Shape(kind, scan, fragment, limit=limit, target=target, models=models, udfs=udfs)
+
+
+def _outside_aggregates(node: exp.Expression) -> bool:
+    return node.find_ancestor(exp.AggFunc) is None
 
 
 def find_scan(select: exp.Select) -> list | str:

@@ -113,8 +113,10 @@ def _bound(placeholder: exp.Placeholder, params) -> exp.Expression | str:
         value = params.get(name)
     elif isinstance(params, (list, tuple)) and name.isdigit() and 0 < int(name) <= len(params):
         value = params[int(name) - 1]
-    elif isinstance(params, (list, tuple)) and name in ("", "?") and len(params) == 1:
-        value = params[0]
+    elif isinstance(params, (list, tuple)) and name in ("", "?"):
+        marks = list(placeholder.root().find_all(exp.Placeholder, bfs=False))
+        if len(marks) == len(params) and all(mark.name in ("", "?") for mark in marks):
+            value = params[next(index for index, mark in enumerate(marks) if mark is placeholder)]
     if isinstance(value, str):
         return exp.Literal.string(value)
     if isinstance(value, (list, tuple)) and value and all(isinstance(item, str) for item in value):
@@ -176,3 +178,43 @@ def copy_target(copy: exp.Copy) -> tuple[str] | str:
 
 def _quoted(text: str) -> str:
     return text.replace("'", "''")
+
+
+# -- reading one piece -----------------------------------------------------------------------------
+_SNIFFED_AWAY = ("columns", "names", "column_names", "types", "dtypes", "column_types", "auto_type_candidates",
+                 "sample_size", "files_to_sniff")  # decided once by the driver: columns = {...} says them
+
+
+def piece_reading(session, function: str, options: tuple, files: list) -> tuple[list, tuple]:
+    """([(name, type)] of all ``files`` read together, the options one file is read with).
+
+    Parquet: the scan's own options; every piece is cast to the glob's types. CSV: DuckDB sniffs
+    the dialect from the glob's first file and the types from several files, so a file read alone
+    could be typed (or even split) differently. The first file's ``sniff_csv`` (with the user's
+    options) gives the dialect as a complete, non-sniffing ``read_csv`` call; its columns are
+    replaced by the glob's as DuckDB's ``DESCRIBE`` types them."""
+    listed = "[" + ", ".join(_string(path) for path in files) + "]"
+    extra = "".join(f", {option}" for option in options)
+    reader = "read_parquet" if function in ("read_parquet", "parquet_scan") else "read_csv"
+    rows = session.sql(f"DESCRIBE SELECT * FROM {reader}({listed}{extra})").fetchall()
+    columns = [(row[0], row[1]) for row in rows]
+    if reader == "read_parquet":
+        return columns, tuple(options)
+    prompt = session.sql(f"SELECT Prompt FROM sniff_csv({_string(files[0])}{extra})").fetchall()[0][0]
+    sniffed = [text for name, text in _prompt_options(prompt) if name not in _SNIFFED_AWAY]
+    types = ", ".join(f"{_string(name)}: {_string(kind)}" for name, kind in columns)
+    return columns, (*sniffed, f"columns = {{{types}}}")
+
+
+def _prompt_options(prompt: str) -> list[tuple[str, str]]:
+    """(name, ``name = value``) of each option of sniff_csv's Prompt (``FROM read_csv('f', auto_detect=false, ...);``)."""
+    import sqlglot
+
+    tree = sqlglot.parse_one("SELECT * " + prompt.strip().rstrip(";"), read="duckdb")
+    call = tree.args["from_"].this.this
+    return [(argument.this.name.lower(), argument.sql(dialect="duckdb")) for argument in _arguments(call)[1:]
+            if isinstance(argument, (exp.EQ, exp.PropertyEQ))]
+
+
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -16,8 +16,12 @@ Results travel in-band. ``PieceWorker.__call__`` (given to ``Dataset.map_batches
 ``__mldb_meta`` the piece's JSON report: rows, the prediction tallies the worker's own statement logged,
 pid). A retried piece recomputes its batches and its report together, so the driver never counts a
 piece twice. In ``copy`` mode the worker's DuckDB writes the piece's rows to
-``<staging>/data_<piece>.parquet`` (through a temporary name and ``os.replace``: a retry overwrites
-the same file) and yields only the meta row.
+``<staging>/data_<piece>.parquet`` (``empty_<piece>.parquet`` when it has none; through a temporary
+name and ``os.replace``: a retry overwrites the same file) and yields only the meta row.
+
+The piece view reads one file with the scan's options; for CSV those are the driver's complete,
+non-sniffing ``read_csv`` options (the glob's dialect and ``columns = {...}``), as DuckDB sniffs a
+glob across several files and a file alone could be typed differently.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ class Job:
     staging: str | None = None  # copy: the directory the workers write into
     batch_rows: int = 65_536
     versions: tuple = ()  # (mldb, duckdb) of the driver: a worker with others refuses to run
+    function: str = "read_parquet"  # the scan's reader: read_parquet | read_csv
+    options: tuple = ()  # "name = value" SQL given to the reader with each file (CSV: the glob's dialect, columns)
+    threads: int = 1  # DuckDB threads on the worker (mldb_ray_cpus_per_worker)
     udfs: tuple = ()  # ((path, source text, names), ...): LOAD UDFS files the fragment calls (shipping.py)
     embed_models: tuple = ()  # ((name as written or None, tar bytes or None), ...): models EMBED loads
 
@@ -97,17 +104,19 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def piece_view_sql(path: str, columns: list) -> str:
-    """The temp view one piece is read through: one file, cast to the glob's column types."""
+def piece_view_sql(path: str, columns: list, function: str = "read_parquet", options: tuple = ()) -> str:
+    """The temp view one piece is read through: one file, read with the scan's options (CSV: the
+    glob's dialect and column types, fixed by the driver), cast to the glob's column types."""
     casts = ", ".join(f"CAST({_identifier(name)} AS {kind}) AS {_identifier(name)}" for name, kind in columns)
-    return f"CREATE OR REPLACE TEMP VIEW {PIECE_VIEW} AS SELECT {casts} FROM read_parquet({literal(path)})"
+    arguments = ", ".join([literal(path), *options])
+    return f"CREATE OR REPLACE TEMP VIEW {PIECE_VIEW} AS SELECT {casts} FROM {function}({arguments})"
 
 
 def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
     """The fragment over one file: data tables (rows mode), then the piece's meta row."""
     session = database.session()
     try:
-        session.execute(piece_view_sql(path, job.columns)).fetchall()
+        session.execute(piece_view_sql(path, job.columns, job.function, job.options)).fetchall()
         if job.mode == "copy":
             rows, schema = _copy_piece(session, job, piece), pa.schema([])
         else:
@@ -125,13 +134,20 @@ def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
 
 
 def _copy_piece(session, job: Job, piece: int) -> int:
-    """COPY the fragment's rows to the staging directory; a retry overwrites the same file name."""
-    final = os.path.join(job.staging, f"data_{piece:05d}.parquet")
-    temporary = f"{final}.{uuid.uuid4().hex}"
+    """COPY the fragment's rows to the staging directory; a retry overwrites the same file name.
+
+    A piece without rows is kept as ``empty_<piece>.parquet``: the driver drops it, unless no piece
+    had rows (then one of them becomes ``data_00000.parquet``, so the directory still has the schema)."""
+    temporary = os.path.join(job.staging, f".piece_{piece:05d}.{uuid.uuid4().hex}")
     result = session.execute(f"COPY ({job.fragment}) TO {literal(temporary)} (FORMAT parquet)", job.params)
-    rows = result.fetchall()
-    os.replace(temporary, final)
-    return rows[0][0] if rows and rows[0] else result.rowcount
+    counted = result.fetchall()
+    rows = counted[0][0] if counted and counted[0] else result.rowcount
+    os.replace(temporary, os.path.join(job.staging, copy_file_name(piece, rows)))
+    return rows
+
+
+def copy_file_name(piece: int, rows: int) -> str:
+    return f"data_{piece:05d}.parquet" if rows else f"empty_{piece:05d}.parquet"
 
 
 def _take_predictions(database) -> list[dict]:
@@ -158,6 +174,14 @@ def meta_row(schema: pa.Schema, report: dict) -> pa.Table:
     return pa.table(columns)
 
 
+def _set_threads(database, threads: int) -> None:
+    con = database.root.cursor()
+    try:
+        con.execute(f"SET threads = {int(threads)}")
+    finally:
+        con.close()
+
+
 class PieceWorker:
     """The callable class given to ``Dataset.map_batches``: one actor, one worker database."""
 
@@ -172,6 +196,7 @@ class PieceWorker:
                                           f"{tuple(self.job.versions)}: install the same on every node",
                                           sqlstate="0A000")
         self.database = open_worker_database(self.job)
+        _set_threads(self.database, self.job.threads)
 
     def __call__(self, pieces: pa.Table) -> Iterator[pa.Table]:
         for piece, path in zip(pieces.column("piece").to_pylist(), pieces.column("path").to_pylist()):
