@@ -24,7 +24,7 @@ import ray
 
 import mldb
 from mldb import errors
-from mldb.scaleout import executor, shipping
+from mldb.scaleout import shipping
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -71,18 +71,16 @@ def _glob(folder) -> str:
     return str(folder / "data" / "*.parquet")
 
 
-def _files(folder) -> list[str]:
-    return sorted(str(path) for path in (folder / "data").glob("*.parquet"))
-
-
 def _on_ray(connection, sql, params=None):
     """(rows, the job's Outcome) of ``sql`` under SET mldb_executor = 'ray' (Outcome None: it ran here)."""
     connection.execute("SET mldb_executor = 'ray'")
+    connection.execute("SET mldb_ray_workers = 1")
     try:
         cursor = connection.execute(sql, params)
         return cursor.fetchall(), cursor._result.scaleout
     finally:
         connection.execute("RESET mldb_executor")
+        connection.execute("RESET mldb_ray_workers")
 
 
 def _explained(connection, sql, params=None) -> str:
@@ -110,16 +108,13 @@ def test_a_udf_select_on_ray_gives_the_local_rows(runtime, con, folder):
     assert _sorted(out) == _sorted(local)
 
 
-def test_a_udf_in_per_file_aggregates_combines_to_the_local_aggregate(runtime, con, folder):
-    fragment = "SELECT count(*) AS n, sum(double_it(id)) AS s, max(shout(kind)) AS m FROM __mldb_piece"
-    outcome = executor.execute(con._session, executor.Request(fragment=fragment, files=_files(folder), workers=1))
-    partials = [row for table in outcome.tables for row in table.to_pylist()]
-    local = con.execute(f"SELECT count(*), sum(double_it(id)), max(shout(kind)) "
-                        f"FROM read_parquet('{_glob(folder)}')").fetchall()[0]
-    assert len(partials) == 3  # one row per file, the empty one included (n 0, s NULL)
-    combined = (sum(p["n"] for p in partials), sum(p["s"] for p in partials if p["s"] is not None),
-                max(p["m"] for p in partials if p["m"] is not None))
-    assert combined == local and local[0] == 240 and local[1] > 2 * sum(range(200))
+def test_a_udf_in_an_aggregate_combines_to_the_local_aggregate(runtime, con, folder):
+    sql = f"SELECT count(*) AS n, sum(double_it(id)) AS s, max(shout(kind)) AS m FROM read_parquet('{_glob(folder)}')"
+    out, outcome = _on_ray(con, sql)
+    local = con.execute(sql).fetchall()
+    assert outcome is not None and len(outcome.reports) == 3  # one partial row per file, the empty one too
+    assert local[0][0] == 240 and local[0][1] > 2 * sum(range(200)) and local[0][2] == "Y!"
+    assert out == local
 
 
 def test_predict_a_udf_and_a_parameter_go_out_together(runtime, con, folder):
@@ -257,30 +252,27 @@ def test_embed_with_the_default_model_gives_the_local_vectors(runtime, con, fold
     _same_vectors(out, local)
 
 
-def test_embed_in_per_file_aggregates_gives_the_local_sums(runtime, con, folder):
-    fragment = "SELECT count(v) AS n, sum(list_sum(v)) AS s FROM (SELECT EMBED(body) AS v FROM __mldb_piece)"
-    outcome = executor.execute(con._session, executor.Request(fragment=fragment, files=_files(folder), workers=1))
-    partials = [row for table in outcome.tables for row in table.to_pylist()]
-    local = con.execute(f"SELECT count(v), sum(list_sum(v)) FROM (SELECT EMBED(body) AS v "
-                        f"FROM read_parquet('{_glob(folder)}'))").fetchall()[0]
-    assert len(partials) == 3 and sum(p["n"] for p in partials) == local[0] == 232
-    assert sum(p["s"] for p in partials if p["s"] is not None) == pytest.approx(local[1], abs=1e-3)
+def test_embed_in_an_aggregate_gives_the_local_sums(runtime, con, folder):
+    sql = f"SELECT count(EMBED(body)) AS n, sum(list_sum(EMBED(body)::FLOAT[])) AS s FROM read_parquet('{_glob(folder)}')"
+    out, outcome = _on_ray(con, sql)
+    local = con.execute(sql).fetchall()
+    assert outcome is not None and len(outcome.reports) == 3
+    assert out[0][0] == local[0][0] == 232  # 8 NULL texts
+    assert out[0][1] == pytest.approx(local[0][1], abs=1e-3)
 
 
 def test_a_registered_directory_model_ships_and_copy_writes_the_local_vectors(runtime, con, folder, tiny_model):
     con.execute("INSERT INTO mldb.embedding_models (name, path) VALUES ('tiny', ?)", [tiny_model])
-    fragment = "SELECT id, EMBED(body, 'tiny') AS v FROM __mldb_piece"
-    _, models = shipping.payload(con._session, fragment)
+    _, models = shipping.payload(con._session, "SELECT id, EMBED(body, 'tiny') AS v FROM __mldb_piece")
     assert [name for name, _ in models] == ["tiny"] and len(models[0][1]) > 1_000_000  # the directory, as a tar
     target = folder / "embedded"
-    outcome = executor.execute(con._session, executor.Request(fragment=fragment, files=_files(folder), mode="copy",
-                                                              target=str(target), workers=1))
+    query = f"SELECT id, EMBED(body, 'tiny') AS v FROM read_parquet('{_glob(folder)}')"
+    _, outcome = _on_ray(con, f"COPY ({query}) TO '{target}' (FORMAT parquet)")
     written = con.execute(f"SELECT id, v FROM read_parquet('{target}/*.parquet')").fetchall()
-    local = con.execute(f"SELECT id, EMBED(body, 'tiny') AS v FROM read_parquet('{_glob(folder)}')").fetchall()
-    assert outcome.rows == len(local) == 240
+    local = con.execute(query).fetchall()
+    assert outcome is not None and outcome.rows == len(local) == len(written) == 240
     assert len(local[1][1]) == 32
-    keyed = [row for row in written if row[0] is not None]
-    _same_vectors(keyed, [row for row in local if row[0] is not None])
+    _same_vectors([row for row in written if row[0] is not None], [row for row in local if row[0] is not None])
     nulls = sorted((row[1] is None) for row in written if row[0] is None)
     assert nulls == sorted((row[1] is None) for row in local if row[0] is None)
 
