@@ -283,3 +283,25 @@ def test_a_directory_model_written_as_a_path_goes_out_on_ray(runtime, con, folde
     local = con.execute(sql).fetchall()
     assert outcome is not None and len(local) == 50
     _same_vectors(out, local)
+
+
+def test_explain_names_the_embedding_models_each_worker_loads(con, folder, tiny_model):
+    explained = _explained(con, f"SELECT id, EMBED(body) AS a, EMBED(body, '{tiny_model}') AS b "
+                                f"FROM read_parquet('{_glob(folder)}')")
+    assert ("embedding models loaded once per worker: all-MiniLM-L6-v2 (the installed package on each worker), "
+            f"'{tiny_model}' (") in explained
+    assert "MiB, shipped as a tar)" in explained
+
+
+def test_a_model_embedding_its_text_with_a_directory_model_stays_here(con, folder, tiny_model):
+    con.execute("CREATE TABLE notes AS SELECT 'a long note number ' || i || ' about ' || "
+                "['planes', 'trains', 'boats'][i % 3 + 1] || ' and more words' AS body, i % 3 = 0 AS planes "
+                "FROM range(120) r(i)")
+    con.execute(f"CREATE MODEL by_body PREDICT planes FROM notes USING logistic WITH (embed_model = '{tiny_model}', "
+                "epochs = 2, seed = 1)")
+    sql = f"SELECT id, PREDICT(by_body) AS p FROM read_parquet('{_glob(folder)}') WHERE id < 4"
+    explained = _explained(con, sql)
+    assert (f"but model by_body@1 embeds its feature body with the directory model '{tiny_model}', which is not "
+            "shipped to workers") in explained
+    out, outcome = _on_ray(con, sql)
+    assert outcome is None and _sorted(out) == _sorted(con.execute(sql).fetchall()) and len(out) == 4

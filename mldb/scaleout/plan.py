@@ -113,6 +113,8 @@ def qualify(tree: exp.Expression, planner) -> Shape | str:
 
 def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner) -> Shape | str:
     models, udfs = _calls(tree, planner.session)
+    if reason := shipping.model_embed_refusal(planner.session, models):
+        return reason
     if aggregates_of(root) or root.args.get("group"):
         if target is not None:
             return "COPY of an aggregate runs here"

@@ -24,6 +24,7 @@ before its first piece.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -61,6 +62,47 @@ def embed_refusal(tree: exp.Expression) -> str | None:
         if size > MAX_MODEL_BYTES:
             return f"the embedding model '{path}' is {_size(size)}, more than the {_size(MAX_MODEL_BYTES)} shipped to workers"
     return None
+
+
+def model_embed_refusal(session, refs) -> str | None:
+    """Why a called model cannot run on a worker: it embeds a text feature with a directory
+    embedding model (stored in its features as a path; not shipped yet), or None."""
+    from mldb.vectors import embedding
+
+    for ref in refs:
+        name, _, versions = str(ref).partition("@")
+        numbers = [int(number) for number in versions.split("+") if number.isdigit()]
+        if not numbers:
+            continue
+        marks = ", ".join("?" for _ in numbers)
+        rows = session.sql(f"SELECT version, features FROM mldb.model_versions WHERE model = ? AND version IN ({marks})",
+                           [name, *numbers]).fetchall()
+        for version, features in rows:
+            for feature in json.loads(features) if isinstance(features, str) else features or []:
+                model = feature.get("embed_model") if isinstance(feature, dict) else None
+                if model and _directory_model(embedding, model):
+                    return (f"model {name}@{version} embeds its feature {feature.get('name')} with the directory "
+                            f"model '{model}', which is not shipped to workers")
+    return None
+
+
+def _directory_model(embedding, model: str) -> bool:
+    try:
+        return embedding.canonical(model) != embedding.DEFAULT_MODEL
+    except embedding.UnknownModel:
+        return True
+
+
+def embed_note(tree: exp.Expression) -> str | None:
+    """EXPLAIN's words for the embedding models the rewritten fragment loads on each worker."""
+    from mldb.vectors.embedding import DEFAULT_MODEL
+
+    default = any(call.name.lower().startswith(_EMBED_PREFIX) and len(call.expressions) > 1
+                  and isinstance(call.expressions[1], exp.Literal) and call.expressions[1].this == DEFAULT_MODEL
+                  for call in tree.find_all(exp.Anonymous))
+    words = [f"{DEFAULT_MODEL} (the installed package on each worker)"] if default else []
+    words += [f"'{path}' ({_size(directory_bytes(path))}, shipped as a tar)" for path in embed_paths(tree)]
+    return f"embedding models loaded once per worker: {', '.join(words)}" if words else None
 
 
 def embed_paths(tree: exp.Expression) -> list[str]:
