@@ -90,7 +90,7 @@ def load_source(con, path: str, source: str, names=None) -> list[UdfSpec]:
 
     registered = []
     try:
-        for name, fn in found.items():
+        for fn in found.values():
             _register(con, fn.__mldb_udf__, fn)
             registered.append(fn.__mldb_udf__)
     except (duckdb.Error, TypeError, ValueError) as error:  # (a name or type that is not a string)
@@ -122,7 +122,7 @@ def _run(path: str, source: str):
     module.__file__ = path
     try:
         exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 - the user's own UDF file
-    except (Exception, SystemExit) as error:  # the user's file: any failure (even exit()) is a loading error
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's file: any failure (even exit()) is a loading error
         raise errors.ProgrammingError(f"loading UDF file {path} failed: {type(error).__name__}: {error}") from None
     return module
 

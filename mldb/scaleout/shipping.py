@@ -97,9 +97,7 @@ def embed_note(tree: exp.Expression) -> str | None:
     """EXPLAIN's words for the embedding models the rewritten fragment loads on each worker."""
     from mldb.vectors.embedding import DEFAULT_MODEL
 
-    default = any(call.name.lower().startswith(_EMBED_PREFIX) and len(call.expressions) > 1
-                  and isinstance(call.expressions[1], exp.Literal) and call.expressions[1].this == DEFAULT_MODEL
-                  for call in tree.find_all(exp.Anonymous))
+    default = any(_model_argument(call) == DEFAULT_MODEL for call in tree.find_all(exp.Anonymous))
     words = [f"{DEFAULT_MODEL} (the installed package on each worker)"] if default else []
     words += [f"'{path}' ({_size(directory_bytes(path))}, shipped as a tar)" for path in embed_paths(tree)]
     return f"embedding models loaded once per worker: {', '.join(words)}" if words else None
@@ -111,11 +109,18 @@ def embed_paths(tree: exp.Expression) -> list[str]:
 
     paths = []
     for call in tree.find_all(exp.Anonymous):
-        arguments = call.expressions
-        if call.name.lower().startswith(_EMBED_PREFIX) and len(arguments) > 1 and isinstance(arguments[1], exp.Literal):
-            if arguments[1].this != DEFAULT_MODEL and arguments[1].this not in paths:
-                paths.append(arguments[1].this)
+        model = _model_argument(call)
+        if model is not None and model != DEFAULT_MODEL and model not in paths:
+            paths.append(model)
     return paths
+
+
+def _model_argument(call: exp.Anonymous) -> str | None:
+    """The model a rewritten ``mldb_embed_<d>(text, 'model', execution)`` call names (None: another call)."""
+    arguments = call.expressions
+    if call.name.lower().startswith(_EMBED_PREFIX) and len(arguments) > 1 and isinstance(arguments[1], exp.Literal):
+        return arguments[1].this
+    return None
 
 
 def directory_bytes(path: str) -> int:
