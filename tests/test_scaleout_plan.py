@@ -436,11 +436,3 @@ def test_explain_says_why_a_statement_stays_here(ray_session, files):
     notes = _notes(ray_session, f"ANALYZE SELECT PREDICT(churn) FROM read_parquet('{_ev(files)}')")
     assert notes[-1] == ("executor: local (this process): mldb_executor is 'ray', but EXPLAIN ANALYZE runs the "
                          "statement here")
-
-
-def test_statements_still_run_here_under_ray(ray_session, files):
-    """No executor yet: a statement that would go out returns what the local run returns."""
-    query = f"SELECT count(*), sum(a) FROM read_parquet('{_ev(files)}')"
-    under_ray = ray_session.execute(query).fetchall()
-    ray_session.session.mldb_settings.clear()
-    assert under_ray == ray_session.execute(query).fetchall() == [(450, sum(i % 7 for i in range(450)))]

@@ -32,8 +32,8 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc

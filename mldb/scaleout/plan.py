@@ -34,7 +34,14 @@ from mldb.scaleout.aggregates import (
     output_names,
     split_aggregates,
 )
-from mldb.scaleout.scan import READER_WORDS, Scan, copy_target, list_files, reader_of_name, scan_of
+from mldb.scaleout.scan import (
+    READER_WORDS,
+    Scan,
+    copy_target,
+    list_files,
+    reader_of_name,
+    scan_of,
+)
 
 PIECE = "__mldb_piece"  # the relation a worker reads: one file, cast to the glob's schema
 _STATEFUL = ("nextval", "currval", "setseed", "getvariable", "query", "query_table")
