@@ -84,6 +84,7 @@ class Database:
         self.features = features.FEATURES
         self._state = {feature.name: feature.make_state(self) for feature in self.features if feature.make_state}
         self.file_roots: list[str] | None = None  # served: the only directories clients' model paths may name
+        self.udf_sources: dict = {}  # function -> udf.UdfSource: the text LOAD UDFS ran (what ships to Ray workers)
         self.described: dict = {}  # the wire server's catalog queries: parameter/result types per SQL text
         self.catalog_version = CatalogVersion()  # moves with every change planning may read (mldb.plan.cache)
         for feature in self.features:

@@ -53,17 +53,44 @@ def embed(texts: list[str], model: str | None = None):
 
 # -- loading ------------------------------------------------------------------------------------
 
-def load_file(con, path: str) -> list[UdfSpec]:
-    """Register every ``@mldb.udf`` function of the Python file ``path`` on ``con`` (all or none)."""
-    module = _import(path)
+@dataclass(frozen=True)
+class UdfSource:
+    """Where a loaded function came from: the file and the text that ran (what a scale-out worker
+    loads: the code travels as this text, never as the path). ``local_only``: why the text cannot
+    run anywhere else (it imports a file next to it), or None."""
+
+    path: str
+    source: str
+    local_only: str | None = None
+
+
+def load_file(con, path: str, sources: dict | None = None) -> list[UdfSpec]:
+    """Register every ``@mldb.udf`` function of the Python file ``path`` on ``con`` (all or none).
+
+    The file is read once and *that text* runs; ``sources`` (a database's ``udf_sources``) gets
+    ``name -> UdfSource`` for each function registered."""
+    full, source = _read(path)
+    specs = load_source(con, full, source)
+    if sources is not None:
+        record = UdfSource(full, source, local_imports(full, source))
+        sources.update({spec.name: record for spec in specs})
+    return specs
+
+
+def load_source(con, path: str, source: str, names=None) -> list[UdfSpec]:
+    """Register the ``@mldb.udf`` functions of ``source`` (the text of the file ``path``) on ``con``:
+    all of them, or those in ``names``. ``load_file`` minus the file read (a scale-out worker)."""
+    module = _run(path, source)
     found = {fn.__mldb_udf__.name: fn for fn in vars(module).values() if hasattr(fn, "__mldb_udf__")}
+    if names is not None:
+        found = {name: fn for name, fn in found.items() if name in set(names)}
     if not found:
         raise errors.ProgrammingError(f"{path} defines no UDFs: declare functions with @mldb.udf(...)")
     import duckdb
 
     registered = []
     try:
-        for name, fn in found.items():
+        for fn in found.values():
             _register(con, fn.__mldb_udf__, fn)
             registered.append(fn.__mldb_udf__)
     except (duckdb.Error, TypeError, ValueError) as error:  # (a name or type that is not a string)
@@ -73,22 +100,66 @@ def load_file(con, path: str) -> list[UdfSpec]:
     return registered
 
 
-def _import(path: str):
+def _read(path: str) -> tuple[str, str]:
+    """The file's absolute path and its text (decoded as Python decodes a source file)."""
     if not isinstance(path, str) or not path:
         raise errors.ProgrammingError("LOAD UDFS needs the name of a Python file")
     full = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(full):
         raise errors.ProgrammingError(f"UDF file {path} does not exist", sqlstate="58P01")
-    module_name = "mldb_udfs_" + "".join(c if c.isalnum() else "_" for c in full)
-    spec = importlib.util.spec_from_file_location(module_name, full)
-    if spec is None or spec.loader is None:
-        raise errors.ProgrammingError(f"UDF file {path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-    except (Exception, SystemExit) as error:  # the user's file: any failure (even exit()) is a loading error
+        with open(full, "rb") as file:
+            return full, importlib.util.decode_source(file.read())
+    except (OSError, UnicodeDecodeError, SyntaxError) as error:  # (SyntaxError: a bad coding cookie)
+        raise errors.ProgrammingError(f"cannot read UDF file {path}: {error}", sqlstate="58030") from None
+
+
+def _run(path: str, source: str):
+    """A new module named after ``path`` with ``source`` executed in it (as importing the file would)."""
+    module_name = "mldb_udfs_" + "".join(c if c.isalnum() else "_" for c in path)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(module_name, loader=None,
+                                                                             origin=path))
+    module.__file__ = path
+    try:
+        exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 - the user's own UDF file
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's file: any failure (even exit()) is a loading error
         raise errors.ProgrammingError(f"loading UDF file {path} failed: {type(error).__name__}: {error}") from None
     return module
+
+
+def local_imports(path: str, source: str) -> str | None:
+    """Why ``source`` runs only next to ``path`` (None: it imports only installed modules).
+
+    A relative import, or an import of a module whose file lies in the UDF file's directory
+    (a sibling file), would not be there for a copy of the text run elsewhere. Imports made
+    at run time (``importlib.import_module``) are not seen."""
+    import ast
+
+    try:
+        tree = ast.parse(source, path)
+    except SyntaxError:
+        return None  # (it ran: cannot happen)
+    folder = os.path.dirname(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            return f"a relative import (from {'.' * node.level}{node.module or ''} import ...)"
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        for name in names:
+            if name.split(".")[0] != "mldb" and _beside(name.split(".")[0], folder):  # (every worker has mldb)
+                return f"the module {name.split('.')[0]}, a file next to it"
+    return None
+
+
+def _beside(module: str, folder: str) -> bool:
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(found, "origin", None) if found is not None else None
+    if not origin or not os.path.isabs(origin):
+        return False
+    return os.path.commonpath([os.path.realpath(origin), os.path.realpath(folder)]) == os.path.realpath(folder)
 
 
 def _register(con, spec: UdfSpec, fn: Callable) -> None:

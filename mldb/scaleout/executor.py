@@ -108,12 +108,15 @@ def _keep_signal_handlers() -> None:
 
 
 def build_job(session, request: Request, staging: str | None = None) -> worker.Job:
+    from mldb.scaleout import shipping
+
     columns, options = piece_reading(session, request.function, tuple(request.options), request.files)
+    udfs, embed_models = shipping.payload(session, request.fragment)
     return worker.Job(fragment=request.fragment, params=request.params, mode=request.mode, columns=columns,
                       catalog=shipped_catalog(session, request.models), staging=staging,
                       batch_rows=request.batch_rows, versions=worker.versions(),
                       function="read_parquet" if request.function in ("read_parquet", "parquet_scan") else "read_csv",
-                      options=options, threads=request.cpus_per_worker)
+                      options=options, threads=request.cpus_per_worker, udfs=udfs, embed_models=embed_models)
 
 
 def glob_columns(session, files: list) -> list:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from mldb.scaleout import settings
+from mldb.scaleout import settings, shipping
 from mldb.scaleout.plan import Shape
 from mldb.scaleout.scan import Scan
 
@@ -46,6 +46,8 @@ def describe(shape: Shape, chosen: dict) -> str:
         text += f"; models shipped: {', '.join(shape.models)}"
     if shape.udfs:
         text += f"; functions shipped: {', '.join(shape.udfs)}"
+    if embedding := shipping.embed_note(shape.fragment):
+        text += f"; {embedding}"
     return text + "; " + _output_text(shape, chosen)
 
 

@@ -26,7 +26,7 @@ from sqlglot import exp
 from mldb import errors
 from mldb.frontend.dialect import MLDB
 from mldb.plan import template
-from mldb.scaleout import settings
+from mldb.scaleout import settings, shipping
 from mldb.scaleout.aggregates import (
     aggregate_name,
     aggregate_types,
@@ -104,7 +104,8 @@ def qualify(tree: exp.Expression, planner) -> Shape | str:
     if isinstance(chain, str):
         return chain
     table = chain[-1]
-    reason = _other_relations(tree, chain) or _function_refusal(tree, planner.session)
+    reason = (_other_relations(tree, chain) or _function_refusal(tree, planner.session)
+              or shipping.embed_refusal(tree))
     if reason:
         return reason
     scan = scan_of(table, planner.params)
@@ -119,6 +120,8 @@ def qualify(tree: exp.Expression, planner) -> Shape | str:
 
 def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner) -> Shape | str:
     models, udfs = _calls(tree, planner.session)
+    if reason := shipping.model_embed_refusal(planner.session, models):
+        return reason
     if aggregates_of(root) or root.args.get("group"):
         if target is not None:
             return "COPY of an aggregate runs here"
@@ -248,11 +251,13 @@ def _function_refusal(tree: exp.Expression, session) -> str | None:
                 return reason
         if name.startswith("mldb_"):
             return f"it calls {name}, which runs here only"
-        kind = _function_kind(session, name)
+        kind, extension = _function_kind(session, name)
         if kind is None:
             return f"it calls {name}, which this database does not have"
         if "macro" in kind:
             return f"it calls the macro {name}, defined in this database only"
+        if extension is None and (reason := shipping.udf_refusal(session, name)):
+            return reason  # (a function from Python: LOAD UDFS ships its file's text, DuckDB's Python API nothing)
     return None
 
 
@@ -284,10 +289,11 @@ def _duckdb_functions() -> frozenset[str]:
     return frozenset(row[0].lower() for row in rows)
 
 
-def _function_kind(session, name: str) -> str | None:
-    rows = session.sql("SELECT function_type FROM duckdb_functions() WHERE lower(function_name) = ?",
+def _function_kind(session, name: str) -> tuple[str | None, str | None]:
+    """(function_type, extension_name) of a function of this database ((None, None): no such function)."""
+    rows = session.sql("SELECT function_type, extension_name FROM duckdb_functions() WHERE lower(function_name) = ?",
                        [name]).fetchall()
-    return rows[0][0] if rows else None
+    return rows[0] if rows else (None, None)
 
 # -- fragments -----------------------------------------------------------------------------------
 def _same_node(copy: exp.Expression, original_root: exp.Expression, original: exp.Expression) -> exp.Expression:

@@ -54,6 +54,8 @@ class Job:
     function: str = "read_parquet"  # the scan's reader: read_parquet | read_csv
     options: tuple = ()  # "name = value" SQL given to the reader with each file (CSV: the glob's dialect, columns)
     threads: int = 1  # DuckDB threads on the worker (mldb_ray_cpus_per_worker)
+    udfs: tuple = ()  # ((path, source text, names), ...): LOAD UDFS files the fragment calls (shipping.py)
+    embed_models: tuple = ()  # ((name as written or None, tar bytes or None), ...): models EMBED loads
 
 
 def versions() -> tuple:
@@ -76,8 +78,10 @@ def from_ipc(data: bytes) -> pa.Table:
 
 
 def open_worker_database(job: Job):
-    """An in-memory mldb ``Database`` whose catalog holds the shipped model rows."""
+    """An in-memory mldb ``Database`` whose catalog holds the shipped model rows, with the shipped
+    UDFs registered and the embedding models loaded (once per actor: before the first piece)."""
     from mldb.database import Database
+    from mldb.scaleout import shipping
 
     database = Database(":memory:")
     con = database.root.cursor()
@@ -88,6 +92,7 @@ def open_worker_database(job: Job):
             con.unregister("__mldb_shipped")
     finally:
         con.close()
+    shipping.install(database, job.udfs, job.embed_models)
     return database
 
 

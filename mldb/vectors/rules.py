@@ -113,6 +113,11 @@ def _embed_calls(tree: exp.Expression, context) -> exp.Expression:
     return tree
 
 
+def resolve_model(session, argument: exp.Expression | None) -> tuple[str, int]:
+    """EMBED's model argument (None: the default) -> (the model as its UDF names it, its dimension)."""
+    return _model(session, argument)
+
+
 def _model(session, argument: exp.Expression | None) -> tuple[str, int]:
     if argument is None:
         return embedding.DEFAULT_MODEL, 384

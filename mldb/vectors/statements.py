@@ -181,7 +181,7 @@ def load_udfs(session, node, params) -> Result:
                                       "server starts (mldb serve --udfs FILE)", sqlstate="42501")
     path = node.this
     path = _parameter(path, params) if isinstance(path, exp.Placeholder) else path.name
-    specs = load_file(session.database.root, path)
+    specs = load_file(session.database.root, path, session.database.udf_sources)
     table = pa.table({"function": [s.name for s in specs],
                       "parameters": [", ".join(s.params) if s.params is not None else "ANY..." for s in specs],
                       "returns": [s.returns for s in specs]})
