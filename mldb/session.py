@@ -221,6 +221,8 @@ class Session:
         if fragment is None:
             return None
         self.running = execution
+        for callback, always in planner.finishers:  # (e.g. the lineage edges of what it writes)
+            execution.on_finish(callback, always=always)
         return driver.run_rows(self, planner.scaleout, *fragment, execution, self._holder_connection)
 
     def _run_written(self, written: tuple, execution: Execution) -> Result:

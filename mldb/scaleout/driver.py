@@ -73,7 +73,7 @@ def run_rows(session, shape, fragment: str, params, execution, holder) -> Result
     """Run ``fragment`` over the scan's files on Ray; the rows as a streamed ``Result`` (at most the
     root's LIMIT: each piece applies it too, the first rows to arrive are kept)."""
     request = executor.Request(fragment=fragment, files=list(shape.scan.files), models=list(shape.models),
-                               params=params)
+                               params=params, execution=execution)
     outcome = executor.execute(session, request)
     first = next(outcome.tables, None)  # the job starts now: an error in its first piece belongs to execute
     schema = outcome.schema if outcome.schema is not None else pa.schema([])

@@ -21,7 +21,6 @@ Ray is imported only inside functions: mldb works without it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mldb import errors
 from mldb.scaleout import worker
@@ -51,6 +49,7 @@ class Request:
     mode: str = "rows"  # 'rows' | 'copy'
     target: str | None = None  # copy: the directory to create
     workers: int | None = None  # actors (default: min(files, cluster CPUs))
+    execution: object = None  # the driver's statement: its cancel, its prediction log (scaleout.lifecycle)
 
 
 @dataclass
@@ -90,24 +89,30 @@ def glob_columns(session, files: list) -> list:
 
 def shipped_catalog(session, refs: list) -> dict:
     """The mldb.models / mldb.model_versions rows (weights included) of the called models, as Arrow IPC."""
-    from mldb.models import registry
+    from mldb.models import registry, shadow
 
     if not refs:
         return {}
     pairs = set()
     for ref in refs:
+        ref, pinned_shadow = shadow.split(ref)  # ('churn@2+3': a pinned shadow version ships too)
         name, version = registry.resolve(session, ref)
+        if pinned_shadow is not None:
+            pairs.add((name, pinned_shadow))
         pairs.add((name, version))
-        shadow = registry.shadow_version(session, name)
-        if shadow is not None:
-            pairs.add((name, shadow))
+        deployed_shadow = registry.shadow_version(session, name)
+        if deployed_shadow is not None:
+            pairs.add((name, deployed_shadow))
     names = sorted({name for name, _ in pairs})
     marks = ", ".join("?" for _ in names)
     models = _arrow(session, f"SELECT * FROM mldb.models WHERE name IN ({marks})", names)
     wanted = " OR ".join("(model = ? AND version = ?)" for _ in pairs)
     flat = [value for pair in sorted(pairs) for value in pair]
     versions = _arrow(session, f"SELECT * FROM mldb.model_versions WHERE {wanted}", flat)
-    return {"mldb.models": worker.to_ipc(models), "mldb.model_versions": worker.to_ipc(versions)}
+    # (mldb.snapshots carries each version's log_sample rate: workers sample as this database would)
+    snapshots = _arrow(session, f"SELECT * FROM mldb.snapshots WHERE model IN ({marks})", names)
+    return {"mldb.models": worker.to_ipc(models), "mldb.model_versions": worker.to_ipc(versions),
+            "mldb.snapshots": worker.to_ipc(snapshots)}
 
 
 def _arrow(session, sql: str, params: list) -> pa.Table:
@@ -129,7 +134,7 @@ def execute(session, request: Request) -> Outcome:
     connect()
     if request.mode == "rows":
         outcome = Outcome(tables=None)
-        outcome.tables = _stream(_dataset(build_job(session, request), request), outcome)
+        outcome.tables = _stream(_dataset(build_job(session, request), request), outcome, request)
         return outcome
     return _copy(session, request)
 
@@ -141,7 +146,7 @@ def _dataset(job: worker.Job, request: Request):
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     pieces = [{"piece": index, "path": path} for index, path in enumerate(request.files)]
-    workers = request.workers or max(1, min(len(pieces), int(ray.cluster_resources().get("CPU", 1))))
+    workers = pool_size(request)
     return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
         worker.PieceWorker, fn_constructor_kwargs={"job": ray.put(job)}, batch_size=1,
         batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
@@ -149,21 +154,30 @@ def _dataset(job: worker.Job, request: Request):
     # and ray_remote_args_fn (removal announced for 2.64) and names no replacement; see the report of issue 17
 
 
-def _stream(dataset, outcome: Outcome) -> Iterator[pa.Table]:
-    """Data batches as they arrive; meta rows go to ``outcome.reports``; worker errors come out as mldb errors."""
+def pool_size(request: Request) -> int:
+    """The actors of the job's pool: as asked, else one per file up to the cluster's CPUs."""
+    import ray
+
+    return request.workers or max(1, min(len(request.files), int(ray.cluster_resources().get("CPU", 1))))
+
+
+def _stream(dataset, outcome: Outcome, request: Request) -> Iterator[pa.Table]:
+    """Data batches as they arrive; meta rows go to ``outcome.reports`` (and the statement's log, its
+    progress: ``lifecycle``); worker errors come out as mldb errors; a cancel as 57014."""
+    from mldb.scaleout import lifecycle
+
     reports = outcome.reports
+    run = lifecycle.start(dataset, request.execution, reports, len(request.files), pool_size(request))
     try:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            meta = batch.column(worker.META)
-            is_data = pc.is_null(meta)
-            reports.extend(json.loads(text) for text in pc.drop_null(meta).to_pylist())
-            data = batch.filter(is_data).drop_columns([worker.META])
+        for data in run.batches():
             if outcome.schema is None:
                 outcome.schema = data.schema
             if data.num_rows:
                 yield data
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
         raise _unwrapped(error) from None
+    finally:
+        run.close()  # (LIMIT reached, cursor closed, cancel: the pool's actors stop now)
     _check_pieces(reports)
 
 
@@ -201,7 +215,7 @@ def _copy(session, request: Request) -> Outcome:
     try:
         outcome = Outcome(tables=None)
         job = build_job(session, request, staging)
-        for _ in _stream(_dataset(job, request), outcome):
+        for _ in _stream(_dataset(job, request), outcome, request):
             pass
         _keep_reported(staging, outcome.reports, len(request.files))
         os.rename(staging, target)

@@ -130,16 +130,11 @@ def _copy_piece(session, job: Job, piece: int) -> int:
 
 
 def _take_predictions(database) -> list[dict]:
-    """The prediction-log rows the worker's statements wrote since the last piece (then removed)."""
-    con = database.root.cursor()
-    try:
-        rows = con.execute("SELECT model, version, rows, calls, seconds, summary FROM mldb.prediction_log "
-                           "ORDER BY model, version").fetchall()
-        con.execute("DELETE FROM mldb.prediction_log")
-    finally:
-        con.close()
-    names = ("model", "version", "rows", "calls", "seconds", "summary")
-    return [dict(zip(names, row)) for row in rows]
+    """The prediction tallies the worker's statements kept since the last piece (``tracking.keep_reports``:
+    the driver merges them into its statement's, which writes the log row)."""
+    from mldb.lifecycle import tracking
+
+    return tracking.take_reports(database)
 
 
 def _with_meta(table: pa.Table, report: str | None) -> pa.Table:
@@ -167,6 +162,9 @@ class PieceWorker:
                                           f"{tuple(self.job.versions)}: install the same on every node",
                                           sqlstate="0A000")
         self.database = open_worker_database(self.job)
+        from mldb.lifecycle import tracking
+
+        tracking.keep_reports(self.database)  # (the driver writes the job's prediction log rows)
 
     def __call__(self, pieces: pa.Table) -> Iterator[pa.Table]:
         for piece, path in zip(pieces.column("piece").to_pylist(), pieces.column("path").to_pylist()):
