@@ -13,8 +13,9 @@
   closed early stops the job too.
 
 The slow jobs read one quick file (its rows arrive at once) and files whose every row costs an md5
-of a 20 kB string: minutes of work that only a working stop can end early (the waits are
-conditions with generous deadlines, never sleeps).
+of a 28 kB string of its own (a repeated value would be hashed once per dictionary entry): minutes
+of work that only a working stop can end early (the waits are conditions with generous deadlines,
+never sleeps).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import threading
 import time
 
 import pytest
-
 import ray
 
 import mldb
@@ -38,8 +38,8 @@ pytestmark = pytest.mark.xdist_group("ray")
 
 CPUS = 2
 DEADLINE = 60.0  # seconds a condition gets to come true (a stopped job frees its CPUs in a few)
-SLOW_ROWS = 100_000  # rows per slow file: each costs an md5 of 20 kB (minutes in all)
-SLOW_WHERE = "quick OR md5(repeat(kind, 20000)) = 'none'"  # quick rows pass at once, the others cost
+SLOW_ROWS = 1_000_000  # rows per slow file, each with its own text: each costs an md5 of about 28 kB
+SLOW_WHERE = "quick OR md5(repeat(kind, 4000)) = 'none'"  # quick rows pass at once; 84 GB of md5 for the rest
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def shop(tmp_path_factory):
     connection.execute(f"COPY (SELECT id, a, b, kind, true AS quick FROM t WHERE id < 20) "
                        f"TO '{slow}/a_quick.parquet' (FORMAT parquet)")
     for number in range(3):
-        connection.execute(f"COPY (SELECT i AS id, 1.5 AS a, 0.5 AS b, 'y' AS kind, false AS quick "
+        connection.execute(f"COPY (SELECT i AS id, 1.5 AS a, 0.5 AS b, 'y' || i AS kind, false AS quick "
                            f"FROM range({SLOW_ROWS}) r(i)) TO '{slow}/b_slow{number}.parquet' (FORMAT parquet)")
     yield connection, str(data / "*.parquet"), str(slow / "*.parquet"), folder
     connection.close()
@@ -249,7 +249,7 @@ def test_interrupt_cancels_the_ray_job_with_57014_and_frees_the_cluster(runtime,
         cursor = connection.execute(statement)  # back once the quick file's rows came
         assert cursor._result.scaleout is not None
         raised: list = []
-        reader = threading.Thread(target=lambda: _catch(cursor.fetchall, raised))
+        reader = threading.Thread(target=lambda: _catch(cursor.fetchall, raised), daemon=True)
         reader.start()
         assert _eventually(lambda: _waiting_in_the_job(reader))
         connection.interrupt()
@@ -280,7 +280,7 @@ def test_a_cancelled_copy_leaves_no_target_and_no_staging(runtime, shop):
     request = executor.Request(fragment=f"SELECT id, PREDICT(churn) AS p FROM __mldb_piece WHERE {SLOW_WHERE}",
                                files=files, models=["churn"], mode="copy", target=str(target), execution=execution)
     raised: list = []
-    writer = threading.Thread(target=lambda: _catch(lambda: executor.execute(session, request), raised))
+    writer = threading.Thread(target=lambda: _catch(lambda: executor.execute(session, request), raised), daemon=True)
     writer.start()
     try:
         assert _eventually(lambda: _waiting_in_the_job(writer) and ray.available_resources().get("CPU", 0) < CPUS)

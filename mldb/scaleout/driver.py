@@ -10,8 +10,11 @@ rewritten on each worker against the shipped catalog rows.
 The workers' Arrow tables stream into the ``Result`` as a ``RecordBatchReader``: rows are read as
 they arrive, and an error a worker raised comes out of the fetch as the mldb error it was.
 
-Not yet here: the ``partials`` and ``copy`` shapes; the prediction tallies the workers report are not
-merged into this database's ``mldb.prediction_log``; ``ray://`` addresses (``executor.connect``
+The job's lifecycle (``scaleout.lifecycle``): the workers' prediction tallies are merged into this
+statement's ``execution`` (one log row per model version, written when it finishes), a cancel or a
+result closed early stops the job, a progress bar counts the pieces.
+
+Not yet here: the ``partials`` and ``copy`` shapes; ``ray://`` addresses (``executor.connect``
 uses RAY_ADDRESS or a private local cluster).
 """
 

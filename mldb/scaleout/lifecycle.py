@@ -75,6 +75,7 @@ class JobRun:
         from mldb import progress
 
         self._capture_executor()
+        _quiet_ray_data_console()
         self._bar = progress.bar(total=self.pieces, desc="scale-out", unit=" pieces")
         if self.execution is not None:
             self.execution.on_finish(lambda _: self.close(), always=True)
@@ -116,9 +117,7 @@ class JobRun:
         except BaseException as error:  # noqa: BLE001 - handed to the reader, which raises it
             end = _End(None if self._stop.is_set() else error)
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()  # (Ray's own generator: its executor shuts down now, not when it is collected)
+            end = _closed(iterator, end)
         self._put(end, final=True)
 
     def _put(self, item, final: bool = False) -> None:
@@ -136,7 +135,8 @@ class JobRun:
         """Handle the batch's meta rows; its data rows, without the meta column."""
         meta = batch.column(worker.META)
         for text in pc.drop_null(meta).to_pylist():
-            self._handle(json.loads(text))
+            if not self._stop.is_set():  # (a stopped job's statement is finishing: its log is being written)
+                self._handle(json.loads(text))
         return batch.filter(pc.is_null(meta)).drop_columns([worker.META])
 
     def _handle(self, report: dict) -> None:
@@ -189,6 +189,29 @@ class JobRun:
         executor = self._executor
         if executor is not None:
             executor.shutdown(force=True)
+
+
+def _closed(iterator, end: _End) -> _End:
+    """Close Ray's generator (its executor shuts down now, not when it is collected); ``end``, or
+    the error closing raised when there was none."""
+    close = getattr(iterator, "close", None)
+    try:
+        if close is not None:
+            close()
+    except Exception as error:  # noqa: BLE001 - the reader must get an end in any case
+        return end if end.error is not None else _End(error)
+    return end
+
+
+def _quiet_ray_data_console() -> None:
+    """Ray Data prints INFO lines for every dataset it runs ("Starting execution of Dataset ...", its
+    plan, "execution finished in ..."): on the console only warnings, mldb's bar says the rest (its
+    log file under the Ray session keeps everything)."""
+    import logging
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.get_name() == "console" and handler.level < logging.WARNING:
+            handler.setLevel(logging.WARNING)
 
 
 def start(dataset, execution, reports: list, pieces: int, workers: int) -> JobRun:

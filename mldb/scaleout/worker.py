@@ -13,8 +13,8 @@ PREDICT function run unchanged there.
 Results travel in-band. ``PieceWorker.__call__`` (given to ``Dataset.map_batches`` with
 ``batch_size=1``, so one call is one file) yields the fragment's Arrow batches with one extra column,
 ``__mldb_meta`` (NULL on data rows), and ends each piece with one *meta row* (every data column NULL,
-``__mldb_meta`` the piece's JSON report: rows, the prediction tallies the worker's own statement logged,
-pid). A retried piece recomputes its batches and its report together, so the driver never counts a
+``__mldb_meta`` the piece's JSON report: rows, the prediction tallies the worker's own statement kept
+for the driver instead of logging them (``tracking.keep_reports``), pid). A retried piece recomputes its batches and its report together, so the driver never counts a
 piece twice. In ``copy`` mode the worker's DuckDB writes the piece's rows to
 ``<staging>/data_<piece>.parquet`` (through a temporary name and ``os.replace``: a retry overwrites
 the same file) and yields only the meta row.
