@@ -28,8 +28,8 @@ from mldb.database import Database, open_database
 from mldb.execution import Execution, canceled
 from mldb.frontend import MLDB, Statement, parse, split_statements
 from mldb.frontend.expressions import MldbStatement
-from mldb.frontend.settings import statement_options
 from mldb.frontend.positions import as_written
+from mldb.frontend.settings import statement_options
 from mldb.plan import cache, literals, template
 from mldb.plan.rules import EXECUTION_VARIABLE, Planner, rewrite
 from mldb.prepared import PreparedStatements
@@ -236,6 +236,8 @@ class Session:
         if not driver.goes_out(self, planner.scaleout, explain):
             return None
         self.running = execution
+        for callback, always in planner.finishers:  # (e.g. the lineage edges of what it writes)
+            execution.on_finish(callback, always=always)
         return driver.run(self, planner.scaleout, original, params, execution, self._holder_connection)
 
     def _run_written(self, written: tuple, execution: Execution) -> Result:

@@ -5,10 +5,14 @@
   sqlglot); a base table reached through a view has the view in ``via``, so
   "which models change if table X changes" is one WHERE on ``source``.
 - ``prediction`` / ``embedding``: a model (version) -> the table or view written by
-  ``CREATE TABLE/VIEW ... AS`` or ``INSERT ... SELECT`` that called PREDICT or EMBED.
+  ``CREATE TABLE/VIEW ... AS`` or ``INSERT ... SELECT`` that called PREDICT or EMBED, or the
+  absolute path a ``COPY (...) TO 'path'`` of such a query wrote (a file; under the Ray executor
+  a directory), so ``LINEAGE('/data/scored')`` shows where scored files came from.
 """
 
 from __future__ import annotations
+
+import os
 
 import duckdb
 import sqlglot
@@ -81,6 +85,17 @@ def _add(found: list, edge: tuple) -> None:
         found.append(edge)
 
 
+def is_path(name: str) -> bool:
+    """Whether a LINEAGE name is a file path (a COPY target) rather than a table, view or model."""
+    return "/" in name or os.sep in name
+
+
+def path_name(path: str) -> str:
+    """How a written path is named in ``mldb.lineage``: absolute, normalised, no trailing separator
+    (a URL as written)."""
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
 def relation_exists(con, name: str) -> bool:
     schema, _, table = name.rpartition(".")
     row = con.execute(
@@ -111,10 +126,13 @@ def record_output(con, model: str, version: int | None, target: str, kind: str) 
 
 
 def check_relation(con, name: str) -> None:
-    """A clear error for the lineage of a table, view or model that does not exist (any more)."""
-    if relation_exists(con, name) or _model_exists(con, name):
+    """A clear error for the lineage of a table, view or model that does not exist (any more)
+    (a path is known by its edges alone: mldb does not follow files)."""
+    if not is_path(name) and (relation_exists(con, name) or _model_exists(con, name)):
         return
     known = con.execute("SELECT count(*) FROM mldb.lineage WHERE source = ? OR target = ?", [name, name]).fetchall()[0]
+    if known[0] and is_path(name):
+        return
     if known[0]:
         raise errors.ProgrammingError(
             f"'{name}' no longer exists (it was dropped); its past edges stay in mldb.lineage")

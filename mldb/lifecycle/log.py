@@ -44,7 +44,7 @@ def query_fingerprint(statement: str | None) -> str | None:
 
 
 def summary(calls) -> str:
-    return json.dumps(_outputs(calls) | _shadow(calls))
+    return json.dumps(_outputs(calls) | _shadow(calls) | getattr(calls, "extra", {}))
 
 
 def _outputs(calls) -> dict:

@@ -144,8 +144,10 @@ def _replace_lineage(node: Lineage, context) -> None:
 
     table = _table_function(node, "LINEAGE")
     if len(node.expressions) != 1:
-        raise errors.ProgrammingError("LINEAGE takes one table, view or model name: LINEAGE(customers)")
+        raise errors.ProgrammingError("LINEAGE takes one table, view or model name, or a path COPY wrote: "
+                                      "LINEAGE(customers), LINEAGE('/data/scored')")
     name = _name(node.expressions[0], "table, view or model")
+    name = lineage.path_name(name) if lineage.is_path(name) else name
     lineage.check_relation(context.session.con, name)
     sql = _LINEAGE_SQL.format(name=exp.Literal.string(name).sql(), alias=(table.alias or "lineage"))
     table.replace(sqlglot.parse_one(sql, read=MLDB))
@@ -175,13 +177,23 @@ def _is_string(node: exp.Expression) -> bool:
 
 
 def written_relation(tree: exp.Expression) -> str | None:
-    """The table or view a CREATE ... AS / INSERT ... SELECT writes, else None."""
+    """The table or view a CREATE ... AS / INSERT ... SELECT writes, the absolute path a
+    ``COPY (...) TO 'path'`` writes (a file, or a directory of files), else None."""
+    if isinstance(tree, exp.Copy):
+        return _copy_target(tree)
     creates = isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() in ("TABLE", "VIEW")
     if not (creates or isinstance(tree, exp.Insert)):
         return None
     target = tree.this
     target = target.this if isinstance(target, exp.Schema) else target
     return lineage.qualified(target) if isinstance(target, exp.Table) else None
+
+
+def _copy_target(tree: exp.Copy) -> str | None:
+    files = tree.args.get("files") or []
+    if tree.args.get("kind") or len(files) != 1 or not _is_string(files[0]):
+        return None  # (COPY ... FROM reads; a path given as a parameter is not known here)
+    return lineage.path_name(files[0].this)
 
 
 def _record_outputs(context, calls: list[tuple[str, str]], target: str) -> None:

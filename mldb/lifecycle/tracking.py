@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import threading
 from dataclasses import dataclass, field
@@ -144,6 +145,7 @@ class _Calls:
     regression: bool = False  # a shadow of values (mean_abs_diff), else of labels (agreement)
     errors: int = 0  # batches the shadow could not score
     error: str | None = None  # the first of their errors
+    extra: dict = field(default_factory=dict)  # more for the log row's summary (a scale-out job: executor, workers)
 
     def compare(self, comparison) -> None:
         self.regression = comparison.regression
@@ -173,19 +175,68 @@ class _Calls:
             labels = pc.cast(counted.field("values"), pa.string()).to_pylist()
             self._add(dict(zip(labels, counted.field("counts").to_pylist())))
 
+    def to_report(self) -> dict:
+        """These (folded) counters in plain JSON types, for a scale-out worker's piece report; the
+        samples as base64 Arrow IPC."""
+        self.fold()
+        return {"started_at": self.started_at.isoformat(), "rows": self.rows, "calls": self.calls,
+                "seconds": self.seconds, "counts": self.counts, "moments": [float(v) for v in self.moments],
+                "samples": [_samples_to_text(inputs, outputs) for inputs, outputs in self.samples],
+                "shadow_of": self.shadow_of, "compared": self.compared, "matches": self.matches,
+                "abs_diff": self.abs_diff, "regression": self.regression, "errors": self.errors, "error": self.error}
+
+    def merge(self, report: dict) -> None:
+        """Add a worker's ``to_report()`` of the same (model, version) to these counters."""
+        self.started_at = min(self.started_at, datetime.fromisoformat(report["started_at"]))
+        self.rows += report["rows"]
+        self.calls += report["calls"]
+        self.seconds += report["seconds"]
+        self._add(report["counts"])
+        self.moments = self.moments + np.asarray(report["moments"], dtype=float)
+        self.samples.extend(_samples_from_text(*pair) for pair in report["samples"])
+        self.compared += report["compared"]
+        self.matches += report["matches"]
+        self.abs_diff += report["abs_diff"]
+        self.regression = self.regression or report["regression"]
+        self.errors += report["errors"]
+        self.error = self.error or report["error"]
+
     def _add(self, counts: dict) -> None:
         for label, count in counts.items():
             if count:
                 self.counts[label] = self.counts.get(label, 0) + count
 
 
+def _samples_to_text(inputs: pa.Table | None, outputs: pa.Array) -> list:
+    """A sample (inputs, outputs) as two base64 Arrow IPC streams (JSON can carry them)."""
+    return [None if inputs is None else _ipc_text(inputs), _ipc_text(pa.table({"output": outputs}))]
+
+
+def _samples_from_text(inputs: str | None, outputs: str) -> tuple:
+    return (None if inputs is None else _ipc_table(inputs), _ipc_table(outputs).column("output").combine_chunks())
+
+
+def _ipc_text(table: pa.Table) -> str:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode()
+
+
+def _ipc_table(text: str) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(base64.b64decode(text))).read_all()
+
+
 class LifecycleState:
-    """Per database: the ``log_sample`` rate of each model, read from ``mldb.snapshots`` on first use."""
+    """Per database: the ``log_sample`` rate of each model, read from ``mldb.snapshots`` on first use;
+    on a scale-out worker's database, the prediction tallies its statements handed over instead of
+    writing their log rows (``reports``: the driver writes one row for the whole job)."""
 
     def __init__(self, database):
         self.database = database
         self.sample_rates: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.reports: list | None = None  # a scale-out worker's: (model, version, calls.to_report()) not yet taken
 
     def sample_rate(self, model: str) -> float:
         rate = self.sample_rates.get(model)
@@ -279,6 +330,12 @@ def flush_predictions(execution) -> None:
     database = execution.database
     if not pending or database.read_only or database.closed:
         return
+    reports = lifecycle_state(database).reports
+    if reports is not None:  # a scale-out worker: the driver logs the job's tallies
+        with lifecycle_state(database).lock:
+            reports.extend({"model": model, "version": version, **calls.to_report()}
+                           for (_, model, version), calls in pending.items())
+        return
     for calls in pending.values():
         calls.fold()
     from mldb.lifecycle import log
@@ -290,3 +347,36 @@ def flush_predictions(execution) -> None:
         raise errors.translate(error) from None
     finally:
         cursor.close()
+
+
+# -- scale-out: the workers' tallies, logged by the driver ---------------------------------------------------
+def keep_reports(database) -> None:
+    """Make ``database`` (a scale-out worker's) keep its statements' prediction tallies for the driver
+    instead of writing ``mldb.prediction_log`` rows."""
+    state = lifecycle_state(database)
+    with state.lock:
+        if state.reports is None:
+            state.reports = []
+
+
+def take_reports(database) -> list[dict]:
+    """The tallies kept since the last call (``keep_reports``), as JSON-ready dicts."""
+    state = lifecycle_state(database)
+    with state.lock:
+        taken = state.reports or []
+        if state.reports is not None:
+            state.reports = []
+    return taken
+
+
+def merge_reports(execution, reports: list[dict], extra: dict | None = None) -> None:
+    """Add a piece's tallies (``take_reports`` on a worker) to the running statement's, under the keys
+    its own PREDICT calls would use: the statement's flush then writes one row per (model, version)."""
+    for report in reports:
+        shadow_of = report.get("shadow_of")
+        key = ("prediction", report["model"], report["version"]) + ((shadow_of,) if shadow_of is not None else ())
+        calls = execution.tally(key, lambda served=shadow_of: _first_calls(execution, served))
+        with execution.lock:
+            calls.merge(report)
+            if extra:
+                calls.extra.update(extra)

@@ -15,9 +15,9 @@ this plan resolved (``executor.shipped_catalog``).
 - ``copy``: the workers write a directory of ``data_<piece>.parquet`` files (locally DuckDB writes
   one file); the result is DuckDB's ``Count`` row.
 
-Not yet here: the prediction tallies the workers report are not merged into this database's
-``mldb.prediction_log``; ``ray://`` addresses (``executor.connect`` uses RAY_ADDRESS or a private
-local cluster).
+The job's lifecycle (``scaleout.lifecycle``): the workers' prediction tallies are merged into this
+statement's ``execution`` (one log row per model version, written when it finishes), a cancel or a
+result closed early stops the job, a progress bar counts the pieces.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def run(session, shape, original: exp.Expression, params, execution, holder) -> 
     fragment, left = fragment_of(shape, original, params)
     request = executor.Request(fragment=fragment, files=list(shape.scan.files), models=list(shape.models),
                                params=left, function=shape.scan.function, options=shape.scan.options,
-                               **executor.request_settings(settings.effective(session)))
+                               execution=execution, **executor.request_settings(settings.effective(session)))
     if shape.kind == "copy":
         return run_copy(session, shape, request, execution, holder)
     if shape.kind == "partials":

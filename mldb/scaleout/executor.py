@@ -27,7 +27,6 @@ Ray is imported only inside functions: mldb works without it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -36,7 +35,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mldb import errors
 from mldb.scaleout import worker
@@ -64,6 +62,7 @@ class Request:
     batch_rows: int = 65_536
     retries: int = RETRIES
     preserve_order: bool = False
+    execution: object = None  # the driver's statement: its cancel, its prediction log (scaleout.lifecycle)
 
 
 def request_settings(chosen: dict) -> dict:
@@ -139,7 +138,10 @@ def shipped_catalog(session, refs: list) -> dict:
     wanted = " OR ".join("(model = ? AND version = ?)" for _ in pairs)
     flat = [value for pair in sorted(pairs) for value in pair]
     versions = _arrow(session, f"SELECT * FROM mldb.model_versions WHERE {wanted}", flat)
-    return {"mldb.models": worker.to_ipc(models), "mldb.model_versions": worker.to_ipc(versions)}
+    # (mldb.snapshots carries each version's log_sample rate: workers sample as this database would)
+    snapshots = _arrow(session, f"SELECT * FROM mldb.snapshots WHERE model IN ({marks})", names)
+    return {"mldb.models": worker.to_ipc(models), "mldb.model_versions": worker.to_ipc(versions),
+            "mldb.snapshots": worker.to_ipc(snapshots)}
 
 
 def _referenced(session, refs: list) -> tuple[set, dict]:
@@ -199,7 +201,7 @@ def execute(session, request: Request) -> Outcome:
     connect()
     if request.mode == "rows":
         outcome = Outcome(tables=None)
-        outcome.tables = _stream(_dataset(build_job(session, request), request), outcome)
+        outcome.tables = _stream(_dataset(build_job(session, request), request), outcome, request)
         return outcome
     return _copy(session, request)
 
@@ -211,32 +213,41 @@ def _dataset(job: worker.Job, request: Request):
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     pieces = [{"piece": index, "path": path} for index, path in enumerate(request.files)]
-    cpus = request.cpus_per_worker
-    workers = min(len(pieces), request.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus))
+    workers = pool_size(request)
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
     dataset.context.execution_options.preserve_order = bool(request.preserve_order)  # (this job's own copy)
     return dataset.map_batches(
         worker.PieceWorker, fn_constructor_kwargs={"job": ray.put(job)}, batch_size=1,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=max(1, workers)), num_cpus=cpus,
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=max(1, workers)), num_cpus=request.cpus_per_worker,
         max_restarts=request.retries, max_task_retries=request.retries)  # as **ray_remote_args: Ray 2.60 deprecates both this
     # and ray_remote_args_fn (removal announced for 2.64) and names no replacement; see the report of issue 17
 
 
-def _stream(dataset, outcome: Outcome) -> Iterator[pa.Table]:
-    """Data batches as they arrive; meta rows go to ``outcome.reports``; worker errors come out as mldb errors."""
+def pool_size(request: Request) -> int:
+    """The actors of the job's pool: as asked, else as many as the cluster's CPUs hold, never more than files."""
+    import ray
+
+    cpus = request.cpus_per_worker
+    return min(len(request.files), request.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus))
+
+
+def _stream(dataset, outcome: Outcome, request: Request) -> Iterator[pa.Table]:
+    """Data batches as they arrive; meta rows go to ``outcome.reports`` (and the statement's log, its
+    progress: ``lifecycle``); worker errors come out as mldb errors; a cancel as 57014."""
+    from mldb.scaleout import lifecycle
+
     reports = outcome.reports
+    run = lifecycle.start(dataset, request.execution, reports, len(request.files), pool_size(request))
     try:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            meta = batch.column(worker.META)
-            is_data = pc.is_null(meta)
-            reports.extend(json.loads(text) for text in pc.drop_null(meta).to_pylist())
-            data = batch.filter(is_data).drop_columns([worker.META])
+        for data in run.batches():
             if outcome.schema is None:
                 outcome.schema = data.schema
             if data.num_rows:
                 yield data
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
         raise _unwrapped(error) from None
+    finally:
+        run.close()  # (LIMIT reached, cursor closed, cancel: the pool's actors stop now)
     _check_pieces(reports)
 
 
@@ -274,7 +285,7 @@ def _copy(session, request: Request) -> Outcome:
     try:
         outcome = Outcome(tables=None)
         job = build_job(session, request, staging)
-        for _ in _stream(_dataset(job, request), outcome):
+        for _ in _stream(_dataset(job, request), outcome, request):
             pass
         _keep_reported(staging, outcome.reports, len(request.files))
         os.rename(staging, target)

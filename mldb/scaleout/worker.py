@@ -13,8 +13,8 @@ PREDICT function run unchanged there.
 Results travel in-band. ``PieceWorker.__call__`` (given to ``Dataset.map_batches`` with
 ``batch_size=1``, so one call is one file) yields the fragment's Arrow batches with one extra column,
 ``__mldb_meta`` (NULL on data rows), and ends each piece with one *meta row* (every data column NULL,
-``__mldb_meta`` the piece's JSON report: rows, the prediction tallies the worker's own statement logged,
-pid). A retried piece recomputes its batches and its report together, so the driver never counts a
+``__mldb_meta`` the piece's JSON report: rows, the prediction tallies the worker's own statement kept
+for the driver instead of logging them (``tracking.keep_reports``), pid). A retried piece recomputes its batches and its report together, so the driver never counts a
 piece twice. In ``copy`` mode the worker's DuckDB writes the piece's rows to
 ``<staging>/data_<piece>.parquet`` (``empty_<piece>.parquet`` when it has none; through a temporary
 name and ``os.replace``: a retry overwrites the same file) and yields only the meta row.
@@ -151,16 +151,11 @@ def copy_file_name(piece: int, rows: int) -> str:
 
 
 def _take_predictions(database) -> list[dict]:
-    """The prediction-log rows the worker's statements wrote since the last piece (then removed)."""
-    con = database.root.cursor()
-    try:
-        rows = con.execute("SELECT model, version, rows, calls, seconds, summary FROM mldb.prediction_log "
-                           "ORDER BY model, version").fetchall()
-        con.execute("DELETE FROM mldb.prediction_log")
-    finally:
-        con.close()
-    names = ("model", "version", "rows", "calls", "seconds", "summary")
-    return [dict(zip(names, row)) for row in rows]
+    """The prediction tallies the worker's statements kept since the last piece (``tracking.keep_reports``:
+    the driver merges them into its statement's, which writes the log row)."""
+    from mldb.lifecycle import tracking
+
+    return tracking.take_reports(database)
 
 
 def _with_meta(table: pa.Table, report: str | None) -> pa.Table:
@@ -197,6 +192,9 @@ class PieceWorker:
                                           sqlstate="0A000")
         self.database = open_worker_database(self.job)
         _set_threads(self.database, self.job.threads)
+        from mldb.lifecycle import tracking
+
+        tracking.keep_reports(self.database)  # (the driver writes the job's prediction log rows)
 
     def __call__(self, pieces: pa.Table) -> Iterator[pa.Table]:
         for piece, path in zip(pieces.column("piece").to_pylist(), pieces.column("path").to_pylist()):
