@@ -12,10 +12,10 @@
   scale-out COPY leaves neither its target nor its staging directory. A LIMIT reached or a cursor
   closed early stops the job too.
 
-The slow jobs read one quick file (its rows arrive at once) and files whose every row costs an md5
-of a 28 kB string of its own (a repeated value would be hashed once per dictionary entry): minutes
-of work that only a working stop can end early (the waits are conditions with generous deadlines,
-never sleeps).
+The held jobs read one quick file (its rows arrive at once) and files whose pieces a loaded UDF holds
+(tests/data/scaleout_hold.py) until the test creates a gate file: a piece stays inside its worker
+for as long as the test needs, so only a working stop ends the job (the waits are conditions with
+generous deadlines, never sleeps). The gate is opened at the end, so nothing waits forever.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ pytestmark = pytest.mark.xdist_group("ray")
 CPUS = 2
 DEADLINE = 60.0  # seconds a stop gets to show (a stopped job frees its CPUs in a few)
 START = 600.0  # seconds a job gets to be under way (actors import torch and mldb: slow on a busy machine)
-SLOW_ROWS = 1_000_000  # rows per slow file, each with its own text: each costs an md5 of about 28 kB
-SLOW_WHERE = "quick OR md5(repeat(kind, 4000)) = 'none'"  # quick rows pass at once; 84 GB of md5 for the rest
+HOLD_UDFS = os.path.join(os.path.dirname(__file__), "data", "scaleout_hold.py")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,8 @@ def runtime():
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     """Models ``churn`` (labels, every prediction sampled) and ``spend`` (values, version 2 its shadow);
-    ``data/``: three parquet files (300 rows, none, 50 with NULLs); ``slow/``: one quick file, three slow."""
+    ``data/``: three parquet files (300 rows, none, 50 with NULLs); ``slow/``: one quick file, three held
+    (ids from 1000: ``held`` waits for the gate ``folder/gate``)."""
     folder = tmp_path_factory.mktemp("lifecycle")
     connection = mldb.connect(str(folder / "shop.db"))
     connection.execute("CREATE TABLE t AS SELECT i AS id, (i % 7) * 1.5 AS a, (i % 5) - 2.0 AS b, "
@@ -74,12 +74,14 @@ def shop(tmp_path_factory):
     connection.execute(f"COPY (SELECT id, CASE WHEN id % 2 = 0 THEN NULL ELSE a END AS a, b, "
                        f"CASE WHEN id % 4 = 0 THEN NULL ELSE kind END AS kind FROM t WHERE id >= 350) "
                        f"TO '{data}/p2.parquet' (FORMAT parquet)")
-    connection.execute(f"COPY (SELECT id, a, b, kind, true AS quick FROM t WHERE id < 20) "
+    connection.execute(f"COPY (SELECT id, a, b, kind FROM t WHERE id < 20) "
                        f"TO '{slow}/a_quick.parquet' (FORMAT parquet)")
     for number in range(3):
-        connection.execute(f"COPY (SELECT i AS id, 1.5 AS a, 0.5 AS b, 'y' || i AS kind, false AS quick "
-                           f"FROM range({SLOW_ROWS}) r(i)) TO '{slow}/b_slow{number}.parquet' (FORMAT parquet)")
+        connection.execute(f"COPY (SELECT 1000 + {number} * 10 + i AS id, 1.5 AS a, 0.5 AS b, 'y' AS kind "
+                           f"FROM range(10) r(i)) TO '{slow}/b_held{number}.parquet' (FORMAT parquet)")
+    connection.execute("LOAD UDFS FROM ?", [HOLD_UDFS])
     yield connection, str(data / "*.parquet"), str(slow / "*.parquet"), folder
+    (folder / "gate").touch()  # (a piece still held anywhere goes on and ends)
     connection.close()
 
 
@@ -228,8 +230,21 @@ def test_progress_counts_pieces_on_a_terminal_and_is_quiet_elsewhere(runtime, sh
 
 
 # -- cancel and early ends ------------------------------------------------------------------------------------
-def _slow_statement(pattern: str, tail: str = "") -> str:
-    return f"SELECT id, PREDICT(churn) AS p FROM read_parquet('{pattern}') WHERE {SLOW_WHERE}{tail}"
+def _held_where(folder) -> str:
+    return f"held(id, '{folder / 'gate'}') >= 0"
+
+
+def _slow_statement(folder, pattern: str, tail: str = "") -> str:
+    return f"SELECT id, PREDICT(churn) AS p FROM read_parquet('{pattern}') WHERE {_held_where(folder)}{tail}"
+
+
+def _held_started(folder) -> bool:
+    return os.path.exists(folder / "gate.started")
+
+
+def _no_piece_held_yet(folder) -> None:
+    if _held_started(folder):
+        os.remove(folder / "gate.started")
 
 
 def _waiting_in_the_job(thread: threading.Thread) -> bool:
@@ -244,14 +259,15 @@ def _waiting_in_the_job(thread: threading.Thread) -> bool:
 
 def test_interrupt_cancels_the_ray_job_with_57014_and_frees_the_cluster(runtime, shop):
     connection, _, _, folder = shop
-    statement = _slow_statement(str(folder / "slow" / "b_*.parquet"))  # no quick file: no row ever comes
+    statement = _slow_statement(folder, str(folder / "slow" / "b_*.parquet"))  # no quick file: no row ever comes
+    _no_piece_held_yet(folder)
     _with_ray(connection)
     try:
         raised: list = []
         reader = threading.Thread(target=lambda: _catch(lambda: connection.execute(statement).fetchall(), raised),
                                   daemon=True)
         reader.start()
-        assert _eventually(lambda: _waiting_in_the_job(reader), START)  # inside execute, waiting for a first batch
+        assert _eventually(lambda: _waiting_in_the_job(reader) and _held_started(folder), START)  # a piece is held
         connection.interrupt()
         reader.join(DEADLINE)
         assert not reader.is_alive()  # the slow files alone would take many minutes
@@ -276,15 +292,15 @@ def test_a_cancelled_copy_leaves_no_target_and_no_staging(runtime, shop):
     session = connection._session
     files = sorted(str(path) for path in (folder / "slow").glob("*.parquet"))
     target = folder / "cancelled"
+    _no_piece_held_yet(folder)
     execution = session.database.start(session, "COPY ... TO 'cancelled'")
-    request = executor.Request(fragment=f"SELECT id, PREDICT(churn) AS p FROM __mldb_piece WHERE {SLOW_WHERE}",
+    request = executor.Request(fragment=f"SELECT id, PREDICT(churn) AS p FROM __mldb_piece WHERE {_held_where(folder)}",
                                files=files, models=["churn"], mode="copy", target=str(target), execution=execution)
     raised: list = []
     writer = threading.Thread(target=lambda: _catch(lambda: executor.execute(session, request), raised), daemon=True)
     writer.start()
     try:
-        assert _eventually(lambda: _waiting_in_the_job(writer) and ray.available_resources().get("CPU", 0) < CPUS,
-                           START)
+        assert _eventually(lambda: _waiting_in_the_job(writer) and _held_started(folder), START)
         execution.cancel()  # what Session.interrupt does to the running statement
         writer.join(DEADLINE)
         assert not writer.is_alive()
@@ -297,10 +313,10 @@ def test_a_cancelled_copy_leaves_no_target_and_no_staging(runtime, shop):
 
 
 def test_a_limit_reached_stops_the_job(runtime, shop):
-    connection, _, slow, _ = shop
+    connection, _, slow, folder = shop
     _with_ray(connection)
     try:
-        cursor = connection.execute(_slow_statement(slow, " LIMIT 5"))
+        cursor = connection.execute(_slow_statement(folder, slow, " LIMIT 5"))
         went_out = cursor._result.scaleout is not None
         rows = cursor.fetchall()  # the quick file has 20: the slow files are not waited for
     finally:
@@ -310,10 +326,10 @@ def test_a_limit_reached_stops_the_job(runtime, shop):
 
 
 def test_a_cursor_closed_early_stops_the_job(runtime, shop):
-    connection, _, slow, _ = shop
+    connection, _, slow, folder = shop
     _with_ray(connection)
     try:
-        cursor = connection.execute(_slow_statement(slow))
+        cursor = connection.execute(_slow_statement(folder, slow))
         assert cursor._result.scaleout is not None
         assert cursor.fetchone() is not None
         cursor.close()
