@@ -21,10 +21,10 @@ Ray is imported only inside functions: mldb works without it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -33,11 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mldb import errors
-from mldb.scaleout import worker
+from mldb.scaleout import cluster, settings, worker
 
-_CONNECT_LOCK = threading.Lock()
-LOCAL_CPUS = 2  # the private local cluster's size (the settings half will make it configurable)
-RETRIES = 3  # actor restarts and task retries (Ray Data's default is -1: a crashing piece would loop forever)
 
 
 @dataclass
@@ -50,7 +47,9 @@ class Request:
     params: list | None = None
     mode: str = "rows"  # 'rows' | 'copy'
     target: str | None = None  # copy: the directory to create
-    workers: int | None = None  # actors (default: min(files, cluster CPUs))
+    workers: int | None = None  # actors (default: min(files, cluster CPUs / cpus_per_worker))
+    cpus_per_worker: int | None = None  # Ray CPUs = MLDB_THREADS per actor (None: the session's setting)
+    retries: int | None = None  # actor restarts and task retries (None: the session's mldb_ray_retries)
 
 
 @dataclass
@@ -61,18 +60,9 @@ class Outcome:
     schema: pa.Schema | None = None  # rows mode: the data's schema, known from the first batch (data or meta)
 
 
-def connect() -> None:
-    """Start Ray once per process: RAY_ADDRESS if set, else a private local cluster."""
-    import ray
-
-    with _CONNECT_LOCK:
-        if ray.is_initialized():
-            return
-        address = os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address="local", num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
+def connect(executor: str = "ray") -> str:
+    """This process's Ray connection (made once; see ``cluster``): the address in use."""
+    return cluster.connect(executor)
 
 
 def build_job(session, request: Request, staging: str | None = None) -> worker.Job:
@@ -126,12 +116,21 @@ def execute(session, request: Request) -> Outcome:
                                       sqlstate="22023")
     if not request.files:
         raise errors.ProgrammingError("a scale-out job needs at least one input file", sqlstate="22023")
-    connect()
+    request = _sized(session, request)
+    connect(settings.executor(session))
     if request.mode == "rows":
         outcome = Outcome(tables=None)
         outcome.tables = _stream(_dataset(build_job(session, request), request), outcome)
         return outcome
     return _copy(session, request)
+
+
+def _sized(session, request: Request) -> Request:
+    """The request with the session's CPUs per worker and retries where it does not name its own."""
+    chosen = settings.effective(session)
+    return dataclasses.replace(
+        request, cpus_per_worker=request.cpus_per_worker or chosen["mldb_ray_cpus_per_worker"],
+        retries=chosen["mldb_ray_retries"] if request.retries is None else request.retries)
 
 
 def _dataset(job: worker.Job, request: Request):
@@ -141,11 +140,12 @@ def _dataset(job: worker.Job, request: Request):
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     pieces = [{"piece": index, "path": path} for index, path in enumerate(request.files)]
-    workers = request.workers or max(1, min(len(pieces), int(ray.cluster_resources().get("CPU", 1))))
+    cpus = int(ray.cluster_resources().get("CPU", 1)) // request.cpus_per_worker
+    workers = request.workers or max(1, min(len(pieces), cpus))
     return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
         worker.PieceWorker, fn_constructor_kwargs={"job": ray.put(job)}, batch_size=1,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-        max_restarts=RETRIES, max_task_retries=RETRIES)  # as **ray_remote_args: Ray 2.60 deprecates both this
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
+        **cluster.actor_options(request.cpus_per_worker, request.retries))  # as **ray_remote_args: Ray 2.60 deprecates both this
     # and ray_remote_args_fn (removal announced for 2.64) and names no replacement; see the report of issue 17
 
 
