@@ -76,10 +76,21 @@ def connect(executor: str = "ray") -> str:
             if current != wanted:
                 _refuse(wanted, current)
             return current
+        if wanted.startswith("ray://"):
+            _check_client_package(wanted)
         with kept_signal_handlers():
             ray.init(**init_options(wanted))
         _CONNECTION.address, _CONNECTION.session = wanted, _session_name()
         return wanted
+
+
+def _check_client_package(address: str) -> None:
+    """Ray Client needs grpcio (the ``ray[client]`` extra), which ``mldb[ray]`` does not bring."""
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is None:
+        raise errors.NotSupportedError(f"mldb_executor = '{address}' needs Ray Client: pip install 'ray[client]'",
+                                       sqlstate="0A000")
 
 
 def _current_address() -> str | None:
