@@ -20,6 +20,8 @@ import mldb
 from mldb import errors
 from mldb.scaleout import executor
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray runtime at a time per pytest worker (.ci/test: --dist loadgroup)
+
 FRAGMENT = "SELECT id, kind, PREDICT(churn) AS p FROM __mldb_piece WHERE kind <> 'z'"
 LOCAL = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet(?) WHERE kind <> 'z'"
 
