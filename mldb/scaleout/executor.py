@@ -206,10 +206,20 @@ def _copy(session, request: Request) -> Outcome:
         _keep_reported(staging, outcome.reports, len(request.files))
         os.rename(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
         raise
     outcome.rows = sum(report["rows"] for report in outcome.reports)
     return outcome
+
+
+def remove_staging(staging: str) -> None:
+    """Remove a failed job's staging directory. A piece still running elsewhere may create its temporary
+    file in it while ``rmtree`` runs (the directory then stays, non-empty), so remove until it is gone:
+    once it is, no worker can put it back (DuckDB's COPY does not create directories)."""
+    for _ in range(1000):
+        shutil.rmtree(staging, ignore_errors=True)
+        if not os.path.lexists(staging):
+            return
 
 
 def _keep_reported(staging: str, reports: list, pieces: int) -> None:
