@@ -20,14 +20,12 @@ import signal
 import threading
 
 import pytest
-
 import ray
+import ray_procs
 
 import mldb
 from mldb import errors
 from mldb.scaleout import cluster, executor
-
-import ray_procs
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -148,7 +146,7 @@ def _staging_left(folder) -> list[str]:
 
 
 def test_copy_survives_a_worker_killed_mid_job(connected, big):
-    connection, files, pattern, folder = big
+    connection, files, _, folder = big
     target = folder / "scored"
     killer = _Killer()
     outcome = executor.execute(connection._session, executor.Request(
@@ -165,7 +163,7 @@ def test_copy_survives_a_worker_killed_mid_job(connected, big):
 
 
 def test_select_survives_a_worker_killed_mid_job(connected, big):
-    connection, files, pattern, _ = big
+    connection, _, pattern, _ = big
     local = connection.execute(f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{pattern}')").fetchall()
     connection.execute("SET mldb_executor = 'ray'")
     connection.execute("SET mldb_ray_workers = 2")

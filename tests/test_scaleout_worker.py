@@ -28,7 +28,7 @@ LOCAL = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet(?) WHERE kind <>
 
 @pytest.fixture(scope="module")
 def runtime():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never another cluster
     yield
     ray.shutdown()
 

@@ -79,7 +79,11 @@ def connect(executor: str = "ray") -> str:
         if wanted.startswith("ray://"):
             _check_client_package(wanted)
         with kept_signal_handlers():
-            ray.init(**init_options(wanted))
+            try:
+                ray.init(**init_options(wanted))
+            except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, ValueError, RuntimeError...
+                raise errors.OperationalError(f"cannot connect to Ray at {_shown(wanted)}: {error}",
+                                              sqlstate="08001") from None
         _CONNECTION.address, _CONNECTION.session = wanted, _session_name()
         return wanted
 

@@ -36,7 +36,6 @@ from mldb import errors
 from mldb.scaleout import cluster, settings, worker
 
 
-
 @dataclass
 class Request:
     """One statement's work as the planner hands it over."""
