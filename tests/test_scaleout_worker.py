@@ -19,13 +19,15 @@ import mldb
 from mldb import errors
 from mldb.scaleout import executor
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray runtime at a time per pytest worker (.ci/test: --dist loadgroup)
+
 FRAGMENT = "SELECT id, kind, PREDICT(churn) AS p FROM __mldb_piece WHERE kind <> 'z'"
 LOCAL = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet(?) WHERE kind <> 'z'"
 
 
 @pytest.fixture(scope="module")
 def runtime():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never another cluster
     yield
     ray.shutdown()
 

@@ -27,9 +27,9 @@ Ray is imported only inside functions: mldb works without it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,12 +37,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from mldb import errors
-from mldb.scaleout import worker
+from mldb.scaleout import cluster, settings, worker
 from mldb.scaleout.scan import piece_reading
-
-_CONNECT_LOCK = threading.Lock()
-LOCAL_CPUS = 2  # the private local cluster's size (the settings half will make it configurable)
-RETRIES = 3  # actor restarts and task retries (Ray Data's default is -1: a crashing piece would loop forever)
 
 
 @dataclass
@@ -58,9 +54,9 @@ class Request:
     workers: int | None = None  # actors (default: min(files, cluster CPUs / cpus_per_worker))
     function: str = "read_parquet"  # the scan's reader and its options as written ("name = value")
     options: tuple = ()
-    cpus_per_worker: int = 1  # Ray num_cpus per actor and DuckDB threads there
+    cpus_per_worker: int | None = None  # Ray CPUs = MLDB_THREADS = DuckDB threads per actor (None: the session's)
     batch_rows: int = 65_536
-    retries: int = RETRIES
+    retries: int | None = None  # actor restarts and task retries (None: the session's mldb_ray_retries)
     preserve_order: bool = False
     execution: object = None  # the driver's statement: its cancel, its prediction log (scaleout.lifecycle)
 
@@ -80,19 +76,10 @@ class Outcome:
     schema: pa.Schema | None = None  # rows mode: the data's schema, known from the first batch (data or meta)
 
 
-def connect() -> None:
-    """Start Ray once per process: RAY_ADDRESS if set, else a private local cluster."""
+def connect(executor: str = "ray") -> str:
+    """This process's Ray connection (made once; see ``cluster``): the address in use."""
     _keep_signal_handlers()
-    import ray
-
-    with _CONNECT_LOCK:
-        if ray.is_initialized():
-            return
-        address = os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address="local", num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
+    return cluster.connect(executor)
 
 
 def _keep_signal_handlers() -> None:
@@ -198,12 +185,21 @@ def execute(session, request: Request) -> Outcome:
                                       sqlstate="22023")
     if not request.files:
         raise errors.ProgrammingError("a scale-out job needs at least one input file", sqlstate="22023")
-    connect()
+    request = _sized(session, request)
+    connect(settings.executor(session))
     if request.mode == "rows":
         outcome = Outcome(tables=None)
         outcome.tables = _stream(_dataset(build_job(session, request), request), outcome, request)
         return outcome
     return _copy(session, request)
+
+
+def _sized(session, request: Request) -> Request:
+    """The request with the session's CPUs per worker and retries where it does not name its own."""
+    chosen = settings.effective(session)
+    return dataclasses.replace(
+        request, cpus_per_worker=request.cpus_per_worker or chosen["mldb_ray_cpus_per_worker"],
+        retries=chosen["mldb_ray_retries"] if request.retries is None else request.retries)
 
 
 def _dataset(job: worker.Job, request: Request):
@@ -213,13 +209,12 @@ def _dataset(job: worker.Job, request: Request):
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     pieces = [{"piece": index, "path": path} for index, path in enumerate(request.files)]
-    workers = pool_size(request)
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
     dataset.context.execution_options.preserve_order = bool(request.preserve_order)  # (this job's own copy)
     return dataset.map_batches(
         worker.PieceWorker, fn_constructor_kwargs={"job": ray.put(job)}, batch_size=1,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=max(1, workers)), num_cpus=request.cpus_per_worker,
-        max_restarts=request.retries, max_task_retries=request.retries)  # as **ray_remote_args: Ray 2.60 deprecates both this
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=pool_size(request)),
+        **cluster.actor_options(request.cpus_per_worker, request.retries))  # as **ray_remote_args: Ray 2.60 deprecates both this
     # and ray_remote_args_fn (removal announced for 2.64) and names no replacement; see the report of issue 17
 
 
@@ -290,10 +285,20 @@ def _copy(session, request: Request) -> Outcome:
         _keep_reported(staging, outcome.reports, len(request.files))
         os.rename(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
         raise
     outcome.rows = sum(report["rows"] for report in outcome.reports)
     return outcome
+
+
+def remove_staging(staging: str) -> None:
+    """Remove a failed job's staging directory. A piece still running elsewhere may create its temporary
+    file in it while ``rmtree`` runs (the directory then stays, non-empty), so remove until it is gone:
+    once it is, no worker can put it back (DuckDB's COPY does not create directories)."""
+    for _ in range(1000):
+        shutil.rmtree(staging, ignore_errors=True)
+        if not os.path.lexists(staging):
+            return
 
 
 def _keep_reported(staging: str, reports: list, pieces: int) -> None:

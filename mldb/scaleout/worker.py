@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
                 rows += batch.num_rows
                 yield _with_meta(pa.Table.from_batches([batch], schema), None)
         report = {"piece": piece, "path": path, "rows": rows, "pid": os.getpid(),
-                  "predictions": _take_predictions(database)}
+                  "predictions": _take_predictions(database), **where_it_ran()}
         yield meta_row(schema, report)
     finally:
         session.close()
@@ -148,6 +149,18 @@ def _copy_piece(session, job: Job, piece: int) -> int:
 
 def copy_file_name(piece: int, rows: int) -> str:
     return f"data_{piece:05d}.parquet" if rows else f"empty_{piece:05d}.parquet"
+
+
+def where_it_ran() -> dict:
+    """The Ray node of this actor, the thread cap mldb's torch/FAISS calls get here (``MLDB_THREADS``,
+    set per actor by ``cluster.actor_options``; None outside Ray) and torch's own thread count."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    cap = os.environ.get("MLDB_THREADS", "")
+    torch = sys.modules.get("torch")  # loaded by a PREDICT of a torch model; never imported just for this
+    return {"node": node, "mldb_threads": int(cap) if cap.isdigit() else None,
+            "torch_threads": torch.get_num_threads() if torch is not None else None}
 
 
 def _take_predictions(database) -> list[dict]:
