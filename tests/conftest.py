@@ -25,3 +25,26 @@ def tmp_db(db_path):
     yield connection
     if not connection.closed:
         connection.close()
+
+
+@pytest.fixture(scope="module")
+def runtime(_ray_at_exit):
+    """The Ray runtime of this pytest process, connected by mldb as a session's first job would
+    (a private local cluster). Every Ray module runs on one xdist worker (``xdist_group("ray")``,
+    ``--dist loadgroup``), so they share it rather than starting one each; stopped at the end."""
+    import ray
+
+    from mldb.scaleout import executor
+
+    if not ray.is_initialized():
+        executor.connect("ray")
+    return ray
+
+
+@pytest.fixture(scope="session")
+def _ray_at_exit():
+    yield
+    import sys
+
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()

@@ -36,17 +36,9 @@ from mldb.scaleout import executor
 
 pytestmark = pytest.mark.xdist_group("ray")
 
-CPUS = 2
 DEADLINE = 60.0  # seconds a stop gets to show (a stopped job frees its CPUs in a few)
 START = 600.0  # seconds a job gets to be under way (actors import torch and mldb: slow on a busy machine)
 HOLD_UDFS = os.path.join(os.path.dirname(__file__), "data", "scaleout_hold.py")
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +89,8 @@ def _log(connection, statement: str) -> list[tuple]:
 
 
 def _cpus_back() -> bool:
-    return _eventually(lambda: ray.available_resources().get("CPU", 0) == CPUS)
+    cpus = ray.cluster_resources()["CPU"]
+    return _eventually(lambda: ray.available_resources().get("CPU", 0) == cpus)
 
 
 def _eventually(condition, seconds: float = DEADLINE) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-import ray
 from conftest_server import start_server
 
 import mldb
@@ -34,8 +33,6 @@ def con(tmp_path_factory):
     connection.glob = f"{root}/ev/*.parquet"
     yield connection
     connection.close()
-    if ray.is_initialized():
-        ray.shutdown()
 
 
 def _notes(con, sql, params=None):
@@ -90,7 +87,7 @@ def test_local_options_give_the_local_rows(con):
     assert con.execute(f"{query} WITH (executor = 'local', workers = 3)", [2]).fetchall() == expected
 
 
-def test_a_plan_made_for_one_executor_is_not_reused_by_the_other(con):
+def test_a_plan_made_for_one_executor_is_not_reused_by_the_other(runtime, con):
     """Under a Ray session, the statement run once with ``executor = 'local'`` must still go out
     when it comes again without the list (and the other way round)."""
     query = f"SELECT id, PREDICT(churn) AS p FROM read_parquet('{con.glob}') WHERE kind = 'a'"

@@ -13,20 +13,12 @@ import math
 import os
 
 import pytest
-import ray
 
 import mldb
 from mldb import errors
 from mldb.scaleout import driver, executor, plan, worker
 
 pytestmark = pytest.mark.xdist_group("ray")
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 
 import mldb
 from mldb import errors
@@ -29,13 +28,6 @@ from mldb.scaleout import shipping
 pytestmark = pytest.mark.xdist_group("ray")
 
 UDF_FILE = Path(__file__).resolve().parent / "data" / "scaleout_udfs.py"
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

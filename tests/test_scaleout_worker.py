@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import ray
 
 import mldb
 from mldb import errors
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.xdist_group("ray")  # one Ray runtime at a time per pyt
 
 FRAGMENT = "SELECT id, kind, PREDICT(churn) AS p FROM __mldb_piece WHERE kind <> 'z'"
 LOCAL = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet(?) WHERE kind <> 'z'"
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never another cluster
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
