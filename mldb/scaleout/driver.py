@@ -160,7 +160,7 @@ def run_rows(session, shape, request, execution, holder) -> Result:
     schema = outcome.schema if outcome.schema is not None else pa.schema([])
     tables = itertools.chain([first] if first is not None else [], outcome.tables)
     reader = pa.RecordBatchReader.from_batches(schema, _limited(tables, shape.limit, outcome.tables))
-    types, description = _described(schema, holder)
+    types, description = _described_as(shape.columns, holder) if shape.columns else _described(schema, holder)
     result = Result.from_arrow(session.con, reader, types, description, execution, holder)
     result.scaleout = outcome
     return result
@@ -191,3 +191,18 @@ def _described(schema: pa.Schema, holder) -> tuple[list, list]:
         return [str(kind) for kind in relation.types], relation.description
     finally:
         cursor.close()
+
+
+def _described_as(columns, holder) -> tuple[list, list]:
+    """The local statement's DuckDB types and DB-API description (``Shape.columns``)."""
+    cursor = holder().cursor()
+    try:
+        nulls = ", ".join(f"CAST(NULL AS {kind}) AS {_quoted(name)}" for name, kind in columns)
+        relation = cursor.sql(f"SELECT {nulls} LIMIT 0")
+        return [str(kind) for kind in relation.types], relation.description
+    finally:
+        cursor.close()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -65,6 +65,7 @@ class Shape:
     target: str | None = None  # copy: the directory written
     models: tuple[str, ...] = ()  # pinned model references the fragment calls ('churn@2')
     udfs: tuple[str, ...] = field(default=())  # user functions the fragment calls (they ship as code)
+    columns: tuple[tuple[str, str], ...] = ()  # rows: (name, DuckDB type) of the local statement's result
 
 
 # -- the rule ------------------------------------------------------------------------------------
@@ -148,8 +149,20 @@ def _shape(tree, root: exp.Select, table: exp.Table, scan: Scan, target, planner
         return "COPY of a LIMIT runs here"
     fragment = tree.this.this.copy() if target is not None else tree.copy()
     fragment = over_piece(fragment, _same_node(fragment, root, table))
-    kind = "copy" if target is not None else "rows"
-    return Shape(kind, scan, fragment, limit=limit, target=target, models=models, udfs=udfs)
+    if target is not None:
+        return Shape("copy", scan, fragment, target=target, models=models, udfs=udfs)
+    try:
+        columns = _columns(planner.session, root, planner.params)
+    except errors.Error as error:  # (the statement itself will say it when it runs here)
+        return f"its columns cannot be typed here ({error.summary})"
+    return Shape("rows", scan, fragment, limit=limit, models=models, udfs=udfs, columns=columns)
+
+
+def _columns(session, select: exp.Select, params) -> tuple[tuple[str, str], ...]:
+    """(name, DuckDB type) of each column the local statement returns: the rows that come back as
+    Arrow are typed as these (Arrow carries a UUID as text, a HUGEINT as a DECIMAL)."""
+    sql, bound = template.plain(select, params)
+    return tuple((row[0], row[1]) for row in session.sql(f"DESCRIBE {sql}", bound).fetchall())
 
 
 def _outside_aggregates(node: exp.Expression) -> bool:

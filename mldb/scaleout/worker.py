@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,7 +115,9 @@ def piece_view_sql(path: str, columns: list, function: str = "read_parquet", opt
 
 
 def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
-    """The fragment over one file: data tables (rows mode), then the piece's meta row."""
+    """The fragment over one file: data tables (rows mode), then the piece's meta row (with the
+    piece's seconds, from its start to its report: the per-piece cost the benchmark extrapolates)."""
+    started = time.perf_counter()
     session = database.session()
     try:
         session.execute(piece_view_sql(path, job.columns, job.function, job.options)).fetchall()
@@ -128,6 +131,7 @@ def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
                 rows += batch.num_rows
                 yield _with_meta(pa.Table.from_batches([batch], schema), None)
         report = {"piece": piece, "path": path, "rows": rows, "pid": os.getpid(),
+                  "seconds": round(time.perf_counter() - started, 6),
                   "predictions": _take_predictions(database), **where_it_ran()}
         yield meta_row(schema, report)
     finally:
