@@ -21,10 +21,10 @@ through ``atexit``, which stops the private cluster (the default action would le
 processes running).
 
 The connection record is module state on purpose: it mirrors Ray's own process-global state and
-holds nothing of a database or a session. ``actor_options`` gives each actor its CPUs, the restart
-and retry budget (``mldb_ray_retries``; Ray Data's default, -1, would retry a crashing piece forever)
-and ``MLDB_THREADS`` = its CPUs, so torch and FAISS inside (``mldb.threads``) do not run one thread
-per core of the node in every actor.
+holds nothing of a database or a session. ``actor_options`` gives each actor its CPUs and the restart
+and retry budget (``mldb_ray_retries``; Ray Data's default, -1, would retry a crashing piece forever);
+the actor itself sets ``MLDB_THREADS`` = its CPUs (``worker.PieceWorker``), so torch and FAISS inside
+(``mldb.threads``) do not run one thread per core of the node in every actor.
 """
 
 from __future__ import annotations
@@ -146,8 +146,7 @@ def kept_signal_handlers():
 
 def actor_options(cpus_per_worker: int, retries: int) -> dict:
     """The Ray options of every actor of a job's pool (passed as ``map_batches``' ray_remote_args)."""
-    return {"num_cpus": cpus_per_worker, "max_restarts": retries, "max_task_retries": retries,
-            "runtime_env": {"env_vars": {"MLDB_THREADS": str(cpus_per_worker)}}}
+    return {"num_cpus": cpus_per_worker, "max_restarts": retries, "max_task_retries": retries}
 
 
 def describe() -> str:

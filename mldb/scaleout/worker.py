@@ -157,7 +157,7 @@ def copy_file_name(piece: int, rows: int) -> str:
 
 def where_it_ran() -> dict:
     """The Ray node of this actor, the thread cap mldb's torch/FAISS calls get here (``MLDB_THREADS``,
-    set per actor by ``cluster.actor_options``; None outside Ray) and torch's own thread count."""
+    set per actor by ``PieceWorker``; None outside Ray) and torch's own thread count."""
     import ray
 
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
@@ -201,6 +201,9 @@ class PieceWorker:
         import ray
 
         self.job = ray.get(job) if isinstance(job, ray.ObjectRef) else job
+        # (this process is the actor's own: the cap mldb's torch/FAISS calls read, set here rather than as a
+        # runtime_env, with which Ray could not hand the actor one of its already started worker processes)
+        os.environ["MLDB_THREADS"] = str(self.job.threads)
         if self.job.versions and tuple(self.job.versions) != versions():
             from mldb import errors
 
