@@ -22,8 +22,8 @@ import threading
 import pytest
 import ray
 import ray_procs
+from scaleout_data import churn_database
 
-import mldb
 from mldb import errors
 from mldb.scaleout import cluster, executor
 
@@ -62,12 +62,7 @@ def connected():
 def big(tmp_path_factory):
     """A database with the model ``churn`` and six parquet files of ROWS rows each (ids unique)."""
     folder = tmp_path_factory.mktemp("failure")
-    connection = mldb.connect(str(folder / "f.db"))
-    connection.execute("CREATE TABLE t AS SELECT i AS id, (i % 7) * 1.5 AS a, (i % 5) - 2.0 AS b, "
-                       "CASE WHEN i % 3 = 0 THEN 'x' ELSE 'y' END AS kind, (i % 7) + (i % 5) > 6 AS churned "
-                       "FROM range(400) r(i)")
-    connection.execute("CREATE MODEL churn PREDICT churned FROM (SELECT a, b, kind, churned FROM t) USING logistic "
-                       "WITH (epochs = 3, seed = 1)")
+    connection = churn_database(folder / "f.db")
     data = folder / "data"
     data.mkdir()
     for index in range(FILES):

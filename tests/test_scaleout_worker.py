@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from scaleout_data import churn_database
 
-import mldb
 from mldb import errors
 from mldb.scaleout import executor
 
@@ -28,12 +28,7 @@ LOCAL = "SELECT id, kind, PREDICT(churn) AS p FROM read_parquet(?) WHERE kind <>
 def scored(tmp_path_factory):
     """A database with the model ``churn`` and three parquet files: 300 rows, 0 rows, 50 rows with NULLs."""
     folder = tmp_path_factory.mktemp("scaleout")
-    connection = mldb.connect(str(folder / "s.db"))
-    connection.execute("CREATE TABLE t AS SELECT i AS id, (i % 7) * 1.5 AS a, (i % 5) - 2.0 AS b, "
-                       "CASE WHEN i % 3 = 0 THEN 'x' ELSE 'y' END AS kind, (i % 7) + (i % 5) > 6 AS churned "
-                       "FROM range(400) r(i)")
-    connection.execute("CREATE MODEL churn PREDICT churned FROM (SELECT a, b, kind, churned FROM t) USING logistic "
-                       "WITH (epochs = 3, seed = 1)")
+    connection = churn_database(folder / "s.db")
     data = folder / "data"
     data.mkdir()
     connection.execute(f"COPY (SELECT id, a, b, kind FROM t WHERE id < 300) TO '{data}/p0.parquet' (FORMAT parquet)")
