@@ -1,0 +1,80 @@
+"""Probes of the scale-out from a new user's and an attacker's side (issue 17): what the other
+modules' shapes do not cover.
+
+- A wire client's session (``Session.restrict`` with the server's ``ClientAccess``) that may use Ray
+  (``--allow-admin``) but writes files only inside ``--export-dir``: a COPY that goes out is written by
+  Ray workers, which have none of DuckDB's file restrictions, so the driver must refuse a target
+  outside the export directory exactly as the local COPY is refused (42501), and write nothing.
+
+One real database file with a trained model and real Parquet files; the conftest Ray runtime.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import mldb
+from mldb import errors
+from mldb.server.access import ClientAccess
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory, runtime):
+    """(connection, folder): the model ``churn``; data/e1.parquet (100 rows), data/e2.parquet (50)."""
+    folder = tmp_path_factory.mktemp("probe")
+    connection = mldb.connect(str(folder / "p.db"))
+    (folder / "data").mkdir()
+    rows = "SELECT i AS id, (i % 7)::INTEGER AS a, ['a', 'b'][i % 2 + 1] AS kind FROM range({}, {}) t(i)"
+    for name, (low, high) in {"e1": (0, 100), "e2": (100, 150)}.items():
+        connection.execute(f"COPY ({rows.format(low, high)}) TO '{folder}/data/{name}.parquet' (FORMAT parquet)")
+    connection.execute(f"CREATE TABLE train AS SELECT a, kind, a > 3 AS y FROM '{folder}/data/e1.parquet'")
+    connection.execute("CREATE MODEL churn PREDICT y FROM train USING logistic WITH (epochs = 2, seed = 1)")
+    yield connection, folder
+    connection.close()
+
+
+@pytest.fixture
+def client(db, tmp_path):
+    """(connection, folder, out): a second session of the database, restricted as the session of a
+    client of ``mldb serve --allow-admin --export-dir out`` is (its SQL passes the access checks)."""
+    _, folder = db
+    out = tmp_path / "out"
+    out.mkdir()
+    connection = mldb.connect(str(folder / "p.db"))
+    connection.session.restrict(ClientAccess(allow_admin=True, export_dir=str(out)))
+    connection.execute("SET mldb_ray_workers = 1")
+    yield connection, folder, out
+    connection.close()
+
+
+def _copy(folder, target: str) -> str:
+    return (f"COPY (SELECT id, PREDICT(churn) AS p FROM read_parquet('{folder}/data/*.parquet')) "
+            f"TO '{target}' (FORMAT parquet)")
+
+
+@pytest.mark.parametrize("where", ["outside", "dotdot"])
+def test_a_restricted_client_cannot_copy_outside_its_export_dir_through_ray(client, tmp_path, where):
+    connection, folder, out = client
+    target = str(tmp_path / "stolen") if where == "outside" else f"{out}/../stolen"
+    with pytest.raises(errors.ProgrammingError) as local:
+        connection.execute(_copy(folder, target))
+    connection.execute("SET mldb_executor = 'ray'")
+    plan = "\n".join(row[-1] for row in connection.execute(f"EXPLAIN {_copy(folder, target)}").fetchall())
+    assert "scale-out:" in plan  # it would go out: the check must be the driver's
+    with pytest.raises(errors.ProgrammingError) as out_there:
+        connection.execute(_copy(folder, target))
+    assert out_there.value.sqlstate == local.value.sqlstate == "42501"
+    assert "export directory" in str(out_there.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # nothing written, no staging left
+
+
+def test_a_restricted_client_copies_inside_its_export_dir_through_ray(client):
+    connection, folder, out = client
+    connection.execute("SET mldb_executor = 'ray'")
+    cursor = connection.execute(_copy(folder, f"{out}/scored"))
+    assert cursor.fetchall() == [(150,)]
+    assert cursor._result.scaleout is not None
+    connection.execute("SET mldb_executor = 'local'")
+    assert connection.execute(f"SELECT count(*) FROM read_parquet('{out}/scored/*.parquet')").fetchall() == [(150,)]
