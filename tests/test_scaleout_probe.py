@@ -5,6 +5,9 @@ modules' shapes do not cover.
   (``--allow-admin``) but writes files only inside ``--export-dir``: a COPY that goes out is written by
   Ray workers, which have none of DuckDB's file restrictions, so the driver must refuse a target
   outside the export directory exactly as the local COPY is refused (42501), and write nothing.
+- A glob whose later Parquet file lacks a column of the first: locally DuckDB reads it as long as the
+  statement does not read that column (and fails with Invalid Input Error, 42000, where it does); each
+  Ray piece is cast to the glob's columns, which must not fail a statement that never reads the column.
 
 One real database file with a trained model and real Parquet files; the conftest Ray runtime.
 """
@@ -30,6 +33,10 @@ def db(tmp_path_factory, runtime):
     for name, (low, high) in {"e1": (0, 100), "e2": (100, 150)}.items():
         connection.execute(f"COPY ({rows.format(low, high)}) TO '{folder}/data/{name}.parquet' (FORMAT parquet)")
     connection.execute(f"CREATE TABLE train AS SELECT a, kind, a > 3 AS y FROM '{folder}/data/e1.parquet'")
+    (folder / "mixed").mkdir()  # m0 has a column 'note' that m1 lacks
+    connection.execute(f"COPY (SELECT *, 'n' || id AS note FROM ({rows.format(0, 60)})) "
+                       f"TO '{folder}/mixed/m0.parquet' (FORMAT parquet)")
+    connection.execute(f"COPY ({rows.format(60, 90)}) TO '{folder}/mixed/m1.parquet' (FORMAT parquet)")
     connection.execute("CREATE MODEL churn PREDICT y FROM train USING logistic WITH (epochs = 2, seed = 1)")
     yield connection, folder
     connection.close()
@@ -78,3 +85,31 @@ def test_a_restricted_client_copies_inside_its_export_dir_through_ray(client):
     assert cursor._result.scaleout is not None
     connection.execute("SET mldb_executor = 'local'")
     assert connection.execute(f"SELECT count(*) FROM read_parquet('{out}/scored/*.parquet')").fetchall() == [(150,)]
+
+
+def _run(connection, statement: str, executor: str):
+    """(sorted rows, [(name, type)]) or the error's SQLSTATE, run with ``executor``."""
+    connection.execute(f"SET mldb_executor = '{executor}'")
+    try:
+        cursor = connection.execute(statement)
+        rows = sorted(cursor.fetchall(), key=repr)
+        went_out = cursor._result.scaleout is not None
+        return rows, [(column[0], str(column[1])) for column in cursor.description], went_out
+    except errors.Error as error:
+        return error.sqlstate
+    finally:
+        connection.execute("RESET mldb_executor")
+
+
+def test_a_glob_whose_later_file_lacks_a_column_the_statement_does_not_read_runs_as_locally(db):
+    connection, folder = db
+    connection.execute("SET mldb_ray_workers = 1")
+    glob = f"read_parquet('{folder}/mixed/*.parquet')"
+    for statement in (f"SELECT id, kind, PREDICT(churn) AS p FROM {glob} WHERE a > 1",
+                      f"SELECT count(*), avg(PREDICT(churn)::INT) FROM {glob}"):
+        local, out = _run(connection, statement, "local"), _run(connection, statement, "ray")
+        assert out[2] and not local[2]
+        assert out[:2] == local[:2]
+    assert len(_run(connection, f"SELECT id, PREDICT(churn) AS p FROM {glob} WHERE a > 1", "local")[0]) == 90 * 5 // 7
+    reads_it = f"SELECT id, note, PREDICT(churn) AS p FROM {glob}"
+    assert _run(connection, reads_it, "ray") == _run(connection, reads_it, "local") == "42000"
