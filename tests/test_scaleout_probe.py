@@ -8,6 +8,9 @@ modules' shapes do not cover.
 - A glob whose later Parquet file lacks a column of the first: locally DuckDB reads it as long as the
   statement does not read that column (and fails with Invalid Input Error, 42000, where it does); each
   Ray piece is cast to the glob's columns, which must not fail a statement that never reads the column.
+- COPY's edges: ``(OVERWRITE)`` stays local (the workers commit a new directory only; refusing what
+  DuckDB does locally would be a surprise); a target whose parent directory does not exist fails as
+  locally (58030) and creates no directory.
 
 One real database file with a trained model and real Parquet files; the conftest Ray runtime.
 """
@@ -113,3 +116,36 @@ def test_a_glob_whose_later_file_lacks_a_column_the_statement_does_not_read_runs
     assert len(_run(connection, f"SELECT id, PREDICT(churn) AS p FROM {glob} WHERE a > 1", "local")[0]) == 90 * 5 // 7
     reads_it = f"SELECT id, note, PREDICT(churn) AS p FROM {glob}"
     assert _run(connection, reads_it, "ray") == _run(connection, reads_it, "local") == "42000"
+
+
+@pytest.mark.parametrize("option", ["OVERWRITE", "OVERWRITE_OR_IGNORE true"])
+def test_copy_with_overwrite_stays_local_and_replaces_as_duckdb_does(db, tmp_path, option):
+    connection, folder = db
+    target = tmp_path / "scored.parquet"
+    target.write_text("old")
+    statement = f"{_copy(folder, str(target))[:-1]}, {option})"
+    connection.execute("SET mldb_executor = 'ray'")
+    try:
+        plan = "\n".join(row[-1] for row in connection.execute(f"EXPLAIN {statement}").fetchall())
+        assert "executor: local" in plan and "runs here (scale-out writes a new directory only)" in plan
+        cursor = connection.execute(statement)
+        assert cursor.fetchall() == [(150,)] and cursor._result.scaleout is None
+    finally:
+        connection.execute("RESET mldb_executor")
+    assert connection.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchall() == [(150,)]
+
+
+def test_copy_under_a_missing_parent_fails_as_locally_and_creates_nothing(db, tmp_path):
+    connection, folder = db
+    target = tmp_path / "nope" / "deeper" / "scored"
+    with pytest.raises(errors.OperationalError) as local:
+        connection.execute(_copy(folder, str(target)))
+    connection.execute("SET mldb_ray_workers = 1")
+    connection.execute("SET mldb_executor = 'ray'")
+    try:
+        with pytest.raises(errors.OperationalError) as out:
+            connection.execute(_copy(folder, str(target)))
+    finally:
+        connection.execute("RESET mldb_executor")
+    assert out.value.sqlstate == local.value.sqlstate == "58030"
+    assert list(tmp_path.iterdir()) == []
