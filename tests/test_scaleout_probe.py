@@ -8,6 +8,8 @@ modules' shapes do not cover.
 - A glob whose later Parquet file lacks a column of the first: locally DuckDB reads it as long as the
   statement does not read that column (and fails with Invalid Input Error, 42000, where it does); each
   Ray piece is cast to the glob's columns, which must not fail a statement that never reads the column.
+- Column types that Arrow has no plain type for (UUID, HUGEINT) come back as the local run's, not
+  as VARCHAR / DECIMAL(38,0) (the workers' DuckDB exports them as Arrow extension types).
 - COPY's edges: ``(OVERWRITE)`` stays local (the workers commit a new directory only; refusing what
   DuckDB does locally would be a surprise); a target whose parent directory does not exist fails as
   locally (58030) and creates no directory.
@@ -149,3 +151,16 @@ def test_copy_under_a_missing_parent_fails_as_locally_and_creates_nothing(db, tm
         connection.execute("RESET mldb_executor")
     assert out.value.sqlstate == local.value.sqlstate == "58030"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_uuid_and_hugeint_columns_come_back_with_the_local_types_and_values(db):
+    connection, folder = db
+    glob = f"read_parquet('{folder}/data/*.parquet')"
+    connection.execute("SET mldb_ray_workers = 1")
+    for statement in ((f"SELECT id, md5(id::VARCHAR)::UUID AS u, id::HUGEINT * 3 AS h, PREDICT(churn) AS p "
+                       f"FROM {glob} WHERE a > 1"),
+                      f"SELECT count(*), max(md5(id::VARCHAR)::UUID), sum(id::HUGEINT) FROM {glob} WHERE PREDICT(churn)"):
+        local, out = _run(connection, statement, "local"), _run(connection, statement, "ray")
+        assert out[2]
+        assert out[:2] == local[:2]
+    assert [kind for _, kind in local[1]] == ["BIGINT", "UUID", "HUGEINT"]
