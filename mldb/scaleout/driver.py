@@ -144,6 +144,8 @@ def run_copy(session, shape, request, execution, holder) -> Result:
     """COPY's workers write ``data_<piece>.parquet`` files into a new directory (committed by rename);
     the result is DuckDB's own for a COPY: one row, ``Count`` = the rows written."""
     request.mode, request.target = "copy", os.path.abspath(shape.target)
+    if session.access is not None:  # a wire client: the workers write with no DuckDB file restrictions
+        session.access.check_write_path(request.target)
     outcome = executor.execute(session, request)
     table = pa.table({"Count": pa.array([outcome.rows], pa.int64())})
     types, description = _described(table.schema, holder)

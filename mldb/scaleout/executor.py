@@ -284,7 +284,11 @@ def _copy(session, request: Request) -> Outcome:
         raise errors.ProgrammingError(f"COPY target {target!r} already exists (scale-out writes a new directory)",
                                       sqlstate="42P07")
     staging = staging_dir(target)
-    os.makedirs(staging)
+    try:
+        os.mkdir(staging)  # (not makedirs: as locally, COPY does not create the target's parent)
+    except FileNotFoundError:
+        raise errors.OperationalError(f"IO Error: Cannot open file {target!r}: its directory "
+                                      f"{os.path.dirname(target)!r} does not exist", sqlstate="58030") from None
     try:
         outcome = Outcome(tables=None)
         job = build_job(session, request, staging)

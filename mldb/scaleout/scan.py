@@ -171,6 +171,9 @@ def copy_target(copy: exp.Copy) -> tuple[str] | str:
         return f"COPY ... (FORMAT {fmt}) runs here (only FORMAT parquet goes out)"
     if "PARTITION_BY" in params:
         return "COPY ... (PARTITION_BY ...) runs here"
+    for option in ("OVERWRITE", "OVERWRITE_OR_IGNORE"):
+        if option in params:  # (the workers commit a new directory: they never replace one)
+            return f"COPY ... ({option}) runs here (scale-out writes a new directory only)"
     return (target,)
 
 

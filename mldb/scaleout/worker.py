@@ -86,6 +86,9 @@ def open_worker_database(job: Job):
     from mldb.scaleout import shipping
 
     database = Database(":memory:")
+    # UUID and HUGEINT as Arrow extension types (else VARCHAR / DECIMAL(38,0)): the driver's DuckDB
+    # reads the pieces' batches back with the local run's column types
+    database.root.execute("SET arrow_lossless_conversion = true")
     con = database.root.cursor()
     try:
         for table, data in job.catalog.items():
@@ -106,12 +109,35 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def piece_view_sql(path: str, columns: list, function: str = "read_parquet", options: tuple = ()) -> str:
+def piece_view_sql(path: str, columns: list, function: str = "read_parquet", options: tuple = (),
+                   present: set | None = None) -> str:
     """The temp view one piece is read through: one file, read with the scan's options (CSV: the
-    glob's dialect and column types, fixed by the driver), cast to the glob's column types."""
-    casts = ", ".join(f"CAST({_identifier(name)} AS {kind}) AS {_identifier(name)}" for name, kind in columns)
+    glob's dialect and column types, fixed by the driver), cast to the glob's column types.
+
+    ``present``: the (lower-cased) columns this Parquet file has. A glob column the file lacks is an
+    ``error(...)`` that DuckDB evaluates only where a statement reads that column: as locally, where a
+    glob whose files lack a column the statement does not read is fine, and one it reads fails with
+    DuckDB's Invalid Input Error (a plain cast would fail every statement at bind time)."""
+    casts = ", ".join(_piece_column(path, name, kind, present) for name, kind in columns)
     arguments = ", ".join([literal(path), *options])
     return f"CREATE OR REPLACE TEMP VIEW {PIECE_VIEW} AS SELECT {casts} FROM {function}({arguments})"
+
+
+def _piece_column(path: str, name: str, kind: str, present: set | None) -> str:
+    if present is None or name.lower() in present:
+        return f"CAST({_identifier(name)} AS {kind}) AS {_identifier(name)}"
+    message = f'Failed to read file "{path}": schema mismatch in glob: column "{name}" could not be found in it'
+    return f"CAST(error({literal(message)}) AS {kind}) AS {_identifier(name)}"
+
+
+def _parquet_columns(session, path: str, job: Job) -> set | None:
+    """The lower-cased columns one Parquet file has when read with the scan's options (CSV: None,
+    its ``columns = {...}`` option names them all)."""
+    if job.function not in ("read_parquet", "parquet_scan"):
+        return None
+    arguments = ", ".join([literal(path), *job.options])
+    rows = session.execute(f"DESCRIBE SELECT * FROM {job.function}({arguments})").fetchall()
+    return {row[0].lower() for row in rows}
 
 
 def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
@@ -120,7 +146,8 @@ def run_piece(database, job: Job, piece: int, path: str) -> Iterator[pa.Table]:
     started = time.perf_counter()
     session = database.session()
     try:
-        session.execute(piece_view_sql(path, job.columns, job.function, job.options)).fetchall()
+        present = _parquet_columns(session, path, job)
+        session.execute(piece_view_sql(path, job.columns, job.function, job.options, present)).fetchall()
         if job.mode == "copy":
             rows, schema = _copy_piece(session, job, piece), pa.schema([])
         else:

@@ -264,17 +264,25 @@ class ClientAccess:
         target = _write_target(statement)
         if target is _NO_WRITE:
             return
+        self.check_write_path(target)
+        tokens = statement.tokens
+        for token, value in zip(tokens, tokens[1:]):
+            if token.text.upper() in _FILE_NAMING and any(part in value.text for part in ("/", "\\", "..")):
+                raise refused(f"{token.text.upper()} may not hold a path: files are written inside the export "
+                              "directory")
+
+    def check_write_path(self, target) -> None:
+        """42501 unless this client may write ``target`` (a path inside ``export_dir``). Also called
+        by the scale-out driver for a COPY its Ray workers write: they have none of DuckDB's file
+        restrictions, so the check the COPY's SQL gets here locally is made before the job starts."""
+        if self.allow_file_access:
+            return
         if self.export_dir is None:
             raise refused("writing files is not allowed for clients of this server "
                           "(start mldb serve with --export-dir DIR to allow COPY TO files in DIR)")
         if not isinstance(target, str) or not _inside(target, self.export_dir):
             raise refused(f"COPY TO / EXPORT may write only inside the server's export directory "
                           f"{self.export_dir}; write to a literal path there")
-        tokens = statement.tokens
-        for token, value in zip(tokens, tokens[1:]):
-            if token.text.upper() in _FILE_NAMING and any(part in value.text for part in ("/", "\\", "..")):
-                raise refused(f"{token.text.upper()} may not hold a path: files are written inside the export "
-                              "directory")
 
     def checked(self, con, changed: set[str]) -> _CheckedConnection:
         """``con`` with every SQL text run through it admitted first (see ``_CheckedConnection``)."""
