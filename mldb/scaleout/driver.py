@@ -147,9 +147,10 @@ def run_copy(session, shape, request, execution, holder) -> Result:
     if session.access is not None:  # a wire client: the workers write with no DuckDB file restrictions
         session.access.check_write_path(request.target)
     outcome = executor.execute(session, request)
+    execution.finish()  # (committed: the COPY is done now, as DuckDB's is; its log rows and lineage are written)
     table = pa.table({"Count": pa.array([outcome.rows], pa.int64())})
     types, description = _described(table.schema, holder)
-    result = Result.from_arrow(session.con, table.to_reader(), types, description, execution, holder)
+    result = Result.from_arrow(session.con, table.to_reader(), types, description, None, holder)
     result.status, result.rowcount, result.scaleout = "COPY", outcome.rows, outcome
     return result
 
