@@ -86,9 +86,6 @@ def open_worker_database(job: Job):
     from mldb.scaleout import shipping
 
     database = Database(":memory:")
-    # UUID and HUGEINT as Arrow extension types (else VARCHAR / DECIMAL(38,0)): the driver's DuckDB
-    # reads the pieces' batches back with the local run's column types
-    database.root.execute("SET arrow_lossless_conversion = true")
     con = database.root.cursor()
     try:
         for table, data in job.catalog.items():
