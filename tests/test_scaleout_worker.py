@@ -11,6 +11,7 @@ give the local executor's rows.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from scaleout_data import churn_database
@@ -89,7 +90,8 @@ def test_failing_fragment_leaves_no_directory(runtime, scored):
         executor.execute(connection._session, request)
     assert type(raised.value) is errors.DataError  # the worker's own error, not Ray's wrapper of it
     assert raised.value.sqlstate.startswith("22")
-    assert "Could not convert string 'x'" in str(raised.value)
+    # (two pieces fail, p0 on 'x' and p2 on 'y'; whichever Ray reports first is the statement's error)
+    assert re.search(r"Could not convert string '[xy]' to INT32", str(raised.value))
     assert not target.exists()
     assert not [name for name in os.listdir(folder) if name.startswith(".broken.mldb-")]
 

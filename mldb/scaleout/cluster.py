@@ -53,6 +53,17 @@ _LOCK = threading.Lock()
 _CONNECTION = _Connection()
 
 
+def _keep_failure_signal_handler_out() -> None:
+    """Keep Ray's C++ failure signal handler out of this process: installed by ``ray.init`` (from any
+    thread), it turns SIGTERM into an abort, so ``mldb serve`` would die on SIGTERM with a core dump
+    instead of stopping cleanly. Ray reads the switch from the environment when imported, and from
+    its constants module when it connects (set both: ray may be imported already)."""
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    from ray._private import ray_constants
+
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"].lower() in ("1", "true")
+
+
 def wanted_address(executor: str) -> str:
     """The address a session's ``mldb_executor`` value names (``'local'`` means Ray here too: a job
     started directly through ``executor.execute`` runs on Ray whatever the session's setting)."""
@@ -63,6 +74,7 @@ def wanted_address(executor: str) -> str:
 
 def connect(executor: str = "ray") -> str:
     """Connect this process to the Ray cluster ``executor`` names (once); the address in use."""
+    _keep_failure_signal_handler_out()
     import ray
 
     wanted = wanted_address(executor)

@@ -28,7 +28,6 @@ Ray is imported only inside functions: mldb works without it.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import shutil
 import uuid
@@ -80,19 +79,7 @@ class Outcome:
 
 def connect(executor: str = "ray") -> str:
     """This process's Ray connection (made once; see ``cluster``): the address in use."""
-    _keep_signal_handlers()
     return cluster.connect(executor)
-
-
-def _keep_signal_handlers() -> None:
-    """Keep Ray's C++ failure signal handler out of this process: installed by ``ray.init`` (from any
-    thread), it turns SIGTERM into an abort, so ``mldb serve`` would die on SIGTERM with a core dump
-    instead of stopping cleanly. Ray reads the switch from the environment when imported, and from
-    its constants module when it connects (set both: ray may be imported already)."""
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
-    from ray._private import ray_constants
-
-    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"].lower() in ("1", "true")
 
 
 def build_job(session, request: Request, staging: str | None = None) -> worker.Job:
@@ -209,12 +196,11 @@ def _dataset(job: worker.Job, request: Request):
 
     The actors' restart and retry budget can only be given as ``**ray_remote_args``, which Ray 2.60
     deprecates (removal announced for 2.64, hence the pin) without naming a replacement: its warning
-    is kept off the user's screen, as is the one saying Ray's progress bars are off (mldb draws its own)."""
+    is kept off the user's screen (Ray Data's console lines: ``lifecycle._quiet_ray_data_console``)."""
     import ray
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     pieces = [{"piece": index, "path": path} for index, path in enumerate(request.files)]
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
     dataset.context.execution_options.preserve_order = bool(request.preserve_order)  # (this job's own copy)

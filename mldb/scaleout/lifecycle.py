@@ -212,6 +212,7 @@ def _quiet_ray_data_console() -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if handler.get_name() == "console" and handler.level < logging.WARNING:
             handler.setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # ("progress bars disabled")
 
 
 def start(dataset, execution, reports: list, pieces: int, workers: int) -> JobRun:
